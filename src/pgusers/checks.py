@@ -1,0 +1,101 @@
+"""Validation of the values callers pass in, before anything reaches the database."""
+
+import math
+import re
+import unicodedata
+from typing import Final
+
+from pgusers.errors import BadCallError
+
+MAX_USERNAME: Final = 150
+MAX_EMAIL: Final = 254
+MAX_PASSWORD: Final = 1024
+MAX_KEY: Final = 512
+MAX_USERID: Final = 2**63 - 1
+MAX_TTL: Final = 100 * 365 * 86400.0
+
+_EMAIL_SHAPE: Final = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)*")
+
+
+def text(value: object, what: str, max_length: int) -> str:
+    """Return ``value`` if it is a non-empty, storable string of at most ``max_length``."""
+    if not isinstance(value, str):
+        raise BadCallError(f"{what} must be a str, not {type(value).__name__}")
+    if not value:
+        raise BadCallError(f"{what} must not be empty")
+    if len(value) > max_length:
+        raise BadCallError(f"{what} is {len(value)} characters long; the limit is {max_length}")
+    if "\x00" in value:
+        raise BadCallError(f"{what} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadCallError(f"{what} is not valid Unicode (it holds a lone surrogate)") from None
+    return value
+
+
+def username(value: object) -> str:
+    """Check a username: printable text without surrounding white space."""
+    name = text(value, "username", MAX_USERNAME)
+    if name != name.strip():
+        raise BadCallError("username must not start or end with white space")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise BadCallError("username must not contain control characters")
+    return name
+
+
+def email(value: object) -> str:
+    """Check an email address: one ``@``, no white space, a dotted or single-label domain."""
+    address = text(value, "email", MAX_EMAIL)
+    if not _EMAIL_SHAPE.fullmatch(address):
+        raise BadCallError(f"email {address!r} is not a valid address")
+    return address
+
+
+def password(value: object, what: str = "password") -> str:
+    """Check a cleartext password; the message never repeats the password."""
+    return text(value, what, MAX_PASSWORD)
+
+
+def lookup_key(value: str) -> str:
+    """Return the case-insensitive form under which a username or email is unique."""
+    return unicodedata.normalize("NFC", value).casefold()
+
+
+def userid(value: object, *, allow_all: bool = False) -> int:
+    """Check a userid: a positive int (or 0 meaning "every user" where ``allow_all``)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadCallError(f"userid must be an int, not {type(value).__name__}")
+    lowest = 0 if allow_all else 1
+    if not lowest <= value <= MAX_USERID:
+        wanted = "0 (every user) or a positive int" if allow_all else "a positive int"
+        raise BadCallError(f"userid must be {wanted}, not {value}")
+    return value
+
+
+def flag(value: object, what: str) -> bool:
+    """Check a bool argument (ints such as 1 are refused to catch swapped arguments)."""
+    if not isinstance(value, bool):
+        raise BadCallError(f"{what} must be a bool, not {type(value).__name__}")
+    return value
+
+
+def ttl(value: object) -> float:
+    """Check a session time to live in seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadCallError(f"TTL must be a number of seconds, not {type(value).__name__}")
+    seconds = float(value) if value <= MAX_TTL else math.inf
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TTL):
+        raise BadCallError(f"TTL must be more than 0 and at most {MAX_TTL:.0f} seconds")
+    return seconds
+
+
+def session_key(value: object) -> str:
+    """Check the type of a session key; its shape is checked by the caller."""
+    if not isinstance(value, str):
+        raise BadCallError(f"key must be a str, not {type(value).__name__}")
+    if len(value) > MAX_KEY:
+        raise BadCallError(f"key is {len(value)} characters long; the limit is {MAX_KEY}")
+    if "\x00" in value:
+        raise BadCallError("key must not contain NUL characters")
+    return value

@@ -1,0 +1,287 @@
+"""The rules of every UserSpace operation, shared by the sync and async APIs.
+
+Each public method of :class:`Core` checks its arguments, then returns an
+:data:`~pgusers.steps.Operation`: a generator that yields the SQL statements
+and password work it needs (see :mod:`pgusers.steps`). Arguments are checked
+before the first step, so a bad call never reaches the database.
+"""
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from psycopg import errors as pgerrors
+
+from pgusers import checks, queries
+from pgusers.codec import Codec
+from pgusers.errors import EXPIRED, NOT_FOUND, OK, REJECTED, BadCallError
+from pgusers.keys import looks_like_session_key, new_session_key
+from pgusers.passwords import Passwords
+from pgusers.steps import Execute, Fetch, Offload, Operation
+
+T = TypeVar("T")
+
+UserRow = tuple[int, str, str, bool]
+SessionRow = tuple[str, str, float]
+CheckResult = tuple[int, str | None, int | None, Any]
+LoginResult = tuple[str, bool, int | None]
+
+FAILED_LOGIN: LoginResult = ("", False, None)
+DEFAULT_TTL = 864000.0
+
+_DUPLICATE_FIELD = {"users_username_key": "username", "users_email_key": "email"}
+
+
+def _duplicate(error: pgerrors.UniqueViolation) -> BadCallError:
+    field = _DUPLICATE_FIELD.get(error.diag.constraint_name or "", "username or email")
+    return BadCallError(f"a user with that {field} already exists")
+
+
+class Query:
+    """A streamed query: the SQL, its parameters and how each row becomes a result."""
+
+    def __init__(self, sql: str, params: dict[str, Any], convert: Callable[[Any], Any]) -> None:
+        self.sql = sql
+        self.params = params
+        self.convert = convert
+
+
+class Core:
+    """What a UserSpace knows besides its connections: schema, codec, hasher, TTL."""
+
+    def __init__(self, schema: str, codec: Codec, passwords: Passwords) -> None:
+        self.schema = schema
+        self.codec = codec
+        self.passwords = passwords
+        self.ttl = DEFAULT_TTL
+
+    def _sql(self, template: str, **fragments: str) -> str:
+        return queries.render(template, self.schema, **fragments)
+
+    def _decode(self, data: Any) -> Any:
+        return None if data is None else self.codec.decode(data)
+
+    # -- users -----------------------------------------------------------------
+
+    def create_user(
+        self, username: object, password: object, email: object, admin: object, extra_data: object
+    ) -> Operation[int]:
+        name = checks.username(username)
+        secret = checks.password(password)
+        address = checks.email(email)
+        is_admin = checks.flag(admin, "admin")
+        extra = self.codec.dumps(extra_data)
+        return self._create_user(name, secret, address, is_admin, extra)
+
+    def _create_user(
+        self, name: str, secret: str, address: str, admin: bool, extra: str | None
+    ) -> Operation[int]:
+        password_hash = yield Offload(self.passwords.hash, (secret,))
+        params = (
+            name, checks.lookup_key(name), address, checks.lookup_key(address),
+            password_hash, admin, extra,
+        )
+        try:
+            row = yield Execute(self._sql(queries.CREATE_USER), params)
+        except pgerrors.UniqueViolation as error:
+            raise _duplicate(error) from None
+        return int(row[0])
+
+    def find_user(self, username: object, email: object, userid: object) -> Operation[dict[str, Any] | None]:
+        where, params = self._user_selector(username=username, email=email, userid=userid)
+        return self._find_user(where, params)
+
+    def _find_user(self, where: str, params: dict[str, Any]) -> Operation[dict[str, Any] | None]:
+        row = yield Execute(self._sql(queries.FIND_USER, where=where), params)
+        if row is None:
+            return None
+        userid, username, email, admin, extra_data = row
+        return {
+            "userid": userid,
+            "username": username,
+            "email": email,
+            "admin": admin,
+            "extra_data": self._decode(extra_data),
+        }
+
+    def _user_selector(self, **given: object) -> tuple[str, dict[str, Any]]:
+        """Return the WHERE clause and parameters that pick the user ``given`` names."""
+        params: dict[str, Any] = {}
+        if given.get("userid") is not None:
+            params["userid"] = checks.userid(given["userid"])
+        if given.get("username") is not None:
+            params["username_key"] = checks.lookup_key(checks.username(given["username"]))
+        if given.get("email") is not None:
+            params["email_key"] = checks.lookup_key(checks.email(given["email"]))
+        if not params:
+            raise BadCallError(f"give at least one of {', '.join(given)}")
+        fragments = [queries.USER_BY[name] for name in given if given[name] is not None]
+        return queries.conjunction(fragments), params
+
+    def modify_user(
+        self, userid: object, username: object, email: object, extra_data: object
+    ) -> Operation[int]:
+        uid = checks.userid(userid)
+        name = None if username is None else checks.username(username)
+        address = None if email is None else checks.email(email)
+        params = {
+            "userid": uid,
+            "username": name,
+            "username_key": name and checks.lookup_key(name),
+            "email": address,
+            "email_key": address and checks.lookup_key(address),
+            "set_extra": extra_data is not None,
+            "extra_data": self.codec.dumps(extra_data),
+        }
+        return self._modify_user(params)
+
+    def _modify_user(self, params: dict[str, Any]) -> Operation[int]:
+        try:
+            row = yield Execute(self._sql(queries.MODIFY_USER), params)
+        except pgerrors.UniqueViolation as error:
+            raise _duplicate(error) from None
+        return NOT_FOUND if row is None else OK
+
+    def delete_user(self, username: object, userid: object) -> Operation[int]:
+        where, params = self._user_selector(username=username, userid=userid)
+        return self._status_of(self._sql(queries.DELETE_USER, where=where), params)
+
+    def _status_of(self, query: str, params: Any) -> Operation[int]:
+        row = yield Execute(query, params)
+        return NOT_FOUND if row is None else OK
+
+    def change_password(
+        self, userid: object, newpassword: object, oldpassword: object, end_sessions: object
+    ) -> Operation[int]:
+        if userid is None:
+            raise BadCallError("change_password needs the userid of the user")
+        uid = checks.userid(userid)
+        new = checks.password(newpassword, "newpassword")
+        old = None if oldpassword is None else checks.password(oldpassword, "oldpassword")
+        ending = checks.flag(end_sessions, "end_sessions")
+        return self._change_password(uid, new, old, ending)
+
+    def _change_password(self, uid: int, new: str, old: str | None, ending: bool) -> Operation[int]:
+        old_hash = None
+        if old is None:
+            new_hash = yield Offload(self.passwords.hash, (new,))
+        else:
+            row = yield Execute(self._sql(queries.PASSWORD_HASH), (uid,))
+            if row is None:
+                return NOT_FOUND
+            old_hash = row[0]
+            new_hash = yield Offload(self.passwords.verify_and_hash, (old_hash, old, new))
+            if new_hash is None:
+                return REJECTED
+        params = {"userid": uid, "new_hash": new_hash, "old_hash": old_hash, "end_sessions": ending}
+        row = yield Execute(self._sql(queries.SET_PASSWORD), params)
+        if row is not None:
+            return OK
+        # The password changed between our read and our write.
+        return NOT_FOUND if old is None else REJECTED
+
+    def is_admin(self, userid: object) -> Operation[bool]:
+        uid = checks.userid(userid)
+        return self._is_admin(uid)
+
+    def _is_admin(self, uid: int) -> Operation[bool]:
+        row = yield Execute(self._sql(queries.IS_ADMIN), (uid,))
+        return bool(row and row[0])
+
+    def set_admin(self, userid: object, admin: object) -> Operation[int]:
+        params = (checks.flag(admin, "admin"), checks.userid(userid))
+        return self._status_of(self._sql(queries.SET_ADMIN), params)
+
+    def all_users(self) -> Query:
+        return Query(self._sql(queries.ALL_USERS), {}, tuple)
+
+    # -- sessions --------------------------------------------------------------
+
+    def validate_user(self, username: object, password: object, extra_data: object) -> Operation[LoginResult]:
+        name_key = checks.lookup_key(checks.username(username))
+        secret = checks.password(password)
+        extra = self.codec.dumps(extra_data)
+        return self._validate_user(name_key, secret, extra)
+
+    def _validate_user(self, name_key: str, secret: str, extra: str | None) -> Operation[LoginResult]:
+        row = yield Execute(self._sql(queries.LOGIN_LOOKUP), (name_key,))
+        userid, stored_hash, admin = row if row else (None, None, False)
+        verdict = yield Offload(self.passwords.verify, (stored_hash, secret))
+        if not verdict.matches:
+            return FAILED_LOGIN
+        key = new_session_key()
+        params = {
+            "key": key,
+            "userid": userid,
+            "now": time.time(),
+            "extra_data": extra,
+            "old_hash": stored_hash,
+            "new_hash": verdict.upgraded_hash,
+        }
+        try:
+            yield Execute(self._sql(queries.OPEN_SESSION), params, Fetch.ROWCOUNT)
+        except pgerrors.ForeignKeyViolation:  # the user was deleted meanwhile
+            return FAILED_LOGIN
+        return key, bool(admin), int(userid)
+
+    def check_key(self, key: object) -> Operation[CheckResult]:
+        text = checks.session_key(key)
+        return self._check_key(text)
+
+    def _check_key(self, key: str) -> Operation[CheckResult]:
+        if not looks_like_session_key(key):
+            return NOT_FOUND, None, None, None
+        row = yield Execute(self._sql(queries.CHECK_KEY), {"key": key, "now": time.time()})
+        if row is None:
+            return NOT_FOUND, None, None, None
+        alive, username, userid, extra_data, ttl = row
+        self.ttl = ttl
+        if not alive:
+            return EXPIRED, None, None, None
+        return OK, username, userid, self._decode(extra_data)
+
+    def set_session_TTL(self, secs: object) -> Operation[None]:  # noqa: N802 - the seed's name
+        seconds = checks.ttl(secs)
+        return self._set_ttl(seconds)
+
+    def _set_ttl(self, seconds: float) -> Operation[None]:
+        yield Execute(self._sql(queries.SET_TTL), (seconds,), Fetch.ROWCOUNT)
+        self.ttl = seconds
+
+    def load_ttl(self) -> Operation[float]:
+        row = yield Execute(self._sql(queries.GET_TTL))
+        self.ttl = float(row[0])
+        return self.ttl
+
+    def _session_filter(self, uid: object, expired: object) -> tuple[str, dict[str, Any]]:
+        userid = checks.userid(uid, allow_all=True)
+        fragments = []
+        if userid:
+            fragments.append(queries.SESSIONS_OF_USER)
+        if checks.flag(expired, "expired"):
+            fragments.append(queries.SESSIONS_EXPIRED)
+        params = {"userid": userid, "now": time.time(), "batch": queries.KILL_BATCH}
+        return queries.conjunction(fragments), params
+
+    def list_sessions(self, uid: object, expired: object) -> Query:
+        where, params = self._session_filter(uid, expired)
+        return Query(self._sql(queries.LIST_SESSIONS, where=where), params, _session_row)
+
+    def kill_sessions(self, uid: object, expired: object) -> Operation[int]:
+        where, params = self._session_filter(uid, expired)
+        return self._kill_sessions(self._sql(queries.KILL_SESSIONS, where=where), params)
+
+    def _kill_sessions(self, query: str, params: dict[str, Any]) -> Operation[int]:
+        killed = 0
+        while True:
+            count = yield Execute(query, params, Fetch.ROWCOUNT)
+            killed += count
+            if count < queries.KILL_BATCH:
+                return killed
+
+
+def _session_row(row: tuple[str, str, datetime]) -> SessionRow:
+    username, key, expires_at = row
+    return username, key, expires_at.timestamp()
+

@@ -1,0 +1,31 @@
+"""The exceptions pgusers raises and the status codes its methods return."""
+
+from typing import Final
+
+OK: Final = 0
+"""The call did what was asked."""
+NOT_FOUND: Final = 1
+"""No such user or session."""
+EXPIRED: Final = 2
+"""The session existed but its time to live had run out; it is now removed."""
+REJECTED: Final = 3
+"""The old password given to ``change_password`` did not match."""
+
+
+class PgUsersError(Exception):
+    """Base class of every exception pgusers raises on purpose."""
+
+
+class BadCallError(PgUsersError, ValueError):
+    """A method was called with arguments it cannot accept.
+
+    Nothing was written: the database is as it was before the call.
+    """
+
+
+class DatabaseUnavailableError(PgUsersError, ConnectionError):
+    """The PostgreSQL server could not be reached, or the connection to it was lost.
+
+    Calls that only read, or whose repetition is harmless, are retried once on a
+    fresh connection before this is raised.
+    """

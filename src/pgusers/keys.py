@@ -1,0 +1,20 @@
+"""Session keys: 256 random bits from :mod:`secrets`, as URL-safe text."""
+
+import re
+import secrets
+from typing import Final
+
+KEY_BYTES: Final = 32
+"""Random bytes in a session key (256 bits)."""
+
+_KEY_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def new_session_key() -> str:
+    """Return a fresh, unpredictable session key (43 URL-safe characters)."""
+    return secrets.token_urlsafe(KEY_BYTES)
+
+
+def looks_like_session_key(text: str) -> bool:
+    """Tell whether ``text`` has the shape of a key made by :func:`new_session_key`."""
+    return _KEY_SHAPE.fullmatch(text) is not None

@@ -1,0 +1,79 @@
+"""The I/O-free protocol between the pgusers core and its sync and async drivers.
+
+Every operation is a generator that yields steps and receives their results; it
+never touches a socket or a thread itself. :class:`Execute` asks the driver to run
+one SQL statement and send back its rows; :class:`Offload` asks it to run CPU-bound
+work (password hashing) where it will not block: directly on a thread, or in a
+worker thread under asyncio. A database error raised by a step is thrown back into
+the generator at the ``yield``, so the rules for reading it live in the core too.
+"""
+
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class Fetch(Enum):
+    """What an :class:`Execute` step sends back."""
+
+    ONE = "one"
+    """The first row, or None."""
+    ALL = "all"
+    """A list of every row."""
+    ROWCOUNT = "rowcount"
+    """The number of rows the statement affected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """Run one SQL statement on a pooled connection (in autocommit mode)."""
+
+    query: str
+    params: Sequence[Any] | Mapping[str, Any] = ()
+    fetch: Fetch = Fetch.ONE
+
+
+@dataclass(frozen=True, slots=True)
+class Offload:
+    """Run ``func(*args)`` away from the event loop and send back its result."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+
+
+Step = Execute | Offload
+Operation = Generator[Step, Any, T]
+
+
+class Stepper:
+    """Advances an operation; drivers feed it each step's result or error."""
+
+    def __init__(self, operation: Operation[Any]) -> None:
+        self._operation = operation
+        self.value: Any = None
+
+    def _advance(self, move: Callable[[], Step]) -> Step | None:
+        try:
+            return move()
+        except StopIteration as stop:
+            self.value = stop.value
+            return None
+
+    def start(self) -> Step | None:
+        """Return the first step, or None if the operation finished without one."""
+        return self._advance(lambda: next(self._operation))
+
+    def send(self, result: Any) -> Step | None:
+        """Hand back a step's result; return the next step or None when done."""
+        return self._advance(lambda: self._operation.send(result))
+
+    def throw(self, error: BaseException) -> Step | None:
+        """Raise a step's error inside the operation; return its next step or None."""
+        return self._advance(lambda: self._operation.throw(error))
+
+    def close(self) -> None:
+        """Abandon the operation."""
+        self._operation.close()
