@@ -140,9 +140,10 @@ OPEN_SESSION: Final = """
 """
 
 # The per-request hot path, in one statement and one round trip: find the session
-# by its primary key; if it is alive, slide its expiry, but only when the stored
-# expiry is more than min(60 s, TTL / 100) short of now + TTL (so a busy session is
-# written at most about once a minute), and commit that write without waiting for the WAL
+# by its primary key; if it is alive, slide its expiry to now + TTL, but only when
+# the stored expiry is more than min(60 s, TTL / 100) short of that or past it (a
+# shorter TTL was set), so a busy session is written at most about once a minute;
+# and commit that write without waiting for the WAL
 # flush (losing a slide in a crash only shortens a session); if it has expired,
 # delete it. The main SELECT sees the row as it was before either change.
 CHECK_KEY: Final = """
@@ -158,7 +159,9 @@ CHECK_KEY: Final = """
         SET expires_at = f.now + make_interval(secs => f.session_ttl)
         FROM found f
         WHERE s.key = f.key AND f.expires_at > f.now
-          AND f.expires_at < f.now + make_interval(secs => f.session_ttl - least(60, f.session_ttl / 100))
+          AND f.expires_at NOT BETWEEN
+              f.now + make_interval(secs => f.session_ttl - least(60, f.session_ttl / 100))
+              AND f.now + make_interval(secs => f.session_ttl)
           AND set_config('synchronous_commit', 'off', true) IS NOT NULL
     ), ended AS (
         DELETE FROM {schema}.sessions s USING found f

@@ -1,0 +1,149 @@
+"""extra_data: tagged JSON round trips through a real jsonb column, and the pickle opt-in."""
+
+import datetime as dt
+import math
+import uuid
+from decimal import Decimal
+
+import pytest
+
+import pgusers
+from pgusers import BadCallError
+from pgusers.codec import Codec
+
+from .conftest import FAST_HASHER
+
+ROUND_TRIPS = {
+    "none": None,
+    "bool": True,
+    "int": -12,
+    "big int": 2**200,
+    "float": 0.1 + 0.2,
+    "float exponent": 1e300,
+    "tiny float": 5e-324,
+    "negative zero": -0.0,
+    "infinity": math.inf,
+    "str": "héllo ✓ \U0001f600",
+    "empty str": "",
+    "bytes": b"\x00\xff binary",
+    "list": [1, "two", 3.0],
+    "tuple": (1, (2, 3)),
+    "dict": {"a": 1, "b": [2]},
+    "dict int keys": {1: "one", 2: "two"},
+    "dict mixed keys": {1: "one", "1": "uno"},
+    "dict with tag key": {"$type": "bytes", "base64": "AAAA"},
+    "set": {1, 2, 3},
+    "frozenset": frozenset({"x"}),
+    "datetime naive": dt.datetime(2026, 11, 28, 15, 40, 58, 123456),
+    "datetime aware": dt.datetime(2026, 11, 28, 15, 40, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    "date": dt.date(1999, 12, 31),
+    "time": dt.time(23, 59, 59, 999999),
+    "timedelta": dt.timedelta(days=-1, seconds=5, microseconds=7),
+    "decimal": Decimal("3.14159265358979323846264338327950288"),
+    "decimal nan": Decimal("NaN"),
+    "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "nested": {"users": [{"id": (1, frozenset({b"k"})), "at": dt.date(2020, 1, 1)}]},
+}
+
+
+@pytest.mark.parametrize("value", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())
+def test_user_extra_data_round_trips_exactly(usp, value):
+    uid = usp.create_user("ada", "pw", "ada@example.com", extra_data=value)
+    stored = usp.find_user(userid=uid)["extra_data"]
+    if isinstance(value, Decimal) and value.is_nan():
+        assert stored.is_nan()
+        return
+    assert stored == value
+    assert type(stored) is type(value)
+    if isinstance(value, float):
+        assert math.copysign(1, stored) == math.copysign(1, value)
+
+
+@pytest.mark.parametrize("value", [("a", 1), {"k": {1, 2}}, dt.datetime(2026, 1, 1)])
+def test_session_extra_data_round_trips(usp, value):
+    usp.create_user("ada", "pw", "ada@example.com")
+    key = usp.validate_user("ada", "pw", extra_data=value)[0]
+    assert usp.check_key(key)[3] == value
+
+
+def test_nested_types_keep_their_types():
+    codec = Codec()
+    value = [(1,), {2: {3}}, [frozenset()]]
+    decoded = codec.decode(codec.encode(value))
+    assert decoded == value
+    assert type(decoded[0]) is tuple
+    assert type(decoded[2][0]) is frozenset
+
+
+def test_plain_json_is_stored_readably(usp, sql_conn, schema):
+    uid = usp.create_user("ada", "pw", "ada@example.com", extra_data={"plan": "pro", "seats": 3})
+    row = sql_conn.execute(
+        f"SELECT extra_data ->> 'plan', (extra_data ->> 'seats')::int FROM {schema}.users "
+        "WHERE userid = %s",
+        (uid,),
+    ).fetchone()
+    assert row == ("pro", 3)
+
+
+class Custom:
+    def __eq__(self, other):
+        return isinstance(other, Custom)
+
+    __hash__ = object.__hash__
+
+
+def test_unsupported_type_is_refused_naming_the_type_and_the_opt_in(usp):
+    with pytest.raises(BadCallError, match=r"Custom.*serializer='pickle'"):
+        usp.create_user("ada", "pw", "ada@example.com", extra_data={"x": Custom()})
+    assert usp.find_user(username="ada") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["nul \x00 inside", "lone \ud800 surrogate", {"k\x00": 1}, 10**5000],
+    ids=["nul", "surrogate", "nul key", "huge int"],
+)
+def test_unstorable_values_are_refused(usp, value):
+    with pytest.raises(BadCallError):
+        usp.create_user("ada", "pw", "ada@example.com", extra_data=value)
+
+
+def test_subclasses_are_refused_rather_than_changed():
+    class Flag(int):
+        pass
+
+    with pytest.raises(BadCallError, match="Flag"):
+        Codec().encode(Flag(1))
+
+
+def test_self_referencing_value_is_refused():
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(BadCallError, match="nested"):
+        Codec().encode(loop)
+
+
+def test_oversized_value_is_refused():
+    with pytest.raises(BadCallError, match="limit"):
+        Codec().dumps("x" * (2 << 20))
+
+
+def test_pickle_serializer_stores_arbitrary_objects(dsn, schema):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, serializer="pickle",
+                           hasher=FAST_HASHER) as usp:
+        uid = usp.create_user("ada", "pw", "ada@example.com", extra_data={"obj": Custom(), "n": 1})
+        assert usp.find_user(userid=uid)["extra_data"] == {"obj": Custom(), "n": 1}
+
+
+def test_json_serializer_will_not_unpickle(dsn, schema):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, serializer="pickle",
+                           hasher=FAST_HASHER) as usp:
+        usp.create_user("ada", "pw", "ada@example.com", extra_data=Custom())
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        with pytest.raises(BadCallError, match="serializer='pickle'"):
+            usp.find_user(username="ada")
+
+
+def test_unknown_serializer_is_a_bad_call(dsn, schema):
+    with pytest.raises(BadCallError, match="serializer"):
+        pgusers.UserSpace(conninfo=dsn, schema=schema, serializer="yaml")

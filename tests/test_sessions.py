@@ -1,0 +1,257 @@
+"""Logins, session keys, sliding expiry, the TTL, listing and ending sessions."""
+
+import time
+
+import pytest
+
+from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED
+from pgusers.keys import looks_like_session_key
+
+DAY = 86400.0
+
+
+class Clock:
+    """Moves ``time.time`` forward, as seen by pgusers at call time."""
+
+    def __init__(self, monkeypatch):
+        self.now = time.time()
+        monkeypatch.setattr(time, "time", lambda: self.now)
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    return Clock(monkeypatch)
+
+
+@pytest.fixture
+def ada(usp):
+    return usp.create_user("ada", "s3cret", "ada@example.com")
+
+
+def test_validate_user_returns_a_key_the_admin_flag_and_the_userid(usp, ada):
+    key, admin, userid = usp.validate_user("ada", "s3cret")
+    assert looks_like_session_key(key)
+    assert (admin, userid) == (False, ada)
+
+
+def test_validate_user_is_case_insensitive_on_the_username(usp, ada):
+    assert usp.validate_user("ADA", "s3cret")[2] == ada
+
+
+def test_validate_user_reports_admins(usp):
+    uid = usp.create_user("root", "pw", "root@example.com", admin=True)
+    assert usp.validate_user("root", "pw")[1:] == (True, uid)
+
+
+def test_wrong_password_and_unknown_user_give_the_same_answer(usp, ada):
+    assert usp.validate_user("ada", "wrong") == ("", False, None)
+    assert usp.validate_user("nobody", "s3cret") == ("", False, None)
+    assert list(usp.list_sessions(0)) == []
+
+
+def test_each_login_gets_a_new_unpredictable_key(usp, ada):
+    keys = {usp.validate_user("ada", "s3cret")[0] for _ in range(20)}
+    assert len(keys) == 20
+
+
+def test_check_key_returns_the_user_and_the_session_extra_data(usp, ada):
+    key, _, _ = usp.validate_user("ada", "s3cret", extra_data={"ip": "10.0.0.1"})
+    assert usp.check_key(key) == (OK, "ada", ada, {"ip": "10.0.0.1"})
+
+
+def test_check_key_of_unknown_or_malformed_key_is_not_found(usp):
+    assert usp.check_key("A" * 43) == (NOT_FOUND, None, None, None)
+    assert usp.check_key("not a key") == (NOT_FOUND, None, None, None)
+    assert usp.check_key("") == (NOT_FOUND, None, None, None)
+
+
+def test_session_expires_after_the_ttl_and_is_removed(usp, ada, clock):
+    key, _, _ = usp.validate_user("ada", "s3cret")
+    clock.advance(10 * DAY + 1)
+    assert usp.check_key(key) == (EXPIRED, None, None, None)
+    assert usp.check_key(key) == (NOT_FOUND, None, None, None)
+    assert list(usp.list_sessions(0)) == []
+
+
+def test_session_is_alive_just_before_its_expiry(usp, ada, clock):
+    key, _, _ = usp.validate_user("ada", "s3cret")
+    clock.advance(10 * DAY - 1)
+    assert usp.check_key(key)[0] == OK
+
+
+def test_check_key_slides_the_expiry(usp, ada, clock):
+    key, _, _ = usp.validate_user("ada", "s3cret")
+    for _ in range(3):
+        clock.advance(6 * DAY)
+        assert usp.check_key(key)[0] == OK
+    [(_, _, expiration)] = usp.list_sessions(ada)
+    assert expiration == pytest.approx(clock.now + 10 * DAY, abs=0.01)
+
+
+def test_check_key_skips_the_write_when_the_expiry_moved_within_a_minute(usp, ada, clock):
+    key, _, _ = usp.validate_user("ada", "s3cret")
+    [(_, _, first)] = usp.list_sessions(ada)
+    clock.advance(30)
+    assert usp.check_key(key)[0] == OK
+    assert next(usp.list_sessions(ada))[2] == first
+    clock.advance(31)
+    assert usp.check_key(key)[0] == OK
+    assert next(usp.list_sessions(ada))[2] == pytest.approx(clock.now + 10 * DAY, abs=0.01)
+
+
+def test_default_ttl_is_ten_days(usp):
+    assert usp.ttl == 864000.0
+
+
+def test_set_session_ttl_applies_to_new_and_checked_sessions(usp, ada, clock):
+    old_key, _, _ = usp.validate_user("ada", "s3cret")
+    usp.set_session_TTL(3600)
+    assert usp.ttl == 3600.0
+    new_key, _, _ = usp.validate_user("ada", "s3cret")
+    clock.advance(3599)
+    assert usp.check_key(old_key)[0] == OK  # slid to the new TTL
+    assert usp.check_key(new_key)[0] == OK
+    clock.advance(3601)
+    assert usp.check_key(old_key)[0] == EXPIRED
+    assert usp.check_key(new_key)[0] == EXPIRED
+
+
+def test_ttl_is_kept_in_the_database(usp, dsn, schema):
+    import pgusers
+
+    usp.set_session_TTL(120.5)
+    usp.close()
+    with pgusers.UserSpace(conninfo=dsn, schema=schema) as reopened:
+        assert reopened.ttl == 120.5
+
+
+def test_list_sessions_yields_username_key_and_float_expiration(usp, ada, clock):
+    key, _, _ = usp.validate_user("ada", "s3cret")
+    [(username, listed_key, expiration)] = usp.list_sessions(ada)
+    assert (username, listed_key) == ("ada", key)
+    assert isinstance(expiration, float)
+    assert expiration == pytest.approx(clock.now + 10 * DAY, abs=1e-3)
+    assert expiration != int(expiration)  # sub-second precision
+
+
+def test_list_sessions_of_one_user_or_of_all(usp, ada):
+    bob = usp.create_user("bob", "pw", "bob@example.com")
+    a1 = usp.validate_user("ada", "s3cret")[0]
+    b1 = usp.validate_user("bob", "pw")[0]
+    assert [row[1] for row in usp.list_sessions(ada)] == [a1]
+    assert [row[1] for row in usp.list_sessions(bob)] == [b1]
+    assert {row[1] for row in usp.list_sessions(0)} == {a1, b1}
+
+
+def test_list_sessions_expired_only(usp, ada, clock):
+    old = usp.validate_user("ada", "s3cret")[0]
+    clock.advance(5 * DAY)
+    new = usp.validate_user("ada", "s3cret")[0]
+    clock.advance(5 * DAY + 1)
+    assert [row[1] for row in usp.list_sessions(0, expired=True)] == [old]
+    assert {row[1] for row in usp.list_sessions(ada)} == {old, new}
+
+
+def test_kill_sessions_of_one_user(usp, ada):
+    bob = usp.create_user("bob", "pw", "bob@example.com")
+    a1 = usp.validate_user("ada", "s3cret")[0]
+    a2 = usp.validate_user("ada", "s3cret")[0]
+    b1 = usp.validate_user("bob", "pw")[0]
+    assert usp.kill_sessions(ada) == 2
+    assert usp.check_key(a1)[0] == NOT_FOUND
+    assert usp.check_key(a2)[0] == NOT_FOUND
+    assert usp.check_key(b1) == (OK, "bob", bob, None)
+
+
+def test_kill_all_sessions(usp, ada):
+    usp.create_user("bob", "pw", "bob@example.com")
+    usp.validate_user("ada", "s3cret")
+    usp.validate_user("bob", "pw")
+    assert usp.kill_sessions(0) == 2
+    assert list(usp.list_sessions(0)) == []
+
+
+def test_kill_expired_sessions_keeps_live_ones(usp, ada, clock):
+    old = usp.validate_user("ada", "s3cret")[0]
+    clock.advance(5 * DAY)
+    new = usp.validate_user("ada", "s3cret")[0]
+    clock.advance(5 * DAY + 1)
+    assert usp.kill_sessions(0, expired=True) == 1
+    assert [row[1] for row in usp.list_sessions(0)] == [new]
+    assert usp.check_key(old)[0] == NOT_FOUND
+
+
+def test_kill_sessions_works_in_batches_past_the_batch_size(usp, ada, sql_conn, schema):
+    from pgusers import queries
+
+    count = queries.KILL_BATCH * 2 + 17
+    sql_conn.execute(
+        f"""INSERT INTO {schema}.sessions (key, userid, expires_at)
+        SELECT md5(i::text), %s, now() + interval '1 day' FROM generate_series(1, %s) i""",
+        (ada, count),
+    )
+    assert usp.kill_sessions(0) == count
+    assert list(usp.list_sessions(0)) == []
+
+
+def test_kill_sessions_of_unknown_user_kills_nothing(usp, ada):
+    key = usp.validate_user("ada", "s3cret")[0]
+    assert usp.kill_sessions(999) == 0
+    assert usp.check_key(key)[0] == OK
+
+
+def test_change_password_unconditionally(usp, ada):
+    assert usp.change_password(ada, "n3w") == OK
+    assert usp.validate_user("ada", "s3cret") == ("", False, None)
+    assert usp.validate_user("ada", "n3w")[2] == ada
+
+
+def test_change_password_with_the_right_old_password(usp, ada):
+    assert usp.change_password(ada, "n3w", "s3cret") == OK
+    assert usp.validate_user("ada", "n3w")[2] == ada
+
+
+def test_change_password_with_a_wrong_old_password_is_rejected(usp, ada):
+    assert usp.change_password(ada, "n3w", "guess") == REJECTED
+    assert usp.validate_user("ada", "s3cret")[2] == ada
+
+
+def test_change_password_of_unknown_user(usp):
+    assert usp.change_password(77, "n3w") == NOT_FOUND
+    assert usp.change_password(77, "n3w", "old") == NOT_FOUND
+
+
+def test_change_password_keeps_sessions_unless_asked(usp, ada):
+    key = usp.validate_user("ada", "s3cret")[0]
+    usp.change_password(ada, "n3w")
+    assert usp.check_key(key)[0] == OK
+    usp.change_password(ada, "n3w3r", end_sessions=True)
+    assert usp.check_key(key)[0] == NOT_FOUND
+
+
+def test_rejected_change_does_not_end_sessions(usp, ada):
+    key = usp.validate_user("ada", "s3cret")[0]
+    assert usp.change_password(ada, "n3w", "guess", end_sessions=True) == REJECTED
+    assert usp.check_key(key)[0] == OK
+
+
+def test_login_of_a_user_deleted_meanwhile_fails_cleanly(usp, ada, sql_conn, schema):
+    # The user disappears between the lookup and the session insert.
+    core = usp._core
+    operation = core.validate_user("ada", "s3cret", None)
+    lookup = next(operation)
+    row = sql_conn.execute(lookup.query, lookup.params).fetchone()
+    verify_step = operation.send(row)
+    insert = operation.send(verify_step.func(*verify_step.args))
+    usp.delete_user(userid=ada)
+    import psycopg
+
+    with pytest.raises(StopIteration) as stop:
+        try:
+            sql_conn.execute(insert.query, insert.params)
+        except psycopg.Error as error:
+            operation.throw(error)
+    assert stop.value.value == ("", False, None)
