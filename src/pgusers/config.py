@@ -41,7 +41,8 @@ class Options:
             size = getattr(self, name)
             if size is not None and (type(size) is not int or not 0 <= size <= 1000):
                 raise BadCallError(f"{name} must be an int from 0 to 1000")
-        if (self.pool_max or 10) < max(self.pool_min or 1, 1):
+        pool = self.pool_settings()
+        if pool["max_size"] < max(pool["min_size"], 1):
             raise BadCallError("pool_max must be at least pool_min and at least 1")
         timeout = self.pool_timeout
         if timeout is not None and (
@@ -72,8 +73,8 @@ class Options:
         """Return the psycopg_pool arguments these options describe."""
         return {
             "min_size": 1 if self.pool_min is None else self.pool_min,
-            "max_size": self.pool_max or 10,
-            "timeout": self.pool_timeout or 10.0,
+            "max_size": 10 if self.pool_max is None else self.pool_max,
+            "timeout": 10.0 if self.pool_timeout is None else self.pool_timeout,
         }
 
 

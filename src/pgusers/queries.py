@@ -145,7 +145,8 @@ OPEN_SESSION: Final = """
 # shorter TTL was set), so a busy session is written at most about once a minute;
 # and commit that write without waiting for the WAL
 # flush (losing a slide in a crash only shortens a session); if it has expired,
-# delete it. The main SELECT sees the row as it was before either change.
+# delete it. The main SELECT sees the row as it was before either change. Each part
+# matches the key parameter itself, so every part is a primary-key lookup.
 CHECK_KEY: Final = """
     WITH found AS (
         SELECT s.key, s.userid, s.expires_at, s.extra_data, u.username, t.session_ttl,
@@ -158,14 +159,14 @@ CHECK_KEY: Final = """
         UPDATE {schema}.sessions s
         SET expires_at = f.now + make_interval(secs => f.session_ttl)
         FROM found f
-        WHERE s.key = f.key AND f.expires_at > f.now
+        WHERE s.key = %(key)s AND f.expires_at > f.now
           AND f.expires_at NOT BETWEEN
               f.now + make_interval(secs => f.session_ttl - least(60, f.session_ttl / 100))
               AND f.now + make_interval(secs => f.session_ttl)
           AND set_config('synchronous_commit', 'off', true) IS NOT NULL
     ), ended AS (
         DELETE FROM {schema}.sessions s USING found f
-        WHERE s.key = f.key AND f.expires_at <= f.now
+        WHERE s.key = %(key)s AND f.expires_at <= f.now
     )
     SELECT expires_at > now, username, userid, extra_data, session_ttl FROM found
 """

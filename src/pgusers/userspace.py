@@ -34,11 +34,18 @@ def unavailable(where: target.Target, error: Exception) -> DatabaseUnavailableEr
     return DatabaseUnavailableError(f"database {where.describe()} is unavailable: {reason}")
 
 
-def _idle_connection_alive(conn: psycopg.Connection[Any]) -> None:
-    # An idle connection has nothing to read; if its socket is readable the server has
-    # closed it (restart, pg_terminate_backend). Finding out costs no round trip.
-    if conn.closed or select.select([conn.fileno()], [], [], 0)[0]:
-        raise psycopg.OperationalError("the server closed this idle connection")
+def _still_connected(conn: psycopg.Connection[Any]) -> bool:
+    # An idle connection has nothing to read, so this usually costs no round trip;
+    # a readable socket means TLS bookkeeping or the server's goodbye (restart,
+    # pg_terminate_backend), and only then is the connection tested with a query.
+    if conn.closed:
+        return False
+    if select.select([conn.fileno()], [], [], 0)[0]:
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.OperationalError:
+            return False
+    return True
 
 
 def _execute(conn: psycopg.Connection[Any], step: Execute) -> Any:
@@ -112,7 +119,6 @@ class UserSpace:
         self._pool = ConnectionPool(
             where.conninfo,
             kwargs=conn_options,
-            check=_idle_connection_alive,
             name=f"pgusers {where.describe()}",
             open=True,
             **options.pool_settings(),
@@ -175,7 +181,13 @@ class UserSpace:
 
     def _getconn(self) -> psycopg.Connection[Any]:
         try:
-            return self._pool.getconn()
+            while True:
+                conn = self._pool.getconn()
+                if _still_connected(conn):
+                    return conn
+                # The pool replaces a connection handed back closed, at once.
+                conn.close()
+                self._pool.putconn(conn)
         except PoolClosed:
             raise BadCallError(f"{self!r} is closed") from None
         except PoolTimeout as error:

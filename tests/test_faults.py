@@ -1,0 +1,110 @@
+"""Dropped connections, races and an unreachable server."""
+
+import threading
+
+import psycopg
+import pytest
+
+import pgusers
+from pgusers import OK, BadCallError, DatabaseUnavailableError
+
+
+def terminate_backends(sql_conn):
+    """End every other connection to this database (as a restart or an admin would)."""
+    return sql_conn.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend'"
+    ).fetchone()[0]
+
+
+def test_calls_succeed_after_the_server_dropped_the_pooled_connections(usp, sql_conn):
+    uid = usp.create_user("ada", "pw", "ada@example.com")
+    key = usp.validate_user("ada", "pw")[0]
+    assert terminate_backends(sql_conn) >= 1
+    assert usp.check_key(key)[0] == OK
+    assert terminate_backends(sql_conn) >= 1
+    assert usp.create_user("bob", "pw", "bob@example.com") == uid + 1
+    assert terminate_backends(sql_conn) >= 1
+    assert usp.delete_user(username="bob") == OK
+
+
+def test_a_connection_lost_mid_call_is_retried_for_reads(usp, sql_conn, monkeypatch):
+    import pgusers.userspace
+
+    usp.create_user("ada", "pw", "ada@example.com")
+    key = usp.validate_user("ada", "pw")[0]
+    # Make the pool hand out the dead connection, as if the server ended it while
+    # the query was on its way: the failure then comes from the query itself.
+    monkeypatch.setattr(pgusers.userspace, "_still_connected", lambda conn: True)
+    assert terminate_backends(sql_conn) >= 1
+    assert usp.check_key(key)[0] == OK
+    assert terminate_backends(sql_conn) >= 1
+    with pytest.raises(DatabaseUnavailableError):
+        usp.create_user("bob", "pw", "bob@example.com")  # not repeatable: not retried
+    assert usp.find_user(username="bob") is None
+
+
+def test_unavailable_server_during_a_call_raises_the_documented_error(dsn, schema):
+    usp = pgusers.UserSpace(conninfo=dsn, schema=schema, pool_timeout=1)
+    try:
+        usp._pool.close()
+        usp._pool = psycopg_pool_to_nowhere()
+        with pytest.raises(DatabaseUnavailableError):
+            usp.find_user(username="ada")
+    finally:
+        usp.close()
+
+
+def psycopg_pool_to_nowhere():
+    from psycopg_pool import ConnectionPool
+
+    return ConnectionPool("host=127.0.0.1 port=1 dbname=none connect_timeout=1",
+                          min_size=0, max_size=1, timeout=1, open=True)
+
+
+def test_racing_creates_of_the_same_user_give_one_success(usp):
+    barrier = threading.Barrier(8)
+    outcomes = []
+
+    def create(i):
+        barrier.wait()
+        try:
+            outcomes.append(usp.create_user(["Racer", "racer", "RACER", "rAcer"][i % 4],
+                                            "pw", f"racer{i}@example.com"))
+        except BadCallError as error:
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(isinstance(outcome, int) for outcome in outcomes) == 1
+    assert sum(isinstance(outcome, BadCallError) for outcome in outcomes) == 7
+    assert len(list(usp.all_users())) == 1
+
+
+def test_logins_on_many_threads(usp):
+    usp.create_user("ada", "pw", "ada@example.com")
+    keys = []
+
+    def login():
+        for _ in range(5):
+            keys.append(usp.validate_user("ada", "pw")[0])
+
+    threads = [threading.Thread(target=login) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(keys)) == 30
+    assert all(usp.check_key(key)[0] == OK for key in keys)
+
+
+def test_database_errors_are_not_retried_as_lost_connections():
+    error = psycopg.errors.UniqueViolation()
+    from pgusers.userspace import connection_lost
+
+    assert not connection_lost(error)
+    assert connection_lost(psycopg.OperationalError("server closed the connection"))

@@ -1,0 +1,91 @@
+"""The schema: created on first use, versioned, safe when many start at once."""
+
+import threading
+
+import psycopg
+import pytest
+
+import pgusers
+from pgusers import schema as schema_module
+from pgusers.userspace import UserSpace
+
+from .conftest import FAST_HASHER
+
+
+def run_migration(dsn, name):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        operation = schema_module.migrate(name)
+        result = None
+        try:
+            step = next(operation)
+            while True:
+                cursor = conn.execute(step.query, step.params)
+                result = cursor.fetchone() if cursor.description else cursor.rowcount
+                step = operation.send(result)
+        except StopIteration as stop:
+            return stop.value
+
+
+def test_schema_has_the_documented_tables_indexes_and_constraints(usp, sql_conn, schema):
+    indexes = {
+        row[0]
+        for row in sql_conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s",
+                                    (schema,))
+    }
+    assert {
+        "users_pkey", "users_username_key", "users_email_key", "sessions_pkey",
+        "sessions_userid_idx", "sessions_expires_at_idx",
+    } <= indexes
+    version = sql_conn.execute(f"SELECT version FROM {schema}.schema_version").fetchone()[0]
+    assert version == schema_module.LATEST
+
+
+def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
+    from pgusers import queries
+
+    sql_conn.execute(
+        f"""INSERT INTO {schema}.users (username, username_key, email, email_key, password_hash)
+        VALUES ('a', 'a', 'a@x.org', 'a@x.org', 'x')"""
+    )
+    sql_conn.execute(
+        f"""INSERT INTO {schema}.sessions (key, userid, expires_at)
+        SELECT md5(i::text), 1, now() FROM generate_series(1, 20000) i"""
+    )
+    sql_conn.execute(f"ANALYZE {schema}.sessions")
+    query = queries.render(queries.CHECK_KEY, schema)
+    plan = "\n".join(
+        row[0] for row in sql_conn.execute(
+            "EXPLAIN " + query, {"key": "k" * 43, "now": 0.0}
+        )
+    )
+    assert "Index Scan using sessions_pkey" in plan
+    assert "Seq Scan on sessions" not in plan
+
+
+def test_a_second_open_runs_no_migration(usp, dsn, schema):
+    assert run_migration(dsn, schema) == 0
+
+
+def test_concurrent_first_starts_create_the_schema_once(dsn, schema):
+    barrier = threading.Barrier(8)
+    results = []
+
+    def start():
+        barrier.wait()
+        results.append(run_migration(dsn, schema))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [0] * 7 + [schema_module.LATEST]
+    with UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        assert usp.create_user("ada", "pw", "ada@example.com") == 1
+
+
+def test_a_newer_schema_is_refused(usp, dsn, schema, sql_conn):
+    usp.close()
+    sql_conn.execute(f"UPDATE {schema}.schema_version SET version = version + 1")
+    with pytest.raises(pgusers.SchemaVersionError, match="newer"):
+        pgusers.UserSpace(conninfo=dsn, schema=schema)

@@ -1,0 +1,117 @@
+"""What is stored and what is never exposed: Argon2id hashes, random keys, the schema."""
+
+import logging
+
+import pytest
+from argon2 import PasswordHasher
+
+import pgusers
+
+from .conftest import FAST_HASHER
+
+
+def stored_hash(sql_conn, schema, uid):
+    return sql_conn.execute(
+        f"SELECT password_hash FROM {schema}.users WHERE userid = %s", (uid,)
+    ).fetchone()[0]
+
+
+def test_password_is_stored_as_an_argon2id_phc_hash(usp, sql_conn, schema):
+    uid = usp.create_user("ada", "correct horse", "ada@example.com")
+    hashed = stored_hash(sql_conn, schema, uid)
+    assert hashed.startswith("$argon2id$v=19$m=1024,t=1,p=1$")
+    assert FAST_HASHER.verify(hashed, "correct horse")
+
+
+def test_no_cleartext_password_anywhere_in_the_database(usp, sql_conn, schema):
+    usp.create_user("ada", "Pa55word-marker", "ada@example.com")
+    usp.change_password(1, "N3w-marker-pass")
+    dump = sql_conn.execute(
+        f"SELECT (SELECT json_agg(u)::text FROM {schema}.users u), "
+        f"(SELECT json_agg(s)::text FROM {schema}.sessions s)"
+    ).fetchone()
+    assert "Pa55word-marker" not in str(dump)
+    assert "N3w-marker-pass" not in str(dump)
+
+
+def test_default_hasher_uses_argon2id_with_the_library_defaults(dsn, schema, sql_conn):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
+        uid = usp.create_user("ada", "pw", "ada@example.com")
+    defaults = PasswordHasher()
+    assert stored_hash(sql_conn, schema, uid).startswith(
+        f"$argon2id$v=19$m={defaults.memory_cost},t={defaults.time_cost},p={defaults.parallelism}$"
+    )
+
+
+def test_an_outdated_hash_is_upgraded_on_the_next_login(dsn, schema, sql_conn):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        uid = usp.create_user("ada", "pw", "ada@example.com")
+    stronger = PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1)
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=stronger) as usp:
+        assert usp.validate_user("ada", "wrong")[2] is None
+        assert stored_hash(sql_conn, schema, uid).startswith("$argon2id$v=19$m=1024,t=1,")
+        assert usp.validate_user("ada", "pw")[2] == uid
+        upgraded = stored_hash(sql_conn, schema, uid)
+        assert upgraded.startswith("$argon2id$v=19$m=2048,t=2,p=1$")
+        assert usp.validate_user("ada", "pw")[2] == uid
+        assert stored_hash(sql_conn, schema, uid) == upgraded
+
+
+def test_session_keys_carry_256_random_bits(usp):
+    usp.create_user("ada", "pw", "ada@example.com")
+    keys = [usp.validate_user("ada", "pw")[0] for _ in range(50)]
+    assert all(len(key) == 43 for key in keys)  # 32 bytes in URL-safe base64
+    assert len(set(keys)) == 50
+    # No shared prefix to speak of, as a time- or id-derived key would have.
+    assert len({key[:4] for key in keys}) > 45
+
+
+def test_a_corrupted_stored_hash_refuses_the_login(usp, sql_conn, schema):
+    uid = usp.create_user("ada", "pw", "ada@example.com")
+    sql_conn.execute(f"UPDATE {schema}.users SET password_hash = 'garbage' WHERE userid = %s", (uid,))
+    assert usp.validate_user("ada", "pw") == ("", False, None)
+
+
+def test_repr_shows_no_password(dsn, schema):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, password="top-secret-pw") as usp:
+        assert "top-secret-pw" not in repr(usp)
+        assert schema in repr(usp)
+
+
+def test_nothing_is_logged_with_a_password(usp, caplog):
+    caplog.set_level(logging.DEBUG)
+    usp.create_user("ada", "log-marker-pw", "ada@example.com")
+    usp.validate_user("ada", "log-marker-pw")
+    usp.change_password(1, "log-marker-new", "log-marker-pw")
+    assert "log-marker" not in caplog.text
+
+
+def test_tables_live_in_their_own_schema(usp, sql_conn, schema):
+    sql_conn.execute("CREATE TABLE IF NOT EXISTS public.users (id int, name text)")
+    try:
+        sql_conn.execute("INSERT INTO public.users VALUES (1, 'app row')")
+        usp.create_user("ada", "pw", "ada@example.com")
+        usp.delete_user(username="ada")
+        assert sql_conn.execute("SELECT name FROM public.users").fetchall() == [("app row",)]
+        tables = {
+            row[0]
+            for row in sql_conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            )
+        }
+        assert tables == {"users", "sessions", "settings", "schema_version"}
+    finally:
+        sql_conn.execute("DROP TABLE public.users")
+
+
+@pytest.mark.parametrize("name", ['odd"schema', "Mixed Case", "x; DROP TABLE y"])
+def test_schema_names_are_quoted_identifiers(dsn, name):
+    from .conftest import drop_schema
+
+    try:
+        with pgusers.UserSpace(conninfo=dsn, schema=name, hasher=FAST_HASHER) as usp:
+            uid = usp.create_user("ada", "pw", "ada@example.com")
+            assert usp.find_user(userid=uid)["username"] == "ada"
+    finally:
+        drop_schema(dsn, name)
