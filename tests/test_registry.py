@@ -29,8 +29,12 @@ def test_dbname_positional_keyword_or_in_conninfo(dsn, schema):
 
 def test_libpq_environment_variables_are_used(dsn, schema, monkeypatch):
     params = params_of(dsn)
-    for name, env in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
-                      ("dbname", "PGDATABASE")):
+    for name, env in (
+        ("host", "PGHOST"),
+        ("port", "PGPORT"),
+        ("user", "PGUSER"),
+        ("dbname", "PGDATABASE"),
+    ):
         if name in params:
             monkeypatch.setenv(env, str(params[name]))
     with pgusers.UserSpace(schema=schema, hasher=FAST_HASHER) as usp:

@@ -29,12 +29,17 @@ def run_migration(dsn, name):
 def test_schema_has_the_documented_tables_indexes_and_constraints(usp, sql_conn, schema):
     indexes = {
         row[0]
-        for row in sql_conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s",
-                                    (schema,))
+        for row in sql_conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
+        )
     }
     assert {
-        "users_pkey", "users_username_key", "users_email_key", "sessions_pkey",
-        "sessions_userid_idx", "sessions_expires_at_idx",
+        "users_pkey",
+        "users_username_key",
+        "users_email_key",
+        "sessions_pkey",
+        "sessions_userid_idx",
+        "sessions_expires_at_idx",
     } <= indexes
     version = sql_conn.execute(f"SELECT version FROM {schema}.schema_version").fetchone()[0]
     assert version == schema_module.LATEST
@@ -54,9 +59,7 @@ def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
     sql_conn.execute(f"ANALYZE {schema}.sessions")
     query = queries.render(queries.CHECK_KEY, schema)
     plan = "\n".join(
-        row[0] for row in sql_conn.execute(
-            "EXPLAIN " + query, {"key": "k" * 43, "now": 0.0}
-        )
+        row[0] for row in sql_conn.execute("EXPLAIN " + query, {"key": "k" * 43, "now": 0.0})
     )
     assert "Index Scan using sessions_pkey" in plan
     assert "Seq Scan on sessions" not in plan

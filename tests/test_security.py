@@ -68,7 +68,9 @@ def test_session_keys_carry_256_random_bits(usp):
 
 def test_a_corrupted_stored_hash_refuses_the_login(usp, sql_conn, schema):
     uid = usp.create_user("ada", "pw", "ada@example.com")
-    sql_conn.execute(f"UPDATE {schema}.users SET password_hash = 'garbage' WHERE userid = %s", (uid,))
+    sql_conn.execute(
+        f"UPDATE {schema}.users SET password_hash = 'garbage' WHERE userid = %s", (uid,)
+    )
     assert usp.validate_user("ada", "pw") == ("", False, None)
 
 

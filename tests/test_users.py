@@ -113,13 +113,19 @@ def test_modify_user_changes_only_the_fields_given(usp):
     uid = usp.create_user("ada", "pw", "ada@example.com", extra_data=[1])
     assert usp.modify_user(uid, email="lovelace@example.com") == OK
     assert usp.find_user(userid=uid) == {
-        "userid": uid, "username": "ada", "email": "lovelace@example.com",
-        "admin": False, "extra_data": [1],
+        "userid": uid,
+        "username": "ada",
+        "email": "lovelace@example.com",
+        "admin": False,
+        "extra_data": [1],
     }
     assert usp.modify_user(uid, username="Ada L", extra_data={"x": 2}) == OK
     found = usp.find_user(username="ada l")
     assert (found["username"], found["email"], found["extra_data"]) == (
-        "Ada L", "lovelace@example.com", {"x": 2})
+        "Ada L",
+        "lovelace@example.com",
+        {"x": 2},
+    )
 
 
 def test_modify_user_to_a_taken_name_is_refused_and_changes_nothing(usp):

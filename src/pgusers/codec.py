@@ -21,7 +21,7 @@ import base64
 import datetime as dt
 import json
 import math
-import pickle  # noqa: S403 - only with serializer="pickle", which callers opt into
+import pickle
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -35,6 +35,7 @@ JSON = Any  # what json.dumps accepts and json.loads returns
 TAG: Final = "$type"
 MAX_DEPTH: Final = 100
 MAX_ENCODED: Final = 1 << 20
+
 
 def _tagged(name: str, **members: JSON) -> dict[str, JSON]:
     return {TAG: name, **members}
@@ -56,7 +57,7 @@ class Codec:
         self.serializer: Serializer = serializer
         self._encoders: dict[type, Callable[[Any, int], JSON]] = {
             tuple: lambda v, d: _tagged("tuple", items=self._sequence(v, d)),
-            list: lambda v, d: self._sequence(v, d),
+            list: self._sequence,
             set: lambda v, d: _tagged("set", items=self._sequence(v, d)),
             frozenset: lambda v, d: _tagged("frozenset", items=self._sequence(v, d)),
             dict: self._dict,
@@ -94,7 +95,9 @@ class Codec:
         except ValueError as error:  # an int too long to print
             raise BadCallError(f"extra_data cannot be stored: {error}") from None
         if len(text) > MAX_ENCODED:
-            raise BadCallError(f"extra_data takes {len(text)} characters; the limit is {MAX_ENCODED}")
+            raise BadCallError(
+                f"extra_data takes {len(text)} characters; the limit is {MAX_ENCODED}"
+            )
         return text
 
     def encode(self, value: object) -> JSON:
@@ -137,7 +140,9 @@ class Codec:
             return {self._text(key): self._encode(item, depth) for key, item in value.items()}
         return _tagged(
             "dict",
-            items=[[self._encode(key, depth), self._encode(item, depth)] for key, item in value.items()],
+            items=[
+                [self._encode(key, depth), self._encode(item, depth)] for key, item in value.items()
+            ],
         )
 
     def _pickle(self, value: object) -> JSON:

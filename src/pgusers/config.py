@@ -50,7 +50,9 @@ class Options:
             or not isinstance(timeout, int | float)
             or not 0 < timeout <= 3600
         ):
-            raise BadCallError("pool_timeout must be a number of seconds, more than 0, at most 3600")
+            raise BadCallError(
+                "pool_timeout must be a number of seconds, more than 0, at most 3600"
+            )
 
     def conflicts(self, other: "Options") -> list[str]:
         """Name the options given here that ``other`` (an open userspace's) differs on."""
@@ -80,8 +82,14 @@ class Options:
 
 def _comparable(value: object) -> object:
     if isinstance(value, PasswordHasher):
-        return (value.time_cost, value.memory_cost, value.parallelism, value.hash_len,
-                value.salt_len, value.type)
+        return (
+            value.time_cost,
+            value.memory_cost,
+            value.parallelism,
+            value.hash_len,
+            value.salt_len,
+            value.type,
+        )
     return value
 
 

@@ -79,8 +79,13 @@ class Core:
     ) -> Operation[int]:
         password_hash = yield Offload(self.passwords.hash, (secret,))
         params = (
-            name, checks.lookup_key(name), address, checks.lookup_key(address),
-            password_hash, admin, extra,
+            name,
+            checks.lookup_key(name),
+            address,
+            checks.lookup_key(address),
+            password_hash,
+            admin,
+            extra,
         )
         try:
             row = yield Execute(self._sql(queries.CREATE_USER), params)
@@ -88,7 +93,9 @@ class Core:
             raise _duplicate(error) from None
         return int(row[0])
 
-    def find_user(self, username: object, email: object, userid: object) -> Operation[dict[str, Any] | None]:
+    def find_user(
+        self, username: object, email: object, userid: object
+    ) -> Operation[dict[str, Any] | None]:
         where, params = self._user_selector(username=username, email=email, userid=userid)
         return self._find_user(where, params)
 
@@ -198,14 +205,20 @@ class Core:
 
     # -- sessions --------------------------------------------------------------
 
-    def validate_user(self, username: object, password: object, extra_data: object) -> Operation[LoginResult]:
+    def validate_user(
+        self, username: object, password: object, extra_data: object
+    ) -> Operation[LoginResult]:
         name_key = checks.lookup_key(checks.username(username))
         secret = checks.password(password)
         extra = self.codec.dumps(extra_data)
         return self._validate_user(name_key, secret, extra)
 
-    def _validate_user(self, name_key: str, secret: str, extra: str | None) -> Operation[LoginResult]:
+    def _validate_user(
+        self, name_key: str, secret: str, extra: str | None
+    ) -> Operation[LoginResult]:
         row = yield Execute(self._sql(queries.LOGIN_LOOKUP), (name_key,))
+        userid: int | None
+        stored_hash: str | None
         userid, stored_hash, admin = row if row else (None, None, False)
         verdict = yield Offload(self.passwords.verify, (stored_hash, secret))
         if not verdict.matches:
@@ -223,7 +236,7 @@ class Core:
             yield Execute(self._sql(queries.OPEN_SESSION), params, Fetch.ROWCOUNT)
         except pgerrors.ForeignKeyViolation:  # the user was deleted meanwhile
             return FAILED_LOGIN
-        return key, bool(admin), int(userid)
+        return key, bool(admin), userid
 
     def check_key(self, key: object) -> Operation[CheckResult]:
         text = checks.session_key(key)
@@ -241,7 +254,7 @@ class Core:
             return EXPIRED, None, None, None
         return OK, username, userid, self._decode(extra_data)
 
-    def set_session_TTL(self, secs: object) -> Operation[None]:  # noqa: N802 - the seed's name
+    def set_session_TTL(self, secs: object) -> Operation[None]:
         seconds = checks.ttl(secs)
         return self._set_ttl(seconds)
 
@@ -275,7 +288,7 @@ class Core:
     def _kill_sessions(self, query: str, params: dict[str, Any]) -> Operation[int]:
         killed = 0
         while True:
-            count = yield Execute(query, params, Fetch.ROWCOUNT)
+            count: int = yield Execute(query, params, Fetch.ROWCOUNT)
             killed += count
             if count < queries.KILL_BATCH:
                 return killed
@@ -284,4 +297,3 @@ class Core:
 def _session_row(row: tuple[str, str, datetime]) -> SessionRow:
     username, key, expires_at = row
     return username, key, expires_at.timestamp()
-

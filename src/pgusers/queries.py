@@ -199,7 +199,7 @@ SET_TTL: Final = "UPDATE {schema}.settings SET session_ttl = %s"
 def render(template: str, schema: str, **fragments: str) -> str:
     """Return ``template`` with the schema quoted as an identifier and ``fragments``
     (SQL text made only from this module's constants) put in place."""
-    parts = {name: sql.SQL(text) for name, text in fragments.items()}  # type: ignore[arg-type]
+    parts = {name: sql.SQL(text) for name, text in fragments.items()}
     return sql.SQL(template).format(schema=sql.Identifier(schema), **parts).as_string()
 
 

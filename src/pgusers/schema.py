@@ -54,4 +54,4 @@ def migrate(schema: str) -> Operation[int]:
         yield Execute(queries.render(script, schema), fetch=Fetch.ROWCOUNT)
     yield Execute(queries.render(queries.WRITE_SCHEMA_VERSION, schema), (LATEST,), Fetch.ROWCOUNT)
     yield Execute(queries.COMMIT, fetch=Fetch.ROWCOUNT)
-    return LATEST - version
+    return LATEST - int(version)

@@ -23,8 +23,10 @@ STREAM_BATCH = 1000
 
 def connection_lost(error: psycopg.Error) -> bool:
     """Tell whether ``error`` means the connection died (rather than the statement failed)."""
-    return isinstance(error, psycopg.InterfaceError) or error.sqlstate is None or (
-        error.sqlstate.startswith(("08", "57P"))
+    return (
+        isinstance(error, psycopg.InterfaceError)
+        or error.sqlstate is None
+        or (error.sqlstate.startswith(("08", "57P")))
     )
 
 
@@ -93,18 +95,18 @@ class UserSpace:
         pool_max: int | None = None,
         pool_timeout: float | None = None,
         **conn_kwargs: Any,
-    ) -> Self:
+    ) -> "UserSpace":
         options = Options(schema, serializer, hasher, pool_min, pool_max, pool_timeout)
         options.check()
         where = target.resolve(dbname, conninfo, conn_kwargs)
         core = options.make_core()
         key = (*where.identity, core.schema)
-        return cls._registry.get_or_open(
-            key, options, lambda: cls._open(where, key, core, options)
-        )
+        return cls._registry.get_or_open(key, options, lambda: cls._open(where, key, core, options))
 
     @classmethod
-    def _open(cls, where: target.Target, key: tuple[str, ...], core: Core, options: Options) -> Self:
+    def _open(
+        cls, where: target.Target, key: tuple[str, ...], core: Core, options: Options
+    ) -> "UserSpace":
         self = super().__new__(cls)
         self._core = core
         self._target = where
@@ -245,11 +247,11 @@ class UserSpace:
         Raises :class:`BadCallError` if the username or the email is taken
         (compared case-insensitively) or an argument is invalid.
         """
-        return self._run(lambda: self._core.create_user(username, password, email, admin, extra_data))
+        return self._run(
+            lambda: self._core.create_user(username, password, email, admin, extra_data)
+        )
 
-    def validate_user(
-        self, username: str, password: str, extra_data: Any = None
-    ) -> LoginResult:
+    def validate_user(self, username: str, password: str, extra_data: Any = None) -> LoginResult:
         """Log a user in: return ``(session_key, is_admin, userid)``, or
         ``("", False, None)`` if the username is unknown or the password wrong."""
         # Repeating a login whose reply was lost leaves at most one unused session.
@@ -280,7 +282,7 @@ class UserSpace:
         with rc ``OK``, ``NOT_FOUND`` or ``EXPIRED`` (the last two with Nones)."""
         return self._run(lambda: self._core.check_key(key), retry=True)
 
-    def set_session_TTL(self, secs: float) -> None:  # noqa: N802 - the original's name
+    def set_session_TTL(self, secs: float) -> None:
         """Set the time to live, in seconds, given to new and checked sessions."""
         self._run(lambda: self._core.set_session_TTL(secs), retry=True)
 
