@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 
-import pgusers
 from pgusers import BadCallError
 from pgusers.codec import Codec
 
@@ -128,26 +127,26 @@ def test_oversized_value_is_refused():
         Codec().dumps("x" * (2 << 20))
 
 
-def test_pickle_serializer_stores_arbitrary_objects(dsn, schema):
-    with pgusers.UserSpace(
+def test_pickle_serializer_stores_arbitrary_objects(open_userspace, dsn, schema):
+    with open_userspace(
         conninfo=dsn, schema=schema, serializer="pickle", hasher=FAST_HASHER
     ) as usp:
         uid = usp.create_user("ada", "pw", "ada@example.com", extra_data={"obj": Custom(), "n": 1})
         assert usp.find_user(userid=uid)["extra_data"] == {"obj": Custom(), "n": 1}
 
 
-def test_json_serializer_will_not_unpickle(dsn, schema):
-    with pgusers.UserSpace(
+def test_json_serializer_will_not_unpickle(open_userspace, dsn, schema):
+    with open_userspace(
         conninfo=dsn, schema=schema, serializer="pickle", hasher=FAST_HASHER
     ) as usp:
         usp.create_user("ada", "pw", "ada@example.com", extra_data=Custom())
     with (
-        pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp,
+        open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp,
         pytest.raises(BadCallError, match="serializer='pickle'"),
     ):
         usp.find_user(username="ada")
 
 
-def test_unknown_serializer_is_a_bad_call(dsn, schema):
+def test_unknown_serializer_is_a_bad_call(open_userspace, dsn, schema):
     with pytest.raises(BadCallError, match="serializer"):
-        pgusers.UserSpace(conninfo=dsn, schema=schema, serializer="yaml")
+        open_userspace(conninfo=dsn, schema=schema, serializer="yaml")

@@ -5,7 +5,6 @@ import threading
 import psycopg
 import pytest
 
-import pgusers
 from pgusers import OK, BadCallError, DatabaseUnavailableError
 
 
@@ -30,7 +29,8 @@ def test_calls_succeed_after_the_server_dropped_the_pooled_connections(usp, sql_
     assert usp.delete_user(username="bob") == OK
 
 
-def test_a_connection_lost_mid_call_is_retried_for_reads(usp, sql_conn, monkeypatch):
+def test_a_connection_lost_mid_call_is_retried_for_reads(usp, api, sql_conn, monkeypatch):
+    import pgusers.aio
     import pgusers.userspace
 
     usp.create_user("ada", "pw", "ada@example.com")
@@ -38,13 +38,19 @@ def test_a_connection_lost_mid_call_is_retried_for_reads(usp, sql_conn, monkeypa
     # Hand out the first connection unchecked, as if the server ended it while the
     # query was on its way: the failure then comes from the query itself.
     checks = []
-    real_check = pgusers.userspace._still_connected
+    module = pgusers.aio if api == "async" else pgusers.userspace
+    real_check = module._still_connected
 
     def first_unchecked(conn):
         checks.append(conn)
         return len(checks) == 1 or real_check(conn)
 
-    monkeypatch.setattr(pgusers.userspace, "_still_connected", first_unchecked)
+    async def first_unchecked_async(conn):
+        checks.append(conn)
+        return len(checks) == 1 or await real_check(conn)
+
+    patch = first_unchecked_async if api == "async" else first_unchecked
+    monkeypatch.setattr(module, "_still_connected", patch)
     assert terminate_backends(sql_conn) >= 1
     assert usp.check_key(key)[0] == OK
     assert terminate_backends(sql_conn) >= 1
@@ -54,27 +60,21 @@ def test_a_connection_lost_mid_call_is_retried_for_reads(usp, sql_conn, monkeypa
     assert usp.find_user(username="bob") is None
 
 
-def test_unavailable_server_during_a_call_raises_the_documented_error(dsn, schema):
-    usp = pgusers.UserSpace(conninfo=dsn, schema=schema, pool_timeout=1)
-    try:
-        usp._pool.close()
-        usp._pool = psycopg_pool_to_nowhere()
-        with pytest.raises(DatabaseUnavailableError):
-            usp.find_user(username="ada")
-    finally:
-        usp.close()
+def test_unreachable_server_during_a_call_raises_the_documented_error(usp, api, loop_thread):
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-
-def psycopg_pool_to_nowhere():
-    from psycopg_pool import ConnectionPool
-
-    return ConnectionPool(
-        "host=127.0.0.1 port=1 dbname=none connect_timeout=1",
-        min_size=0,
-        max_size=1,
-        timeout=1,
-        open=True,
-    )
+    nowhere = "host=127.0.0.1 port=1 dbname=none connect_timeout=1"
+    space = usp.space if api == "async" else usp
+    if api == "async":
+        loop_thread.run(space._pool.close())
+        pool = AsyncConnectionPool(nowhere, min_size=0, max_size=1, timeout=1, open=False)
+        loop_thread.run(pool.open())
+    else:
+        space._pool.close()
+        pool = ConnectionPool(nowhere, min_size=0, max_size=1, timeout=1, open=True)
+    space._pool = pool
+    with pytest.raises(DatabaseUnavailableError, match="unavailable"):
+        usp.find_user(username="ada")
 
 
 def test_racing_creates_of_the_same_user_give_one_success(usp):

@@ -5,29 +5,28 @@ import threading
 import psycopg
 import pytest
 
-import pgusers
 from pgusers import BadCallError, DatabaseUnavailableError
 
-from .conftest import FAST_HASHER
+from .conftest import FAST_HASHER, unwrap
 
 
 def params_of(dsn):
     return psycopg.conninfo.conninfo_to_dict(dsn)
 
 
-def test_same_target_gives_the_same_object(usp, dsn, schema):
-    assert pgusers.UserSpace(conninfo=dsn, schema=schema) is usp
+def test_same_target_gives_the_same_object(usp, open_userspace, dsn, schema):
+    assert unwrap(open_userspace(conninfo=dsn, schema=schema)) is unwrap(usp)
 
 
-def test_dbname_positional_keyword_or_in_conninfo(dsn, schema):
+def test_dbname_positional_keyword_or_in_conninfo(open_userspace, dsn, schema):
     params = params_of(dsn)
     dbname = params.pop("dbname")
-    with pgusers.UserSpace(dbname, schema=schema, **params) as first:
-        assert pgusers.UserSpace(dbname=dbname, schema=schema, **params) is first
-        assert pgusers.UserSpace(conninfo=dsn, schema=schema) is first
+    with open_userspace(dbname, schema=schema, **params) as first:
+        assert unwrap(open_userspace(dbname=dbname, schema=schema, **params)) is unwrap(first)
+        assert unwrap(open_userspace(conninfo=dsn, schema=schema)) is unwrap(first)
 
 
-def test_libpq_environment_variables_are_used(dsn, schema, monkeypatch):
+def test_libpq_environment_variables_are_used(open_userspace, dsn, schema, monkeypatch):
     params = params_of(dsn)
     for name, env in (
         ("host", "PGHOST"),
@@ -37,17 +36,17 @@ def test_libpq_environment_variables_are_used(dsn, schema, monkeypatch):
     ):
         if name in params:
             monkeypatch.setenv(env, str(params[name]))
-    with pgusers.UserSpace(schema=schema, hasher=FAST_HASHER) as usp:
+    with open_userspace(schema=schema, hasher=FAST_HASHER) as usp:
         assert usp.create_user("ada", "pw", "ada@example.com") == 1
-        assert pgusers.UserSpace(conninfo=dsn, schema=schema) is usp
+        assert unwrap(open_userspace(conninfo=dsn, schema=schema)) is unwrap(usp)
 
 
-def test_other_schema_is_another_userspace(usp, dsn, schema):
+def test_other_schema_is_another_userspace(usp, open_userspace, dsn, schema):
     from .conftest import drop_schema
 
-    other = pgusers.UserSpace(conninfo=dsn, schema=schema + "_b", hasher=FAST_HASHER)
+    other = open_userspace(conninfo=dsn, schema=schema + "_b", hasher=FAST_HASHER)
     try:
-        assert other is not usp
+        assert unwrap(other) is not unwrap(usp)
         usp.create_user("ada", "pw", "ada@example.com")
         assert other.find_user(username="ada") is None
     finally:
@@ -65,10 +64,10 @@ def test_two_servers_sharing_a_database_name_are_two_targets():
     assert first.identity == same.identity
 
 
-def test_missing_database_name_is_a_bad_call(monkeypatch):
+def test_missing_database_name_is_a_bad_call(open_userspace, monkeypatch):
     monkeypatch.delenv("PGDATABASE", raising=False)
     with pytest.raises(BadCallError, match="database"):
-        pgusers.UserSpace(host="127.0.0.1")
+        open_userspace(host="127.0.0.1")
 
 
 @pytest.mark.parametrize(
@@ -84,45 +83,45 @@ def test_missing_database_name_is_a_bad_call(monkeypatch):
         {"dbname": "x", "hasher": "argon2"},
     ],
 )
-def test_bad_constructor_arguments(kwargs):
+def test_bad_constructor_arguments(open_userspace, kwargs):
     with pytest.raises(BadCallError):
-        pgusers.UserSpace(**kwargs)
+        open_userspace(**kwargs)
 
 
-def test_conflicting_options_for_an_open_userspace(usp, dsn, schema):
+def test_conflicting_options_for_an_open_userspace(usp, open_userspace, dsn, schema):
     with pytest.raises(BadCallError, match="serializer"):
-        pgusers.UserSpace(conninfo=dsn, schema=schema, serializer="pickle")
-    assert pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) is usp
+        open_userspace(conninfo=dsn, schema=schema, serializer="pickle")
+    assert unwrap(open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)) is unwrap(usp)
 
 
-def test_close_is_idempotent_and_reopening_works(dsn, schema):
-    usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+def test_close_is_idempotent_and_reopening_works(open_userspace, dsn, schema):
+    usp = open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
     usp.create_user("ada", "pw", "ada@example.com")
     usp.close()
     usp.close()
     with pytest.raises(BadCallError, match="closed"):
         usp.find_user(username="ada")
-    again = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+    again = open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
     try:
-        assert again is not usp
+        assert unwrap(again) is not unwrap(usp)
         assert again.find_user(username="ada")["userid"] == 1
     finally:
         again.close()
 
 
-def test_context_manager_closes(dsn, schema):
-    with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
+def test_context_manager_closes(open_userspace, dsn, schema):
+    with open_userspace(conninfo=dsn, schema=schema) as usp:
         assert usp.ttl == 864000.0
     assert "closed" in repr(usp)
 
 
-def test_registry_is_thread_safe(dsn, schema):
+def test_registry_is_thread_safe(open_userspace, dsn, schema):
     barrier = threading.Barrier(8)
     found = []
 
     def open_it():
         barrier.wait()
-        found.append(pgusers.UserSpace(conninfo=dsn, schema=schema))
+        found.append(unwrap(open_userspace(conninfo=dsn, schema=schema)))
 
     threads = [threading.Thread(target=open_it) for _ in range(8)]
     for thread in threads:
@@ -131,9 +130,9 @@ def test_registry_is_thread_safe(dsn, schema):
         thread.join()
     assert len(found) == 8
     assert all(space is found[0] for space in found)
-    found[0].close()
+    open_userspace(conninfo=dsn, schema=schema).close()
 
 
-def test_unreachable_server_raises_database_unavailable(schema):
+def test_unreachable_server_raises_database_unavailable(open_userspace, schema):
     with pytest.raises(DatabaseUnavailableError, match="unavailable"):
-        pgusers.UserSpace("nodb", host="127.0.0.1", port=1, schema=schema)
+        open_userspace("nodb", host="127.0.0.1", port=1, schema=schema)

@@ -87,8 +87,8 @@ def test_concurrent_first_starts_create_the_schema_once(dsn, schema):
         assert usp.create_user("ada", "pw", "ada@example.com") == 1
 
 
-def test_a_newer_schema_is_refused(usp, dsn, schema, sql_conn):
+def test_a_newer_schema_is_refused(open_userspace, usp, dsn, schema, sql_conn):
     usp.close()
     sql_conn.execute(f"UPDATE {schema}.schema_version SET version = version + 1")
     with pytest.raises(pgusers.SchemaVersionError, match="newer"):
-        pgusers.UserSpace(conninfo=dsn, schema=schema)
+        open_userspace(conninfo=dsn, schema=schema)

@@ -5,8 +5,6 @@ import logging
 import pytest
 from argon2 import PasswordHasher
 
-import pgusers
-
 from .conftest import FAST_HASHER
 
 
@@ -34,8 +32,8 @@ def test_no_cleartext_password_anywhere_in_the_database(usp, sql_conn, schema):
     assert "N3w-marker-pass" not in str(dump)
 
 
-def test_default_hasher_uses_argon2id_with_the_library_defaults(dsn, schema, sql_conn):
-    with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
+def test_default_hasher_is_argon2id_with_library_defaults(open_userspace, dsn, schema, sql_conn):
+    with open_userspace(conninfo=dsn, schema=schema) as usp:
         uid = usp.create_user("ada", "pw", "ada@example.com")
     defaults = PasswordHasher()
     assert stored_hash(sql_conn, schema, uid).startswith(
@@ -43,11 +41,11 @@ def test_default_hasher_uses_argon2id_with_the_library_defaults(dsn, schema, sql
     )
 
 
-def test_an_outdated_hash_is_upgraded_on_the_next_login(dsn, schema, sql_conn):
-    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+def test_an_outdated_hash_is_upgraded_on_the_next_login(open_userspace, dsn, schema, sql_conn):
+    with open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
         uid = usp.create_user("ada", "pw", "ada@example.com")
     stronger = PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1)
-    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=stronger) as usp:
+    with open_userspace(conninfo=dsn, schema=schema, hasher=stronger) as usp:
         assert usp.validate_user("ada", "wrong")[2] is None
         assert stored_hash(sql_conn, schema, uid).startswith("$argon2id$v=19$m=1024,t=1,")
         assert usp.validate_user("ada", "pw")[2] == uid
@@ -74,8 +72,8 @@ def test_a_corrupted_stored_hash_refuses_the_login(usp, sql_conn, schema):
     assert usp.validate_user("ada", "pw") == ("", False, None)
 
 
-def test_repr_shows_no_password(dsn, schema):
-    with pgusers.UserSpace(conninfo=dsn, schema=schema, password="top-secret-pw") as usp:
+def test_repr_shows_no_password(open_userspace, dsn, schema):
+    with open_userspace(conninfo=dsn, schema=schema, password="top-secret-pw") as usp:
         assert "top-secret-pw" not in repr(usp)
         assert schema in repr(usp)
 
@@ -108,11 +106,11 @@ def test_tables_live_in_their_own_schema(usp, sql_conn, schema):
 
 
 @pytest.mark.parametrize("name", ['odd"schema', "Mixed Case", "x; DROP TABLE y"])
-def test_schema_names_are_quoted_identifiers(dsn, name):
+def test_schema_names_are_quoted_identifiers(open_userspace, dsn, name):
     from .conftest import drop_schema
 
     try:
-        with pgusers.UserSpace(conninfo=dsn, schema=name, hasher=FAST_HASHER) as usp:
+        with open_userspace(conninfo=dsn, schema=name, hasher=FAST_HASHER) as usp:
             uid = usp.create_user("ada", "pw", "ada@example.com")
             assert usp.find_user(userid=uid)["username"] == "ada"
     finally:

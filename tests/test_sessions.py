@@ -119,12 +119,11 @@ def test_set_session_ttl_applies_to_new_and_checked_sessions(usp, ada, clock):
     assert usp.check_key(new_key)[0] == EXPIRED
 
 
-def test_ttl_is_kept_in_the_database(usp, dsn, schema):
-    import pgusers
+def test_ttl_is_kept_in_the_database(open_userspace, usp, dsn, schema):
 
     usp.set_session_TTL(120.5)
     usp.close()
-    with pgusers.UserSpace(conninfo=dsn, schema=schema) as reopened:
+    with open_userspace(conninfo=dsn, schema=schema) as reopened:
         assert reopened.ttl == 120.5
 
 

@@ -5,8 +5,11 @@
 >>> userid = usp.create_user("ada", "correct horse", "ada@example.com")
 >>> key, admin, userid = usp.validate_user("ada", "correct horse")
 >>> rc, username, userid, extra = usp.check_key(key)
+
+For asyncio applications, :class:`AsyncUserSpace` has the same methods as coroutines.
 """
 
+from pgusers.aio import AsyncUserSpace
 from pgusers.errors import (
     EXPIRED,
     NOT_FOUND,
@@ -24,6 +27,7 @@ __all__ = [
     "NOT_FOUND",
     "OK",
     "REJECTED",
+    "AsyncUserSpace",
     "BadCallError",
     "DatabaseUnavailableError",
     "PgUsersError",

@@ -254,7 +254,7 @@ class Core:
             return EXPIRED, None, None, None
         return OK, username, userid, self._decode(extra_data)
 
-    def set_session_TTL(self, secs: object) -> Operation[None]:
+    def set_session_TTL(self, secs: object) -> Operation[None]:  # noqa: N802 - the seed's name
         seconds = checks.ttl(secs)
         return self._set_ttl(seconds)
 

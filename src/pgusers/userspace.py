@@ -1,6 +1,5 @@
 """UserSpace: the blocking API, for threaded applications."""
 
-import select
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
@@ -12,37 +11,24 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from pgusers import schema, target
 from pgusers.codec import Serializer
 from pgusers.config import Options, Registry
+from pgusers.connections import (
+    STREAM_BATCH,
+    STREAM_CURSOR,
+    connection_lost,
+    needs_check,
+    unavailable,
+)
 from pgusers.core import CheckResult, Core, LoginResult, Query, SessionRow, UserRow
-from pgusers.errors import BadCallError, DatabaseUnavailableError
+from pgusers.errors import BadCallError
 from pgusers.steps import Execute, Fetch, Operation, Stepper
 
 T = TypeVar("T")
 
-STREAM_BATCH = 1000
-
-
-def connection_lost(error: psycopg.Error) -> bool:
-    """Tell whether ``error`` means the connection died (rather than the statement failed)."""
-    return (
-        isinstance(error, psycopg.InterfaceError)
-        or error.sqlstate is None
-        or (error.sqlstate.startswith(("08", "57P")))
-    )
-
-
-def unavailable(where: target.Target, error: Exception) -> DatabaseUnavailableError:
-    """Return the exception raised for a database that cannot serve a call."""
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return DatabaseUnavailableError(f"database {where.describe()} is unavailable: {reason}")
-
 
 def _still_connected(conn: psycopg.Connection[Any]) -> bool:
-    # An idle connection has nothing to read, so this usually costs no round trip;
-    # a readable socket means TLS bookkeeping or the server's goodbye (restart,
-    # pg_terminate_backend), and only then is the connection tested with a query.
     if conn.closed:
         return False
-    if select.select([conn.fileno()], [], [], 0)[0]:
+    if needs_check(conn):
         try:
             ConnectionPool.check_connection(conn)
         except psycopg.OperationalError:
@@ -200,7 +186,7 @@ class UserSpace:
             started = False
             conn = self._getconn()
             try:
-                with conn.transaction(), conn.cursor(name="pgusers_stream") as cursor:
+                with conn.transaction(), conn.cursor(name=STREAM_CURSOR) as cursor:
                     cursor.itersize = STREAM_BATCH
                     cursor.execute(query.sql, query.params)
                     for row in cursor:
@@ -282,7 +268,7 @@ class UserSpace:
         with rc ``OK``, ``NOT_FOUND`` or ``EXPIRED`` (the last two with Nones)."""
         return self._run(lambda: self._core.check_key(key), retry=True)
 
-    def set_session_TTL(self, secs: float) -> None:
+    def set_session_TTL(self, secs: float) -> None:  # noqa: N802 - the original's name
         """Set the time to live, in seconds, given to new and checked sessions."""
         self._run(lambda: self._core.set_session_TTL(secs), retry=True)
 
