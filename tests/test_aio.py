@@ -17,7 +17,9 @@ def test_async_with_opens_and_closes(dsn, schema):
             uid = await usp.create_user("ada", "pw", "ada@example.com")
             key, _, _ = await usp.validate_user("ada", "pw")
             assert await usp.check_key(key) == (OK, "ada", uid, None)
-            assert [row async for row in usp.all_users()] == [(uid, "ada", "ada@example.com", False)]
+            assert [row async for row in usp.all_users()] == [
+                (uid, "ada", "ada@example.com", False)
+            ]
             assert [row[1] async for row in usp.list_sessions(0)] == [key]
         assert "closed" in repr(usp)
         with pytest.raises(BadCallError, match="not open"):

@@ -1,0 +1,31 @@
+"""The FastAPI example works end to end through the framework's test client."""
+
+from fastapi.testclient import TestClient
+
+import pgusers
+from examples.fastapi_app import create_app
+
+from .conftest import FAST_HASHER
+
+
+def test_fastapi_login_session_cookie_and_logout(dsn, schema):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        uid = usp.create_user("ada", "s3cret", "ada@example.com")
+    app = create_app(dsn, schema=schema, hasher=FAST_HASHER)
+    with TestClient(app, base_url="https://testserver") as client:
+        assert client.get("/me").status_code == 401
+        assert client.post("/login", json={"username": "ada", "password": "no"}).status_code == 401
+        response = client.post("/login", json={"username": "ada", "password": "s3cret"})
+        assert response.status_code == 200
+        assert "httponly" in response.headers["set-cookie"].lower()
+        assert client.get("/me").json() == {"userid": uid, "username": "ada"}
+        assert client.post("/logout").json() == {"ended": 1}
+        client.cookies.clear()
+        assert client.get("/me").status_code == 401
+
+
+def test_fastapi_refuses_a_forged_cookie(dsn, schema):
+    app = create_app(dsn, schema=schema, hasher=FAST_HASHER)
+    with TestClient(app, base_url="https://testserver") as client:
+        client.cookies.set("session", "A" * 43)
+        assert client.get("/me").status_code == 401
