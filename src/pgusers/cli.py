@@ -1,0 +1,402 @@
+"""The ``pgusers`` command line: user and session administration for operators.
+
+Exit codes: 0 done; 1 not found, rejected or expired; 2 usage or bad input;
+3 database unreachable.
+"""
+
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any, NoReturn, TypeVar
+
+import click
+import psycopg
+
+from pgusers import embedded
+from pgusers.codec import Codec
+from pgusers.errors import EXPIRED, NOT_FOUND, OK, BadCallError, PgUsersError
+from pgusers.userspace import UserSpace
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_NEGATIVE = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+STATUS_NAMES = {OK: "OK", NOT_FOUND: "NOT_FOUND", EXPIRED: "EXPIRED"}
+SHOWN_KEY_CHARS = 6
+# libpq variables that name a server or database: with any of them set, the
+# command line connects where they say instead of using the embedded server.
+LIBPQ_TARGET_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE")
+
+
+class NegativeAnswerError(PgUsersError):
+    """A command's answer is "no": not found, rejected or expired (exit code 1)."""
+
+
+@dataclass
+class Target:
+    """Where the command line's userspace is, opened on first use."""
+
+    dsn: str | None
+    params: dict[str, Any]
+    schema: str
+    _space: UserSpace | None = field(default=None, repr=False)
+
+    def uses_embedded(self) -> bool:
+        return not (self.dsn or self.params or any(map(os.environ.get, LIBPQ_TARGET_VARIABLES)))
+
+    def embedded_server(self) -> embedded.Server:
+        """Start (or find) the embedded server, saying on stderr where it lives."""
+        server = embedded.start()
+        click.echo(f"pgusers: using the embedded PostgreSQL in {server.data_dir}", err=True)
+        return server
+
+    def conninfo(self) -> str:
+        """The connection string for the userspace's database."""
+        if not self.uses_embedded():
+            return psycopg.conninfo.make_conninfo(self.dsn or "", **self.params)
+        return self.embedded_server().conninfo(embedded.DATABASE)
+
+    def open(self) -> UserSpace:
+        if self._space is None:
+            self._space = UserSpace(conninfo=self.conninfo(), schema=self.schema)
+        return self._space
+
+    def close(self) -> None:
+        if self._space is not None:
+            self._space.close()
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print a one-line error and leave with ``code``."""
+    click.echo(f"pgusers: {message}", err=True)
+    sys.exit(code)
+
+
+class Group(click.Group):
+    """Turns pgusers' exceptions into one-line messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NegativeAnswerError as answer:
+            fail(str(answer), EXIT_NEGATIVE)
+        except BadCallError as error:
+            fail(str(error), EXIT_USAGE)
+        except PgUsersError as error:
+            fail(str(error), EXIT_UNAVAILABLE)
+        except psycopg.Error as error:
+            fail(f"the database refused: {str(error).strip().splitlines()[0]}", EXIT_UNAVAILABLE)
+
+
+def with_userspace(command: F) -> F:
+    """Pass the opened userspace to ``command`` as its first argument."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        target: Target = click.get_current_context().find_object(Target)  # type: ignore[assignment]
+        return command(target.open(), *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
+def json_option(command: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(command)
+
+
+def password_stdin_option(command: F) -> F:
+    return click.option(
+        "--password-stdin",
+        is_flag=True,
+        help="Read the password from the first line of standard input.",
+    )(command)
+
+
+def read_password(from_stdin: bool, prompt: str = "Password", *, confirm: bool = True) -> str:
+    """Read a password from standard input, or ask on a terminal (twice to set one)."""
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise BadCallError("no password on standard input")
+        return line
+    if not sys.stdin.isatty():
+        raise BadCallError("no terminal to ask for the password on; use --password-stdin")
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
+
+
+def find(usp: UserSpace, user: str) -> dict[str, Any]:
+    """Find a user by userid, username or email, in that order."""
+    found = None
+    if user.isdigit() and int(user) > 0:
+        found = usp.find_user(userid=int(user))
+    if found is None and user.strip() == user:
+        found = usp.find_user(username=user)
+    if found is None and "@" in user:
+        found = usp.find_user(email=user)
+    if found is None:
+        raise NegativeAnswerError(f"no user {user!r}")
+    return found
+
+
+def print_json(value: object) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Print rows under headers in aligned columns."""
+    text_rows = [[str(cell) for cell in row] for row in rows]
+    widths = [
+        max(len(cell) for cell in column) for column in zip(headers, *text_rows, strict=False)
+    ]
+    for row in [list(headers), *text_rows]:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def timestamp(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
+
+
+def shown_key(key: str, show: bool) -> str:
+    return key if show else key[:SHOWN_KEY_CHARS] + "…"
+
+
+@click.group(cls=Group)
+@click.option("--dsn", envvar="PGUSERS_DSN", help="libpq connection string or URI [PGUSERS_DSN].")
+@click.option("--host", help="Server host (libpq's PGHOST).")
+@click.option("--port", type=int, help="Server port (PGPORT).")
+@click.option("--user", "db_user", help="Database role (PGUSER).")
+@click.option("--dbname", help="Database name (PGDATABASE).")
+@click.option("--schema", default="pgusers", show_default=True, help="Schema of the tables.")
+@click.version_option(package_name="pgusers")
+@click.pass_context
+def main(
+    ctx: click.Context,
+    dsn: str | None,
+    host: str | None,
+    port: int | None,
+    db_user: str | None,
+    dbname: str | None,
+    schema: str,
+) -> None:
+    """Manage pgusers users and sessions.
+
+    Without --dsn, PGUSERS_DSN, connection options or PG* variables, an
+    embedded PostgreSQL in your data directory is used (started if needed).
+    USER is a userid, a username or an email.
+    """
+    params = {"host": host, "port": port, "user": db_user, "dbname": dbname}
+    target = Target(dsn, {k: v for k, v in params.items() if v is not None}, schema)
+    ctx.obj = target
+    ctx.call_on_close(target.close)
+
+
+@main.command()
+@click.option("--admin", is_flag=True, help="Make the user an administrator.")
+@password_stdin_option
+@click.argument("email")
+@click.argument("username", required=False)
+@with_userspace
+def adduser(
+    usp: UserSpace, email: str, username: str | None, admin: bool, password_stdin: bool
+) -> None:
+    """Create a user (the username defaults to the email)."""
+    name = username or email
+    userid = usp.create_user(name, read_password(password_stdin), email, admin=admin)
+    click.echo(f"created user {name!r} with userid {userid}{' (admin)' if admin else ''}")
+
+
+@main.command()
+@password_stdin_option
+@click.option("--end-sessions", is_flag=True, help="Also end the user's sessions.")
+@click.argument("user")
+@with_userspace
+def cpasswd(usp: UserSpace, user: str, password_stdin: bool, end_sessions: bool) -> None:
+    """Set a new password."""
+    found = find(usp, user)
+    password = read_password(password_stdin, "New password")
+    if usp.change_password(found["userid"], password, end_sessions=end_sessions) != OK:
+        raise NegativeAnswerError(f"no user {user!r}")
+    click.echo(f"password of {found['username']!r} changed")
+
+
+@main.command()
+@click.option("--remove", is_flag=True, help="Revoke admin rights instead.")
+@click.argument("user")
+@with_userspace
+def setadmin(usp: UserSpace, user: str, remove: bool) -> None:
+    """Grant or revoke admin rights."""
+    found = find(usp, user)
+    usp.set_admin(found["userid"], not remove)
+    click.echo(f"{found['username']!r} is {'no longer' if remove else 'now'} an administrator")
+
+
+@main.command()
+@click.argument("user")
+@with_userspace
+def delete(usp: UserSpace, user: str) -> None:
+    """Delete a user and its sessions."""
+    found = find(usp, user)
+    if usp.delete_user(userid=found["userid"]) != OK:
+        raise NegativeAnswerError(f"no user {user!r}")
+    click.echo(f"deleted user {found['username']!r} (userid {found['userid']}) and its sessions")
+
+
+@main.command(name="list")
+@json_option
+@with_userspace
+def list_users(usp: UserSpace, as_json: bool) -> None:
+    """List all users."""
+    users = usp.all_users()
+    if as_json:
+        fields = ("userid", "username", "email", "admin")
+        print_json([dict(zip(fields, row, strict=True)) for row in users])
+        return
+    rows = ((uid, name, email, "yes" if admin else "") for uid, name, email, admin in users)
+    print_table(("userid", "username", "email", "admin"), rows)
+
+
+@main.command()
+@json_option
+@click.argument("user")
+@with_userspace
+def info(usp: UserSpace, user: str, as_json: bool) -> None:
+    """Show one user, with its extra_data."""
+    found = find(usp, user)
+    if as_json:
+        print_json({**found, "extra_data": Codec().encode(found["extra_data"])})
+        return
+    shown = {
+        **found,
+        "admin": "yes" if found["admin"] else "no",
+        "extra_data": repr(found["extra_data"]),
+    }
+    for name, value in shown.items():
+        click.echo(f"{name + ':':12} {value}")
+
+
+def session_owner(usp: UserSpace, user: str | None, every: bool) -> int:
+    if every == (user is not None):
+        raise BadCallError("name a USER or give --all")
+    return 0 if user is None else int(find(usp, user)["userid"])
+
+
+@main.command()
+@click.option("--all", "every", is_flag=True, help="Every user's sessions.")
+@click.option("--expired", is_flag=True, help="Only expired sessions.")
+@click.option("--show-keys", is_flag=True, help="Print whole keys (masked by default).")
+@json_option
+@click.argument("user", required=False)
+@with_userspace
+def listsessions(
+    usp: UserSpace, user: str | None, every: bool, expired: bool, show_keys: bool, as_json: bool
+) -> None:
+    """List sessions of USER, or of everyone with --all."""
+    sessions = [
+        (name, shown_key(key, show_keys), expiration)
+        for name, key, expiration in usp.list_sessions(session_owner(usp, user, every), expired)
+    ]
+    if as_json:
+        fields = ("username", "key", "expiration")
+        print_json([dict(zip(fields, row, strict=True)) for row in sessions])
+        return
+    print_table(
+        ("username", "key", "expires (UTC)"), ((n, k, timestamp(e)) for n, k, e in sessions)
+    )
+
+
+@main.command()
+@click.option("--all", "every", is_flag=True, help="Every user's sessions.")
+@click.option("--expired", is_flag=True, help="Only expired sessions.")
+@click.argument("user", required=False)
+@with_userspace
+def killsessions(usp: UserSpace, user: str | None, every: bool, expired: bool) -> None:
+    """End sessions of USER, or of everyone with --all."""
+    ended = usp.kill_sessions(session_owner(usp, user, every), expired)
+    click.echo(f"ended {ended} session{'' if ended == 1 else 's'}")
+
+
+@main.command()
+@password_stdin_option
+@json_option
+@click.argument("user")
+@with_userspace
+def login(usp: UserSpace, user: str, password_stdin: bool, as_json: bool) -> None:
+    """Check a password and print a new session key."""
+    password = read_password(password_stdin, confirm=False)
+    try:
+        username = find(usp, user)["username"]
+    except NegativeAnswerError:
+        raise NegativeAnswerError("login rejected") from None
+    key, admin, userid = usp.validate_user(username, password)
+    if not key:
+        raise NegativeAnswerError("login rejected")
+    if as_json:
+        print_json({"key": key, "userid": userid, "admin": admin})
+    else:
+        click.echo(key)
+
+
+@main.command()
+@json_option
+@click.argument("key")
+@with_userspace
+def check(usp: UserSpace, key: str, as_json: bool) -> None:
+    """Check a session key (and slide its expiry)."""
+    rc, username, userid, extra_data = usp.check_key(key)
+    if as_json:
+        print_json(
+            {
+                "status": STATUS_NAMES[rc],
+                "username": username,
+                "userid": userid,
+                "extra_data": Codec().encode(extra_data),
+            }
+        )
+    else:
+        click.echo(f"OK: {username!r} (userid {userid})" if rc == OK else STATUS_NAMES[rc])
+    if rc != OK:
+        sys.exit(EXIT_NEGATIVE)
+
+
+@main.command()
+@click.argument("seconds", type=float, required=False)
+@with_userspace
+def ttl(usp: UserSpace, seconds: float | None) -> None:
+    """Show the session time to live, or set it to SECONDS."""
+    if seconds is not None:
+        usp.set_session_TTL(seconds)
+    click.echo(f"session TTL: {usp.ttl:g} s ({dt.timedelta(seconds=usp.ttl)})")
+
+
+@main.group(cls=Group)
+def server() -> None:
+    """Manage the embedded PostgreSQL."""
+
+
+@server.command()
+def status() -> None:
+    """Say whether the embedded server is running."""
+    found = embedded.status()
+    click.echo(f"embedded PostgreSQL: {found or 'stopped'} (data in {embedded.data_dir()})")
+
+
+@server.command()
+def stop() -> None:
+    """Stop the embedded server."""
+    click.echo("stopped" if embedded.stop() else "not running")
+
+
+@main.command()
+@click.pass_obj
+def demo(target: Target) -> None:
+    """Walk through a user's whole life in a throw-away database."""
+    from pgusers.demo import run  # noqa: PLC0415 - only this command needs it
+
+    run(target)
