@@ -1,0 +1,317 @@
+"""The command line, driven through click's test runner and as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+import pgusers
+from pgusers.cli import main
+
+PASSWORD = "op3rator-pw"
+
+
+@pytest.fixture
+def cli(dsn, schema):
+    """Run ``pgusers --dsn DSN --schema SCHEMA ARGS...``; return (exit code, stdout, stderr)."""
+    runner = CliRunner()
+
+    def run(*args, stdin=None):
+        result = runner.invoke(main, ["--dsn", dsn, "--schema", schema, *args], input=stdin)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+@pytest.fixture
+def ada(cli):
+    code, out, _ = cli(
+        "adduser", "ada@example.com", "ada", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert code == 0, out
+    return 1
+
+
+def users_in(dsn, schema):
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(f"SELECT userid, username, email, admin FROM {schema}.users").fetchall()
+
+
+def test_adduser_with_password_on_stdin(cli, dsn, schema):
+    code, out, _ = cli("adduser", "--admin", "root@example.com", "--password-stdin", stdin="pw\n")
+    assert (code, out) == (0, "created user 'root@example.com' with userid 1 (admin)\n")
+    assert users_in(dsn, schema) == [(1, "root@example.com", "root@example.com", True)]
+    with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
+        assert usp.validate_user("root@example.com", "pw")[2] == 1
+
+
+def test_adduser_without_terminal_or_flag_refuses(cli, dsn, schema):
+    code, out, err = cli("adduser", "x@example.com")
+    assert code == 2
+    assert "--password-stdin" in err
+    assert err.count("\n") == 1
+    assert users_in(dsn, schema) == []
+
+
+def test_adduser_duplicate_and_malformed_email(cli, ada, dsn, schema):
+    code, _, err = cli("adduser", "ADA@example.com", "other", "--password-stdin", stdin="pw\n")
+    assert code == 2
+    assert "already exists" in err
+    code, _, err = cli("adduser", "not-an-email", "--password-stdin", stdin="pw\n")
+    assert (code, err) == (2, "pgusers: email 'not-an-email' is not a valid address\n")
+    assert len(users_in(dsn, schema)) == 1
+
+
+def test_empty_password_on_stdin_is_refused(cli, dsn, schema):
+    code, _, err = cli("adduser", "x@example.com", "--password-stdin", stdin="\n")
+    assert code == 2
+    assert "no password" in err
+
+
+def test_cpasswd_by_username_email_or_userid(cli, ada):
+    for user, password in (("ada", "pw-1"), ("ada@example.com", "pw-2"), ("1", "pw-3")):
+        code, out, _ = cli("cpasswd", user, "--password-stdin", stdin=password + "\n")
+        assert (code, out) == (0, "password of 'ada' changed\n")
+        code, _, _ = cli("login", "ada", "--password-stdin", stdin=password + "\n")
+        assert code == 0
+
+
+def test_unknown_user_exits_1(cli):
+    for args in (
+        ("cpasswd", "ghost", "--password-stdin"),
+        ("delete", "ghost"),
+        ("info", "ghost"),
+        ("setadmin", "42"),
+        ("listsessions", "ghost"),
+    ):
+        code, out, err = cli(*args, stdin="pw\n")
+        assert (code, out, err) == (1, "", "pgusers: no user 'ghost'\n".replace("ghost", args[1]))
+
+
+def test_setadmin_and_remove(cli, ada, dsn, schema):
+    assert cli("setadmin", "ada") == (0, "'ada' is now an administrator\n", "")
+    assert users_in(dsn, schema)[0][3] is True
+    assert cli("setadmin", "--remove", "ada")[0] == 0
+    assert users_in(dsn, schema)[0][3] is False
+
+
+def test_list_as_table_and_json(cli, ada):
+    cli("adduser", "--admin", "bob@example.com", "bob", "--password-stdin", stdin="pw\n")
+    code, out, _ = cli("list")
+    assert code == 0
+    assert out.splitlines() == [
+        "userid  username  email            admin",
+        "1       ada       ada@example.com",
+        "2       bob       bob@example.com  yes",
+    ]
+    code, out, _ = cli("list", "--json")
+    assert json.loads(out) == [
+        {"userid": 1, "username": "ada", "email": "ada@example.com", "admin": False},
+        {"userid": 2, "username": "bob", "email": "bob@example.com", "admin": True},
+    ]
+
+
+def test_info_shows_extra_data(cli, ada, dsn, schema):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
+        usp.modify_user(1, extra_data={"tags": ("a", "b")})
+    code, out, _ = cli("info", "ada")
+    assert code == 0
+    assert "extra_data:  {'tags': ('a', 'b')}" in out
+    assert "admin:       no" in out
+    code, out, _ = cli("info", "ada@example.com", "--json")
+    assert json.loads(out)["extra_data"] == {"tags": {"$type": "tuple", "items": ["a", "b"]}}
+
+
+def test_login_prints_a_key_that_check_accepts(cli, ada):
+    code, out, _ = cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    key = out.strip()
+    assert code == 0 and len(key) == 43
+    assert cli("check", key) == (0, "OK: 'ada' (userid 1)\n", "")
+    code, out, _ = cli("check", key, "--json")
+    assert json.loads(out) == {"status": "OK", "username": "ada", "userid": 1, "extra_data": None}
+
+
+def test_login_json_and_rejection(cli, ada):
+    code, out, _ = cli("login", "ada", "--json", "--password-stdin", stdin=PASSWORD + "\n")
+    assert code == 0
+    assert json.loads(out)["userid"] == 1
+    assert cli("login", "ada", "--password-stdin", stdin="wrong\n") == (
+        1,
+        "",
+        "pgusers: login rejected\n",
+    )
+    assert cli("login", "ghost", "--password-stdin", stdin="wrong\n")[0] == 1
+
+
+def test_check_unknown_key_exits_1(cli):
+    assert cli("check", "A" * 43) == (1, "NOT_FOUND\n", "")
+    code, out, _ = cli("check", "A" * 43, "--json")
+    assert code == 1
+    assert json.loads(out)["status"] == "NOT_FOUND"
+
+
+def test_listsessions_masks_keys_unless_asked(cli, ada):
+    key = cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")[1].strip()
+    code, out, _ = cli("listsessions", "ada")
+    assert code == 0
+    assert key[:6] + "…" in out
+    assert key not in out
+    code, out, _ = cli("listsessions", "--all", "--show-keys", "--json")
+    [session] = json.loads(out)
+    assert (session["username"], session["key"]) == ("ada", key)
+    assert cli("listsessions", "--all", "--expired", "--json")[1].strip() == "[]"
+
+
+def test_listsessions_needs_a_user_or_all(cli, ada):
+    code, _, err = cli("listsessions")
+    assert code == 2
+    assert "--all" in err
+    assert cli("listsessions", "--all", "ada")[0] == 2
+
+
+def test_killsessions_prints_the_count(cli, ada):
+    for _ in range(2):
+        cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    assert cli("killsessions", "--all", "--expired") == (0, "ended 0 sessions\n", "")
+    assert cli("killsessions", "ada") == (0, "ended 2 sessions\n", "")
+
+
+def test_ttl_show_and_set(cli):
+    assert cli("ttl") == (0, "session TTL: 864000 s (10 days, 0:00:00)\n", "")
+    assert cli("ttl", "3600") == (0, "session TTL: 3600 s (1:00:00)\n", "")
+    assert cli("ttl")[1] == "session TTL: 3600 s (1:00:00)\n"
+    code, _, err = cli("ttl", "0")
+    assert code == 2
+    assert "TTL" in err
+
+
+def test_delete_removes_user_and_sessions(cli, ada, dsn, schema):
+    cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    code, out, _ = cli("delete", "ada")
+    assert (code, out) == (0, "deleted user 'ada' (userid 1) and its sessions\n")
+    assert users_in(dsn, schema) == []
+
+
+def test_unreachable_database_exits_3():
+    result = CliRunner().invoke(main, ["--dsn", "host=127.0.0.1 port=1 dbname=x", "list"])
+    assert result.exit_code == 3
+    assert result.stderr.startswith("pgusers: database")
+    assert result.stderr.count("\n") == 1
+
+
+def test_usage_error_exits_2(cli):
+    assert cli("no-such-command")[0] == 2
+    assert cli("adduser")[0] == 2
+
+
+def run_pgusers(*args, stdin=None, env=None):
+    """The installed console script, as a user runs it (no terminal on stdin)."""
+    command = [os.path.join(os.path.dirname(sys.executable), "pgusers"), *args]
+    return subprocess.run(
+        command, input=stdin, capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+
+
+def test_console_script_reads_the_password_from_stdin_and_never_prints_it(dsn, schema):
+    secret = "never-shown-pw"
+    added = run_pgusers(
+        "--dsn",
+        dsn,
+        "--schema",
+        schema,
+        "adduser",
+        "eve@example.com",
+        "--password-stdin",
+        stdin=secret + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    login = run_pgusers(
+        "--dsn",
+        dsn,
+        "--schema",
+        schema,
+        "login",
+        "eve@example.com",
+        "--password-stdin",
+        stdin=secret + "\n",
+    )
+    assert login.returncode == 0
+    refused = run_pgusers(
+        "--dsn", dsn, "--schema", schema, "cpasswd", "eve@example.com", stdin=secret + "\n"
+    )
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    for result in (added, login, refused):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_demo_on_a_given_database_leaves_nothing_behind(dsn):
+    with psycopg.connect(dsn) as conn:
+        schemas_before = conn.execute("SELECT nspname FROM pg_namespace").fetchall()
+    result = run_pgusers("--dsn", dsn, "demo")
+    assert result.returncode == 0, result.stderr
+    assert "$argon2id$" in result.stdout
+    assert "appears nowhere" in result.stdout
+    assert "done in" in result.stdout
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT nspname FROM pg_namespace").fetchall() == schemas_before
+
+
+def test_embedded_default_demo_and_server_commands(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    env["PGUSERS_DATA_DIR"] = str(tmp_path / "data")
+    try:
+        demo = run_pgusers("demo", env=env)
+        assert demo.returncode == 0, demo.stderr
+        assert "embedded PostgreSQL" in demo.stderr
+        added = run_pgusers("adduser", "ann@example.com", "--password-stdin", stdin="pw\n", env=env)
+        assert added.returncode == 0, added.stderr
+        listed = run_pgusers("list", "--json", env=env)
+        assert [u["username"] for u in json.loads(listed.stdout)] == ["ann@example.com"]
+        status = run_pgusers("server", "status", env=env)
+        assert "running" in status.stdout
+    finally:
+        stopped = run_pgusers("server", "stop", env=env)
+    assert stopped.stdout == "stopped\n"
+    assert "stopped" in run_pgusers("server", "status", env=env).stdout
+    again = run_pgusers("list", "--json", env=env)  # started again, data kept
+    assert [u["username"] for u in json.loads(again.stdout)] == ["ann@example.com"]
+    run_pgusers("server", "stop", env=env)
+
+
+def test_unwritable_data_directory_exits_3(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    env["PGUSERS_DATA_DIR"] = str(blocker / "data")
+    result = run_pgusers("list", env=env)
+    assert result.returncode == 3
+    assert result.stderr.startswith("pgusers: cannot start the embedded PostgreSQL")
+    assert "Traceback" not in result.stderr
+
+
+def test_password_prompt_on_a_terminal_asks_twice_without_echo(dsn, schema):
+    pexpect = pytest.importorskip("pexpect")
+    command = os.path.join(os.path.dirname(sys.executable), "pgusers")
+    child = pexpect.spawn(
+        command,
+        ["--dsn", dsn, "--schema", schema, "adduser", "tty@example.com"],
+        encoding="utf-8",
+        timeout=60,
+    )
+    child.expect("Password: ")
+    child.sendline("typed-secret")
+    child.expect("Repeat for confirmation: ")
+    child.sendline("typed-secret")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "typed-secret" not in child.before
+    with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
+        assert usp.validate_user("tty@example.com", "typed-secret")[2] == 1
