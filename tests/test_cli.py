@@ -52,7 +52,7 @@ def test_adduser_with_password_on_stdin(cli, dsn, schema):
 
 
 def test_adduser_without_terminal_or_flag_refuses(cli, dsn, schema):
-    code, out, err = cli("adduser", "x@example.com")
+    code, _, err = cli("adduser", "x@example.com")
     assert code == 2
     assert "--password-stdin" in err
     assert err.count("\n") == 1
