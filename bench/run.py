@@ -30,12 +30,15 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 import pgusers
+from pgusers.target import prepare_threshold_from_environment
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = "pgusers_bench"
 ORIGINAL_DATABASE = "pgusers_bench_original"
 ORIGINAL_VERSION = "0.9.4"
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+# Connections of the benchmark's own follow PGUSERS_PREPARE_THRESHOLD, like pgusers'.
+DRIVER = {"autocommit": True, "prepare_threshold": prepare_threshold_from_environment()}
 
 
 @dataclass
@@ -84,7 +87,7 @@ def server(dsn: str | None) -> Iterator[str]:
 def execute(
     conninfo: str, statement: sql.Composable | str, params: tuple[object, ...] = ()
 ) -> None:
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo, **DRIVER) as conn:
         conn.execute(statement, params)  # type: ignore[arg-type]
 
 
@@ -102,7 +105,7 @@ def fill_sessions(conninfo: str, userid: int, have: int, want: int, expired: boo
 
 
 def measure_floor(conninfo: str, iterations: int) -> float:
-    with ConnectionPool(conninfo, kwargs={"autocommit": True}, min_size=1, open=True) as pool:
+    with ConnectionPool(conninfo, kwargs=DRIVER, min_size=1, open=True) as pool:
 
         def select_one() -> None:
             with pool.connection() as conn:
@@ -328,7 +331,7 @@ def run(
                 note="asynchronous commit: no WAL flush wait",
             )
         )
-        with psycopg.connect(conninfo, autocommit=True) as conn:
+        with psycopg.connect(conninfo, **DRIVER) as conn:
             durable = (
                 f"UPDATE {SCHEMA}.sessions SET expires_at = now() + interval '10 days' "
                 "WHERE key = %s"

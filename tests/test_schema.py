@@ -7,23 +7,26 @@ import pytest
 
 import pgusers
 from pgusers import schema as schema_module
+from pgusers.steps import Fetch, Stepper
 from pgusers.userspace import UserSpace
 
 from .conftest import FAST_HASHER
 
 
 def run_migration(dsn, name):
+    """Drive the migration as UserSpace does, errors thrown back into it."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        operation = schema_module.migrate(name)
-        result = None
-        try:
-            step = next(operation)
-            while True:
+        stepper = Stepper(schema_module.migrate(name))
+        step = stepper.start()
+        while step is not None:
+            try:
                 cursor = conn.execute(step.query, step.params)
-                result = cursor.fetchone() if cursor.description else cursor.rowcount
-                step = operation.send(result)
-        except StopIteration as stop:
-            return stop.value
+                result = cursor.fetchone() if step.fetch is Fetch.ONE else cursor.rowcount
+            except psycopg.Error as error:
+                step = stepper.throw(error)
+                continue
+            step = stepper.send(result)
+        return stepper.value
 
 
 def test_schema_has_the_documented_tables_indexes_and_constraints(usp, sql_conn, schema):
@@ -75,7 +78,10 @@ def test_concurrent_first_starts_create_the_schema_once(dsn, schema):
 
     def start():
         barrier.wait()
-        results.append(run_migration(dsn, schema))
+        try:
+            results.append(run_migration(dsn, schema))
+        except Exception as error:  # reported by the assertion below
+            results.append(error)
 
     threads = [threading.Thread(target=start) for _ in range(8)]
     for thread in threads:

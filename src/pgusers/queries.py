@@ -51,17 +51,19 @@ SCHEMA_VERSION_TABLE: Final = "SELECT to_regclass(%s) IS NOT NULL"
 READ_SCHEMA_VERSION: Final = "SELECT version FROM {schema}.schema_version"
 BEGIN: Final = "BEGIN"
 COMMIT: Final = "COMMIT"
+ROLLBACK: Final = "ROLLBACK"
 # A transaction-scoped lock: it is released at COMMIT, so nothing outlives the
 # transaction (safe behind a transaction-pooling PgBouncer).
 LOCK_MIGRATIONS: Final = "SELECT pg_advisory_xact_lock(%s)"
-CREATE_SCHEMA: Final = """
-    CREATE SCHEMA IF NOT EXISTS {schema};
-    CREATE TABLE IF NOT EXISTS {schema}.schema_version (
+CREATE_SCHEMA: Final = (
+    # The schema may exist already, created by an administrator for pgusers.
+    "CREATE SCHEMA IF NOT EXISTS {schema}",
+    """CREATE TABLE {schema}.schema_version (
         singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
         version   integer NOT NULL
-    );
-    INSERT INTO {schema}.schema_version (version) VALUES (0) ON CONFLICT DO NOTHING
-"""
+    )""",
+    "INSERT INTO {schema}.schema_version (version) VALUES (0)",
+)
 WRITE_SCHEMA_VERSION: Final = "UPDATE {schema}.schema_version SET version = %s"
 
 # -- users ---------------------------------------------------------------------

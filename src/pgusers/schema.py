@@ -7,7 +7,9 @@ the others wait, then find the work done.
 """
 
 import hashlib
+import logging
 
+from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgusers import queries
@@ -15,6 +17,16 @@ from pgusers.errors import PgUsersError
 from pgusers.steps import Execute, Fetch, Operation
 
 LATEST = len(queries.MIGRATIONS)
+ATTEMPTS = 3
+# What creating objects raises when another process has just created them.
+CREATED_MEANWHILE = (
+    pgerrors.UniqueViolation,
+    pgerrors.DuplicateObject,
+    pgerrors.DuplicateSchema,
+    pgerrors.DuplicateTable,
+)
+
+logger = logging.getLogger("pgusers")
 
 
 class SchemaVersionError(PgUsersError):
@@ -37,21 +49,48 @@ def _check(version: int, schema: str) -> None:
 
 def migrate(schema: str) -> Operation[int]:
     """Bring ``schema`` to the latest version; return how many migrations ran."""
-    version_table = sql.Identifier(schema, "schema_version").as_string()
-    exists = (yield Execute(queries.SCHEMA_VERSION_TABLE, (version_table,)))[0]
-    if exists:
-        version = (yield Execute(queries.render(queries.READ_SCHEMA_VERSION, schema)))[0]
-        _check(version, schema)
+    for attempt in range(1, ATTEMPTS + 1):
+        version = yield from _read_version(schema)
         if version == LATEST:
             return 0
-    # On any failure the driver rolls the open transaction back.
+        try:
+            ran = yield from _migrate_locked(schema)
+        except CREATED_MEANWHILE as error:
+            # Another process created the same objects, and this transaction did not
+            # see them yet (seen behind PgBouncer); start again from a fresh read.
+            yield Execute(queries.ROLLBACK, fetch=Fetch.ROWCOUNT)
+            if attempt == ATTEMPTS:
+                raise SchemaVersionError(f"could not migrate schema {schema!r}: {error}") from None
+            continue
+        if ran:
+            logger.info("migrated schema %r to version %d", schema, LATEST)
+        return ran
+    raise AssertionError("unreachable")
+
+
+def _migrate_locked(schema: str) -> Operation[int]:
+    # On any other failure the driver rolls the open transaction back.
     yield Execute(queries.BEGIN, fetch=Fetch.ROWCOUNT)
     yield Execute(queries.LOCK_MIGRATIONS, (lock_id(schema),))
-    yield Execute(queries.render(queries.CREATE_SCHEMA, schema), fetch=Fetch.ROWCOUNT)
-    version = (yield Execute(queries.render(queries.READ_SCHEMA_VERSION, schema)))[0]
-    _check(version, schema)
+    # Read again under the lock: another process may have just done the work.
+    version = yield from _read_version(schema)
+    if version is None:
+        for statement in queries.CREATE_SCHEMA:
+            yield Execute(queries.render(statement, schema), fetch=Fetch.ROWCOUNT)
+        version = 0
     for script in queries.MIGRATIONS[version:]:
         yield Execute(queries.render(script, schema), fetch=Fetch.ROWCOUNT)
     yield Execute(queries.render(queries.WRITE_SCHEMA_VERSION, schema), (LATEST,), Fetch.ROWCOUNT)
     yield Execute(queries.COMMIT, fetch=Fetch.ROWCOUNT)
-    return LATEST - int(version)
+    return LATEST - version
+
+
+def _read_version(schema: str) -> Operation[int | None]:
+    """Return the schema's version, or None when it has no pgusers tables yet."""
+    version_table = sql.Identifier(schema, "schema_version").as_string()
+    exists = (yield Execute(queries.SCHEMA_VERSION_TABLE, (version_table,)))[0]
+    if not exists:
+        return None
+    version = int((yield Execute(queries.render(queries.READ_SCHEMA_VERSION, schema)))[0])
+    _check(version, schema)
+    return version
