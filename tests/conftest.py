@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -235,3 +236,11 @@ def sql_conn(server_dsn: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """A plain connection to the server, for looking at what pgusers stored."""
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         yield conn
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Report how many hostile-input examples the run tried."""
+    hostile = sys.modules.get("tests.test_hostile")
+    if hostile is not None and hostile.TRIED:
+        total = sum(hostile.TRIED.values())
+        terminalreporter.write_line(f"hostile-input examples tried: {total}")

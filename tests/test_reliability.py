@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import os
 import random
+import statistics
 import tempfile
 import threading
 import time
@@ -255,3 +256,19 @@ def test_server_restart_under_load(open_userspace):
             assert usp.find_user(username="ada")["userid"] == 1
         finally:
             usp.close()
+
+
+def test_unknown_user_and_wrong_password_take_the_same_time(open_userspace, dsn, schema):
+    """With the default Argon2id parameters; the benchmark reports the exact ratio."""
+    with open_userspace(conninfo=dsn, schema=schema) as usp:
+        usp.create_user("ada", "correct horse", "ada@example.com")
+        usp.validate_user("nobody", "warm up the dummy hash")
+        unknown, wrong = [], []
+        for _ in range(12):
+            for name, samples in (("nobody", unknown), ("ada", wrong)):
+                started = time.perf_counter()
+                assert usp.validate_user(name, "not the password") == ("", False, None)
+                samples.append(time.perf_counter() - started)
+    ratio = statistics.median(unknown) / statistics.median(wrong)
+    print(f"\nmedian unknown user / wrong password: {ratio:.3f}")
+    assert 0.75 < ratio < 1.33

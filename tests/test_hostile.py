@@ -1,0 +1,142 @@
+"""Hostile input: every public method fed arbitrary values (hypothesis).
+
+The only outcomes allowed are the documented return values and BadCallError,
+and a call that raised BadCallError must leave the database exactly as it was.
+12 methods x 2 APIs x 420 examples: over 10,000 examples in a run.
+"""
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED, BadCallError
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = 420
+
+SQL_FRAGMENTS = [
+    "'; DROP TABLE users; --",
+    "' OR '1'='1",
+    "1; SELECT pg_sleep(10)",
+    "$$",
+    "\\",
+    "%s",
+    "%(key)s",
+    "{schema}",
+    "NULL",
+    "pgusers.users",
+    "\x00",
+    "A" * 43,
+]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=2**63 - 3, max_value=2**80),
+    st.integers(min_value=-3, max_value=5),
+    st.floats(),
+    st.text(st.characters(exclude_categories=[]), max_size=40),  # surrogates, controls, NUL
+    st.binary(max_size=40),
+    st.sampled_from(SQL_FRAGMENTS),
+    st.builds(
+        lambda char, count: char * count,
+        st.characters(exclude_categories=[]),
+        st.integers(0, 300_000),
+    ),
+    st.sampled_from(["ada", "pw", "ada@example.com", "x@y.z", 1, 0, True, 3600.0]),
+)
+anything = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+        | st.tuples(inner)
+    ),
+    max_leaves=4,
+)
+
+
+def is_status(*allowed: int) -> Callable[[Any], bool]:
+    return lambda result: type(result) is int and result in allowed
+
+
+def is_login(result: Any) -> bool:
+    key, admin, userid = result
+    if key == "":
+        return admin is False and userid is None
+    return type(key) is str and type(admin) is bool and type(userid) is int
+
+
+def is_check(result: Any) -> bool:
+    rc, username, userid, _ = result
+    return (rc == OK and type(username) is str and type(userid) is int) or (
+        rc in (NOT_FOUND, EXPIRED) and username is None and userid is None
+    )
+
+
+def is_user(result: Any) -> bool:
+    return result is None or set(result) == {"userid", "username", "email", "admin", "extra_data"}
+
+
+def is_sessions(result: Any) -> bool:
+    return all(len(row) == 3 and type(row[2]) is float for row in result)
+
+
+# name -> (arity, does it write, what a valid result looks like)
+METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
+    "create_user": (5, True, lambda result: type(result) is int and result > 0),
+    "validate_user": (3, True, is_login),
+    "delete_user": (2, True, is_status(OK, NOT_FOUND)),
+    "change_password": (3, True, is_status(OK, NOT_FOUND, REJECTED)),
+    "check_key": (1, True, is_check),
+    "set_session_TTL": (1, True, lambda result: result is None),
+    "find_user": (3, False, is_user),
+    "modify_user": (4, True, is_status(OK, NOT_FOUND)),
+    "is_admin": (1, False, lambda result: type(result) is bool),
+    "set_admin": (2, True, is_status(OK, NOT_FOUND)),
+    "list_sessions": (2, False, is_sessions),
+    "kill_sessions": (2, True, lambda result: type(result) is int and result >= 0),
+}
+TRIED: Counter[str] = Counter()
+
+
+def snapshot(sql_conn, schema):
+    return [
+        sql_conn.execute(f"SELECT * FROM {schema}.{table} ORDER BY 1").fetchall()
+        for table in ("users", "sessions", "settings", "schema_version")
+    ]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_arbitrary_arguments_give_documented_outcomes_only(usp, sql_conn, schema, method):
+    arity, writes, valid = METHODS[method]
+    usp.create_user("ada", "pw", "ada@example.com")
+    usp.validate_user("ada", "pw")
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(st.lists(anything, min_size=arity, max_size=arity))
+    def call_with(arguments: list[Any]) -> None:
+        TRIED[method] += 1
+        before = snapshot(sql_conn, schema) if writes else None
+        try:
+            result = getattr(usp, method)(*arguments)
+            if method == "list_sessions":
+                result = list(result)
+        except BadCallError as error:
+            assert str(error)
+            if writes:
+                assert snapshot(sql_conn, schema) == before
+            return
+        assert valid(result), result
+
+    call_with()
+    assert TRIED[method] >= EXAMPLES
