@@ -4,9 +4,10 @@
     python bench/run.py --dsn "host=127.0.0.1 user=postgres dbname=bench"
 
 Prints a Markdown table: for each operation and table size, the median and 99th
-percentile latency of pgusers, the floor (a bare ``SELECT 1`` on a pooled
-connection), pgusers 0.9.4 (installed into a virtual environment of its own and
-driven in a subprocess), and Redis ``GET`` + ``EXPIRE`` where a Redis answers.
+percentile latency of pgusers; the floor (a bare ``SELECT 1`` on a pooled
+connection), timed in the same loop, call for call; pgusers 0.9.4 (installed
+into a virtual environment of its own and driven in a subprocess); and Redis
+``GET`` + ``EXPIRE`` where a Redis answers.
 """
 
 import argparse
@@ -49,7 +50,6 @@ class Row:
     p99: float | None = None
     floor: float | None = None
     original: float | None = None
-    redis: float | None = None
     note: str = ""
 
 
@@ -57,17 +57,28 @@ def progress(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-def timed(call: Callable[[], object], iterations: int) -> tuple[float, float]:
-    """Return the median and 99th percentile, in milliseconds, after a warm-up."""
+def timed(*calls: Callable[[], object], iterations: int) -> list[tuple[float, float]]:
+    """Return the median and 99th percentile, in milliseconds, of each call.
+
+    The calls are interleaved, one of each per round, so that they are measured
+    under the same conditions: a busy neighbour slows all of them, not one.
+    """
     for _ in range(min(200, iterations // 5 + 1)):
-        call()
-    timings = []
+        for call in calls:
+            call()
+    timings: list[list[float]] = [[] for _ in calls]
     for _ in range(iterations):
-        started = time.perf_counter()
-        call()
-        timings.append(time.perf_counter() - started)
-    timings.sort()
-    return timings[len(timings) // 2] * 1000, timings[int(len(timings) * 0.99)] * 1000
+        for call, samples in zip(calls, timings, strict=True):
+            started = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - started)
+    results = []
+    for samples in timings:
+        samples.sort()
+        results.append(
+            (samples[len(samples) // 2] * 1000, samples[int(len(samples) * 0.99)] * 1000)
+        )
+    return results
 
 
 @contextmanager
@@ -104,17 +115,20 @@ def fill_sessions(conninfo: str, userid: int, have: int, want: int, expired: boo
     execute(conninfo, f"ANALYZE {SCHEMA}.sessions")
 
 
-def measure_floor(conninfo: str, iterations: int) -> float:
+@contextmanager
+def floor_call(conninfo: str) -> Iterator[Callable[[], object]]:
+    """A bare ``SELECT 1`` on a pooled connection: the least a query can cost."""
     with ConnectionPool(conninfo, kwargs=DRIVER, min_size=1, open=True) as pool:
 
         def select_one() -> None:
             with pool.connection() as conn:
                 conn.execute("SELECT 1").fetchone()
 
-        return timed(select_one, iterations)[0]
+        yield select_one
 
 
-def measure_redis(iterations: int) -> tuple[float | None, str]:
+def redis_call() -> tuple[Callable[[], object] | None, str]:
+    """Return Redis GET + EXPIRE of one session, pipelined, or None and why not."""
     try:
         import redis  # noqa: PLC0415 - optional
     except ImportError:
@@ -131,9 +145,7 @@ def measure_redis(iterations: int) -> tuple[float | None, str]:
         pipe.expire("pgusers-bench-session", 864000)
         pipe.execute()
 
-    median = timed(get_and_expire, iterations)[0]
-    client.delete("pgusers-bench-session")
-    return median, "GET + EXPIRE pipelined: one round trip"
+    return get_and_expire, "GET + EXPIRE pipelined: one round trip"
 
 
 def measure_original(conninfo: str, sizes: list[int], iterations: int) -> dict[int, list[float]]:
@@ -284,117 +296,122 @@ def run(
 ) -> list[Row]:
     rows: list[Row] = []
     execute(conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
-    floor = measure_floor(conninfo, iterations)
-    rows.append(Row("SELECT 1 (the floor)", "-", floor, None, floor))
-    redis_median, redis_note = measure_redis(iterations) if redis_too else (None, "skipped")
     original_timings = (
         measure_original(conninfo, sizes, max(50, iterations // 10)) if original else {}
     )
     usp = pgusers.UserSpace(conninfo=conninfo, schema=SCHEMA, hasher=CHEAP_HASHER)
-    try:
-        userid = usp.create_user("bench", "bench-password", "bench@example.com")
-        key = usp.validate_user("bench", "bench-password")[0]
-        have = 1
-        for size in sizes:
-            progress(f"filling {size} sessions")
-            fill_sessions(conninfo, userid, have, size)
-            have = size
-            median, p99 = timed(lambda: usp.check_key(key), iterations)
-            old = original_timings.get(size)
+    with floor_call(conninfo) as select_one:
+        try:
+            userid = usp.create_user("bench", "bench-password", "bench@example.com")
+            key = usp.validate_user("bench", "bench-password")[0]
+            ((floor, _),) = timed(select_one, iterations=iterations)
+            rows.append(Row("SELECT 1 (the floor)", "-", floor, None, floor))
+            if redis_too:
+                get_and_expire, note = redis_call()
+                if get_and_expire is None:
+                    rows.append(Row("Redis GET + EXPIRE", "1", note=note))
+                else:
+                    (median, p99), (floor, _) = timed(
+                        get_and_expire, select_one, iterations=iterations
+                    )
+                    rows.append(Row("Redis GET + EXPIRE", "1", median, p99, floor, note=note))
+            have = 1
+            for size in sizes:
+                progress(f"filling {size} sessions")
+                fill_sessions(conninfo, userid, have, size)
+                have = size
+                (median, p99), (floor, _) = timed(
+                    lambda: usp.check_key(key), select_one, iterations=iterations
+                )
+                old = original_timings.get(size)
+                rows.append(
+                    Row("check_key", f"{size:,}", median, p99, floor, old[0] if old else None)
+                )
+            clock = [time.time()]
+
+            def slide_every_call() -> None:
+                clock[0] += 61  # past the one-minute slack: every call writes
+                usp.check_key(key)
+
+            with mock.patch("time.time", lambda: clock[0]):
+                (median, p99), (floor, _) = timed(
+                    slide_every_call, select_one, iterations=iterations
+                )
             rows.append(
                 Row(
-                    "check_key",
-                    f"{size:,}",
+                    "check_key, expiry written every call",
+                    f"{sizes[-1]:,}",
                     median,
                     p99,
                     floor,
-                    old[0] if old else None,
-                    redis_median,
-                    redis_note if redis_median is not None and size == sizes[0] else "",
+                    note="asynchronous commit: no WAL flush wait",
                 )
             )
-        clock = [time.time()]
-
-        def slide_every_call() -> None:
-            clock[0] += 61  # past the one-minute slack: every call writes
-            usp.check_key(key)
-
-        with mock.patch("time.time", lambda: clock[0]):
-            median, p99 = timed(slide_every_call, iterations)
-        rows.append(
-            Row(
-                "check_key, expiry written every call",
-                f"{sizes[-1]:,}",
-                median,
-                p99,
-                floor,
-                note="asynchronous commit: no WAL flush wait",
-            )
-        )
-        with psycopg.connect(conninfo, **DRIVER) as conn:
-            durable = (
-                f"UPDATE {SCHEMA}.sessions SET expires_at = now() + interval '10 days' "
-                "WHERE key = %s"
-            )
-            median, p99 = timed(lambda: conn.execute(durable, (key,)), iterations)
-        rows.append(
-            Row(
-                "durable UPDATE of one session (reference)",
-                f"{sizes[-1]:,}",
-                median,
-                p99,
-                floor,
-                note="synchronous commit: waits for the WAL flush",
-            )
-        )
-
-        for label, hasher in (
-            ("default Argon2id, 4 lanes", None),
-            ("Argon2id, 1 lane", PasswordHasher(parallelism=1)),
-        ):
-            progress(f"timing logins, {label}")
-            rows.extend(login_rows(conninfo, label, hasher, login_count, floor))
-
-        top = sizes[-1]
-        progress(f"streaming {top} users and {top} sessions")
-        execute(
-            conninfo,
-            f"""INSERT INTO {SCHEMA}.users
-            (username, username_key, email, email_key, password_hash)
-            SELECT 'user' || i, 'user' || i, i || '@example.com', i || '@example.com', 'x'
-            FROM generate_series(1, %s::int) i""",
-            (top - 1,),
-        )
-        for what, label in (("users", "all_users"), ("sessions", "list_sessions(0)")):
-            count, seconds, growth = measure_stream(conninfo, what)
+            with psycopg.connect(conninfo, **DRIVER) as conn:
+                durable = (
+                    f"UPDATE {SCHEMA}.sessions SET expires_at = now() + interval '10 days' "
+                    "WHERE key = %s"
+                )
+                (median, p99), (floor, _) = timed(
+                    lambda: conn.execute(durable, (key,)), select_one, iterations=iterations
+                )
             rows.append(
                 Row(
-                    f"{label}, whole stream",
-                    f"{count:,}",
+                    "durable UPDATE of one session (reference)",
+                    f"{sizes[-1]:,}",
+                    median,
+                    p99,
+                    floor,
+                    note="synchronous commit: waits for the WAL flush",
+                )
+            )
+            for label, hasher in (
+                ("default Argon2id, 4 lanes", None),
+                ("Argon2id, 1 lane", PasswordHasher(parallelism=1)),
+            ):
+                progress(f"timing logins, {label}")
+                rows.extend(login_rows(conninfo, label, hasher, login_count, floor))
+
+            top = sizes[-1]
+            progress(f"streaming {top} users and {top} sessions")
+            execute(
+                conninfo,
+                f"""INSERT INTO {SCHEMA}.users
+                (username, username_key, email, email_key, password_hash)
+                SELECT 'user' || i, 'user' || i, i || '@example.com', i || '@example.com', 'x'
+                FROM generate_series(1, %s::int) i""",
+                (top - 1,),
+            )
+            for what, label in (("users", "all_users"), ("sessions", "list_sessions(0)")):
+                count, seconds, growth = measure_stream(conninfo, what)
+                rows.append(
+                    Row(
+                        f"{label}, whole stream",
+                        f"{count:,}",
+                        seconds * 1000,
+                        None,
+                        floor,
+                        note=f"peak memory grew {growth:.1f} MB",
+                    )
+                )
+
+            progress(f"purging {top} expired sessions")
+            ended, seconds, worst = measure_purge(usp, conninfo, userid, top, key)
+            rows.append(
+                Row(
+                    "kill_sessions(0, expired=True)",
+                    f"{ended:,}",
                     seconds * 1000,
                     None,
                     floor,
-                    note=f"peak memory grew {growth:.1f} MB",
+                    note=f"worst concurrent check_key: {worst:.1f} ms",
                 )
             )
-
-        progress(f"purging {top} expired sessions")
-        ended, seconds, worst = measure_purge(usp, conninfo, userid, top, key)
-        rows.append(
-            Row(
-                "kill_sessions(0, expired=True)",
-                f"{ended:,}",
-                seconds * 1000,
-                None,
-                floor,
-                note=f"worst concurrent check_key: {worst:.1f} ms",
+        finally:
+            usp.close()
+            execute(
+                conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA))
             )
-        )
-    finally:
-        usp.close()
-        execute(
-            conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA))
-        )
     return rows
 
 
@@ -404,16 +421,16 @@ def number(value: float | None) -> str:
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| operation | rows | pgusers median ms | p99 ms | SELECT 1 ms | x floor "
-        f"| pgusers {ORIGINAL_VERSION} ms | Redis ms | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| operation | rows | pgusers median ms | p99 ms | SELECT 1 ms, same run | x floor "
+        f"| pgusers {ORIGINAL_VERSION} ms | note |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        ratio = f"{row.median / row.floor:.2f}" if row.median and row.floor and row.p99 else ""
+        per_call = row.median is not None and row.p99 is not None and row.floor
+        ratio = f"{row.median / row.floor:.2f}" if per_call and row.median and row.floor else ""
         lines.append(
             f"| {row.operation} | {row.size} | {number(row.median)} | {number(row.p99)} "
-            f"| {number(row.floor)} | {ratio} | {number(row.original)} | {number(row.redis)} "
-            f"| {row.note} |"
+            f"| {number(row.floor)} | {ratio} | {number(row.original)} | {row.note} |"
         )
     return "\n".join(lines)
 
