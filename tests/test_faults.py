@@ -1,12 +1,15 @@
 """Dropped connections, races and an unreachable server."""
 
 import os
+import socket
 import threading
 
 import psycopg
 import pytest
 
 from pgusers import OK, BadCallError, DatabaseUnavailableError
+
+from .conftest import FAST_HASHER
 
 
 def terminate_backends(sql_conn):
@@ -30,40 +33,56 @@ def test_calls_succeed_after_the_server_dropped_the_pooled_connections(usp, sql_
     assert usp.delete_user(username="bob") == OK
 
 
-def test_a_connection_lost_mid_call_is_retried_for_reads(usp, api, sql_conn, monkeypatch):
+def cut_the_pooled_connection(usp, api, loop_thread):
+    """Shut the socket of the userspace's one pooled connection, as a dead network or
+    a server gone away would, without the connection noticing yet."""
+    space = usp.space if api == "async" else usp
+    if api == "async":
+        conn = loop_thread.run(space._pool.getconn())
+        socket.socket(fileno=os.dup(conn.fileno())).shutdown(socket.SHUT_RDWR)
+        loop_thread.run(space._pool.putconn(conn))
+    else:
+        conn = space._pool.getconn()
+        socket.socket(fileno=os.dup(conn.fileno())).shutdown(socket.SHUT_RDWR)
+        space._pool.putconn(conn)
+
+
+def test_a_connection_lost_mid_call_is_retried_for_reads(
+    open_userspace, api, dsn, schema, loop_thread, monkeypatch
+):
     import pgusers.aio
     import pgusers.userspace
 
-    if os.environ.get("PGUSERS_TEST_PGBOUNCER"):
-        pytest.skip(
-            "behind PgBouncer, pg_terminate_backend ends PgBouncer's server connections "
-            "and pgusers' own connection survives: no loss to produce mid-call"
-        )
-    usp.create_user("ada", "pw", "ada@example.com")
-    key = usp.validate_user("ada", "pw")[0]
-    # Hand out the first connection unchecked, as if the server ended it while the
-    # query was on its way: the failure then comes from the query itself.
-    checks = []
-    module = pgusers.aio if api == "async" else pgusers.userspace
-    real_check = module._still_connected
+    usp = open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, pool_max=1)
+    try:
+        usp.create_user("ada", "pw", "ada@example.com")
+        key = usp.validate_user("ada", "pw")[0]
+        # Hand out the first connection unchecked, so that the failure comes from the
+        # query itself, as when the connection dies while the query is on its way.
+        checks = []
+        module = pgusers.aio if api == "async" else pgusers.userspace
+        real_check = module._still_connected
 
-    def first_unchecked(conn):
-        checks.append(conn)
-        return len(checks) == 1 or real_check(conn)
+        def first_unchecked(conn):
+            checks.append(conn)
+            return len(checks) == 1 or real_check(conn)
 
-    async def first_unchecked_async(conn):
-        checks.append(conn)
-        return len(checks) == 1 or await real_check(conn)
+        async def first_unchecked_async(conn):
+            checks.append(conn)
+            return len(checks) == 1 or await real_check(conn)
 
-    patch = first_unchecked_async if api == "async" else first_unchecked
-    monkeypatch.setattr(module, "_still_connected", patch)
-    assert terminate_backends(sql_conn) >= 1
-    assert usp.check_key(key)[0] == OK
-    assert terminate_backends(sql_conn) >= 1
-    checks.clear()
-    with pytest.raises(DatabaseUnavailableError):
-        usp.create_user("bob", "pw", "bob@example.com")  # not repeatable: not retried
-    assert usp.find_user(username="bob") is None
+        patch = first_unchecked_async if api == "async" else first_unchecked
+        monkeypatch.setattr(module, "_still_connected", patch)
+        cut_the_pooled_connection(usp, api, loop_thread)
+        checks.clear()
+        assert usp.check_key(key)[0] == OK  # retried on a new connection
+        cut_the_pooled_connection(usp, api, loop_thread)
+        checks.clear()
+        with pytest.raises(DatabaseUnavailableError):
+            usp.create_user("bob", "pw", "bob@example.com")  # not repeatable: not retried
+        assert usp.find_user(username="bob") is None
+    finally:
+        usp.close()
 
 
 def test_unreachable_server_during_a_call_raises_the_documented_error(usp, api, loop_thread):
