@@ -1,0 +1,41 @@
+"""How many statements (round trips) each call sends: the figures the README gives."""
+
+import pytest
+
+import pgusers.aio
+import pgusers.userspace
+
+EXPECTED = [
+    ("create_user", lambda u, key: u.create_user("bob", "pw", "bob@example.com"), 1),
+    ("validate_user", lambda u, key: u.validate_user("ada", "pw"), 2),
+    ("validate_user, wrong password", lambda u, key: u.validate_user("ada", "no"), 1),
+    ("validate_user, unknown user", lambda u, key: u.validate_user("nobody", "no"), 1),
+    ("check_key", lambda u, key: u.check_key(key), 1),
+    ("check_key, malformed key", lambda u, key: u.check_key("not a key"), 0),
+    ("set_session_TTL", lambda u, key: u.set_session_TTL(3600), 1),
+    ("find_user", lambda u, key: u.find_user(username="ada"), 1),
+    ("modify_user", lambda u, key: u.modify_user(1, email="ada2@example.com"), 1),
+    ("is_admin", lambda u, key: u.is_admin(1), 1),
+    ("set_admin", lambda u, key: u.set_admin(1), 1),
+    ("change_password", lambda u, key: u.change_password(1, "pw2"), 1),
+    ("change_password, with the old one", lambda u, key: u.change_password(1, "pw2", "pw"), 2),
+    ("kill_sessions", lambda u, key: u.kill_sessions(1), 1),
+    ("delete_user", lambda u, key: u.delete_user(userid=1), 1),
+]
+
+
+@pytest.mark.parametrize(("name", "call", "statements"), EXPECTED, ids=[e[0] for e in EXPECTED])
+def test_statements_per_call(usp, api, monkeypatch, name, call, statements):
+    usp.create_user("ada", "pw", "ada@example.com")
+    key = usp.validate_user("ada", "pw")[0]
+    module = pgusers.aio if api == "async" else pgusers.userspace
+    real = module._execute
+    sent = []
+
+    def counting(conn, step):
+        sent.append(step.query)
+        return real(conn, step)
+
+    monkeypatch.setattr(module, "_execute", counting)
+    call(usp, key)
+    assert len(sent) == statements, sent
