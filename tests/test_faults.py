@@ -146,7 +146,7 @@ def test_logins_on_many_threads(usp):
 
 def test_database_errors_are_not_retried_as_lost_connections():
     error = psycopg.errors.UniqueViolation()
-    from pgusers.userspace import connection_lost
+    from pgusers.connections import connection_lost
 
     assert not connection_lost(error)
     assert connection_lost(psycopg.OperationalError("server closed the connection"))

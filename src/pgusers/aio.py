@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import psycopg
 from argon2 import PasswordHasher
-from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from pgusers import schema, target
 from pgusers.codec import Serializer
@@ -23,7 +23,8 @@ from pgusers.config import Options, Registry
 from pgusers.connections import (
     STREAM_BATCH,
     STREAM_CURSOR,
-    connection_lost,
+    after_failure,
+    checkout,
     needs_check,
     unavailable,
 )
@@ -211,25 +212,18 @@ class AsyncUserSpace:
         try:
             return await self._drive(operation, self._getconn, pool.putconn)
         except psycopg.Error as error:
-            if not connection_lost(error):
-                raise
-            if retry:
-                return await self._run(start)
-            raise unavailable(self._target, error) from None
+            after_failure(error, self._target, may_retry=retry)
+            return await self._run(start)
 
     async def _getconn(self) -> AsyncConn:
         pool = self._live_pool()
-        try:
+        with checkout(self._target, repr(self)):
             while True:
                 conn = await pool.getconn()
                 if await _still_connected(conn):
                     return conn
                 await conn.close()
                 await pool.putconn(conn)
-        except PoolClosed:
-            raise BadCallError(f"{self!r} is closed") from None
-        except PoolTimeout as error:
-            raise unavailable(self._target, error) from None
 
     async def _stream(self, query: Query) -> AsyncIterator[Any]:
         pool = self._live_pool()
@@ -245,10 +239,7 @@ class AsyncUserSpace:
                         yield query.convert(row)
                 return
             except psycopg.Error as error:
-                if not connection_lost(error):
-                    raise
-                if started or attempt == 2:
-                    raise unavailable(self._target, error) from None
+                after_failure(error, self._target, may_retry=attempt == 1 and not started)
             finally:
                 await pool.putconn(conn)
 

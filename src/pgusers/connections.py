@@ -1,11 +1,14 @@
 """What the sync and async drivers share about connections and their failures."""
 
 import select
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg_pool import PoolClosed, PoolTimeout
 
-from pgusers.errors import DatabaseUnavailableError
+from pgusers.errors import BadCallError, DatabaseUnavailableError
 from pgusers.target import Target
 
 STREAM_BATCH = 1000
@@ -38,3 +41,27 @@ def needs_check(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) ->
     ``pg_terminate_backend``), and only then is a test query worth its round trip.
     """
     return bool(select.select([conn.fileno()], [], [], 0)[0])
+
+
+def after_failure(error: psycopg.Error, where: Target, *, may_retry: bool) -> None:
+    """Decide what a call that failed with ``error`` does next.
+
+    Returns when the call should be run again on a fresh connection; raises the
+    statement's own error when the connection is fine, or
+    :class:`DatabaseUnavailableError` when it was lost and a retry is not allowed.
+    """
+    if not connection_lost(error):
+        raise error
+    if not may_retry:
+        raise unavailable(where, error) from None
+
+
+@contextmanager
+def checkout(where: Target, name: str) -> Iterator[None]:
+    """Turn a pool's refusal to hand out a connection into pgusers' exceptions."""
+    try:
+        yield
+    except PoolClosed:
+        raise BadCallError(f"{name} is closed") from None
+    except PoolTimeout as error:
+        raise unavailable(where, error) from None

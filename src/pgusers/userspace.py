@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import psycopg
 from argon2 import PasswordHasher
-from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from pgusers import schema, target
 from pgusers.codec import Serializer
@@ -14,12 +14,12 @@ from pgusers.config import Options, Registry
 from pgusers.connections import (
     STREAM_BATCH,
     STREAM_CURSOR,
-    connection_lost,
+    after_failure,
+    checkout,
     needs_check,
     unavailable,
 )
 from pgusers.core import CheckResult, Core, LoginResult, Query, SessionRow, UserRow
-from pgusers.errors import BadCallError
 from pgusers.steps import Execute, Fetch, Operation, Stepper
 
 T = TypeVar("T")
@@ -161,14 +161,11 @@ class UserSpace:
         try:
             return self._drive(start(), self._getconn, self._pool.putconn)
         except psycopg.Error as error:
-            if not connection_lost(error):
-                raise
-            if retry:
-                return self._run(start)
-            raise unavailable(self._target, error) from None
+            after_failure(error, self._target, may_retry=retry)
+            return self._run(start)
 
     def _getconn(self) -> psycopg.Connection[Any]:
-        try:
+        with checkout(self._target, repr(self)):
             while True:
                 conn = self._pool.getconn()
                 if _still_connected(conn):
@@ -176,10 +173,6 @@ class UserSpace:
                 # The pool replaces a connection handed back closed, at once.
                 conn.close()
                 self._pool.putconn(conn)
-        except PoolClosed:
-            raise BadCallError(f"{self!r} is closed") from None
-        except PoolTimeout as error:
-            raise unavailable(self._target, error) from None
 
     def _stream(self, query: Query) -> Iterator[Any]:
         for attempt in (1, 2):
@@ -194,10 +187,7 @@ class UserSpace:
                         yield query.convert(row)
                 return
             except psycopg.Error as error:
-                if not connection_lost(error):
-                    raise
-                if started or attempt == 2:
-                    raise unavailable(self._target, error) from None
+                after_failure(error, self._target, may_retry=attempt == 1 and not started)
             finally:
                 self._pool.putconn(conn)
 
