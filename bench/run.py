@@ -11,6 +11,7 @@ into a virtual environment of its own and driven in a subprocess); and Redis
 """
 
 import argparse
+import asyncio
 import json
 import os
 import subprocess
@@ -206,6 +207,115 @@ def measure_logins(usp: pgusers.UserSpace, per_thread: int) -> tuple[float, floa
     return rates[0], rates[1]
 
 
+def write_rows(
+    usp: pgusers.UserSpace,
+    conninfo: str,
+    key: str,
+    select_one: Callable[[], object],
+    *,
+    iterations: int,
+    size: str,
+) -> list[Row]:
+    """check_key when every call writes the expiry, and a durable write for reference."""
+    rows: list[Row] = []
+    clock = [time.time()]
+
+    def slide_every_call() -> None:
+        clock[0] += 61  # past the one-minute slack: every call writes
+        usp.check_key(key)
+
+    with mock.patch("time.time", lambda: clock[0]):
+        (median, p99), (floor, _) = timed(slide_every_call, select_one, iterations=iterations)
+    rows.append(
+        Row(
+            "check_key, expiry written every call",
+            size,
+            median,
+            p99,
+            floor,
+            note="asynchronous commit: no WAL flush wait",
+        )
+    )
+    with psycopg.connect(conninfo, **DRIVER) as conn:
+        durable = (
+            f"UPDATE {SCHEMA}.sessions SET expires_at = now() + interval '10 days' WHERE key = %s"
+        )
+        (median, p99), (floor, _) = timed(
+            lambda: conn.execute(durable, (key,)), select_one, iterations=iterations
+        )
+    rows.append(
+        Row(
+            "durable UPDATE of one session (reference)",
+            size,
+            median,
+            p99,
+            floor,
+            note="synchronous commit: waits for the WAL flush",
+        )
+    )
+    return rows
+
+
+def throughput_rows(usp: pgusers.UserSpace, conninfo: str, key: str, calls: int) -> list[Row]:
+    """check_key calls per second: one thread on UserSpace; 50 tasks on one event loop
+    on AsyncUserSpace; and the longest the loop went without running a ticker task
+    while 8 logins with the default Argon2id parameters ran on it."""
+    started = time.perf_counter()
+    for _ in range(calls):
+        usp.check_key(key)
+    sync_rate = calls / (time.perf_counter() - started)
+
+    async def on_the_loop() -> tuple[float, float]:
+        async with pgusers.AsyncUserSpace(conninfo=conninfo, schema=SCHEMA) as space:
+
+            async def task(count: int) -> None:
+                for _ in range(count):
+                    await space.check_key(key)
+
+            per_task = max(1, calls // 50)
+            await asyncio.gather(*(task(per_task // 10 + 1) for _ in range(50)))  # warm-up
+            begun = time.perf_counter()
+            await asyncio.gather(*(task(per_task) for _ in range(50)))
+            async_rate = 50 * per_task / (time.perf_counter() - begun)
+
+        schema = SCHEMA + "_gap"
+        async with pgusers.AsyncUserSpace(conninfo=conninfo, schema=schema) as space:
+            await space.create_user("gap", "gap-password", "gap@example.com")
+            done = asyncio.Event()
+            worst = 0.0
+
+            async def ticker() -> None:
+                nonlocal worst
+                last = time.perf_counter()
+                while not done.is_set():
+                    await asyncio.sleep(0.001)
+                    now = time.perf_counter()
+                    worst, last = max(worst, now - last), now
+
+            ticking = asyncio.create_task(ticker())
+            await asyncio.gather(*(space.validate_user("gap", "gap-password") for _ in range(8)))
+            done.set()
+            await ticking
+        execute(conninfo, sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        return async_rate, worst * 1000
+
+    async_rate, gap = asyncio.run(on_the_loop())
+    return [
+        Row("check_key throughput, UserSpace, 1 thread", "1", note=f"{sync_rate:,.0f} calls/s"),
+        Row(
+            "check_key throughput, AsyncUserSpace, 50 tasks on one loop",
+            "1",
+            note=f"{async_rate:,.0f} calls/s",
+        ),
+        Row(
+            "event-loop gap during 8 concurrent logins",
+            "-",
+            gap,
+            note="longest wait of a 1 ms ticker on the same loop",
+        ),
+    ]
+
+
 def login_rows(
     conninfo: str, label: str, hasher: PasswordHasher | None, count: int, floor: float
 ) -> list[Row]:
@@ -327,44 +437,13 @@ def run(
                 rows.append(
                     Row("check_key", f"{size:,}", median, p99, floor, old[0] if old else None)
                 )
-            clock = [time.time()]
-
-            def slide_every_call() -> None:
-                clock[0] += 61  # past the one-minute slack: every call writes
-                usp.check_key(key)
-
-            with mock.patch("time.time", lambda: clock[0]):
-                (median, p99), (floor, _) = timed(
-                    slide_every_call, select_one, iterations=iterations
-                )
-            rows.append(
-                Row(
-                    "check_key, expiry written every call",
-                    f"{sizes[-1]:,}",
-                    median,
-                    p99,
-                    floor,
-                    note="asynchronous commit: no WAL flush wait",
+            rows.extend(
+                write_rows(
+                    usp, conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
                 )
             )
-            with psycopg.connect(conninfo, **DRIVER) as conn:
-                durable = (
-                    f"UPDATE {SCHEMA}.sessions SET expires_at = now() + interval '10 days' "
-                    "WHERE key = %s"
-                )
-                (median, p99), (floor, _) = timed(
-                    lambda: conn.execute(durable, (key,)), select_one, iterations=iterations
-                )
-            rows.append(
-                Row(
-                    "durable UPDATE of one session (reference)",
-                    f"{sizes[-1]:,}",
-                    median,
-                    p99,
-                    floor,
-                    note="synchronous commit: waits for the WAL flush",
-                )
-            )
+            progress("timing check_key throughput, threads and asyncio")
+            rows.extend(throughput_rows(usp, conninfo, key, iterations))
             for label, hasher in (
                 ("default Argon2id, 4 lanes", None),
                 ("Argon2id, 1 lane", PasswordHasher(parallelism=1)),
