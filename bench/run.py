@@ -32,6 +32,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 import pgusers
+from pgusers import queries
 from pgusers.target import prepare_threshold_from_environment
 
 HERE = Path(__file__).resolve().parent
@@ -256,6 +257,40 @@ def write_rows(
     return rows
 
 
+def anatomy_rows(
+    conninfo: str, key: str, select_one: Callable[[], object], *, iterations: int, size: str
+) -> list[Row]:
+    """What each part of check_key's statement costs, timed in one loop with the floor."""
+    sessions = f"FROM {SCHEMA}.sessions s"
+    users = f"JOIN {SCHEMA}.users u ON u.userid = s.userid"
+    settings = f"CROSS JOIN {SCHEMA}.settings t"
+    by_key = "WHERE s.key = %(key)s"
+    columns = "s.expires_at, u.username, s.userid, s.extra_data"
+    parts = {
+        "the session row by primary key, nothing else": (
+            f"SELECT s.expires_at {sessions} {by_key}"
+        ),
+        "+ join users for the username": f"SELECT {columns} {sessions} {users} {by_key}",
+        "+ the TTL from settings": (
+            f"SELECT {columns}, t.session_ttl {sessions} {users} {settings} {by_key}"
+        ),
+        "check_key's whole statement": queries.render(queries.CHECK_KEY, SCHEMA),
+    }
+    with psycopg.connect(conninfo, **DRIVER) as conn:
+        calls = [
+            lambda statement=statement: conn.execute(
+                statement, {"key": key, "now": time.time()}
+            ).fetchone()
+            for statement in parts.values()
+        ]
+        results = timed(*calls, select_one, iterations=iterations)
+    floor = results[-1][0]
+    return [
+        Row(f"anatomy: {name}", size, median, p99, floor)
+        for name, (median, p99) in zip(parts, results, strict=False)
+    ]
+
+
 def throughput_rows(usp: pgusers.UserSpace, conninfo: str, key: str, calls: int) -> list[Row]:
     """check_key calls per second: one thread on UserSpace; 50 tasks on one event loop
     on AsyncUserSpace; and the longest the loop went without running a ticker task
@@ -440,6 +475,11 @@ def run(
             rows.extend(
                 write_rows(
                     usp, conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
+                )
+            )
+            rows.extend(
+                anatomy_rows(
+                    conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
                 )
             )
             progress("timing check_key throughput, threads and asyncio")
