@@ -8,8 +8,9 @@ before the first step, so a bad call never reaches the database.
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from psycopg import errors as pgerrors
 
@@ -19,8 +20,6 @@ from pgusers.errors import EXPIRED, NOT_FOUND, OK, REJECTED, BadCallError
 from pgusers.keys import looks_like_session_key, new_session_key
 from pgusers.passwords import Passwords
 from pgusers.steps import Execute, Fetch, Offload, Operation
-
-T = TypeVar("T")
 
 UserRow = tuple[int, str, str, bool]
 SessionRow = tuple[str, str, float]
@@ -38,13 +37,13 @@ def _duplicate(error: pgerrors.UniqueViolation) -> BadCallError:
     return BadCallError(f"a user with that {field} already exists")
 
 
+@dataclass(frozen=True, slots=True)
 class Query:
     """A streamed query: the SQL, its parameters and how each row becomes a result."""
 
-    def __init__(self, sql: str, params: dict[str, Any], convert: Callable[[Any], Any]) -> None:
-        self.sql = sql
-        self.params = params
-        self.convert = convert
+    sql: str
+    params: dict[str, Any]
+    convert: Callable[[Any], Any]
 
 
 class Core:
@@ -141,21 +140,18 @@ class Core:
             "set_extra": extra_data is not None,
             "extra_data": self.codec.dumps(extra_data),
         }
-        return self._modify_user(params)
-
-    def _modify_user(self, params: dict[str, Any]) -> Operation[int]:
-        try:
-            row = yield Execute(self._sql(queries.MODIFY_USER), params)
-        except pgerrors.UniqueViolation as error:
-            raise _duplicate(error) from None
-        return NOT_FOUND if row is None else OK
+        return self._status_of(self._sql(queries.MODIFY_USER), params)
 
     def delete_user(self, username: object, userid: object) -> Operation[int]:
         where, params = self._user_selector(username=username, userid=userid)
         return self._status_of(self._sql(queries.DELETE_USER, where=where), params)
 
     def _status_of(self, query: str, params: Any) -> Operation[int]:
-        row = yield Execute(query, params)
+        """Run a statement that returns the row it changed: OK, or NOT_FOUND."""
+        try:
+            row = yield Execute(query, params)
+        except pgerrors.UniqueViolation as error:
+            raise _duplicate(error) from None
         return NOT_FOUND if row is None else OK
 
     def change_password(
@@ -185,7 +181,7 @@ class Core:
         row = yield Execute(self._sql(queries.SET_PASSWORD), params)
         if row is not None:
             return OK
-        # The password changed between our read and our write.
+        # Nothing was updated: the user is gone, or its password changed since it was read.
         return NOT_FOUND if old is None else REJECTED
 
     def is_admin(self, userid: object) -> Operation[bool]:
