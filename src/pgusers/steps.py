@@ -21,8 +21,6 @@ class Fetch(Enum):
 
     ONE = "one"
     """The first row, or None."""
-    ALL = "all"
-    """A list of every row."""
     ROWCOUNT = "rowcount"
     """The number of rows the statement affected."""
 
