@@ -150,3 +150,43 @@ def test_database_errors_are_not_retried_as_lost_connections():
 
     assert not connection_lost(error)
     assert connection_lost(psycopg.OperationalError("server closed the connection"))
+
+
+def _use_in_child(usp, key, results):
+    answers = (usp.check_key(key)[0], usp.create_user("child", "pw", "child@example.com"))
+    conn = usp._pool.getconn()
+    results.put((*answers, conn.info.backend_pid))
+    usp._pool.putconn(conn)
+
+
+def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(dsn, schema, sql_conn):
+    import multiprocessing
+
+    import pgusers
+
+    usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, pool_max=1)
+    try:
+        usp.create_user("ada", "pw", "ada@example.com")
+        key = usp.validate_user("ada", "pw")[0]
+        conn = usp._pool.getconn()
+        parent_backend = conn.info.backend_pid
+        usp._pool.putconn(conn)
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        child = context.Process(target=_use_in_child, args=(usp, key, results))
+        child.start()
+        child.join(60)
+        assert child.exitcode == 0
+        checked, created, child_backend = results.get(timeout=5)
+        assert (checked, created) == (OK, 2)
+        assert child_backend != parent_backend  # the child had connections of its own
+        alive = sql_conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (parent_backend,)
+        ).fetchone()[0]
+        assert alive == 1  # the child did not end the parent's connection
+        conn = usp._pool.getconn()
+        assert conn.info.backend_pid == parent_backend
+        usp._pool.putconn(conn)
+        assert usp.find_user(username="child")["userid"] == 2
+    finally:
+        usp.close()

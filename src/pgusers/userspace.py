@@ -1,5 +1,7 @@
 """UserSpace: the blocking API, for threaded applications."""
 
+import os
+import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
@@ -66,6 +68,9 @@ class UserSpace:
     _pool: ConnectionPool[psycopg.Connection[Any]]
     _target: target.Target
     _key: tuple[str, ...]
+    _options: Options
+    _pid: int
+    _fork_lock: threading.Lock
 
     def __new__(
         cls,
@@ -95,21 +100,38 @@ class UserSpace:
         self._core = core
         self._target = where
         self._key = key
-        conn_options = {"autocommit": True, **where.driver_options}
+        self._options = options
+        self._fork_lock = threading.Lock()
         try:
-            with psycopg.Connection.connect(where.conninfo, **conn_options) as conn:
+            with psycopg.Connection.connect(where.conninfo, **self._conn_options()) as conn:
                 for operation in (schema.migrate(core.schema), core.load_ttl()):
                     self._drive(operation, lambda: conn, lambda _: None)
         except psycopg.OperationalError as error:
             raise unavailable(where, error) from None
-        self._pool = ConnectionPool(
-            where.conninfo,
-            kwargs=conn_options,
-            name=f"pgusers {where.describe()}",
-            open=True,
-            **options.pool_settings(),
-        )
+        self._pool = self._new_pool()
         return self
+
+    def _conn_options(self) -> dict[str, Any]:
+        return {"autocommit": True, **self._target.driver_options}
+
+    def _new_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        self._pid = os.getpid()
+        return ConnectionPool(
+            self._target.conninfo,
+            kwargs=self._conn_options(),
+            name=f"pgusers {self._target.describe()}",
+            open=True,
+            **self._options.pool_settings(),
+        )
+
+    def _after_fork(self) -> None:
+        # A forked child (a pre-forking web server's worker) inherits the parent's
+        # pool: its connections belong to the parent and its threads did not survive
+        # the fork. The child leaves them alone (closing them would end the parent's
+        # sessions with the server) and opens a pool of its own.
+        with self._fork_lock:
+            if self._pid != os.getpid() and not self._pool.closed:
+                self._pool = self._new_pool()
 
     def __repr__(self) -> str:
         state = " closed" if self._pool.closed else ""
@@ -157,12 +179,14 @@ class UserSpace:
         """Run an operation on pooled connections; with ``retry``, once more on a fresh
         connection if the first one was lost (for calls whose repetition is harmless)."""
         try:
-            return self._drive(start(), self._getconn, self._pool.putconn)
+            return self._drive(start(), self._getconn, self._putconn)
         except psycopg.Error as error:
             after_failure(error, self._target, may_retry=retry)
             return self._run(start)
 
     def _getconn(self) -> psycopg.Connection[Any]:
+        if self._pid != os.getpid():
+            self._after_fork()
         with checkout(self._target, repr(self)):
             while True:
                 conn = self._pool.getconn()
@@ -171,6 +195,9 @@ class UserSpace:
                 # The pool replaces a connection handed back closed, at once.
                 conn.close()
                 self._pool.putconn(conn)
+
+    def _putconn(self, conn: psycopg.Connection[Any]) -> None:
+        self._pool.putconn(conn)
 
     def _stream(self, query: Query) -> Iterator[Any]:
         for attempt in (1, 2):
