@@ -180,13 +180,15 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(dsn, sc
         checked, created, child_backend = results.get(timeout=5)
         assert (checked, created) == (OK, 2)
         assert child_backend != parent_backend  # the child had connections of its own
-        alive = sql_conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (parent_backend,)
-        ).fetchone()[0]
-        assert alive == 1  # the child did not end the parent's connection
+        # The parent's connection is the one it had, and the server did not close it
+        # (a child that closed it would have sent the server a goodbye on it).
         conn = usp._pool.getconn()
-        assert conn.info.backend_pid == parent_backend
-        usp._pool.putconn(conn)
+        try:
+            assert conn.info.backend_pid == parent_backend
+            assert pgusers.userspace._still_connected(conn)
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            usp._pool.putconn(conn)
         assert usp.find_user(username="child")["userid"] == 2
     finally:
         usp.close()
