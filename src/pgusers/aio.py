@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgusers import schema, target
 from pgusers.codec import Serializer
-from pgusers.config import Options, Registry
+from pgusers.config import Options, Registry, pool_arguments, prepare
 from pgusers.connections import (
     STREAM_BATCH,
     STREAM_CURSOR,
@@ -100,10 +100,8 @@ class AsyncUserSpace:
                 "AsyncUserSpace must be created inside a running event loop"
             ) from None
         options = Options(schema, serializer, hasher, pool_min, pool_max, pool_timeout)
-        options.check()
-        where = target.resolve(dbname, conninfo, conn_kwargs)
-        core = options.make_core()
-        key = (loop, *where.identity, core.schema)
+        where, core, space_key = prepare(options, dbname, conninfo, conn_kwargs)
+        key = (loop, *space_key)
         return cls._registry.get_or_open(key, options, lambda: cls._new(where, key, core, options))
 
     @classmethod
@@ -130,10 +128,9 @@ class AsyncUserSpace:
         async with self._opening:
             if self._pool is not None:
                 return
-            conn_options = {"autocommit": True, **self._target.driver_options}
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self._target.conninfo, **conn_options
+                    self._target.conninfo, **self._target.connection_options
                 ) as conn:
 
                     async def acquire() -> AsyncConn:
@@ -147,11 +144,7 @@ class AsyncUserSpace:
             except psycopg.OperationalError as error:
                 raise unavailable(self._target, error) from None
             pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
-                self._target.conninfo,
-                kwargs=conn_options,
-                name=f"pgusers {self._target.describe()}",
-                open=False,
-                **self._options.pool_settings(),
+                **pool_arguments(self._target, self._options), open=False
             )
             await pool.open()
             self._pool = pool

@@ -80,6 +80,26 @@ class Options:
         }
 
 
+def prepare(
+    options: Options, dbname: object, conninfo: object, conn_kwargs: dict[str, Any]
+) -> tuple[target.Target, Core, tuple[str, ...]]:
+    """Check a userspace's arguments; return its target, its core and its registry key."""
+    options.check()
+    where = target.resolve(dbname, conninfo, conn_kwargs)
+    core = options.make_core()
+    return where, core, (*where.identity, core.schema)
+
+
+def pool_arguments(where: target.Target, options: Options) -> dict[str, Any]:
+    """Return the arguments of the (sync or async) connection pool of a userspace."""
+    return {
+        "conninfo": where.conninfo,
+        "kwargs": where.connection_options,
+        "name": f"pgusers {where.describe()}",
+        **options.pool_settings(),
+    }
+
+
 def _comparable(value: object) -> object:
     if isinstance(value, PasswordHasher):
         return (

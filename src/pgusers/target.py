@@ -32,6 +32,11 @@ class Target:
     driver_options: dict[str, Any]
     identity: tuple[str, ...]
 
+    @property
+    def connection_options(self) -> dict[str, Any]:
+        """psycopg's keyword arguments for every connection to this target."""
+        return {"autocommit": True, **self.driver_options}
+
     def describe(self) -> str:
         """Return ``user@host:port/dbname``, never a password."""
         host, hostaddr, port, dbname, user = self.identity

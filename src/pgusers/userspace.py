@@ -12,7 +12,7 @@ from psycopg_pool import ConnectionPool
 
 from pgusers import schema, target
 from pgusers.codec import Serializer
-from pgusers.config import Options, Registry
+from pgusers.config import Options, Registry, pool_arguments, prepare
 from pgusers.connections import (
     STREAM_BATCH,
     STREAM_CURSOR,
@@ -86,10 +86,7 @@ class UserSpace:
         **conn_kwargs: Any,
     ) -> "UserSpace":
         options = Options(schema, serializer, hasher, pool_min, pool_max, pool_timeout)
-        options.check()
-        where = target.resolve(dbname, conninfo, conn_kwargs)
-        core = options.make_core()
-        key = (*where.identity, core.schema)
+        where, core, key = prepare(options, dbname, conninfo, conn_kwargs)
         return cls._registry.get_or_open(key, options, lambda: cls._open(where, key, core, options))
 
     @classmethod
@@ -103,7 +100,7 @@ class UserSpace:
         self._options = options
         self._fork_lock = threading.Lock()
         try:
-            with psycopg.Connection.connect(where.conninfo, **self._conn_options()) as conn:
+            with psycopg.Connection.connect(where.conninfo, **where.connection_options) as conn:
                 for operation in (schema.migrate(core.schema), core.load_ttl()):
                     self._drive(operation, lambda: conn, lambda _: None)
         except psycopg.OperationalError as error:
@@ -111,18 +108,9 @@ class UserSpace:
         self._pool = self._new_pool()
         return self
 
-    def _conn_options(self) -> dict[str, Any]:
-        return {"autocommit": True, **self._target.driver_options}
-
     def _new_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
         self._pid = os.getpid()
-        return ConnectionPool(
-            self._target.conninfo,
-            kwargs=self._conn_options(),
-            name=f"pgusers {self._target.describe()}",
-            open=True,
-            **self._options.pool_settings(),
-        )
+        return ConnectionPool(**pool_arguments(self._target, self._options), open=True)
 
     def _after_fork(self) -> None:
         # A forked child (a pre-forking web server's worker) inherits the parent's
