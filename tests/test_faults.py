@@ -7,6 +7,7 @@ import threading
 import psycopg
 import pytest
 
+import pgusers
 from pgusers import OK, BadCallError, DatabaseUnavailableError
 
 from .conftest import FAST_HASHER
@@ -192,3 +193,37 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(dsn, sc
         assert usp.find_user(username="child")["userid"] == 2
     finally:
         usp.close()
+
+
+def deadlocks_so_far(sql_conn):
+    sql_conn.execute("SELECT pg_stat_clear_snapshot()")
+    return sql_conn.execute(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    ).fetchone()[0]
+
+
+def test_a_statement_chosen_as_deadlock_victim_runs_again(usp, sql_conn, server_dsn, schema):
+    import time
+
+    uid = usp.create_user("ada", "pw", "ada@example.com")
+    first, second = (usp.validate_user("ada", "pw")[0] for _ in range(2))
+    before = deadlocks_so_far(sql_conn)
+    ended = []
+    with psycopg.connect(server_dsn) as other:
+        # The other transaction waits longest before looking for deadlocks, so the
+        # server picks pgusers' statement as the victim.
+        other.execute("SET deadlock_timeout = '10s'")
+        touch = f"UPDATE {schema}.sessions SET extra_data = '1' WHERE key = %s"
+        other.execute(touch, (second,))
+        killer = threading.Thread(target=lambda: ended.append(usp.kill_sessions(uid)))
+        killer.start()
+        time.sleep(0.5)  # kill_sessions holds the first session and waits for the second
+        other.execute(touch, (first,))
+        other.commit()
+        killer.join(30)
+    assert ended == [2]
+    assert usp.check_key(first)[0] == usp.check_key(second)[0] == pgusers.NOT_FOUND
+    deadline = time.monotonic() + 5
+    while deadlocks_so_far(sql_conn) == before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert deadlocks_so_far(sql_conn) > before  # the deadlock did happen

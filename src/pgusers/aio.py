@@ -26,6 +26,7 @@ from pgusers.connections import (
     after_failure,
     checkout,
     needs_check,
+    statement_undone,
     unavailable,
 )
 from pgusers.core import CheckResult, Core, LoginResult, Query, SessionRow, UserRow
@@ -176,7 +177,7 @@ class AsyncUserSpace:
                     try:
                         result = await _execute(conn, step)
                     except psycopg.Error as error:
-                        step = stepper.throw(error)
+                        step = stepper.fail(error, repeatable=statement_undone(conn))
                         continue
                 else:
                     # Hashing runs in a worker thread, holding no connection.

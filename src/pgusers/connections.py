@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from pgusers.errors import BadCallError, DatabaseUnavailableError
@@ -31,6 +32,12 @@ def unavailable(where: Target, error: Exception) -> DatabaseUnavailableError:
     text = str(error).strip()
     reason = text.splitlines()[0] if text else type(error).__name__
     return DatabaseUnavailableError(f"database {where.describe()} is unavailable: {reason}")
+
+
+def statement_undone(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Tell whether a failed statement left nothing behind: it ran in its own
+    transaction, which the server rolled back, so running it again is safe."""
+    return conn.info.transaction_status == pq.TransactionStatus.IDLE
 
 
 def needs_check(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:

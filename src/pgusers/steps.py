@@ -45,20 +45,28 @@ class Offload:
 Step = Execute | Offload
 Operation = Generator[Step, Any, T]
 
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+"""Deadlock and serialisation failure: the server undid the statement; it may run again."""
+REPEATS = 3
+
 
 class Stepper:
     """Advances an operation; drivers feed it each step's result or error."""
 
     def __init__(self, operation: Operation[Any]) -> None:
         self._operation = operation
+        self._step: Step | None = None
+        self._repeats = 0
         self.value: Any = None
 
     def _advance(self, move: Callable[[], Step]) -> Step | None:
+        self._repeats = 0
         try:
-            return move()
+            self._step = move()
         except StopIteration as stop:
             self.value = stop.value
-            return None
+            self._step = None
+        return self._step
 
     def start(self) -> Step | None:
         """Return the first step, or None if the operation finished without one."""
@@ -71,6 +79,19 @@ class Stepper:
     def throw(self, error: BaseException) -> Step | None:
         """Raise a step's error inside the operation; return its next step or None."""
         return self._advance(lambda: self._operation.throw(error))
+
+    def fail(self, error: BaseException, *, repeatable: bool) -> Step | None:
+        """Handle a step's error: return the same step to run again when the server
+        undid it as a deadlock or serialisation victim and ``repeatable`` (no
+        transaction was left open); otherwise raise it inside the operation."""
+        if (
+            repeatable
+            and getattr(error, "sqlstate", None) in TRANSIENT_SQLSTATES
+            and self._repeats < REPEATS
+        ):
+            self._repeats += 1
+            return self._step
+        return self.throw(error)
 
     def close(self) -> None:
         """Abandon the operation."""

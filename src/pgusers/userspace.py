@@ -19,6 +19,7 @@ from pgusers.connections import (
     after_failure,
     checkout,
     needs_check,
+    statement_undone,
     unavailable,
 )
 from pgusers.core import CheckResult, Core, LoginResult, Query, SessionRow, UserRow
@@ -148,7 +149,7 @@ class UserSpace:
                     try:
                         result = _execute(conn, step)
                     except psycopg.Error as error:
-                        step = stepper.throw(error)
+                        step = stepper.fail(error, repeatable=statement_undone(conn))
                         continue
                 else:
                     # A connection is held only while SQL runs, not while a hash is made.
