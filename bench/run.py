@@ -496,8 +496,9 @@ def run(
             execute(
                 conninfo,
                 f"""INSERT INTO {SCHEMA}.users
-                (username, username_key, email, email_key, password_hash)
-                SELECT 'user' || i, 'user' || i, i || '@example.com', i || '@example.com', 'x'
+                (username, username_key, username_skeleton, email, email_key, password_hash)
+                SELECT 'user' || i, 'user' || i, 'user' || i, i || '@example.com',
+                       i || '@example.com', 'x'
                 FROM generate_series(1, %s::int) i""",
                 (top - 1,),
             )

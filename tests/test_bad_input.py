@@ -51,8 +51,6 @@ BAD_CALLS = {
     "change password end not bool": lambda u: u.change_password(1, "new", end_sessions=1),
     "check key int": lambda u: u.check_key(12),
     "check key None": lambda u: u.check_key(None),
-    "check key NUL": lambda u: u.check_key("a\x00" * 10),
-    "check key huge": lambda u: u.check_key("a" * 10_000),
     "ttl zero": lambda u: u.set_session_TTL(0),
     "ttl negative": lambda u: u.set_session_TTL(-5),
     "ttl nan": lambda u: u.set_session_TTL(float("nan")),
@@ -88,7 +86,7 @@ def test_bad_call_raises_and_changes_nothing(usp, populated, sql_conn, schema, c
 def test_messages_say_what_was_wrong(usp):
     with pytest.raises(BadCallError, match="username must be a str, not int"):
         usp.create_user(5, "pw", "x@example.com")
-    with pytest.raises(BadCallError, match="email 'nope' is not a valid address"):
+    with pytest.raises(BadCallError, match="email is not a valid address: An email address must have an @-sign"):
         usp.create_user("ada", "pw", "nope")
     with pytest.raises(BadCallError, match="userid must be a positive int, not -1"):
         usp.is_admin(-1)

@@ -4,6 +4,7 @@ import threading
 
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 
 from pgusers import BadCallError, DatabaseUnavailableError
 
@@ -15,7 +16,7 @@ def params_of(dsn):
 
 
 def test_same_target_gives_the_same_object(usp, open_userspace, dsn, schema):
-    assert unwrap(open_userspace(conninfo=dsn, schema=schema)) is unwrap(usp)
+    assert unwrap(open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)) is unwrap(usp)
 
 
 def test_dbname_positional_keyword_or_in_conninfo(open_userspace, dsn, schema):
@@ -38,7 +39,9 @@ def test_libpq_environment_variables_are_used(open_userspace, dsn, schema, monke
             monkeypatch.setenv(env, str(params[name]))
     with open_userspace(schema=schema, hasher=FAST_HASHER) as usp:
         assert usp.create_user("ada", "pw", "ada@example.com") == 1
-        assert unwrap(open_userspace(conninfo=dsn, schema=schema)) is unwrap(usp)
+        assert unwrap(open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)) is unwrap(
+            usp
+        )
 
 
 def test_other_schema_is_another_userspace(usp, open_userspace, dsn, schema):
@@ -90,8 +93,29 @@ def test_bad_constructor_arguments(open_userspace, kwargs):
 
 def test_conflicting_options_for_an_open_userspace(usp, open_userspace, dsn, schema):
     with pytest.raises(BadCallError, match="serializer"):
-        open_userspace(conninfo=dsn, schema=schema, serializer="pickle")
+        open_userspace(conninfo=dsn, schema=schema, serializer="pickle", hasher=FAST_HASHER)
     assert unwrap(open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)) is unwrap(usp)
+
+
+def test_opening_without_a_serializer_never_gives_a_pickling_userspace(
+    open_userspace, dsn, schema
+):
+    with open_userspace(conninfo=dsn, schema=schema, serializer="pickle", hasher=FAST_HASHER):
+        with pytest.raises(BadCallError, match="serializer and the hasher are never taken over"):
+            open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+        with pytest.raises(BadCallError, match="another serializer"):
+            open_userspace(conninfo=dsn, schema=schema, serializer="json", hasher=FAST_HASHER)
+
+
+def test_opening_without_a_hasher_never_gives_one_with_other_parameters(
+    usp, open_userspace, dsn, schema
+):
+    with pytest.raises(BadCallError, match="another hasher"):
+        open_userspace(conninfo=dsn, schema=schema)
+    same_parameters = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    assert unwrap(open_userspace(conninfo=dsn, schema=schema, hasher=same_parameters)) is unwrap(
+        usp
+    )
 
 
 def test_close_is_idempotent_and_reopening_works(open_userspace, dsn, schema):

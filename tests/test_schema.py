@@ -52,8 +52,9 @@ def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
     from pgusers import queries
 
     sql_conn.execute(
-        f"""INSERT INTO {schema}.users (username, username_key, email, email_key, password_hash)
-        VALUES ('a', 'a', 'a@x.org', 'a@x.org', 'x')"""
+        f"""INSERT INTO {schema}.users
+            (username, username_key, username_skeleton, email, email_key, password_hash)
+        VALUES ('a', 'a', 'a', 'a@x.org', 'a@x.org', 'x')"""
     )
     sql_conn.execute(
         f"""INSERT INTO {schema}.sessions (key, userid, expires_at)

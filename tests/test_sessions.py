@@ -250,7 +250,8 @@ def test_login_of_a_user_deleted_meanwhile_fails_cleanly(usp, ada, sql_conn, sch
 
     with pytest.raises(StopIteration) as stop:
         try:
-            sql_conn.execute(insert.query, insert.params)
+            opened = sql_conn.execute(insert.query, insert.params).fetchone()
         except psycopg.Error as error:
             operation.throw(error)
+        operation.send(opened)
     assert stop.value.value == ("", False, None)

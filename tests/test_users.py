@@ -175,9 +175,11 @@ def test_all_users_yields_tuples_ordered_by_username(usp):
 def test_all_users_is_a_lazy_iterator_over_many_rows(usp, sql_conn, schema):
     usp.create_user("seed", "pw", "seed@example.com")
     sql_conn.execute(
-        f"""INSERT INTO {schema}.users (username, username_key, email, email_key, password_hash)
+        f"""INSERT INTO {schema}.users (
+            username, username_key, username_skeleton, email, email_key, password_hash
+        )
         SELECT 'u' || lpad(i::text, 5, '0'), 'u' || lpad(i::text, 5, '0'),
-               i || '@example.com', i || '@example.com', 'x'
+               'u' || lpad(i::text, 5, '0'), i || '@example.com', i || '@example.com', 'x'
         FROM generate_series(1, 2500) i"""
     )
     rows = usp.all_users()

@@ -17,9 +17,12 @@ from pgusers.errors import (
     REJECTED,
     BadCallError,
     DatabaseUnavailableError,
+    MigrationError,
     PgUsersError,
+    PoolExhaustedError,
+    SchemaVersionError,
+    StoredDataError,
 )
-from pgusers.schema import SchemaVersionError
 from pgusers.userspace import UserSpace
 
 __all__ = [
@@ -30,7 +33,10 @@ __all__ = [
     "AsyncUserSpace",
     "BadCallError",
     "DatabaseUnavailableError",
+    "MigrationError",
     "PgUsersError",
+    "PoolExhaustedError",
     "SchemaVersionError",
+    "StoredDataError",
     "UserSpace",
 ]

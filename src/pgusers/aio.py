@@ -60,6 +60,8 @@ async def _execute(conn: AsyncConn, step: Execute) -> Any:
     cursor = await conn.execute(step.query, step.params)
     if step.fetch is Fetch.ONE:
         return await cursor.fetchone()
+    if step.fetch is Fetch.ALL:
+        return await cursor.fetchall()
     return cursor.rowcount
 
 

@@ -3,7 +3,7 @@
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from argon2 import PasswordHasher
 
@@ -11,17 +11,23 @@ from pgusers import target
 from pgusers.codec import Codec, Serializer
 from pgusers.core import Core
 from pgusers.errors import BadCallError
-from pgusers.passwords import Passwords
+from pgusers.passwords import Passwords, parameters
 
 S = TypeVar("S")
+
+SECURITY_OPTIONS: Final = frozenset({"serializer", "hasher"})
+"""Options compared with an open userspace's even when not given."""
 
 
 @dataclass(frozen=True, slots=True)
 class Options:
     """pgusers' own keyword arguments to ``UserSpace``; every other keyword is libpq's.
 
-    None means "not given": the default applies, and an already open userspace
-    is returned whatever its own setting.
+    None means "not given": the default applies. Opening a target that is already
+    open returns the open userspace; an option given here that differs from its own
+    is refused. The options that decide security (:data:`SECURITY_OPTIONS`) are
+    compared even when not given: a caller that did not opt into pickling never
+    gets a userspace that unpickles, nor one hashing with parameters it did not choose.
     """
 
     schema: str | None = None
@@ -54,13 +60,22 @@ class Options:
                 "pool_timeout must be a number of seconds, more than 0, at most 3600"
             )
 
+    def _in_force(self, name: str) -> object:
+        value = getattr(self, name)
+        if name == "serializer":
+            return value or "json"
+        if name == "hasher":
+            return parameters(value or PasswordHasher())
+        return value
+
     def conflicts(self, other: "Options") -> list[str]:
-        """Name the options given here that ``other`` (an open userspace's) differs on."""
+        """Name the options that differ from ``other``'s (an open userspace's): the ones
+        given here, and the security options whether given or not."""
         return [
             field.name
             for field in fields(self)
-            if getattr(self, field.name) is not None
-            and _comparable(getattr(self, field.name)) != _comparable(getattr(other, field.name))
+            if (field.name in SECURITY_OPTIONS or getattr(self, field.name) is not None)
+            and self._in_force(field.name) != other._in_force(field.name)
         ]
 
     def make_core(self) -> Core:
@@ -100,19 +115,6 @@ def pool_arguments(where: target.Target, options: Options) -> dict[str, Any]:
     }
 
 
-def _comparable(value: object) -> object:
-    if isinstance(value, PasswordHasher):
-        return (
-            value.time_cost,
-            value.memory_cost,
-            value.parallelism,
-            value.hash_len,
-            value.salt_len,
-            value.type,
-        )
-    return value
-
-
 class Registry(Generic[S]):
     """Open userspaces by target, so the same target gives the same object."""
 
@@ -129,8 +131,14 @@ class Registry(Generic[S]):
                 clashes = options.conflicts(opened_with)
                 if clashes:
                     raise BadCallError(
-                        f"this userspace is already open with other {', '.join(clashes)}; "
-                        "close it first or pass the same options"
+                        f"this userspace is already open with another {' and '.join(clashes)}; "
+                        "pass the same options, or close it first"
+                        + (
+                            " (the serializer and the hasher are never taken over from an "
+                            "object opened elsewhere, even when not given)"
+                            if SECURITY_OPTIONS.intersection(clashes)
+                            else ""
+                        )
                     )
                 return space
             space = open_space()

@@ -14,7 +14,7 @@ from typing import Any
 
 from psycopg import errors as pgerrors
 
-from pgusers import checks, queries
+from pgusers import checks, identities, queries
 from pgusers.codec import Codec
 from pgusers.errors import EXPIRED, NOT_FOUND, OK, REJECTED, BadCallError
 from pgusers.keys import looks_like_session_key, new_session_key
@@ -29,12 +29,21 @@ LoginResult = tuple[str, bool, int | None]
 FAILED_LOGIN: LoginResult = ("", False, None)
 DEFAULT_TTL = 864000.0
 
-_DUPLICATE_FIELD = {"users_username_key": "username", "users_email_key": "email"}
+_DUPLICATE = {
+    "users_username_key": "a user with that username already exists",
+    "users_email_key": "a user with that email already exists",
+    "users_username_skeleton_key": (
+        "a user with a username that looks the same (confusable characters) already exists"
+    ),
+}
 
 
 def _duplicate(error: pgerrors.UniqueViolation) -> BadCallError:
-    field = _DUPLICATE_FIELD.get(error.diag.constraint_name or "", "username or email")
-    return BadCallError(f"a user with that {field} already exists")
+    return BadCallError(
+        _DUPLICATE.get(
+            error.diag.constraint_name or "", "a user with that username or email already exists"
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +75,9 @@ class Core:
     def create_user(
         self, username: object, password: object, email: object, admin: object, extra_data: object
     ) -> Operation[int]:
-        name = checks.username(username)
+        name = identities.username(username)
         secret = checks.password(password)
-        address = checks.email(email)
+        address = identities.email(email)
         is_admin = checks.flag(admin, "admin")
         extra = self.codec.dumps(extra_data)
         return self._create_user(name, secret, address, is_admin, extra)
@@ -77,11 +86,13 @@ class Core:
         self, name: str, secret: str, address: str, admin: bool, extra: str | None
     ) -> Operation[int]:
         password_hash = yield Offload(self.passwords.hash, (secret,))
+        name_key = identities.fold(name)
         params = (
             name,
-            checks.lookup_key(name),
+            name_key,
+            identities.skeleton(name_key),
             address,
-            checks.lookup_key(address),
+            identities.email_key(address),
             password_hash,
             admin,
             extra,
@@ -117,9 +128,9 @@ class Core:
         if given.get("userid") is not None:
             params["userid"] = checks.userid(given["userid"])
         if given.get("username") is not None:
-            params["username_key"] = checks.lookup_key(checks.username(given["username"]))
+            params["username_key"] = identities.username_key(given["username"])
         if given.get("email") is not None:
-            params["email_key"] = checks.lookup_key(checks.email(given["email"]))
+            params["email_key"] = identities.lookup_email_key(given["email"])
         if not params:
             raise BadCallError(f"give at least one of {', '.join(given)}")
         fragments = [queries.USER_BY[name] for name in given if given[name] is not None]
@@ -129,14 +140,16 @@ class Core:
         self, userid: object, username: object, email: object, extra_data: object
     ) -> Operation[int]:
         uid = checks.userid(userid)
-        name = None if username is None else checks.username(username)
-        address = None if email is None else checks.email(email)
+        name = None if username is None else identities.username(username)
+        address = None if email is None else identities.email(email)
+        name_key = name and identities.fold(name)
         params = {
             "userid": uid,
             "username": name,
-            "username_key": name and checks.lookup_key(name),
+            "username_key": name_key,
+            "username_skeleton": name_key and identities.skeleton(name_key),
             "email": address,
-            "email_key": address and checks.lookup_key(address),
+            "email_key": address and identities.email_key(address),
             "set_extra": extra_data is not None,
             "extra_data": self.codec.dumps(extra_data),
         }
@@ -204,7 +217,7 @@ class Core:
     def validate_user(
         self, username: object, password: object, extra_data: object
     ) -> Operation[LoginResult]:
-        name_key = checks.lookup_key(checks.username(username))
+        name_key = identities.username_key(username)
         secret = checks.password(password)
         extra = self.codec.dumps(extra_data)
         return self._validate_user(name_key, secret, extra)
@@ -213,9 +226,7 @@ class Core:
         self, name_key: str, secret: str, extra: str | None
     ) -> Operation[LoginResult]:
         row = yield Execute(self._sql(queries.LOGIN_LOOKUP), (name_key,))
-        userid: int | None
-        stored_hash: str | None
-        userid, stored_hash, admin = row if row else (None, None, False)
+        userid, stored_hash, user_generation, space_generation = row or (None, None, 0, 0)
         verdict = yield Offload(self.passwords.verify, (stored_hash, secret))
         if not verdict.matches:
             return FAILED_LOGIN
@@ -227,12 +238,18 @@ class Core:
             "extra_data": extra,
             "old_hash": stored_hash,
             "new_hash": verdict.upgraded_hash,
+            "user_generation": user_generation,
+            "space_generation": space_generation,
         }
         try:
-            yield Execute(self._sql(queries.OPEN_SESSION), params, Fetch.ROWCOUNT)
+            opened = yield Execute(self._sql(queries.OPEN_SESSION), params)
         except pgerrors.ForeignKeyViolation:  # the user was deleted meanwhile
             return FAILED_LOGIN
-        return key, bool(admin), userid
+        if opened is None:
+            # While the password was verified, it changed, or the user's sessions were
+            # ended: this login belongs to the past.
+            return FAILED_LOGIN
+        return key, bool(opened[0]), userid
 
     def check_key(self, key: object) -> Operation[CheckResult]:
         text = checks.session_key(key)
@@ -244,8 +261,10 @@ class Core:
         row = yield Execute(self._sql(queries.CHECK_KEY), {"key": key, "now": time.time()})
         if row is None:
             return NOT_FOUND, None, None, None
-        alive, username, userid, extra_data, ttl = row
+        current, alive, username, userid, extra_data, ttl = row
         self.ttl = ttl
+        if not current:  # ended by a call that raced its login
+            return NOT_FOUND, None, None, None
         if not alive:
             return EXPIRED, None, None, None
         return OK, username, userid, self._decode(extra_data)
@@ -265,12 +284,18 @@ class Core:
 
     def _session_filter(self, uid: object, expired: object) -> tuple[str, dict[str, Any]]:
         userid = checks.userid(uid, allow_all=True)
+        only_expired = checks.flag(expired, "expired")
         fragments = []
         if userid:
             fragments.append(queries.SESSIONS_OF_USER)
-        if checks.flag(expired, "expired"):
+        if only_expired:
             fragments.append(queries.SESSIONS_EXPIRED)
-        params = {"userid": userid, "now": time.time(), "batch": queries.KILL_BATCH}
+        params = {
+            "userid": userid,
+            "now": time.time(),
+            "batch": queries.KILL_BATCH,
+            "end_live": not only_expired,
+        }
         return queries.conjunction(fragments), params
 
     def list_sessions(self, uid: object, expired: object) -> Query:

@@ -29,3 +29,23 @@ class DatabaseUnavailableError(PgUsersError, ConnectionError):
     Calls that only read, or whose repetition is harmless, are retried once on a
     fresh connection before this is raised.
     """
+
+
+class PoolExhaustedError(DatabaseUnavailableError):
+    """Every connection of the userspace's pool stayed in use for ``pool_timeout``
+    seconds: raise ``pool_max``, or close ``all_users()``/``list_sessions()``
+    iterators left unfinished (they hold a connection until closed)."""
+
+
+class SchemaVersionError(PgUsersError):
+    """The database holds a pgusers schema newer than this version of pgusers."""
+
+
+class MigrationError(PgUsersError):
+    """The tables could not be brought to this version of pgusers; the message says
+    why and what to change. Nothing was changed."""
+
+
+class StoredDataError(PgUsersError):
+    """Data read from the database cannot be decoded (written by other software,
+    or damaged): for example an ``extra_data`` with an unknown ``$type`` tag."""

@@ -14,9 +14,7 @@ from psycopg import sql
 
 # -- schema --------------------------------------------------------------------
 
-MIGRATIONS: Final[tuple[str, ...]] = (
-    # version 1
-    """
+MIGRATION_1: Final = """
     CREATE TABLE {schema}.users (
         userid        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         username      text NOT NULL,
@@ -44,8 +42,51 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         session_ttl double precision NOT NULL DEFAULT 864000 CHECK (session_ttl > 0)
     );
     INSERT INTO {schema}.settings DEFAULT VALUES;
-    """,
-)
+"""
+
+# Version 2: lookup keys become NFKC_Casefold, usernames gain a unique confusables
+# skeleton, and sessions carry the generation of their user and of the userspace
+# (see OPEN_SESSION). The unique constraints are dropped while the keys are
+# recomputed, and added again only when no two users collide.
+MIGRATION_2_BEGIN: Final = """
+    ALTER TABLE {schema}.users
+        ADD COLUMN username_skeleton text COLLATE "C",
+        ADD COLUMN generation bigint NOT NULL DEFAULT 0,
+        DROP CONSTRAINT users_username_key,
+        DROP CONSTRAINT users_email_key;
+    ALTER TABLE {schema}.sessions ADD COLUMN generation bigint NOT NULL DEFAULT 0;
+    ALTER TABLE {schema}.settings ADD COLUMN generation bigint NOT NULL DEFAULT 0;
+"""
+USERS_PAGE: Final = """
+    SELECT userid, username, email FROM {schema}.users
+    WHERE userid > %s ORDER BY userid LIMIT %s
+"""
+SET_USER_KEYS: Final = """
+    UPDATE {schema}.users u
+    SET username_key = v.username_key, email_key = v.email_key, username_skeleton = v.skeleton
+    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[])
+        AS v(userid, username_key, email_key, skeleton)
+    WHERE u.userid = v.userid
+"""
+KEY_COLLISIONS: Final = """
+    SELECT field, string_agg(userid::text, ', ' ORDER BY userid)
+    FROM (
+        SELECT 'username' AS field, username_key AS key, userid FROM {schema}.users
+        UNION ALL SELECT 'email', email_key, userid FROM {schema}.users
+        UNION ALL SELECT 'look-alike username', username_skeleton, userid FROM {schema}.users
+    ) AS k
+    GROUP BY field, key HAVING count(*) > 1
+    ORDER BY min(userid), field
+    LIMIT 20
+"""
+MIGRATION_2_END: Final = """
+    ALTER TABLE {schema}.users
+        ALTER COLUMN username_skeleton SET NOT NULL,
+        ADD CONSTRAINT users_username_key UNIQUE (username_key),
+        ADD CONSTRAINT users_email_key UNIQUE (email_key),
+        ADD CONSTRAINT users_username_skeleton_key UNIQUE (username_skeleton);
+"""
+REKEY_BATCH: Final = 5000
 
 SCHEMA_VERSION_TABLE: Final = "SELECT to_regclass(%s) IS NOT NULL"
 READ_SCHEMA_VERSION: Final = "SELECT version FROM {schema}.schema_version"
@@ -69,9 +110,11 @@ WRITE_SCHEMA_VERSION: Final = "UPDATE {schema}.schema_version SET version = %s"
 # -- users ---------------------------------------------------------------------
 
 CREATE_USER: Final = """
-    INSERT INTO {schema}.users
-        (username, username_key, email, email_key, password_hash, admin, extra_data)
-    VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)
+    INSERT INTO {schema}.users (
+        username, username_key, username_skeleton, email, email_key, password_hash, admin,
+        extra_data
+    )
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)
     RETURNING userid
 """
 
@@ -80,15 +123,21 @@ FIND_USER: Final = """
 """
 
 LOGIN_LOOKUP: Final = """
-    SELECT userid, password_hash, admin FROM {schema}.users WHERE username_key = %s
+    SELECT u.userid, u.password_hash, u.generation, t.generation
+    FROM {schema}.users u CROSS JOIN {schema}.settings t
+    WHERE u.username_key = %s
 """
 
 PASSWORD_HASH: Final = "SELECT password_hash FROM {schema}.users WHERE userid = %s"
 
 # %(old_hash)s guards against a concurrent change between reading and writing.
+# Ending the sessions also moves the user's generation on, which ends any session a
+# racing login is committing at this moment (see OPEN_SESSION).
 SET_PASSWORD: Final = """
     WITH changed AS (
-        UPDATE {schema}.users SET password_hash = %(new_hash)s
+        UPDATE {schema}.users SET
+            password_hash = %(new_hash)s,
+            generation = generation + CASE WHEN %(end_sessions)s THEN 1 ELSE 0 END
         WHERE userid = %(userid)s
           AND (%(old_hash)s::text IS NULL OR password_hash = %(old_hash)s::text)
         RETURNING userid
@@ -103,6 +152,7 @@ MODIFY_USER: Final = """
     UPDATE {schema}.users SET
         username = coalesce(%(username)s, username),
         username_key = coalesce(%(username_key)s, username_key),
+        username_skeleton = coalesce(%(username_skeleton)s, username_skeleton),
         email = coalesce(%(email)s, email),
         email_key = coalesce(%(email_key)s, email_key),
         extra_data = CASE WHEN %(set_extra)s THEN %(extra_data)s::jsonb ELSE extra_data END
@@ -129,16 +179,29 @@ USER_BY: Final = {
 
 # -- sessions ------------------------------------------------------------------
 
+# A login verifies the password between LOGIN_LOOKUP and this statement, which takes
+# a tenth of a second or more. The session is opened only if, meanwhile, the password
+# hash did not change and no call ended the user's sessions (the user's generation)
+# or everyone's (the userspace's generation); the admin flag returned is read by
+# this same statement. A session records the sum of both generations, and check_key
+# accepts it only while the sum is unchanged: both only grow, so the sum moves with
+# either. That also ends a session whose insert races a call ending sessions, which
+# the DELETE of that call cannot see.
 OPEN_SESSION: Final = """
     WITH upgrade AS (
         UPDATE {schema}.users SET password_hash = %(new_hash)s::text
         WHERE userid = %(userid)s AND password_hash = %(old_hash)s
           AND %(new_hash)s::text IS NOT NULL
+    ), opened AS (
+        INSERT INTO {schema}.sessions (key, userid, expires_at, extra_data, generation)
+        SELECT %(key)s, u.userid, to_timestamp(%(now)s) + make_interval(secs => t.session_ttl),
+               %(extra_data)s::jsonb, u.generation + t.generation
+        FROM {schema}.users u CROSS JOIN {schema}.settings t
+        WHERE u.userid = %(userid)s AND u.password_hash = %(old_hash)s
+          AND u.generation = %(user_generation)s AND t.generation = %(space_generation)s
+        RETURNING userid
     )
-    INSERT INTO {schema}.sessions (key, userid, expires_at, extra_data)
-    SELECT %(key)s, %(userid)s, to_timestamp(%(now)s) + make_interval(secs => session_ttl),
-           %(extra_data)s::jsonb
-    FROM {schema}.settings
+    SELECT u.admin FROM opened o JOIN {schema}.users u ON u.userid = o.userid
 """
 
 # The per-request hot path, in one statement and one round trip: find the session
@@ -152,7 +215,8 @@ OPEN_SESSION: Final = """
 CHECK_KEY: Final = """
     WITH found AS (
         SELECT s.key, s.userid, s.expires_at, s.extra_data, u.username, t.session_ttl,
-               to_timestamp(%(now)s) AS now
+               to_timestamp(%(now)s) AS now,
+               s.generation = u.generation + t.generation AS current
         FROM {schema}.sessions s
         JOIN {schema}.users u ON u.userid = s.userid
         CROSS JOIN {schema}.settings t
@@ -161,16 +225,16 @@ CHECK_KEY: Final = """
         UPDATE {schema}.sessions s
         SET expires_at = f.now + make_interval(secs => f.session_ttl)
         FROM found f
-        WHERE s.key = %(key)s AND f.expires_at > f.now
+        WHERE s.key = %(key)s AND f.current AND f.expires_at > f.now
           AND f.expires_at NOT BETWEEN
               f.now + make_interval(secs => f.session_ttl - least(60, f.session_ttl / 100))
               AND f.now + make_interval(secs => f.session_ttl)
           AND set_config('synchronous_commit', 'off', true) IS NOT NULL
     ), ended AS (
         DELETE FROM {schema}.sessions s USING found f
-        WHERE s.key = %(key)s AND f.expires_at <= f.now
+        WHERE s.key = %(key)s AND (f.expires_at <= f.now OR NOT f.current)
     )
-    SELECT expires_at > now, username, userid, extra_data, session_ttl FROM found
+    SELECT current, expires_at > now, username, userid, extra_data, session_ttl FROM found
 """
 
 LIST_SESSIONS: Final = """
@@ -181,8 +245,19 @@ LIST_SESSIONS: Final = """
 """
 
 # Deleting in batches keeps each transaction short, so a purge of a million
-# expired sessions never holds locks that stall check_key for long.
+# expired sessions never holds locks that stall check_key for long. Ending live
+# sessions also moves the generation of the user (or of the whole userspace) on, so
+# that a login verifying a password at this moment opens no session that lives
+# (see OPEN_SESSION). A session left behind that way is answered NOT_FOUND and
+# removed by check_key, or purged once it expires.
 KILL_SESSIONS: Final = """
+    WITH by_user AS (
+        UPDATE {schema}.users SET generation = generation + 1
+        WHERE userid = %(userid)s AND %(end_live)s
+    ), by_space AS (
+        UPDATE {schema}.settings SET generation = generation + 1
+        WHERE %(userid)s = 0 AND %(end_live)s
+    )
     DELETE FROM {schema}.sessions WHERE key IN (
         SELECT key FROM {schema}.sessions s WHERE {where} LIMIT %(batch)s
     )

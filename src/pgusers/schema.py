@@ -1,22 +1,64 @@
 """Creating and migrating the pgusers tables, by version, safely under concurrency.
 
-Each migration in :data:`pgusers.queries.MIGRATIONS` runs once, in order, inside a
-transaction that holds an advisory lock keyed by the schema name: when several
-processes start against an empty database at once, one creates the tables and
-the others wait, then find the work done.
+Each migration in :data:`MIGRATIONS` runs once, in order, inside a transaction that
+holds an advisory lock keyed by the schema name: when several processes start
+against an empty database at once, one creates the tables and the others wait,
+then find the work done. A migration that fails leaves the tables as they were.
 """
 
 import hashlib
 import logging
+from collections.abc import Callable
 
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from pgusers import queries
-from pgusers.errors import PgUsersError
+from pgusers import identities, queries
+from pgusers.errors import MigrationError, SchemaVersionError
 from pgusers.steps import Execute, Fetch, Operation
 
-LATEST = len(queries.MIGRATIONS)
+
+def _migration_1(schema: str) -> Operation[None]:
+    yield Execute(queries.render(queries.MIGRATION_1, schema), fetch=Fetch.ROWCOUNT)
+
+
+def _migration_2(schema: str) -> Operation[None]:
+    """Recompute every user's lookup keys under the identity rules of
+    :mod:`pgusers.identities`; refuse, listing them, users who would collide."""
+    yield Execute(queries.render(queries.MIGRATION_2_BEGIN, schema), fetch=Fetch.ROWCOUNT)
+    last = 0
+    while True:
+        rows = yield Execute(
+            queries.render(queries.USERS_PAGE, schema), (last, queries.REKEY_BATCH), Fetch.ALL
+        )
+        if not rows:
+            break
+        userids = [userid for userid, _, _ in rows]
+        name_keys = [identities.fold(name) for _, name, _ in rows]
+        email_keys = [identities.email_key(address) for _, _, address in rows]
+        skeletons = [identities.skeleton(key) for key in name_keys]
+        yield Execute(
+            queries.render(queries.SET_USER_KEYS, schema),
+            (userids, name_keys, email_keys, skeletons),
+            Fetch.ROWCOUNT,
+        )
+        last = userids[-1]
+    collisions = yield Execute(queries.render(queries.KEY_COLLISIONS, schema), fetch=Fetch.ALL)
+    if collisions:
+        groups = "; ".join(f"{field}: userids {ids}" for field, ids in collisions)
+        raise MigrationError(
+            f"cannot bring schema {schema!r} to version 2: under the new username and email "
+            f"rules (case, width and look-alike characters fold together) these users "
+            f"would collide: {groups}. Rename or remove all but one of each group, then "
+            "open it again; nothing was changed"
+        )
+    yield Execute(queries.render(queries.MIGRATION_2_END, schema), fetch=Fetch.ROWCOUNT)
+
+
+MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (_migration_1, _migration_2)
+"""Each version's migration, in order: the tables of version N are made by the first N."""
+
+LATEST = len(MIGRATIONS)
 ATTEMPTS = 3
 # What creating objects raises when another process has just created them.
 CREATED_MEANWHILE = (
@@ -27,10 +69,6 @@ CREATED_MEANWHILE = (
 )
 
 logger = logging.getLogger("pgusers")
-
-
-class SchemaVersionError(PgUsersError):
-    """The database holds a pgusers schema newer than this version of pgusers."""
 
 
 def lock_id(schema: str) -> int:
@@ -78,8 +116,8 @@ def _migrate_locked(schema: str) -> Operation[int]:
         for statement in queries.CREATE_SCHEMA:
             yield Execute(queries.render(statement, schema), fetch=Fetch.ROWCOUNT)
         version = 0
-    for script in queries.MIGRATIONS[version:]:
-        yield Execute(queries.render(script, schema), fetch=Fetch.ROWCOUNT)
+    for migration in MIGRATIONS[version:]:
+        yield from migration(schema)
     yield Execute(queries.render(queries.WRITE_SCHEMA_VERSION, schema), (LATEST,), Fetch.ROWCOUNT)
     yield Execute(queries.COMMIT, fetch=Fetch.ROWCOUNT)
     return LATEST - version

@@ -21,6 +21,8 @@ class Fetch(Enum):
 
     ONE = "one"
     """The first row, or None."""
+    ALL = "all"
+    """Every row, as a list."""
     ROWCOUNT = "rowcount"
     """The number of rows the statement affected."""
 

@@ -43,6 +43,8 @@ def _execute(conn: psycopg.Connection[Any], step: Execute) -> Any:
     cursor = conn.execute(step.query, step.params)
     if step.fetch is Fetch.ONE:
         return cursor.fetchone()
+    if step.fetch is Fetch.ALL:
+        return cursor.fetchall()
     return cursor.rowcount
 
 

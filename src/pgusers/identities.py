@@ -1,0 +1,111 @@
+"""Who is who: the rules for usernames and email addresses, and their lookup keys.
+
+A username is stored as given, but is unique under its *key*: Unicode's
+NFKC_Casefold (so case, width and compatibility forms such as fullwidth or
+mathematical letters fold together), with runs of spaces collapsed as RFC 8266
+does for nicknames. A new username must also differ from every other by its
+*skeleton*, the Unicode TS #39 form under which confusable characters (Latin
+``a`` and Cyrillic ``\u0430``) are the same. Characters that PRECIS (RFC 8264)
+disallows in free-form strings are refused: controls, invisible and format
+characters (zero-width space, soft hyphen, bidirectional overrides), unassigned
+code points.
+
+The Unicode data comes from maintained libraries: precis-i18n for the PRECIS
+classes, ICU (through PyICU) for NFKC_Casefold and the confusables table, and
+email-validator for the syntax of addresses.
+"""
+
+from contextlib import suppress
+from functools import cache
+from typing import Final
+
+import icu
+import precis_i18n
+from email_validator import EmailNotValidError, validate_email
+
+from pgusers import checks
+from pgusers.errors import BadCallError
+
+MAX_USERNAME: Final = 150
+MAX_EMAIL: Final = 254
+
+
+@cache
+def _freeform() -> precis_i18n.profile.Profile:
+    return precis_i18n.get_profile("FreeFormClass")
+
+
+@cache
+def _nfkc_casefold() -> icu.Normalizer2:
+    return icu.Normalizer2.getNFKCCasefoldInstance()
+
+
+@cache
+def _spoof_checker() -> icu.SpoofChecker:
+    return icu.SpoofChecker()
+
+
+def fold(text: str) -> str:
+    """Return the caseless, compatibility-folded form of ``text`` (NFKC_Casefold,
+    with runs of white space collapsed to one space)."""
+    return " ".join(_nfkc_casefold().normalize(text).split())
+
+
+def skeleton(key: str) -> str:
+    """Return the Unicode TS #39 skeleton of a folded key: two keys with the same
+    skeleton look alike to a person."""
+    return str(_spoof_checker().getSkeleton(0, key))
+
+
+def username(value: object) -> str:
+    """Check a username for a new or renamed user and return it as given."""
+    name = checks.text(value, "username", MAX_USERNAME)
+    if name != name.strip():
+        raise BadCallError("username must not start or end with white space")
+    try:
+        _freeform().enforce(name)
+    except UnicodeEncodeError as error:
+        position = error.start
+        code = f"U+{ord(name[position]):04X}" if position < len(name) else "a character"
+        kind = error.reason.partition("/")[2].replace("precis_", "").replace("_", " ")
+        raise BadCallError(
+            f"username holds {code} at position {position}, which is not allowed ({kind}): "
+            "usernames may not contain control, invisible, format or unassigned characters"
+        ) from None
+    if not fold(name):
+        raise BadCallError("username must hold something besides white space")
+    return name
+
+
+def username_key(value: object) -> str:
+    """Return the key to look a username up by (any text that could name a user)."""
+    return fold(checks.text(value, "username", MAX_USERNAME))
+
+
+def email(value: object) -> str:
+    """Check an email address (syntax only, no network) and return it as given."""
+    address = checks.text(value, "email", MAX_EMAIL)
+    try:
+        validate_email(address, check_deliverability=False, globally_deliverable=False)
+    except EmailNotValidError as error:
+        # The library's message may quote characters of the value, and a caller that
+        # swapped arguments would see a password there: keep only the reason.
+        reason = str(error).split(":")[0].split(" (")[0].rstrip(".")
+        raise BadCallError(f"email is not a valid address: {reason}") from None
+    return address
+
+
+def email_key(address: str) -> str:
+    """Return the key an address is unique under: its normal form (the domain as IDNA
+    maps it), folded like a username. An address stored before the syntax was
+    checked, and refused now, is folded as it is."""
+    with suppress(EmailNotValidError):
+        address = validate_email(
+            address, check_deliverability=False, globally_deliverable=False
+        ).normalized
+    return fold(address)
+
+
+def lookup_email_key(value: object) -> str:
+    """Return the key to look an email address up by."""
+    return email_key(email(value))
