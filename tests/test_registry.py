@@ -97,9 +97,7 @@ def test_conflicting_options_for_an_open_userspace(usp, open_userspace, dsn, sch
     assert unwrap(open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)) is unwrap(usp)
 
 
-def test_opening_without_a_serializer_never_gives_a_pickling_userspace(
-    open_userspace, dsn, schema
-):
+def test_opening_without_a_serializer_never_gives_a_pickling_userspace(open_userspace, dsn, schema):
     with open_userspace(conninfo=dsn, schema=schema, serializer="pickle", hasher=FAST_HASHER):
         with pytest.raises(BadCallError, match="serializer and the hasher are never taken over"):
             open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
