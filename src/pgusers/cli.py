@@ -1,12 +1,14 @@
 """The ``pgusers`` command line: user and session administration for operators.
 
-Exit codes: 0 done; 1 not found, rejected or expired; 2 usage or bad input;
-3 database unreachable.
+Exit codes: 0 done; 1 not found, rejected or expired; 2 usage or bad input
+(an ambiguous USER included); 3 database unreachable, or holding data pgusers
+cannot read.
 """
 
 import datetime as dt
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -56,15 +58,15 @@ class Target:
         click.echo(f"pgusers: using the embedded PostgreSQL in {server.data_dir}", err=True)
         return server
 
-    def conninfo(self) -> str:
-        """The connection string for the userspace's database."""
+    def connection(self) -> dict[str, Any]:
+        """``UserSpace``'s connection arguments for the userspace's database."""
         if not self.uses_embedded():
-            return psycopg.conninfo.make_conninfo(self.dsn or "", **self.params)
-        return self.embedded_server().conninfo(embedded.DATABASE)
+            return {"conninfo": self.dsn or "", **self.params}
+        return {"conninfo": self.embedded_server().conninfo(embedded.DATABASE)}
 
     def open(self) -> UserSpace:
         if self._space is None:
-            self._space = UserSpace(conninfo=self.conninfo(), schema=self.schema)
+            self._space = UserSpace(schema=self.schema, **self.connection())
         return self._space
 
     def close(self) -> None:
@@ -72,9 +74,18 @@ class Target:
             self._space.close()
 
 
+def escaped(text: str) -> str:
+    """Return ``text`` with every character a terminal would act on, or not show
+    (controls, format and bidirectional characters, unassigned code points), written
+    as an escape such as ``\\x1b``, so stored data cannot drive the terminal."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
 def fail(message: str, code: int) -> NoReturn:
     """Print a one-line error and leave with ``code``."""
-    click.echo(f"pgusers: {message}", err=True)
+    click.echo(f"pgusers: {escaped(message)}", err=True)
     sys.exit(code)
 
 
@@ -88,7 +99,7 @@ class Group(click.Group):
             fail(str(answer), EXIT_NEGATIVE)
         except BadCallError as error:
             fail(str(error), EXIT_USAGE)
-        except PgUsersError as error:
+        except PgUsersError as error:  # unreachable, or data that cannot be read
             fail(str(error), EXIT_UNAVAILABLE)
         except psycopg.Error as error:
             fail(f"the database refused: {str(error).strip().splitlines()[0]}", EXIT_UNAVAILABLE)
@@ -129,27 +140,81 @@ def read_password(from_stdin: bool, prompt: str = "Password", *, confirm: bool =
     return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
 
 
-def find(usp: UserSpace, user: str) -> dict[str, Any]:
-    """Find a user by userid, username or email, in that order."""
-    found = None
-    if user.isdigit() and int(user) > 0:
-        found = usp.find_user(userid=int(user))
-    if found is None and user.strip() == user:
-        found = usp.find_user(username=user)
-    if found is None and "@" in user:
-        found = usp.find_user(email=user)
-    if found is None:
-        raise NegativeAnswerError(f"no user {user!r}")
+USERID_TEXT = re.compile(r"[0-9]{1,19}")
+"""What a userid looks like on the command line: ASCII digits only (not a superscript
+or Arabic-Indic digit), and few enough to be a 64-bit number."""
+
+SELECTORS = {"id": "userid", "name": "username", "email": "email"}
+
+
+def user_selector(command: F) -> F:
+    """Add ``--id``, ``--name`` and ``--email``, which say what USER is."""
+    for flag, field_name in reversed(SELECTORS.items()):
+        command = click.option(
+            f"--{flag}",
+            "by",
+            flag_value=flag,
+            help=f"USER is a {field_name}.",
+        )(command)
+    return command
+
+
+def _candidates(usp: UserSpace, user: str, by: str | None) -> dict[int, tuple[str, dict[str, Any]]]:
+    """Return the users ``user`` names, by userid, each with the field it matched."""
+    found: dict[int, tuple[str, dict[str, Any]]] = {}
+    for flag, field_name in SELECTORS.items():
+        if by not in (None, flag):
+            continue
+        if flag == "id":
+            if not USERID_TEXT.fullmatch(user):
+                if by == flag:
+                    raise BadCallError(f"{user!r} is not a userid")
+                continue
+            lookup: dict[str, Any] = {"userid": int(user)}
+        elif flag == "email" and by is None and "@" not in user:
+            continue
+        else:
+            lookup = {field_name: user}
+        try:
+            match = usp.find_user(**lookup)
+        except BadCallError:
+            if by == flag:
+                raise
+            continue  # not a valid value of that field, so no user has it
+        if match is not None:
+            found.setdefault(match["userid"], (field_name, match))
     return found
 
 
+def find(usp: UserSpace, user: str, by: str | None = None) -> dict[str, Any]:
+    """Find the user that ``user`` names: by the field ``by`` (``id``, ``name`` or
+    ``email``), or by any of them when it names one user only."""
+    found = _candidates(usp, user, by)
+    if not found:
+        raise NegativeAnswerError(f"no user {user!r}")
+    if len(found) > 1:
+        names = "; ".join(
+            f"userid {userid} (username {match['username']!r}) by its {field_name}"
+            for userid, (field_name, match) in sorted(found.items())
+        )
+        raise BadCallError(
+            f"{user!r} names more than one user: {names}; say which with --id, --name or --email"
+        )
+    return next(iter(found.values()))[1]
+
+
 def print_json(value: object) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    # JSON escapes C0 controls itself; DEL, C1 controls and format characters it
+    # leaves as they are, and a terminal would act on them.
+    click.echo(
+        "".join(ch if ch.isprintable() or ch == "\n" else json.dumps(ch)[1:-1] for ch in text)
+    )
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """Print rows under headers in aligned columns."""
-    text_rows = [[str(cell) for cell in row] for row in rows]
+    text_rows = [[escaped(str(cell)) for cell in row] for row in rows]
     widths = [
         max(len(cell) for cell in column) for column in zip(headers, *text_rows, strict=False)
     ]
@@ -189,7 +254,8 @@ def main(
 
     Without --dsn, PGUSERS_DSN, connection options or PG* variables, an
     embedded PostgreSQL in your data directory is used (started if needed).
-    USER is a userid, a username or an email.
+    USER is a userid, a username or an email; when it could be more than one
+    user, the command refuses it, and --id, --name or --email says which.
     """
     params = {"host": host, "port": port, "user": db_user, "dbname": dbname}
     target = Target(dsn, {k: v for k, v in params.items() if v is not None}, schema)
@@ -215,11 +281,14 @@ def adduser(
 @main.command()
 @password_stdin_option
 @click.option("--end-sessions", is_flag=True, help="Also end the user's sessions.")
+@user_selector
 @click.argument("user")
 @with_userspace
-def cpasswd(usp: UserSpace, user: str, password_stdin: bool, end_sessions: bool) -> None:
+def cpasswd(
+    usp: UserSpace, user: str, by: str | None, password_stdin: bool, end_sessions: bool
+) -> None:
     """Set a new password."""
-    found = find(usp, user)
+    found = find(usp, user, by)
     password = read_password(password_stdin, "New password")
     if usp.change_password(found["userid"], password, end_sessions=end_sessions) != OK:
         raise NegativeAnswerError(f"no user {user!r}")
@@ -228,21 +297,23 @@ def cpasswd(usp: UserSpace, user: str, password_stdin: bool, end_sessions: bool)
 
 @main.command()
 @click.option("--remove", is_flag=True, help="Revoke admin rights instead.")
+@user_selector
 @click.argument("user")
 @with_userspace
-def setadmin(usp: UserSpace, user: str, remove: bool) -> None:
+def setadmin(usp: UserSpace, user: str, by: str | None, remove: bool) -> None:
     """Grant or revoke admin rights."""
-    found = find(usp, user)
+    found = find(usp, user, by)
     usp.set_admin(found["userid"], not remove)
     click.echo(f"{found['username']!r} is {'no longer' if remove else 'now'} an administrator")
 
 
 @main.command()
+@user_selector
 @click.argument("user")
 @with_userspace
-def delete(usp: UserSpace, user: str) -> None:
+def delete(usp: UserSpace, user: str, by: str | None) -> None:
     """Delete a user and its sessions."""
-    found = find(usp, user)
+    found = find(usp, user, by)
     if usp.delete_user(userid=found["userid"]) != OK:
         raise NegativeAnswerError(f"no user {user!r}")
     click.echo(f"deleted user {found['username']!r} (userid {found['userid']}) and its sessions")
@@ -264,11 +335,12 @@ def list_users(usp: UserSpace, as_json: bool) -> None:
 
 @main.command()
 @json_option
+@user_selector
 @click.argument("user")
 @with_userspace
-def info(usp: UserSpace, user: str, as_json: bool) -> None:
+def info(usp: UserSpace, user: str, by: str | None, as_json: bool) -> None:
     """Show one user, with its extra_data."""
-    found = find(usp, user)
+    found = find(usp, user, by)
     if as_json:
         print_json({**found, "extra_data": Codec().encode(found["extra_data"])})
         return
@@ -278,13 +350,13 @@ def info(usp: UserSpace, user: str, as_json: bool) -> None:
         "extra_data": repr(found["extra_data"]),
     }
     for name, value in shown.items():
-        click.echo(f"{name + ':':12} {value}")
+        click.echo(f"{name + ':':12} {escaped(str(value))}")
 
 
-def session_owner(usp: UserSpace, user: str | None, every: bool) -> int:
+def session_owner(usp: UserSpace, user: str | None, by: str | None, every: bool) -> int:
     if every == (user is not None):
         raise BadCallError("name a USER or give --all")
-    return 0 if user is None else int(find(usp, user)["userid"])
+    return 0 if user is None else int(find(usp, user, by)["userid"])
 
 
 @main.command()
@@ -292,15 +364,22 @@ def session_owner(usp: UserSpace, user: str | None, every: bool) -> int:
 @click.option("--expired", is_flag=True, help="Only expired sessions.")
 @click.option("--show-keys", is_flag=True, help="Print whole keys (masked by default).")
 @json_option
+@user_selector
 @click.argument("user", required=False)
 @with_userspace
 def listsessions(
-    usp: UserSpace, user: str | None, every: bool, expired: bool, show_keys: bool, as_json: bool
+    usp: UserSpace,
+    user: str | None,
+    by: str | None,
+    every: bool,
+    expired: bool,
+    show_keys: bool,
+    as_json: bool,
 ) -> None:
     """List sessions of USER, or of everyone with --all."""
     sessions = [
         (name, shown_key(key, show_keys), expiration)
-        for name, key, expiration in usp.list_sessions(session_owner(usp, user, every), expired)
+        for name, key, expiration in usp.list_sessions(session_owner(usp, user, by, every), expired)
     ]
     if as_json:
         fields = ("username", "key", "expiration")
@@ -314,24 +393,28 @@ def listsessions(
 @main.command()
 @click.option("--all", "every", is_flag=True, help="Every user's sessions.")
 @click.option("--expired", is_flag=True, help="Only expired sessions.")
+@user_selector
 @click.argument("user", required=False)
 @with_userspace
-def killsessions(usp: UserSpace, user: str | None, every: bool, expired: bool) -> None:
+def killsessions(
+    usp: UserSpace, user: str | None, by: str | None, every: bool, expired: bool
+) -> None:
     """End sessions of USER, or of everyone with --all."""
-    ended = usp.kill_sessions(session_owner(usp, user, every), expired)
+    ended = usp.kill_sessions(session_owner(usp, user, by, every), expired)
     click.echo(f"ended {ended} session{'' if ended == 1 else 's'}")
 
 
 @main.command()
 @password_stdin_option
 @json_option
+@user_selector
 @click.argument("user")
 @with_userspace
-def login(usp: UserSpace, user: str, password_stdin: bool, as_json: bool) -> None:
+def login(usp: UserSpace, user: str, by: str | None, password_stdin: bool, as_json: bool) -> None:
     """Check a password and print a new session key."""
     password = read_password(password_stdin, confirm=False)
     try:
-        username = find(usp, user)["username"]
+        username = find(usp, user, by)["username"]
     except NegativeAnswerError:
         raise NegativeAnswerError("login rejected") from None
     key, admin, userid = usp.validate_user(username, password)

@@ -18,16 +18,18 @@ cannot hold.
 """
 
 import base64
+import binascii
 import datetime as dt
 import json
 import math
 import pickle
 import uuid
+import zoneinfo
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final, Literal
 
-from pgusers.errors import BadCallError
+from pgusers.errors import BadCallError, StoredDataError
 
 Serializer = Literal["json", "pickle"]
 JSON = Any  # what json.dumps accepts and json.loads returns
@@ -35,10 +37,43 @@ JSON = Any  # what json.dumps accepts and json.loads returns
 TAG: Final = "$type"
 MAX_DEPTH: Final = 100
 MAX_ENCODED: Final = 1 << 20
+"""The most bytes of UTF-8 JSON one extra_data may take."""
+
+UNDECODABLE: Final = (
+    KeyError,
+    TypeError,
+    ValueError,
+    OverflowError,
+    IndexError,
+    AttributeError,
+    binascii.Error,
+    zoneinfo.ZoneInfoNotFoundError,
+    pickle.UnpicklingError,
+    EOFError,
+    ImportError,
+    RecursionError,
+)
+"""What decoding raises for data this codec did not write (or that was damaged)."""
 
 
 def _tagged(name: str, **members: JSON) -> dict[str, JSON]:
     return {TAG: name, **members}
+
+
+def _moment(name: str, value: dt.datetime | dt.time) -> dict[str, JSON]:
+    # A ZoneInfo zone is stored by name: an ISO offset alone would come back as a fixed
+    # offset, and a time has no offset at all without a date.
+    if isinstance(value.tzinfo, zoneinfo.ZoneInfo):
+        local = value.replace(tzinfo=None).isoformat()
+        return _tagged(name, iso=local, zone=value.tzinfo.key, fold=value.fold)
+    return _tagged(name, iso=value.isoformat())
+
+
+def _from_moment(kind: type[dt.datetime] | type[dt.time], data: dict[str, JSON]) -> Any:
+    value = kind.fromisoformat(data["iso"])
+    if "zone" in data:
+        value = value.replace(tzinfo=zoneinfo.ZoneInfo(data["zone"]), fold=data["fold"])
+    return value
 
 
 def _float_is_plain(value: float) -> bool:
@@ -63,9 +98,9 @@ class Codec:
             dict: self._dict,
             bytes: lambda v, d: _tagged("bytes", base64=base64.b64encode(v).decode()),
             float: lambda v, d: v if _float_is_plain(v) else _tagged("float", repr=repr(v)),
-            dt.datetime: lambda v, d: _tagged("datetime", iso=v.isoformat()),
+            dt.datetime: lambda v, d: _moment("datetime", v),
             dt.date: lambda v, d: _tagged("date", iso=v.isoformat()),
-            dt.time: lambda v, d: _tagged("time", iso=v.isoformat()),
+            dt.time: lambda v, d: _moment("time", v),
             dt.timedelta: lambda v, d: _tagged(
                 "timedelta", days=v.days, seconds=v.seconds, microseconds=v.microseconds
             ),
@@ -75,9 +110,9 @@ class Codec:
         self._decoders: dict[str, Callable[[dict[str, JSON]], Any]] = {
             "bytes": lambda d: base64.b64decode(d["base64"]),
             "float": lambda d: float(d["repr"]),
-            "datetime": lambda d: dt.datetime.fromisoformat(d["iso"]),
+            "datetime": lambda d: _from_moment(dt.datetime, d),
             "date": lambda d: dt.date.fromisoformat(d["iso"]),
-            "time": lambda d: dt.time.fromisoformat(d["iso"]),
+            "time": lambda d: _from_moment(dt.time, d),
             "timedelta": lambda d: dt.timedelta(d["days"], d["seconds"], d["microseconds"]),
             "decimal": lambda d: Decimal(d["text"]),
             "uuid": lambda d: uuid.UUID(hex=d["hex"]),
@@ -90,14 +125,16 @@ class Codec:
         """Return ``value`` as JSON text for a jsonb column (None stays SQL NULL)."""
         if value is None:
             return None
+        encoded = self._encode(value, 0)
         try:
-            text = json.dumps(self._encode(value, 0), ensure_ascii=False, separators=(",", ":"))
-        except ValueError as error:  # an int too long to print
-            raise BadCallError(f"extra_data cannot be stored: {error}") from None
-        if len(text) > MAX_ENCODED:
+            text = json.dumps(encoded, ensure_ascii=False, separators=(",", ":"))
+        except ValueError:
             raise BadCallError(
-                f"extra_data takes {len(text)} characters; the limit is {MAX_ENCODED}"
-            )
+                "extra_data holds an int too long to store (more than 4300 digits)"
+            ) from None
+        size = len(text.encode())
+        if size > MAX_ENCODED:
+            raise BadCallError(f"extra_data takes {size} bytes as JSON; the limit is {MAX_ENCODED}")
         return text
 
     def encode(self, value: object) -> JSON:
@@ -155,25 +192,39 @@ class Codec:
     # -- decoding --------------------------------------------------------------
 
     def decode(self, data: JSON) -> Any:
-        """Return the Python value that :meth:`encode` turned into ``data``."""
+        """Return the Python value that :meth:`encode` turned into ``data``.
+
+        Raises :class:`StoredDataError` for data this codec could not have written.
+        """
+        try:
+            return self._decode(data)
+        except BadCallError:  # pickled data, in a userspace that did not opt into pickle
+            raise
+        except UNDECODABLE as error:
+            raise StoredDataError(
+                f"stored extra_data cannot be decoded ({type(error).__name__}: {error}); "
+                "it was written by other software or damaged"
+            ) from error
+
+    def _decode(self, data: JSON) -> Any:
         if isinstance(data, list):
-            return [self.decode(item) for item in data]
+            return [self._decode(item) for item in data]
         if not isinstance(data, dict):
             return data
         if TAG not in data:
-            return {key: self.decode(item) for key, item in data.items()}
+            return {key: self._decode(item) for key, item in data.items()}
         return self._decode_tagged(data)
 
     def _decode_tagged(self, data: dict[str, JSON]) -> Any:
         name = data[TAG]
         if name in ("tuple", "set", "frozenset"):
-            items = [self.decode(item) for item in data["items"]]
+            items = [self._decode(item) for item in data["items"]]
             return {"tuple": tuple, "set": set, "frozenset": frozenset}[name](items)
         if name == "dict":
-            return {self.decode(key): self.decode(item) for key, item in data["items"]}
+            return {self._decode(key): self._decode(item) for key, item in data["items"]}
         decoder = self._decoders.get(name)
         if decoder is None:
-            raise ValueError(f"extra_data holds an unknown {TAG} tag {name!r}")
+            raise ValueError(f"unknown {TAG} tag {name!r}")
         return decoder(data)
 
     def _unpickle(self, data: dict[str, JSON]) -> Any:

@@ -2,7 +2,7 @@
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import psycopg
@@ -11,8 +11,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgusers.errors import BadCallError
 
-IDENTITY: Final = ("host", "hostaddr", "port", "dbname", "user")
-"""The connection parameters that tell two userspaces apart (a password does not)."""
+IDENTITY: Final = ("host", "hostaddr", "port", "dbname", "user", "service")
+"""The connection parameters that tell two userspaces apart (a password does not). A
+service names its server in a file libpq reads at connect time, so the service name
+itself is part of the identity."""
 
 DRIVER_OPTIONS: Final = frozenset({"prepare_threshold"})
 """psycopg connection options that are not libpq parameters but may be passed on."""
@@ -21,14 +23,34 @@ MANAGED_OPTIONS: Final = frozenset({"autocommit", "row_factory", "cursor_factory
 
 DEFAULT_CONNECT_TIMEOUT: Final = "10"
 
-_SCHEMA_NAME: Final = re.compile(r"[^\x00]{1,63}")
+ENUMERATED: Final = {
+    "sslmode": {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
+    "gssencmode": {"disable", "prefer", "require"},
+    "channel_binding": {"disable", "prefer", "require"},
+    "target_session_attrs": {
+        "any",
+        "read-write",
+        "read-only",
+        "primary",
+        "standby",
+        "prefer-standby",
+    },
+    "load_balance_hosts": {"disable", "random"},
+    "sslnegotiation": {"postgres", "direct"},
+}
+"""libpq parameters with a fixed set of values: a wrong one is the caller's mistake,
+and is refused before connecting rather than reported as an unreachable server."""
+
+_PORTS: Final = re.compile(r"\d{1,5}(,\d{0,5})*")
+_QUOTED: Final = re.compile(r'"[^"]*"')
+_SCHEMA_REFUSED: Final = re.compile(r"[\x00-\x1f\x7f%]")
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     """A resolved connection target."""
 
-    conninfo: str
+    conninfo: str = field(repr=False)
     driver_options: dict[str, Any]
     identity: tuple[str, ...]
 
@@ -39,8 +61,9 @@ class Target:
 
     def describe(self) -> str:
         """Return ``user@host:port/dbname``, never a password."""
-        host, hostaddr, port, dbname, user = self.identity
-        return f"{user}@{host or hostaddr or 'local socket'}:{port}/{dbname}"
+        host, hostaddr, port, dbname, user, service = self.identity
+        where = f"{user}@{host or hostaddr or 'local socket'}:{port}/{dbname}"
+        return f"{where} (service {service})" if service else where
 
 
 def _libpq_defaults() -> dict[str, str]:
@@ -66,6 +89,39 @@ def prepare_threshold_from_environment() -> int | None:
     return int(value)
 
 
+def _storable(value: object, what: str) -> None:
+    # libpq reads a connection string up to its first NUL, so everything after one
+    # (sslmode included) would silently be dropped.
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadCallError(f"{what} must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadCallError(
+                f"{what} is not valid Unicode (it holds a lone surrogate, or bytes that "
+                "are not UTF-8)"
+            ) from None
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadCallError(f"{what} must be a str or a number, not {type(value).__name__}")
+
+
+def _check_values(merged: dict[str, Any]) -> None:
+    for name, allowed in ENUMERATED.items():
+        value = merged.get(name)
+        if value is not None and str(value) not in allowed:
+            raise BadCallError(f"{name} must be one of {', '.join(sorted(allowed))}")
+    port = merged.get("port")
+    if port is not None and not (
+        _PORTS.fullmatch(str(port))
+        and all(0 < int(part) < 65536 for part in str(port).split(",") if part)
+    ):
+        raise BadCallError("port must be a number from 1 to 65535 (or a comma-separated list)")
+    timeout = merged.get("connect_timeout")
+    if timeout is not None and not str(timeout).strip().lstrip("-").isdigit():
+        raise BadCallError("connect_timeout must be a whole number of seconds")
+
+
 def resolve(dbname: object, conninfo: object, params: dict[str, Any]) -> Target:
     """Merge a database name, a conninfo string or URI and keyword parameters."""
     if dbname is not None and not isinstance(dbname, str):
@@ -79,13 +135,19 @@ def resolve(dbname: object, conninfo: object, params: dict[str, Any]) -> Target:
     driver_options.setdefault("prepare_threshold", prepare_threshold_from_environment())
     if dbname is not None:
         params["dbname"] = dbname
+    _storable(conninfo, "conninfo")
+    for name, value in params.items():
+        _storable(value, f"connection parameter {name}")
     try:
         merged = conninfo_to_dict(make_conninfo(conninfo, **params))
     except psycopg.ProgrammingError as error:
-        raise BadCallError(f"bad connection parameters: {error}") from None
+        # libpq quotes the part it could not read, which may be a password.
+        reason = _QUOTED.sub('"…"', str(error).strip().splitlines()[0])
+        raise BadCallError(f"bad connection parameters: {reason}") from None
+    _check_values(merged)
     merged.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
     defaults = _libpq_defaults()
-    if not (merged.get("dbname") or defaults.get("dbname")):
+    if not (merged.get("dbname") or defaults.get("dbname") or merged.get("service")):
         raise BadCallError(
             "UserSpace needs the name of an existing database: UserSpace('userlist', ...)"
         )
@@ -95,6 +157,12 @@ def resolve(dbname: object, conninfo: object, params: dict[str, Any]) -> Target:
 
 def schema_name(value: object) -> str:
     """Check the name of the schema that holds the pgusers tables."""
-    if not isinstance(value, str) or not _SCHEMA_NAME.fullmatch(value):
-        raise BadCallError("schema must be a str of 1 to 63 characters without NUL")
+    if not isinstance(value, str) or not value:
+        raise BadCallError("schema must be a non-empty str")
+    _storable(value, "schema")
+    if _SCHEMA_REFUSED.search(value):
+        raise BadCallError("schema must not contain control characters or '%'")
+    # PostgreSQL cuts a longer name at 63 bytes, so two long names would share tables.
+    if len(value.encode()) > 63:
+        raise BadCallError("schema must be at most 63 bytes long in UTF-8")
     return value
