@@ -7,7 +7,7 @@ in a worker thread so the event loop never waits for it.
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from types import TracebackType
@@ -23,6 +23,7 @@ from pgusers.config import Options, Registry, pool_arguments, prepare
 from pgusers.connections import (
     STREAM_BATCH,
     STREAM_CURSOR,
+    AsyncRows,
     after_failure,
     checkout,
     needs_check,
@@ -82,6 +83,7 @@ class AsyncUserSpace:
     _options: Options
     _pool: AsyncConnectionPool[AsyncConn] | None
     _opening: asyncio.Lock
+    _held: int
 
     def __new__(
         cls,
@@ -118,6 +120,7 @@ class AsyncUserSpace:
         self._options = options
         self._pool = None
         self._opening = asyncio.Lock()
+        self._held = 0
         return self
 
     @classmethod
@@ -201,26 +204,32 @@ class AsyncUserSpace:
         return self._pool
 
     async def _run(self, start: Callable[[], Operation[T]], *, retry: bool = False) -> T:
-        pool = self._live_pool()
+        self._live_pool()  # a call on a userspace that is not open fails before anything
         operation = start()  # arguments are checked before any I/O
         try:
-            return await self._drive(operation, self._getconn, pool.putconn)
+            return await self._drive(operation, self._getconn, self._putconn)
         except psycopg.Error as error:
             after_failure(error, self._target, may_retry=retry)
             return await self._run(start)
 
     async def _getconn(self) -> AsyncConn:
         pool = self._live_pool()
-        with checkout(self._target, repr(self)):
+        with checkout(self._target, repr(self), lambda: self._held >= pool.max_size):
             while True:
                 conn = await pool.getconn()
                 if await _still_connected(conn):
+                    self._held += 1
                     return conn
                 await conn.close()
                 await pool.putconn(conn)
 
-    async def _stream(self, query: Query) -> AsyncIterator[Any]:
-        pool = self._live_pool()
+    async def _putconn(self, conn: AsyncConn) -> None:
+        self._held -= 1
+        if self._pool is not None:
+            await self._pool.putconn(conn)
+
+    async def _stream(self, query: Query) -> AsyncGenerator[Any, None]:
+        self._live_pool()
         for attempt in (1, 2):
             started = False
             conn = await self._getconn()
@@ -235,7 +244,7 @@ class AsyncUserSpace:
             except psycopg.Error as error:
                 after_failure(error, self._target, may_retry=attempt == 1 and not started)
             finally:
-                await pool.putconn(conn)
+                await self._putconn(conn)
 
     # -- the public API ----------------------------------------------------------
 
@@ -332,13 +341,13 @@ class AsyncUserSpace:
         """See :meth:`pgusers.UserSpace.set_admin`."""
         return await self._run(lambda: self._core.set_admin(userid, admin), retry=True)
 
-    def all_users(self) -> AsyncIterator[UserRow]:
+    def all_users(self) -> AsyncRows[UserRow]:
         """See :meth:`pgusers.UserSpace.all_users`; use with ``async for``."""
-        return self._stream(self._core.all_users())
+        return AsyncRows(self._stream(self._core.all_users()))
 
-    def list_sessions(self, uid: int, expired: bool = False) -> AsyncIterator[SessionRow]:
+    def list_sessions(self, uid: int, expired: bool = False) -> AsyncRows[SessionRow]:
         """See :meth:`pgusers.UserSpace.list_sessions`; use with ``async for``."""
-        return self._stream(self._core.list_sessions(uid, expired))
+        return AsyncRows(self._stream(self._core.list_sessions(uid, expired)))
 
     async def kill_sessions(self, uid: int, expired: bool = False) -> int:
         """See :meth:`pgusers.UserSpace.kill_sessions`."""

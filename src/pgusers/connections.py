@@ -1,16 +1,19 @@
 """What the sync and async drivers share about connections and their failures."""
 
 import select
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
 
 import psycopg
 from psycopg import pq
 from psycopg_pool import PoolClosed, PoolTimeout
 
-from pgusers.errors import BadCallError, DatabaseUnavailableError
+from pgusers.errors import BadCallError, DatabaseUnavailableError, PoolExhaustedError
 from pgusers.target import Target
+
+T = TypeVar("T")
 
 STREAM_BATCH = 1000
 """Rows fetched per round trip by ``all_users`` and ``list_sessions``."""
@@ -64,11 +67,80 @@ def after_failure(error: psycopg.Error, where: Target, *, may_retry: bool) -> No
 
 
 @contextmanager
-def checkout(where: Target, name: str) -> Iterator[None]:
-    """Turn a pool's refusal to hand out a connection into pgusers' exceptions."""
+def checkout(where: Target, name: str, all_in_use: Callable[[], bool]) -> Iterator[None]:
+    """Turn a pool's refusal to hand out a connection into pgusers' exceptions:
+    :class:`PoolExhaustedError` when ``all_in_use()`` says the userspace itself holds
+    every connection, :class:`DatabaseUnavailableError` when none could be made."""
     try:
         yield
     except PoolClosed:
         raise BadCallError(f"{name} is closed") from None
     except PoolTimeout as error:
+        if all_in_use():
+            raise PoolExhaustedError(
+                f"{name}: every connection of its pool stayed in use; close unfinished "
+                "all_users() or list_sessions() iterators (with close() or a with "
+                "block), or raise pool_max"
+            ) from None
         raise unavailable(where, error) from None
+
+
+class Rows(Generic[T]):
+    """The rows of ``all_users`` or ``list_sessions``, fetched as they are iterated.
+
+    The stream holds a pooled connection until it is read to the end or closed: use
+    it in a ``with`` block, or call :meth:`close`, when you stop early.
+    """
+
+    def __init__(self, rows: Generator[T, None, None]) -> None:
+        self._rows = rows
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> T:
+        return next(self._rows)
+
+    def close(self) -> None:
+        """Stop reading and give the connection back to the pool."""
+        self._rows.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncRows(Generic[T]):
+    """The asyncio form of :class:`Rows`: ``async for`` over it, and ``async with``
+    it or ``await rows.aclose()`` when you stop early."""
+
+    def __init__(self, rows: AsyncGenerator[T, None]) -> None:
+        self._rows = rows
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        return await anext(self._rows)
+
+    async def aclose(self) -> None:
+        """Stop reading and give the connection back to the pool."""
+        await self._rows.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

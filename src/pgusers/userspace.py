@@ -2,7 +2,7 @@
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -16,6 +16,7 @@ from pgusers.config import Options, Registry, pool_arguments, prepare
 from pgusers.connections import (
     STREAM_BATCH,
     STREAM_CURSOR,
+    Rows,
     after_failure,
     checkout,
     needs_check,
@@ -74,6 +75,7 @@ class UserSpace:
     _options: Options
     _pid: int
     _fork_lock: threading.Lock
+    _held: int
 
     def __new__(
         cls,
@@ -102,6 +104,7 @@ class UserSpace:
         self._key = key
         self._options = options
         self._fork_lock = threading.Lock()
+        self._held = 0
         try:
             with psycopg.Connection.connect(where.conninfo, **where.connection_options) as conn:
                 for operation in (schema.migrate(core.schema), core.load_ttl()):
@@ -123,6 +126,7 @@ class UserSpace:
         with self._fork_lock:
             if self._pid != os.getpid() and not self._pool.closed:
                 self._pool = self._new_pool()
+                self._held = 0
 
     def __repr__(self) -> str:
         state = " closed" if self._pool.closed else ""
@@ -178,19 +182,23 @@ class UserSpace:
     def _getconn(self) -> psycopg.Connection[Any]:
         if self._pid != os.getpid():
             self._after_fork()
-        with checkout(self._target, repr(self)):
+        with checkout(self._target, repr(self), lambda: self._held >= self._pool.max_size):
             while True:
                 conn = self._pool.getconn()
                 if _still_connected(conn):
+                    with self._fork_lock:
+                        self._held += 1
                     return conn
                 # The pool replaces a connection handed back closed, at once.
                 conn.close()
                 self._pool.putconn(conn)
 
     def _putconn(self, conn: psycopg.Connection[Any]) -> None:
+        with self._fork_lock:
+            self._held -= 1
         self._pool.putconn(conn)
 
-    def _stream(self, query: Query) -> Iterator[Any]:
+    def _stream(self, query: Query) -> Generator[Any, None, None]:
         for attempt in (1, 2):
             started = False
             conn = self._getconn()
@@ -205,7 +213,7 @@ class UserSpace:
             except psycopg.Error as error:
                 after_failure(error, self._target, may_retry=attempt == 1 and not started)
             finally:
-                self._pool.putconn(conn)
+                self._putconn(conn)
 
     # -- the public API ----------------------------------------------------------
 
@@ -308,14 +316,18 @@ class UserSpace:
         """Grant (or, with ``admin=False``, revoke) admin rights: ``OK`` or ``NOT_FOUND``."""
         return self._run(lambda: self._core.set_admin(userid, admin), retry=True)
 
-    def all_users(self) -> Iterator[UserRow]:
-        """Yield ``(userid, username, email, admin)`` for every user, by username."""
-        return self._stream(self._core.all_users())
+    def all_users(self) -> Rows[UserRow]:
+        """Yield ``(userid, username, email, admin)`` for every user, by username.
 
-    def list_sessions(self, uid: int, expired: bool = False) -> Iterator[SessionRow]:
+        Close the stream (``with`` or ``close()``) if you stop before its end."""
+        return Rows(self._stream(self._core.all_users()))
+
+    def list_sessions(self, uid: int, expired: bool = False) -> Rows[SessionRow]:
         """Yield ``(username, key, expiration)`` for the user's sessions, or everyone's
-        when ``uid`` is 0; only the expired ones when ``expired`` is True."""
-        return self._stream(self._core.list_sessions(uid, expired))
+        when ``uid`` is 0; only the expired ones when ``expired`` is True.
+
+        Close the stream (``with`` or ``close()``) if you stop before its end."""
+        return Rows(self._stream(self._core.list_sessions(uid, expired)))
 
     def kill_sessions(self, uid: int, expired: bool = False) -> int:
         """End the user's sessions (everyone's when ``uid`` is 0; only the expired ones
