@@ -6,6 +6,7 @@ in a worker thread so the event loop never waits for it.
 """
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from pgusers import schema, target
 from pgusers.codec import Serializer
-from pgusers.config import Options, Registry, pool_arguments, prepare
+from pgusers.config import POOL_NAME_PREFIX, Options, Registry, pool_arguments, prepare
 from pgusers.connections import (
     STREAM_BATCH,
     STREAM_CURSOR,
@@ -37,6 +38,23 @@ from pgusers.steps import Execute, Fetch, Operation, Stepper
 T = TypeVar("T")
 
 AsyncConn = psycopg.AsyncConnection[Any]
+
+
+class _CancelledConnects(logging.Filter):
+    """Drops psycopg_pool's warning about a connection attempt of a pgusers pool that
+    was cancelled: at an event loop's shutdown that is expected, not an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (
+            isinstance(args, tuple)
+            and len(args) == 2
+            and str(args[0]).startswith(POOL_NAME_PREFIX)
+            and isinstance(args[1], asyncio.CancelledError)
+        )
+
+
+logging.getLogger("psycopg.pool").addFilter(_CancelledConnects())
 
 
 @cache
@@ -84,6 +102,7 @@ class AsyncUserSpace:
     _pool: AsyncConnectionPool[AsyncConn] | None
     _opening: asyncio.Lock
     _held: int
+    _guard: "asyncio.Task[None] | None"
 
     def __new__(
         cls,
@@ -121,6 +140,7 @@ class AsyncUserSpace:
         self._pool = None
         self._opening = asyncio.Lock()
         self._held = 0
+        self._guard = None
         return self
 
     @classmethod
@@ -152,8 +172,23 @@ class AsyncUserSpace:
             pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
                 **pool_arguments(self._target, self._options), open=False
             )
-            await pool.open()
+            # Waiting for the first connections means none is still being made when a
+            # short program ends right after opening.
+            await pool.open(wait=True)
             self._pool = pool
+            self._guard = asyncio.get_running_loop().create_task(
+                self._close_at_shutdown(), name=f"pgusers guard {self._target.describe()}"
+            )
+
+    async def _close_at_shutdown(self) -> None:
+        # asyncio.run() cancels every task left when the main coroutine returns, and
+        # waits for them. The pool's own tasks outlive a cancellation while they
+        # connect (they try again), so a userspace left open would keep the program
+        # from ending: this task, cancelled with them, closes the pool.
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
 
     def __repr__(self) -> str:
         state = " open" if self._pool and not self._pool.closed else " closed"
@@ -249,8 +284,12 @@ class AsyncUserSpace:
     # -- the public API ----------------------------------------------------------
 
     async def close(self) -> None:
-        """Close the connections; safe to call twice."""
+        """Close the connections; safe to call twice. A userspace still open when
+        its event loop shuts down (``asyncio.run`` returning) is closed then."""
         self._registry.forget(self._key, self)
+        guard, self._guard = self._guard, None
+        if guard is not None and guard is not asyncio.current_task():
+            guard.cancel()
         if self._pool is not None:
             await self._pool.close()
 

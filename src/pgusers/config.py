@@ -15,6 +15,9 @@ from pgusers.passwords import Passwords, parameters
 
 S = TypeVar("S")
 
+POOL_NAME_PREFIX: Final = "pgusers "
+"""How the names of pgusers' connection pools begin (psycopg_pool logs by name)."""
+
 SECURITY_OPTIONS: Final = frozenset({"serializer", "hasher"})
 """Options compared with an open userspace's even when not given."""
 
@@ -110,7 +113,7 @@ def pool_arguments(where: target.Target, options: Options) -> dict[str, Any]:
     return {
         "conninfo": where.conninfo,
         "kwargs": where.connection_options,
-        "name": f"pgusers {where.describe()}",
+        "name": f"{POOL_NAME_PREFIX}{where.describe()}",
         **options.pool_settings(),
     }
 
@@ -144,6 +147,11 @@ class Registry(Generic[S]):
             space = open_space()
             self._spaces[key] = (space, options)
             return space
+
+    def open_spaces(self) -> list[S]:
+        """Return the userspaces open now."""
+        with self.lock:
+            return [space for space, _ in self._spaces.values()]
 
     def forget(self, key: Hashable, space: S) -> None:
         """Drop ``space`` from the registry (when it is closed)."""

@@ -1,5 +1,6 @@
 """UserSpace: the blocking API, for threaded applications."""
 
+import atexit
 import os
 import threading
 from collections.abc import Callable, Generator
@@ -47,6 +48,14 @@ def _execute(conn: psycopg.Connection[Any], step: Execute) -> Any:
     if step.fetch is Fetch.ALL:
         return cursor.fetchall()
     return cursor.rowcount
+
+
+def _close_open_userspaces() -> None:
+    # The seed's API has no close(), so plain scripts end with their userspace open.
+    # Their pools' threads are stopped here, while the interpreter is whole; left to
+    # the interpreter's finalisation they can make the exit wait for seconds.
+    for space in UserSpace._registry.open_spaces():
+        space.close()
 
 
 class UserSpace:
@@ -221,7 +230,10 @@ class UserSpace:
         """Close the connections. Safe to call twice; opening the target again later
         gives a new, working UserSpace."""
         self._registry.forget(self._key, self)
-        self._pool.close()
+        if self._pid == os.getpid():
+            self._pool.close()
+        # In a forked child the pool still is the parent's: closing it would end the
+        # parent's connections, so the child leaves it alone.
 
     def __enter__(self) -> Self:
         return self
@@ -333,3 +345,6 @@ class UserSpace:
         """End the user's sessions (everyone's when ``uid`` is 0; only the expired ones
         when ``expired``) and return how many ended."""
         return self._run(lambda: self._core.kill_sessions(uid, expired), retry=True)
+
+
+atexit.register(_close_open_userspaces)
