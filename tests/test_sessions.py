@@ -1,8 +1,10 @@
 """Logins, session keys, sliding expiry, the TTL, listing and ending sessions."""
 
+import threading
 import time
 
 import pytest
+from argon2 import PasswordHasher
 
 from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED
 from pgusers.keys import looks_like_session_key
@@ -255,3 +257,110 @@ def test_login_of_a_user_deleted_meanwhile_fails_cleanly(usp, ada, sql_conn, sch
             operation.throw(error)
         operation.send(opened)
     assert stop.value.value == ("", False, None)
+
+
+# -- a login racing a change ---------------------------------------------------------
+
+
+class GatedHasher(PasswordHasher):
+    """Real Argon2id whose verify() waits, once opened, until the test lets it go on:
+    a login can then be held between reading the hash and opening the session."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.verifying = threading.Event()
+        self.proceed = threading.Event()
+        self.proceed.set()
+
+    def verify(self, hash, password):
+        self.verifying.set()
+        assert self.proceed.wait(30)
+        return super().verify(hash, password)
+
+    def hold(self):
+        self.verifying.clear()
+        self.proceed.clear()
+
+
+RACING_CHANGES = {
+    "password changed, sessions ended": lambda u, uid: u.change_password(
+        uid, "new", end_sessions=True
+    ),
+    "password changed": lambda u, uid: u.change_password(uid, "new"),
+    "the user's sessions killed": lambda u, uid: u.kill_sessions(uid),
+    "every session killed": lambda u, uid: u.kill_sessions(0),
+    "user deleted": lambda u, uid: u.delete_user(userid=uid),
+}
+
+
+@pytest.fixture
+def gated(open_userspace, dsn, schema):
+    hasher = GatedHasher()
+    space = open_userspace(conninfo=dsn, schema=schema, hasher=hasher)
+    yield space, hasher
+    hasher.proceed.set()
+    space.close()
+
+
+def login_held_during(space, hasher, change):
+    """Start a login, run ``change`` while its password is being verified, then let
+    the login finish; return what the login returned."""
+    hasher.hold()
+    result = []
+    login = threading.Thread(target=lambda: result.append(space.validate_user("root", "pw")))
+    login.start()
+    assert hasher.verifying.wait(30)
+    change()
+    hasher.proceed.set()
+    login.join()
+    return result[0]
+
+
+@pytest.mark.parametrize("change", RACING_CHANGES.values(), ids=RACING_CHANGES.keys())
+def test_a_login_racing_a_change_opens_no_session(gated, change):
+    space, _ = gated
+    hasher = gated[1]
+    uid = space.create_user("root", "pw", "root@example.com", admin=True)
+    assert login_held_during(space, hasher, lambda: change(space, uid)) == ("", False, None)
+    assert list(space.list_sessions(0)) == []
+
+
+def test_a_login_racing_a_revocation_reports_the_admin_flag_as_it_is_now(gated):
+    space, hasher = gated
+    uid = space.create_user("root", "pw", "root@example.com", admin=True)
+    key, admin, userid = login_held_during(space, hasher, lambda: space.set_admin(uid, False))
+    assert (bool(key), admin, userid) == (True, False, uid)
+
+
+def test_a_session_committed_while_its_sessions_were_ended_is_not_accepted(usp, ada, sql_conn):
+    # The race inside the window of one statement: the login's insert is not yet
+    # committed when kill_sessions runs, so kill_sessions cannot see it to delete it.
+    operation = usp._core.validate_user("ada", "s3cret", None)
+    lookup = next(operation)
+    verify = operation.send(sql_conn.execute(lookup.query, lookup.params).fetchone())
+    insert = operation.send(verify.func(*verify.args))
+    with sql_conn.transaction():
+        opened = sql_conn.execute(insert.query, insert.params).fetchone()
+        assert usp.kill_sessions(ada) == 0
+    with pytest.raises(StopIteration) as stop:
+        operation.send(opened)
+    key = stop.value.value[0]
+    assert usp.check_key(key) == (NOT_FOUND, None, None, None)
+    assert list(usp.list_sessions(0)) == []
+
+
+# -- check_key takes any string ----------------------------------------------------
+
+ODD_KEYS = {
+    "long": "A" * 10_000,
+    "NUL": "\x00" * 43,
+    "NUL inside": "A" * 20 + "\x00" + "A" * 22,
+    "surrogate": "\udc80" * 43,
+    "control": "\x1b[2J",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("key", ODD_KEYS.values(), ids=ODD_KEYS.keys())
+def test_check_key_answers_any_string_that_is_no_key_with_not_found(usp, ada, key):
+    assert usp.check_key(key) == (NOT_FOUND, None, None, None)
