@@ -1,0 +1,95 @@
+"""Connection targets: bad parameters are the caller's mistake, and no password leaks."""
+
+import pytest
+
+from pgusers import BadCallError, target
+
+SECRET = "s3cr3t-pw"
+
+BAD_PARAMETERS = {
+    "NUL in a keyword": ("", {"password": "x\x00", "sslmode": "verify-full"}),
+    "surrogate in a keyword": ("", {"user": "app\udc80"}),
+    "NUL in conninfo": ("host=db password=x\x00 sslmode=verify-full", {}),
+    "surrogate in conninfo": ("host=db\udcff", {}),
+    "bytes that are not UTF-8 in conninfo": (b"host=\xff".decode("utf-8", "surrogateescape"), {}),
+    "NUL in dbname": ("dbname=user", {"dbname": "user\x00list"}),
+    "bad port": ("", {"port": "fifty"}),
+    "port out of range": ("", {"port": 70000}),
+    "bad sslmode": ("", {"sslmode": "sometimes"}),
+    "bad target_session_attrs": ("", {"target_session_attrs": "whatever"}),
+    "bad connect_timeout": ("", {"connect_timeout": "soon"}),
+    "a list as a value": ("", {"host": ["a", "b"]}),
+}
+
+
+@pytest.mark.parametrize("conninfo, params", BAD_PARAMETERS.values(), ids=BAD_PARAMETERS.keys())
+def test_bad_connection_parameters_are_bad_calls(conninfo, params):
+    params = dict(params)
+    with pytest.raises(BadCallError):
+        target.resolve(params.pop("dbname", "userlist"), conninfo, dict(params))
+
+
+def test_bad_parameters_are_refused_before_connecting(open_userspace, schema):
+    # No server answers on port 1: a DatabaseUnavailableError would mean it tried.
+    with pytest.raises(BadCallError, match="sslmode must be one of"):
+        open_userspace("userlist", host="127.0.0.1", port=1, sslmode="on", schema=schema)
+    with pytest.raises(BadCallError, match="port must be a number"):
+        open_userspace("userlist", host="127.0.0.1", port="x", schema=schema)
+
+
+MALFORMED = [
+    f"host=db password {SECRET}",
+    f"postgresql://app:{SECRET} x@db/userlist",
+    f"host=db password='{SECRET}",
+    f"postgresql://app:{SECRET}@db/userlist?sslmode",
+]
+
+
+@pytest.mark.parametrize("conninfo", MALFORMED)
+def test_a_malformed_conninfo_is_refused_without_its_password(conninfo):
+    with pytest.raises(BadCallError) as raised:
+        target.resolve(None, conninfo, {})
+    assert SECRET not in str(raised.value)
+    assert "bad connection parameters" in str(raised.value)
+
+
+def test_repr_of_a_target_has_no_password():
+    where = target.resolve("userlist", f"host=db user=app password={SECRET}", {})
+    assert SECRET not in repr(where)
+    assert SECRET not in where.describe()
+
+
+def test_two_services_are_two_targets():
+    first = target.resolve(None, "service=primary", {})
+    second = target.resolve(None, "service=replica", {})
+    assert first.identity != second.identity
+    assert "service primary" in first.describe()
+
+
+SCHEMAS = {
+    "percent": "my%schema",
+    "percent s": "a%sb",
+    "control": "a\x1bb",
+    "64 bytes": "\u00e9" * 32,
+    "NUL": "a\x00",
+    "surrogate": "a\udc80",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("name", SCHEMAS.values(), ids=SCHEMAS.keys())
+def test_unusable_schema_names_are_refused(open_userspace, dsn, name):
+    with pytest.raises(BadCallError, match="schema"):
+        open_userspace(conninfo=dsn, schema=name)
+
+
+def test_a_schema_name_of_63_bytes_is_accepted(open_userspace, dsn):
+    from .conftest import FAST_HASHER, drop_schema
+
+    name = "p" + "\u00e9" * 31
+    assert len(name.encode()) == 63
+    try:
+        with open_userspace(conninfo=dsn, schema=name, hasher=FAST_HASHER) as usp:
+            assert usp.create_user("ada", "pw", "ada@example.com") == 1
+    finally:
+        drop_schema(dsn, name)
