@@ -318,3 +318,93 @@ def test_password_prompt_on_a_terminal_asks_twice_without_echo(dsn, schema):
     assert "typed-secret" not in child.before
     with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
         assert usp.validate_user("tty@example.com", "typed-secret")[2] == 1
+
+
+# -- which user an argument names ------------------------------------------------------
+
+
+def add(cli, email, username):
+    code, _, err = cli("adduser", email, username, "--password-stdin", stdin="pw\n")
+    assert code == 0, err
+
+
+def test_an_argument_naming_two_users_is_refused_with_both(cli, dsn, schema):
+    add(cli, "owner@example.com", "admin2@example.com")  # userid 1: the name looks like an email
+    add(cli, "admin2@example.com", "alice")  # userid 2: the owner of that email
+    code, out, err = cli("setadmin", "admin2@example.com")
+    assert code == 2
+    assert "userid 1 (username 'admin2@example.com') by its username" in err
+    assert "userid 2 (username 'alice') by its email" in err
+    assert "--id, --name or --email" in err
+    assert [row[3] for row in sorted(users_in(dsn, schema))] == [False, False]
+    code, out, _ = cli("setadmin", "--email", "admin2@example.com")
+    assert (code, out) == (0, "'alice' is now an administrator\n")
+    assert [row[3] for row in sorted(users_in(dsn, schema))] == [False, True]
+
+
+def test_a_number_that_is_also_a_username_is_refused(cli):
+    add(cli, "ada@example.com", "ada")
+    add(cli, "two@example.com", "1")
+    code, _, err = cli("info", "1")
+    assert code == 2
+    assert "names more than one user" in err
+    code, out, _ = cli("info", "--id", "1")
+    assert (code, "username:    ada") == (0, out.splitlines()[1])
+    code, out, _ = cli("info", "--name", "1")
+    assert (code, "username:    1") == (0, out.splitlines()[1])
+
+
+@pytest.mark.parametrize(
+    "digits", ["\u00b2", "\u0661", "\uff12"], ids=["superscript", "arabic", "fullwidth"]
+)
+def test_digits_of_other_scripts_are_not_userids(cli, digits):
+    add(cli, "ada@example.com", "ada")
+    add(cli, "bob@example.com", "bob")
+    code, out, err = cli("info", digits)
+    assert (code, out) == (1, "")
+    assert "no user" in err
+    code, _, err = cli("info", "--id", digits)
+    assert code == 2
+    assert "is not a userid" in err
+
+
+def test_a_huge_number_is_no_user_and_no_traceback(cli):
+    add(cli, "ada@example.com", "ada")
+    code, _, err = cli("info", "9" * 5000)
+    assert code == 1
+    assert err.count("\n") == 1
+    code, _, err = cli("delete", "--id", "9" * 5000)
+    assert code == 2
+
+
+def test_stored_data_pgusers_cannot_read_is_one_line_exit_3(cli, dsn, schema):
+    add(cli, "ada@example.com", "ada")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"""UPDATE {schema}.users SET extra_data = '{{"$type": "nope"}}'""")
+    code, out, err = cli("info", "ada")
+    assert (code, out) == (3, "")
+    assert err.startswith("pgusers: stored extra_data cannot be decoded")
+    assert err.count("\n") == 1
+
+
+def test_control_characters_in_stored_data_reach_no_terminal(cli, dsn, schema):
+    add(cli, "ada@example.com", "ada")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # As another program, or an older pgusers, could have stored it.
+        conn.execute(
+            f"UPDATE {schema}.users SET email = %s, extra_data = %s",
+            ("ada\x1b[2J\x07@example.com", '{"note": "\\u001b]0;owned\\u0007 \\u202e"}'),
+        )
+    for command in (["list"], ["info", "ada"], ["list", "--json"], ["info", "ada", "--json"]):
+        code, out, _ = cli(*command)
+        assert code == 0
+        assert not any(ch in out for ch in "\x1b\x07\u202e"), command
+    code, out, _ = cli("list")
+    assert "ada\\x1b[2J\\x07@example.com" in out
+
+
+def test_a_dsn_that_is_not_utf8_is_one_line_exit_2(schema):
+    result = run_pgusers("--dsn", b"host=\xff\xfe", "--schema", schema, "list")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
