@@ -53,6 +53,33 @@ class LoopThread:
         self.loop.close()
 
 
+class BlockingRows:
+    """Presents an AsyncRows stream with the Rows interface (iterate, close, with)."""
+
+    def __init__(self, stream: Any, loop: LoopThread) -> None:
+        self.stream = stream
+        self.loop = loop
+
+    def __iter__(self) -> "BlockingRows":
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return self.loop.run(self.stream.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self.loop.run(self.stream.aclose())
+
+    def __enter__(self) -> "BlockingRows":
+        self.loop.run(self.stream.__aenter__())
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.loop.run(self.stream.__aexit__(*exc_info))
+
+
 class Blocking:
     """Presents an AsyncUserSpace with UserSpace's blocking interface."""
 
@@ -63,20 +90,10 @@ class Blocking:
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.space, name)
         if name in STREAMS:
-            return lambda *args, **kwargs: self._iterate(attribute(*args, **kwargs))
+            return lambda *args, **kwargs: BlockingRows(attribute(*args, **kwargs), self.loop)
         if asyncio.iscoroutinefunction(attribute):
             return lambda *args, **kwargs: self.loop.run(attribute(*args, **kwargs))
         return attribute
-
-    def _iterate(self, stream: Any) -> Iterator[Any]:
-        try:
-            while True:
-                try:
-                    yield self.loop.run(stream.__anext__())
-                except StopAsyncIteration:
-                    return
-        finally:
-            self.loop.run(stream.aclose())
 
     def __repr__(self) -> str:
         return repr(self.space)

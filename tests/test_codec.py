@@ -1,13 +1,15 @@
 """extra_data: tagged JSON round trips through a real jsonb column, and the pickle opt-in."""
 
 import datetime as dt
+import json
 import math
 import uuid
+import zoneinfo
 from decimal import Decimal
 
 import pytest
 
-from pgusers import BadCallError
+from pgusers import BadCallError, StoredDataError
 from pgusers.codec import Codec
 
 from .conftest import FAST_HASHER
@@ -150,3 +152,62 @@ def test_json_serializer_will_not_unpickle(open_userspace, dsn, schema):
 def test_unknown_serializer_is_a_bad_call(open_userspace, dsn, schema):
     with pytest.raises(BadCallError, match="serializer"):
         open_userspace(conninfo=dsn, schema=schema, serializer="yaml")
+
+
+ZONED = {
+    "time": dt.time(9, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
+    "datetime": dt.datetime(2026, 3, 29, 1, 30, tzinfo=zoneinfo.ZoneInfo("Europe/London")),
+    "datetime, second of a repeated hour": dt.datetime(
+        2026, 10, 25, 1, 30, fold=1, tzinfo=zoneinfo.ZoneInfo("Europe/London")
+    ),
+}
+
+
+@pytest.mark.parametrize("value", ZONED.values(), ids=ZONED.keys())
+def test_a_zoneinfo_zone_is_kept(usp, value):
+    uid = usp.create_user("ada", "pw", "ada@example.com", extra_data=value)
+    back = usp.find_user(userid=uid)["extra_data"]
+    assert (back, back.tzinfo, back.fold) == (value, value.tzinfo, value.fold)
+
+
+def test_the_size_limit_counts_bytes():
+    text = "\u00e9" * 600_000  # 600,000 characters, 1.2 MB of UTF-8
+    with pytest.raises(BadCallError, match="bytes as JSON; the limit is 1048576"):
+        Codec().dumps(text)
+
+
+def test_a_message_names_extra_data_once():
+    deep: list[object] = []
+    for _ in range(150):
+        deep = [deep]
+    with pytest.raises(BadCallError) as raised:
+        Codec().dumps(deep)
+    assert str(raised.value) == "extra_data is nested more than 100 levels deep"
+    with pytest.raises(BadCallError) as raised:
+        Codec().dumps(10**5000)
+    assert str(raised.value).count("extra_data") == 1
+
+
+FOREIGN = {
+    "unknown tag": {"$type": "nope"},
+    "missing member": {"$type": "datetime"},
+    "too large": {"$type": "timedelta", "days": 10**12, "seconds": 0, "microseconds": 0},
+    "items not a list": {"$type": "tuple", "items": 5},
+    "bad base64": {"$type": "bytes", "base64": "!!!"},
+    "unhashable tag": {"$type": ["x"]},
+    "unhashable key": {"$type": "dict", "items": [[[1], 2]]},
+    "unknown zone": {"$type": "time", "iso": "10:00", "zone": "No/Such_Zone", "fold": 0},
+    "bad iso": {"$type": "date", "iso": "yesterday"},
+}
+
+
+@pytest.mark.parametrize("data", FOREIGN.values(), ids=FOREIGN.keys())
+def test_data_written_by_other_software_is_a_stored_data_error(usp, sql_conn, schema, data):
+    uid = usp.create_user("ada", "pw", "ada@example.com")
+    key = usp.validate_user("ada", "pw")[0]
+    for table in ("users", "sessions"):
+        sql_conn.execute(f"UPDATE {schema}.{table} SET extra_data = %s", (json.dumps(data),))
+    with pytest.raises(StoredDataError, match="stored extra_data cannot be decoded"):
+        usp.find_user(userid=uid)
+    with pytest.raises(StoredDataError, match="stored extra_data cannot be decoded"):
+        usp.check_key(key)

@@ -3,7 +3,7 @@
 import logging
 
 import pytest
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 
 from .conftest import FAST_HASHER
 
@@ -115,3 +115,52 @@ def test_schema_names_are_quoted_identifiers(open_userspace, dsn, name):
             assert usp.find_user(userid=uid)["username"] == "ada"
     finally:
         drop_schema(dsn, name)
+
+
+@pytest.fixture
+def argon2_work(monkeypatch):
+    """Record each Argon2 hash and verification pgusers asks for, with the parameters
+    of the hash involved (the real argon2-cffi still does the work)."""
+    done = []
+    original_hash, original_verify = PasswordHasher.hash, PasswordHasher.verify
+
+    def hash_(self, password, *args, **kwargs):
+        done.append(("hash", self.time_cost, self.memory_cost))
+        return original_hash(self, password, *args, **kwargs)
+
+    def verify(self, stored, password):
+        params = extract_parameters(stored)
+        done.append(("verify", params.time_cost, params.memory_cost))
+        return original_verify(self, stored, password)
+
+    monkeypatch.setattr(PasswordHasher, "hash", hash_)
+    monkeypatch.setattr(PasswordHasher, "verify", verify)
+    return done
+
+
+def test_the_first_failed_login_costs_what_every_other_does(
+    open_userspace, dsn, schema, argon2_work
+):
+    # Parameters no other test uses, so no dummy hash for them exists yet.
+    hasher = PasswordHasher(time_cost=1, memory_cost=1288, parallelism=1)
+    with open_userspace(conninfo=dsn, schema=schema, hasher=hasher) as usp:
+        usp.create_user("ada", "pw", "ada@example.com")
+        argon2_work.clear()
+        answers = [usp.validate_user(name, "wrong") for name in ("nobody", "nobody", "ada")]
+        assert answers == [("", False, None)] * 3
+        assert argon2_work == [("verify", 1, 1288)] * 3
+
+
+def test_a_wrong_password_against_a_cheaper_hash_costs_a_current_one(
+    open_userspace, dsn, schema, argon2_work
+):
+    with open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        usp.create_user("ada", "pw", "ada@example.com")
+    stronger = PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1)
+    with open_userspace(conninfo=dsn, schema=schema, hasher=stronger) as usp:
+        argon2_work.clear()
+        assert usp.validate_user("ada", "wrong") == ("", False, None)
+        assert ("verify", 2, 2048) in argon2_work
+        argon2_work.clear()
+        assert usp.validate_user("nobody", "wrong") == ("", False, None)
+        assert argon2_work == [("verify", 2, 2048)]

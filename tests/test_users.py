@@ -3,7 +3,9 @@
 import pytest
 
 import pgusers
-from pgusers import NOT_FOUND, OK, BadCallError
+from pgusers import NOT_FOUND, OK, BadCallError, PoolExhaustedError
+
+from .conftest import FAST_HASHER
 
 
 def test_userids_start_at_one_and_increase(usp):
@@ -202,3 +204,41 @@ def test_a_stream_abandoned_midway_returns_its_connection(usp):
 def test_constants_have_the_original_values():
     assert (pgusers.OK, pgusers.NOT_FOUND, pgusers.EXPIRED, pgusers.REJECTED) == (0, 1, 2, 3)
     assert issubclass(pgusers.BadCallError, Exception)
+
+
+def test_a_userid_of_thousands_of_digits_is_a_bad_call(usp):
+    with pytest.raises(BadCallError, match="userid must be a positive int, not an int beyond"):
+        usp.find_user(userid=10**5000)
+    with pytest.raises(BadCallError, match="beyond 64 bits"):
+        usp.kill_sessions(-(10**5000))
+
+
+def test_streams_left_open_exhaust_the_pool_with_a_message_that_says_so(
+    open_userspace, dsn, schema
+):
+    with open_userspace(
+        conninfo=dsn, schema=schema, hasher=FAST_HASHER, pool_max=2, pool_timeout=1
+    ) as usp:
+        for name in ("ada", "bob"):
+            usp.create_user(name, "pw", f"{name}@example.com")
+        first, second = usp.all_users(), usp.list_sessions(0, expired=False)
+        next(first)
+        usp.validate_user("ada", "pw")
+        next(second)
+        with pytest.raises(PoolExhaustedError, match="close unfinished all_users"):
+            usp.find_user(username="ada")
+        first.close()
+        second.close()
+        assert usp.find_user(username="ada")["userid"] == 1
+
+
+def test_a_stream_in_a_with_block_gives_its_connection_back(open_userspace, dsn, schema):
+    with open_userspace(
+        conninfo=dsn, schema=schema, hasher=FAST_HASHER, pool_max=1, pool_timeout=1
+    ) as usp:
+        usp.create_user("ada", "pw", "ada@example.com")
+        usp.create_user("bob", "pw", "bob@example.com")
+        for _ in range(3):
+            with usp.all_users() as rows:
+                assert next(rows)[1] == "ada"
+        assert usp.is_admin(1) is False

@@ -108,7 +108,7 @@ class Codec:
             uuid.UUID: lambda v, d: _tagged("uuid", hex=v.hex),
         }
         self._decoders: dict[str, Callable[[dict[str, JSON]], Any]] = {
-            "bytes": lambda d: base64.b64decode(d["base64"]),
+            "bytes": lambda d: base64.b64decode(d["base64"], validate=True),
             "float": lambda d: float(d["repr"]),
             "datetime": lambda d: _from_moment(dt.datetime, d),
             "date": lambda d: dt.date.fromisoformat(d["iso"]),
@@ -233,4 +233,4 @@ class Codec:
                 "this extra_data was stored with serializer='pickle'; open the UserSpace "
                 "with serializer='pickle' to read it"
             )
-        return pickle.loads(base64.b64decode(data["base64"]))  # noqa: S301 - opted into
+        return pickle.loads(base64.b64decode(data["base64"], validate=True))  # noqa: S301 - opted into
