@@ -29,3 +29,11 @@ def test_fastapi_refuses_a_forged_cookie(dsn, schema):
     with TestClient(app, base_url="https://testserver") as client:
         client.cookies.set("session", "A" * 43)
         assert client.get("/me").status_code == 401
+
+
+def test_fastapi_answers_a_long_or_odd_cookie_with_401(dsn, schema):
+    app = create_app(dsn, schema=schema, hasher=FAST_HASHER)
+    with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
+        for cookie in ("A" * 4000, "%00" * 50):
+            client.cookies.set("session", cookie)
+            assert client.get("/me").status_code == 401, cookie[:10]
