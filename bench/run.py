@@ -32,8 +32,6 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 import pgusers
-from pgusers import queries
-from pgusers.target import prepare_threshold_from_environment
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = "pgusers_bench"
@@ -41,7 +39,13 @@ ORIGINAL_DATABASE = "pgusers_bench_original"
 ORIGINAL_VERSION = "0.9.4"
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 # Connections of the benchmark's own follow PGUSERS_PREPARE_THRESHOLD, like pgusers'.
-DRIVER = {"autocommit": True, "prepare_threshold": prepare_threshold_from_environment()}
+# The bench's own connections prepare statements as pgusers does, unless
+# PGUSERS_PREPARE_THRESHOLD=none says the server is behind an old PgBouncer.
+_THRESHOLD = os.environ.get("PGUSERS_PREPARE_THRESHOLD", "5").strip().lower()
+DRIVER = {
+    "autocommit": True,
+    "prepare_threshold": None if _THRESHOLD in ("none", "off", "") else int(_THRESHOLD),
+}
 
 
 @dataclass
@@ -258,9 +262,16 @@ def write_rows(
 
 
 def anatomy_rows(
-    conninfo: str, key: str, select_one: Callable[[], object], *, iterations: int, size: str
+    usp: pgusers.UserSpace,
+    conninfo: str,
+    key: str,
+    select_one: Callable[[], object],
+    *,
+    iterations: int,
+    size: str,
 ) -> list[Row]:
-    """What each part of check_key's statement costs, timed in one loop with the floor."""
+    """What each part of check_key's statement costs, and check_key itself, timed in
+    one loop with the floor."""
     sessions = f"FROM {SCHEMA}.sessions s"
     users = f"JOIN {SCHEMA}.users u ON u.userid = s.userid"
     settings = f"CROSS JOIN {SCHEMA}.settings t"
@@ -274,20 +285,18 @@ def anatomy_rows(
         "+ the TTL from settings": (
             f"SELECT {columns}, t.session_ttl {sessions} {users} {settings} {by_key}"
         ),
-        "check_key's whole statement": queries.render(queries.CHECK_KEY, SCHEMA),
     }
     with psycopg.connect(conninfo, **DRIVER) as conn:
         calls = [
-            lambda statement=statement: conn.execute(
-                statement, {"key": key, "now": time.time()}
-            ).fetchone()
+            lambda statement=statement: conn.execute(statement, {"key": key}).fetchone()
             for statement in parts.values()
         ]
-        results = timed(*calls, select_one, iterations=iterations)
+        results = timed(*calls, lambda: usp.check_key(key), select_one, iterations=iterations)
     floor = results[-1][0]
+    names = [*parts, "check_key itself (its statement, the pool, Python)"]
     return [
         Row(f"anatomy: {name}", size, median, p99, floor)
-        for name, (median, p99) in zip(parts, results, strict=False)
+        for name, (median, p99) in zip(names, results, strict=False)
     ]
 
 
@@ -479,7 +488,7 @@ def run(
             )
             rows.extend(
                 anatomy_rows(
-                    conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
+                    usp, conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
                 )
             )
             progress("timing check_key throughput, threads and asyncio")

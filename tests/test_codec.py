@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from pgusers import BadCallError, StoredDataError
-from pgusers.codec import Codec
+from pgusers._core.codec import Codec
 
 from .conftest import FAST_HASHER
 

@@ -39,20 +39,19 @@ def cut_the_pooled_connection(usp, api, loop_thread):
     a server gone away would, without the connection noticing yet."""
     space = usp.space if api == "async" else usp
     if api == "async":
-        conn = loop_thread.run(space._pool.getconn())
+        conn = loop_thread.run(space._driver._pool.getconn())
         socket.socket(fileno=os.dup(conn.fileno())).shutdown(socket.SHUT_RDWR)
-        loop_thread.run(space._pool.putconn(conn))
+        loop_thread.run(space._driver._pool.putconn(conn))
     else:
-        conn = space._pool.getconn()
+        conn = space._driver._pool.getconn()
         socket.socket(fileno=os.dup(conn.fileno())).shutdown(socket.SHUT_RDWR)
-        space._pool.putconn(conn)
+        space._driver._pool.putconn(conn)
 
 
 def test_a_connection_lost_mid_call_is_retried_for_reads(
     open_userspace, api, dsn, schema, loop_thread, monkeypatch
 ):
-    import pgusers.aio
-    import pgusers.userspace
+    from pgusers._drivers import loops
 
     usp = open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, pool_max=1)
     try:
@@ -61,19 +60,13 @@ def test_a_connection_lost_mid_call_is_retried_for_reads(
         # Hand out the first connection unchecked, so that the failure comes from the
         # query itself, as when the connection dies while the query is on its way.
         checks = []
-        module = pgusers.aio if api == "async" else pgusers.userspace
-        real_check = module._still_connected
+        real_check = loops.needs_check
 
         def first_unchecked(conn):
             checks.append(conn)
-            return len(checks) == 1 or real_check(conn)
+            return len(checks) > 1 and real_check(conn)
 
-        async def first_unchecked_async(conn):
-            checks.append(conn)
-            return len(checks) == 1 or await real_check(conn)
-
-        patch = first_unchecked_async if api == "async" else first_unchecked
-        monkeypatch.setattr(module, "_still_connected", patch)
+        monkeypatch.setattr(loops, "needs_check", first_unchecked)
         cut_the_pooled_connection(usp, api, loop_thread)
         checks.clear()
         assert usp.check_key(key)[0] == OK  # retried on a new connection
@@ -92,13 +85,13 @@ def test_unreachable_server_during_a_call_raises_the_documented_error(usp, api, 
     nowhere = "host=127.0.0.1 port=1 dbname=none connect_timeout=1"
     space = usp.space if api == "async" else usp
     if api == "async":
-        loop_thread.run(space._pool.close())
+        loop_thread.run(space._driver._pool.close())
         pool = AsyncConnectionPool(nowhere, min_size=0, max_size=1, timeout=1, open=False)
         loop_thread.run(pool.open())
     else:
-        space._pool.close()
+        space._driver._pool.close()
         pool = ConnectionPool(nowhere, min_size=0, max_size=1, timeout=1, open=True)
-    space._pool = pool
+    space._driver._pool = pool
     with pytest.raises(DatabaseUnavailableError, match="unavailable"):
         usp.find_user(username="ada")
 
@@ -147,7 +140,7 @@ def test_logins_on_many_threads(usp):
 
 def test_database_errors_are_not_retried_as_lost_connections():
     error = psycopg.errors.UniqueViolation()
-    from pgusers.connections import connection_lost
+    from pgusers._core.retries import connection_lost
 
     assert not connection_lost(error)
     assert connection_lost(psycopg.OperationalError("server closed the connection"))
@@ -155,23 +148,24 @@ def test_database_errors_are_not_retried_as_lost_connections():
 
 def _use_in_child(usp, key, results):
     answers = (usp.check_key(key)[0], usp.create_user("child", "pw", "child@example.com"))
-    conn = usp._pool.getconn()
+    conn = usp._driver._pool.getconn()
     results.put((*answers, conn.info.backend_pid))
-    usp._pool.putconn(conn)
+    usp._driver._pool.putconn(conn)
 
 
 def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(dsn, schema, sql_conn):
     import multiprocessing
 
     import pgusers
+    from pgusers._drivers import loops
 
     usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, pool_max=1)
     try:
         usp.create_user("ada", "pw", "ada@example.com")
         key = usp.validate_user("ada", "pw")[0]
-        conn = usp._pool.getconn()
+        conn = usp._driver._pool.getconn()
         parent_backend = conn.info.backend_pid
-        usp._pool.putconn(conn)
+        usp._driver._pool.putconn(conn)
         context = multiprocessing.get_context("fork")
         results = context.Queue()
         child = context.Process(target=_use_in_child, args=(usp, key, results))
@@ -183,13 +177,13 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(dsn, sc
         assert child_backend != parent_backend  # the child had connections of its own
         # The parent's connection is the one it had, and the server did not close it
         # (a child that closed it would have sent the server a goodbye on it).
-        conn = usp._pool.getconn()
+        conn = usp._driver._pool.getconn()
         try:
             assert conn.info.backend_pid == parent_backend
-            assert pgusers.userspace._still_connected(conn)
+            assert loops._answers(conn)
             assert conn.execute("SELECT 1").fetchone() == (1,)
         finally:
-            usp._pool.putconn(conn)
+            usp._driver._pool.putconn(conn)
         assert usp.find_user(username="child")["userid"] == 2
     finally:
         usp.close()

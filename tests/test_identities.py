@@ -5,7 +5,8 @@ import pytest
 from psycopg import sql
 
 import pgusers
-from pgusers import BadCallError, MigrationError, identities, queries
+from pgusers import BadCallError, MigrationError
+from pgusers._core import identities, queries
 
 from .conftest import FAST_HASHER
 

@@ -58,7 +58,7 @@ def test_other_schema_is_another_userspace(usp, open_userspace, dsn, schema):
 
 
 def test_two_servers_sharing_a_database_name_are_two_targets():
-    from pgusers import target
+    from pgusers._drivers import target
 
     first = target.resolve("userlist", "", {"host": "db1.example.com", "user": "app"})
     second = target.resolve("userlist", "", {"host": "db2.example.com", "user": "app"})

@@ -2,8 +2,7 @@
 
 import pytest
 
-import pgusers.aio
-import pgusers.userspace
+from pgusers._drivers import loops
 
 EXPECTED = [
     ("create_user", lambda u, key: u.create_user("bob", "pw", "bob@example.com"), 1),
@@ -28,14 +27,18 @@ EXPECTED = [
 def test_statements_per_call(usp, api, monkeypatch, name, call, statements):
     usp.create_user("ada", "pw", "ada@example.com")
     key = usp.validate_user("ada", "pw")[0]
-    module = pgusers.aio if api == "async" else pgusers.userspace
-    real = module._execute
     sent = []
+    real_fetch, real_fetch_async = loops._fetch, loops._fetch_async
 
-    def counting(conn, step):
-        sent.append(step.query)
-        return real(conn, step)
+    def counting(cursor, fetch):
+        sent.append(cursor._query.query)
+        return real_fetch(cursor, fetch)
 
-    monkeypatch.setattr(module, "_execute", counting)
+    async def counting_async(cursor, fetch):
+        sent.append(cursor._query.query)
+        return await real_fetch_async(cursor, fetch)
+
+    monkeypatch.setattr(loops, "_fetch", counting)
+    monkeypatch.setattr(loops, "_fetch_async", counting_async)
     call(usp, key)
     assert len(sent) == statements, sent

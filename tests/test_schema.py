@@ -6,9 +6,9 @@ import psycopg
 import pytest
 
 import pgusers
-from pgusers import schema as schema_module
-from pgusers.steps import Fetch, Stepper
-from pgusers.userspace import UserSpace
+from pgusers import UserSpace
+from pgusers._core import migrations as schema_module
+from pgusers._core.steps import Fetch, Stepper
 
 from .conftest import FAST_HASHER
 
@@ -49,7 +49,7 @@ def test_schema_has_the_documented_tables_indexes_and_constraints(usp, sql_conn,
 
 
 def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
-    from pgusers import queries
+    from pgusers._core import queries
 
     sql_conn.execute(
         f"""INSERT INTO {schema}.users

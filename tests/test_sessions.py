@@ -7,7 +7,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED
-from pgusers.keys import looks_like_session_key
+from pgusers._core.keys import looks_like_session_key
 
 DAY = 86400.0
 
@@ -186,7 +186,7 @@ def test_kill_expired_sessions_keeps_live_ones(usp, ada, clock):
 
 
 def test_kill_sessions_works_in_batches_past_the_batch_size(usp, ada, sql_conn, schema):
-    from pgusers import queries
+    from pgusers._core import queries
 
     count = queries.KILL_BATCH * 2 + 17
     sql_conn.execute(

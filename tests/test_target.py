@@ -2,7 +2,8 @@
 
 import pytest
 
-from pgusers import BadCallError, target
+from pgusers import BadCallError
+from pgusers._drivers import target
 
 SECRET = "s3cr3t-pw"
 

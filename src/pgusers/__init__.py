@@ -4,17 +4,13 @@
 >>> usp = pgusers.UserSpace("userlist", host="db.example.com", user="app")
 >>> userid = usp.create_user("ada", "correct horse", "ada@example.com")
 >>> key, admin, userid = usp.validate_user("ada", "correct horse")
->>> rc, username, userid, extra = usp.check_key(key)
+>>> status, username, userid, extra = usp.check_key(key)
 
 For asyncio applications, :class:`AsyncUserSpace` has the same methods as coroutines.
 """
 
-from pgusers.aio import AsyncUserSpace
-from pgusers.errors import (
-    EXPIRED,
-    NOT_FOUND,
-    OK,
-    REJECTED,
+from pgusers._aio import AsyncUserSpace
+from pgusers._errors import (
     BadCallError,
     DatabaseUnavailableError,
     MigrationError,
@@ -23,20 +19,40 @@ from pgusers.errors import (
     SchemaVersionError,
     StoredDataError,
 )
-from pgusers.userspace import UserSpace
+from pgusers._results import (
+    EXPIRED,
+    NOT_FOUND,
+    OK,
+    REJECTED,
+    AsyncRows,
+    CheckResult,
+    LoginResult,
+    Rows,
+    SessionRow,
+    Status,
+    UserRow,
+)
+from pgusers._userspace import UserSpace
 
 __all__ = [
     "EXPIRED",
     "NOT_FOUND",
     "OK",
     "REJECTED",
+    "AsyncRows",
     "AsyncUserSpace",
     "BadCallError",
+    "CheckResult",
     "DatabaseUnavailableError",
+    "LoginResult",
     "MigrationError",
     "PgUsersError",
     "PoolExhaustedError",
+    "Rows",
     "SchemaVersionError",
+    "SessionRow",
+    "Status",
     "StoredDataError",
+    "UserRow",
     "UserSpace",
 ]

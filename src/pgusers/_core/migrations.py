@@ -13,9 +13,9 @@ from collections.abc import Callable
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from pgusers import identities, queries
-from pgusers.errors import MigrationError, SchemaVersionError
-from pgusers.steps import Execute, Fetch, Operation
+from pgusers._core import identities, queries
+from pgusers._core.steps import Execute, Fetch, Operation
+from pgusers._errors import MigrationError, SchemaVersionError
 
 
 def _migration_1(schema: str) -> Operation[None]:

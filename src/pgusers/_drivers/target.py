@@ -9,7 +9,7 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pgusers.errors import BadCallError
+from pgusers._errors import BadCallError
 
 IDENTITY: Final = ("host", "hostaddr", "port", "dbname", "user", "service")
 """The connection parameters that tell two userspaces apart (a password does not). A

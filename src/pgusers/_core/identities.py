@@ -23,8 +23,8 @@ import icu
 import precis_i18n
 from email_validator import EmailNotValidError, validate_email
 
-from pgusers import checks
-from pgusers.errors import BadCallError
+from pgusers._core import checks
+from pgusers._errors import BadCallError
 
 MAX_USERNAME: Final = 150
 MAX_EMAIL: Final = 254

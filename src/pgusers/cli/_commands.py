@@ -1,27 +1,22 @@
-"""The ``pgusers`` command line: user and session administration for operators.
-
-Exit codes: 0 done; 1 not found, rejected or expired; 2 usage or bad input
-(an ambiguous USER included); 3 database unreachable, or holding data pgusers
-cannot read.
-"""
+"""The commands of ``pgusers``, and how their answers and failures are printed."""
 
 import datetime as dt
 import json
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, NoReturn, TypeVar
 
 import click
 import psycopg
 
-from pgusers import embedded
-from pgusers.codec import Codec
-from pgusers.errors import EXPIRED, NOT_FOUND, OK, BadCallError, PgUsersError
-from pgusers.userspace import UserSpace
+from pgusers._core.codec import Codec
+from pgusers._errors import BadCallError, PgUsersError
+from pgusers._results import OK
+from pgusers._userspace import UserSpace
+from pgusers.cli import _embedded as embedded
+from pgusers.cli._database import Database
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,49 +24,11 @@ EXIT_NEGATIVE = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
-STATUS_NAMES = {OK: "OK", NOT_FOUND: "NOT_FOUND", EXPIRED: "EXPIRED"}
 SHOWN_KEY_CHARS = 6
-# libpq variables that name a server or database: with any of them set, the
-# command line connects where they say instead of using the embedded server.
-LIBPQ_TARGET_VARIABLES = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE")
 
 
 class NegativeAnswerError(PgUsersError):
     """A command's answer is "no": not found, rejected or expired (exit code 1)."""
-
-
-@dataclass
-class Target:
-    """Where the command line's userspace is, opened on first use."""
-
-    dsn: str | None
-    params: dict[str, Any]
-    schema: str
-    _space: UserSpace | None = field(default=None, repr=False)
-
-    def uses_embedded(self) -> bool:
-        return not (self.dsn or self.params or any(map(os.environ.get, LIBPQ_TARGET_VARIABLES)))
-
-    def embedded_server(self) -> embedded.Server:
-        """Start (or find) the embedded server, saying on stderr where it lives."""
-        server = embedded.start()
-        click.echo(f"pgusers: using the embedded PostgreSQL in {server.data_dir}", err=True)
-        return server
-
-    def connection(self) -> dict[str, Any]:
-        """``UserSpace``'s connection arguments for the userspace's database."""
-        if not self.uses_embedded():
-            return {"conninfo": self.dsn or "", **self.params}
-        return {"conninfo": self.embedded_server().conninfo(embedded.DATABASE)}
-
-    def open(self) -> UserSpace:
-        if self._space is None:
-            self._space = UserSpace(schema=self.schema, **self.connection())
-        return self._space
-
-    def close(self) -> None:
-        if self._space is not None:
-            self._space.close()
 
 
 def escaped(text: str) -> str:
@@ -110,8 +67,9 @@ def with_userspace(command: F) -> F:
 
     @wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
-        target: Target = click.get_current_context().find_object(Target)  # type: ignore[assignment]
-        return command(target.open(), *args, **kwargs)
+        database = click.get_current_context().find_object(Database)
+        assert database is not None  # main() puts it in the context
+        return command(database.open(), *args, **kwargs)
 
     return run  # type: ignore[return-value]
 
@@ -258,9 +216,9 @@ def main(
     user, the command refuses it, and --id, --name or --email says which.
     """
     params = {"host": host, "port": port, "user": db_user, "dbname": dbname}
-    target = Target(dsn, {k: v for k, v in params.items() if v is not None}, schema)
-    ctx.obj = target
-    ctx.call_on_close(target.close)
+    database = Database(dsn, {k: v for k, v in params.items() if v is not None}, schema)
+    ctx.obj = database
+    ctx.call_on_close(database.close)
 
 
 @main.command()
@@ -436,14 +394,14 @@ def check(usp: UserSpace, key: str, as_json: bool) -> None:
     if as_json:
         print_json(
             {
-                "status": STATUS_NAMES[rc],
+                "status": rc.name,
                 "username": username,
                 "userid": userid,
                 "extra_data": Codec().encode(extra_data),
             }
         )
     else:
-        click.echo(f"OK: {username!r} (userid {userid})" if rc == OK else STATUS_NAMES[rc])
+        click.echo(f"OK: {username!r} (userid {userid})" if rc == OK else rc.name)
     if rc != OK:
         sys.exit(EXIT_NEGATIVE)
 
@@ -478,8 +436,8 @@ def stop() -> None:
 
 @main.command()
 @click.pass_obj
-def demo(target: Target) -> None:
+def demo(database: Database) -> None:
     """Walk through a user's whole life in a throw-away database."""
-    from pgusers.demo import run  # noqa: PLC0415 - only this command needs it
+    from pgusers.cli._demo import run  # noqa: PLC0415 - only this command needs it
 
-    run(target)
+    run(database)

@@ -16,7 +16,7 @@ import platformdirs
 import psycopg
 from psycopg import sql
 
-from pgusers.errors import DatabaseUnavailableError
+from pgusers._errors import DatabaseUnavailableError
 
 DATABASE = "pgusers"
 """The database the command line keeps its userspace in."""

@@ -14,19 +14,27 @@ from typing import Any
 
 from psycopg import errors as pgerrors
 
-from pgusers import checks, identities, queries
-from pgusers.codec import Codec
-from pgusers.errors import EXPIRED, NOT_FOUND, OK, REJECTED, BadCallError
-from pgusers.keys import looks_like_session_key, new_session_key
-from pgusers.passwords import Passwords
-from pgusers.steps import Execute, Fetch, Offload, Operation
+from pgusers._core import checks, identities, queries
+from pgusers._core.codec import Codec
+from pgusers._core.keys import looks_like_session_key, new_session_key
+from pgusers._core.passwords import Passwords
+from pgusers._core.retries import retry_safe
+from pgusers._core.steps import Execute, Fetch, Offload, Operation
+from pgusers._errors import BadCallError
+from pgusers._results import (
+    EXPIRED,
+    FAILED_LOGIN,
+    NO_SESSION,
+    NOT_FOUND,
+    OK,
+    REJECTED,
+    CheckResult,
+    LoginResult,
+    SessionRow,
+    Status,
+    UserRow,
+)
 
-UserRow = tuple[int, str, str, bool]
-SessionRow = tuple[str, str, float]
-CheckResult = tuple[int, str | None, int | None, Any]
-LoginResult = tuple[str, bool, int | None]
-
-FAILED_LOGIN: LoginResult = ("", False, None)
 DEFAULT_TTL = 864000.0
 
 _DUPLICATE = {
@@ -103,6 +111,7 @@ class Core:
             raise _duplicate(error) from None
         return int(row[0])
 
+    @retry_safe
     def find_user(
         self, username: object, email: object, userid: object
     ) -> Operation[dict[str, Any] | None]:
@@ -136,9 +145,10 @@ class Core:
         fragments = [queries.USER_BY[name] for name in given if given[name] is not None]
         return queries.conjunction(fragments), params
 
+    @retry_safe
     def modify_user(
         self, userid: object, username: object, email: object, extra_data: object
-    ) -> Operation[int]:
+    ) -> Operation[Status]:
         uid = checks.userid(userid)
         name = None if username is None else identities.username(username)
         address = None if email is None else identities.email(email)
@@ -155,11 +165,11 @@ class Core:
         }
         return self._status_of(self._sql(queries.MODIFY_USER), params)
 
-    def delete_user(self, username: object, userid: object) -> Operation[int]:
+    def delete_user(self, username: object, userid: object) -> Operation[Status]:
         where, params = self._user_selector(username=username, userid=userid)
         return self._status_of(self._sql(queries.DELETE_USER, where=where), params)
 
-    def _status_of(self, query: str, params: Any) -> Operation[int]:
+    def _status_of(self, query: str, params: Any) -> Operation[Status]:
         """Run a statement that returns the row it changed: OK, or NOT_FOUND."""
         try:
             row = yield Execute(query, params)
@@ -169,7 +179,7 @@ class Core:
 
     def change_password(
         self, userid: object, newpassword: object, oldpassword: object, end_sessions: object
-    ) -> Operation[int]:
+    ) -> Operation[Status]:
         if userid is None:
             raise BadCallError("change_password needs the userid of the user")
         uid = checks.userid(userid)
@@ -178,7 +188,9 @@ class Core:
         ending = checks.flag(end_sessions, "end_sessions")
         return self._change_password(uid, new, old, ending)
 
-    def _change_password(self, uid: int, new: str, old: str | None, ending: bool) -> Operation[int]:
+    def _change_password(
+        self, uid: int, new: str, old: str | None, ending: bool
+    ) -> Operation[Status]:
         old_hash = None
         if old is None:
             new_hash = yield Offload(self.passwords.hash, (new,))
@@ -197,6 +209,7 @@ class Core:
         # Nothing was updated: the user is gone, or its password changed since it was read.
         return NOT_FOUND if old is None else REJECTED
 
+    @retry_safe
     def is_admin(self, userid: object) -> Operation[bool]:
         uid = checks.userid(userid)
         return self._is_admin(uid)
@@ -205,15 +218,18 @@ class Core:
         row = yield Execute(self._sql(queries.IS_ADMIN), (uid,))
         return bool(row and row[0])
 
-    def set_admin(self, userid: object, admin: object) -> Operation[int]:
+    @retry_safe
+    def set_admin(self, userid: object, admin: object) -> Operation[Status]:
         params = (checks.flag(admin, "admin"), checks.userid(userid))
         return self._status_of(self._sql(queries.SET_ADMIN), params)
 
+    @retry_safe
     def all_users(self) -> Query:
-        return Query(self._sql(queries.ALL_USERS), {}, tuple)
+        return Query(self._sql(queries.ALL_USERS), {}, UserRow._make)
 
     # -- sessions --------------------------------------------------------------
 
+    @retry_safe
     def validate_user(
         self, username: object, password: object, extra_data: object
     ) -> Operation[LoginResult]:
@@ -249,26 +265,28 @@ class Core:
             # While the password was verified, it changed, or the user's sessions were
             # ended: this login belongs to the past.
             return FAILED_LOGIN
-        return key, bool(opened[0]), userid
+        return LoginResult(key, bool(opened[0]), userid)
 
+    @retry_safe
     def check_key(self, key: object) -> Operation[CheckResult]:
         text = checks.session_key(key)
         return self._check_key(text)
 
     def _check_key(self, key: str) -> Operation[CheckResult]:
         if not looks_like_session_key(key):
-            return NOT_FOUND, None, None, None
+            return NO_SESSION
         row = yield Execute(self._sql(queries.CHECK_KEY), {"key": key, "now": time.time()})
         if row is None:
-            return NOT_FOUND, None, None, None
+            return NO_SESSION
         current, alive, username, userid, extra_data, ttl = row
         self.ttl = ttl
         if not current:  # ended by a call that raced its login
-            return NOT_FOUND, None, None, None
+            return NO_SESSION
         if not alive:
-            return EXPIRED, None, None, None
-        return OK, username, userid, self._decode(extra_data)
+            return CheckResult(EXPIRED, None, None, None)
+        return CheckResult(OK, username, userid, self._decode(extra_data))
 
+    @retry_safe
     def set_session_TTL(self, secs: object) -> Operation[None]:  # noqa: N802 - the seed's name
         seconds = checks.ttl(secs)
         return self._set_ttl(seconds)
@@ -298,10 +316,12 @@ class Core:
         }
         return queries.conjunction(fragments), params
 
+    @retry_safe
     def list_sessions(self, uid: object, expired: object) -> Query:
         where, params = self._session_filter(uid, expired)
         return Query(self._sql(queries.LIST_SESSIONS, where=where), params, _session_row)
 
+    @retry_safe
     def kill_sessions(self, uid: object, expired: object) -> Operation[int]:
         where, params = self._session_filter(uid, expired)
         return self._kill_sessions(self._sql(queries.KILL_SESSIONS, where=where), params)
@@ -317,4 +337,4 @@ class Core:
 
 def _session_row(row: tuple[str, str, datetime]) -> SessionRow:
     username, key, expires_at = row
-    return username, key, expires_at.timestamp()
+    return SessionRow(username, key, expires_at.timestamp())

@@ -4,17 +4,13 @@ import datetime as dt
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import click
 import psycopg
 from psycopg import sql
 
-from pgusers.errors import OK
-from pgusers.userspace import UserSpace
-
-if TYPE_CHECKING:
-    from pgusers.cli import Target
+from pgusers._userspace import UserSpace
+from pgusers.cli._database import Database
 
 SLIDE_WAIT = 1.5
 
@@ -23,11 +19,11 @@ def _clock(seconds: float) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%H:%M:%S.%f")[:-4]
 
 
-def _prepare(target: "Target") -> tuple[str, str, str, Callable[[], None]]:
+def _prepare(database: Database) -> tuple[str, str, str, Callable[[], None]]:
     """Return the conninfo, schema and description of a throw-away place, and its remover."""
     suffix = secrets.token_hex(4)
-    if not target.uses_embedded():
-        conninfo = psycopg.conninfo.make_conninfo(target.dsn or "", **target.params)
+    if not database.uses_embedded():
+        conninfo = psycopg.conninfo.make_conninfo(database.dsn or "", **database.params)
         schema = f"pgusers_demo_{suffix}"
 
         def drop_schema() -> None:
@@ -37,7 +33,7 @@ def _prepare(target: "Target") -> tuple[str, str, str, Callable[[], None]]:
                 )
 
         return conninfo, schema, f"throw-away schema {schema}", drop_schema
-    server = target.embedded_server()
+    server = database.embedded_server()
     dbname = f"pgusers_demo_{suffix}"
     with psycopg.connect(server.uri, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
@@ -50,10 +46,10 @@ def _prepare(target: "Target") -> tuple[str, str, str, Callable[[], None]]:
     return server.conninfo(dbname), "pgusers", place, drop_database
 
 
-def run(target: "Target") -> None:
+def run(database: Database) -> None:
     """Run the demo, printing one line per step, and remove what it made."""
     started = time.perf_counter()
-    conninfo, schema, place, remove = _prepare(target)
+    conninfo, schema, place, remove = _prepare(database)
     try:
         with UserSpace(conninfo=conninfo, schema=schema) as usp:
             _tour(usp, conninfo, schema, place)
@@ -83,8 +79,7 @@ def _tour(usp: UserSpace, conninfo: str, schema: str, place: str) -> None:
     say(f"wrong password -> {wrong}; unknown user -> {unknown}: the same answer")
 
     rc, username, userid, data = usp.check_key(key)
-    status = "OK" if rc == OK else rc
-    say(f"check_key: {status}, user {username!r} (userid {userid}), session data {data}")
+    say(f"check_key: {rc.name}, user {username!r} (userid {userid}), session data {data}")
 
     usp.set_session_TTL(60)
     key2, _, _ = usp.validate_user("ada", ada_pw)
@@ -121,10 +116,7 @@ def _tour(usp: UserSpace, conninfo: str, schema: str, place: str) -> None:
     )
 
     ended = usp.kill_sessions(ada)
-    say(
-        f"ended {ended} sessions; check_key on the first key now: "
-        f"{'NOT_FOUND' if usp.check_key(key)[0] != OK else 'OK'}"
-    )
+    say(f"ended {ended} sessions; check_key on the first key now: {usp.check_key(key).status.name}")
     usp.delete_user(userid=ada)
     say(
         f"deleted ada: find_user -> {usp.find_user(username='ada')}; "

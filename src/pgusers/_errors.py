@@ -1,15 +1,4 @@
-"""The exceptions pgusers raises and the status codes its methods return."""
-
-from typing import Final
-
-OK: Final = 0
-"""The call did what was asked."""
-NOT_FOUND: Final = 1
-"""No such user or session."""
-EXPIRED: Final = 2
-"""The session existed but its time to live had run out; it is now removed."""
-REJECTED: Final = 3
-"""The old password given to ``change_password`` did not match."""
+"""The exceptions pgusers raises."""
 
 
 class PgUsersError(Exception):

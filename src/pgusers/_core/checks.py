@@ -3,7 +3,7 @@
 import math
 from typing import Final
 
-from pgusers.errors import BadCallError
+from pgusers._errors import BadCallError
 
 MAX_PASSWORD: Final = 1024
 MAX_USERID: Final = 2**63 - 1

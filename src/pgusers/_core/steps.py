@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, TypeVar
 
+from pgusers._core.retries import statement_may_retry
+
 T = TypeVar("T")
 
 
@@ -47,10 +49,6 @@ class Offload:
 Step = Execute | Offload
 Operation = Generator[Step, Any, T]
 
-TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
-"""Deadlock and serialisation failure: the server undid the statement; it may run again."""
-REPEATS = 3
-
 
 class Stepper:
     """Advances an operation; drivers feed it each step's result or error."""
@@ -58,11 +56,11 @@ class Stepper:
     def __init__(self, operation: Operation[Any]) -> None:
         self._operation = operation
         self._step: Step | None = None
-        self._repeats = 0
+        self._retries = 0
         self.value: Any = None
 
     def _advance(self, move: Callable[[], Step]) -> Step | None:
-        self._repeats = 0
+        self._retries = 0
         try:
             self._step = move()
         except StopIteration as stop:
@@ -82,16 +80,12 @@ class Stepper:
         """Raise a step's error inside the operation; return its next step or None."""
         return self._advance(lambda: self._operation.throw(error))
 
-    def fail(self, error: BaseException, *, repeatable: bool) -> Step | None:
-        """Handle a step's error: return the same step to run again when the server
-        undid it as a deadlock or serialisation victim and ``repeatable`` (no
+    def fail(self, error: BaseException, *, undone: bool) -> Step | None:
+        """Handle a step's error: return the same step to run again when
+        :func:`~pgusers._core.retries.statement_may_retry` allows it (``undone``: no
         transaction was left open); otherwise raise it inside the operation."""
-        if (
-            repeatable
-            and getattr(error, "sqlstate", None) in TRANSIENT_SQLSTATES
-            and self._repeats < REPEATS
-        ):
-            self._repeats += 1
+        if statement_may_retry(error, undone=undone, retries=self._retries):
+            self._retries += 1
             return self._step
         return self.throw(error)
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final, Literal
 
-from pgusers.errors import BadCallError, StoredDataError
+from pgusers._errors import BadCallError, StoredDataError
 
 Serializer = Literal["json", "pickle"]
 JSON = Any  # what json.dumps accepts and json.loads returns

@@ -1,19 +1,15 @@
-"""The options a UserSpace is opened with, and the registry of open userspaces."""
+"""The options a userspace is opened with, and what they make: its core and pool."""
 
-import threading
-from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final
 
 from argon2 import PasswordHasher
 
-from pgusers import target
-from pgusers.codec import Codec, Serializer
-from pgusers.core import Core
-from pgusers.errors import BadCallError
-from pgusers.passwords import Passwords, parameters
-
-S = TypeVar("S")
+from pgusers._core.codec import Codec, Serializer
+from pgusers._core.operations import Core
+from pgusers._core.passwords import Passwords, parameters
+from pgusers._drivers import target
+from pgusers._errors import BadCallError
 
 POOL_NAME_PREFIX: Final = "pgusers "
 """How the names of pgusers' connection pools begin (psycopg_pool logs by name)."""
@@ -116,46 +112,3 @@ def pool_arguments(where: target.Target, options: Options) -> dict[str, Any]:
         "name": f"{POOL_NAME_PREFIX}{where.describe()}",
         **options.pool_settings(),
     }
-
-
-class Registry(Generic[S]):
-    """Open userspaces by target, so the same target gives the same object."""
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self._spaces: dict[Hashable, tuple[S, Options]] = {}
-
-    def get_or_open(self, key: Hashable, options: Options, open_space: Callable[[], S]) -> S:
-        """Return the open userspace for ``key``, or open one with ``open_space``."""
-        with self.lock:
-            found = self._spaces.get(key)
-            if found is not None:
-                space, opened_with = found
-                clashes = options.conflicts(opened_with)
-                if clashes:
-                    raise BadCallError(
-                        f"this userspace is already open with another {' and '.join(clashes)}; "
-                        "pass the same options, or close it first"
-                        + (
-                            " (the serializer and the hasher are never taken over from an "
-                            "object opened elsewhere, even when not given)"
-                            if SECURITY_OPTIONS.intersection(clashes)
-                            else ""
-                        )
-                    )
-                return space
-            space = open_space()
-            self._spaces[key] = (space, options)
-            return space
-
-    def open_spaces(self) -> list[S]:
-        """Return the userspaces open now."""
-        with self.lock:
-            return [space for space, _ in self._spaces.values()]
-
-    def forget(self, key: Hashable, space: S) -> None:
-        """Drop ``space`` from the registry (when it is closed)."""
-        with self.lock:
-            found = self._spaces.get(key)
-            if found is not None and found[0] is space:
-                del self._spaces[key]

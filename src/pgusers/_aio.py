@@ -1,0 +1,190 @@
+"""AsyncUserSpace: the asyncio API, sharing every rule and statement with UserSpace.
+
+The operations come from :class:`pgusers._core.operations.Core` unchanged; only
+the driver differs (:class:`pgusers._drivers.loops.AsyncDriver`).
+"""
+
+import asyncio
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from argon2 import PasswordHasher
+
+from pgusers._core.codec import Serializer
+from pgusers._core.operations import Core
+from pgusers._drivers.loops import AsyncDriver
+from pgusers._errors import BadCallError
+from pgusers._options import Options, prepare
+from pgusers._registry import Registry
+from pgusers._results import AsyncRows, CheckResult, LoginResult, SessionRow, Status, UserRow
+
+
+class AsyncUserSpace:
+    """User accounts and sessions in one PostgreSQL database, for asyncio.
+
+    Takes the same arguments as :class:`pgusers.UserSpace`, and has the same
+    methods as coroutines (``all_users`` and ``list_sessions`` return async
+    iterators). Open it with ``async with AsyncUserSpace(...) as usp:`` or
+    ``usp = await AsyncUserSpace.connect(...)``. Within one event loop, the same
+    target gives the same object; one left open is closed when its loop shuts down.
+    """
+
+    _registry: ClassVar[Registry["AsyncUserSpace"]] = Registry()
+    _core: Core
+    _driver: AsyncDriver
+    _key: tuple[object, ...]
+
+    def __new__(
+        cls,
+        dbname: str | None = None,
+        *,
+        conninfo: str = "",
+        schema: str | None = None,
+        serializer: Serializer | None = None,
+        hasher: PasswordHasher | None = None,
+        pool_min: int | None = None,
+        pool_max: int | None = None,
+        pool_timeout: float | None = None,
+        **conn_kwargs: Any,
+    ) -> "AsyncUserSpace":
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise BadCallError(
+                "AsyncUserSpace must be created inside a running event loop"
+            ) from None
+        options = Options(schema, serializer, hasher, pool_min, pool_max, pool_timeout)
+        where, core, space_key = prepare(options, dbname, conninfo, conn_kwargs)
+        key = (loop, *space_key)
+
+        def new_space() -> "AsyncUserSpace":
+            self = super(AsyncUserSpace, cls).__new__(cls)
+            self._core, self._key = core, key
+            name = f"<AsyncUserSpace {where.describe()} schema={core.schema}>"
+            self._driver = AsyncDriver(where, options, core, name)
+            return self
+
+        return cls._registry.get_or_open(key, options, new_space)
+
+    @classmethod
+    async def connect(cls, dbname: str | None = None, **kwargs: Any) -> "AsyncUserSpace":
+        """Open a userspace and return it (the async way to write ``UserSpace(...)``)."""
+        space = cls(dbname, **kwargs)
+        await space._open()
+        return space
+
+    async def _open(self) -> None:
+        if await self._driver.open():
+            self._driver.close_at_shutdown(self.close)
+
+    def __repr__(self) -> str:
+        state = " closed" if self._driver.closed else " open"
+        return (
+            f"<AsyncUserSpace {self._driver.target.describe()} schema={self._core.schema}{state}>"
+        )
+
+    @property
+    def ttl(self) -> float:
+        """The session time to live in force, in seconds (default 864000, ten days)."""
+        return self._core.ttl
+
+    async def close(self) -> None:
+        """Close the connections; safe to call twice. A userspace still open when
+        its event loop shuts down (``asyncio.run`` returning) is closed then."""
+        self._registry.forget(self._key, self)
+        await self._driver.close()
+
+    async def __aenter__(self) -> Self:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def create_user(
+        self,
+        username: str,
+        password: str,
+        email: str,
+        admin: bool = False,
+        extra_data: Any = None,
+    ) -> int:
+        """See :meth:`pgusers.UserSpace.create_user`."""
+        return await self._driver.run(
+            self._core.create_user, username, password, email, admin, extra_data
+        )
+
+    async def validate_user(
+        self, username: str, password: str, extra_data: Any = None
+    ) -> LoginResult:
+        """See :meth:`pgusers.UserSpace.validate_user`."""
+        return await self._driver.run(self._core.validate_user, username, password, extra_data)
+
+    async def delete_user(self, username: str | None = None, userid: int | None = None) -> Status:
+        """See :meth:`pgusers.UserSpace.delete_user`."""
+        return await self._driver.run(self._core.delete_user, username, userid)
+
+    async def change_password(
+        self,
+        userid: int,
+        newpassword: str,
+        oldpassword: str | None = None,
+        *,
+        end_sessions: bool = False,
+    ) -> Status:
+        """See :meth:`pgusers.UserSpace.change_password`."""
+        return await self._driver.run(
+            self._core.change_password, userid, newpassword, oldpassword, end_sessions
+        )
+
+    async def check_key(self, key: str) -> CheckResult:
+        """See :meth:`pgusers.UserSpace.check_key`."""
+        return await self._driver.run(self._core.check_key, key)
+
+    async def set_session_TTL(self, secs: float) -> None:  # noqa: N802 - the original's name
+        """See :meth:`pgusers.UserSpace.set_session_TTL`."""
+        await self._driver.run(self._core.set_session_TTL, secs)
+
+    async def find_user(
+        self,
+        username: str | None = None,
+        email: str | None = None,
+        userid: int | None = None,
+    ) -> dict[str, Any] | None:
+        """See :meth:`pgusers.UserSpace.find_user`."""
+        return await self._driver.run(self._core.find_user, username, email, userid)
+
+    async def modify_user(
+        self,
+        userid: int,
+        username: str | None = None,
+        email: str | None = None,
+        extra_data: Any = None,
+    ) -> Status:
+        """See :meth:`pgusers.UserSpace.modify_user`."""
+        return await self._driver.run(self._core.modify_user, userid, username, email, extra_data)
+
+    async def is_admin(self, userid: int) -> bool:
+        """See :meth:`pgusers.UserSpace.is_admin`."""
+        return await self._driver.run(self._core.is_admin, userid)
+
+    async def set_admin(self, userid: int, admin: bool = True) -> Status:
+        """See :meth:`pgusers.UserSpace.set_admin`."""
+        return await self._driver.run(self._core.set_admin, userid, admin)
+
+    def all_users(self) -> AsyncRows[UserRow]:
+        """See :meth:`pgusers.UserSpace.all_users`; use with ``async for``."""
+        return AsyncRows(self._driver.stream(self._core.all_users))
+
+    def list_sessions(self, uid: int, expired: bool = False) -> AsyncRows[SessionRow]:
+        """See :meth:`pgusers.UserSpace.list_sessions`; use with ``async for``."""
+        return AsyncRows(self._driver.stream(self._core.list_sessions, uid, expired))
+
+    async def kill_sessions(self, uid: int, expired: bool = False) -> int:
+        """See :meth:`pgusers.UserSpace.kill_sessions`."""
+        return await self._driver.run(self._core.kill_sessions, uid, expired)

@@ -1,0 +1,133 @@
+"""What the methods of a userspace return: status codes, result tuples and row streams.
+
+The status codes are an :class:`~enum.IntEnum` and the tuples are
+:class:`~typing.NamedTuple`\\ s, so they compare equal to the plain ints and tuples
+the original package returned (``usp.check_key(key) == (OK, "ada", 1, None)``)
+while naming their parts (``usp.check_key(key).username``).
+"""
+
+from collections.abc import AsyncGenerator, Generator
+from enum import IntEnum
+from types import TracebackType
+from typing import Any, Generic, NamedTuple, Self, TypeVar
+
+T = TypeVar("T")
+
+
+class Status(IntEnum):
+    """The outcome of a call."""
+
+    OK = 0
+    """The call did what was asked."""
+    NOT_FOUND = 1
+    """No such user or session."""
+    EXPIRED = 2
+    """The session existed but its time to live had run out; it is now removed."""
+    REJECTED = 3
+    """The old password given to ``change_password`` did not match."""
+
+
+OK = Status.OK
+NOT_FOUND = Status.NOT_FOUND
+EXPIRED = Status.EXPIRED
+REJECTED = Status.REJECTED
+
+
+class LoginResult(NamedTuple):
+    """What ``validate_user`` returns: ``("", False, None)`` for a failed login."""
+
+    key: str
+    admin: bool
+    userid: int | None
+
+
+class CheckResult(NamedTuple):
+    """What ``check_key`` returns: the username, userid and session data are None
+    unless ``status`` is ``OK``."""
+
+    status: Status
+    username: str | None
+    userid: int | None
+    extra_data: Any
+
+
+class UserRow(NamedTuple):
+    """One user, as ``all_users`` yields it."""
+
+    userid: int
+    username: str
+    email: str
+    admin: bool
+
+
+class SessionRow(NamedTuple):
+    """One session, as ``list_sessions`` yields it (``expiration``: a Unix time)."""
+
+    username: str
+    key: str
+    expiration: float
+
+
+FAILED_LOGIN = LoginResult("", False, None)
+NO_SESSION = CheckResult(NOT_FOUND, None, None, None)
+
+
+class Rows(Generic[T]):
+    """The rows of ``all_users`` or ``list_sessions``, fetched as they are iterated.
+
+    The stream holds a pooled connection until it is read to the end or closed: use
+    it in a ``with`` block, or call :meth:`close`, when you stop early.
+    """
+
+    def __init__(self, rows: Generator[T, None, None]) -> None:
+        self._rows = rows
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> T:
+        return next(self._rows)
+
+    def close(self) -> None:
+        """Stop reading and give the connection back to the pool."""
+        self._rows.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncRows(Generic[T]):
+    """The asyncio form of :class:`Rows`: ``async for`` over it, and ``async with``
+    it or ``await rows.aclose()`` when you stop early."""
+
+    def __init__(self, rows: AsyncGenerator[T, None]) -> None:
+        self._rows = rows
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T:
+        return await anext(self._rows)
+
+    async def aclose(self) -> None:
+        """Stop reading and give the connection back to the pool."""
+        await self._rows.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()

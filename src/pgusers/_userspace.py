@@ -1,0 +1,195 @@
+"""UserSpace: the blocking API, for threaded applications."""
+
+import atexit
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+from argon2 import PasswordHasher
+
+from pgusers._core.codec import Serializer
+from pgusers._core.operations import Core
+from pgusers._drivers.loops import SyncDriver
+from pgusers._options import Options, prepare
+from pgusers._registry import Registry
+from pgusers._results import CheckResult, LoginResult, Rows, SessionRow, Status, UserRow
+
+
+class UserSpace:
+    """User accounts and sessions in one PostgreSQL database.
+
+    ``UserSpace("userlist", host="db.example.com", user="app")`` connects to the
+    existing database ``userlist``; every keyword other than the ones below is a
+    libpq connection parameter, and ``conninfo`` takes a whole connection string or
+    URI. Opening the same target again returns the same object.
+
+    pgusers' own keywords: ``schema`` (where the tables live, default ``"pgusers"``),
+    ``serializer`` (``"json"``, the default, or ``"pickle"``; see the README),
+    ``hasher`` (an :class:`argon2.PasswordHasher` with your parameters),
+    ``pool_min``/``pool_max`` (connections kept open / at most, default 1/10) and
+    ``pool_timeout`` (seconds to wait for a connection, default 10).
+
+    Raises :class:`BadCallError` for bad arguments and
+    :class:`DatabaseUnavailableError` when the server cannot be reached.
+    """
+
+    _registry: ClassVar[Registry["UserSpace"]] = Registry()
+    _core: Core
+    _driver: SyncDriver
+    _key: tuple[str, ...]
+
+    def __new__(
+        cls,
+        dbname: str | None = None,
+        *,
+        conninfo: str = "",
+        schema: str | None = None,
+        serializer: Serializer | None = None,
+        hasher: PasswordHasher | None = None,
+        pool_min: int | None = None,
+        pool_max: int | None = None,
+        pool_timeout: float | None = None,
+        **conn_kwargs: Any,
+    ) -> "UserSpace":
+        options = Options(schema, serializer, hasher, pool_min, pool_max, pool_timeout)
+        where, core, key = prepare(options, dbname, conninfo, conn_kwargs)
+
+        def open_space() -> "UserSpace":
+            self = super(UserSpace, cls).__new__(cls)
+            self._core, self._key = core, key
+            name = f"<UserSpace {where.describe()} schema={core.schema}>"
+            self._driver = SyncDriver(where, options, core, name)
+            self._driver.open()
+            return self
+
+        return cls._registry.get_or_open(key, options, open_space)
+
+    def __repr__(self) -> str:
+        state = " closed" if self._driver.closed else ""
+        return f"<UserSpace {self._driver.target.describe()} schema={self._core.schema}{state}>"
+
+    @property
+    def ttl(self) -> float:
+        """The session time to live in force, in seconds (default 864000, ten days)."""
+        return self._core.ttl
+
+    def close(self) -> None:
+        """Close the connections. Safe to call twice; opening the target again later
+        gives a new, working UserSpace."""
+        self._registry.forget(self._key, self)
+        self._driver.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def create_user(
+        self,
+        username: str,
+        password: str,
+        email: str,
+        admin: bool = False,
+        extra_data: Any = None,
+    ) -> int:
+        """Create a user and return its numeric userid.
+
+        Raises :class:`BadCallError` if the username or the email is taken
+        (compared case-insensitively, look-alikes included) or an argument is invalid.
+        """
+        return self._driver.run(
+            self._core.create_user, username, password, email, admin, extra_data
+        )
+
+    def validate_user(self, username: str, password: str, extra_data: Any = None) -> LoginResult:
+        """Log a user in: return ``(key, admin, userid)``, or ``("", False, None)`` if
+        the username is unknown or the password wrong."""
+        return self._driver.run(self._core.validate_user, username, password, extra_data)
+
+    def delete_user(self, username: str | None = None, userid: int | None = None) -> Status:
+        """Delete a user, and its sessions, by username or userid: ``OK`` or ``NOT_FOUND``."""
+        return self._driver.run(self._core.delete_user, username, userid)
+
+    def change_password(
+        self,
+        userid: int,
+        newpassword: str,
+        oldpassword: str | None = None,
+        *,
+        end_sessions: bool = False,
+    ) -> Status:
+        """Set a new password: ``OK``, ``NOT_FOUND``, or ``REJECTED`` when ``oldpassword``
+        is given and does not match. With ``end_sessions=True`` the user's sessions end."""
+        return self._driver.run(
+            self._core.change_password, userid, newpassword, oldpassword, end_sessions
+        )
+
+    def check_key(self, key: str) -> CheckResult:
+        """Check a session key and slide its expiry: ``(status, username, userid,
+        extra_data)`` with status ``OK``, ``NOT_FOUND`` or ``EXPIRED`` (the last two
+        with Nones). Any string that is not a live key is ``NOT_FOUND``."""
+        return self._driver.run(self._core.check_key, key)
+
+    def set_session_TTL(self, secs: float) -> None:  # noqa: N802 - the original's name
+        """Set the time to live, in seconds, given to new and checked sessions."""
+        self._driver.run(self._core.set_session_TTL, secs)
+
+    def find_user(
+        self,
+        username: str | None = None,
+        email: str | None = None,
+        userid: int | None = None,
+    ) -> dict[str, Any] | None:
+        """Return ``{"userid", "username", "email", "admin", "extra_data"}`` for the user
+        matching every argument given, or None."""
+        return self._driver.run(self._core.find_user, username, email, userid)
+
+    def modify_user(
+        self,
+        userid: int,
+        username: str | None = None,
+        email: str | None = None,
+        extra_data: Any = None,
+    ) -> Status:
+        """Change the fields given (None leaves a field as it is): ``OK`` or ``NOT_FOUND``."""
+        return self._driver.run(self._core.modify_user, userid, username, email, extra_data)
+
+    def is_admin(self, userid: int) -> bool:
+        """Tell whether the user is an administrator (False for an unknown userid)."""
+        return self._driver.run(self._core.is_admin, userid)
+
+    def set_admin(self, userid: int, admin: bool = True) -> Status:
+        """Grant (or, with ``admin=False``, revoke) admin rights: ``OK`` or ``NOT_FOUND``."""
+        return self._driver.run(self._core.set_admin, userid, admin)
+
+    def all_users(self) -> Rows[UserRow]:
+        """Yield ``(userid, username, email, admin)`` for every user, by username.
+
+        Close the stream (``with`` or ``close()``) if you stop before its end."""
+        return Rows(self._driver.stream(self._core.all_users))
+
+    def list_sessions(self, uid: int, expired: bool = False) -> Rows[SessionRow]:
+        """Yield ``(username, key, expiration)`` for the user's sessions, or everyone's
+        when ``uid`` is 0; only the expired ones when ``expired`` is True.
+
+        Close the stream (``with`` or ``close()``) if you stop before its end."""
+        return Rows(self._driver.stream(self._core.list_sessions, uid, expired))
+
+    def kill_sessions(self, uid: int, expired: bool = False) -> int:
+        """End the user's sessions (everyone's when ``uid`` is 0; only the expired ones
+        when ``expired``) and return how many ended."""
+        return self._driver.run(self._core.kill_sessions, uid, expired)
+
+
+@atexit.register
+def _close_open_userspaces() -> None:
+    # The seed's API has no close(), so plain scripts end with their userspace open.
+    # Their pools' threads are stopped here, while the interpreter is whole; left to
+    # the interpreter's finalisation they can make the exit wait for seconds.
+    for space in UserSpace._registry.open_spaces():
+        space.close()

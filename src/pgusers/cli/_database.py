@@ -1,0 +1,49 @@
+"""Where the command line's userspace is: a server named by options, a DSN or libpq's
+variables, or else the embedded PostgreSQL."""
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import click
+
+from pgusers._userspace import UserSpace
+from pgusers.cli import _embedded as embedded
+
+LIBPQ_TARGET_VARIABLES: Final = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGSERVICE")
+"""libpq variables that name a server or database: with any of them set, the command
+line connects where they say instead of using the embedded server."""
+
+
+@dataclass
+class Database:
+    """The command line's database, and its userspace, opened on first use."""
+
+    dsn: str | None
+    params: dict[str, Any]
+    schema: str
+    _space: UserSpace | None = field(default=None, repr=False)
+
+    def uses_embedded(self) -> bool:
+        return not (self.dsn or self.params or any(map(os.environ.get, LIBPQ_TARGET_VARIABLES)))
+
+    def embedded_server(self) -> embedded.Server:
+        """Start (or find) the embedded server, saying on stderr where it lives."""
+        server = embedded.start()
+        click.echo(f"pgusers: using the embedded PostgreSQL in {server.data_dir}", err=True)
+        return server
+
+    def connection(self) -> dict[str, Any]:
+        """``UserSpace``'s connection arguments for the userspace's database."""
+        if not self.uses_embedded():
+            return {"conninfo": self.dsn or "", **self.params}
+        return {"conninfo": self.embedded_server().conninfo(embedded.DATABASE)}
+
+    def open(self) -> UserSpace:
+        if self._space is None:
+            self._space = UserSpace(schema=self.schema, **self.connection())
+        return self._space
+
+    def close(self) -> None:
+        if self._space is not None:
+            self._space.close()
