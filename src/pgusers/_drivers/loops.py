@@ -315,7 +315,7 @@ class AsyncDriver:
         if self._pool is None:
             raise BadCallError(f"{self._name} is not open; use 'async with' or connect()")
         if self._pool.closed:
-            raise BadCallError(f"{self._name} is closed")
+            raise BadCallError(f"{self._name} is closed: it is not open any more")
         return self._pool
 
     async def _drive(
