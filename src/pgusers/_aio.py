@@ -5,21 +5,19 @@ the driver differs (:class:`pgusers._drivers.loops.AsyncDriver`).
 """
 
 import asyncio
-from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from argon2 import PasswordHasher
-
-from pgusers._core.codec import Serializer
 from pgusers._core.operations import Core
 from pgusers._drivers.loops import AsyncDriver
+from pgusers._drivers.target import Target
 from pgusers._errors import BadCallError
-from pgusers._options import Options, prepare
+from pgusers._opening import Opening
+from pgusers._options import Options
 from pgusers._registry import Registry
 from pgusers._results import AsyncRows, CheckResult, LoginResult, SessionRow, Status, UserRow
 
 
-class AsyncUserSpace:
+class AsyncUserSpace(Opening):
     """User accounts and sessions in one PostgreSQL database, for asyncio.
 
     Takes the same arguments as :class:`pgusers.UserSpace`, and has the same
@@ -30,41 +28,20 @@ class AsyncUserSpace:
     """
 
     _registry: ClassVar[Registry["AsyncUserSpace"]] = Registry()
-    _core: Core
     _driver: AsyncDriver
-    _key: tuple[object, ...]
 
-    def __new__(
-        cls,
-        dbname: str | None = None,
-        *,
-        conninfo: str = "",
-        schema: str | None = None,
-        serializer: Serializer | None = None,
-        hasher: PasswordHasher | None = None,
-        pool_min: int | None = None,
-        pool_max: int | None = None,
-        pool_timeout: float | None = None,
-        **conn_kwargs: Any,
-    ) -> "AsyncUserSpace":
+    @classmethod
+    def _registry_key(cls, space_key: tuple[str, ...]) -> tuple[object, ...]:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             raise BadCallError(
                 "AsyncUserSpace must be created inside a running event loop"
             ) from None
-        options = Options(schema, serializer, hasher, pool_min, pool_max, pool_timeout)
-        where, core, space_key = prepare(options, dbname, conninfo, conn_kwargs)
-        key = (loop, *space_key)
+        return (loop, *space_key)
 
-        def new_space() -> "AsyncUserSpace":
-            self = super(AsyncUserSpace, cls).__new__(cls)
-            self._core, self._key = core, key
-            name = f"<AsyncUserSpace {where.describe()} schema={core.schema}>"
-            self._driver = AsyncDriver(where, options, core, name)
-            return self
-
-        return cls._registry.get_or_open(key, options, new_space)
+    def _new_driver(self, where: Target, options: Options, core: Core) -> AsyncDriver:
+        return AsyncDriver(where, options, core, self._name(where))
 
     @classmethod
     async def connect(cls, dbname: str | None = None, **kwargs: Any) -> "AsyncUserSpace":
@@ -77,17 +54,6 @@ class AsyncUserSpace:
         if await self._driver.open():
             self._driver.close_at_shutdown(self.close)
 
-    def __repr__(self) -> str:
-        state = " closed" if self._driver.closed else " open"
-        return (
-            f"<AsyncUserSpace {self._driver.target.describe()} schema={self._core.schema}{state}>"
-        )
-
-    @property
-    def ttl(self) -> float:
-        """The session time to live in force, in seconds (default 864000, ten days)."""
-        return self._core.ttl
-
     async def close(self) -> None:
         """Close the connections; safe to call twice. A userspace still open when
         its event loop shuts down (``asyncio.run`` returning) is closed then."""
@@ -98,12 +64,7 @@ class AsyncUserSpace:
         await self._open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def create_user(

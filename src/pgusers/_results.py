@@ -8,7 +8,6 @@ while naming their parts (``usp.check_key(key).username``).
 
 from collections.abc import AsyncGenerator, Generator
 from enum import IntEnum
-from types import TracebackType
 from typing import Any, Generic, NamedTuple, Self, TypeVar
 
 T = TypeVar("T")
@@ -95,12 +94,7 @@ class Rows(Generic[T]):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -124,10 +118,5 @@ class AsyncRows(Generic[T]):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()

@@ -1,20 +1,18 @@
 """UserSpace: the blocking API, for threaded applications."""
 
 import atexit
-from types import TracebackType
 from typing import Any, ClassVar, Self
 
-from argon2 import PasswordHasher
-
-from pgusers._core.codec import Serializer
 from pgusers._core.operations import Core
 from pgusers._drivers.loops import SyncDriver
-from pgusers._options import Options, prepare
+from pgusers._drivers.target import Target
+from pgusers._opening import Opening
+from pgusers._options import Options
 from pgusers._registry import Registry
 from pgusers._results import CheckResult, LoginResult, Rows, SessionRow, Status, UserRow
 
 
-class UserSpace:
+class UserSpace(Opening):
     """User accounts and sessions in one PostgreSQL database.
 
     ``UserSpace("userlist", host="db.example.com", user="app")`` connects to the
@@ -33,44 +31,12 @@ class UserSpace:
     """
 
     _registry: ClassVar[Registry["UserSpace"]] = Registry()
-    _core: Core
     _driver: SyncDriver
-    _key: tuple[str, ...]
 
-    def __new__(
-        cls,
-        dbname: str | None = None,
-        *,
-        conninfo: str = "",
-        schema: str | None = None,
-        serializer: Serializer | None = None,
-        hasher: PasswordHasher | None = None,
-        pool_min: int | None = None,
-        pool_max: int | None = None,
-        pool_timeout: float | None = None,
-        **conn_kwargs: Any,
-    ) -> "UserSpace":
-        options = Options(schema, serializer, hasher, pool_min, pool_max, pool_timeout)
-        where, core, key = prepare(options, dbname, conninfo, conn_kwargs)
-
-        def open_space() -> "UserSpace":
-            self = super(UserSpace, cls).__new__(cls)
-            self._core, self._key = core, key
-            name = f"<UserSpace {where.describe()} schema={core.schema}>"
-            self._driver = SyncDriver(where, options, core, name)
-            self._driver.open()
-            return self
-
-        return cls._registry.get_or_open(key, options, open_space)
-
-    def __repr__(self) -> str:
-        state = " closed" if self._driver.closed else ""
-        return f"<UserSpace {self._driver.target.describe()} schema={self._core.schema}{state}>"
-
-    @property
-    def ttl(self) -> float:
-        """The session time to live in force, in seconds (default 864000, ten days)."""
-        return self._core.ttl
+    def _new_driver(self, where: Target, options: Options, core: Core) -> SyncDriver:
+        driver = SyncDriver(where, options, core, self._name(where))
+        driver.open()
+        return driver
 
     def close(self) -> None:
         """Close the connections. Safe to call twice; opening the target again later
@@ -81,12 +47,7 @@ class UserSpace:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def create_user(
