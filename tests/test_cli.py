@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import psycopg
 import pytest
@@ -266,9 +268,13 @@ def test_demo_on_a_given_database_leaves_nothing_behind(dsn):
         assert conn.execute("SELECT nspname FROM pg_namespace").fetchall() == schemas_before
 
 
-def test_embedded_default_demo_and_server_commands(tmp_path):
+def test_embedded_default_demo_and_server_commands():
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
-    env["PGUSERS_DATA_DIR"] = str(tmp_path / "data")
+    # Run as root, the embedded server drops to a user of its own, which must be able
+    # to reach the data directory: a directory of its own, not one in pytest's tree.
+    place = tempfile.mkdtemp(prefix="pgusers-cli-")
+    os.chmod(place, 0o755)
+    env["PGUSERS_DATA_DIR"] = os.path.join(place, "data")
     try:
         demo = run_pgusers("demo", env=env)
         assert demo.returncode == 0, demo.stderr
@@ -286,6 +292,7 @@ def test_embedded_default_demo_and_server_commands(tmp_path):
     again = run_pgusers("list", "--json", env=env)  # started again, data kept
     assert [u["username"] for u in json.loads(again.stdout)] == ["ann@example.com"]
     run_pgusers("server", "stop", env=env)
+    shutil.rmtree(place, ignore_errors=True)
 
 
 def test_unwritable_data_directory_exits_3(tmp_path):
