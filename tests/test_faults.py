@@ -10,7 +10,7 @@ import pytest
 import pgusers
 from pgusers import OK, BadCallError, DatabaseUnavailableError
 
-from .conftest import FAST_HASHER
+from .support import FAST_HASHER
 
 
 def terminate_backends(sql_conn):

@@ -8,7 +8,7 @@ import pgusers
 from pgusers import BadCallError, MigrationError
 from pgusers._core import identities, queries
 
-from .conftest import FAST_HASHER
+from .support import FAST_HASHER
 
 INVISIBLE = {
     "zero-width space": "admin\u200b",

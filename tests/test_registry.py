@@ -8,7 +8,7 @@ from argon2 import PasswordHasher
 
 from pgusers import BadCallError, DatabaseUnavailableError
 
-from .conftest import FAST_HASHER, unwrap
+from .support import FAST_HASHER, unwrap
 
 
 def params_of(dsn):
@@ -45,7 +45,7 @@ def test_libpq_environment_variables_are_used(open_userspace, dsn, schema, monke
 
 
 def test_other_schema_is_another_userspace(usp, open_userspace, dsn, schema):
-    from .conftest import drop_schema
+    from .support import drop_schema
 
     other = open_userspace(conninfo=dsn, schema=schema + "_b", hasher=FAST_HASHER)
     try:

@@ -22,7 +22,7 @@ import pytest
 import pgusers
 from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED, BadCallError, DatabaseUnavailableError
 
-from .conftest import FAST_HASHER
+from .support import FAST_HASHER
 
 pytestmark = pytest.mark.slow
 

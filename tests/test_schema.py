@@ -10,7 +10,7 @@ from pgusers import UserSpace
 from pgusers._core import migrations as schema_module
 from pgusers._core.steps import Fetch, Stepper
 
-from .conftest import FAST_HASHER
+from .support import FAST_HASHER
 
 
 def run_migration(dsn, name):

@@ -5,7 +5,7 @@ import logging
 import pytest
 from argon2 import PasswordHasher, extract_parameters
 
-from .conftest import FAST_HASHER
+from .support import FAST_HASHER
 
 
 def stored_hash(sql_conn, schema, uid):
@@ -107,7 +107,7 @@ def test_tables_live_in_their_own_schema(usp, sql_conn, schema):
 
 @pytest.mark.parametrize("name", ['odd"schema', "Mixed Case", "x; DROP TABLE y"])
 def test_schema_names_are_quoted_identifiers(open_userspace, dsn, name):
-    from .conftest import drop_schema
+    from .support import drop_schema
 
     try:
         with open_userspace(conninfo=dsn, schema=name, hasher=FAST_HASHER) as usp:

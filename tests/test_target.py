@@ -85,7 +85,7 @@ def test_unusable_schema_names_are_refused(open_userspace, dsn, name):
 
 
 def test_a_schema_name_of_63_bytes_is_accepted(open_userspace, dsn):
-    from .conftest import FAST_HASHER, drop_schema
+    from .support import FAST_HASHER, drop_schema
 
     name = "p" + "\u00e9" * 31
     assert len(name.encode()) == 63

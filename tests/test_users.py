@@ -5,7 +5,7 @@ import pytest
 import pgusers
 from pgusers import NOT_FOUND, OK, BadCallError, PoolExhaustedError
 
-from .conftest import FAST_HASHER
+from .support import FAST_HASHER
 
 
 def test_userids_start_at_one_and_increase(usp):

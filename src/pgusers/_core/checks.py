@@ -18,12 +18,21 @@ def text(value: object, what: str, max_length: int) -> str:
         raise BadCallError(f"{what} must not be empty")
     if len(value) > max_length:
         raise BadCallError(f"{what} is {len(value)} characters long; the limit is {max_length}")
+    return storable(value, what)
+
+
+def storable(value: str, what: str) -> str:
+    """Return ``value`` if PostgreSQL and libpq can take it: no NUL (libpq would cut the
+    text there) and no lone surrogate (it has no UTF-8 form)."""
     if "\x00" in value:
         raise BadCallError(f"{what} must not contain NUL characters")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadCallError(f"{what} is not valid Unicode (it holds a lone surrogate)") from None
+        raise BadCallError(
+            f"{what} is not valid Unicode (it holds a lone surrogate, or bytes that are not "
+            "UTF-8)"
+        ) from None
     return value
 
 

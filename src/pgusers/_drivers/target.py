@@ -9,6 +9,7 @@ import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from pgusers._core.checks import storable
 from pgusers._errors import BadCallError
 
 IDENTITY: Final = ("host", "hostaddr", "port", "dbname", "user", "service")
@@ -93,15 +94,7 @@ def _storable(value: object, what: str) -> None:
     # libpq reads a connection string up to its first NUL, so everything after one
     # (sslmode included) would silently be dropped.
     if isinstance(value, str):
-        if "\x00" in value:
-            raise BadCallError(f"{what} must not contain NUL characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadCallError(
-                f"{what} is not valid Unicode (it holds a lone surrogate, or bytes that "
-                "are not UTF-8)"
-            ) from None
+        storable(value, what)
     elif isinstance(value, bool) or not isinstance(value, int | float):
         raise BadCallError(f"{what} must be a str or a number, not {type(value).__name__}")
 
