@@ -138,14 +138,6 @@ def test_logins_on_many_threads(usp):
     assert all(usp.check_key(key)[0] == OK for key in keys)
 
 
-def test_database_errors_are_not_retried_as_lost_connections():
-    error = psycopg.errors.UniqueViolation()
-    from pgusers._core.retries import connection_lost
-
-    assert not connection_lost(error)
-    assert connection_lost(psycopg.OperationalError("server closed the connection"))
-
-
 def _use_in_child(usp, key, results):
     answers = (usp.check_key(key)[0], usp.create_user("child", "pw", "child@example.com"))
     conn = usp._driver._pool.getconn()

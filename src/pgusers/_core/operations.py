@@ -229,7 +229,7 @@ class Core:
 
     # -- sessions --------------------------------------------------------------
 
-    @retry_safe
+    @retry_safe  # a login repeated after a lost reply leaves at most one unused session
     def validate_user(
         self, username: object, password: object, extra_data: object
     ) -> Operation[LoginResult]:

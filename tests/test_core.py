@@ -1,0 +1,117 @@
+"""The core's rules, with no database: operations fed scripted results, as a driver
+would feed them, the way h11 tests its protocol without sockets."""
+
+import psycopg.errors
+import pytest
+
+from pgusers import NOT_FOUND, OK, REJECTED
+from pgusers._core import queries
+from pgusers._core.codec import Codec
+from pgusers._core.operations import Core
+from pgusers._core.passwords import Passwords
+from pgusers._core.retries import STATEMENT_RETRIES
+from pgusers._core.steps import Execute, Fetch, Offload, Stepper
+
+from .support import FAST_HASHER
+
+
+@pytest.fixture(scope="module")
+def core():
+    return Core("pgusers", Codec(), Passwords(FAST_HASHER))
+
+
+def finish(operation, result):
+    """Send ``result`` into ``operation``, which must then end; return its value."""
+    with pytest.raises(StopIteration) as stop:
+        operation.send(result)
+    return stop.value.value
+
+
+def test_a_deadlock_victim_runs_again_up_to_the_limit(core):
+    stepper = Stepper(core.set_session_TTL(60))
+    step = stepper.start()
+    deadlock = psycopg.errors.DeadlockDetected("deadlock detected")
+    for _ in range(STATEMENT_RETRIES):
+        assert stepper.fail(deadlock, undone=True) is step
+    with pytest.raises(psycopg.errors.DeadlockDetected):
+        stepper.fail(deadlock, undone=True)
+
+
+def test_a_statement_that_left_a_transaction_open_does_not_run_again(core):
+    stepper = Stepper(core.set_session_TTL(60))
+    stepper.start()
+    with pytest.raises(psycopg.errors.SerializationFailure):
+        stepper.fail(psycopg.errors.SerializationFailure("conflict"), undone=False)
+
+
+def test_other_errors_do_not_run_again(core):
+    stepper = Stepper(core.set_session_TTL(60))
+    stepper.start()
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        stepper.fail(psycopg.errors.UniqueViolation("duplicate"), undone=True)
+
+
+def test_kill_sessions_deletes_in_batches_until_one_is_short(core):
+    operation = core.kill_sessions(0, False)
+    step = next(operation)
+    assert (step.fetch, step.params["batch"]) == (Fetch.ROWCOUNT, queries.KILL_BATCH)
+    for _ in range(2):
+        assert operation.send(queries.KILL_BATCH) == step
+    assert finish(operation, 12) == 2 * queries.KILL_BATCH + 12
+
+
+def test_kill_sessions_of_expired_ones_leaves_live_sessions_alone(core):
+    step = next(core.kill_sessions(7, True))
+    assert step.params["end_live"] is False
+    step = next(core.kill_sessions(7, False))
+    assert step.params["end_live"] is True
+
+
+def test_change_password_loses_a_race_with_another_change_as_rejected(core):
+    old_hash = FAST_HASHER.hash("old")
+    operation = core.change_password(1, "new", "old", False)
+    read = next(operation)
+    assert isinstance(read, Execute)
+    verify = operation.send((old_hash,))
+    assert isinstance(verify, Offload)
+    write = operation.send(verify.func(*verify.args))
+    assert write.params["old_hash"] == old_hash
+    # No row updated: the hash changed after it was read.
+    assert finish(operation, None) == REJECTED
+
+
+def test_change_password_with_a_wrong_old_password_is_rejected_without_writing(core):
+    operation = core.change_password(1, "new", "wrong", False)
+    next(operation)
+    verify = operation.send((FAST_HASHER.hash("old"),))
+    assert finish(operation, verify.func(*verify.args)) == REJECTED
+
+
+def test_change_password_of_an_unknown_user_is_not_found(core):
+    operation = core.change_password(1, "new", "old", False)
+    next(operation)
+    assert finish(operation, None) == NOT_FOUND
+
+
+def test_a_login_whose_session_insert_found_nothing_fails(core):
+    operation = core.validate_user("ada", "pw", None)
+    next(operation)
+    verify = operation.send((1, FAST_HASHER.hash("pw"), 0, 0))
+    insert = operation.send(verify.func(*verify.args))
+    assert (insert.params["user_generation"], insert.params["space_generation"]) == (0, 0)
+    assert finish(operation, None) == ("", False, None)
+
+
+def test_check_key_of_a_session_ended_by_a_race_is_not_found(core):
+    key = "k" * 43
+    operation = core.check_key(key)
+    next(operation)
+    assert finish(operation, (False, True, "ada", 1, None, 864000.0)) == (
+        NOT_FOUND,
+        None,
+        None,
+        None,
+    )
+    operation = core.check_key(key)
+    next(operation)
+    assert finish(operation, (True, True, "ada", 1, None, 864000.0)) == (OK, "ada", 1, None)

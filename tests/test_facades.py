@@ -1,0 +1,35 @@
+"""UserSpace and AsyncUserSpace: one API, blocking and asyncio."""
+
+import inspect
+
+import pytest
+
+import pgusers
+
+ASYNC_ONLY = {"connect"}
+
+
+def public(cls):
+    return {name for name in dir(cls) if not name.startswith("_")}
+
+
+def test_both_apis_offer_the_same_methods():
+    assert public(pgusers.UserSpace) == public(pgusers.AsyncUserSpace) - ASYNC_ONLY
+
+
+@pytest.mark.parametrize("name", sorted(public(pgusers.UserSpace) - {"ttl"}))
+def test_each_method_has_the_same_signature_on_both_apis(name):
+    sync = inspect.signature(getattr(pgusers.UserSpace, name))
+    asynchronous = inspect.signature(getattr(pgusers.AsyncUserSpace, name))
+    assert list(sync.parameters.values()) == list(asynchronous.parameters.values())
+
+
+def test_both_constructors_take_the_same_arguments():
+    assert inspect.signature(pgusers.UserSpace) == inspect.signature(pgusers.AsyncUserSpace)
+
+
+def test_the_async_methods_are_coroutines_and_the_streams_async_iterators():
+    for name in public(pgusers.UserSpace) - {"ttl", "all_users", "list_sessions"}:
+        assert inspect.iscoroutinefunction(getattr(pgusers.AsyncUserSpace, name)), name
+    for name in ("all_users", "list_sessions"):
+        assert not inspect.iscoroutinefunction(getattr(pgusers.AsyncUserSpace, name))

@@ -1,0 +1,32 @@
+"""What may run again: the marks on the core's operations, and what the README says."""
+
+import re
+from pathlib import Path
+
+import psycopg
+
+from pgusers._core.operations import Core
+from pgusers._core.retries import RETRY_SAFE, connection_lost, is_retry_safe
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_the_retry_safe_operations_are_the_ones_the_readme_lists():
+    text = " ".join(README.read_text().split())
+    listed = re.search(r"Retry-safe calls, .*?: (.*?) \(a stream", text)
+    assert listed is not None
+    assert set(re.findall(r"`(\w+)`", listed.group(1))) == RETRY_SAFE
+
+
+def test_calls_that_may_have_done_their_work_are_not_retry_safe():
+    for name in ("create_user", "delete_user", "change_password"):
+        assert not is_retry_safe(getattr(Core, name))
+
+
+def test_every_mark_names_an_operation_of_the_core():
+    assert all(callable(getattr(Core, name, None)) for name in RETRY_SAFE)
+
+
+def test_a_statement_error_is_not_a_lost_connection():
+    assert not connection_lost(psycopg.errors.UniqueViolation())
+    assert connection_lost(psycopg.OperationalError("server closed the connection"))
