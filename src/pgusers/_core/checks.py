@@ -30,8 +30,7 @@ def storable(value: str, what: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise BadCallError(
-            f"{what} is not valid Unicode (it holds a lone surrogate, or bytes that are not "
-            "UTF-8)"
+            f"{what} is not valid Unicode (it holds a lone surrogate, or bytes that are not UTF-8)"
         ) from None
     return value
 

@@ -9,12 +9,13 @@ is here is the I/O: connections, the pool, cursors and the thread for hashing.
 """
 
 import asyncio
+import functools
 import logging
 import os
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 import psycopg
@@ -60,7 +61,7 @@ class _CancelledConnects(logging.Filter):
 logging.getLogger("psycopg.pool").addFilter(_CancelledConnects())
 
 
-@cache
+@functools.cache
 def _hashing_threads() -> ThreadPoolExecutor:
     # Argon2 is CPU-bound and releases the GIL: one thread per core gives full
     # throughput, and more would only crowd out the event loop's own thread.
@@ -166,15 +167,13 @@ class SyncDriver:
     def run(self, method: Callable[..., Operation[T]], *args: object) -> T:
         """Run ``method(*args)``, an operation of the core, on pooled connections."""
         operation = method(*args)  # arguments are checked before any I/O
-        try:
-            return self._drive(operation, self._getconn, self._putconn)
-        except psycopg.Error as error:
-            if not operation_may_retry(error, method):
-                raise failure(self.target, error) from None
-        try:
-            return self._drive(method(*args), self._getconn, self._putconn)
-        except psycopg.Error as error:
-            raise failure(self.target, error) from None
+        for attempt in (1, 2):
+            try:
+                return self._drive(operation, self._getconn, self._putconn)
+            except psycopg.Error as error:
+                _give_up_unless(attempt == 1, self.target, error, method)
+            operation = method(*args)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _getconn(self) -> Conn:
         pool = self._live_pool()
@@ -204,20 +203,35 @@ class SyncDriver:
         self._live_pool()
         for attempt in (1, 2):
             started = False
-            conn = self._getconn()
             try:
-                with conn.transaction(), conn.cursor(name=STREAM_CURSOR) as cursor:
+                with (
+                    self._connection() as conn,
+                    conn.transaction(),
+                    conn.cursor(name=STREAM_CURSOR) as cursor,
+                ):
                     cursor.itersize = STREAM_BATCH
-                    cursor.execute(query.sql, query.params)
-                    for row in cursor:
+                    for row in cursor.execute(query.sql, query.params):
                         started = True
                         yield query.convert(row)
                 return
             except psycopg.Error as error:
-                if attempt == 2 or started or not operation_may_retry(error, method):
-                    raise failure(self.target, error) from None
-            finally:
-                self._putconn(conn)
+                _give_up_unless(attempt == 1 and not started, self.target, error, method)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Conn]:
+        conn = self._getconn()
+        try:
+            yield conn
+        finally:
+            self._putconn(conn)
+
+
+def _give_up_unless(
+    retrying: bool, where: Target, error: psycopg.Error, method: Callable[..., object]
+) -> None:
+    """Raise what a failed call raises, unless ``retrying`` and the failure allows it."""
+    if not (retrying and operation_may_retry(error, method)):
+        raise failure(where, error) from None
 
 
 def _answers(conn: Conn) -> bool:
@@ -326,6 +340,7 @@ class AsyncDriver:
     ) -> T:
         stepper = Stepper(operation)
         conn = None
+        hashing = functools.partial(asyncio.get_running_loop().run_in_executor, _hashing_threads())
         try:
             step: Step | None = stepper.start()
             while step is not None:
@@ -342,8 +357,7 @@ class AsyncDriver:
                     if conn is not None:
                         await release(conn)
                         conn = None
-                    loop = asyncio.get_running_loop()
-                    result = await loop.run_in_executor(_hashing_threads(), step.func, *step.args)
+                    result = await hashing(step.func, *step.args)
                 step = stepper.send(result)
             return stepper.value  # type: ignore[no-any-return]
         finally:
@@ -355,15 +369,13 @@ class AsyncDriver:
         """Run ``method(*args)``, an operation of the core, on pooled connections."""
         self._live_pool()  # a call on a userspace that is not open fails before anything
         operation = method(*args)  # arguments are checked before any I/O
-        try:
-            return await self._drive(operation, self._getconn, self._putconn)
-        except psycopg.Error as error:
-            if not operation_may_retry(error, method):
-                raise failure(self.target, error) from None
-        try:
-            return await self._drive(method(*args), self._getconn, self._putconn)
-        except psycopg.Error as error:
-            raise failure(self.target, error) from None
+        for attempt in (1, 2):
+            try:
+                return await self._drive(operation, self._getconn, self._putconn)
+            except psycopg.Error as error:
+                _give_up_unless(attempt == 1, self.target, error, method)
+            operation = method(*args)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def _getconn(self) -> AsyncConn:
         pool = self._live_pool()
@@ -392,17 +404,24 @@ class AsyncDriver:
         self._live_pool()
         for attempt in (1, 2):
             started = False
-            conn = await self._getconn()
             try:
-                async with conn.transaction(), conn.cursor(name=STREAM_CURSOR) as cursor:
+                async with (
+                    self._connection() as conn,
+                    conn.transaction(),
+                    conn.cursor(name=STREAM_CURSOR) as cursor,
+                ):
                     cursor.itersize = STREAM_BATCH
-                    await cursor.execute(query.sql, query.params)
-                    async for row in cursor:
+                    async for row in await cursor.execute(query.sql, query.params):
                         started = True
                         yield query.convert(row)
                 return
             except psycopg.Error as error:
-                if attempt == 2 or started or not operation_may_retry(error, method):
-                    raise failure(self.target, error) from None
-            finally:
-                await self._putconn(conn)
+                _give_up_unless(attempt == 1 and not started, self.target, error, method)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConn]:
+        conn = await self._getconn()
+        try:
+            yield conn
+        finally:
+            await self._putconn(conn)
