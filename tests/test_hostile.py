@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED, BadCallError
+from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED, BadCallError, Status
 
 pytestmark = pytest.mark.slow
 
@@ -61,8 +61,8 @@ anything = st.recursive(
 )
 
 
-def is_status(*allowed: int) -> Callable[[Any], bool]:
-    return lambda result: type(result) is int and result in allowed
+def is_status(*allowed: Status) -> Callable[[Any], bool]:
+    return lambda result: type(result) is Status and result in allowed
 
 
 def is_login(result: Any) -> bool:
@@ -74,9 +74,9 @@ def is_login(result: Any) -> bool:
 
 def is_check(result: Any) -> bool:
     rc, username, userid, _ = result
-    return (rc == OK and type(username) is str and type(userid) is int) or (
-        rc in (NOT_FOUND, EXPIRED) and username is None and userid is None
-    )
+    found = rc == OK and type(username) is str and type(userid) is int
+    not_found = rc in (NOT_FOUND, EXPIRED) and username is None and userid is None
+    return type(rc) is Status and (found or not_found)
 
 
 def is_user(result: Any) -> bool:
