@@ -22,7 +22,7 @@ import pytest
 
 import pgusers
 
-from .support import FAST_HASHER, Blocking, LoopThread, drop_schema, pgbouncer
+from .support import FAST_HASHER, Blocking, Clock, LoopThread, drop_schema, pgbouncer
 
 
 @pytest.fixture(scope="session")
@@ -100,6 +100,12 @@ def sql_conn(server_dsn: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """A plain connection to the server, for looking at what pgusers stored."""
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """A clock the test moves (``clock.advance(seconds)``), as pgusers reads it."""
+    return Clock(monkeypatch)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

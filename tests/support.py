@@ -166,3 +166,14 @@ def drop_schema(dsn: str, schema: str) -> None:
     """Drop ``schema`` if it exists."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+class Clock:
+    """Moves ``time.time`` forward, as seen by pgusers at call time."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = time.time()
+        monkeypatch.setattr(time, "time", lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

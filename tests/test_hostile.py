@@ -101,6 +101,10 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "set_admin": (2, True, is_status(OK, NOT_FOUND)),
     "list_sessions": (2, False, is_sessions),
     "kill_sessions": (2, True, lambda result: type(result) is int and result >= 0),
+    "disable_user": (2, True, is_status(OK, NOT_FOUND)),
+    "issue_token": (2, True, lambda result: type(result) is str and len(result) == 43),
+    "reset_password": (2, True, is_status(OK, NOT_FOUND, EXPIRED)),
+    "verify_email": (1, True, is_status(OK, NOT_FOUND, EXPIRED)),
 }
 TRIED: Counter[str] = Counter()
 
@@ -108,7 +112,7 @@ TRIED: Counter[str] = Counter()
 def snapshot(sql_conn, schema):
     return [
         sql_conn.execute(f"SELECT * FROM {schema}.{table} ORDER BY 1").fetchall()
-        for table in ("users", "sessions", "settings", "schema_version")
+        for table in ("users", "sessions", "settings", "schema_version", "tokens")
     ]
 
 

@@ -20,6 +20,11 @@ EXPECTED = [
     ("change_password, with the old one", lambda u, key: u.change_password(1, "pw2", "pw"), 2),
     ("kill_sessions", lambda u, key: u.kill_sessions(1), 1),
     ("delete_user", lambda u, key: u.delete_user(userid=1), 1),
+    ("disable_user", lambda u, key: u.disable_user(1), 1),
+    ("issue_token", lambda u, key: u.issue_token(1, "verify_email"), 1),
+    ("verify_email", lambda u, key: u.verify_email(u.issue_token(1, "verify_email")), 2),
+    ("reset_password", lambda u, key: u.reset_password(u.issue_token(1, "reset_password"), "x"), 3),
+    ("reset_password, unknown token", lambda u, key: u.reset_password("A" * 43, "x"), 1),
 ]
 
 

@@ -1,7 +1,6 @@
 """Logins, session keys, sliding expiry, the TTL, listing and ending sessions."""
 
 import threading
-import time
 
 import pytest
 from argon2 import PasswordHasher
@@ -10,22 +9,6 @@ from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED
 from pgusers._core.keys import looks_like_session_key
 
 DAY = 86400.0
-
-
-class Clock:
-    """Moves ``time.time`` forward, as seen by pgusers at call time."""
-
-    def __init__(self, monkeypatch):
-        self.now = time.time()
-        monkeypatch.setattr(time, "time", lambda: self.now)
-
-    def advance(self, seconds):
-        self.now += seconds
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    return Clock(monkeypatch)
 
 
 @pytest.fixture
@@ -290,6 +273,7 @@ RACING_CHANGES = {
     "the user's sessions killed": lambda u, uid: u.kill_sessions(uid),
     "every session killed": lambda u, uid: u.kill_sessions(0),
     "user deleted": lambda u, uid: u.delete_user(userid=uid),
+    "user disabled": lambda u, uid: u.disable_user(uid),
 }
 
 

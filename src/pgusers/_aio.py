@@ -138,6 +138,26 @@ class AsyncUserSpace(Opening):
         """See :meth:`pgusers.UserSpace.set_admin`."""
         return await self._driver.run(self._core.set_admin, userid, admin)
 
+    async def disable_user(self, userid: int, disabled: bool = True) -> Status:
+        """See :meth:`pgusers.UserSpace.disable_user`."""
+        return await self._driver.run(self._core.disable_user, userid, disabled)
+
+    async def issue_token(
+        self, userid: int, purpose: str, *, ttl: float | None = None, email: str | None = None
+    ) -> str:
+        """See :meth:`pgusers.UserSpace.issue_token`."""
+        return await self._driver.run(self._core.issue_token, userid, purpose, ttl, email)
+
+    async def reset_password(
+        self, token: str, newpassword: str, *, end_sessions: bool = True
+    ) -> Status:
+        """See :meth:`pgusers.UserSpace.reset_password`."""
+        return await self._driver.run(self._core.reset_password, token, newpassword, end_sessions)
+
+    async def verify_email(self, token: str) -> Status:
+        """See :meth:`pgusers.UserSpace.verify_email`."""
+        return await self._driver.run(self._core.verify_email, token)
+
     def all_users(self) -> AsyncRows[UserRow]:
         """See :meth:`pgusers.UserSpace.all_users`; use with ``async for``."""
         return AsyncRows(self._driver.stream(self._core.all_users))

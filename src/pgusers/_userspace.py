@@ -128,6 +128,34 @@ class UserSpace(Opening):
         """Grant (or, with ``admin=False``, revoke) admin rights: ``OK`` or ``NOT_FOUND``."""
         return self._driver.run(self._core.set_admin, userid, admin)
 
+    def disable_user(self, userid: int, disabled: bool = True) -> Status:
+        """Disable a user (or, with ``disabled=False``, enable it again): its sessions
+        end, it cannot log in, and its keys are not found. ``OK`` or ``NOT_FOUND``."""
+        return self._driver.run(self._core.disable_user, userid, disabled)
+
+    def issue_token(
+        self, userid: int, purpose: str, *, ttl: float | None = None, email: str | None = None
+    ) -> str:
+        """Return a one-time token for ``purpose``: ``"reset_password"``,
+        ``"verify_email"`` or ``"change_email"`` (with ``email=``, the new address).
+
+        The token lives ``ttl`` seconds (default one hour for a reset, three days
+        otherwise) and revokes the user's older tokens of the same purpose.
+        """
+        return self._driver.run(self._core.issue_token, userid, purpose, ttl, email)
+
+    def reset_password(self, token: str, newpassword: str, *, end_sessions: bool = True) -> Status:
+        """Set a new password with a ``"reset_password"`` token: ``OK``, ``NOT_FOUND``
+        (unknown, used or revoked token) or ``EXPIRED``. The user's sessions end unless
+        ``end_sessions=False``."""
+        return self._driver.run(self._core.reset_password, token, newpassword, end_sessions)
+
+    def verify_email(self, token: str) -> Status:
+        """Use a ``"verify_email"`` token (the address is verified) or a
+        ``"change_email"`` one (the new address replaces the old, verified):
+        ``OK``, ``NOT_FOUND`` or ``EXPIRED``."""
+        return self._driver.run(self._core.verify_email, token)
+
     def all_users(self) -> Rows[UserRow]:
         """Yield ``(userid, username, email, admin)`` for every user, by username.
 

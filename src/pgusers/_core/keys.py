@@ -1,5 +1,7 @@
-"""Session keys: 256 random bits from :mod:`secrets`, as URL-safe text."""
+"""Session keys and one-time tokens: 256 random bits from :mod:`secrets`, as URL-safe
+text; tokens are stored only as their SHA-256 digest."""
 
+import hashlib
 import re
 import secrets
 from typing import Final
@@ -18,3 +20,13 @@ def new_session_key() -> str:
 def looks_like_session_key(text: str) -> bool:
     """Tell whether ``text`` has the shape of a key made by :func:`new_session_key`."""
     return _KEY_SHAPE.fullmatch(text) is not None
+
+
+def new_token() -> str:
+    """Return a fresh one-time token (the same shape as a session key)."""
+    return secrets.token_urlsafe(KEY_BYTES)
+
+
+def digest(token: str) -> bytes:
+    """Return what is stored of a token: its SHA-256 digest."""
+    return hashlib.sha256(token.encode()).digest()

@@ -10,13 +10,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from psycopg import errors as pgerrors
 
 from pgusers._core import checks, identities, queries
 from pgusers._core.codec import Codec
-from pgusers._core.keys import looks_like_session_key, new_session_key
+from pgusers._core.keys import digest, looks_like_session_key, new_session_key, new_token
 from pgusers._core.passwords import Passwords
 from pgusers._core.retries import retry_safe
 from pgusers._core.steps import Execute, Fetch, Offload, Operation
@@ -36,6 +36,12 @@ from pgusers._results import (
 )
 
 DEFAULT_TTL = 864000.0
+TOKEN_LIFETIMES: Final = {
+    "reset_password": 3600.0,
+    "verify_email": 3 * 86400.0,
+    "change_email": 3 * 86400.0,
+}
+"""The purposes of one-time tokens, and how long each lives unless told otherwise."""
 
 _DUPLICATE = {
     "users_username_key": "a user with that username already exists",
@@ -122,13 +128,15 @@ class Core:
         row = yield Execute(self._sql(queries.FIND_USER, where=where), params)
         if row is None:
             return None
-        userid, username, email, admin, extra_data = row
+        userid, username, email, admin, extra_data, email_verified, disabled = row
         return {
             "userid": userid,
             "username": username,
             "email": email,
             "admin": admin,
             "extra_data": self._decode(extra_data),
+            "email_verified": email_verified,
+            "disabled": disabled,
         }
 
     def _user_selector(self, **given: object) -> tuple[str, dict[str, Any]]:
@@ -224,8 +232,86 @@ class Core:
         return self._status_of(self._sql(queries.SET_ADMIN), params)
 
     @retry_safe
+    def disable_user(self, userid: object, disabled: object) -> Operation[Status]:
+        params = {"userid": checks.userid(userid), "disabled": checks.flag(disabled, "disabled")}
+        return self._status_of(self._sql(queries.DISABLE_USER), params)
+
+    @retry_safe
     def all_users(self) -> Query:
         return Query(self._sql(queries.ALL_USERS), {}, UserRow._make)
+
+    # -- one-time tokens --------------------------------------------------------
+
+    @retry_safe  # a repeated issue revokes the first token and returns a working one
+    def issue_token(
+        self, userid: object, purpose: object, ttl: object, email: object
+    ) -> Operation[str]:
+        uid = checks.userid(userid)
+        if not isinstance(purpose, str) or purpose not in TOKEN_LIFETIMES:
+            raise BadCallError(f"purpose must be one of {', '.join(TOKEN_LIFETIMES)}")
+        seconds = TOKEN_LIFETIMES[purpose] if ttl is None else checks.ttl(ttl)
+        if (purpose == "change_email") != (email is not None):
+            raise BadCallError("email= is the new address, given with change_email only")
+        address = None if email is None else identities.email(email)
+        token = new_token()
+        params = {
+            "userid": uid,
+            "purpose": purpose,
+            "digest": digest(token),
+            "email": address,
+            "email_key": address and identities.email_key(address),
+            "now": time.time(),
+            "ttl": seconds,
+        }
+        return self._issue_token(token, params)
+
+    def _issue_token(self, token: str, params: dict[str, Any]) -> Operation[str]:
+        issued, taken = yield Execute(self._sql(queries.ISSUE_TOKEN), params)
+        if taken:
+            raise BadCallError("a user with that email already exists")
+        if not issued:
+            raise BadCallError(f"no user has userid {params['userid']}")
+        return token
+
+    def reset_password(
+        self, token: object, newpassword: object, end_sessions: object
+    ) -> Operation[Status]:
+        text = checks.session_key(token)
+        secret = checks.password(newpassword, "newpassword")
+        ending = checks.flag(end_sessions, "end_sessions")
+        return self._reset_password(text, secret, ending)
+
+    def _reset_password(self, token: str, secret: str, ending: bool) -> Operation[Status]:
+        if not looks_like_session_key(token):
+            return NOT_FOUND
+        params: dict[str, Any] = {
+            "digest": digest(token),
+            "purposes": ["reset_password"],
+            "now": time.time(),
+            "new_hash": None,
+            "end_sessions": ending,
+        }
+        state = yield Execute(self._sql(queries.TOKEN_STATE), params)
+        if state is None:
+            return NOT_FOUND
+        if state[0]:  # alive: hash only for a token that can be used
+            params["new_hash"] = yield Offload(self.passwords.hash, (secret,))
+        used = yield Execute(self._sql(queries.RESET_PASSWORD), params)
+        return _token_status(used)
+
+    def verify_email(self, token: object) -> Operation[Status]:
+        text = checks.session_key(token)
+        return self._verify_email(text)
+
+    def _verify_email(self, token: str) -> Operation[Status]:
+        if not looks_like_session_key(token):
+            return NOT_FOUND
+        params = {"digest": digest(token), "now": time.time()}
+        try:
+            used = yield Execute(self._sql(queries.VERIFY_EMAIL), params)
+        except pgerrors.UniqueViolation as error:  # the new address was taken meanwhile
+            raise _duplicate(error) from None
+        return _token_status(used)
 
     # -- sessions --------------------------------------------------------------
 
@@ -242,9 +328,15 @@ class Core:
         self, name_key: str, secret: str, extra: str | None
     ) -> Operation[LoginResult]:
         row = yield Execute(self._sql(queries.LOGIN_LOOKUP), (name_key,))
-        userid, stored_hash, user_generation, space_generation = row or (None, None, 0, 0)
+        userid, stored_hash, user_generation, space_generation, disabled = row or (
+            None,
+            None,
+            0,
+            0,
+            False,
+        )
         verdict = yield Offload(self.passwords.verify, (stored_hash, secret))
-        if not verdict.matches:
+        if not verdict.matches or disabled:
             return FAILED_LOGIN
         key = new_session_key()
         params = {
@@ -333,6 +425,13 @@ class Core:
             killed += count
             if count < queries.KILL_BATCH:
                 return killed
+
+
+def _token_status(used: tuple[bool] | None) -> Status:
+    """The status of a token use: no row, the token was not there (or used already)."""
+    if used is None:
+        return NOT_FOUND
+    return OK if used[0] else EXPIRED
 
 
 def _session_row(row: tuple[str, str, datetime]) -> SessionRow:

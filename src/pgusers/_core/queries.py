@@ -88,6 +88,25 @@ MIGRATION_2_END: Final = """
 """
 REKEY_BATCH: Final = 5000
 
+# Version 3: accounts can be disabled and their email verified; one-time tokens for
+# password resets and email verification, kept only as SHA-256 digests.
+MIGRATION_3: Final = """
+    ALTER TABLE {schema}.users
+        ADD COLUMN email_verified boolean NOT NULL DEFAULT false,
+        ADD COLUMN disabled boolean NOT NULL DEFAULT false;
+    CREATE TABLE {schema}.tokens (
+        digest      bytea PRIMARY KEY,
+        userid      bigint NOT NULL REFERENCES {schema}.users (userid) ON DELETE CASCADE,
+        purpose     text NOT NULL
+                    CHECK (purpose IN ('reset_password', 'verify_email', 'change_email')),
+        email       text,
+        email_key   text COLLATE "C",
+        expires_at  timestamptz NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX tokens_userid_idx ON {schema}.tokens (userid, purpose);
+"""
+
 SCHEMA_VERSION_TABLE: Final = "SELECT to_regclass(%s) IS NOT NULL"
 READ_SCHEMA_VERSION: Final = "SELECT version FROM {schema}.schema_version"
 BEGIN: Final = "BEGIN"
@@ -119,11 +138,12 @@ CREATE_USER: Final = """
 """
 
 FIND_USER: Final = """
-    SELECT userid, username, email, admin, extra_data FROM {schema}.users WHERE {where}
+    SELECT userid, username, email, admin, extra_data, email_verified, disabled
+    FROM {schema}.users WHERE {where}
 """
 
 LOGIN_LOOKUP: Final = """
-    SELECT u.userid, u.password_hash, u.generation, t.generation
+    SELECT u.userid, u.password_hash, u.generation, t.generation, u.disabled
     FROM {schema}.users u CROSS JOIN {schema}.settings t
     WHERE u.username_key = %s
 """
@@ -144,20 +164,32 @@ SET_PASSWORD: Final = """
     ), ended AS (
         DELETE FROM {schema}.sessions s USING changed c
         WHERE s.userid = c.userid AND %(end_sessions)s
+    ), tokens_ended AS (
+        DELETE FROM {schema}.tokens k USING changed c WHERE k.userid = c.userid
     )
     SELECT userid FROM changed
 """
 
+# A new email address is not verified yet, and ends the user's one-time tokens.
 MODIFY_USER: Final = """
-    UPDATE {schema}.users SET
-        username = coalesce(%(username)s, username),
-        username_key = coalesce(%(username_key)s, username_key),
-        username_skeleton = coalesce(%(username_skeleton)s, username_skeleton),
-        email = coalesce(%(email)s, email),
-        email_key = coalesce(%(email_key)s, email_key),
-        extra_data = CASE WHEN %(set_extra)s THEN %(extra_data)s::jsonb ELSE extra_data END
-    WHERE userid = %(userid)s
-    RETURNING userid
+    WITH changed AS (
+        UPDATE {schema}.users u SET
+            username = coalesce(%(username)s, u.username),
+            username_key = coalesce(%(username_key)s, u.username_key),
+            username_skeleton = coalesce(%(username_skeleton)s, u.username_skeleton),
+            email = coalesce(%(email)s, u.email),
+            email_key = coalesce(%(email_key)s, u.email_key),
+            email_verified = u.email_verified
+                AND u.email_key = coalesce(%(email_key)s, u.email_key),
+            extra_data =
+                CASE WHEN %(set_extra)s THEN %(extra_data)s::jsonb ELSE u.extra_data END
+        FROM {schema}.users old
+        WHERE u.userid = %(userid)s AND old.userid = u.userid
+        RETURNING u.userid, old.email_key <> u.email_key AS new_email
+    ), tokens_ended AS (
+        DELETE FROM {schema}.tokens k USING changed c WHERE k.userid = c.userid AND c.new_email
+    )
+    SELECT userid FROM changed
 """
 
 DELETE_USER: Final = "DELETE FROM {schema}.users WHERE {where} RETURNING userid"
@@ -165,6 +197,96 @@ DELETE_USER: Final = "DELETE FROM {schema}.users WHERE {where} RETURNING userid"
 IS_ADMIN: Final = "SELECT admin FROM {schema}.users WHERE userid = %s"
 
 SET_ADMIN: Final = "UPDATE {schema}.users SET admin = %s WHERE userid = %s RETURNING userid"
+
+# Disabling ends the user's sessions and moves its generation on, so a login being
+# verified at this moment opens none either (see OPEN_SESSION).
+DISABLE_USER: Final = """
+    WITH changed AS (
+        UPDATE {schema}.users SET
+            disabled = %(disabled)s,
+            generation = generation + CASE WHEN %(disabled)s THEN 1 ELSE 0 END
+        WHERE userid = %(userid)s
+        RETURNING userid
+    ), ended AS (
+        DELETE FROM {schema}.sessions s USING changed c
+        WHERE s.userid = c.userid AND %(disabled)s
+    )
+    SELECT userid FROM changed
+"""
+
+# -- one-time tokens -------------------------------------------------------------
+
+# A new token of a purpose revokes the user's older ones of that purpose. For
+# change_email, the new address must not be another user's (checked again at use).
+ISSUE_TOKEN: Final = """
+    WITH taken AS (
+        SELECT 1 FROM {schema}.users
+        WHERE email_key = %(email_key)s::text AND userid <> %(userid)s
+    ), owner AS (
+        SELECT userid FROM {schema}.users
+        WHERE userid = %(userid)s AND NOT EXISTS (SELECT 1 FROM taken)
+    ), revoked AS (
+        DELETE FROM {schema}.tokens k USING owner o
+        WHERE k.userid = o.userid AND k.purpose = %(purpose)s
+    ), issued AS (
+        INSERT INTO {schema}.tokens (digest, userid, purpose, email, email_key, expires_at)
+        SELECT %(digest)s, o.userid, %(purpose)s, %(email)s, %(email_key)s,
+               to_timestamp(%(now)s) + make_interval(secs => %(ttl)s)
+        FROM owner o
+        RETURNING userid
+    )
+    SELECT EXISTS (SELECT 1 FROM issued), EXISTS (SELECT 1 FROM taken)
+"""
+
+TOKEN_STATE: Final = """
+    SELECT expires_at > to_timestamp(%(now)s) FROM {schema}.tokens
+    WHERE digest = %(digest)s AND purpose = ANY(%(purposes)s)
+"""
+
+# Using a token deletes it, in the statement that makes its change: of two racing
+# uses, one finds the row and the other finds it gone. An expired token is deleted
+# and changes nothing. A password or email that changes ends every other token.
+RESET_PASSWORD: Final = """
+    WITH used AS (
+        DELETE FROM {schema}.tokens
+        WHERE digest = %(digest)s AND purpose = 'reset_password'
+        RETURNING userid, expires_at > to_timestamp(%(now)s) AS alive
+    ), changed AS (
+        UPDATE {schema}.users u SET
+            password_hash = %(new_hash)s,
+            generation = u.generation + CASE WHEN %(end_sessions)s THEN 1 ELSE 0 END
+        FROM used t
+        WHERE u.userid = t.userid AND t.alive
+        RETURNING u.userid
+    ), ended AS (
+        DELETE FROM {schema}.sessions s USING changed c
+        WHERE s.userid = c.userid AND %(end_sessions)s
+    ), tokens_ended AS (
+        DELETE FROM {schema}.tokens k USING changed c WHERE k.userid = c.userid
+    )
+    SELECT alive FROM used
+"""
+
+VERIFY_EMAIL: Final = """
+    WITH used AS (
+        DELETE FROM {schema}.tokens
+        WHERE digest = %(digest)s AND purpose IN ('verify_email', 'change_email')
+        RETURNING userid, purpose, email, email_key,
+                  expires_at > to_timestamp(%(now)s) AS alive
+    ), changed AS (
+        UPDATE {schema}.users u SET
+            email = coalesce(t.email, u.email),
+            email_key = coalesce(t.email_key, u.email_key),
+            email_verified = true
+        FROM used t
+        WHERE u.userid = t.userid AND t.alive
+        RETURNING u.userid, t.purpose
+    ), tokens_ended AS (
+        DELETE FROM {schema}.tokens k USING changed c
+        WHERE k.userid = c.userid AND c.purpose = 'change_email'
+    )
+    SELECT alive FROM used
+"""
 
 ALL_USERS: Final = """
     SELECT userid, username, email, admin FROM {schema}.users ORDER BY username_key
@@ -197,7 +319,7 @@ OPEN_SESSION: Final = """
         SELECT %(key)s, u.userid, to_timestamp(%(now)s) + make_interval(secs => t.session_ttl),
                %(extra_data)s::jsonb, u.generation + t.generation
         FROM {schema}.users u CROSS JOIN {schema}.settings t
-        WHERE u.userid = %(userid)s AND u.password_hash = %(old_hash)s
+        WHERE u.userid = %(userid)s AND u.password_hash = %(old_hash)s AND NOT u.disabled
           AND u.generation = %(user_generation)s AND t.generation = %(space_generation)s
         RETURNING userid
     )
@@ -216,7 +338,7 @@ CHECK_KEY: Final = """
     WITH found AS (
         SELECT s.key, s.userid, s.expires_at, s.extra_data, u.username, t.session_ttl,
                to_timestamp(%(now)s) AS now,
-               s.generation = u.generation + t.generation AS current
+               s.generation = u.generation + t.generation AND NOT u.disabled AS current
         FROM {schema}.sessions s
         JOIN {schema}.users u ON u.userid = s.userid
         CROSS JOIN {schema}.settings t
