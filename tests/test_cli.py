@@ -127,8 +127,10 @@ def test_info_shows_extra_data(cli, ada, dsn, schema):
         usp.modify_user(1, extra_data={"tags": ("a", "b")})
     code, out, _ = cli("info", "ada")
     assert code == 0
-    assert "extra_data:  {'tags': ('a', 'b')}" in out
-    assert "admin:       no" in out
+    assert "extra_data:      {'tags': ('a', 'b')}" in out
+    assert "admin:           no" in out
+    assert "email_verified:  no" in out
+    assert "disabled:        no" in out
     code, out, _ = cli("info", "ada@example.com", "--json")
     assert json.loads(out)["extra_data"] == {"tags": {"$type": "tuple", "items": ["a", "b"]}}
 
@@ -356,9 +358,9 @@ def test_a_number_that_is_also_a_username_is_refused(cli):
     assert code == 2
     assert "names more than one user" in err
     code, out, _ = cli("info", "--id", "1")
-    assert (code, "username:    ada") == (0, out.splitlines()[1])
+    assert (code, "username:        ada") == (0, out.splitlines()[1])
     code, out, _ = cli("info", "--name", "1")
-    assert (code, "username:    1") == (0, out.splitlines()[1])
+    assert (code, "username:        1") == (0, out.splitlines()[1])
 
 
 @pytest.mark.parametrize(
@@ -415,3 +417,31 @@ def test_a_dsn_that_is_not_utf8_is_one_line_exit_2(schema):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_disable_and_enable(cli, ada):
+    code, key, _ = cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    assert code == 0
+    assert cli("disable", "ada")[:2] == (0, "'ada' is disabled; its sessions ended\n")
+    assert cli("check", key.strip())[0] == 1
+    assert cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")[0] == 1
+    assert "disabled:        yes" in cli("info", "ada")[1]
+    assert cli("enable", "--name", "ada")[:2] == (0, "'ada' is enabled\n")
+    assert cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")[0] == 0
+    assert cli("disable", "nobody")[0] == 1
+
+
+def test_reset_token_prints_a_token_that_resets_the_password(cli, ada, dsn, schema):
+    code, out, _ = cli("reset-token", "ada")
+    assert code == 0
+    token = out.strip()
+    with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
+        assert usp.reset_password(token, "n3w-pw") == pgusers.OK
+        assert usp.validate_user("ada", "n3w-pw").userid == 1
+    code, out, _ = cli("reset-token", "--json", "--ttl", "60", "ada@example.com")
+    assert (code, json.loads(out)["username"]) == (0, "ada")
+    assert cli("reset-token", "--ttl", "-5", "ada")[0] == 2
+
+
+def test_check_takes_a_key_that_begins_with_a_dash(cli):
+    assert cli("check", "-" + "A" * 42) == (1, "NOT_FOUND\n", "")

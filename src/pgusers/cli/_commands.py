@@ -269,6 +269,46 @@ def setadmin(usp: UserSpace, user: str, by: str | None, remove: bool) -> None:
 @user_selector
 @click.argument("user")
 @with_userspace
+def disable(usp: UserSpace, user: str, by: str | None) -> None:
+    """Disable a user: its sessions end and it cannot log in."""
+    found = find(usp, user, by)
+    usp.disable_user(found["userid"])
+    click.echo(f"{found['username']!r} is disabled; its sessions ended")
+
+
+@main.command()
+@user_selector
+@click.argument("user")
+@with_userspace
+def enable(usp: UserSpace, user: str, by: str | None) -> None:
+    """Enable a disabled user again."""
+    found = find(usp, user, by)
+    usp.disable_user(found["userid"], disabled=False)
+    click.echo(f"{found['username']!r} is enabled")
+
+
+@main.command(name="reset-token")
+@click.option("--ttl", type=float, help="Seconds the token lives [default: 3600].")
+@json_option
+@user_selector
+@click.argument("user")
+@with_userspace
+def reset_token(
+    usp: UserSpace, user: str, by: str | None, ttl: float | None, as_json: bool
+) -> None:
+    """Print a password-reset token for USER, to pass on to them."""
+    found = find(usp, user, by)
+    token = usp.issue_token(found["userid"], "reset_password", ttl=ttl)
+    if as_json:
+        print_json({"token": token, "userid": found["userid"], "username": found["username"]})
+    else:
+        click.echo(token)
+
+
+@main.command()
+@user_selector
+@click.argument("user")
+@with_userspace
 def delete(usp: UserSpace, user: str, by: str | None) -> None:
     """Delete a user and its sessions."""
     found = find(usp, user, by)
@@ -303,12 +343,12 @@ def info(usp: UserSpace, user: str, by: str | None, as_json: bool) -> None:
         print_json({**found, "extra_data": Codec().encode(found["extra_data"])})
         return
     shown = {
-        **found,
-        "admin": "yes" if found["admin"] else "no",
-        "extra_data": repr(found["extra_data"]),
+        name: ("yes" if value else "no") if isinstance(value, bool) else value
+        for name, value in found.items()
     }
+    shown["extra_data"] = repr(found["extra_data"])
     for name, value in shown.items():
-        click.echo(f"{name + ':':12} {escaped(str(value))}")
+        click.echo(f"{name + ':':16} {escaped(str(value))}")
 
 
 def session_owner(usp: UserSpace, user: str | None, by: str | None, every: bool) -> int:
@@ -384,7 +424,8 @@ def login(usp: UserSpace, user: str, by: str | None, password_stdin: bool, as_js
         click.echo(key)
 
 
-@main.command()
+# A key may begin with "-": taken for an unknown option, it would be refused.
+@main.command(context_settings={"ignore_unknown_options": True})
 @json_option
 @click.argument("key")
 @with_userspace
