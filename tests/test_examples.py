@@ -37,3 +37,42 @@ def test_fastapi_answers_a_long_or_odd_cookie_with_401(dsn, schema):
         for cookie in ("A" * 4000, "%00" * 50):
             client.cookies.set("session", cookie)
             assert client.get("/me").status_code == 401, cookie[:10]
+
+
+def test_fastapi_forgot_password_and_reset(dsn, schema):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        usp.create_user("ada", "s3cret", "ada@example.com")
+    sent = []
+    app = create_app(
+        dsn, schema=schema, hasher=FAST_HASHER, send_mail=lambda *mail: sent.append(mail)
+    )
+    with TestClient(app, base_url="https://testserver") as client:
+        unknown = client.post("/forgot-password", json={"email": "nobody@example.com"})
+        known = client.post("/forgot-password", json={"email": "ADA@example.com"})
+        assert (unknown.status_code, unknown.json()) == (known.status_code, known.json())
+        [(address, _, body)] = sent
+        token = body.rsplit(" ", 1)[1]
+        assert address == "ada@example.com"
+        reset = client.post("/reset-password", json={"token": token, "password": "n3w-pw"})
+        assert reset.status_code == 200
+        again = client.post("/reset-password", json={"token": token, "password": "other"})
+        assert (again.status_code, again.json()["detail"]) == (400, "reset code not found")
+        assert client.post("/login", json={"username": "ada", "password": "n3w-pw"}).is_success
+
+
+def test_fastapi_verify_email_link(dsn, schema):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        uid = usp.create_user("ada", "s3cret", "ada@example.com")
+    sent = []
+    app = create_app(
+        dsn, schema=schema, hasher=FAST_HASHER, send_mail=lambda *mail: sent.append(mail)
+    )
+    with TestClient(app, base_url="https://testserver") as client:
+        assert client.post("/verify-email").status_code == 401
+        client.post("/login", json={"username": "ada", "password": "s3cret"})
+        assert client.post("/verify-email").status_code == 202
+        link = sent[0][2].split("Open ", 1)[1]
+        assert client.get(link).json() == {"detail": "email confirmed"}
+        assert client.get(link).status_code == 400
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        assert usp.find_user(userid=uid)["email_verified"] is True
