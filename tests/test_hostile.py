@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED, BadCallError, Status
+from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED, THROTTLED, BadCallError, Status
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +79,17 @@ def is_check(result: Any) -> bool:
     return type(rc) is Status and (found or not_found)
 
 
+def is_outcome(result: Any) -> bool:
+    status, key, admin, userid, retry_after = result
+    if status == OK:
+        return type(key) is str and type(admin) is bool and type(userid) is int
+    return (
+        type(status) is Status
+        and (key, admin, userid) == ("", False, None)
+        and (retry_after > 0 if status == THROTTLED else retry_after == 0)
+    )
+
+
 def is_user(result: Any) -> bool:
     return result is None or set(result) == {"userid", "username", "email", "admin", "extra_data"}
 
@@ -105,6 +116,8 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "issue_token": (2, True, lambda result: type(result) is str and len(result) == 43),
     "reset_password": (2, True, is_status(OK, NOT_FOUND, EXPIRED)),
     "verify_email": (1, True, is_status(OK, NOT_FOUND, EXPIRED)),
+    "login": (2, True, is_outcome),
+    "clear_login_failures": (2, True, lambda result: result in (0, 1, 2)),
 }
 TRIED: Counter[str] = Counter()
 
@@ -112,7 +125,14 @@ TRIED: Counter[str] = Counter()
 def snapshot(sql_conn, schema):
     return [
         sql_conn.execute(f"SELECT * FROM {schema}.{table} ORDER BY 1").fetchall()
-        for table in ("users", "sessions", "settings", "schema_version", "tokens")
+        for table in (
+            "users",
+            "sessions",
+            "settings",
+            "schema_version",
+            "tokens",
+            "login_failures",
+        )
     ]
 
 

@@ -4,11 +4,24 @@ import pytest
 
 from pgusers._drivers import loops
 
+
+def throttle_ada(usp):
+    """Fail enough that the next login of ada waits."""
+    usp.set_login_policy(free_failures=1, max_backoff=3600)
+    usp.validate_user("ada", "wrong")
+
+
+SETUP = {"login, throttled": throttle_ada}
+
+
 EXPECTED = [
     ("create_user", lambda u, key: u.create_user("bob", "pw", "bob@example.com"), 1),
     ("validate_user", lambda u, key: u.validate_user("ada", "pw"), 2),
-    ("validate_user, wrong password", lambda u, key: u.validate_user("ada", "no"), 1),
-    ("validate_user, unknown user", lambda u, key: u.validate_user("nobody", "no"), 1),
+    ("validate_user, wrong password", lambda u, key: u.validate_user("ada", "no"), 2),
+    ("validate_user, unknown user", lambda u, key: u.validate_user("nobody", "no"), 2),
+    ("login", lambda u, key: u.login("ada", "pw", source="192.0.2.1"), 2),
+    ("login, wrong password", lambda u, key: u.login("ada", "no", source="192.0.2.1"), 2),
+    ("login, throttled", lambda u, key: u.login("ada", "pw"), 1),
     ("check_key", lambda u, key: u.check_key(key), 1),
     ("check_key, malformed key", lambda u, key: u.check_key("not a key"), 0),
     ("set_session_TTL", lambda u, key: u.set_session_TTL(3600), 1),
@@ -32,6 +45,7 @@ EXPECTED = [
 def test_statements_per_call(usp, api, monkeypatch, name, call, statements):
     usp.create_user("ada", "pw", "ada@example.com")
     key = usp.validate_user("ada", "pw")[0]
+    SETUP.get(name, lambda usp: None)(usp)
     sent = []
     real_fetch, real_fetch_async = loops._fetch, loops._fetch_async
 

@@ -20,12 +20,15 @@ from pgusers._errors import (
     StoredDataError,
 )
 from pgusers._results import (
+    DISABLED,
     EXPIRED,
     NOT_FOUND,
     OK,
     REJECTED,
+    THROTTLED,
     AsyncRows,
     CheckResult,
+    LoginOutcome,
     LoginResult,
     Rows,
     SessionRow,
@@ -35,15 +38,18 @@ from pgusers._results import (
 from pgusers._userspace import UserSpace
 
 __all__ = [
+    "DISABLED",
     "EXPIRED",
     "NOT_FOUND",
     "OK",
     "REJECTED",
+    "THROTTLED",
     "AsyncRows",
     "AsyncUserSpace",
     "BadCallError",
     "CheckResult",
     "DatabaseUnavailableError",
+    "LoginOutcome",
     "LoginResult",
     "MigrationError",
     "PgUsersError",

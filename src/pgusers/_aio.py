@@ -14,7 +14,15 @@ from pgusers._errors import BadCallError
 from pgusers._opening import Opening
 from pgusers._options import Options
 from pgusers._registry import Registry
-from pgusers._results import AsyncRows, CheckResult, LoginResult, SessionRow, Status, UserRow
+from pgusers._results import (
+    AsyncRows,
+    CheckResult,
+    LoginOutcome,
+    LoginResult,
+    SessionRow,
+    Status,
+    UserRow,
+)
 
 
 class AsyncUserSpace(Opening):
@@ -85,6 +93,45 @@ class AsyncUserSpace(Opening):
     ) -> LoginResult:
         """See :meth:`pgusers.UserSpace.validate_user`."""
         return await self._driver.run(self._core.validate_user, username, password, extra_data)
+
+    async def login(
+        self,
+        username: str,
+        password: str,
+        *,
+        source: str | None = None,
+        user_agent: str | None = None,
+        extra_data: Any = None,
+    ) -> LoginOutcome:
+        """See :meth:`pgusers.UserSpace.login`."""
+        return await self._driver.run(
+            self._core.login, username, password, source, user_agent, extra_data
+        )
+
+    async def set_login_policy(
+        self,
+        *,
+        free_failures: int | None = None,
+        max_backoff: float | None = None,
+        source_limit: int | None = None,
+        source_window: float | None = None,
+        source_block: float | None = None,
+    ) -> None:
+        """See :meth:`pgusers.UserSpace.set_login_policy`."""
+        await self._driver.run(
+            self._core.set_login_policy,
+            free_failures,
+            max_backoff,
+            source_limit,
+            source_window,
+            source_block,
+        )
+
+    async def clear_login_failures(
+        self, username: str | None = None, source: str | None = None
+    ) -> int:
+        """See :meth:`pgusers.UserSpace.clear_login_failures`."""
+        return await self._driver.run(self._core.clear_login_failures, username, source)
 
     async def delete_user(self, username: str | None = None, userid: int | None = None) -> Status:
         """See :meth:`pgusers.UserSpace.delete_user`."""

@@ -23,13 +23,20 @@ class Status(IntEnum):
     EXPIRED = 2
     """The session existed but its time to live had run out; it is now removed."""
     REJECTED = 3
-    """The old password given to ``change_password`` did not match."""
+    """The old password given to ``change_password`` did not match; or a login's
+    username or password was wrong (one answer for both)."""
+    THROTTLED = 4
+    """Too many failed logins: the login was refused without checking the password."""
+    DISABLED = 5
+    """The password was right, but the account is disabled."""
 
 
 OK = Status.OK
 NOT_FOUND = Status.NOT_FOUND
 EXPIRED = Status.EXPIRED
 REJECTED = Status.REJECTED
+THROTTLED = Status.THROTTLED
+DISABLED = Status.DISABLED
 
 
 class LoginResult(NamedTuple):
@@ -38,6 +45,17 @@ class LoginResult(NamedTuple):
     key: str
     admin: bool
     userid: int | None
+
+
+class LoginOutcome(NamedTuple):
+    """What ``login`` returns: a key, the admin flag and the userid when ``status`` is
+    ``OK``; with ``THROTTLED``, the seconds to wait in ``retry_after``."""
+
+    status: Status
+    key: str
+    admin: bool
+    userid: int | None
+    retry_after: float
 
 
 class CheckResult(NamedTuple):

@@ -9,7 +9,15 @@ from pgusers._drivers.target import Target
 from pgusers._opening import Opening
 from pgusers._options import Options
 from pgusers._registry import Registry
-from pgusers._results import CheckResult, LoginResult, Rows, SessionRow, Status, UserRow
+from pgusers._results import (
+    CheckResult,
+    LoginOutcome,
+    LoginResult,
+    Rows,
+    SessionRow,
+    Status,
+    UserRow,
+)
 
 
 class UserSpace(Opening):
@@ -71,6 +79,55 @@ class UserSpace(Opening):
         """Log a user in: return ``(key, admin, userid)``, or ``("", False, None)`` if
         the username is unknown or the password wrong."""
         return self._driver.run(self._core.validate_user, username, password, extra_data)
+
+    def login(
+        self,
+        username: str,
+        password: str,
+        *,
+        source: str | None = None,
+        user_agent: str | None = None,
+        extra_data: Any = None,
+    ) -> LoginOutcome:
+        """Log a user in, throttled: ``(status, key, admin, userid, retry_after)``.
+
+        ``status`` is ``OK`` (with a new session key), ``REJECTED`` (unknown user or
+        wrong password, one answer), ``THROTTLED`` (too many failures for this
+        username, or for ``source`` such as the client's address: wait
+        ``retry_after`` seconds) or ``DISABLED`` (right password, disabled account).
+        ``source`` and ``user_agent`` are recorded with the session.
+        """
+        return self._driver.run(
+            self._core.login, username, password, source, user_agent, extra_data
+        )
+
+    def set_login_policy(
+        self,
+        *,
+        free_failures: int | None = None,
+        max_backoff: float | None = None,
+        source_limit: int | None = None,
+        source_window: float | None = None,
+        source_block: float | None = None,
+    ) -> None:
+        """Change the login throttle (None leaves a value as it is; stored in the
+        database, so every process follows it): ``free_failures`` per username
+        (default 5) before a wait that doubles from 1 s up to ``max_backoff``
+        (900 s); ``source_limit`` failures (50) from one source within
+        ``source_window`` seconds (600) block it for ``source_block`` (600)."""
+        self._driver.run(
+            self._core.set_login_policy,
+            free_failures,
+            max_backoff,
+            source_limit,
+            source_window,
+            source_block,
+        )
+
+    def clear_login_failures(self, username: str | None = None, source: str | None = None) -> int:
+        """Forget the failed logins of a username and/or a source, lifting their
+        throttle; return how many counts were removed (0, 1 or 2)."""
+        return self._driver.run(self._core.clear_login_failures, username, source)
 
     def delete_user(self, username: str | None = None, userid: int | None = None) -> Status:
         """Delete a user, and its sessions, by username or userid: ``OK`` or ``NOT_FOUND``."""

@@ -76,3 +76,27 @@ def session_key(value: object) -> str:
     if not isinstance(value, str):
         raise BadCallError(f"key must be a str, not {type(value).__name__}")
     return value
+
+
+MAX_POLICY_SECONDS: Final = 86400.0
+"""The longest a throttling duration may be: login_failures rows live a day."""
+
+
+def optional_count(value: object, what: str, lowest: int) -> int | None:
+    """Check an optional whole number of at least ``lowest`` (None: leave as it is)."""
+    if value is None:
+        return None
+    if type(value) is not int or not lowest <= value <= 1_000_000:
+        raise BadCallError(f"{what} must be an int from {lowest} to 1000000")
+    return value
+
+
+def optional_duration(value: object, what: str) -> float | None:
+    """Check an optional number of seconds, more than 0 and at most a day."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadCallError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    if not 0 < value <= MAX_POLICY_SECONDS:
+        raise BadCallError(f"{what} must be more than 0 and at most {MAX_POLICY_SECONDS:.0f}")
+    return float(value)

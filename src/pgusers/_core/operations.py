@@ -22,13 +22,16 @@ from pgusers._core.retries import retry_safe
 from pgusers._core.steps import Execute, Fetch, Offload, Operation
 from pgusers._errors import BadCallError
 from pgusers._results import (
+    DISABLED,
     EXPIRED,
     FAILED_LOGIN,
     NO_SESSION,
     NOT_FOUND,
     OK,
     REJECTED,
+    THROTTLED,
     CheckResult,
+    LoginOutcome,
     LoginResult,
     SessionRow,
     Status,
@@ -36,6 +39,9 @@ from pgusers._results import (
 )
 
 DEFAULT_TTL = 864000.0
+MAX_SOURCE: Final = 255
+MAX_AGENT: Final = 512
+FAILED_ATTEMPT: Final = LoginOutcome(REJECTED, "", False, None, 0.0)
 TOKEN_LIFETIMES: Final = {
     "reset_password": 3600.0,
     "verify_email": 3 * 86400.0,
@@ -58,6 +64,17 @@ def _duplicate(error: pgerrors.UniqueViolation) -> BadCallError:
             error.diag.constraint_name or "", "a user with that username or email already exists"
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A login attempt's checked arguments."""
+
+    name_key: str
+    secret: str
+    source: str | None
+    user_agent: str | None
+    extra: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +307,7 @@ class Core:
             "now": time.time(),
             "new_hash": None,
             "end_sessions": ending,
+            "name_prefix": queries.NAME_SUBJECT,
         }
         state = yield Execute(self._sql(queries.TOKEN_STATE), params)
         if state is None:
@@ -319,45 +337,124 @@ class Core:
     def validate_user(
         self, username: object, password: object, extra_data: object
     ) -> Operation[LoginResult]:
-        name_key = identities.username_key(username)
-        secret = checks.password(password)
-        extra = self.codec.dumps(extra_data)
-        return self._validate_user(name_key, secret, extra)
+        attempt = self._attempt(username, password, None, None, extra_data)
+        return self._validate_user(attempt)
 
-    def _validate_user(
-        self, name_key: str, secret: str, extra: str | None
-    ) -> Operation[LoginResult]:
-        row = yield Execute(self._sql(queries.LOGIN_LOOKUP), (name_key,))
-        userid, stored_hash, user_generation, space_generation, disabled = row or (
-            None,
-            None,
-            0,
-            0,
-            False,
-        )
-        verdict = yield Offload(self.passwords.verify, (stored_hash, secret))
-        if not verdict.matches or disabled:
+    def _validate_user(self, attempt: Attempt) -> Operation[LoginResult]:
+        outcome = yield from self._login(attempt)
+        if outcome.status is not OK:
             return FAILED_LOGIN
-        key = new_session_key()
-        params = {
-            "key": key,
-            "userid": userid,
+        return LoginResult(outcome.key, outcome.admin, outcome.userid)
+
+    @retry_safe  # as validate_user; a lost failure may be counted twice
+    def login(
+        self,
+        username: object,
+        password: object,
+        source: object,
+        user_agent: object,
+        extra_data: object,
+    ) -> Operation[LoginOutcome]:
+        return self._login(self._attempt(username, password, source, user_agent, extra_data))
+
+    def _attempt(
+        self,
+        username: object,
+        password: object,
+        source: object,
+        user_agent: object,
+        extra_data: object,
+    ) -> Attempt:
+        name_key = identities.username_key(username)
+        return Attempt(
+            name_key=name_key,
+            secret=checks.password(password),
+            source=None if source is None else checks.text(source, "source", MAX_SOURCE),
+            user_agent=(
+                None if user_agent is None else checks.text(user_agent, "user_agent", MAX_AGENT)
+            ),
+            extra=self.codec.dumps(extra_data),
+        )
+
+    def _login(self, attempt: Attempt) -> Operation[LoginOutcome]:
+        params: dict[str, Any] = {
+            "name_key": attempt.name_key,
+            "name_subject": queries.NAME_SUBJECT + attempt.name_key,
+            "source_subject": attempt.source and queries.SOURCE_SUBJECT + attempt.source,
+            "source_prefix": queries.SOURCE_SUBJECT,
             "now": time.time(),
-            "extra_data": extra,
-            "old_hash": stored_hash,
-            "new_hash": verdict.upgraded_hash,
-            "user_generation": user_generation,
-            "space_generation": space_generation,
         }
+        row = yield Execute(self._sql(queries.LOGIN_LOOKUP), params)
+        userid, stored_hash, user_generation, space_generation, disabled, wait = row
+        if wait > 0:  # refused without checking the password
+            return LoginOutcome(THROTTLED, "", False, None, wait)
+        verdict = yield Offload(self.passwords.verify, (stored_hash, attempt.secret))
+        if not verdict.matches:
+            query = self._sql(queries.RECORD_FAILURE, restart=queries.COUNT_RESTARTS)
+            yield Execute(query, params)
+            return FAILED_ATTEMPT
+        if disabled:
+            return LoginOutcome(DISABLED, "", False, None, 0.0)
+        key = new_session_key()
+        params.update(
+            key=key,
+            userid=userid,
+            extra_data=attempt.extra,
+            old_hash=stored_hash,
+            new_hash=verdict.upgraded_hash,
+            user_generation=user_generation,
+            space_generation=space_generation,
+            source=attempt.source,
+            user_agent=attempt.user_agent,
+        )
         try:
             opened = yield Execute(self._sql(queries.OPEN_SESSION), params)
         except pgerrors.ForeignKeyViolation:  # the user was deleted meanwhile
-            return FAILED_LOGIN
+            return FAILED_ATTEMPT
         if opened is None:
             # While the password was verified, it changed, or the user's sessions were
             # ended: this login belongs to the past.
-            return FAILED_LOGIN
-        return LoginResult(key, bool(opened[0]), userid)
+            return FAILED_ATTEMPT
+        return LoginOutcome(OK, key, bool(opened[0]), userid, 0.0)
+
+    @retry_safe
+    def clear_login_failures(self, username: object, source: object) -> Operation[int]:
+        if username is None and source is None:
+            raise BadCallError("give a username, a source, or both")
+        params = {
+            "name_subject": None
+            if username is None
+            else queries.NAME_SUBJECT + identities.username_key(username),
+            "source_subject": None
+            if source is None
+            else queries.SOURCE_SUBJECT + checks.text(source, "source", MAX_SOURCE),
+        }
+        return self._rowcount(self._sql(queries.CLEAR_LOGIN_FAILURES), params)
+
+    def _rowcount(self, query: str, params: Any) -> Operation[int]:
+        count: int = yield Execute(query, params, Fetch.ROWCOUNT)
+        return count
+
+    @retry_safe
+    def set_login_policy(
+        self,
+        free_failures: object,
+        max_backoff: object,
+        source_limit: object,
+        source_window: object,
+        source_block: object,
+    ) -> Operation[None]:
+        params = {
+            "free_failures": checks.optional_count(free_failures, "free_failures", 0),
+            "max_backoff": checks.optional_duration(max_backoff, "max_backoff"),
+            "source_limit": checks.optional_count(source_limit, "source_limit", 1),
+            "source_window": checks.optional_duration(source_window, "source_window"),
+            "source_block": checks.optional_duration(source_block, "source_block"),
+        }
+        return self._set_login_policy(params)
+
+    def _set_login_policy(self, params: dict[str, Any]) -> Operation[None]:
+        yield Execute(self._sql(queries.SET_LOGIN_POLICY), params)
 
     @retry_safe
     def check_key(self, key: object) -> Operation[CheckResult]:

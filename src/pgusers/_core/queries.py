@@ -89,11 +89,31 @@ MIGRATION_2_END: Final = """
 REKEY_BATCH: Final = 5000
 
 # Version 3: accounts can be disabled and their email verified; one-time tokens for
-# password resets and email verification, kept only as SHA-256 digests.
+# password resets and email verification, kept only as SHA-256 digests; login
+# failures counted per login name and per source, with the policy in settings;
+# sessions record the source and user agent of their login.
 MIGRATION_3: Final = """
     ALTER TABLE {schema}.users
         ADD COLUMN email_verified boolean NOT NULL DEFAULT false,
         ADD COLUMN disabled boolean NOT NULL DEFAULT false;
+    ALTER TABLE {schema}.sessions
+        ADD COLUMN source text,
+        ADD COLUMN user_agent text;
+    ALTER TABLE {schema}.settings
+        ADD COLUMN free_failures integer NOT NULL DEFAULT 5 CHECK (free_failures >= 0),
+        ADD COLUMN max_backoff double precision NOT NULL DEFAULT 900 CHECK (max_backoff > 0),
+        ADD COLUMN source_limit integer NOT NULL DEFAULT 50 CHECK (source_limit > 0),
+        ADD COLUMN source_window double precision NOT NULL DEFAULT 600
+            CHECK (source_window > 0),
+        ADD COLUMN source_block double precision NOT NULL DEFAULT 600 CHECK (source_block > 0);
+    CREATE TABLE {schema}.login_failures (
+        subject       text COLLATE "C" PRIMARY KEY,
+        failures      integer NOT NULL,
+        window_start  timestamptz NOT NULL,
+        last_at       timestamptz NOT NULL,
+        blocked_until timestamptz
+    );
+    CREATE INDEX login_failures_last_at_idx ON {schema}.login_failures (last_at);
     CREATE TABLE {schema}.tokens (
         digest      bytea PRIMARY KEY,
         userid      bigint NOT NULL REFERENCES {schema}.users (userid) ON DELETE CASCADE,
@@ -142,10 +162,82 @@ FIND_USER: Final = """
     FROM {schema}.users WHERE {where}
 """
 
+# One row whether or not the user exists: the throttle is the same for both. It
+# answers how many seconds the login name or the source must still wait: a name
+# with free_failures or more failures (counted until a day passes without one)
+# waits from its last failure 1 s, doubled with each further failure, up to
+# max_backoff; a source with source_limit failures within source_window waits
+# source_block from its last failure.
 LOGIN_LOOKUP: Final = """
-    SELECT u.userid, u.password_hash, u.generation, t.generation, u.disabled
-    FROM {schema}.users u CROSS JOIN {schema}.settings t
-    WHERE u.username_key = %s
+    SELECT u.userid, u.password_hash, u.generation, t.generation, u.disabled,
+           greatest(0, extract(epoch FROM (
+               SELECT max(CASE
+                   WHEN f.subject = %(name_subject)s AND f.failures >= t.free_failures
+                   THEN f.last_at + make_interval(secs => least(
+                       power(2, greatest(f.failures - t.free_failures, 0)), t.max_backoff))
+                   WHEN f.subject = %(source_subject)s AND f.failures >= t.source_limit
+                   THEN f.last_at + make_interval(secs => t.source_block)
+               END)
+               FROM {schema}.login_failures f
+               WHERE f.subject IN (%(name_subject)s, %(source_subject)s)
+           ) - to_timestamp(%(now)s)))::float8
+    FROM {schema}.settings t
+    LEFT JOIN {schema}.users u ON u.username_key = %(name_key)s
+"""
+
+# A failed login counts once against its name and once against its source, each in
+# one atomic upsert, so failures at the same moment are all counted. A name's count
+# starts again after a day without failures, a source's when its window has passed.
+# Rows a day past their last failure no longer throttle anything (the policy's
+# durations are at most a day) and go, a few at a time, as part of this statement.
+RECORD_FAILURE: Final = """
+    WITH policy AS (
+        SELECT source_window, to_timestamp(%(now)s) AS now FROM {schema}.settings
+    ), counted AS (
+        INSERT INTO {schema}.login_failures AS f (subject, failures, window_start, last_at)
+        SELECT subject, 1, p.now, p.now
+        FROM policy p, unnest(ARRAY[%(name_subject)s, %(source_subject)s]::text[]) AS subject
+        WHERE subject IS NOT NULL
+        ON CONFLICT (subject) DO UPDATE SET
+            failures = CASE WHEN {restart} THEN 1 ELSE f.failures + 1 END,
+            window_start = CASE WHEN {restart} THEN excluded.last_at ELSE f.window_start END,
+            last_at = excluded.last_at
+        RETURNING 1
+    ), tidied AS (
+        DELETE FROM {schema}.login_failures WHERE subject IN (
+            SELECT subject FROM {schema}.login_failures, policy p
+            WHERE last_at < p.now - interval '1 day'
+            LIMIT 100
+        )
+    )
+    SELECT count(*) FROM counted
+"""
+
+COUNT_RESTARTS: Final = """(CASE WHEN starts_with(f.subject, %(source_prefix)s)
+    THEN f.window_start < excluded.last_at
+                          - make_interval(secs => (SELECT source_window FROM policy))
+    ELSE f.last_at < excluded.last_at - interval '1 day' END)"""
+"""Whether a failure starts its subject's count again: RECORD_FAILURE's {restart}."""
+
+CLEAR_LOGIN_FAILURES: Final = """
+    DELETE FROM {schema}.login_failures WHERE subject IN (%(name_subject)s, %(source_subject)s)
+"""
+
+LIST_LOGIN_FAILURES: Final = """
+    SELECT subject, failures, last_at,
+           greatest(0, extract(epoch FROM blocked_until - to_timestamp(%(now)s)))::float8
+    FROM {schema}.login_failures
+    ORDER BY last_at DESC, subject
+"""
+
+SET_LOGIN_POLICY: Final = """
+    UPDATE {schema}.settings SET
+        free_failures = coalesce(%(free_failures)s, free_failures),
+        max_backoff = coalesce(%(max_backoff)s, max_backoff),
+        source_limit = coalesce(%(source_limit)s, source_limit),
+        source_window = coalesce(%(source_window)s, source_window),
+        source_block = coalesce(%(source_block)s, source_block)
+    RETURNING free_failures, max_backoff, source_limit, source_window, source_block
 """
 
 PASSWORD_HASH: Final = "SELECT password_hash FROM {schema}.users WHERE userid = %s"
@@ -238,6 +330,10 @@ ISSUE_TOKEN: Final = """
     SELECT EXISTS (SELECT 1 FROM issued), EXISTS (SELECT 1 FROM taken)
 """
 
+NAME_SUBJECT: Final = "name:"
+SOURCE_SUBJECT: Final = "source:"
+"""How a login name's and a source's failure counts are told apart in login_failures."""
+
 TOKEN_STATE: Final = """
     SELECT expires_at > to_timestamp(%(now)s) FROM {schema}.tokens
     WHERE digest = %(digest)s AND purpose = ANY(%(purposes)s)
@@ -257,12 +353,15 @@ RESET_PASSWORD: Final = """
             generation = u.generation + CASE WHEN %(end_sessions)s THEN 1 ELSE 0 END
         FROM used t
         WHERE u.userid = t.userid AND t.alive
-        RETURNING u.userid
+        RETURNING u.userid, u.username_key
     ), ended AS (
         DELETE FROM {schema}.sessions s USING changed c
         WHERE s.userid = c.userid AND %(end_sessions)s
     ), tokens_ended AS (
         DELETE FROM {schema}.tokens k USING changed c WHERE k.userid = c.userid
+    ), unthrottled AS (  -- a reset lifts the throttle on the user's name
+        DELETE FROM {schema}.login_failures f USING changed c
+        WHERE f.subject = %(name_prefix)s || c.username_key
     )
     SELECT alive FROM used
 """
@@ -315,13 +414,17 @@ OPEN_SESSION: Final = """
         WHERE userid = %(userid)s AND password_hash = %(old_hash)s
           AND %(new_hash)s::text IS NOT NULL
     ), opened AS (
-        INSERT INTO {schema}.sessions (key, userid, expires_at, extra_data, generation)
+        INSERT INTO {schema}.sessions
+            (key, userid, expires_at, extra_data, generation, source, user_agent)
         SELECT %(key)s, u.userid, to_timestamp(%(now)s) + make_interval(secs => t.session_ttl),
-               %(extra_data)s::jsonb, u.generation + t.generation
+               %(extra_data)s::jsonb, u.generation + t.generation, %(source)s, %(user_agent)s
         FROM {schema}.users u CROSS JOIN {schema}.settings t
         WHERE u.userid = %(userid)s AND u.password_hash = %(old_hash)s AND NOT u.disabled
           AND u.generation = %(user_generation)s AND t.generation = %(space_generation)s
         RETURNING userid
+    ), cleared AS (  -- a success clears the name's failures
+        DELETE FROM {schema}.login_failures
+        WHERE subject = %(name_subject)s AND EXISTS (SELECT 1 FROM opened)
     )
     SELECT u.admin FROM opened o JOIN {schema}.users u ON u.userid = o.userid
 """

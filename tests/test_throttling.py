@@ -1,0 +1,194 @@
+"""Login throttling: per login name and per source, in PostgreSQL, with no lockout."""
+
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from pgusers import DISABLED, OK, REJECTED, THROTTLED, BadCallError
+
+
+@pytest.fixture
+def ada(usp):
+    return usp.create_user("ada", "s3cret", "ada@example.com")
+
+
+def fail(usp, name, times, source=None):
+    for _ in range(times):
+        assert usp.login(name, "wrong", source=source).status in (REJECTED, THROTTLED)
+
+
+def test_five_failures_are_free_then_the_wait_doubles(usp, ada, clock):
+    for _ in range(4):
+        assert usp.login("ada", "wrong").status == REJECTED
+    assert usp.login("ada", "wrong").status == REJECTED  # the fifth: now a wait of 1 s
+    refused = usp.login("ada", "s3cret")
+    assert (refused.status, refused.key, refused.retry_after) == (
+        THROTTLED,
+        "",
+        pytest.approx(1, abs=0.01),
+    )
+    clock.advance(1.01)
+    assert usp.login("ada", "wrong").status == REJECTED  # the sixth: 2 s
+    clock.advance(1.5)
+    assert usp.login("ada", "s3cret").retry_after == pytest.approx(0.5, abs=0.01)
+    clock.advance(0.51)
+    assert usp.login("ada", "s3cret").status == OK
+
+
+def test_the_wait_stops_doubling_at_the_maximum(usp, ada, clock):
+    usp.set_login_policy(max_backoff=10)
+    for _ in range(12):
+        fail(usp, "ada", 1)
+        clock.advance(11)
+    fail(usp, "ada", 1)
+    assert usp.login("ada", "s3cret").retry_after == pytest.approx(10, abs=0.01)
+
+
+def test_a_throttled_correct_password_is_refused_until_the_wait_passes(usp, ada, clock):
+    usp.set_login_policy(free_failures=1)
+    fail(usp, "ada", 1)
+    assert usp.validate_user("ada", "s3cret") == ("", False, None)
+    clock.advance(1.01)
+    assert usp.validate_user("ada", "s3cret").userid == ada
+
+
+def test_a_success_clears_the_count(usp, ada, clock):
+    fail(usp, "ada", 4)
+    assert usp.login("ada", "s3cret").status == OK
+    fail(usp, "ada", 4)
+    assert usp.login("ada", "s3cret").status == OK
+
+
+def test_throttling_an_unknown_name_looks_like_throttling_a_real_one(usp, ada, clock):
+    usp.set_login_policy(free_failures=2)
+    answers = {}
+    for name in ("ada", "nobody"):
+        answers[name] = [usp.login(name, "wrong") for _ in range(3)]
+    assert answers["ada"] == answers["nobody"]
+    assert [a.status for a in answers["ada"]] == [REJECTED, REJECTED, THROTTLED]
+
+
+def test_the_count_is_per_name_folded_like_the_name(usp, ada, clock):
+    usp.create_user("bob", "pw", "bob@example.com")
+    usp.set_login_policy(free_failures=1)
+    fail(usp, "ADA", 1)
+    assert usp.login("ada", "s3cret").status == THROTTLED
+    assert usp.login("bob", "pw").status == OK
+
+
+def test_a_source_is_blocked_after_its_limit_within_the_window(usp, ada, clock):
+    usp.set_login_policy(source_limit=3, source_window=60, source_block=120)
+    for number in range(3):
+        assert usp.login(f"user{number}", "x", source="198.51.100.7").status == REJECTED
+    blocked = usp.login("ada", "s3cret", source="198.51.100.7")
+    assert (blocked.status, blocked.retry_after) == (THROTTLED, pytest.approx(120, abs=0.01))
+    assert usp.login("ada", "s3cret", source="198.51.100.8").status == OK
+    clock.advance(121)
+    assert usp.login("ada", "s3cret", source="198.51.100.7").status == OK
+
+
+def test_failures_spread_over_more_than_the_window_do_not_block_a_source(usp, ada, clock):
+    usp.set_login_policy(source_limit=3, source_window=60)
+    for number in range(6):
+        fail(usp, f"user{number}", 1, source="198.51.100.7")
+        clock.advance(31)
+    assert usp.login("ada", "s3cret", source="198.51.100.7").status == OK
+
+
+def test_a_disabled_account_is_told_only_after_the_right_password(usp, ada):
+    usp.disable_user(ada)
+    assert usp.login("ada", "wrong").status == REJECTED
+    assert usp.login("ada", "s3cret") == (DISABLED, "", False, None, 0.0)
+
+
+def test_a_reset_works_while_throttled_and_lifts_the_throttle(usp, ada):
+    usp.set_login_policy(free_failures=1, max_backoff=3600)
+    fail(usp, "ada", 1)
+    assert usp.login("ada", "s3cret").status == THROTTLED
+    assert usp.reset_password(usp.issue_token(ada, "reset_password"), "n3w-pw") == OK
+    assert usp.login("ada", "n3w-pw").status == OK
+
+
+def test_an_operator_clears_the_failures(usp, ada):
+    usp.set_login_policy(free_failures=1, max_backoff=3600, source_limit=1)
+    fail(usp, "ada", 1, source="198.51.100.7")
+    assert usp.login("ada", "s3cret", source="198.51.100.9").status == THROTTLED
+    assert usp.clear_login_failures(username="ADA") == 1
+    assert usp.login("ada", "s3cret", source="198.51.100.7").status == THROTTLED
+    assert usp.clear_login_failures(source="198.51.100.7") == 1
+    assert usp.login("ada", "s3cret", source="198.51.100.7").status == OK
+    assert usp.clear_login_failures(username="ada", source="198.51.100.7") == 0
+
+
+def test_sixteen_threads_failing_at_once_are_all_counted(usp, ada, sql_conn, schema):
+    usp.set_login_policy(free_failures=100)
+    barrier = threading.Barrier(16)
+
+    def attempt():
+        barrier.wait()
+        usp.login("ada", "wrong", source="198.51.100.7")
+
+    threads = [threading.Thread(target=attempt) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    counts = dict(
+        sql_conn.execute(f"SELECT subject, failures FROM {schema}.login_failures").fetchall()
+    )
+    assert counts == {"name:ada": 16, "source:198.51.100.7": 16}
+
+
+def test_stale_counts_are_removed_by_later_failures(usp, ada, sql_conn, schema, clock):
+    for number in range(30):
+        fail(usp, f"user{number}", 1, source=f"198.51.100.{number}")
+    clock.advance(86400 + 1)
+    fail(usp, "ada", 1)
+    left = sql_conn.execute(f"SELECT subject FROM {schema}.login_failures").fetchall()
+    assert left == [("name:ada",)]
+
+
+def test_the_policy_and_the_counts_are_shared_by_every_process(usp, ada, dsn, schema):
+    usp.set_login_policy(free_failures=1, max_backoff=3600)
+    fail(usp, "ada", 1)
+    script = (
+        "import sys, pgusers; "
+        "usp = pgusers.UserSpace(conninfo=sys.argv[1], schema=sys.argv[2]); "
+        "print(usp.login('ada', 's3cret').status.name)"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script, dsn, schema],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert other.stdout == "THROTTLED\n"
+
+
+BAD_POLICIES = {
+    "free failures negative": {"free_failures": -1},
+    "free failures float": {"free_failures": 1.5},
+    "max backoff zero": {"max_backoff": 0},
+    "max backoff over a day": {"max_backoff": 86401},
+    "source limit zero": {"source_limit": 0},
+    "window nan": {"source_window": float("nan")},
+    "block str": {"source_block": "60"},
+}
+
+
+@pytest.mark.parametrize("policy", BAD_POLICIES.values(), ids=BAD_POLICIES.keys())
+def test_a_bad_policy_is_refused(usp, policy):
+    with pytest.raises(BadCallError):
+        usp.set_login_policy(**policy)
+
+
+def test_bad_login_arguments_are_refused(usp, ada):
+    with pytest.raises(BadCallError):
+        usp.login("ada", "s3cret", source="x" * 256)
+    with pytest.raises(BadCallError):
+        usp.login("ada", "s3cret", user_agent=5)
+    with pytest.raises(BadCallError):
+        usp.clear_login_failures()
