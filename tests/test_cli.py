@@ -445,3 +445,14 @@ def test_reset_token_prints_a_token_that_resets_the_password(cli, ada, dsn, sche
 
 def test_check_takes_a_key_that_begins_with_a_dash(cli):
     assert cli("check", "-" + "A" * 42) == (1, "NOT_FOUND\n", "")
+
+
+def test_throttle_clear_lifts_a_users_throttle(cli, ada, dsn, schema):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
+        usp.set_login_policy(free_failures=1, max_backoff=3600)
+        usp.login("ada", "wrong", source="198.51.100.7")
+        assert usp.login("ada", PASSWORD).status == pgusers.THROTTLED
+    assert cli("throttle", "clear", "ada") == (0, "cleared 1 failure count\n", "")
+    assert cli("throttle", "clear", "--source", "198.51.100.7")[1] == "cleared 1 failure count\n"
+    assert cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")[0] == 0
+    assert cli("throttle", "clear")[0] == 2

@@ -458,6 +458,25 @@ def ttl(usp: UserSpace, seconds: float | None) -> None:
 
 
 @main.group(cls=Group)
+def throttle() -> None:
+    """Login throttling: lift it for a user or a source."""
+
+
+@throttle.command(name="clear")
+@click.option("--source", help="The source (for example an IP address) to clear.")
+@user_selector
+@click.argument("user", required=False)
+@with_userspace
+def throttle_clear(usp: UserSpace, user: str | None, by: str | None, source: str | None) -> None:
+    """Forget the failed logins of USER's name, of --source, or both."""
+    name = None if user is None else str(find(usp, user, by)["username"])
+    if name is None and source is None:
+        raise BadCallError("name a USER or give --source")
+    cleared = usp.clear_login_failures(username=name, source=source)
+    click.echo(f"cleared {cleared} failure count{'' if cleared == 1 else 's'}")
+
+
+@main.group(cls=Group)
 def server() -> None:
     """Manage the embedded PostgreSQL."""
 
