@@ -38,7 +38,6 @@ SCHEMA = "pgusers_bench"
 ORIGINAL_DATABASE = "pgusers_bench_original"
 ORIGINAL_VERSION = "0.9.4"
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-# Connections of the benchmark's own follow PGUSERS_PREPARE_THRESHOLD, like pgusers'.
 # The bench's own connections prepare statements as pgusers does, unless
 # PGUSERS_PREPARE_THRESHOLD=none says the server is behind an old PgBouncer.
 _THRESHOLD = os.environ.get("PGUSERS_PREPARE_THRESHOLD", "5").strip().lower()
@@ -300,6 +299,38 @@ def anatomy_rows(
     ]
 
 
+def account_rows(
+    usp: pgusers.UserSpace, select_one: Callable[[], object], *, iterations: int
+) -> list[Row]:
+    """Issuing a token, using one, and a throttled login, each timed with the floor."""
+    calls = iterations + min(200, iterations // 5 + 1)  # as timed() makes them
+    userids = [
+        usp.create_user(f"token{number}", "pw", f"token{number}@example.com")
+        for number in range(calls)
+    ]
+    tokens = iter([usp.issue_token(userid, "verify_email") for userid in userids])
+    usp.set_login_policy(free_failures=1, max_backoff=86400)
+    usp.login("throttled", "wrong")
+    results = timed(
+        lambda: usp.issue_token(userids[0], "reset_password"),
+        lambda: usp.verify_email(next(tokens)),
+        lambda: usp.login("throttled", "wrong"),
+        select_one,
+        iterations=iterations,
+    )
+    floor = results[-1][0]
+    usp.set_login_policy(free_failures=5, max_backoff=900)
+    names = (
+        "issue_token",
+        "verify_email (a token used)",
+        "login, throttled (refused before any hash)",
+    )
+    return [
+        Row(name, "1", median, p99, floor)
+        for name, (median, p99) in zip(names, results, strict=False)
+    ]
+
+
 def throughput_rows(usp: pgusers.UserSpace, conninfo: str, key: str, calls: int) -> list[Row]:
     """check_key calls per second: one thread on UserSpace; 50 tasks on one event loop
     on AsyncUserSpace; and the longest the loop went without running a ticker task
@@ -491,6 +522,8 @@ def run(
                     usp, conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
                 )
             )
+            progress("timing tokens and throttled logins")
+            rows.extend(account_rows(usp, select_one, iterations=iterations))
             progress("timing check_key throughput, threads and asyncio")
             rows.extend(throughput_rows(usp, conninfo, key, iterations))
             for label, hasher in (
