@@ -23,7 +23,7 @@ import pgusers
 # Real Argon2id, with parameters small enough that hundreds of hashes take a second.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
-STREAMS = frozenset({"all_users", "list_sessions"})
+STREAMS = frozenset({"all_users", "list_sessions", "login_failures"})
 
 
 class LoopThread:

@@ -456,3 +456,17 @@ def test_throttle_clear_lifts_a_users_throttle(cli, ada, dsn, schema):
     assert cli("throttle", "clear", "--source", "198.51.100.7")[1] == "cleared 1 failure count\n"
     assert cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")[0] == 0
     assert cli("throttle", "clear")[0] == 2
+
+
+def test_throttle_list_and_info_show_the_throttle(cli, ada, dsn, schema):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
+        usp.set_login_policy(free_failures=1, max_backoff=3600)
+        usp.login("ADA", "wrong", source="198.51.100.7")
+    code, out, _ = cli("throttle", "list", "--json")
+    assert code == 0
+    listed = {(row["kind"], row["subject"]): row for row in json.loads(out)}
+    assert listed[("name", "ada")]["retry_after"] > 0
+    assert listed[("source", "198.51.100.7")]["failures"] == 1
+    assert "198.51.100.7" in cli("throttle", "list")[1]
+    assert "throttled_for:   1 s" in cli("info", "ada")[1]
+    assert json.loads(cli("info", "ada", "--json")[1])["throttled_for"] > 0

@@ -192,3 +192,17 @@ def test_bad_login_arguments_are_refused(usp, ada):
         usp.login("ada", "s3cret", user_agent=5)
     with pytest.raises(BadCallError):
         usp.clear_login_failures()
+
+
+def test_login_failures_lists_names_and_sources_with_their_waits(usp, ada, clock):
+    usp.set_login_policy(free_failures=2, source_limit=5)
+    fail(usp, "Ada", 2, source="198.51.100.7")
+    rows = {(row.kind, row.subject): row for row in usp.login_failures()}
+    assert set(rows) == {("name", "ada"), ("source", "198.51.100.7")}
+    assert (rows["name", "ada"].failures, rows["name", "ada"].retry_after) == (
+        2,
+        pytest.approx(1, abs=0.01),
+    )
+    assert rows["source", "198.51.100.7"].retry_after == 0
+    clock.advance(86400 + 1)
+    assert list(usp.login_failures()) == []

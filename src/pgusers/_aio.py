@@ -17,6 +17,7 @@ from pgusers._registry import Registry
 from pgusers._results import (
     AsyncRows,
     CheckResult,
+    LoginFailureRow,
     LoginOutcome,
     LoginResult,
     SessionRow,
@@ -126,6 +127,10 @@ class AsyncUserSpace(Opening):
             source_window,
             source_block,
         )
+
+    def login_failures(self) -> AsyncRows[LoginFailureRow]:
+        """See :meth:`pgusers.UserSpace.login_failures`; use with ``async for``."""
+        return AsyncRows(self._driver.stream(self._core.login_failures))
 
     async def clear_login_failures(
         self, username: str | None = None, source: str | None = None

@@ -85,6 +85,18 @@ class SessionRow(NamedTuple):
     expiration: float
 
 
+class LoginFailureRow(NamedTuple):
+    """Failed logins counted for a login name or a source, as ``login_failures``
+    yields them: ``kind`` is ``"name"`` (``subject`` is the folded username) or
+    ``"source"``; ``retry_after`` is how long it is still throttled (0: not)."""
+
+    kind: str
+    subject: str
+    failures: int
+    last_failure: float
+    retry_after: float
+
+
 FAILED_LOGIN = LoginResult("", False, None)
 NO_SESSION = CheckResult(NOT_FOUND, None, None, None)
 

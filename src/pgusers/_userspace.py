@@ -11,6 +11,7 @@ from pgusers._options import Options
 from pgusers._registry import Registry
 from pgusers._results import (
     CheckResult,
+    LoginFailureRow,
     LoginOutcome,
     LoginResult,
     Rows,
@@ -123,6 +124,11 @@ class UserSpace(Opening):
             source_window,
             source_block,
         )
+
+    def login_failures(self) -> Rows[LoginFailureRow]:
+        """Yield the login names and sources with failures in the last day, the most
+        recent first, each with how long it is still throttled."""
+        return Rows(self._driver.stream(self._core.login_failures))
 
     def clear_login_failures(self, username: str | None = None, source: str | None = None) -> int:
         """Forget the failed logins of a username and/or a source, lifting their

@@ -31,6 +31,7 @@ from pgusers._results import (
     REJECTED,
     THROTTLED,
     CheckResult,
+    LoginFailureRow,
     LoginOutcome,
     LoginResult,
     SessionRow,
@@ -42,6 +43,10 @@ DEFAULT_TTL = 864000.0
 MAX_SOURCE: Final = 255
 MAX_AGENT: Final = 512
 FAILED_ATTEMPT: Final = LoginOutcome(REJECTED, "", False, None, 0.0)
+SUBJECT_PREFIXES: Final = {
+    "name_prefix": queries.NAME_SUBJECT,
+    "source_prefix": queries.SOURCE_SUBJECT,
+}
 TOKEN_LIFETIMES: Final = {
     "reset_password": 3600.0,
     "verify_email": 3 * 86400.0,
@@ -381,10 +386,11 @@ class Core:
             "name_key": attempt.name_key,
             "name_subject": queries.NAME_SUBJECT + attempt.name_key,
             "source_subject": attempt.source and queries.SOURCE_SUBJECT + attempt.source,
-            "source_prefix": queries.SOURCE_SUBJECT,
+            **SUBJECT_PREFIXES,
             "now": time.time(),
         }
-        row = yield Execute(self._sql(queries.LOGIN_LOOKUP), params)
+        query = self._sql(queries.LOGIN_LOOKUP, until=queries.THROTTLED_UNTIL)
+        row = yield Execute(query, params)
         userid, stored_hash, user_generation, space_generation, disabled, wait = row
         if wait > 0:  # refused without checking the password
             return LoginOutcome(THROTTLED, "", False, None, wait)
@@ -416,6 +422,12 @@ class Core:
             # ended: this login belongs to the past.
             return FAILED_ATTEMPT
         return LoginOutcome(OK, key, bool(opened[0]), userid, 0.0)
+
+    @retry_safe
+    def login_failures(self) -> Query:
+        params = {**SUBJECT_PREFIXES, "now": time.time()}
+        query = self._sql(queries.LIST_LOGIN_FAILURES, until=queries.THROTTLED_UNTIL)
+        return Query(query, params, _failure_row)
 
     @retry_safe
     def clear_login_failures(self, username: object, source: object) -> Operation[int]:
@@ -522,6 +534,12 @@ class Core:
             killed += count
             if count < queries.KILL_BATCH:
                 return killed
+
+
+def _failure_row(row: tuple[str, int, datetime, float]) -> LoginFailureRow:
+    subject, failures, last_at, retry_after = row
+    kind, _, value = subject.partition(":")
+    return LoginFailureRow(kind, value, failures, last_at.timestamp(), retry_after)
 
 
 def _token_status(used: tuple[bool] | None) -> Status:

@@ -171,19 +171,22 @@ FIND_USER: Final = """
 LOGIN_LOOKUP: Final = """
     SELECT u.userid, u.password_hash, u.generation, t.generation, u.disabled,
            greatest(0, extract(epoch FROM (
-               SELECT max(CASE
-                   WHEN f.subject = %(name_subject)s AND f.failures >= t.free_failures
-                   THEN f.last_at + make_interval(secs => least(
-                       power(2, greatest(f.failures - t.free_failures, 0)), t.max_backoff))
-                   WHEN f.subject = %(source_subject)s AND f.failures >= t.source_limit
-                   THEN f.last_at + make_interval(secs => t.source_block)
-               END)
-               FROM {schema}.login_failures f
+               SELECT max({until}) FROM {schema}.login_failures f
                WHERE f.subject IN (%(name_subject)s, %(source_subject)s)
            ) - to_timestamp(%(now)s)))::float8
     FROM {schema}.settings t
     LEFT JOIN {schema}.users u ON u.username_key = %(name_key)s
 """
+
+THROTTLED_UNTIL: Final = """CASE
+    WHEN starts_with(f.subject, %(name_prefix)s) AND f.failures >= t.free_failures
+    THEN f.last_at + make_interval(
+        secs => least(power(2, greatest(f.failures - t.free_failures, 0)), t.max_backoff))
+    WHEN starts_with(f.subject, %(source_prefix)s) AND f.failures >= t.source_limit
+    THEN f.last_at + make_interval(secs => t.source_block)
+END"""
+"""Until when the failures of row ``f`` throttle, under the policy in ``t``: LOGIN_LOOKUP's
+and LIST_LOGIN_FAILURES' {until}."""
 
 # A failed login counts once against its name and once against its source, each in
 # one atomic upsert, so failures at the same moment are all counted. A name's count
@@ -224,10 +227,11 @@ CLEAR_LOGIN_FAILURES: Final = """
 """
 
 LIST_LOGIN_FAILURES: Final = """
-    SELECT subject, failures, last_at,
-           greatest(0, extract(epoch FROM blocked_until - to_timestamp(%(now)s)))::float8
-    FROM {schema}.login_failures
-    ORDER BY last_at DESC, subject
+    SELECT f.subject, f.failures, f.last_at,
+           greatest(0, extract(epoch FROM {until} - to_timestamp(%(now)s)))::float8
+    FROM {schema}.login_failures f CROSS JOIN {schema}.settings t
+    WHERE f.last_at >= to_timestamp(%(now)s) - interval '1 day'
+    ORDER BY f.last_at DESC, f.subject
 """
 
 SET_LOGIN_POLICY: Final = """

@@ -12,6 +12,7 @@ import click
 import psycopg
 
 from pgusers._core.codec import Codec
+from pgusers._core.identities import fold
 from pgusers._errors import BadCallError, PgUsersError
 from pgusers._results import OK
 from pgusers._userspace import UserSpace
@@ -337,8 +338,14 @@ def list_users(usp: UserSpace, as_json: bool) -> None:
 @click.argument("user")
 @with_userspace
 def info(usp: UserSpace, user: str, by: str | None, as_json: bool) -> None:
-    """Show one user, with its extra_data."""
+    """Show one user, with its extra_data and whether its logins are throttled."""
     found = find(usp, user, by)
+    name_key = fold(found["username"])
+    with usp.login_failures() as failures:
+        waits = [
+            row.retry_after for row in failures if (row.kind, row.subject) == ("name", name_key)
+        ]
+    found["throttled_for"] = max(waits, default=0.0)
     if as_json:
         print_json({**found, "extra_data": Codec().encode(found["extra_data"])})
         return
@@ -347,6 +354,8 @@ def info(usp: UserSpace, user: str, by: str | None, as_json: bool) -> None:
         for name, value in found.items()
     }
     shown["extra_data"] = repr(found["extra_data"])
+    wait = found["throttled_for"]
+    shown["throttled_for"] = f"{wait:.0f} s" if wait else "no"
     for name, value in shown.items():
         click.echo(f"{name + ':':16} {escaped(str(value))}")
 
@@ -460,6 +469,24 @@ def ttl(usp: UserSpace, seconds: float | None) -> None:
 @main.group(cls=Group)
 def throttle() -> None:
     """Login throttling: lift it for a user or a source."""
+
+
+@throttle.command(name="list")
+@json_option
+@with_userspace
+def throttle_list(usp: UserSpace, as_json: bool) -> None:
+    """List login names and sources with failures in the last day."""
+    rows = list(usp.login_failures())
+    if as_json:
+        print_json([row._asdict() for row in rows])
+        return
+    print_table(
+        ("kind", "name or source", "failures", "last failure (UTC)", "throttled for"),
+        (
+            (r.kind, r.subject, r.failures, timestamp(r.last_failure), f"{r.retry_after:.0f} s")
+            for r in rows
+        ),
+    )
 
 
 @throttle.command(name="clear")
