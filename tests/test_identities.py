@@ -6,7 +6,7 @@ from psycopg import sql
 
 import pgusers
 from pgusers import BadCallError, MigrationError
-from pgusers._core import identities, queries
+from pgusers._core import identities, migrations, queries
 
 from .support import FAST_HASHER
 
@@ -177,7 +177,9 @@ def test_migration_2_refuses_users_that_would_collide_and_changes_nothing(
     assert columns == 0
 
 
-def test_migration_2_rekeys_every_user_and_keeps_sessions(open_userspace, dsn, schema, sql_conn):
+def test_migration_2_and_later_rekey_every_user_and_keep_sessions(
+    open_userspace, dsn, schema, sql_conn
+):
     make_version_1(sql_conn, schema, [("Jos\u00e9", "J@Example.com"), ("\uff22ob", "b@x.org")])
     sql_conn.execute(
         sql.SQL("INSERT INTO {} (key, userid, expires_at) VALUES (%s, 1, now() + '1 day')").format(
@@ -186,7 +188,7 @@ def test_migration_2_rekeys_every_user_and_keeps_sessions(open_userspace, dsn, s
         ("k" * 43,),
     )
     with open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
-        assert version_of(sql_conn, schema) == 2
+        assert version_of(sql_conn, schema) == migrations.LATEST
         assert usp.find_user(username="bob")["username"] == "\uff22ob"
         assert usp.find_user(email="j@example.COM")["userid"] == 1
         assert usp.check_key("k" * 43)[:3] == (pgusers.OK, "Jos\u00e9", 1)

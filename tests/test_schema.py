@@ -43,6 +43,11 @@ def test_schema_has_the_documented_tables_indexes_and_constraints(usp, sql_conn,
         "sessions_pkey",
         "sessions_userid_idx",
         "sessions_expires_at_idx",
+        "users_username_skeleton_key",
+        "tokens_pkey",
+        "tokens_userid_idx",
+        "login_failures_pkey",
+        "login_failures_last_at_idx",
     } <= indexes
     version = sql_conn.execute(f"SELECT version FROM {schema}.schema_version").fetchone()[0]
     assert version == schema_module.LATEST

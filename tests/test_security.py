@@ -100,7 +100,14 @@ def test_tables_live_in_their_own_schema(usp, sql_conn, schema):
                 (schema,),
             )
         }
-        assert tables == {"users", "sessions", "settings", "schema_version"}
+        assert tables == {
+            "users",
+            "sessions",
+            "settings",
+            "schema_version",
+            "tokens",
+            "login_failures",
+        }
     finally:
         sql_conn.execute("DROP TABLE public.users")
 

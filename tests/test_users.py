@@ -21,6 +21,8 @@ def test_find_user_by_each_field_returns_the_record(usp):
         "email": "ada@example.com",
         "admin": True,
         "extra_data": {"k": 1},
+        "email_verified": False,
+        "disabled": False,
     }
     assert usp.find_user(username="ada") == expected
     assert usp.find_user(email="ada@example.com") == expected
@@ -120,6 +122,8 @@ def test_modify_user_changes_only_the_fields_given(usp):
         "email": "lovelace@example.com",
         "admin": False,
         "extra_data": [1],
+        "email_verified": False,
+        "disabled": False,
     }
     assert usp.modify_user(uid, username="Ada L", extra_data={"x": 2}) == OK
     found = usp.find_user(username="ada l")
