@@ -91,7 +91,15 @@ def is_outcome(result: Any) -> bool:
 
 
 def is_user(result: Any) -> bool:
-    return result is None or set(result) == {"userid", "username", "email", "admin", "extra_data"}
+    return result is None or set(result) == {
+        "userid",
+        "username",
+        "email",
+        "admin",
+        "extra_data",
+        "email_verified",
+        "disabled",
+    }
 
 
 def is_sessions(result: Any) -> bool:
