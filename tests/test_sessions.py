@@ -329,6 +329,7 @@ def test_a_session_committed_while_its_sessions_were_ended_is_not_accepted(usp, 
     with pytest.raises(StopIteration) as stop:
         operation.send(opened)
     key = stop.value.value[0]
+    assert list(usp.list_sessions(0)) == []  # the row is there, but not listed
     assert usp.check_key(key) == (NOT_FOUND, None, None, None)
     assert list(usp.list_sessions(0)) == []
 
