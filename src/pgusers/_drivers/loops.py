@@ -9,13 +9,13 @@ is here is the I/O: connections, the pool, cursors and the thread for hashing.
 """
 
 import asyncio
-import functools
 import logging
 import os
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
+from functools import cache
 from typing import Any, TypeVar
 
 import psycopg
@@ -61,7 +61,7 @@ class _CancelledConnects(logging.Filter):
 logging.getLogger("psycopg.pool").addFilter(_CancelledConnects())
 
 
-@functools.cache
+@cache
 def _hashing_threads() -> ThreadPoolExecutor:
     # Argon2 is CPU-bound and releases the GIL: one thread per core gives full
     # throughput, and more would only crowd out the event loop's own thread.
@@ -340,7 +340,6 @@ class AsyncDriver:
     ) -> T:
         stepper = Stepper(operation)
         conn = None
-        hashing = functools.partial(asyncio.get_running_loop().run_in_executor, _hashing_threads())
         try:
             step: Step | None = stepper.start()
             while step is not None:
@@ -357,7 +356,8 @@ class AsyncDriver:
                     if conn is not None:
                         await release(conn)
                         conn = None
-                    result = await hashing(step.func, *step.args)
+                    loop = asyncio.get_running_loop()
+                    result = await loop.run_in_executor(_hashing_threads(), step.func, *step.args)
                 step = stepper.send(result)
             return stepper.value  # type: ignore[no-any-return]
         finally:
