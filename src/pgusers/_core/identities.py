@@ -82,30 +82,31 @@ def username_key(value: object) -> str:
     return fold(checks.text(value, "username", MAX_USERNAME))
 
 
-def email(value: object) -> str:
-    """Check an email address (syntax only, no network) and return it as given."""
+def _normalized(address: str) -> str:
+    # Syntax only: no DNS lookup, and single-label domains are accepted.
+    return validate_email(
+        address, check_deliverability=False, globally_deliverable=False
+    ).normalized
+
+
+def email(value: object) -> tuple[str, str]:
+    """Check an email address (syntax only, no network); return it as given, and the key
+    it is unique under: its normal form (the domain as IDNA maps it), folded like a
+    username."""
     address = checks.text(value, "email", MAX_EMAIL)
     try:
-        validate_email(address, check_deliverability=False, globally_deliverable=False)
+        normalized = _normalized(address)
     except EmailNotValidError as error:
         # The library's message may quote characters of the value, and a caller that
         # swapped arguments would see a password there: keep only the reason.
         reason = str(error).split(":")[0].split(" (")[0].rstrip(".")
         raise BadCallError(f"email is not a valid address: {reason}") from None
-    return address
+    return address, fold(normalized)
 
 
-def email_key(address: str) -> str:
-    """Return the key an address is unique under: its normal form (the domain as IDNA
-    maps it), folded like a username. An address stored before the syntax was
-    checked, and refused now, is folded as it is."""
+def stored_email_key(address: str) -> str:
+    """Return the key of an address already stored: as :func:`email` gives it, or, for
+    one stored before the syntax was checked and refused now, the address folded."""
     with suppress(EmailNotValidError):
-        address = validate_email(
-            address, check_deliverability=False, globally_deliverable=False
-        ).normalized
+        address = _normalized(address)
     return fold(address)
-
-
-def lookup_email_key(value: object) -> str:
-    """Return the key to look an email address up by."""
-    return email_key(email(value))

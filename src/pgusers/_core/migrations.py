@@ -35,7 +35,7 @@ def _migration_2(schema: str) -> Operation[None]:
             break
         userids = [userid for userid, _, _ in rows]
         name_keys = [identities.fold(name) for _, name, _ in rows]
-        email_keys = [identities.email_key(address) for _, _, address in rows]
+        email_keys = [identities.stored_email_key(address) for _, _, address in rows]
         skeletons = [identities.skeleton(key) for key in name_keys]
         yield Execute(
             queries.render(queries.SET_USER_KEYS, schema),

@@ -119,7 +119,7 @@ class Core:
         return self._create_user(name, secret, address, is_admin, extra)
 
     def _create_user(
-        self, name: str, secret: str, address: str, admin: bool, extra: str | None
+        self, name: str, secret: str, address: tuple[str, str], admin: bool, extra: str | None
     ) -> Operation[int]:
         password_hash = yield Offload(self.passwords.hash, (secret,))
         name_key = identities.fold(name)
@@ -127,8 +127,7 @@ class Core:
             name,
             name_key,
             identities.skeleton(name_key),
-            address,
-            identities.email_key(address),
+            *address,
             password_hash,
             admin,
             extra,
@@ -169,7 +168,7 @@ class Core:
         if given.get("username") is not None:
             params["username_key"] = identities.username_key(given["username"])
         if given.get("email") is not None:
-            params["email_key"] = identities.lookup_email_key(given["email"])
+            params["email_key"] = identities.email(given["email"])[1]
         if not params:
             raise BadCallError(f"give at least one of {', '.join(given)}")
         fragments = [queries.USER_BY[name] for name in given if given[name] is not None]
@@ -181,7 +180,7 @@ class Core:
     ) -> Operation[Status]:
         uid = checks.userid(userid)
         name = None if username is None else identities.username(username)
-        address = None if email is None else identities.email(email)
+        address, address_key = (None, None) if email is None else identities.email(email)
         name_key = name and identities.fold(name)
         params = {
             "userid": uid,
@@ -189,7 +188,7 @@ class Core:
             "username_key": name_key,
             "username_skeleton": name_key and identities.skeleton(name_key),
             "email": address,
-            "email_key": address and identities.email_key(address),
+            "email_key": address_key,
             "set_extra": extra_data is not None,
             "extra_data": self.codec.dumps(extra_data),
         }
@@ -274,14 +273,14 @@ class Core:
         seconds = TOKEN_LIFETIMES[purpose] if ttl is None else checks.ttl(ttl)
         if (purpose == "change_email") != (email is not None):
             raise BadCallError("email= is the new address, given with change_email only")
-        address = None if email is None else identities.email(email)
+        address, address_key = (None, None) if email is None else identities.email(email)
         token = new_token()
         params = {
             "userid": uid,
             "purpose": purpose,
             "digest": digest(token),
             "email": address,
-            "email_key": address and identities.email_key(address),
+            "email_key": address_key,
             "now": time.time(),
             "ttl": seconds,
         }
