@@ -1,6 +1,5 @@
 """Validation of the values callers pass in, before anything reaches the database."""
 
-import math
 from typing import Final
 
 from pgusers._errors import BadCallError
@@ -60,14 +59,20 @@ def flag(value: object, what: str) -> bool:
     return value
 
 
+def seconds(value: object, what: str, maximum: float) -> float:
+    """Check a duration: a number of seconds, more than 0 and at most ``maximum``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadCallError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    # Compared before the conversion, so an int too large for a float is refused, and
+    # nan, failing both comparisons, too.
+    if not 0 < value <= maximum:
+        raise BadCallError(f"{what} must be more than 0 and at most {maximum:.0f} seconds")
+    return float(value)
+
+
 def ttl(value: object) -> float:
     """Check a session time to live in seconds."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadCallError(f"TTL must be a number of seconds, not {type(value).__name__}")
-    seconds = float(value) if value <= MAX_TTL else math.inf
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TTL):
-        raise BadCallError(f"TTL must be more than 0 and at most {MAX_TTL:.0f} seconds")
-    return seconds
+    return seconds(value, "TTL", MAX_TTL)
 
 
 def session_key(value: object) -> str:
@@ -93,10 +98,4 @@ def optional_count(value: object, what: str, lowest: int) -> int | None:
 
 def optional_duration(value: object, what: str) -> float | None:
     """Check an optional number of seconds, more than 0 and at most a day."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadCallError(f"{what} must be a number of seconds, not {type(value).__name__}")
-    if not 0 < value <= MAX_POLICY_SECONDS:
-        raise BadCallError(f"{what} must be more than 0 and at most {MAX_POLICY_SECONDS:.0f}")
-    return float(value)
+    return None if value is None else seconds(value, what, MAX_POLICY_SECONDS)
