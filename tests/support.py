@@ -177,3 +177,17 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+TABLES = ("users", "sessions", "settings", "schema_version", "tokens", "login_failures")
+"""Every table pgusers keeps in its schema."""
+
+
+def snapshot(conn: psycopg.Connection[Any], schema: str) -> list[list[Any]]:
+    """Every row of every pgusers table in ``schema``, to compare before and after."""
+    return [
+        conn.execute(
+            sql.SQL("SELECT * FROM {} ORDER BY 1").format(sql.Identifier(schema, table))
+        ).fetchall()
+        for table in TABLES
+    ]

@@ -4,12 +4,7 @@ import pytest
 
 from pgusers import BadCallError
 
-
-def snapshot(sql_conn, schema):
-    users = sql_conn.execute(f"SELECT * FROM {schema}.users ORDER BY userid").fetchall()
-    sessions = sql_conn.execute(f"SELECT * FROM {schema}.sessions ORDER BY key").fetchall()
-    ttl = sql_conn.execute(f"SELECT * FROM {schema}.settings").fetchall()
-    return users, sessions, ttl
+from .support import snapshot
 
 
 @pytest.fixture

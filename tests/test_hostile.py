@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED, THROTTLED, BadCallError, Status
 
+from .support import snapshot
+
 pytestmark = pytest.mark.slow
 
 EXAMPLES = 420
@@ -128,20 +130,6 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "clear_login_failures": (2, True, lambda result: result in (0, 1, 2)),
 }
 TRIED: Counter[str] = Counter()
-
-
-def snapshot(sql_conn, schema):
-    return [
-        sql_conn.execute(f"SELECT * FROM {schema}.{table} ORDER BY 1").fetchall()
-        for table in (
-            "users",
-            "sessions",
-            "settings",
-            "schema_version",
-            "tokens",
-            "login_failures",
-        )
-    ]
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -5,7 +5,7 @@ import logging
 import pytest
 from argon2 import PasswordHasher, extract_parameters
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, TABLES
 
 
 def stored_hash(sql_conn, schema, uid):
@@ -100,14 +100,7 @@ def test_tables_live_in_their_own_schema(usp, sql_conn, schema):
                 (schema,),
             )
         }
-        assert tables == {
-            "users",
-            "sessions",
-            "settings",
-            "schema_version",
-            "tokens",
-            "login_failures",
-        }
+        assert tables == set(TABLES)
     finally:
         sql_conn.execute("DROP TABLE public.users")
 
