@@ -447,7 +447,7 @@ def test_check_takes_a_key_that_begins_with_a_dash(cli):
     assert cli("check", "-" + "A" * 42) == (1, "NOT_FOUND\n", "")
 
 
-def test_throttle_clear_lifts_a_users_throttle(cli, ada, dsn, schema):
+def test_throttle_clear_lifts_a_users_throttle(cli, ada, dsn, schema, clock):
     with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
         usp.set_login_policy(free_failures=1, max_backoff=3600)
         usp.login("ada", "wrong", source="198.51.100.7")
@@ -458,7 +458,7 @@ def test_throttle_clear_lifts_a_users_throttle(cli, ada, dsn, schema):
     assert cli("throttle", "clear")[0] == 2
 
 
-def test_throttle_list_and_info_show_the_throttle(cli, ada, dsn, schema):
+def test_throttle_list_and_info_show_the_throttle(cli, ada, dsn, schema, clock):
     with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
         usp.set_login_policy(free_failures=1, max_backoff=3600)
         usp.login("ADA", "wrong", source="198.51.100.7")

@@ -5,13 +5,13 @@ import pytest
 from pgusers._drivers import loops
 
 
-def throttle_ada(usp):
-    """Fail enough that the next login of ada waits."""
-    usp.set_login_policy(free_failures=1, max_backoff=3600)
-    usp.validate_user("ada", "wrong")
+def throttle_a_source(usp):
+    """Fail enough that the next login from 192.0.2.9 waits (10 minutes)."""
+    usp.set_login_policy(source_limit=1)
+    usp.login("ada", "wrong", source="192.0.2.9")
 
 
-SETUP = {"login, throttled": throttle_ada}
+SETUP = {"login, throttled": throttle_a_source}
 
 
 EXPECTED = [
@@ -21,7 +21,7 @@ EXPECTED = [
     ("validate_user, unknown user", lambda u, key: u.validate_user("nobody", "no"), 2),
     ("login", lambda u, key: u.login("ada", "pw", source="192.0.2.1"), 2),
     ("login, wrong password", lambda u, key: u.login("ada", "no", source="192.0.2.1"), 2),
-    ("login, throttled", lambda u, key: u.login("ada", "pw"), 1),
+    ("login, throttled", lambda u, key: u.login("ada", "pw", source="192.0.2.9"), 1),
     ("check_key", lambda u, key: u.check_key(key), 1),
     ("check_key, malformed key", lambda u, key: u.check_key("not a key"), 0),
     ("set_session_TTL", lambda u, key: u.set_session_TTL(3600), 1),
