@@ -23,7 +23,7 @@ import pgusers
 # Real Argon2id, with parameters small enough that hundreds of hashes take a second.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
-STREAMS = frozenset({"all_users", "list_sessions", "login_failures"})
+STREAMS = frozenset({"all_users", "list_sessions", "login_failures", "sessions", "events"})
 
 
 class LoopThread:
@@ -179,7 +179,15 @@ class Clock:
         self.now += seconds
 
 
-TABLES = ("users", "sessions", "settings", "schema_version", "tokens", "login_failures")
+TABLES = (
+    "users",
+    "sessions",
+    "settings",
+    "schema_version",
+    "tokens",
+    "login_failures",
+    "events",
+)
 """Every table pgusers keeps in its schema."""
 
 

@@ -54,10 +54,12 @@ def test_other_errors_do_not_run_again(core):
 def test_kill_sessions_deletes_in_batches_until_one_is_short(core):
     operation = core.kill_sessions(0, False)
     step = next(operation)
-    assert (step.fetch, step.params["batch"]) == (Fetch.ROWCOUNT, queries.KILL_BATCH)
+    assert (step.fetch, step.params["batch"]) == (Fetch.ONE, queries.KILL_BATCH)
+    assert step.params["first"] is True  # the first batch records the event in any case
     for _ in range(2):
-        assert operation.send(queries.KILL_BATCH) == step
-    assert finish(operation, 12) == 2 * queries.KILL_BATCH + 12
+        step = operation.send((queries.KILL_BATCH, None))
+        assert step.params["first"] is False
+    assert finish(operation, (12, None)) == 2 * queries.KILL_BATCH + 12
 
 
 def test_kill_sessions_of_expired_ones_leaves_live_sessions_alone(core):
@@ -96,10 +98,10 @@ def test_change_password_of_an_unknown_user_is_not_found(core):
 def test_a_login_whose_session_insert_found_nothing_fails(core):
     operation = core.validate_user("ada", "pw", None)
     next(operation)
-    verify = operation.send((1, FAST_HASHER.hash("pw"), 0, 0, False, 0.0))
+    verify = operation.send((1, FAST_HASHER.hash("pw"), 0, 0, False, 0.0, None))
     insert = operation.send(verify.func(*verify.args))
     assert (insert.params["user_generation"], insert.params["space_generation"]) == (0, 0)
-    assert finish(operation, None) == ("", False, None)
+    assert finish(operation, (False, None, None)) == ("", False, None)
 
 
 def test_check_key_of_a_session_ended_by_a_race_is_not_found(core):

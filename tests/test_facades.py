@@ -5,6 +5,7 @@ import inspect
 import pytest
 
 import pgusers
+from tests.support import STREAMS
 
 ASYNC_ONLY = {"connect"}
 
@@ -29,7 +30,7 @@ def test_both_constructors_take_the_same_arguments():
 
 
 def test_the_async_methods_are_coroutines_and_the_streams_async_iterators():
-    streams = {"all_users", "list_sessions", "login_failures"}
+    streams = STREAMS
     for name in public(pgusers.UserSpace) - {"ttl"} - streams:
         assert inspect.iscoroutinefunction(getattr(pgusers.AsyncUserSpace, name)), name
     for name in streams:

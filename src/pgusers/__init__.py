@@ -10,6 +10,7 @@ For asyncio applications, :class:`AsyncUserSpace` has the same methods as corout
 """
 
 from pgusers._aio import AsyncUserSpace
+from pgusers._core.audit import acting_as
 from pgusers._errors import (
     BadCallError,
     DatabaseUnavailableError,
@@ -28,10 +29,12 @@ from pgusers._results import (
     THROTTLED,
     AsyncRows,
     CheckResult,
+    Event,
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
     Rows,
+    Session,
     SessionRow,
     Status,
     UserRow,
@@ -50,6 +53,7 @@ __all__ = [
     "BadCallError",
     "CheckResult",
     "DatabaseUnavailableError",
+    "Event",
     "LoginFailureRow",
     "LoginOutcome",
     "LoginResult",
@@ -58,9 +62,11 @@ __all__ = [
     "PoolExhaustedError",
     "Rows",
     "SchemaVersionError",
+    "Session",
     "SessionRow",
     "Status",
     "StoredDataError",
     "UserRow",
     "UserSpace",
+    "acting_as",
 ]

@@ -5,6 +5,8 @@ the driver differs (:class:`pgusers._drivers.loops.AsyncDriver`).
 """
 
 import asyncio
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from pgusers._core.operations import Core
@@ -17,9 +19,11 @@ from pgusers._registry import Registry
 from pgusers._results import (
     AsyncRows,
     CheckResult,
+    Event,
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
+    Session,
     SessionRow,
     Status,
     UserRow,
@@ -221,3 +225,49 @@ class AsyncUserSpace(Opening):
     async def kill_sessions(self, uid: int, expired: bool = False) -> int:
         """See :meth:`pgusers.UserSpace.kill_sessions`."""
         return await self._driver.run(self._core.kill_sessions, uid, expired)
+
+    def sessions(
+        self, uid: int = 0, *, expired: bool = False, key: str | None = None
+    ) -> AsyncRows[Session]:
+        """See :meth:`pgusers.UserSpace.sessions`; use with ``async for``."""
+        return AsyncRows(self._driver.stream(self._core.sessions, uid, expired, key))
+
+    async def end_session(self, session_id: str) -> int:
+        """See :meth:`pgusers.UserSpace.end_session`."""
+        return await self._driver.run(self._core.end_session, session_id)
+
+    async def end_other_sessions(self, key: str) -> int:
+        """See :meth:`pgusers.UserSpace.end_other_sessions`."""
+        return await self._driver.run(self._core.end_other_sessions, key)
+
+    async def set_session_max_age(self, secs: float | None) -> None:
+        """See :meth:`pgusers.UserSpace.set_session_max_age`."""
+        await self._driver.run(self._core.set_session_max_age, secs)
+
+    async def set_session_key_storage(
+        self, mode: str, *, progress: Callable[[int], object] | None = None
+    ) -> int:
+        """See :meth:`pgusers.UserSpace.set_session_key_storage`."""
+        return await self._driver.run(self._core.set_session_key_storage, mode, progress)
+
+    def events(
+        self,
+        *,
+        userid: int | None = None,
+        kinds: str | Iterable[str] | None = None,
+        since: float | datetime | None = None,
+        until: float | datetime | None = None,
+        newest_first: bool = True,
+    ) -> AsyncRows[Event]:
+        """See :meth:`pgusers.UserSpace.events`; use with ``async for``."""
+        return AsyncRows(
+            self._driver.stream(self._core.events, userid, kinds, since, until, newest_first)
+        )
+
+    async def purge_events(self, before: float | datetime) -> int:
+        """See :meth:`pgusers.UserSpace.purge_events`."""
+        return await self._driver.run(self._core.purge_events, before)
+
+    async def set_event_retention(self, days: float | None) -> None:
+        """See :meth:`pgusers.UserSpace.set_event_retention`."""
+        await self._driver.run(self._core.set_event_retention, days)

@@ -85,6 +85,40 @@ class SessionRow(NamedTuple):
     expiration: float
 
 
+class Session(NamedTuple):
+    """One session, as ``sessions`` yields it: never its key. Times are Unix times;
+    ``expires_at`` is when it ends unless used (its maximum age included);
+    ``last_seen_at`` moves with the expiry's slide, so it is exact to about a
+    minute; ``current`` is true for the session whose key was passed as ``key=``."""
+
+    session_id: str
+    userid: int
+    username: str
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    source: str | None
+    user_agent: str | None
+    current: bool
+
+
+class Event(NamedTuple):
+    """One entry of the audit trail, as ``events`` yields it (``at``: a Unix time).
+
+    ``actor`` is who made the change (see ``pgusers.acting_as``), ``source`` where
+    from (a login's source, or the one given to ``acting_as``); ``detail`` holds
+    what else the kind of event records, never a password, key or token."""
+
+    id: int
+    at: float
+    kind: str
+    userid: int | None
+    actor: str | None
+    source: str | None
+    session_id: str | None
+    detail: dict[str, Any]
+
+
 class LoginFailureRow(NamedTuple):
     """Failed logins counted for a login name or a source, as ``login_failures``
     yields them: ``kind`` is ``"name"`` (``subject`` is the folded username) or
@@ -102,7 +136,8 @@ NO_SESSION = CheckResult(NOT_FOUND, None, None, None)
 
 
 class Rows(Generic[T]):
-    """The rows of ``all_users`` or ``list_sessions``, fetched as they are iterated.
+    """The rows of a stream (``all_users``, ``list_sessions``, ``sessions``,
+    ``events``...), fetched as they are iterated.
 
     The stream holds a pooled connection until it is read to the end or closed: use
     it in a ``with`` block, or call :meth:`close`, when you stop early.

@@ -1,6 +1,8 @@
 """UserSpace: the blocking API, for threaded applications."""
 
 import atexit
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from pgusers._core.operations import Core
@@ -11,10 +13,12 @@ from pgusers._options import Options
 from pgusers._registry import Registry
 from pgusers._results import (
     CheckResult,
+    Event,
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
     Rows,
+    Session,
     SessionRow,
     Status,
     UserRow,
@@ -227,7 +231,8 @@ class UserSpace(Opening):
 
     def list_sessions(self, uid: int, expired: bool = False) -> Rows[SessionRow]:
         """Yield ``(username, key, expiration)`` for the user's sessions, or everyone's
-        when ``uid`` is 0; only the expired ones when ``expired`` is True.
+        when ``uid`` is 0; only the expired ones when ``expired`` is True. Once keys
+        are kept hashed, the session id stands where the key was.
 
         Close the stream (``with`` or ``close()``) if you stop before its end."""
         return Rows(self._driver.stream(self._core.list_sessions, uid, expired))
@@ -236,6 +241,71 @@ class UserSpace(Opening):
         """End the user's sessions (everyone's when ``uid`` is 0; only the expired ones
         when ``expired``) and return how many ended."""
         return self._driver.run(self._core.kill_sessions, uid, expired)
+
+    def sessions(
+        self, uid: int = 0, *, expired: bool = False, key: str | None = None
+    ) -> Rows[Session]:
+        """Yield a :class:`Session` (id, userid, username, created, last seen, expiry,
+        source, user agent, current) for each of the user's sessions, or everyone's
+        when ``uid`` is 0; only the expired ones when ``expired``. Never the key:
+        ``current`` marks the session whose key is ``key``, for "this device".
+
+        Close the stream (``with`` or ``close()``) if you stop before its end."""
+        return Rows(self._driver.stream(self._core.sessions, uid, expired, key))
+
+    def end_session(self, session_id: str) -> int:
+        """End one session by its id (from :meth:`sessions`); return 1, or 0 if there
+        was none."""
+        return self._driver.run(self._core.end_session, session_id)
+
+    def end_other_sessions(self, key: str) -> int:
+        """End every session of the key's user but the key's own ("log out everywhere
+        else"); return how many ended (0 when the key is not a live session)."""
+        return self._driver.run(self._core.end_other_sessions, key)
+
+    def set_session_max_age(self, secs: float | None) -> None:
+        """Set the absolute lifetime of sessions: a session ends ``secs`` after its
+        login however often it is used (None: no limit, the default). Stored in the
+        database, so every process follows it; it applies to existing sessions too."""
+        self._driver.run(self._core.set_session_max_age, secs)
+
+    def set_session_key_storage(
+        self, mode: str, *, progress: Callable[[int], object] | None = None
+    ) -> int:
+        """Keep session keys as given (``"plain"``, the default) or, from now on, only
+        as their SHA-256 digests (``"hashed"``): the keys stored so far are converted
+        in place, in batches, while other processes keep working, and ``progress`` is
+        called with the count converted after each batch. One-way; safe to repeat.
+        Returns how many keys this call converted."""
+        return self._driver.run(self._core.set_session_key_storage, mode, progress)
+
+    def events(
+        self,
+        *,
+        userid: int | None = None,
+        kinds: str | Iterable[str] | None = None,
+        since: float | datetime | None = None,
+        until: float | datetime | None = None,
+        newest_first: bool = True,
+    ) -> Rows[Event]:
+        """Yield the audit trail's events (:class:`Event`), the newest first unless
+        ``newest_first=False``: those of ``userid``, of ``kinds``, at or after
+        ``since`` and before ``until`` (Unix times or aware datetimes) when given.
+
+        Close the stream (``with`` or ``close()``) if you stop before its end."""
+        return Rows(
+            self._driver.stream(self._core.events, userid, kinds, since, until, newest_first)
+        )
+
+    def purge_events(self, before: float | datetime) -> int:
+        """Delete the events older than ``before`` (a Unix time or an aware datetime),
+        in batches; return how many. The purge itself is recorded as an event."""
+        return self._driver.run(self._core.purge_events, before)
+
+    def set_event_retention(self, days: float | None) -> None:
+        """Keep events ``days`` days (default 90; None: forever). Older events are
+        removed a few at a time by the statements that write new ones."""
+        self._driver.run(self._core.set_event_retention, days)
 
 
 @atexit.register

@@ -1,5 +1,6 @@
 """Validation of the values callers pass in, before anything reaches the database."""
 
+from datetime import datetime
 from typing import Final
 
 from pgusers._errors import BadCallError
@@ -59,14 +60,38 @@ def flag(value: object, what: str) -> bool:
     return value
 
 
-def seconds(value: object, what: str, maximum: float) -> float:
-    """Check a duration: a number of seconds, more than 0 and at most ``maximum``."""
+def seconds(value: object, what: str, maximum: float, unit: str = "seconds") -> float:
+    """Check a duration: a number of ``unit``, more than 0 and at most ``maximum``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadCallError(f"{what} must be a number of seconds, not {type(value).__name__}")
+        raise BadCallError(f"{what} must be a number of {unit}, not {type(value).__name__}")
     # Compared before the conversion, so an int too large for a float is refused, and
     # nan, failing both comparisons, too.
     if not 0 < value <= maximum:
-        raise BadCallError(f"{what} must be more than 0 and at most {maximum:.0f} seconds")
+        raise BadCallError(f"{what} must be more than 0 and at most {maximum:.0f} {unit}")
+    return float(value)
+
+
+def optional_seconds(
+    value: object, what: str, maximum: float, unit: str = "seconds"
+) -> float | None:
+    """Check a duration that may be None (meaning none)."""
+    return None if value is None else seconds(value, what, maximum, unit)
+
+
+MAX_MOMENT: Final = 253402300799.0
+"""The last second of the year 9999, the latest time a moment may name."""
+
+
+def moment(value: object, what: str) -> float:
+    """Check a point in time: a Unix time in seconds, or a timezone-aware datetime."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise BadCallError(f"{what} must be a timezone-aware datetime (or a Unix time)")
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadCallError(f"{what} must be a Unix time or a datetime, not {type(value).__name__}")
+    if not 0 <= value <= MAX_MOMENT:
+        raise BadCallError(f"{what} must be a Unix time from 0 to {MAX_MOMENT:.0f}")
     return float(value)
 
 

@@ -6,6 +6,11 @@ import re
 import secrets
 from typing import Final
 
+STORED_PREFIX: Final = "sha256:"
+"""How a key kept as its digest is stored: this prefix, then the SHA-256 digest in
+hex. No session key contains ':', so a stored digest given as a key is refused
+before any statement, and a key and a digest can never be the same text."""
+
 KEY_BYTES: Final = 32
 """Random bytes in a session key (256 bits)."""
 
@@ -20,6 +25,16 @@ def new_session_key() -> str:
 def looks_like_session_key(text: str) -> bool:
     """Tell whether ``text`` has the shape of a key made by :func:`new_session_key`."""
     return _KEY_SHAPE.fullmatch(text) is not None
+
+
+def stored_form(key: str) -> str:
+    """Return what is stored of a session key once keys are kept hashed: the prefix
+    ``sha256:`` and the key's SHA-256 digest in hex (as the conversion in SQL makes it)."""
+    return STORED_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
+SESSION_ID_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{16}")
+"""What a session id looks like: 12 random bytes as URL-safe base64."""
 
 
 def new_token() -> str:

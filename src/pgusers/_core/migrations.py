@@ -59,10 +59,15 @@ def _migration_3(schema: str) -> Operation[None]:
     yield Execute(queries.render(queries.MIGRATION_3, schema), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_4(schema: str) -> Operation[None]:
+    yield Execute(queries.render(queries.MIGRATION_4, schema), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
     _migration_3,
+    _migration_4,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

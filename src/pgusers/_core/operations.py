@@ -13,10 +13,19 @@ from datetime import datetime
 from typing import Any, Final
 
 from psycopg import errors as pgerrors
+from psycopg.types.json import Jsonb
 
-from pgusers._core import checks, identities, queries
+from pgusers._core import audit, checks, identities, queries
 from pgusers._core.codec import Codec
-from pgusers._core.keys import digest, looks_like_session_key, new_session_key, new_token
+from pgusers._core.keys import (
+    SESSION_ID_SHAPE,
+    STORED_PREFIX,
+    digest,
+    looks_like_session_key,
+    new_session_key,
+    new_token,
+    stored_form,
+)
 from pgusers._core.passwords import Passwords
 from pgusers._core.retries import retry_safe
 from pgusers._core.steps import Execute, Fetch, Offload, Operation
@@ -31,15 +40,19 @@ from pgusers._results import (
     REJECTED,
     THROTTLED,
     CheckResult,
+    Event,
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
+    Session,
     SessionRow,
     Status,
     UserRow,
 )
 
 DEFAULT_TTL = 864000.0
+MAX_RETENTION_DAYS: Final = 100 * 365.0
+KEY_STORAGE_MODES: Final = ("plain", "hashed")
 MAX_SOURCE: Final = 255
 MAX_AGENT: Final = 512
 FAILED_ATTEMPT: Final = LoginOutcome(REJECTED, "", False, None, 0.0)
@@ -53,6 +66,10 @@ TOKEN_LIFETIMES: Final = {
     "change_email": 3 * 86400.0,
 }
 """The purposes of one-time tokens, and how long each lives unless told otherwise."""
+
+LOGS: Final = {"log": queries.LOG_EVENTS, "logged": queries.LOGGED}
+"""The fragments of a statement that writes events: where they are written, and the
+column that returns them."""
 
 _DUPLICATE = {
     "users_username_key": "a user with that username already exists",
@@ -80,6 +97,7 @@ class Attempt:
     source: str | None
     user_agent: str | None
     extra: str | None
+    audit: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +124,16 @@ class Core:
     def _decode(self, data: Any) -> Any:
         return None if data is None else self.codec.decode(data)
 
+    def _logged(self, query: str, params: Any) -> Operation[tuple[Any, ...] | None]:
+        """Run a statement that writes events (its last column); log them and return
+        the rest of its row, or None when it returned no row."""
+        row = yield Execute(query, params)
+        if row is None:
+            return None
+        *values, events = row
+        audit.emit(events)
+        return tuple(values)
+
     # -- users -----------------------------------------------------------------
 
     def create_user(
@@ -115,27 +143,26 @@ class Core:
         secret = checks.password(password)
         address = identities.email(email)
         is_admin = checks.flag(admin, "admin")
-        extra = self.codec.dumps(extra_data)
-        return self._create_user(name, secret, address, is_admin, extra)
-
-    def _create_user(
-        self, name: str, secret: str, address: tuple[str, str], admin: bool, extra: str | None
-    ) -> Operation[int]:
-        password_hash = yield Offload(self.passwords.hash, (secret,))
         name_key = identities.fold(name)
-        params = (
-            name,
-            name_key,
-            identities.skeleton(name_key),
-            *address,
-            password_hash,
-            admin,
-            extra,
-        )
+        params = {
+            "username": name,
+            "username_key": name_key,
+            "skeleton": identities.skeleton(name_key),
+            "email": address[0],
+            "email_key": address[1],
+            "admin": is_admin,
+            "extra_data": self.codec.dumps(extra_data),
+            **audit.parameters(time.time()),
+        }
+        return self._create_user(secret, params)
+
+    def _create_user(self, secret: str, params: dict[str, Any]) -> Operation[int]:
+        params["password_hash"] = yield Offload(self.passwords.hash, (secret,))
         try:
-            row = yield Execute(self._sql(queries.CREATE_USER), params)
+            row = yield from self._logged(self._sql(queries.CREATE_USER, **LOGS), params)
         except pgerrors.UniqueViolation as error:
             raise _duplicate(error) from None
+        assert row is not None  # an INSERT that did not fail returned its row
         return int(row[0])
 
     @retry_safe
@@ -191,17 +218,20 @@ class Core:
             "email_key": address_key,
             "set_extra": extra_data is not None,
             "extra_data": self.codec.dumps(extra_data),
+            **audit.parameters(time.time()),
         }
-        return self._status_of(self._sql(queries.MODIFY_USER), params)
+        return self._status_of(self._sql(queries.MODIFY_USER, **LOGS), params)
 
     def delete_user(self, username: object, userid: object) -> Operation[Status]:
         where, params = self._user_selector(username=username, userid=userid)
-        return self._status_of(self._sql(queries.DELETE_USER, where=where), params)
+        params.update(audit.parameters(time.time()))
+        return self._status_of(self._sql(queries.DELETE_USER, where=where, **LOGS), params)
 
     def _status_of(self, query: str, params: Any) -> Operation[Status]:
-        """Run a statement that returns the row it changed: OK, or NOT_FOUND."""
+        """Run a statement that returns the row it changed (and its events): OK, or
+        NOT_FOUND."""
         try:
-            row = yield Execute(query, params)
+            row = yield from self._logged(query, params)
         except pgerrors.UniqueViolation as error:
             raise _duplicate(error) from None
         return NOT_FOUND if row is None else OK
@@ -215,10 +245,10 @@ class Core:
         new = checks.password(newpassword, "newpassword")
         old = None if oldpassword is None else checks.password(oldpassword, "oldpassword")
         ending = checks.flag(end_sessions, "end_sessions")
-        return self._change_password(uid, new, old, ending)
+        return self._change_password(uid, new, old, ending, audit.parameters(time.time()))
 
     def _change_password(
-        self, uid: int, new: str, old: str | None, ending: bool
+        self, uid: int, new: str, old: str | None, ending: bool, logging: dict[str, Any]
     ) -> Operation[Status]:
         old_hash = None
         if old is None:
@@ -231,8 +261,14 @@ class Core:
             new_hash = yield Offload(self.passwords.verify_and_hash, (old_hash, old, new))
             if new_hash is None:
                 return REJECTED
-        params = {"userid": uid, "new_hash": new_hash, "old_hash": old_hash, "end_sessions": ending}
-        row = yield Execute(self._sql(queries.SET_PASSWORD), params)
+        params = {
+            "userid": uid,
+            "new_hash": new_hash,
+            "old_hash": old_hash,
+            "end_sessions": ending,
+            **logging,
+        }
+        row = yield from self._logged(self._sql(queries.SET_PASSWORD, **LOGS), params)
         if row is not None:
             return OK
         # Nothing was updated: the user is gone, or its password changed since it was read.
@@ -249,13 +285,21 @@ class Core:
 
     @retry_safe
     def set_admin(self, userid: object, admin: object) -> Operation[Status]:
-        params = (checks.flag(admin, "admin"), checks.userid(userid))
-        return self._status_of(self._sql(queries.SET_ADMIN), params)
+        params = {
+            "admin": checks.flag(admin, "admin"),
+            "userid": checks.userid(userid),
+            **audit.parameters(time.time()),
+        }
+        return self._status_of(self._sql(queries.SET_ADMIN, **LOGS), params)
 
     @retry_safe
     def disable_user(self, userid: object, disabled: object) -> Operation[Status]:
-        params = {"userid": checks.userid(userid), "disabled": checks.flag(disabled, "disabled")}
-        return self._status_of(self._sql(queries.DISABLE_USER), params)
+        params = {
+            "userid": checks.userid(userid),
+            "disabled": checks.flag(disabled, "disabled"),
+            **audit.parameters(time.time()),
+        }
+        return self._status_of(self._sql(queries.DISABLE_USER, **LOGS), params)
 
     @retry_safe
     def all_users(self) -> Query:
@@ -281,13 +325,15 @@ class Core:
             "digest": digest(token),
             "email": address,
             "email_key": address_key,
-            "now": time.time(),
             "ttl": seconds,
+            **audit.parameters(time.time()),
         }
         return self._issue_token(token, params)
 
     def _issue_token(self, token: str, params: dict[str, Any]) -> Operation[str]:
-        issued, taken = yield Execute(self._sql(queries.ISSUE_TOKEN), params)
+        row = yield from self._logged(self._sql(queries.ISSUE_TOKEN, **LOGS), params)
+        assert row is not None  # the statement always returns one row
+        issued, taken = row
         if taken:
             raise BadCallError("a user with that email already exists")
         if not issued:
@@ -300,37 +346,37 @@ class Core:
         text = checks.session_key(token)
         secret = checks.password(newpassword, "newpassword")
         ending = checks.flag(end_sessions, "end_sessions")
-        return self._reset_password(text, secret, ending)
-
-    def _reset_password(self, token: str, secret: str, ending: bool) -> Operation[Status]:
-        if not looks_like_session_key(token):
-            return NOT_FOUND
         params: dict[str, Any] = {
-            "digest": digest(token),
             "purposes": ["reset_password"],
-            "now": time.time(),
             "new_hash": None,
             "end_sessions": ending,
             "name_prefix": queries.NAME_SUBJECT,
+            **audit.parameters(time.time()),
         }
+        return self._reset_password(text, secret, params)
+
+    def _reset_password(self, token: str, secret: str, params: dict[str, Any]) -> Operation[Status]:
+        if not looks_like_session_key(token):
+            return NOT_FOUND
+        params["digest"] = digest(token)
         state = yield Execute(self._sql(queries.TOKEN_STATE), params)
         if state is None:
             return NOT_FOUND
         if state[0]:  # alive: hash only for a token that can be used
             params["new_hash"] = yield Offload(self.passwords.hash, (secret,))
-        used = yield Execute(self._sql(queries.RESET_PASSWORD), params)
+        used = yield from self._logged(self._sql(queries.RESET_PASSWORD, **LOGS), params)
         return _token_status(used)
 
     def verify_email(self, token: object) -> Operation[Status]:
         text = checks.session_key(token)
-        return self._verify_email(text)
+        return self._verify_email(text, audit.parameters(time.time()))
 
-    def _verify_email(self, token: str) -> Operation[Status]:
+    def _verify_email(self, token: str, params: dict[str, Any]) -> Operation[Status]:
         if not looks_like_session_key(token):
             return NOT_FOUND
-        params = {"digest": digest(token), "now": time.time()}
+        params["digest"] = digest(token)
         try:
-            used = yield Execute(self._sql(queries.VERIFY_EMAIL), params)
+            used = yield from self._logged(self._sql(queries.VERIFY_EMAIL, **LOGS), params)
         except pgerrors.UniqueViolation as error:  # the new address was taken meanwhile
             raise _duplicate(error) from None
         return _token_status(used)
@@ -370,14 +416,16 @@ class Core:
         extra_data: object,
     ) -> Attempt:
         name_key = identities.username_key(username)
+        checked_source = None if source is None else checks.text(source, "source", MAX_SOURCE)
         return Attempt(
             name_key=name_key,
             secret=checks.password(password),
-            source=None if source is None else checks.text(source, "source", MAX_SOURCE),
+            source=checked_source,
             user_agent=(
                 None if user_agent is None else checks.text(user_agent, "user_agent", MAX_AGENT)
             ),
             extra=self.codec.dumps(extra_data),
+            audit=audit.parameters(time.time(), checked_source),
         )
 
     def _login(self, attempt: Attempt) -> Operation[LoginOutcome]:
@@ -386,24 +434,28 @@ class Core:
             "name_subject": queries.NAME_SUBJECT + attempt.name_key,
             "source_subject": attempt.source and queries.SOURCE_SUBJECT + attempt.source,
             **SUBJECT_PREFIXES,
-            "now": time.time(),
+            **attempt.audit,
         }
-        query = self._sql(queries.LOGIN_LOOKUP, until=queries.THROTTLED_UNTIL)
-        row = yield Execute(query, params)
+        query = self._sql(queries.LOGIN_LOOKUP, until=queries.THROTTLED_UNTIL, **LOGS)
+        row = yield from self._logged(query, params)
+        assert row is not None  # the statement always returns one row
         userid, stored_hash, user_generation, space_generation, disabled, wait = row
         if wait > 0:  # refused without checking the password
             return LoginOutcome(THROTTLED, "", False, None, wait)
+        params["userid"] = userid
         verdict = yield Offload(self.passwords.verify, (stored_hash, attempt.secret))
         if not verdict.matches:
-            query = self._sql(queries.RECORD_FAILURE, restart=queries.COUNT_RESTARTS)
-            yield Execute(query, params)
+            query = self._sql(queries.RECORD_FAILURE, restart=queries.COUNT_RESTARTS, **LOGS)
+            yield from self._logged(query, params)
             return FAILED_ATTEMPT
         if disabled:
+            refused = {"kind": "login.failed", "detail": Jsonb({"reason": "disabled"})}
+            yield from self._logged(self._sql(queries.RECORD_EVENT, **LOGS), params | refused)
             return LoginOutcome(DISABLED, "", False, None, 0.0)
         key = new_session_key()
         params.update(
             key=key,
-            userid=userid,
+            stored=stored_form(key),
             extra_data=attempt.extra,
             old_hash=stored_hash,
             new_hash=verdict.upgraded_hash,
@@ -413,14 +465,16 @@ class Core:
             user_agent=attempt.user_agent,
         )
         try:
-            opened = yield Execute(self._sql(queries.OPEN_SESSION), params)
+            row = yield from self._logged(self._sql(queries.OPEN_SESSION, **LOGS), params)
         except pgerrors.ForeignKeyViolation:  # the user was deleted meanwhile
             return FAILED_ATTEMPT
-        if opened is None:
+        assert row is not None  # the statement always returns one row
+        opened, admin = row
+        if not opened:
             # While the password was verified, it changed, or the user's sessions were
             # ended: this login belongs to the past.
             return FAILED_ATTEMPT
-        return LoginOutcome(OK, key, bool(opened[0]), userid, 0.0)
+        return LoginOutcome(OK, key, bool(admin), userid, 0.0)
 
     @retry_safe
     def login_failures(self) -> Query:
@@ -439,12 +493,15 @@ class Core:
             "source_subject": None
             if source is None
             else queries.SOURCE_SUBJECT + checks.text(source, "source", MAX_SOURCE),
+            **audit.parameters(time.time()),
         }
-        return self._rowcount(self._sql(queries.CLEAR_LOGIN_FAILURES), params)
+        return self._count(self._sql(queries.CLEAR_LOGIN_FAILURES, **LOGS), params)
 
-    def _rowcount(self, query: str, params: Any) -> Operation[int]:
-        count: int = yield Execute(query, params, Fetch.ROWCOUNT)
-        return count
+    def _count(self, query: str, params: Any) -> Operation[int]:
+        """Run a statement that returns a count (and its events); return the count."""
+        row = yield from self._logged(query, params)
+        assert row is not None  # the statement always returns one row
+        return int(row[0])
 
     @retry_safe
     def set_login_policy(
@@ -461,11 +518,12 @@ class Core:
             "source_limit": checks.optional_count(source_limit, "source_limit", 1),
             "source_window": checks.optional_duration(source_window, "source_window"),
             "source_block": checks.optional_duration(source_block, "source_block"),
+            **audit.parameters(time.time()),
         }
         return self._set_login_policy(params)
 
     def _set_login_policy(self, params: dict[str, Any]) -> Operation[None]:
-        yield Execute(self._sql(queries.SET_LOGIN_POLICY), params)
+        yield from self._logged(self._sql(queries.SET_LOGIN_POLICY, **LOGS), params)
 
     @retry_safe
     def check_key(self, key: object) -> Operation[CheckResult]:
@@ -475,7 +533,8 @@ class Core:
     def _check_key(self, key: str) -> Operation[CheckResult]:
         if not looks_like_session_key(key):
             return NO_SESSION
-        row = yield Execute(self._sql(queries.CHECK_KEY), {"key": key, "now": time.time()})
+        params = {"key": key, "stored": stored_form(key), "now": time.time()}
+        row = yield Execute(self._sql(queries.CHECK_KEY), params)
         if row is None:
             return NO_SESSION
         current, alive, username, userid, extra_data, ttl = row
@@ -489,11 +548,67 @@ class Core:
     @retry_safe
     def set_session_TTL(self, secs: object) -> Operation[None]:  # noqa: N802 - the seed's name
         seconds = checks.ttl(secs)
-        return self._set_ttl(seconds)
+        return self._set_ttl(seconds, self._setting("session_ttl", "session_ttl", seconds))
 
-    def _set_ttl(self, seconds: float) -> Operation[None]:
-        yield Execute(self._sql(queries.SET_TTL), (seconds,), Fetch.ROWCOUNT)
+    def _set_ttl(self, seconds: float, change: tuple[str, dict[str, Any]]) -> Operation[None]:
+        yield from self._logged(*change)
         self.ttl = seconds
+
+    def _setting(self, column: str, name: str, value: float | None) -> tuple[str, dict[str, Any]]:
+        """The statement and parameters that set one numeric setting, with its event."""
+        query = self._sql(queries.SET_SETTING, column=queries.SETTING_COLUMNS[column], **LOGS)
+        return query, {"value": value, "name": name, **audit.parameters(time.time())}
+
+    def _change(self, query: str, params: dict[str, Any]) -> Operation[None]:
+        yield from self._logged(query, params)
+
+    @retry_safe
+    def set_session_max_age(self, secs: object) -> Operation[None]:
+        seconds = checks.optional_seconds(secs, "maximum age", checks.MAX_TTL)
+        return self._change(*self._setting("session_max_age", "session_max_age", seconds))
+
+    @retry_safe
+    def set_event_retention(self, days: object) -> Operation[None]:
+        kept = checks.optional_seconds(days, "retention", MAX_RETENTION_DAYS, "days")
+        return self._change(*self._setting("event_retention", "event_retention_days", kept))
+
+    @retry_safe  # converting is idempotent; a second switch finds it done
+    def set_session_key_storage(
+        self, mode: object, progress: Callable[[int], object] | None
+    ) -> Operation[int]:
+        if not isinstance(mode, str) or mode not in KEY_STORAGE_MODES:
+            modes = " or ".join(map(repr, KEY_STORAGE_MODES))
+            raise BadCallError(f"key storage must be {modes}")
+        if progress is not None and not callable(progress):
+            raise BadCallError("progress must be a callable taking the count converted so far")
+        return self._set_key_storage(mode, progress, audit.parameters(time.time()))
+
+    def _set_key_storage(
+        self, mode: str, progress: Callable[[int], object] | None, params: dict[str, Any]
+    ) -> Operation[int]:
+        if mode == "plain":
+            (current,) = yield Execute(self._sql(queries.KEY_STORAGE))
+            if current != "plain":
+                raise BadCallError(
+                    "session keys are kept hashed; that cannot be undone (the keys "
+                    "themselves are no longer stored)"
+                )
+            return 0
+        yield Execute(queries.BEGIN, fetch=Fetch.ROWCOUNT)
+        yield Execute(self._sql(queries.LOCK_SESSIONS), fetch=Fetch.ROWCOUNT)
+        (events,) = yield Execute(self._sql(queries.HASH_KEYS, **LOGS), params)
+        yield Execute(queries.COMMIT, fetch=Fetch.ROWCOUNT)
+        audit.emit(events)
+        converted, after = 0, ""
+        batch = {"prefix": STORED_PREFIX, "batch": queries.CONVERT_BATCH}
+        while True:
+            count, last = yield Execute(self._sql(queries.CONVERT_KEYS), {**batch, "after": after})
+            if last is None:
+                return converted
+            converted += count
+            after = last
+            if progress is not None:
+                progress(converted)
 
     def load_ttl(self) -> Operation[float]:
         row = yield Execute(self._sql(queries.GET_TTL))
@@ -510,29 +625,102 @@ class Core:
             fragments.append(queries.SESSIONS_EXPIRED)
         params = {
             "userid": userid,
-            "now": time.time(),
             "batch": queries.KILL_BATCH,
             "end_live": not only_expired,
+            "how": "purge" if only_expired else "kill_sessions",
+            **audit.parameters(time.time()),
         }
         return queries.conjunction(fragments), params
 
     @retry_safe
     def list_sessions(self, uid: object, expired: object) -> Query:
         where, params = self._session_filter(uid, expired)
-        return Query(self._sql(queries.LIST_SESSIONS, where=where), params, _session_row)
+        query = self._sql(queries.LIST_SESSIONS, where=where, expiry=queries.SESSION_EXPIRY)
+        return Query(query, params, _session_row)
+
+    @retry_safe
+    def sessions(self, uid: object, expired: object, key: object) -> Query:
+        where, params = self._session_filter(uid, expired)
+        text = None if key is None else checks.session_key(key)
+        params.update(key=text, stored=None if text is None else stored_form(text))
+        query = self._sql(queries.SESSIONS, where=where, expiry=queries.SESSION_EXPIRY)
+        return Query(query, params, _session)
 
     @retry_safe
     def kill_sessions(self, uid: object, expired: object) -> Operation[int]:
         where, params = self._session_filter(uid, expired)
-        return self._kill_sessions(self._sql(queries.KILL_SESSIONS, where=where), params)
+        return self._kill_sessions(self._sql(queries.KILL_SESSIONS, where=where, **LOGS), params)
 
     def _kill_sessions(self, query: str, params: dict[str, Any]) -> Operation[int]:
         killed = 0
         while True:
-            count: int = yield Execute(query, params, Fetch.ROWCOUNT)
+            count = yield from self._count(query, {**params, "first": not killed})
             killed += count
             if count < queries.KILL_BATCH:
                 return killed
+
+    @retry_safe
+    def end_session(self, session_id: object) -> Operation[int]:
+        text = checks.text(session_id, "session_id", MAX_SOURCE)
+        params = {"session_id": text, **audit.parameters(time.time())}
+        return self._end_session(params)
+
+    def _end_session(self, params: dict[str, Any]) -> Operation[int]:
+        if not SESSION_ID_SHAPE.fullmatch(params["session_id"]):
+            return 0
+        return (yield from self._count(self._sql(queries.END_SESSION, **LOGS), params))
+
+    @retry_safe
+    def end_other_sessions(self, key: object) -> Operation[int]:
+        text = checks.session_key(key)
+        params = {"key": text, "stored": stored_form(text), **audit.parameters(time.time())}
+        return self._end_other_sessions(params)
+
+    def _end_other_sessions(self, params: dict[str, Any]) -> Operation[int]:
+        if not looks_like_session_key(params["key"]):
+            return 0
+        return (yield from self._count(self._sql(queries.END_OTHER_SESSIONS, **LOGS), params))
+
+    # -- the audit trail ------------------------------------------------------------
+
+    @retry_safe
+    def events(
+        self, userid: object, kinds: object, since: object, until: object, newest_first: object
+    ) -> Query:
+        params: dict[str, Any] = {}
+        if userid is not None:
+            params["userid"] = checks.userid(userid)
+        if kinds is not None:
+            params["kinds"] = _kinds(kinds)
+        if since is not None:
+            params["since"] = checks.moment(since, "since")
+        if until is not None:
+            params["until"] = checks.moment(until, "until")
+        order = (
+            queries.NEWEST_FIRST
+            if checks.flag(newest_first, "newest_first")
+            else (queries.OLDEST_FIRST)
+        )
+        where = queries.conjunction([queries.EVENTS_BY[name] for name in params])
+        return Query(self._sql(queries.EVENTS, where=where, order=order), params, _event)
+
+    @retry_safe
+    def purge_events(self, before: object) -> Operation[int]:
+        params = {
+            "before": checks.moment(before, "before"),
+            "batch": queries.PURGE_BATCH,
+            **audit.parameters(time.time()),
+        }
+        return self._purge_events(params)
+
+    def _purge_events(self, params: dict[str, Any]) -> Operation[int]:
+        query = self._sql(queries.PURGE_EVENTS, logged=queries.LOGGED)
+        purged = 0
+        while True:
+            count = yield from self._count(query, params)
+            purged += count
+            if count < queries.PURGE_BATCH:
+                return purged
 
 
 def _failure_row(row: tuple[str, int, datetime, float]) -> LoginFailureRow:
@@ -551,3 +739,39 @@ def _token_status(used: tuple[bool] | None) -> Status:
 def _session_row(row: tuple[str, str, datetime]) -> SessionRow:
     username, key, expires_at = row
     return SessionRow(username, key, expires_at.timestamp())
+
+
+def _session(row: tuple[Any, ...]) -> Session:
+    session_id, userid, username, created, seen, expires, source, agent, current = row
+    return Session(
+        session_id,
+        userid,
+        username,
+        created.timestamp(),
+        seen.timestamp(),
+        expires.timestamp(),
+        source,
+        agent,
+        bool(current),
+    )
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    event_id, at, kind, userid, actor, source, session_id, detail = row
+    return Event(event_id, at.timestamp(), kind, userid, actor, source, session_id, detail)
+
+
+def _kinds(kinds: object) -> list[str]:
+    """Check the kinds of events asked for: one kind, or an iterable of kinds."""
+    wanted = [kinds] if isinstance(kinds, str) else kinds
+    if not isinstance(wanted, list | tuple | set | frozenset):
+        raise BadCallError(f"kinds must be a kind or a list of kinds, not {type(kinds).__name__}")
+    unknown = sorted(
+        repr(kind) for kind in wanted if not isinstance(kind, str) or kind not in audit.KINDS
+    )
+    if unknown:
+        raise BadCallError(
+            f"unknown event kinds {', '.join(unknown)}; the kinds are "
+            f"{', '.join(sorted(audit.KINDS))}"
+        )
+    return sorted(wanted)

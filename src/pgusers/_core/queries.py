@@ -127,6 +127,39 @@ MIGRATION_3: Final = """
     CREATE INDEX tokens_userid_idx ON {schema}.tokens (userid, purpose);
 """
 
+# Version 4: sessions gain a public id (random, never derived from the key) and the
+# time they were last seen; the userspace gains a maximum session age, a choice of how
+# keys are stored (as given, or as SHA-256 digests) and an audit trail with a
+# retention period in days. events.userid has no foreign key: a deleted user's
+# events stay.
+MIGRATION_4: Final = """
+    ALTER TABLE {schema}.sessions
+        ADD COLUMN session_id text COLLATE "C" NOT NULL DEFAULT translate(encode(
+            substr(uuid_send(gen_random_uuid()), 1, 6)
+                || substr(uuid_send(gen_random_uuid()), 1, 6),
+            'base64'), '+/', '-_'),
+        ADD COLUMN last_seen_at timestamptz;
+    CREATE UNIQUE INDEX sessions_session_id_key ON {schema}.sessions (session_id);
+    CREATE INDEX sessions_created_at_idx ON {schema}.sessions (created_at);
+    ALTER TABLE {schema}.settings
+        ADD COLUMN session_max_age double precision CHECK (session_max_age > 0),
+        ADD COLUMN key_storage text NOT NULL DEFAULT 'plain'
+            CHECK (key_storage IN ('plain', 'hashed')),
+        ADD COLUMN event_retention double precision DEFAULT 90 CHECK (event_retention > 0);
+    CREATE TABLE {schema}.events (
+        id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at          timestamptz NOT NULL,
+        kind        text COLLATE "C" NOT NULL,
+        userid      bigint,
+        actor       text,
+        source      text,
+        session_id  text,
+        detail      jsonb NOT NULL
+    );
+    CREATE INDEX events_at_idx ON {schema}.events (at);
+    CREATE INDEX events_userid_idx ON {schema}.events (userid, id);
+"""
+
 SCHEMA_VERSION_TABLE: Final = "SELECT to_regclass(%s) IS NOT NULL"
 READ_SCHEMA_VERSION: Final = "SELECT version FROM {schema}.schema_version"
 BEGIN: Final = "BEGIN"
@@ -146,15 +179,100 @@ CREATE_SCHEMA: Final = (
 )
 WRITE_SCHEMA_VERSION: Final = "UPDATE {schema}.schema_version SET version = %s"
 
+# -- the audit trail -------------------------------------------------------------
+
+# Every statement that changes something writes its events itself: it names them in a
+# CTE called ``happened`` (kind, userid, session_id, detail), and LOG_EVENTS, put in
+# as its {log}, inserts them with the time, the actor and the source, so an event is
+# committed exactly when its change is. The statement returns them as its last
+# column ({logged}), for the ``pgusers.events`` logger. A statement that writes
+# events also removes up to 100 events older than the retention period, so old
+# events go as part of normal work.
+LOG_EVENTS: Final = """logged AS (
+        INSERT INTO {schema}.events (at, kind, userid, actor, source, session_id, detail)
+        SELECT to_timestamp(%(now)s), h.kind, h.userid, %(actor)s::text, %(event_source)s::text,
+               h.session_id, h.detail
+        FROM happened h
+        RETURNING id, extract(epoch FROM at)::float8 AS at, kind, userid, actor, source,
+                  session_id, detail
+    ), retired AS (
+        DELETE FROM {schema}.events WHERE id IN (
+            SELECT e.id FROM {schema}.events e, {schema}.settings t
+            WHERE EXISTS (SELECT 1 FROM happened)
+              AND e.at < to_timestamp(%(now)s) - make_interval(secs => t.event_retention * 86400)
+            ORDER BY e.at
+            LIMIT 100
+            FOR UPDATE OF e SKIP LOCKED
+        )
+    )"""
+
+LOGGED: Final = "(SELECT json_agg(l ORDER BY l.id) FROM logged l)"
+"""The events a statement wrote, as a JSON array (NULL for none): its last column."""
+
+RECORD_EVENT: Final = """
+    WITH happened AS (
+        SELECT %(kind)s::text AS kind, %(userid)s::bigint AS userid,
+               NULL::text AS session_id, %(detail)s::jsonb AS detail
+    ), {log}
+    SELECT {logged}
+"""
+"""Write one event that comes with no change of its own (a login of a disabled user)."""
+
+EVENTS: Final = """
+    SELECT id, at, kind, userid, actor, source, session_id, detail
+    FROM {schema}.events WHERE {where} ORDER BY {order}
+"""
+EVENTS_BY: Final = {
+    "userid": "userid = %(userid)s",
+    "kinds": "kind = ANY(%(kinds)s)",
+    "since": "at >= to_timestamp(%(since)s)",
+    "until": "at < to_timestamp(%(until)s)",
+}
+NEWEST_FIRST: Final = "id DESC"
+OLDEST_FIRST: Final = "id"
+
+# An explicit purge is recorded too, in the statement that deletes (one event per
+# batch that deleted any).
+PURGE_EVENTS: Final = """
+    WITH purged AS (
+        DELETE FROM {schema}.events WHERE id IN (
+            SELECT id FROM {schema}.events WHERE at < to_timestamp(%(before)s)
+            ORDER BY at LIMIT %(batch)s
+        )
+        RETURNING 1
+    ), happened AS (
+        SELECT 'events.purged' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               jsonb_build_object('count', count(*), 'before', %(before)s::float8) AS detail
+        FROM purged HAVING count(*) > 0
+    ), logged AS (
+        INSERT INTO {schema}.events (at, kind, userid, actor, source, session_id, detail)
+        SELECT to_timestamp(%(now)s), h.kind, h.userid, %(actor)s::text, %(event_source)s::text,
+               h.session_id, h.detail
+        FROM happened h
+        RETURNING id, extract(epoch FROM at)::float8 AS at, kind, userid, actor, source,
+                  session_id, detail
+    )
+    SELECT (SELECT count(*) FROM purged), {logged}
+"""
+PURGE_BATCH: Final = 5000
+
 # -- users ---------------------------------------------------------------------
 
 CREATE_USER: Final = """
-    INSERT INTO {schema}.users (
-        username, username_key, username_skeleton, email, email_key, password_hash, admin,
-        extra_data
-    )
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)
-    RETURNING userid
+    WITH created AS (
+        INSERT INTO {schema}.users (
+            username, username_key, username_skeleton, email, email_key, password_hash, admin,
+            extra_data
+        )
+        VALUES (%(username)s, %(username_key)s, %(skeleton)s, %(email)s, %(email_key)s,
+                %(password_hash)s, %(admin)s, %(extra_data)s::jsonb)
+        RETURNING userid, username, email, admin
+    ), happened AS (
+        SELECT 'user.created' AS kind, userid, NULL::text AS session_id,
+               jsonb_build_object('username', username, 'email', email, 'admin', admin) AS detail
+        FROM created
+    ), {log}
+    SELECT userid, {logged} FROM created
 """
 
 FIND_USER: Final = """
@@ -167,15 +285,24 @@ FIND_USER: Final = """
 # with free_failures or more failures (counted until a day passes without one)
 # waits from its last failure 1 s, doubled with each further failure, up to
 # max_backoff; a source with source_limit failures within source_window waits
-# source_block from its last failure.
+# source_block from its last failure. A throttled attempt is recorded here.
 LOGIN_LOOKUP: Final = """
-    SELECT u.userid, u.password_hash, u.generation, t.generation, u.disabled,
-           greatest(0, extract(epoch FROM (
-               SELECT max({until}) FROM {schema}.login_failures f
-               WHERE f.subject IN (%(name_subject)s, %(source_subject)s)
-           ) - to_timestamp(%(now)s)))::float8
-    FROM {schema}.settings t
-    LEFT JOIN {schema}.users u ON u.username_key = %(name_key)s
+    WITH looked AS (
+        SELECT u.userid, u.password_hash, u.generation AS user_generation,
+               t.generation AS space_generation, u.disabled,
+               greatest(0, extract(epoch FROM (
+                   SELECT max({until}) FROM {schema}.login_failures f
+                   WHERE f.subject IN (%(name_subject)s, %(source_subject)s)
+               ) - to_timestamp(%(now)s)))::float8 AS wait
+        FROM {schema}.settings t
+        LEFT JOIN {schema}.users u ON u.username_key = %(name_key)s
+    ), happened AS (
+        SELECT 'login.throttled' AS kind, userid, NULL::text AS session_id,
+               jsonb_build_object('retry_after', wait) AS detail
+        FROM looked WHERE wait > 0
+    ), {log}
+    SELECT userid, password_hash, user_generation, space_generation, disabled, wait, {logged}
+    FROM looked
 """
 
 THROTTLED_UNTIL: Final = """CASE
@@ -193,6 +320,8 @@ and LIST_LOGIN_FAILURES' {until}."""
 # starts again after a day without failures, a source's when its window has passed.
 # Rows a day past their last failure no longer throttle anything (the policy's
 # durations are at most a day) and go, a few at a time, as part of this statement.
+# The attempt's name is recorded only as the userid of an existing user: a name that
+# matches no user may be a password typed into the wrong field.
 RECORD_FAILURE: Final = """
     WITH policy AS (
         SELECT source_window, to_timestamp(%(now)s) AS now FROM {schema}.settings
@@ -212,8 +341,11 @@ RECORD_FAILURE: Final = """
             WHERE last_at < p.now - interval '1 day'
             LIMIT 100
         )
-    )
-    SELECT count(*) FROM counted
+    ), happened AS (
+        SELECT 'login.failed' AS kind, %(userid)s::bigint AS userid, NULL::text AS session_id,
+               jsonb_build_object('reason', 'password') AS detail
+    ), {log}
+    SELECT (SELECT count(*) FROM counted), {logged}
 """
 
 COUNT_RESTARTS: Final = """(CASE WHEN starts_with(f.subject, %(source_prefix)s)
@@ -223,7 +355,16 @@ COUNT_RESTARTS: Final = """(CASE WHEN starts_with(f.subject, %(source_prefix)s)
 """Whether a failure starts its subject's count again: RECORD_FAILURE's {restart}."""
 
 CLEAR_LOGIN_FAILURES: Final = """
-    DELETE FROM {schema}.login_failures WHERE subject IN (%(name_subject)s, %(source_subject)s)
+    WITH cleared AS (
+        DELETE FROM {schema}.login_failures
+        WHERE subject IN (%(name_subject)s, %(source_subject)s)
+        RETURNING subject
+    ), happened AS (
+        SELECT 'login_failures.cleared' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               jsonb_build_object('subjects', jsonb_agg(subject ORDER BY subject)) AS detail
+        FROM cleared HAVING count(*) > 0
+    ), {log}
+    SELECT (SELECT count(*) FROM cleared), {logged}
 """
 
 LIST_LOGIN_FAILURES: Final = """
@@ -235,13 +376,25 @@ LIST_LOGIN_FAILURES: Final = """
 """
 
 SET_LOGIN_POLICY: Final = """
-    UPDATE {schema}.settings SET
-        free_failures = coalesce(%(free_failures)s, free_failures),
-        max_backoff = coalesce(%(max_backoff)s, max_backoff),
-        source_limit = coalesce(%(source_limit)s, source_limit),
-        source_window = coalesce(%(source_window)s, source_window),
-        source_block = coalesce(%(source_block)s, source_block)
-    RETURNING free_failures, max_backoff, source_limit, source_window, source_block
+    WITH changed AS (
+        UPDATE {schema}.settings SET
+            free_failures = coalesce(%(free_failures)s, free_failures),
+            max_backoff = coalesce(%(max_backoff)s, max_backoff),
+            source_limit = coalesce(%(source_limit)s, source_limit),
+            source_window = coalesce(%(source_window)s, source_window),
+            source_block = coalesce(%(source_block)s, source_block)
+        RETURNING free_failures, max_backoff, source_limit, source_window, source_block
+    ), happened AS (
+        SELECT 'settings.changed' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'free_failures', %(free_failures)s::integer,
+                   'max_backoff', %(max_backoff)s::float8,
+                   'source_limit', %(source_limit)s::integer,
+                   'source_window', %(source_window)s::float8,
+                   'source_block', %(source_block)s::float8)) AS detail
+        FROM changed
+    ), {log}
+    SELECT {logged}
 """
 
 PASSWORD_HASH: Final = "SELECT password_hash FROM {schema}.users WHERE userid = %s"
@@ -260,10 +413,17 @@ SET_PASSWORD: Final = """
     ), ended AS (
         DELETE FROM {schema}.sessions s USING changed c
         WHERE s.userid = c.userid AND %(end_sessions)s
+        RETURNING 1
     ), tokens_ended AS (
         DELETE FROM {schema}.tokens k USING changed c WHERE k.userid = c.userid
-    )
-    SELECT userid FROM changed
+    ), happened AS (
+        SELECT 'password.changed' AS kind, userid, NULL::text AS session_id,
+               jsonb_build_object(
+                   'old_password_checked', %(old_hash)s::text IS NOT NULL,
+                   'sessions_ended', (SELECT count(*) FROM ended)) AS detail
+        FROM changed
+    ), {log}
+    SELECT userid, {logged} FROM changed
 """
 
 # A new email address is not verified yet, and ends the user's one-time tokens.
@@ -281,18 +441,46 @@ MODIFY_USER: Final = """
                 CASE WHEN %(set_extra)s THEN %(extra_data)s::jsonb ELSE u.extra_data END
         FROM {schema}.users old
         WHERE u.userid = %(userid)s AND old.userid = u.userid
-        RETURNING u.userid, old.email_key <> u.email_key AS new_email
+        RETURNING u.userid, old.email_key <> u.email_key AS new_email,
+                  old.username AS old_username, old.email AS old_email
     ), tokens_ended AS (
         DELETE FROM {schema}.tokens k USING changed c WHERE k.userid = c.userid AND c.new_email
-    )
-    SELECT userid FROM changed
+    ), happened AS (
+        SELECT 'user.modified' AS kind, userid, NULL::text AS session_id,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'username', %(username)s::text,
+                   'old_username', CASE WHEN %(username)s::text IS NOT NULL THEN old_username END,
+                   'email', %(email)s::text,
+                   'old_email', CASE WHEN %(email)s::text IS NOT NULL THEN old_email END,
+                   'extra_data', CASE WHEN %(set_extra)s THEN 'replaced' END)) AS detail
+        FROM changed
+    ), {log}
+    SELECT userid, {logged} FROM changed
 """
 
-DELETE_USER: Final = "DELETE FROM {schema}.users WHERE {where} RETURNING userid"
+DELETE_USER: Final = """
+    WITH deleted AS (
+        DELETE FROM {schema}.users WHERE {where} RETURNING userid, username
+    ), happened AS (
+        SELECT 'user.deleted' AS kind, userid, NULL::text AS session_id,
+               jsonb_build_object('username', username) AS detail
+        FROM deleted
+    ), {log}
+    SELECT userid, {logged} FROM deleted
+"""
 
 IS_ADMIN: Final = "SELECT admin FROM {schema}.users WHERE userid = %s"
 
-SET_ADMIN: Final = "UPDATE {schema}.users SET admin = %s WHERE userid = %s RETURNING userid"
+SET_ADMIN: Final = """
+    WITH changed AS (
+        UPDATE {schema}.users SET admin = %(admin)s WHERE userid = %(userid)s RETURNING userid
+    ), happened AS (
+        SELECT 'admin.changed' AS kind, userid, NULL::text AS session_id,
+               jsonb_build_object('admin', %(admin)s::boolean) AS detail
+        FROM changed
+    ), {log}
+    SELECT userid, {logged} FROM changed
+"""
 
 # Disabling ends the user's sessions and moves its generation on, so a login being
 # verified at this moment opens none either (see OPEN_SESSION).
@@ -306,8 +494,14 @@ DISABLE_USER: Final = """
     ), ended AS (
         DELETE FROM {schema}.sessions s USING changed c
         WHERE s.userid = c.userid AND %(disabled)s
-    )
-    SELECT userid FROM changed
+        RETURNING 1
+    ), happened AS (
+        SELECT CASE WHEN %(disabled)s THEN 'user.disabled' ELSE 'user.enabled' END AS kind,
+               userid, NULL::text AS session_id,
+               jsonb_build_object('sessions_ended', (SELECT count(*) FROM ended)) AS detail
+        FROM changed
+    ), {log}
+    SELECT userid, {logged} FROM changed
 """
 
 # -- one-time tokens -------------------------------------------------------------
@@ -329,9 +523,15 @@ ISSUE_TOKEN: Final = """
         SELECT %(digest)s, o.userid, %(purpose)s, %(email)s, %(email_key)s,
                to_timestamp(%(now)s) + make_interval(secs => %(ttl)s)
         FROM owner o
-        RETURNING userid
-    )
-    SELECT EXISTS (SELECT 1 FROM issued), EXISTS (SELECT 1 FROM taken)
+        RETURNING userid, purpose, email, expires_at
+    ), happened AS (
+        SELECT 'token.issued' AS kind, userid, NULL::text AS session_id,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'purpose', purpose, 'email', email,
+                   'expires_at', extract(epoch FROM expires_at)::float8)) AS detail
+        FROM issued
+    ), {log}
+    SELECT EXISTS (SELECT 1 FROM issued), EXISTS (SELECT 1 FROM taken), {logged}
 """
 
 NAME_SUBJECT: Final = "name:"
@@ -361,13 +561,23 @@ RESET_PASSWORD: Final = """
     ), ended AS (
         DELETE FROM {schema}.sessions s USING changed c
         WHERE s.userid = c.userid AND %(end_sessions)s
+        RETURNING 1
     ), tokens_ended AS (
         DELETE FROM {schema}.tokens k USING changed c WHERE k.userid = c.userid
     ), unthrottled AS (  -- a reset lifts the throttle on the user's name
         DELETE FROM {schema}.login_failures f USING changed c
         WHERE f.subject = %(name_prefix)s || c.username_key
-    )
-    SELECT alive FROM used
+    ), happened AS (
+        SELECT 'token.used' AS kind, userid, NULL::text AS session_id,
+               jsonb_build_object('purpose', 'reset_password') AS detail
+        FROM changed
+        UNION ALL
+        SELECT 'password.changed', userid, NULL,
+               jsonb_build_object(
+                   'reset_token', true, 'sessions_ended', (SELECT count(*) FROM ended))
+        FROM changed
+    ), {log}
+    SELECT alive, {logged} FROM used
 """
 
 VERIFY_EMAIL: Final = """
@@ -383,12 +593,20 @@ VERIFY_EMAIL: Final = """
             email_verified = true
         FROM used t
         WHERE u.userid = t.userid AND t.alive
-        RETURNING u.userid, t.purpose
+        RETURNING u.userid, t.purpose, u.email
     ), tokens_ended AS (
         DELETE FROM {schema}.tokens k USING changed c
         WHERE k.userid = c.userid AND c.purpose = 'change_email'
-    )
-    SELECT alive FROM used
+    ), happened AS (
+        SELECT 'token.used' AS kind, userid, NULL::text AS session_id,
+               jsonb_build_object('purpose', purpose) AS detail
+        FROM changed
+        UNION ALL
+        SELECT 'email.verified', userid, NULL,
+               jsonb_build_object('email', email, 'changed', purpose = 'change_email')
+        FROM changed
+    ), {log}
+    SELECT alive, {logged} FROM used
 """
 
 ALL_USERS: Final = """
@@ -411,65 +629,95 @@ USER_BY: Final = {
 # this same statement. A session records the sum of both generations, and check_key
 # accepts it only while the sum is unchanged: both only grow, so the sum moves with
 # either. That also ends a session whose insert races a call ending sessions, which
-# the DELETE of that call cannot see.
+# the DELETE of that call cannot see. The key is stored as given, or as its digest
+# once the userspace keeps keys hashed (%(stored)s).
 OPEN_SESSION: Final = """
     WITH upgrade AS (
         UPDATE {schema}.users SET password_hash = %(new_hash)s::text
         WHERE userid = %(userid)s AND password_hash = %(old_hash)s
           AND %(new_hash)s::text IS NOT NULL
     ), opened AS (
-        INSERT INTO {schema}.sessions
-            (key, userid, expires_at, extra_data, generation, source, user_agent)
-        SELECT %(key)s, u.userid, to_timestamp(%(now)s) + make_interval(secs => t.session_ttl),
+        INSERT INTO {schema}.sessions (
+            key, userid, created_at, last_seen_at, expires_at, extra_data, generation,
+            source, user_agent
+        )
+        SELECT CASE WHEN t.key_storage = 'hashed' THEN %(stored)s ELSE %(key)s END,
+               u.userid, to_timestamp(%(now)s), to_timestamp(%(now)s),
+               to_timestamp(%(now)s)
+                   + make_interval(secs => least(t.session_ttl, t.session_max_age)),
                %(extra_data)s::jsonb, u.generation + t.generation, %(source)s, %(user_agent)s
         FROM {schema}.users u CROSS JOIN {schema}.settings t
         WHERE u.userid = %(userid)s AND u.password_hash = %(old_hash)s AND NOT u.disabled
           AND u.generation = %(user_generation)s AND t.generation = %(space_generation)s
-        RETURNING userid
+        RETURNING userid, session_id
     ), cleared AS (  -- a success clears the name's failures
         DELETE FROM {schema}.login_failures
         WHERE subject = %(name_subject)s AND EXISTS (SELECT 1 FROM opened)
-    )
-    SELECT u.admin FROM opened o JOIN {schema}.users u ON u.userid = o.userid
+    ), happened AS (
+        SELECT 'login.succeeded' AS kind, userid, session_id,
+               jsonb_strip_nulls(jsonb_build_object('user_agent', %(user_agent)s::text))
+                   AS detail
+        FROM opened
+        UNION ALL
+        SELECT 'login.failed', %(userid)s::bigint, NULL,
+               jsonb_build_object('reason', 'sessions ended meanwhile')
+        WHERE NOT EXISTS (SELECT 1 FROM opened)
+    ), {log}
+    SELECT EXISTS (SELECT 1 FROM opened),
+           (SELECT u.admin FROM opened o JOIN {schema}.users u ON u.userid = o.userid),
+           {logged}
 """
 
 # The per-request hot path, in one statement and one round trip: find the session
-# by its primary key; if it is alive, slide its expiry to now + TTL, but only when
-# the stored expiry is more than min(60 s, TTL / 100) short of that or past it (a
-# shorter TTL was set), so a busy session is written at most about once a minute;
-# and commit that write without waiting for the WAL
-# flush (losing a slide in a crash only shortens a session); if it has expired,
-# delete it. The main SELECT sees the row as it was before either change. Each part
-# matches the key parameter itself, so every part is a primary-key lookup.
+# by its key (as given, or its digest: both are tried, so the statement is the same
+# in either storage mode and while keys are converted); if it is alive, slide its
+# expiry to now + TTL (never past created_at + the maximum age, when one is set)
+# and record when it was last seen, but only when the stored expiry is more than
+# min(60 s, TTL / 100) short of that or past it, so a busy session is written at
+# most about once a minute; and commit that write without waiting for the WAL flush
+# (losing a slide in a crash only shortens a session); if it has expired, delete it.
+# The main SELECT sees the row as it was before either change. Each part matches
+# the key parameters themselves, so every part is a primary-key lookup.
 CHECK_KEY: Final = """
     WITH found AS (
-        SELECT s.key, s.userid, s.expires_at, s.extra_data, u.username, t.session_ttl,
+        SELECT s.userid, s.expires_at, s.extra_data, u.username, t.session_ttl,
                to_timestamp(%(now)s) AS now,
-               s.generation = u.generation + t.generation AND NOT u.disabled AS current
+               least(to_timestamp(%(now)s) + make_interval(secs => t.session_ttl),
+                     s.created_at + make_interval(secs => t.session_max_age)) AS target,
+               s.generation = u.generation + t.generation AND NOT u.disabled AS current,
+               s.expires_at > to_timestamp(%(now)s) AND coalesce(
+                   s.created_at + make_interval(secs => t.session_max_age)
+                   > to_timestamp(%(now)s), true) AS alive
         FROM {schema}.sessions s
         JOIN {schema}.users u ON u.userid = s.userid
         CROSS JOIN {schema}.settings t
-        WHERE s.key = %(key)s
+        WHERE s.key IN (%(key)s, %(stored)s)
     ), slid AS (
         UPDATE {schema}.sessions s
-        SET expires_at = f.now + make_interval(secs => f.session_ttl)
+        SET expires_at = f.target, last_seen_at = f.now
         FROM found f
-        WHERE s.key = %(key)s AND f.current AND f.expires_at > f.now
+        WHERE s.key IN (%(key)s, %(stored)s) AND f.current AND f.alive
           AND f.expires_at NOT BETWEEN
-              f.now + make_interval(secs => f.session_ttl - least(60, f.session_ttl / 100))
-              AND f.now + make_interval(secs => f.session_ttl)
+              f.target - make_interval(secs => least(60, f.session_ttl / 100)) AND f.target
           AND set_config('synchronous_commit', 'off', true) IS NOT NULL
     ), ended AS (
         DELETE FROM {schema}.sessions s USING found f
-        WHERE s.key = %(key)s AND (f.expires_at <= f.now OR NOT f.current)
+        WHERE s.key IN (%(key)s, %(stored)s) AND NOT (f.alive AND f.current)
     )
-    SELECT current, expires_at > now, username, userid, extra_data, session_ttl FROM found
+    SELECT current, alive, username, userid, extra_data, session_ttl FROM found
 """
 
+SESSION_EXPIRY: Final = (
+    "least(s.expires_at, s.created_at + make_interval(secs => t.session_max_age))"
+)
+"""When a session ends unless it is used (the maximum age included)."""
+
 # A session ended by a call that raced its login (see OPEN_SESSION) is not listed,
-# though its row stays until check_key meets it or it expires.
+# though its row stays until check_key meets it or it expires. Once keys are kept
+# hashed, the session id stands where the key was.
 LIST_SESSIONS: Final = """
-    SELECT u.username, s.key, s.expires_at
+    SELECT u.username, CASE WHEN t.key_storage = 'hashed' THEN s.session_id ELSE s.key END,
+           {expiry}
     FROM {schema}.sessions s
     JOIN {schema}.users u ON u.userid = s.userid
     CROSS JOIN {schema}.settings t
@@ -477,12 +725,24 @@ LIST_SESSIONS: Final = """
     ORDER BY s.expires_at, s.key
 """
 
+SESSIONS: Final = """
+    SELECT s.session_id, s.userid, u.username, s.created_at,
+           coalesce(s.last_seen_at, s.created_at), {expiry}, s.source, s.user_agent,
+           s.key IN (%(key)s, %(stored)s)
+    FROM {schema}.sessions s
+    JOIN {schema}.users u ON u.userid = s.userid
+    CROSS JOIN {schema}.settings t
+    WHERE {where} AND s.generation = u.generation + t.generation
+    ORDER BY s.userid, s.created_at, s.session_id
+"""
+
 # Deleting in batches keeps each transaction short, so a purge of a million
 # expired sessions never holds locks that stall check_key for long. Ending live
 # sessions also moves the generation of the user (or of the whole userspace) on, so
 # that a login verifying a password at this moment opens no session that lives
 # (see OPEN_SESSION). A session left behind that way is answered NOT_FOUND and
-# removed by check_key, or purged once it expires.
+# removed by check_key, or purged once it expires. Each batch that ends sessions
+# (and the first, which ends the racing logins) records one event with its count.
 KILL_SESSIONS: Final = """
     WITH by_user AS (
         UPDATE {schema}.users SET generation = generation + 1
@@ -490,27 +750,133 @@ KILL_SESSIONS: Final = """
     ), by_space AS (
         UPDATE {schema}.settings SET generation = generation + 1
         WHERE %(userid)s = 0 AND %(end_live)s
-    )
-    DELETE FROM {schema}.sessions WHERE key IN (
-        SELECT key FROM {schema}.sessions s WHERE {where} LIMIT %(batch)s
-    )
+    ), ended AS (
+        DELETE FROM {schema}.sessions WHERE key IN (
+            SELECT key FROM {schema}.sessions s WHERE {where} LIMIT %(batch)s
+        )
+        RETURNING 1
+    ), happened AS (
+        SELECT 'session.ended' AS kind, nullif(%(userid)s::bigint, 0) AS userid,
+               NULL::text AS session_id,
+               jsonb_build_object('how', %(how)s::text, 'count', count(*)) AS detail
+        FROM ended HAVING count(*) > 0 OR (%(first)s AND %(end_live)s)
+    ), {log}
+    SELECT (SELECT count(*) FROM ended), {logged}
 """
 KILL_BATCH: Final = 5000
 
 SESSIONS_OF_USER: Final = "s.userid = %(userid)s"
-SESSIONS_EXPIRED: Final = "expires_at <= to_timestamp(%(now)s)"
+SESSIONS_EXPIRED: Final = """(s.expires_at <= to_timestamp(%(now)s)
+    OR s.created_at <= to_timestamp(%(now)s)
+                       - make_interval(secs => (SELECT session_max_age FROM {schema}.settings)))"""
 EVERY_ROW: Final = "true"
 
+END_SESSION: Final = """
+    WITH ended AS (
+        DELETE FROM {schema}.sessions WHERE session_id = %(session_id)s
+        RETURNING userid, session_id
+    ), happened AS (
+        SELECT 'session.ended' AS kind, userid, session_id,
+               jsonb_build_object('how', 'end_session', 'count', 1) AS detail
+        FROM ended
+    ), {log}
+    SELECT (SELECT count(*) FROM ended), {logged}
+"""
+
+# "Log out everywhere else": the user's generation moves on (so a login being
+# verified at this moment opens no session that lives, see OPEN_SESSION) and the
+# current session moves with it, so it alone stays.
+END_OTHER_SESSIONS: Final = """
+    WITH mine AS (
+        SELECT s.key, s.userid, s.session_id
+        FROM {schema}.sessions s
+        JOIN {schema}.users u ON u.userid = s.userid
+        CROSS JOIN {schema}.settings t
+        WHERE s.key IN (%(key)s, %(stored)s)
+          AND s.generation = u.generation + t.generation AND NOT u.disabled
+          AND s.expires_at > to_timestamp(%(now)s)
+          AND coalesce(s.created_at + make_interval(secs => t.session_max_age)
+                       > to_timestamp(%(now)s), true)
+    ), moved AS (
+        UPDATE {schema}.users u SET generation = u.generation + 1
+        FROM mine c WHERE u.userid = c.userid
+    ), kept AS (
+        UPDATE {schema}.sessions s SET generation = s.generation + 1
+        FROM mine c WHERE s.key = c.key
+    ), ended AS (
+        DELETE FROM {schema}.sessions s USING mine c
+        WHERE s.userid = c.userid AND s.key <> c.key
+        RETURNING 1
+    ), happened AS (
+        SELECT 'session.ended' AS kind, userid, session_id,
+               jsonb_build_object('how', 'end_other_sessions', 'count',
+                                  (SELECT count(*) FROM ended)) AS detail
+        FROM mine
+    ), {log}
+    SELECT (SELECT count(*) FROM ended), {logged}
+"""
+
 GET_TTL: Final = "SELECT session_ttl FROM {schema}.settings"
-SET_TTL: Final = "UPDATE {schema}.settings SET session_ttl = %s"
+
+SET_SETTING: Final = """
+    WITH changed AS (
+        UPDATE {schema}.settings SET {column} = %(value)s RETURNING 1
+    ), happened AS (
+        SELECT 'settings.changed' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               jsonb_build_object(%(name)s::text, %(value)s::float8) AS detail
+        FROM changed
+    ), {log}
+    SELECT {logged}
+"""
+"""Set one numeric setting ({column}, a name from SETTING_COLUMNS), with its event."""
+SETTING_COLUMNS: Final = {
+    "session_ttl": "session_ttl",
+    "session_max_age": "session_max_age",
+    "event_retention": "event_retention",
+}
+
+# Switching to hashed keys: under a SHARE lock on sessions, which waits for every
+# statement writing sessions (a login's insert among them) to finish and holds new
+# ones back until the commit, so no login that read the old mode can insert a plain
+# key after the switch. Then the stored keys are converted in batches, in key
+# order; check_key finds a key in either form meanwhile.
+LOCK_SESSIONS: Final = "LOCK TABLE {schema}.sessions IN SHARE MODE"
+HASH_KEYS: Final = """
+    WITH changed AS (
+        UPDATE {schema}.settings SET key_storage = 'hashed'
+        WHERE key_storage <> 'hashed' RETURNING 1
+    ), happened AS (
+        SELECT 'settings.changed' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               jsonb_build_object('key_storage', 'hashed') AS detail
+        FROM changed
+    ), {log}
+    SELECT {logged}
+"""
+KEY_STORAGE: Final = "SELECT key_storage FROM {schema}.settings"
+CONVERT_KEYS: Final = """
+    WITH batch AS (
+        SELECT key FROM {schema}.sessions
+        WHERE key > %(after)s AND NOT starts_with(key, %(prefix)s)
+        ORDER BY key LIMIT %(batch)s
+        FOR UPDATE
+    ), converted AS (
+        UPDATE {schema}.sessions s
+        SET key = %(prefix)s || encode(sha256(convert_to(s.key, 'UTF8')), 'hex')
+        FROM batch b WHERE s.key = b.key
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM converted), (SELECT max(key) FROM batch)
+"""
+CONVERT_BATCH: Final = 5000
 
 
 @cache
 def render(template: str, schema: str, **fragments: str) -> str:
     """Return ``template`` with the schema quoted as an identifier and ``fragments``
     (SQL text made only from this module's constants) put in place."""
-    parts = {name: sql.SQL(text) for name, text in fragments.items()}
-    return sql.SQL(template).format(schema=sql.Identifier(schema), **parts).as_string()
+    name = sql.Identifier(schema)
+    parts = {part: sql.SQL(text).format(schema=name) for part, text in fragments.items()}
+    return sql.SQL(template).format(schema=name, **parts).as_string()
 
 
 def conjunction(fragments: list[str]) -> str:
