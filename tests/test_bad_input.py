@@ -66,6 +66,17 @@ BAD_CALLS = {
     "list expired not bool": lambda u: u.list_sessions(0, expired="yes"),
     "kill uid str": lambda u: u.kill_sessions("all"),
     "kill expired not bool": lambda u: u.kill_sessions(0, expired=None),
+    "end_session int": lambda u: u.end_session(5),
+    "end_session empty": lambda u: u.end_session(""),
+    "end_other_sessions bytes": lambda u: u.end_other_sessions(b"key"),
+    "max age zero": lambda u: u.set_session_max_age(0),
+    "max age str": lambda u: u.set_session_max_age("1h"),
+    "key storage unknown": lambda u: u.set_session_key_storage("encrypted"),
+    "key storage progress": lambda u: u.set_session_key_storage("hashed", progress=5),
+    "purge_events str": lambda u: u.purge_events("2026-01-01"),
+    "purge_events negative": lambda u: u.purge_events(-1),
+    "retention negative": lambda u: u.set_event_retention(-1),
+    "retention huge": lambda u: u.set_event_retention(10**6),
 }
 
 

@@ -38,6 +38,9 @@ def test_benchmark_smoke_run_prints_its_table(dsn):
         "all_users",
         "list_sessions(0)",
         "kill_sessions(0, expired=True)",
+        "check_key, keys stored as given",
+        "check_key, keys stored as digests",
+        'set_session_key_storage("hashed")',
     ):
         assert any(line.startswith(f"| {operation}") for line in lines), operation
     assert "| check_key | 50 |" in result.stdout

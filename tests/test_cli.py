@@ -470,3 +470,93 @@ def test_throttle_list_and_info_show_the_throttle(cli, ada, dsn, schema, clock):
     assert "198.51.100.7" in cli("throttle", "list")[1]
     assert "throttled_for:   1 s" in cli("info", "ada")[1]
     assert json.loads(cli("info", "ada", "--json")[1])["throttled_for"] > 0
+
+
+def login_key(cli):
+    code, out, _ = cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")
+    assert code == 0
+    return out.strip()
+
+
+def test_sessions_lists_ids_never_keys_and_endsession_ends_one(cli, ada, dsn, schema):
+    keys = [login_key(cli), login_key(cli)]
+    code, out, _ = cli("sessions", "ada")
+    assert code == 0
+    assert out.splitlines()[0].split()[:3] == ["session", "id", "username"]
+    assert not any(key[:8] in out for key in keys)
+    code, out, _ = cli("sessions", "ada", "--json")
+    rows = json.loads(out)
+    assert [row["username"] for row in rows] == ["ada", "ada"]
+    assert set(rows[0]) == {
+        "session_id",
+        "userid",
+        "username",
+        "created_at",
+        "last_seen_at",
+        "expires_at",
+        "source",
+        "user_agent",
+    }
+    code, out, _ = cli("endsession", rows[0]["session_id"])
+    assert (code, out) == (0, f"ended session {rows[0]['session_id']}\n")
+    code, _, err = cli("endsession", rows[0]["session_id"])
+    assert code == 1 and "no session" in err
+    statuses = [cli("check", key)[0] for key in keys]
+    assert sorted(statuses) == [0, 1]
+
+
+def test_events_show_the_operating_system_user_as_actor(cli, ada):
+    import getpass
+
+    code, out, _ = cli("setadmin", "ada")
+    assert code == 0
+    code, out, _ = cli("events", "ada", "--kind", "admin.changed", "--json")
+    (event,) = json.loads(out)
+    assert (event["actor"], event["userid"], event["detail"]) == (
+        f"cli:{getpass.getuser()}",
+        1,
+        {"admin": True},
+    )
+    code, out, _ = cli("events", "--since", "1h", "--limit", "1")
+    lines = out.splitlines()
+    assert len(lines) == 2 and "admin.changed" in lines[1]
+    code, out, _ = cli("events", "--since", "2999-01-01")
+    assert out.splitlines()[1:] == []
+
+
+def test_events_refuses_a_time_it_cannot_read(cli):
+    code, _, err = cli("events", "--since", "last tuesday")
+    assert code == 2 and "ISO 8601" in err
+    code, _, err = cli("events", "--kind", "user.exploded")
+    assert code == 2
+
+
+def test_keys_hash_asks_first_then_converts_with_progress(cli, ada, dsn, schema):
+    key = login_key(cli)
+    code, _, err = cli("keys", "hash")
+    assert code == 2 and "--yes" in err
+    code, out, _ = cli("keys", "hash", stdin="n\n")
+    assert code == 2  # no terminal: refused, nothing changed
+    code, out, err = cli("keys", "hash", "--yes")
+    assert code == 0
+    assert "converted 1 stored keys" in out
+    assert "converted 1 keys so far" in err
+    assert cli("check", key)[0] == 0
+    with psycopg.connect(dsn) as conn:
+        (stored,) = conn.execute(f"SELECT key FROM {schema}.sessions").fetchone()
+    assert stored.startswith("sha256:") and key not in stored
+    code, out, _ = cli("listsessions", "ada", "--show-keys")
+    assert key not in out
+
+
+def test_maxage_and_retention_settings(cli, ada):
+    assert cli("maxage", "3600")[1] == "sessions end 3600 s (1:00:00) after their login\n"
+    assert cli("maxage", "none")[1] == "sessions have no maximum age\n"
+    assert cli("maxage", "-1")[0] == 2
+    assert cli("maxage")[0] == 2
+    assert cli("retention", "30")[1] == "events are kept 30 days\n"
+    assert cli("retention", "none")[1] == "events are kept forever\n"
+    assert cli("retention", "soon")[0] == 2
+    code, out, _ = cli("events", "--kind", "settings.changed", "--json")
+    assert code == 0
+    assert len(json.loads(out)) == 4

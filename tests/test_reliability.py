@@ -185,7 +185,9 @@ def _start_in_crowd(conninfo: str, schema: str, start_at: float, number: int) ->
     """One of the crowd: open the userspace at ``start_at``; tell whether it migrated."""
     migrated = []
     handler = logging.Handler()
-    handler.emit = lambda record: migrated.append(record.getMessage())  # type: ignore[method-assign]
+    handler.emit = lambda record: (  # type: ignore[method-assign]
+        record.getMessage().startswith("migrated schema") and migrated.append(record)
+    )
     logging.getLogger("pgusers").addHandler(handler)
     logging.getLogger("pgusers").setLevel(logging.INFO)
     time.sleep(max(0.0, start_at - time.time()))

@@ -11,7 +11,11 @@ def throttle_a_source(usp):
     usp.login("ada", "wrong", source="192.0.2.9")
 
 
-SETUP = {"login, throttled": throttle_a_source}
+def disable_ada(usp):
+    usp.disable_user(1)
+
+
+SETUP = {"login, throttled": throttle_a_source, "login, disabled": disable_ada}
 
 
 EXPECTED = [
@@ -22,6 +26,7 @@ EXPECTED = [
     ("login", lambda u, key: u.login("ada", "pw", source="192.0.2.1"), 2),
     ("login, wrong password", lambda u, key: u.login("ada", "no", source="192.0.2.1"), 2),
     ("login, throttled", lambda u, key: u.login("ada", "pw", source="192.0.2.9"), 1),
+    ("login, disabled", lambda u, key: u.login("ada", "pw"), 2),
     ("check_key", lambda u, key: u.check_key(key), 1),
     ("check_key, malformed key", lambda u, key: u.check_key("not a key"), 0),
     ("set_session_TTL", lambda u, key: u.set_session_TTL(3600), 1),
@@ -38,6 +43,14 @@ EXPECTED = [
     ("verify_email", lambda u, key: u.verify_email(u.issue_token(1, "verify_email")), 2),
     ("reset_password", lambda u, key: u.reset_password(u.issue_token(1, "reset_password"), "x"), 3),
     ("reset_password, unknown token", lambda u, key: u.reset_password("A" * 43, "x"), 1),
+    ("end_session", lambda u, key: u.end_session("A" * 16), 1),
+    ("end_other_sessions", lambda u, key: u.end_other_sessions(key), 1),
+    ("set_session_max_age", lambda u, key: u.set_session_max_age(60), 1),
+    ("set_event_retention", lambda u, key: u.set_event_retention(30), 1),
+    ("purge_events", lambda u, key: u.purge_events(0), 1),
+    ("clear_login_failures", lambda u, key: u.clear_login_failures("ada"), 1),
+    # BEGIN, LOCK, switch, COMMIT, then one batch that converts and one that finds none
+    ("set_session_key_storage", lambda u, key: u.set_session_key_storage("hashed"), 6),
 ]
 
 

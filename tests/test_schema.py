@@ -48,6 +48,11 @@ def test_schema_has_the_documented_tables_indexes_and_constraints(usp, sql_conn,
         "tokens_userid_idx",
         "login_failures_pkey",
         "login_failures_last_at_idx",
+        "sessions_session_id_key",
+        "sessions_created_at_idx",
+        "events_pkey",
+        "events_at_idx",
+        "events_userid_idx",
     } <= indexes
     version = sql_conn.execute(f"SELECT version FROM {schema}.schema_version").fetchone()[0]
     assert version == schema_module.LATEST
@@ -108,3 +113,35 @@ def test_a_newer_schema_is_refused(open_userspace, usp, dsn, schema, sql_conn):
     sql_conn.execute(f"UPDATE {schema}.schema_version SET version = version + 1")
     with pytest.raises(pgusers.SchemaVersionError, match="newer"):
         open_userspace(conninfo=dsn, schema=schema)
+
+
+def test_migration_4_gives_existing_sessions_ids_and_keeps_them_working(
+    open_userspace, dsn, schema, monkeypatch
+):
+    with monkeypatch.context() as version_3:
+        version_3.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:3])
+        version_3.setattr(schema_module, "LATEST", 3)
+        run_migration(dsn, schema)
+    keys = [f"{n}" * 43 for n in range(3)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ada = conn.execute(
+            f"""INSERT INTO {schema}.users
+                (username, username_key, username_skeleton, email, email_key, password_hash)
+            VALUES ('ada', 'ada', 'ada', 'ada@example.com', 'ada@example.com', %s)
+            RETURNING userid""",
+            (FAST_HASHER.hash("pw"),),
+        ).fetchone()[0]
+        for key in keys:
+            conn.execute(
+                f"""INSERT INTO {schema}.sessions (key, userid, expires_at, source)
+                VALUES (%s, %s, now() + interval '1 day', '192.0.2.1')""",
+                (key, ada),
+            )
+    with open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        rows = list(usp.sessions(ada, key=keys[0]))
+        assert len({row.session_id for row in rows}) == 3
+        assert [row.current for row in rows].count(True) == 1
+        assert all(row.last_seen_at == row.created_at for row in rows)
+        assert [usp.check_key(key).status for key in keys] == [pgusers.OK] * 3
+        assert list(usp.events()) == []
+        assert usp.end_other_sessions(keys[0]) == 2

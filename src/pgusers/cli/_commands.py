@@ -1,9 +1,13 @@
 """The commands of ``pgusers``, and how their answers and failures are printed."""
 
 import datetime as dt
+import getpass
+import itertools
 import json
+import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import wraps
 from typing import Any, NoReturn, TypeVar
@@ -11,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 import psycopg
 
+from pgusers._core.audit import KINDS, acting_as
 from pgusers._core.codec import Codec
 from pgusers._core.identities import fold
 from pgusers._errors import BadCallError, PgUsersError
@@ -191,6 +196,48 @@ def shown_key(key: str, show: bool) -> str:
     return key if show else key[:SHOWN_KEY_CHARS] + "…"
 
 
+def operator() -> str:
+    """Who runs the command, as the audit trail records it: ``cli:`` and the
+    operating-system user."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        name = f"uid {os.getuid()}"
+    return f"cli:{name}"
+
+
+SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+SINCE_AGO = re.compile(r"([0-9]{1,9})([smhdw])")
+
+
+def moment(text: str, option: str) -> float:
+    """Read a time given on the command line: an ISO 8601 date or time (UTC unless it
+    says otherwise), or a duration ago such as ``30m``, ``12h`` or ``7d``."""
+    ago = SINCE_AGO.fullmatch(text)
+    if ago:
+        return time.time() - int(ago[1]) * SINCE_UNITS[ago[2]]
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadCallError(
+            f"{option} {text!r} is neither an ISO 8601 time (2026-11-30, "
+            "2026-11-30T08:00) nor a duration ago (30m, 12h, 7d, 2w)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+def confirm_or_refuse(question: str, yes: bool) -> None:
+    """Go on when ``--yes`` was given or the operator says yes on a terminal."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise BadCallError("no terminal to confirm on; give --yes to go ahead")
+    if not click.confirm(question):
+        raise NegativeAnswerError("nothing was changed")
+
+
 @click.group(cls=Group)
 @click.option("--dsn", envvar="PGUSERS_DSN", help="libpq connection string or URI [PGUSERS_DSN].")
 @click.option("--host", help="Server host (libpq's PGHOST).")
@@ -220,6 +267,7 @@ def main(
     database = Database(dsn, {k: v for k, v in params.items() if v is not None}, schema)
     ctx.obj = database
     ctx.call_on_close(database.close)
+    ctx.with_resource(acting_as(operator()))
 
 
 @main.command()
@@ -464,6 +512,164 @@ def ttl(usp: UserSpace, seconds: float | None) -> None:
     if seconds is not None:
         usp.set_session_TTL(seconds)
     click.echo(f"session TTL: {usp.ttl:g} s ({dt.timedelta(seconds=usp.ttl)})")
+
+
+@main.command()
+@click.argument("seconds", required=False)
+@with_userspace
+def maxage(usp: UserSpace, seconds: str | None) -> None:
+    """Set the maximum age of sessions to SECONDS after their login, or "none"."""
+    if seconds is None:
+        raise BadCallError('give the maximum age in seconds, or "none" for no limit')
+    if seconds.lower() == "none":
+        usp.set_session_max_age(None)
+        click.echo("sessions have no maximum age")
+        return
+    try:
+        value = float(seconds)
+    except ValueError:
+        raise BadCallError(f'{seconds!r} is not a number of seconds or "none"') from None
+    usp.set_session_max_age(value)
+    click.echo(f"sessions end {value:g} s ({dt.timedelta(seconds=value)}) after their login")
+
+
+@main.command()
+@click.option("--all", "every", is_flag=True, help="Every user's sessions.")
+@click.option("--expired", is_flag=True, help="Only expired sessions.")
+@json_option
+@user_selector
+@click.argument("user", required=False)
+@with_userspace
+def sessions(
+    usp: UserSpace, user: str | None, by: str | None, every: bool, expired: bool, as_json: bool
+) -> None:
+    """List the sessions of USER (or everyone's with --all) by id, never by key."""
+    rows = list(usp.sessions(session_owner(usp, user, by, every), expired=expired))
+    if as_json:
+        print_json([{k: v for k, v in row._asdict().items() if k != "current"} for row in rows])
+        return
+    print_table(
+        ("session id", "username", "created (UTC)", "last seen", "expires", "source", "agent"),
+        (
+            (
+                row.session_id,
+                row.username,
+                timestamp(row.created_at),
+                timestamp(row.last_seen_at),
+                timestamp(row.expires_at),
+                row.source or "",
+                row.user_agent or "",
+            )
+            for row in rows
+        ),
+    )
+
+
+@main.command()
+@click.argument("session_id")
+@with_userspace
+def endsession(usp: UserSpace, session_id: str) -> None:
+    """End one session by its id (see "pgusers sessions")."""
+    if not usp.end_session(session_id):
+        raise NegativeAnswerError(f"no session {session_id!r}")
+    click.echo(f"ended session {session_id}")
+
+
+@main.command()
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(sorted(KINDS)),
+    help="Only events of this kind (repeat for more).",
+)
+@click.option("--since", help="From this time: 2026-11-30, 2026-11-30T08:00, or 30m/12h/7d ago.")
+@click.option("--until", help="Before this time (same forms as --since).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many, newest first.")
+@json_option
+@user_selector
+@click.argument("user", required=False)
+@with_userspace
+def events(
+    usp: UserSpace,
+    user: str | None,
+    by: str | None,
+    kinds: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """Show the audit trail, newest first: everyone's, or USER's."""
+    userid = None if user is None else int(find(usp, user, by)["userid"])
+    with usp.events(
+        userid=userid,
+        kinds=list(kinds) or None,
+        since=None if since is None else moment(since, "--since"),
+        until=None if until is None else moment(until, "--until"),
+    ) as stream:
+        rows = list(itertools.islice(stream, limit))
+    if as_json:
+        print_json([row._asdict() for row in rows])
+        return
+    print_table(
+        ("id", "at (UTC)", "kind", "userid", "actor", "source", "session id", "detail"),
+        (
+            (
+                row.id,
+                timestamp(row.at),
+                row.kind,
+                "" if row.userid is None else row.userid,
+                row.actor or "",
+                row.source or "",
+                row.session_id or "",
+                json.dumps(row.detail, ensure_ascii=False, sort_keys=True),
+            )
+            for row in rows
+        ),
+    )
+
+
+@main.command()
+@click.argument("days", required=False)
+@with_userspace
+def retention(usp: UserSpace, days: str | None) -> None:
+    """Keep events DAYS days (default 90), or forever with "none"."""
+    if days is None:
+        raise BadCallError('give the number of days to keep events, or "none" for forever')
+    if days.lower() == "none":
+        usp.set_event_retention(None)
+        click.echo("events are kept forever")
+        return
+    try:
+        value = float(days)
+    except ValueError:
+        raise BadCallError(f'{days!r} is not a number of days or "none"') from None
+    usp.set_event_retention(value)
+    click.echo(f"events are kept {value:g} days")
+
+
+@main.group(cls=Group)
+def keys() -> None:
+    """How session keys are stored."""
+
+
+@keys.command(name="hash")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_userspace
+def keys_hash(usp: UserSpace, yes: bool) -> None:
+    """Keep only SHA-256 digests of session keys from now on (one-way).
+
+    Stored keys are converted in place while applications keep running; sessions
+    stay valid. Afterwards "listsessions" shows session ids instead of keys.
+    """
+    confirm_or_refuse("Keep only digests of session keys from now on? This cannot be undone", yes)
+
+    def report(converted: int) -> None:
+        click.echo(f"converted {converted} keys so far", err=True)
+
+    converted = usp.set_session_key_storage("hashed", progress=report)
+    click.echo(f"session keys are kept hashed; converted {converted} stored keys")
 
 
 @main.group(cls=Group)

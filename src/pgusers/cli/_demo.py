@@ -3,6 +3,7 @@
 import datetime as dt
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import click
@@ -95,6 +96,18 @@ def _tour(usp: UserSpace, conninfo: str, schema: str, place: str) -> None:
     sessions = list(usp.list_sessions(ada))
     say(f"ada has {len(sessions)} sessions: " + ", ".join(f"{k[:6]}…" for _, k, _ in sessions))
 
+    phone = usp.login("ada", ada_pw, source="198.51.100.20", user_agent="ExamplePhone/2.1").key
+    devices = ", ".join(
+        f"{row.session_id} ({row.user_agent or 'no agent'}{', this one' if row.current else ''})"
+        for row in usp.sessions(ada, key=phone)
+    )
+    say(f"ada's devices, by session id (never the key): {devices}")
+    others = usp.end_other_sessions(phone)
+    say(
+        f"'log out everywhere else' on the phone ended {others} sessions; "
+        f"the phone's own: {usp.check_key(phone).status.name}"
+    )
+
     with psycopg.connect(conninfo) as conn:
         stored = conn.execute(
             sql.SQL("SELECT password_hash FROM {}.users WHERE userid = %s").format(
@@ -117,6 +130,11 @@ def _tour(usp: UserSpace, conninfo: str, schema: str, place: str) -> None:
 
     ended = usp.kill_sessions(ada)
     say(f"ended {ended} sessions; check_key on the first key now: {usp.check_key(key).status.name}")
+    kinds = Counter(event.kind for event in usp.events())
+    say(
+        f"the audit trail holds {kinds.total()} events, each written with its change: "
+        + ", ".join(f"{kind} x{count}" for kind, count in sorted(kinds.items()))
+    )
     usp.delete_user(userid=ada)
     say(
         f"deleted ada: find_user -> {usp.find_user(username='ada')}; "
