@@ -349,7 +349,7 @@ def key_mode_rows(
     with psycopg.connect(conninfo, **DRIVER) as conn:
 
         def statement(text: str) -> Callable[[], object]:
-            params = {"key": key, "stored": stored_form(key)}
+            params = {"key": key, "stored": stored_form(key), "legacy": False}
             return lambda: conn.execute(text, {**params, "now": time.time()}).fetchone()
 
         results = timed(
@@ -567,6 +567,7 @@ def run(
     original: bool,
     redis_too: bool,
     login_count: int,
+    import_too: bool = True,
 ) -> list[Row]:
     rows: list[Row] = []
     execute(conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
@@ -652,6 +653,9 @@ def run(
                     )
                 )
 
+            if import_too:
+                rows.extend(import_rows(conninfo, sizes, floor))
+
             progress(f"purging {top} expired sessions")
             ended, seconds, worst = measure_purge(usp, conninfo, userid, top, key)
             rows.append(
@@ -669,6 +673,77 @@ def run(
             execute(
                 conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA))
             )
+    return rows
+
+
+LEGACY_DATABASE = "pgusers_bench_legacy"
+
+
+def make_legacy(conninfo: str, count: int) -> str:
+    """A database with pgusers 0.9's tables holding ``count`` users and as many live
+    sessions, written directly in 0.9's format; return its conninfo."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(LEGACY_DATABASE)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(LEGACY_DATABASE)))
+    target = psycopg.conninfo.make_conninfo(conninfo, dbname=LEGACY_DATABASE)
+    with psycopg.connect(target, autocommit=True) as conn:
+        conn.execute(
+            """CREATE TABLE users (userid serial primary key, username varchar(20),
+                email varchar(128), salt varchar(32), kpasswd varchar(128),
+                admin boolean not null default false, extra_data bytea);
+            CREATE TABLE sessions (userid integer, key varchar(32), expiration real,
+                extra_data bytea)"""
+        )
+        conn.execute(
+            """INSERT INTO users (username, email, salt, kpasswd, extra_data)
+            SELECT 'user' || i, 'user' || i || '@example.com', md5(i::text),
+                   repeat(md5((-i)::text), 4), '\\x80044e2e'::bytea
+            FROM generate_series(1, %s::int) i""",
+            (count,),
+        )
+        conn.execute(
+            """INSERT INTO sessions
+            SELECT i, md5('key' || i), extract(epoch FROM now()) + 864000, '\\x80044e2e'::bytea
+            FROM generate_series(1, %s::int) i""",
+            (count,),
+        )
+    return target
+
+
+def import_rows(conninfo: str, sizes: list[int], floor: float) -> list[Row]:
+    """import_legacy of 0.9 databases of two sizes, each in a fresh process, with the
+    process's peak memory."""
+    rows = []
+    for count in sorted({max(1, sizes[-1] // 10), sizes[-1]}):
+        progress(f"making a pgusers 0.9 database of {count} users and sessions")
+        target = make_legacy(conninfo, count)
+        progress(f"importing {count} users and {count} sessions")
+        try:
+            result = subprocess.run(
+                [sys.executable, str(HERE / "import_child.py"), target],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(LEGACY_DATABASE))
+                )
+        figures = json.loads(result.stdout)
+        rows.append(
+            Row(
+                "import_legacy (users + sessions)",
+                f"{figures['users']:,} + {figures['sessions']:,}",
+                figures["seconds"] * 1000,
+                None,
+                floor,
+                note=(
+                    f"peak memory {figures['peak_before_mb']:.0f} MB before, "
+                    f"{figures['peak_after_mb']:.0f} MB after"
+                ),
+            )
+        )
     return rows
 
 
@@ -706,6 +781,9 @@ def main() -> None:
         "--no-original", action="store_true", help=f"skip pgusers {ORIGINAL_VERSION}"
     )
     parser.add_argument("--no-redis", action="store_true", help="skip Redis")
+    parser.add_argument(
+        "--no-import", action="store_true", help="skip importing a pgusers 0.9 database"
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     with server(args.dsn or os.environ.get("PGUSERS_BENCH_DSN")) as conninfo:
@@ -716,6 +794,7 @@ def main() -> None:
             original=not args.no_original,
             redis_too=not args.no_redis,
             login_count=args.logins,
+            import_too=not args.no_import,
         )
     print(table(rows))
 

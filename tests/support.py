@@ -187,6 +187,7 @@ TABLES = (
     "tokens",
     "login_failures",
     "events",
+    "legacy_imports",
 )
 """Every table pgusers keeps in its schema."""
 

@@ -98,7 +98,7 @@ def test_change_password_of_an_unknown_user_is_not_found(core):
 def test_a_login_whose_session_insert_found_nothing_fails(core):
     operation = core.validate_user("ada", "pw", None)
     next(operation)
-    verify = operation.send((1, FAST_HASHER.hash("pw"), 0, 0, False, 0.0, None))
+    verify = operation.send((1, FAST_HASHER.hash("pw"), 0, 0, False, 0.0, False, None))
     insert = operation.send(verify.func(*verify.args))
     assert (insert.params["user_generation"], insert.params["space_generation"]) == (0, 0)
     assert finish(operation, (False, None, None)) == ("", False, None)

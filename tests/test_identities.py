@@ -194,3 +194,45 @@ def test_migration_2_and_later_rekey_every_user_and_keep_sessions(
         assert usp.check_key("k" * 43)[:3] == (pgusers.OK, "Jos\u00e9", 1)
         with pytest.raises(BadCallError, match="already exists"):
             usp.create_user("BOB", "pw", "bob2@x.org")
+
+
+ADDRESSES = [
+    "Ada.Lovelace@Example.COM",
+    "x+y@b\u00fccher.de",
+    "a_b-c%d@xn--bcher-kva.de",
+    "first.last@sub.example.org",
+    "a@localhost",
+    "a@example",
+    "a@EXAMPLE.invalid",
+    "a@-bad-.com",
+    "a@bad_domain.com",
+    "a@[192.0.2.1]",
+    ".a@example.com",
+    "a..b@example.com",
+    "a@example..com",
+    "x" * 64 + "@example.com",
+    "x" * 65 + "@example.com",
+    "a@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + "." + "e" * 57 + ".com",
+    "a@" + "b" * 64 + ".com",
+    "\u00e9l\u00e8ve@\u00e9cole.fr",
+    "user@\uff45xample.com",
+    "user@example.com.",
+]
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_the_remembered_domains_give_what_whole_validation_gives(address):
+    """identities remembers validated domains (an import checks a million addresses
+    of a few domains); an address must come out exactly as email-validator makes it
+    whole, or be refused the same."""
+    from email_validator import EmailNotValidError
+
+    try:
+        whole = identities._validated(address)
+    except EmailNotValidError:
+        whole = None
+    try:
+        fast = identities._normalized(address)
+    except EmailNotValidError:
+        fast = None
+    assert fast == whole

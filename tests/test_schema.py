@@ -75,7 +75,8 @@ def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
     plan = "\n".join(
         row[0]
         for row in sql_conn.execute(
-            "EXPLAIN " + query, {"key": "k" * 43, "stored": "sha256:" + "0" * 64, "now": 0.0}
+            "EXPLAIN " + query,
+            {"key": "k" * 43, "stored": "sha256:" + "0" * 64, "legacy": False, "now": 0.0},
         )
     )
     # The key is looked up in both its stored forms (as given, and as a digest).

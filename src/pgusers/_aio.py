@@ -20,6 +20,7 @@ from pgusers._results import (
     AsyncRows,
     CheckResult,
     Event,
+    ImportReport,
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
@@ -271,3 +272,17 @@ class AsyncUserSpace(Opening):
     async def set_event_retention(self, days: float | None) -> None:
         """See :meth:`pgusers.UserSpace.set_event_retention`."""
         await self._driver.run(self._core.set_event_retention, days)
+
+    async def import_legacy(
+        self,
+        from_schema: str = "public",
+        *,
+        dry_run: bool = False,
+        sessions: str = "keep",
+        on_conflict: str | Iterable[str] = (),
+        progress: Callable[[str, int], object] | None = None,
+    ) -> ImportReport:
+        """See :meth:`pgusers.UserSpace.import_legacy`."""
+        return await self._driver.run(
+            self._core.import_legacy, from_schema, dry_run, sessions, on_conflict, progress
+        )

@@ -38,3 +38,13 @@ class MigrationError(PgUsersError):
 class StoredDataError(PgUsersError):
     """Data read from the database cannot be decoded (written by other software,
     or damaged): for example an ``extra_data`` with an unknown ``$type`` tag."""
+
+
+class LegacyImportError(BadCallError):
+    """``import_legacy`` found legacy users that break pgusers' rules and no
+    resolution allowed for them: nothing was imported. ``report`` lists each
+    problem (an :class:`~pgusers.ImportReport`)."""
+
+    def __init__(self, message: str, report: object) -> None:
+        super().__init__(message)
+        self.report = report

@@ -119,6 +119,30 @@ class Event(NamedTuple):
     detail: dict[str, Any]
 
 
+class ImportReport(NamedTuple):
+    """What ``import_legacy`` did (or, with ``dry_run``, would do).
+
+    ``problems`` lists ``(userid, username, problem)`` for each rule a legacy user
+    broke (up to 100,000; ``problem_counts`` counts them all by kind);
+    ``resolutions`` lists ``(userid, problems, what was done)``;
+    ``opaque_extra_data`` the userids whose extra_data could not be read safely
+    and was kept as an opaque pickle (``opaque_session_data``: how many sessions').
+    """
+
+    from_schema: str
+    dry_run: bool
+    users: int
+    sessions: int
+    users_skipped: int
+    sessions_skipped: dict[str, int]
+    problems: tuple[tuple[int, str | None, str], ...]
+    problem_counts: dict[str, int]
+    resolutions: tuple[tuple[int, str, str], ...]
+    opaque_extra_data: tuple[int, ...]
+    opaque_session_data: int
+    seconds: float
+
+
 class LoginFailureRow(NamedTuple):
     """Failed logins counted for a login name or a source, as ``login_failures``
     yields them: ``kind`` is ``"name"`` (``subject`` is the folded username) or

@@ -14,6 +14,7 @@ from pgusers._registry import Registry
 from pgusers._results import (
     CheckResult,
     Event,
+    ImportReport,
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
@@ -306,6 +307,32 @@ class UserSpace(Opening):
         """Keep events ``days`` days (default 90; None: forever). Older events are
         removed a few at a time by the statements that write new ones."""
         self._driver.run(self._core.set_event_retention, days)
+
+    def import_legacy(
+        self,
+        from_schema: str = "public",
+        *,
+        dry_run: bool = False,
+        sessions: str = "keep",
+        on_conflict: str | Iterable[str] = (),
+        progress: Callable[[str, int], object] | None = None,
+    ) -> ImportReport:
+        """Import the users and sessions of a pgusers 0.9 database, whose tables are in
+        ``from_schema`` of this database, in one transaction; return what was done.
+
+        Users keep their userid, username, email, admin flag and extra_data, and log
+        in with their old password (upgraded to Argon2id at their first login). Live
+        sessions keep working until their old expiry (``sessions="end"`` imports
+        none). Legacy users that break pgusers' rules raise
+        :class:`~pgusers.LegacyImportError` listing each, unless ``on_conflict``
+        names resolutions: ``"suffix-usernames"``, ``"placeholder-emails"``,
+        ``"unusable-passwords"``, ``"skip-users"``. ``dry_run`` does everything,
+        then rolls back. ``progress(stage, count)`` is called as it goes. A second
+        import of the same schema is refused.
+        """
+        return self._driver.run(
+            self._core.import_legacy, from_schema, dry_run, sessions, on_conflict, progress
+        )
 
 
 @atexit.register

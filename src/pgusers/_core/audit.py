@@ -37,6 +37,8 @@ KINDS: Final = frozenset(
         "email.verified",
         "settings.changed",
         "events.purged",
+        "legacy.imported",
+        "legacy.resolved",
     }
 )
 """Every kind of event pgusers writes."""

@@ -37,6 +37,15 @@ SESSION_ID_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{16}")
 """What a session id looks like: 12 random bytes as URL-safe base64."""
 
 
+_LEGACY_SHAPE: Final = re.compile(r"[0-9a-f]{32}")
+
+
+def looks_like_legacy_key(text: str) -> bool:
+    """Tell whether ``text`` has the shape of a pgusers 0.9 key (32 lower-case hex
+    characters): such a key is looked up among imported sessions only."""
+    return _LEGACY_SHAPE.fullmatch(text) is not None
+
+
 def new_token() -> str:
     """Return a fresh one-time token (the same shape as a session key)."""
     return secrets.token_urlsafe(KEY_BYTES)

@@ -63,11 +63,16 @@ def _migration_4(schema: str) -> Operation[None]:
     yield Execute(queries.render(queries.MIGRATION_4, schema), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_5(schema: str) -> Operation[None]:
+    yield Execute(queries.render(queries.MIGRATION_5, schema), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

@@ -17,10 +17,12 @@ from psycopg.types.json import Jsonb
 
 from pgusers._core import audit, checks, identities, queries
 from pgusers._core.codec import Codec
+from pgusers._core.importer import RESOLUTIONS, SESSION_MODES, Importer
 from pgusers._core.keys import (
     SESSION_ID_SHAPE,
     STORED_PREFIX,
     digest,
+    looks_like_legacy_key,
     looks_like_session_key,
     new_session_key,
     new_token,
@@ -41,6 +43,7 @@ from pgusers._results import (
     THROTTLED,
     CheckResult,
     Event,
+    ImportReport,
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
@@ -439,11 +442,11 @@ class Core:
         query = self._sql(queries.LOGIN_LOOKUP, until=queries.THROTTLED_UNTIL, **LOGS)
         row = yield from self._logged(query, params)
         assert row is not None  # the statement always returns one row
-        userid, stored_hash, user_generation, space_generation, disabled, wait = row
+        userid, stored_hash, user_generation, space_generation, disabled, wait, legacy = row
         if wait > 0:  # refused without checking the password
             return LoginOutcome(THROTTLED, "", False, None, wait)
         params["userid"] = userid
-        verdict = yield Offload(self.passwords.verify, (stored_hash, attempt.secret))
+        verdict = yield Offload(self.passwords.verify, (stored_hash, attempt.secret, legacy))
         if not verdict.matches:
             query = self._sql(queries.RECORD_FAILURE, restart=queries.COUNT_RESTARTS, **LOGS)
             yield from self._logged(query, params)
@@ -531,9 +534,10 @@ class Core:
         return self._check_key(text)
 
     def _check_key(self, key: str) -> Operation[CheckResult]:
-        if not looks_like_session_key(key):
+        legacy = looks_like_legacy_key(key)
+        if not (legacy or looks_like_session_key(key)):
             return NO_SESSION
-        params = {"key": key, "stored": stored_form(key), "now": time.time()}
+        params = {"key": key, "stored": stored_form(key), "legacy": legacy, "now": time.time()}
         row = yield Execute(self._sql(queries.CHECK_KEY), params)
         if row is None:
             return NO_SESSION
@@ -677,9 +681,49 @@ class Core:
         return self._end_other_sessions(params)
 
     def _end_other_sessions(self, params: dict[str, Any]) -> Operation[int]:
-        if not looks_like_session_key(params["key"]):
+        if not (looks_like_session_key(params["key"]) or looks_like_legacy_key(params["key"])):
             return 0
         return (yield from self._count(self._sql(queries.END_OTHER_SESSIONS, **LOGS), params))
+
+    # -- importing from pgusers 0.9 ------------------------------------------------------
+
+    def import_legacy(
+        self,
+        from_schema: object,
+        dry_run: object,
+        sessions: object,
+        on_conflict: object,
+        progress: object,
+    ) -> Operation[ImportReport]:
+        source = checks.text(from_schema, "from_schema", 63)
+        if len(source.encode()) > 63:
+            raise BadCallError("from_schema is longer than PostgreSQL's 63-byte names")
+        if source == self.schema:
+            raise BadCallError(
+                f"from_schema {source!r} is pgusers' own schema; name the schema of the "
+                "pgusers 0.9 tables (usually 'public')"
+            )
+        if not isinstance(sessions, str) or sessions not in SESSION_MODES:
+            raise BadCallError(f"sessions must be {' or '.join(map(repr, SESSION_MODES))}")
+        allowed = [on_conflict] if isinstance(on_conflict, str) else on_conflict
+        if not isinstance(allowed, list | tuple | set | frozenset) or not all(
+            isinstance(name, str) and name in RESOLUTIONS for name in allowed
+        ):
+            raise BadCallError(
+                f"on_conflict must be resolutions from {', '.join(RESOLUTIONS)} (or none)"
+            )
+        if progress is not None and not callable(progress):
+            raise BadCallError("progress must be a callable taking a stage and a count")
+        importer = Importer(
+            self.schema,
+            source,
+            dry_run=checks.flag(dry_run, "dry_run"),
+            sessions=sessions,
+            resolutions=frozenset(allowed),
+            progress=progress,
+            audit=audit.parameters(time.time()),
+        )
+        return importer.run()
 
     # -- the audit trail ------------------------------------------------------------
 

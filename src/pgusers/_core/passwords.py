@@ -7,6 +7,8 @@ from functools import cache
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from pgusers._core import legacy
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
@@ -39,6 +41,9 @@ class Passwords:
     failed on: an unknown user is verified against a dummy hash (made here, so the
     first failure costs what every other does), and a wrong password against an
     outdated, cheaper hash is followed by a verification against the dummy too.
+    While a userspace holds hashes imported from pgusers 0.9 (PBKDF2), every failure
+    also costs one PBKDF2 verification, so that it takes the same time whichever
+    kind of hash the user has, or whether the user exists.
     """
 
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
@@ -57,6 +62,8 @@ class Passwords:
         return self.hasher.hash(password)
 
     def _matches(self, stored_hash: str, password: str) -> bool:
+        if legacy.is_legacy_hash(stored_hash):
+            return legacy.verify(stored_hash, password)
         try:
             return self.hasher.verify(stored_hash, password)
         except (VerificationError, InvalidHashError):
@@ -68,19 +75,31 @@ class Passwords:
         except InvalidHashError:
             return True
 
-    def verify(self, stored_hash: str | None, password: str) -> Verdict:
-        """Check ``password`` against ``stored_hash`` (None: an unknown user, never matches)."""
+    def verify(
+        self, stored_hash: str | None, password: str, legacy_present: bool = False
+    ) -> Verdict:
+        """Check ``password`` against ``stored_hash`` (None: an unknown user, never
+        matches); ``legacy_present``: the userspace holds legacy hashes."""
         if stored_hash is None:
-            self._matches(self._dummy_hash, password)
+            self._fail(password, legacy_present)
             return Verdict(matches=False)
         outdated = self._outdated(stored_hash)
         if not self._matches(stored_hash, password):
-            if outdated:
+            # Make up the work of whatever a failure against another hash would cost.
+            if legacy.is_legacy_hash(stored_hash) or outdated:
                 self._matches(self._dummy_hash, password)
+            if legacy_present and not legacy.is_legacy_hash(stored_hash):
+                legacy.verify(legacy.DUMMY_HASH, password)
             return Verdict(matches=False)
         if outdated:
             return Verdict(matches=True, upgraded_hash=self.hasher.hash(password))
         return Verdict(matches=True)
+
+    def _fail(self, password: str, legacy_present: bool) -> None:
+        """Spend what a failure against the costliest stored hash would."""
+        self._matches(self._dummy_hash, password)
+        if legacy_present:
+            legacy.verify(legacy.DUMMY_HASH, password)
 
     def verify_and_hash(self, stored_hash: str, old: str, new: str) -> str | None:
         """Return the hash of ``new`` if ``old`` matches ``stored_hash``, else None."""

@@ -160,6 +160,25 @@ MIGRATION_4: Final = """
     CREATE INDEX events_userid_idx ON {schema}.events (userid, id);
 """
 
+# Version 5: sessions imported from pgusers 0.9 (legacy keys, which were
+# predictable) never outlive their imported expiry (ends_at); users whose hash is
+# still 0.9's PBKDF2 are found through a partial index, so a login can tell at once
+# whether any remain; each import records that it ran.
+MIGRATION_5: Final = """
+    ALTER TABLE {schema}.sessions
+        ADD COLUMN ends_at timestamptz,
+        ADD COLUMN legacy boolean NOT NULL DEFAULT false;
+    CREATE INDEX users_legacy_hash_idx ON {schema}.users (userid)
+        WHERE starts_with(password_hash, '$pbkdf2-sha512$');
+    CREATE TABLE {schema}.legacy_imports (
+        from_schema text PRIMARY KEY,
+        at          timestamptz NOT NULL,
+        users       bigint NOT NULL,
+        sessions    bigint NOT NULL,
+        report      jsonb NOT NULL
+    );
+"""
+
 SCHEMA_VERSION_TABLE: Final = "SELECT to_regclass(%s) IS NOT NULL"
 READ_SCHEMA_VERSION: Final = "SELECT version FROM {schema}.schema_version"
 BEGIN: Final = "BEGIN"
@@ -293,7 +312,11 @@ LOGIN_LOOKUP: Final = """
                greatest(0, extract(epoch FROM (
                    SELECT max({until}) FROM {schema}.login_failures f
                    WHERE f.subject IN (%(name_subject)s, %(source_subject)s)
-               ) - to_timestamp(%(now)s)))::float8 AS wait
+               ) - to_timestamp(%(now)s)))::float8 AS wait,
+               EXISTS (
+                   SELECT 1 FROM {schema}.users
+                   WHERE starts_with(password_hash, '$pbkdf2-sha512$')
+               ) AS legacy_present
         FROM {schema}.settings t
         LEFT JOIN {schema}.users u ON u.username_key = %(name_key)s
     ), happened AS (
@@ -301,7 +324,8 @@ LOGIN_LOOKUP: Final = """
                jsonb_build_object('retry_after', wait) AS detail
         FROM looked WHERE wait > 0
     ), {log}
-    SELECT userid, password_hash, user_generation, space_generation, disabled, wait, {logged}
+    SELECT userid, password_hash, user_generation, space_generation, disabled, wait,
+           legacy_present, {logged}
     FROM looked
 """
 
@@ -671,8 +695,10 @@ OPEN_SESSION: Final = """
 # The per-request hot path, in one statement and one round trip: find the session
 # by its key (as given, or its digest: both are tried, so the statement is the same
 # in either storage mode and while keys are converted); if it is alive, slide its
-# expiry to now + TTL (never past created_at + the maximum age, when one is set)
-# and record when it was last seen, but only when the stored expiry is more than
+# expiry to now + TTL (never past created_at + the maximum age, when one is set,
+# nor past the end of a session imported from pgusers 0.9, whose key has the old
+# shape: such a key is looked up among imported sessions only) and record when it
+# was last seen, but only when the stored expiry is more than
 # min(60 s, TTL / 100) short of that or past it, so a busy session is written at
 # most about once a minute; and commit that write without waiting for the WAL flush
 # (losing a slide in a crash only shortens a session); if it has expired, delete it.
@@ -683,15 +709,17 @@ CHECK_KEY: Final = """
         SELECT s.userid, s.expires_at, s.extra_data, u.username, t.session_ttl,
                to_timestamp(%(now)s) AS now,
                least(to_timestamp(%(now)s) + make_interval(secs => t.session_ttl),
-                     s.created_at + make_interval(secs => t.session_max_age)) AS target,
+                     s.created_at + make_interval(secs => t.session_max_age),
+                     s.ends_at) AS target,
                s.generation = u.generation + t.generation AND NOT u.disabled AS current,
                s.expires_at > to_timestamp(%(now)s) AND coalesce(
                    s.created_at + make_interval(secs => t.session_max_age)
-                   > to_timestamp(%(now)s), true) AS alive
+                   > to_timestamp(%(now)s), true)
+                   AND coalesce(s.ends_at > to_timestamp(%(now)s), true) AS alive
         FROM {schema}.sessions s
         JOIN {schema}.users u ON u.userid = s.userid
         CROSS JOIN {schema}.settings t
-        WHERE s.key IN (%(key)s, %(stored)s)
+        WHERE s.key IN (%(key)s, %(stored)s) AND s.legacy = %(legacy)s
     ), slid AS (
         UPDATE {schema}.sessions s
         SET expires_at = f.target, last_seen_at = f.now
@@ -708,7 +736,7 @@ CHECK_KEY: Final = """
 """
 
 SESSION_EXPIRY: Final = (
-    "least(s.expires_at, s.created_at + make_interval(secs => t.session_max_age))"
+    "least(s.expires_at, s.created_at + make_interval(secs => t.session_max_age), s.ends_at)"
 )
 """When a session ends unless it is used (the maximum age included)."""
 
@@ -797,6 +825,7 @@ END_OTHER_SESSIONS: Final = """
           AND s.expires_at > to_timestamp(%(now)s)
           AND coalesce(s.created_at + make_interval(secs => t.session_max_age)
                        > to_timestamp(%(now)s), true)
+          AND coalesce(s.ends_at > to_timestamp(%(now)s), true)
     ), moved AS (
         UPDATE {schema}.users u SET generation = u.generation + 1
         FROM mine c WHERE u.userid = c.userid
@@ -870,6 +899,205 @@ CONVERT_KEYS: Final = """
 CONVERT_BATCH: Final = 5000
 
 
+# -- importing from pgusers 0.9 ------------------------------------------------------
+
+# The legacy tables are named by {legacy} (the schema given to import_legacy,
+# quoted like {schema}). The import runs in one transaction: users are read in
+# pages, checked and converted in Python, and staged in a temporary table, where
+# set-based statements find duplicates and conflicts before anything is written.
+
+LEGACY_COLUMNS: Final = """
+    SELECT table_name::text, array_agg(column_name::text ORDER BY ordinal_position)
+    FROM information_schema.columns
+    WHERE table_schema = %(from_schema)s AND table_name IN ('users', 'sessions')
+    GROUP BY table_name
+"""
+PREVIOUS_IMPORT: Final = """
+    SELECT extract(epoch FROM at)::float8, users, sessions FROM {schema}.legacy_imports
+    WHERE from_schema = %(from_schema)s
+"""
+LOCK_IMPORT: Final = "SELECT pg_advisory_xact_lock(%s)"
+
+STAGE: Final = """
+    CREATE TEMPORARY TABLE pgusers_legacy_stage (
+        userid        bigint PRIMARY KEY,
+        username      text,
+        username_key  text COLLATE "C",
+        skeleton      text COLLATE "C",
+        email         text,
+        email_key     text COLLATE "C",
+        password_hash text,
+        admin         boolean NOT NULL,
+        extra_data    jsonb,
+        own_problems  jsonb NOT NULL,
+        problems      jsonb NOT NULL,
+        skipped       boolean NOT NULL DEFAULT false
+    ) ON COMMIT DROP
+"""
+LEGACY_USERS_PAGE: Final = """
+    SELECT userid, username, email, salt, kpasswd, admin, extra_data
+    FROM {legacy}.users WHERE userid > %s ORDER BY userid LIMIT %s
+"""
+STAGE_USERS: Final = """
+    INSERT INTO pgusers_legacy_stage (
+        userid, username, username_key, skeleton, email, email_key, password_hash, admin,
+        extra_data, own_problems, problems
+    )
+    SELECT v.*, v.own_problems FROM unnest(
+        %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+        %s::boolean[], %s::jsonb[], %s::jsonb[]
+    ) AS v(userid, username, username_key, skeleton, email, email_key, password_hash, admin,
+           extra_data, own_problems)
+"""
+RESET_PROBLEMS: Final = """
+    UPDATE pgusers_legacy_stage SET problems = own_problems
+    WHERE NOT skipped AND problems <> own_problems
+"""
+# All but the lowest userid of each group sharing a value are marked.
+MARK_DUPLICATES: Final = """
+    UPDATE pgusers_legacy_stage s
+    SET problems = s.problems || to_jsonb(%(problem)s || ' (as userid ' || d.first || ')')
+    FROM (
+        SELECT userid, min(userid) OVER (PARTITION BY {column}) AS first
+        FROM pgusers_legacy_stage WHERE {column} IS NOT NULL AND NOT skipped
+    ) d
+    WHERE d.userid = s.userid AND d.userid <> d.first
+"""
+DUPLICATE_COLUMNS: Final = {
+    "username_key": "username_key",
+    "skeleton": "skeleton",
+    "email_key": "email_key",
+}
+MARK_TAKEN: Final = """
+    UPDATE pgusers_legacy_stage s
+    SET problems = s.problems || to_jsonb(%(problem)s || ' (by userid ' || u.userid || ')')
+    FROM {schema}.users u
+    WHERE {match} AND NOT s.skipped
+"""
+TAKEN_MATCHES: Final = {
+    "userid": "u.userid = s.userid",
+    "username": "u.username_key = s.username_key",
+    "look-alike username": "u.username_skeleton = s.skeleton AND u.username_key <> s.username_key",
+    "email": "u.email_key = s.email_key",
+}
+PROBLEM_PAGE: Final = """
+    SELECT userid, username, email, password_hash IS NULL, problems FROM pgusers_legacy_stage
+    WHERE userid > %s AND NOT skipped AND jsonb_array_length(problems) > 0
+    ORDER BY userid LIMIT %s
+"""
+RESOLVE: Final = """
+    UPDATE pgusers_legacy_stage s SET
+        username = coalesce(v.username, s.username),
+        username_key = coalesce(v.username_key, s.username_key),
+        skeleton = coalesce(v.skeleton, s.skeleton),
+        email = coalesce(v.email, s.email),
+        email_key = coalesce(v.email_key, s.email_key),
+        password_hash = coalesce(v.password_hash, s.password_hash),
+        own_problems = v.own_problems, skipped = v.skipped
+    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                %s::text[], %s::jsonb[], %s::boolean[])
+        AS v(userid, username, username_key, skeleton, email, email_key, password_hash,
+             own_problems, skipped)
+    WHERE s.userid = v.userid
+"""
+COPY_USERS: Final = """
+    INSERT INTO {schema}.users (
+        userid, username, username_key, username_skeleton, email, email_key, password_hash,
+        admin, extra_data, email_verified, created_at
+    )
+    OVERRIDING SYSTEM VALUE
+    SELECT userid, username, username_key, skeleton, email, email_key, password_hash, admin,
+           extra_data, false, to_timestamp(%(now)s)
+    FROM pgusers_legacy_stage WHERE NOT skipped
+"""
+# The next userid follows the largest of pgusers' own, the legacy table's and what
+# the legacy sequence handed out, so the ids of deleted legacy users never return.
+MOVE_USERIDS: Final = """
+    SELECT setval(pg_get_serial_sequence(%(users)s, 'userid'), greatest(
+        (SELECT max(userid) FROM {schema}.users),
+        (SELECT max(userid) FROM {legacy}.users),
+        (SELECT pg_sequence_last_value(pg_get_serial_sequence(%(legacy_users)s, 'userid'))),
+        1))
+"""
+COUNT_LEGACY_SESSIONS: Final = """
+    SELECT count(*),
+           count(*) FILTER (WHERE s.userid IS NULL),
+           count(*) FILTER (WHERE s.skipped),
+           count(*) FILTER (WHERE NOT s.skipped AND NOT {key_shape}),
+           count(*) FILTER (WHERE NOT s.skipped AND {key_shape}
+                            AND NOT coalesce(l.expiration::float8 > %(now)s, false))
+    FROM {legacy}.sessions l LEFT JOIN pgusers_legacy_stage s ON s.userid = l.userid
+"""
+LEGACY_KEY_SHAPE: Final = "(length(l.key) = 32 AND l.key ~ '^[0-9a-f]+$')"
+"""A key as pgusers 0.9 made it: 32 lower-case hex characters."""
+# The live sessions of imported users; of two rows with the same key (0.9 did not
+# prevent it), the later-expiring one.
+LIVE_SESSIONS: Final = """
+    CREATE TEMPORARY TABLE pgusers_legacy_live ON COMMIT DROP AS
+    SELECT DISTINCT ON (l.key) l.key, l.userid, l.expiration::float8 AS expiration,
+           l.extra_data
+    FROM {legacy}.sessions l
+    JOIN pgusers_legacy_stage s ON s.userid = l.userid AND NOT s.skipped
+    WHERE {key_shape} AND l.expiration::float8 > %(now)s
+    ORDER BY l.key, l.expiration DESC
+"""
+NO_DATA: Final = """(v.extra_data IS NULL OR v.extra_data IN (
+    '\\x4e2e'::bytea, '\\x80024e2e', '\\x80034e2e', '\\x80044e2e', '\\x80054e2e'))"""
+"""A session whose extra_data is none, or None pickled (by any protocol)."""
+COPY_PLAIN_SESSIONS: Final = """
+    INSERT INTO {schema}.sessions (
+        key, userid, created_at, expires_at, ends_at, extra_data, generation, legacy
+    )
+    SELECT CASE WHEN t.key_storage = 'hashed'
+                THEN %(prefix)s || encode(sha256(convert_to(v.key, 'UTF8')), 'hex')
+                ELSE v.key END,
+           v.userid, to_timestamp(%(now)s), to_timestamp(v.expiration),
+           to_timestamp(v.expiration), NULL, u.generation + t.generation, true
+    FROM pgusers_legacy_live v
+    JOIN {schema}.users u ON u.userid = v.userid
+    CROSS JOIN {schema}.settings t
+    WHERE {plain}
+"""
+OPEN_LIVE_SESSIONS: Final = """
+    DECLARE pgusers_legacy_sessions NO SCROLL CURSOR FOR
+    SELECT v.key, v.userid, v.expiration, v.extra_data FROM pgusers_legacy_live v
+    WHERE NOT {plain}
+"""
+NEXT_LEGACY_SESSIONS: Final = "FETCH 5000 FROM pgusers_legacy_sessions"
+"""The next IMPORT_BATCH sessions (FETCH takes no parameter)."""
+COPY_SESSIONS: Final = """
+    INSERT INTO {schema}.sessions (
+        key, userid, created_at, expires_at, ends_at, extra_data, generation, legacy
+    )
+    SELECT CASE WHEN t.key_storage = 'hashed'
+                THEN %(prefix)s || encode(sha256(convert_to(v.key, 'UTF8')), 'hex')
+                ELSE v.key END,
+           v.userid, to_timestamp(%(now)s), to_timestamp(v.expiration),
+           to_timestamp(v.expiration), v.extra_data, u.generation + t.generation, true
+    FROM unnest(%(keys)s::text[], %(userids)s::bigint[], %(expirations)s::float8[],
+                %(extra)s::jsonb[]) AS v(key, userid, expiration, extra_data)
+    JOIN {schema}.users u ON u.userid = v.userid
+    CROSS JOIN {schema}.settings t
+"""
+RECORD_IMPORT: Final = """
+    WITH recorded AS (
+        INSERT INTO {schema}.legacy_imports (from_schema, at, users, sessions, report)
+        VALUES (%(from_schema)s, to_timestamp(%(now)s), %(users)s, %(sessions)s, %(report)s)
+        RETURNING 1
+    ), happened AS (
+        SELECT 'legacy.imported' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               %(summary)s::jsonb AS detail
+        FROM recorded
+        UNION ALL
+        SELECT 'legacy.resolved', r.userid, NULL, r.detail
+        FROM unnest(%(resolved_userids)s::bigint[], %(resolved_details)s::jsonb[])
+            AS r(userid, detail)
+    ), {log}
+    SELECT {logged}
+"""
+IMPORT_BATCH: Final = 5000
+
+
 @cache
 def render(template: str, schema: str, **fragments: str) -> str:
     """Return ``template`` with the schema quoted as an identifier and ``fragments``
@@ -877,6 +1105,15 @@ def render(template: str, schema: str, **fragments: str) -> str:
     name = sql.Identifier(schema)
     parts = {part: sql.SQL(text).format(schema=name) for part, text in fragments.items()}
     return sql.SQL(template).format(schema=name, **parts).as_string()
+
+
+@cache
+def render_legacy(template: str, schema: str, legacy: str, **fragments: str) -> str:
+    """:func:`render`, with ``{legacy}`` as well: the schema of pgusers 0.9's tables,
+    quoted as an identifier."""
+    names = {"schema": sql.Identifier(schema), "legacy": sql.Identifier(legacy)}
+    parts = {part: sql.SQL(text).format(**names) for part, text in fragments.items()}
+    return sql.SQL(template).format(**names, **parts).as_string()
 
 
 def conjunction(fragments: list[str]) -> str:

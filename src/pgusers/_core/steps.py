@@ -40,10 +40,14 @@ class Execute:
 
 @dataclass(frozen=True, slots=True)
 class Offload:
-    """Run ``func(*args)`` away from the event loop and send back its result."""
+    """Run ``func(*args)`` away from the event loop and send back its result.
+
+    The connection of the steps before is given back to the pool meanwhile, unless
+    ``in_transaction``: then the work is part of a transaction still open on it."""
 
     func: Callable[..., Any]
     args: tuple[Any, ...] = ()
+    in_transaction: bool = False
 
 
 Step = Execute | Offload

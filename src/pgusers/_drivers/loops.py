@@ -153,7 +153,7 @@ class SyncDriver:
                         continue
                 else:
                     # A connection is held only while SQL runs, not while a hash is made.
-                    if conn is not None:
+                    if conn is not None and not step.in_transaction:
                         release(conn)
                         conn = None
                     result = step.func(*step.args)
@@ -353,7 +353,7 @@ class AsyncDriver:
                         continue
                 else:
                     # Hashing runs in a worker thread, holding no connection.
-                    if conn is not None:
+                    if conn is not None and not step.in_transaction:
                         await release(conn)
                         conn = None
                     loop = asyncio.get_running_loop()
