@@ -117,3 +117,41 @@ def test_check_key_of_a_session_ended_by_a_race_is_not_found(core):
     operation = core.check_key(key)
     next(operation)
     assert finish(operation, (True, True, "ada", 1, None, 864000.0)) == (OK, "ada", 1, None)
+
+
+def test_a_failed_login_costs_the_same_work_whatever_the_hash(monkeypatch):
+    """While legacy (PBKDF2) hashes remain, a failure costs one Argon2id and one PBKDF2
+    verification whatever the user's hash, or whether the user exists; without them,
+    one Argon2id. Counted on the real functions, which still run."""
+    from argon2 import PasswordHasher
+
+    from pgusers._core import legacy
+    from pgusers._core.passwords import Passwords
+
+    calls = {"argon2": 0, "pbkdf2": 0}
+    real_pbkdf2 = legacy.verify
+
+    class Counting(PasswordHasher):
+        def verify(self, stored, password):
+            calls["argon2"] += 1
+            return super().verify(stored, password)
+
+    def pbkdf2(*args):
+        calls["pbkdf2"] += 1
+        return real_pbkdf2(*args)
+
+    passwords = Passwords(Counting(time_cost=1, memory_cost=1024, parallelism=1))
+    monkeypatch.setattr(legacy, "verify", pbkdf2)
+    old = legacy.stored_hash("ab" * 16, "cd" * 64)
+    new = FAST_HASHER.hash("right")
+    cases = [
+        (None, True, (1, 1)),
+        (new, True, (1, 1)),
+        (old, True, (1, 1)),
+        (None, False, (1, 0)),
+        (new, False, (1, 0)),
+    ]
+    for stored, legacy_present, expected in cases:
+        calls.update(argon2=0, pbkdf2=0)
+        assert passwords.verify(stored, "wrong", legacy_present).matches is False
+        assert (calls["argon2"], calls["pbkdf2"]) == expected, (stored, legacy_present)
