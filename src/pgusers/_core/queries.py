@@ -206,7 +206,8 @@ WRITE_SCHEMA_VERSION: Final = "UPDATE {schema}.schema_version SET version = %s"
 # committed exactly when its change is. The statement returns them as its last
 # column ({logged}), for the ``pgusers.events`` logger. A statement that writes
 # events also removes up to 100 events older than the retention period, so old
-# events go as part of normal work.
+# events go as part of normal work (the cutoff is a scalar subquery, so that the
+# index on events.at finds them, or that there are none, at once).
 LOG_EVENTS: Final = """logged AS (
         INSERT INTO {schema}.events (at, kind, userid, actor, source, session_id, detail)
         SELECT to_timestamp(%(now)s), h.kind, h.userid, %(actor)s::text, %(event_source)s::text,
@@ -216,9 +217,10 @@ LOG_EVENTS: Final = """logged AS (
                   session_id, detail
     ), retired AS (
         DELETE FROM {schema}.events WHERE id IN (
-            SELECT e.id FROM {schema}.events e, {schema}.settings t
+            SELECT e.id FROM {schema}.events e
             WHERE EXISTS (SELECT 1 FROM happened)
-              AND e.at < to_timestamp(%(now)s) - make_interval(secs => t.event_retention * 86400)
+              AND e.at < to_timestamp(%(now)s) - make_interval(
+                  secs => (SELECT event_retention FROM {schema}.settings) * 86400)
             ORDER BY e.at
             LIMIT 100
             FOR UPDATE OF e SKIP LOCKED
@@ -322,7 +324,10 @@ LOGIN_LOOKUP: Final = """
     ), happened AS (
         SELECT 'login.throttled' AS kind, userid, NULL::text AS session_id,
                jsonb_build_object('retry_after', wait) AS detail
-        FROM looked WHERE wait > 0
+        FROM looked
+        -- A refusal changes nothing, so its event does not wait for the WAL flush
+        -- (a crash may lose it): the throttle stays cheap to hold against a flood.
+        WHERE wait > 0 AND set_config('synchronous_commit', 'off', true) IS NOT NULL
     ), {log}
     SELECT userid, password_hash, user_generation, space_generation, disabled, wait,
            legacy_present, {logged}
