@@ -373,6 +373,8 @@ def key_mode_rows(
         started = time.perf_counter()
         converted = usp.set_session_key_storage("hashed")
         seconds = time.perf_counter() - started
+        # Converting rewrites every row: what autovacuum then does, done at once.
+        execute(conninfo, f"VACUUM ANALYZE {SCHEMA}.sessions")
         rows.append(
             Row(
                 'set_session_key_storage("hashed")',
@@ -747,6 +749,31 @@ def import_rows(conninfo: str, sizes: list[int], floor: float) -> list[Row]:
     return rows
 
 
+def run_only(conninfo: str, part: str, *, sizes: list[int], iterations: int) -> list[Row]:
+    """One part of the benchmark on its own: "keys" (check_key with keys as given
+    and as digests, at the largest size) or "import" (import_legacy)."""
+    execute(conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
+    usp = pgusers.UserSpace(conninfo=conninfo, schema=SCHEMA, hasher=CHEAP_HASHER)
+    with floor_call(conninfo) as select_one:
+        try:
+            ((floor, _),) = timed(select_one, iterations=iterations)
+            rows = [Row("SELECT 1 (the floor)", "-", floor, None, floor)]
+            if part == "import":
+                return rows + import_rows(conninfo, sizes, floor)
+            userid = usp.create_user("bench", "bench-password", "bench@example.com")
+            key = usp.validate_user("bench", "bench-password")[0]
+            progress(f"filling {sizes[-1]} sessions")
+            fill_sessions(conninfo, userid, 1, sizes[-1])
+            return rows + key_mode_rows(
+                usp, conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
+            )
+        finally:
+            usp.close()
+            execute(
+                conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA))
+            )
+
+
 def number(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}" if value < 10 else f"{value:,.1f}"
 
@@ -784,9 +811,17 @@ def main() -> None:
     parser.add_argument(
         "--no-import", action="store_true", help="skip importing a pgusers 0.9 database"
     )
+    parser.add_argument(
+        "--only",
+        choices=("keys", "import"),
+        help="run one part on its own: check_key in both key modes, or the import",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     with server(args.dsn or os.environ.get("PGUSERS_BENCH_DSN")) as conninfo:
+        if args.only:
+            print(table(run_only(conninfo, args.only, sizes=sizes, iterations=args.iterations)))
+            return
         rows = run(
             conninfo,
             sizes=sizes,
