@@ -417,16 +417,13 @@ class Importer:
         # Sessions without data (most) go over in one statement; the others pass
         # through Python, which reads their pickles.
         imported = yield Execute(
-            self._sql(queries.COPY_PLAIN_SESSIONS, plain=queries.NO_DATA),
+            self._sql(queries.COPY_SESSIONS, rows=queries.PLAIN_LIVE_SESSIONS),
             {"now": now, "prefix": STORED_PREFIX},
             Fetch.ROWCOUNT,
         )
         self._say("sessions imported", imported)
-        yield Execute(
-            queries.render(queries.OPEN_LIVE_SESSIONS, self.schema, plain=queries.NO_DATA),
-            fetch=Fetch.ROWCOUNT,
-        )
-        insert = self._sql(queries.COPY_SESSIONS)
+        yield Execute(queries.OPEN_LIVE_SESSIONS, fetch=Fetch.ROWCOUNT)
+        insert = self._sql(queries.COPY_SESSIONS, rows=queries.CONVERTED_SESSIONS)
         while True:
             rows = yield Execute(queries.NEXT_LEGACY_SESSIONS, fetch=Fetch.ALL)
             if not rows:

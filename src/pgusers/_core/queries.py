@@ -1035,41 +1035,27 @@ COUNT_LEGACY_SESSIONS: Final = """
 """
 LEGACY_KEY_SHAPE: Final = "(length(l.key) = 32 AND l.key ~ '^[0-9a-f]+$')"
 """A key as pgusers 0.9 made it: 32 lower-case hex characters."""
-# The live sessions of imported users; of two rows with the same key (0.9 did not
-# prevent it), the later-expiring one.
 LIVE_SESSIONS: Final = """
     CREATE TEMPORARY TABLE pgusers_legacy_live ON COMMIT DROP AS
     SELECT DISTINCT ON (l.key) l.key, l.userid, l.expiration::float8 AS expiration,
-           l.extra_data
+           l.extra_data,
+           l.extra_data IS NULL OR l.extra_data IN (
+               '\\x4e2e'::bytea, '\\x80024e2e', '\\x80034e2e', '\\x80044e2e', '\\x80054e2e'
+           ) AS plain
     FROM {legacy}.sessions l
     JOIN pgusers_legacy_stage s ON s.userid = l.userid AND NOT s.skipped
     WHERE {key_shape} AND l.expiration::float8 > %(now)s
     ORDER BY l.key, l.expiration DESC
 """
-NO_DATA: Final = """(v.extra_data IS NULL OR v.extra_data IN (
-    '\\x4e2e'::bytea, '\\x80024e2e', '\\x80034e2e', '\\x80044e2e', '\\x80054e2e'))"""
-"""A session whose extra_data is none, or None pickled (by any protocol)."""
-COPY_PLAIN_SESSIONS: Final = """
-    INSERT INTO {schema}.sessions (
-        key, userid, created_at, expires_at, ends_at, extra_data, generation, legacy
-    )
-    SELECT CASE WHEN t.key_storage = 'hashed'
-                THEN %(prefix)s || encode(sha256(convert_to(v.key, 'UTF8')), 'hex')
-                ELSE v.key END,
-           v.userid, to_timestamp(%(now)s), to_timestamp(v.expiration),
-           to_timestamp(v.expiration), NULL, u.generation + t.generation, true
-    FROM pgusers_legacy_live v
-    JOIN {schema}.users u ON u.userid = v.userid
-    CROSS JOIN {schema}.settings t
-    WHERE {plain}
-"""
+"""The live sessions of imported users (of two rows with the same key, which 0.9 did
+not prevent, the later-expiring one); ``plain``: no data, or None pickled (by any
+protocol), so Python need not read it."""
 OPEN_LIVE_SESSIONS: Final = """
     DECLARE pgusers_legacy_sessions NO SCROLL CURSOR FOR
-    SELECT v.key, v.userid, v.expiration, v.extra_data FROM pgusers_legacy_live v
-    WHERE NOT {plain}
+    SELECT key, userid, expiration, extra_data FROM pgusers_legacy_live WHERE NOT plain
 """
-NEXT_LEGACY_SESSIONS: Final = "FETCH 5000 FROM pgusers_legacy_sessions"
-"""The next IMPORT_BATCH sessions (FETCH takes no parameter)."""
+# Imported sessions, from {rows}: their key stored as the userspace keeps keys, and
+# their 0.9 expiry as the end they never slide past.
 COPY_SESSIONS: Final = """
     INSERT INTO {schema}.sessions (
         key, userid, created_at, expires_at, ends_at, extra_data, generation, legacy
@@ -1079,11 +1065,19 @@ COPY_SESSIONS: Final = """
                 ELSE v.key END,
            v.userid, to_timestamp(%(now)s), to_timestamp(v.expiration),
            to_timestamp(v.expiration), v.extra_data, u.generation + t.generation, true
-    FROM unnest(%(keys)s::text[], %(userids)s::bigint[], %(expirations)s::float8[],
-                %(extra)s::jsonb[]) AS v(key, userid, expiration, extra_data)
+    FROM {rows}
     JOIN {schema}.users u ON u.userid = v.userid
     CROSS JOIN {schema}.settings t
 """
+PLAIN_LIVE_SESSIONS: Final = """(
+    SELECT key, userid, expiration, NULL::jsonb AS extra_data
+    FROM pgusers_legacy_live WHERE plain) AS v"""
+"""COPY_SESSIONS' {rows}: the live sessions without data, copied in one statement."""
+CONVERTED_SESSIONS: Final = """unnest(%(keys)s::text[], %(userids)s::bigint[],
+    %(expirations)s::float8[], %(extra)s::jsonb[]) AS v(key, userid, expiration, extra_data)"""
+"""COPY_SESSIONS' {rows}: a page of sessions whose data Python converted."""
+NEXT_LEGACY_SESSIONS: Final = "FETCH 5000 FROM pgusers_legacy_sessions"
+"""The next IMPORT_BATCH sessions (FETCH takes no parameter)."""
 RECORD_IMPORT: Final = """
     WITH recorded AS (
         INSERT INTO {schema}.legacy_imports (from_schema, at, users, sessions, report)

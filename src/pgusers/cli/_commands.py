@@ -515,23 +515,29 @@ def ttl(usp: UserSpace, seconds: float | None) -> None:
     click.echo(f"session TTL: {usp.ttl:g} s ({dt.timedelta(seconds=usp.ttl)})")
 
 
+def number_or_none(text: str | None, unit: str, meaning: str) -> float | None:
+    """Read a setting's value from the command line: a number of ``unit``, or "none"."""
+    if text is None:
+        raise BadCallError(f'give a number of {unit}, or "none" for {meaning}')
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise BadCallError(f'{text!r} is not a number of {unit} or "none"') from None
+
+
 @main.command()
 @click.argument("seconds", required=False)
 @with_userspace
 def maxage(usp: UserSpace, seconds: str | None) -> None:
     """Set the maximum age of sessions to SECONDS after their login, or "none"."""
-    if seconds is None:
-        raise BadCallError('give the maximum age in seconds, or "none" for no limit')
-    if seconds.lower() == "none":
-        usp.set_session_max_age(None)
-        click.echo("sessions have no maximum age")
-        return
-    try:
-        value = float(seconds)
-    except ValueError:
-        raise BadCallError(f'{seconds!r} is not a number of seconds or "none"') from None
+    value = number_or_none(seconds, "seconds", "no limit")
     usp.set_session_max_age(value)
-    click.echo(f"sessions end {value:g} s ({dt.timedelta(seconds=value)}) after their login")
+    if value is None:
+        click.echo("sessions have no maximum age")
+    else:
+        click.echo(f"sessions end {value:g} s ({dt.timedelta(seconds=value)}) after their login")
 
 
 @main.command()
@@ -636,18 +642,9 @@ def events(
 @with_userspace
 def retention(usp: UserSpace, days: str | None) -> None:
     """Keep events DAYS days (default 90), or forever with "none"."""
-    if days is None:
-        raise BadCallError('give the number of days to keep events, or "none" for forever')
-    if days.lower() == "none":
-        usp.set_event_retention(None)
-        click.echo("events are kept forever")
-        return
-    try:
-        value = float(days)
-    except ValueError:
-        raise BadCallError(f'{days!r} is not a number of days or "none"') from None
+    value = number_or_none(days, "days", "forever")
     usp.set_event_retention(value)
-    click.echo(f"events are kept {value:g} days")
+    click.echo("events are kept forever" if value is None else f"events are kept {value:g} days")
 
 
 @main.group(cls=Group)
