@@ -107,6 +107,14 @@ def execute(
         conn.execute(statement, params)  # type: ignore[arg-type]
 
 
+def drop_database(conninfo: str, name: str) -> None:
+    """Drop a database the benchmark made, ending any connection to it (a PgBouncer in
+    between may still hold one)."""
+    execute(
+        conninfo, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    )
+
+
 def fill_sessions(conninfo: str, userid: int, have: int, want: int, expired: bool = False) -> None:
     """Add sessions (keys shaped like real ones) until the table holds ``want``."""
     expiry = "now() - interval '1 hour'" if expired else "now() + interval '10 days'"
@@ -163,11 +171,8 @@ def measure_original(conninfo: str, sizes: list[int], iterations: int) -> dict[i
             [str(python), "-m", "pip", "install", "-q", f"pgusers=={ORIGINAL_VERSION}"],
             check=True,
         )
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(ORIGINAL_DATABASE))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ORIGINAL_DATABASE)))
+    drop_database(conninfo, ORIGINAL_DATABASE)
+    execute(conninfo, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(ORIGINAL_DATABASE)))
     target = psycopg.conninfo.make_conninfo(conninfo, dbname=ORIGINAL_DATABASE)
     progress(f"timing pgusers {ORIGINAL_VERSION} at {sizes} sessions")
     try:
@@ -185,10 +190,7 @@ def measure_original(conninfo: str, sizes: list[int], iterations: int) -> dict[i
             cwd=tempfile.gettempdir(),
         )
     finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(ORIGINAL_DATABASE))
-            )
+        drop_database(conninfo, ORIGINAL_DATABASE)
     return {int(size): timing for size, timing in json.loads(result.stdout).items()}
 
 
@@ -684,9 +686,8 @@ LEGACY_DATABASE = "pgusers_bench_legacy"
 def make_legacy(conninfo: str, count: int) -> str:
     """A database with pgusers 0.9's tables holding ``count`` users and as many live
     sessions, written directly in 0.9's format; return its conninfo."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(LEGACY_DATABASE)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(LEGACY_DATABASE)))
+    drop_database(conninfo, LEGACY_DATABASE)
+    execute(conninfo, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(LEGACY_DATABASE)))
     target = psycopg.conninfo.make_conninfo(conninfo, dbname=LEGACY_DATABASE)
     with psycopg.connect(target, autocommit=True) as conn:
         conn.execute(
@@ -728,10 +729,7 @@ def import_rows(conninfo: str, sizes: list[int], floor: float) -> list[Row]:
                 text=True,
             )
         finally:
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(LEGACY_DATABASE))
-                )
+            drop_database(conninfo, LEGACY_DATABASE)
         figures = json.loads(result.stdout)
         rows.append(
             Row(
