@@ -1,5 +1,6 @@
 """Validation of the values callers pass in, before anything reaches the database."""
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Final
 
@@ -124,3 +125,19 @@ def optional_count(value: object, what: str, lowest: int) -> int | None:
 def optional_duration(value: object, what: str) -> float | None:
     """Check an optional number of seconds, more than 0 and at most a day."""
     return None if value is None else seconds(value, what, MAX_POLICY_SECONDS)
+
+
+def names(value: object, what: str, known: Collection[str]) -> list[str]:
+    """Check a choice of names from ``known``: one name, or a list, tuple or set of
+    them; return them sorted. An unknown one is refused, naming every known one."""
+    wanted = [value] if isinstance(value, str) else value
+    if not isinstance(wanted, list | tuple | set | frozenset):
+        raise BadCallError(f"{what} must be a name or a list of names, not {type(value).__name__}")
+    unknown = sorted(
+        repr(name) for name in wanted if not isinstance(name, str) or name not in known
+    )
+    if unknown:
+        raise BadCallError(
+            f"{what}: unknown {', '.join(unknown)}; the choices are {', '.join(sorted(known))}"
+        )
+    return sorted(wanted)

@@ -523,10 +523,7 @@ class Core:
             "source_block": checks.optional_duration(source_block, "source_block"),
             **audit.parameters(time.time()),
         }
-        return self._set_login_policy(params)
-
-    def _set_login_policy(self, params: dict[str, Any]) -> Operation[None]:
-        yield from self._logged(self._sql(queries.SET_LOGIN_POLICY, **LOGS), params)
+        return self._change(self._sql(queries.SET_LOGIN_POLICY, **LOGS), params)
 
     @retry_safe
     def check_key(self, key: object) -> Operation[CheckResult]:
@@ -653,15 +650,19 @@ class Core:
     @retry_safe
     def kill_sessions(self, uid: object, expired: object) -> Operation[int]:
         where, params = self._session_filter(uid, expired)
-        return self._kill_sessions(self._sql(queries.KILL_SESSIONS, where=where, **LOGS), params)
+        query = self._sql(queries.KILL_SESSIONS, where=where, **LOGS)
+        return self._in_batches(query, params, queries.KILL_BATCH)
 
-    def _kill_sessions(self, query: str, params: dict[str, Any]) -> Operation[int]:
-        killed = 0
+    def _in_batches(self, query: str, params: dict[str, Any], batch: int) -> Operation[int]:
+        """Run a statement that deletes up to ``batch`` rows (returning the count and its
+        events) until a batch comes up short; return the total. ``first`` tells the
+        statement whether it runs for the first time."""
+        done = 0
         while True:
-            count = yield from self._count(query, {**params, "first": not killed})
-            killed += count
-            if count < queries.KILL_BATCH:
-                return killed
+            count = yield from self._count(query, {**params, "first": not done})
+            done += count
+            if count < batch:
+                return done
 
     @retry_safe
     def end_session(self, session_id: object) -> Operation[int]:
@@ -705,13 +706,7 @@ class Core:
             )
         if not isinstance(sessions, str) or sessions not in SESSION_MODES:
             raise BadCallError(f"sessions must be {' or '.join(map(repr, SESSION_MODES))}")
-        allowed = [on_conflict] if isinstance(on_conflict, str) else on_conflict
-        if not isinstance(allowed, list | tuple | set | frozenset) or not all(
-            isinstance(name, str) and name in RESOLUTIONS for name in allowed
-        ):
-            raise BadCallError(
-                f"on_conflict must be resolutions from {', '.join(RESOLUTIONS)} (or none)"
-            )
+        allowed = checks.names(on_conflict, "on_conflict", RESOLUTIONS)
         if progress is not None and not callable(progress):
             raise BadCallError("progress must be a callable taking a stage and a count")
         importer = Importer(
@@ -735,16 +730,13 @@ class Core:
         if userid is not None:
             params["userid"] = checks.userid(userid)
         if kinds is not None:
-            params["kinds"] = _kinds(kinds)
+            params["kinds"] = checks.names(kinds, "kinds", audit.KINDS)
         if since is not None:
             params["since"] = checks.moment(since, "since")
         if until is not None:
             params["until"] = checks.moment(until, "until")
-        order = (
-            queries.NEWEST_FIRST
-            if checks.flag(newest_first, "newest_first")
-            else (queries.OLDEST_FIRST)
-        )
+        newest = checks.flag(newest_first, "newest_first")
+        order = queries.NEWEST_FIRST if newest else queries.OLDEST_FIRST
         where = queries.conjunction([queries.EVENTS_BY[name] for name in params])
         return Query(self._sql(queries.EVENTS, where=where, order=order), params, _event)
 
@@ -755,16 +747,8 @@ class Core:
             "batch": queries.PURGE_BATCH,
             **audit.parameters(time.time()),
         }
-        return self._purge_events(params)
-
-    def _purge_events(self, params: dict[str, Any]) -> Operation[int]:
         query = self._sql(queries.PURGE_EVENTS, logged=queries.LOGGED)
-        purged = 0
-        while True:
-            count = yield from self._count(query, params)
-            purged += count
-            if count < queries.PURGE_BATCH:
-                return purged
+        return self._in_batches(query, params, queries.PURGE_BATCH)
 
 
 def _failure_row(row: tuple[str, int, datetime, float]) -> LoginFailureRow:
@@ -803,19 +787,3 @@ def _session(row: tuple[Any, ...]) -> Session:
 def _event(row: tuple[Any, ...]) -> Event:
     event_id, at, kind, userid, actor, source, session_id, detail = row
     return Event(event_id, at.timestamp(), kind, userid, actor, source, session_id, detail)
-
-
-def _kinds(kinds: object) -> list[str]:
-    """Check the kinds of events asked for: one kind, or an iterable of kinds."""
-    wanted = [kinds] if isinstance(kinds, str) else kinds
-    if not isinstance(wanted, list | tuple | set | frozenset):
-        raise BadCallError(f"kinds must be a kind or a list of kinds, not {type(kinds).__name__}")
-    unknown = sorted(
-        repr(kind) for kind in wanted if not isinstance(kind, str) or kind not in audit.KINDS
-    )
-    if unknown:
-        raise BadCallError(
-            f"unknown event kinds {', '.join(unknown)}; the kinds are "
-            f"{', '.join(sorted(audit.KINDS))}"
-        )
-    return sorted(wanted)
