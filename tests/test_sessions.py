@@ -349,3 +349,14 @@ ODD_KEYS = {
 @pytest.mark.parametrize("key", ODD_KEYS.values(), ids=ODD_KEYS.keys())
 def test_check_key_answers_any_string_that_is_no_key_with_not_found(usp, ada, key):
     assert usp.check_key(key) == (NOT_FOUND, None, None, None)
+
+
+@pytest.mark.parametrize(
+    "key", [*ODD_KEYS.values(), "\ud800", "\ud800" * 32], ids=[*ODD_KEYS.keys(), "lone", "32"]
+)
+def test_calls_taking_a_key_answer_any_string_that_is_no_key_without_harm(usp, ada, key):
+    live, _, _ = usp.validate_user("ada", "s3cret")
+    assert usp.check_key(key) == (NOT_FOUND, None, None, None)
+    assert usp.end_other_sessions(key) == 0
+    assert [s.current for s in usp.sessions(key=key)] == [False]
+    assert usp.check_key(live)[0] == OK

@@ -33,6 +33,13 @@ def stored_form(key: str) -> str:
     return STORED_PREFIX + hashlib.sha256(key.encode()).hexdigest()
 
 
+def could_be_stored(text: str) -> bool:
+    """Tell whether ``text`` could name a stored session: a key of today's shape or of
+    pgusers 0.9's. Anything else (including text that is not even encodable, such as
+    lone surrogates) is answered without a statement."""
+    return looks_like_session_key(text) or looks_like_legacy_key(text)
+
+
 SESSION_ID_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]{16}")
 """What a session id looks like: 12 random bytes as URL-safe base64."""
 

@@ -21,6 +21,7 @@ from pgusers._core.importer import RESOLUTIONS, SESSION_MODES, Importer
 from pgusers._core.keys import (
     SESSION_ID_SHAPE,
     STORED_PREFIX,
+    could_be_stored,
     digest,
     looks_like_legacy_key,
     looks_like_session_key,
@@ -643,7 +644,10 @@ class Core:
     def sessions(self, uid: object, expired: object, key: object) -> Query:
         where, params = self._session_filter(uid, expired)
         text = None if key is None else checks.session_key(key)
-        params.update(key=text, stored=None if text is None else stored_form(text))
+        if text is None or not could_be_stored(text):  # no session is the current one
+            params.update(key=None, stored=None)
+        else:
+            params.update(key=text, stored=stored_form(text))
         query = self._sql(queries.SESSIONS, where=where, expiry=queries.SESSION_EXPIRY)
         return Query(query, params, _session)
 
@@ -678,12 +682,12 @@ class Core:
     @retry_safe
     def end_other_sessions(self, key: object) -> Operation[int]:
         text = checks.session_key(key)
-        params = {"key": text, "stored": stored_form(text), **audit.parameters(time.time())}
-        return self._end_other_sessions(params)
+        return self._end_other_sessions(text)
 
-    def _end_other_sessions(self, params: dict[str, Any]) -> Operation[int]:
-        if not (looks_like_session_key(params["key"]) or looks_like_legacy_key(params["key"])):
+    def _end_other_sessions(self, key: str) -> Operation[int]:
+        if not could_be_stored(key):
             return 0
+        params = {"key": key, "stored": stored_form(key), **audit.parameters(time.time())}
         return (yield from self._count(self._sql(queries.END_OTHER_SESSIONS, **LOGS), params))
 
     # -- importing from pgusers 0.9 ------------------------------------------------------
