@@ -188,6 +188,7 @@ TABLES = (
     "login_failures",
     "events",
     "legacy_imports",
+    "api_keys",
 )
 """Every table pgusers keeps in its schema."""
 
@@ -200,3 +201,31 @@ def snapshot(conn: psycopg.Connection[Any], schema: str) -> list[list[Any]]:
         ).fetchall()
         for table in TABLES
     ]
+
+
+def make_api_key(usp: Any, scope: str, name: str = "tests") -> tuple[str, str]:
+    """Make an API key of the HTTP service with a blocking userspace: (key id, key)."""
+    made: tuple[str, str] = usp._driver.run(usp._core.create_api_key, name, scope)
+    return made
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """Serve an ASGI application with uvicorn on a free loopback port, in a thread;
+    yield its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

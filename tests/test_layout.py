@@ -6,8 +6,9 @@ from pathlib import Path
 import pgusers
 
 PACKAGE = Path(pgusers.__file__).parent
-PUBLIC_MODULES = {"pgusers", "pgusers.cli"}
-"""The modules a user imports: the API (``pgusers.__all__``) and the command line."""
+PUBLIC_MODULES = {"pgusers", "pgusers.cli", "pgusers.web"}
+"""The modules a user imports: the API (``pgusers.__all__``), the command line and
+the HTTP service."""
 
 
 def module_name(path: Path) -> str:

@@ -119,6 +119,45 @@ class Event(NamedTuple):
     detail: dict[str, Any]
 
 
+class Account(NamedTuple):
+    """One user as an administrator sees it (the HTTP service and console)."""
+
+    userid: int
+    username: str
+    email: str
+    admin: bool
+    disabled: bool
+    email_verified: bool
+    created_at: float
+    throttled: bool
+    extra_data: Any
+
+
+class ApiKey(NamedTuple):
+    """One API key of the HTTP service, never its secret (times are Unix times)."""
+
+    key_id: str
+    name: str
+    scope: str
+    created_at: float
+    created_by: str | None
+    revoked_at: float | None
+
+
+class Settings(NamedTuple):
+    """The userspace-wide settings, as stored."""
+
+    session_ttl: float
+    session_max_age: float | None
+    key_storage: str
+    event_retention: float | None
+    free_failures: int
+    max_backoff: float
+    source_limit: int
+    source_window: float
+    source_block: float
+
+
 class ImportReport(NamedTuple):
     """What ``import_legacy`` did (or, with ``dry_run``, would do).
 

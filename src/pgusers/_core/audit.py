@@ -39,6 +39,8 @@ KINDS: Final = frozenset(
         "events.purged",
         "legacy.imported",
         "legacy.resolved",
+        "apikey.created",
+        "apikey.revoked",
     }
 )
 """Every kind of event pgusers writes."""

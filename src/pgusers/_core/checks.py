@@ -113,13 +113,16 @@ MAX_POLICY_SECONDS: Final = 86400.0
 """The longest a throttling duration may be: login_failures rows live a day."""
 
 
+def count(value: object, what: str, lowest: int, highest: int) -> int:
+    """Check a whole number from ``lowest`` to ``highest``."""
+    if type(value) is not int or not lowest <= value <= highest:
+        raise BadCallError(f"{what} must be an int from {lowest} to {highest}")
+    return value
+
+
 def optional_count(value: object, what: str, lowest: int) -> int | None:
     """Check an optional whole number of at least ``lowest`` (None: leave as it is)."""
-    if value is None:
-        return None
-    if type(value) is not int or not lowest <= value <= 1_000_000:
-        raise BadCallError(f"{what} must be an int from {lowest} to 1000000")
-    return value
+    return None if value is None else count(value, what, lowest, 1_000_000)
 
 
 def optional_duration(value: object, what: str) -> float | None:

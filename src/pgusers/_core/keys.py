@@ -61,3 +61,20 @@ def new_token() -> str:
 def digest(token: str) -> bytes:
     """Return what is stored of a token: its SHA-256 digest."""
     return hashlib.sha256(token.encode()).digest()
+
+
+API_KEY_PREFIX: Final = "pgusers_"
+"""How every API key of the HTTP service starts, so a bearer token tells what it is."""
+
+_API_KEY_SHAPE: Final = re.compile(r"pgusers_[A-Za-z0-9_-]{8}_[A-Za-z0-9_-]{43}")
+
+
+def new_api_key() -> tuple[str, str]:
+    """Return a fresh API key's public id and the key itself (which holds the id)."""
+    key_id = secrets.token_urlsafe(6)
+    return key_id, f"{API_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(KEY_BYTES)}"
+
+
+def looks_like_api_key(text: str) -> bool:
+    """Tell whether ``text`` has the shape of a key made by :func:`new_api_key`."""
+    return _API_KEY_SHAPE.fullmatch(text) is not None

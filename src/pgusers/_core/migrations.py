@@ -67,12 +67,17 @@ def _migration_5(schema: str) -> Operation[None]:
     yield Execute(queries.render(queries.MIGRATION_5, schema), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_6(schema: str) -> Operation[None]:
+    yield Execute(queries.render(queries.MIGRATION_6, schema), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

@@ -23,8 +23,10 @@ from pgusers._core.keys import (
     STORED_PREFIX,
     could_be_stored,
     digest,
+    looks_like_api_key,
     looks_like_legacy_key,
     looks_like_session_key,
+    new_api_key,
     new_session_key,
     new_token,
     stored_form,
@@ -42,6 +44,8 @@ from pgusers._results import (
     OK,
     REJECTED,
     THROTTLED,
+    Account,
+    ApiKey,
     CheckResult,
     Event,
     ImportReport,
@@ -50,6 +54,7 @@ from pgusers._results import (
     LoginResult,
     Session,
     SessionRow,
+    Settings,
     Status,
     UserRow,
 )
@@ -59,6 +64,10 @@ MAX_RETENTION_DAYS: Final = 100 * 365.0
 KEY_STORAGE_MODES: Final = ("plain", "hashed")
 MAX_SOURCE: Final = 255
 MAX_AGENT: Final = 512
+API_KEY_SCOPES: Final = ("admin", "check")
+MAX_API_KEY_NAME: Final = 100
+MAX_PAGE: Final = 1000
+ACCOUNT_FILTERS: Final = ("admin", "disabled", "verified", "throttled")
 FAILED_ATTEMPT: Final = LoginOutcome(REJECTED, "", False, None, 0.0)
 SUBJECT_PREFIXES: Final = {
     "name_prefix": queries.NAME_SUBJECT,
@@ -753,6 +762,90 @@ class Core:
         }
         query = self._sql(queries.PURGE_EVENTS, logged=queries.LOGGED)
         return self._in_batches(query, params, queries.PURGE_BATCH)
+
+    # -- for the HTTP service and the command line (not on the facades) ------------
+
+    def create_api_key(self, name: object, scope: object) -> Operation[tuple[str, str]]:
+        label = checks.text(name, "name", MAX_API_KEY_NAME)
+        if not isinstance(scope, str) or scope not in API_KEY_SCOPES:
+            raise BadCallError(f"scope must be {' or '.join(map(repr, API_KEY_SCOPES))}")
+        key_id, secret = new_api_key()
+        params = {
+            "key_id": key_id,
+            "digest": digest(secret),
+            "name": label,
+            "scope": scope,
+            **audit.parameters(time.time()),
+        }
+        return self._made_api_key(params, secret)
+
+    def _made_api_key(self, params: dict[str, Any], secret: str) -> Operation[tuple[str, str]]:
+        yield from self._logged(self._sql(queries.CREATE_API_KEY, **LOGS), params)
+        return params["key_id"], secret
+
+    @retry_safe
+    def revoke_api_key(self, key_id: object) -> Operation[Status]:
+        params = {"key_id": checks.text(key_id, "key_id", 16), **audit.parameters(time.time())}
+        return self._status_of(self._sql(queries.REVOKE_API_KEY, **LOGS), params)
+
+    @retry_safe
+    def api_keys(self) -> Query:
+        return Query(self._sql(queries.API_KEYS), {}, ApiKey._make)
+
+    @retry_safe
+    def api_key_scope(self, key: object) -> Operation[tuple[str, str] | None]:
+        """The id and scope of a live API key, or None (a malformed one without a
+        statement)."""
+        text = checks.session_key(key)
+        if not looks_like_api_key(text):
+            return None
+        row = yield Execute(self._sql(queries.API_KEY_SCOPE), (digest(text),))
+        return None if row is None else (row[0], row[1])
+
+    @retry_safe
+    def accounts(
+        self, search: object, after: object, limit: object, filters: object
+    ) -> Operation[list[Account]]:
+        """A page of users in userid order after ``after``; ``search`` matches part of
+        a username or email (folded like the lookups); ``filters`` maps a name of
+        ACCOUNT_FILTERS to the value it must have."""
+        params: dict[str, Any] = {
+            "after": checks.userid(after, allow_all=True),
+            "limit": checks.count(limit, "limit", 1, MAX_PAGE),
+            "now": time.time(),
+            **SUBJECT_PREFIXES,
+        }
+        if search is not None:
+            folded = identities.fold(checks.text(search, "search", 256))
+            escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            params["pattern"] = f"%{escaped}%"
+        if not isinstance(filters, dict) or not set(filters) <= set(ACCOUNT_FILTERS):
+            raise BadCallError(f"filters must be a dict with keys among {ACCOUNT_FILTERS}")
+        params.update({name: checks.flag(value, name) for name, value in filters.items()})
+        return self._accounts(params)
+
+    @retry_safe
+    def account(self, userid: object) -> Operation[list[Account]]:
+        params = {
+            "userid": checks.userid(userid),
+            "after": 0,
+            "limit": 1,
+            "now": time.time(),
+            **SUBJECT_PREFIXES,
+        }
+        return self._accounts(params)
+
+    def _accounts(self, params: dict[str, Any]) -> Operation[list[Account]]:
+        names = [name for name in queries.ADMIN_USERS_BY if name in params]
+        where = queries.conjunction([queries.ADMIN_USERS_BY[name] for name in names])
+        rows = yield Execute(self._sql(queries.ADMIN_USERS, where=where), params, Fetch.ALL)
+        # extra_data is the last column, decoded like everywhere else
+        return [Account._make((*row[:-1], self._decode(row[-1]))) for row in rows]
+
+    @retry_safe
+    def settings(self) -> Operation[Settings]:
+        row = yield Execute(self._sql(queries.READ_SETTINGS), ())
+        return Settings._make(row)
 
 
 def _failure_row(row: tuple[str, int, datetime, float]) -> LoginFailureRow:

@@ -179,6 +179,20 @@ MIGRATION_5: Final = """
     );
 """
 
+# Version 6: API keys for the HTTP service, kept only as SHA-256 digests; a key is
+# revoked, never deleted, so the audit trail's key ids keep their meaning.
+MIGRATION_6: Final = """
+    CREATE TABLE {schema}.api_keys (
+        key_id     text COLLATE "C" PRIMARY KEY,
+        digest     bytea NOT NULL UNIQUE,
+        name       text NOT NULL,
+        scope      text NOT NULL CHECK (scope IN ('admin', 'check')),
+        created_at timestamptz NOT NULL,
+        created_by text,
+        revoked_at timestamptz
+    );
+"""
+
 SCHEMA_VERSION_TABLE: Final = "SELECT to_regclass(%s) IS NOT NULL"
 READ_SCHEMA_VERSION: Final = "SELECT version FROM {schema}.schema_version"
 BEGIN: Final = "BEGIN"
@@ -1118,3 +1132,71 @@ def render_legacy(template: str, schema: str, legacy: str, **fragments: str) -> 
 def conjunction(fragments: list[str]) -> str:
     """Join WHERE fragments of this module with AND (``true`` when there are none)."""
     return " AND ".join(fragments) or EVERY_ROW
+
+
+# -- for the HTTP service and the command line (not on the facades) --------------
+
+CREATE_API_KEY: Final = """
+    WITH made AS (
+        INSERT INTO {schema}.api_keys (key_id, digest, name, scope, created_at, created_by)
+        VALUES (%(key_id)s, %(digest)s, %(name)s, %(scope)s, to_timestamp(%(now)s), %(actor)s)
+        RETURNING key_id, name, scope
+    ), happened AS (
+        SELECT 'apikey.created' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               jsonb_build_object('key_id', key_id, 'name', name, 'scope', scope) AS detail
+        FROM made
+    ), {log}
+    SELECT key_id, {logged} FROM made
+"""
+
+REVOKE_API_KEY: Final = """
+    WITH revoked AS (
+        UPDATE {schema}.api_keys SET revoked_at = to_timestamp(%(now)s)
+        WHERE key_id = %(key_id)s AND revoked_at IS NULL
+        RETURNING key_id, name, scope
+    ), happened AS (
+        SELECT 'apikey.revoked' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               jsonb_build_object('key_id', key_id, 'name', name, 'scope', scope) AS detail
+        FROM revoked
+    ), {log}
+    SELECT key_id, {logged} FROM revoked
+"""
+
+API_KEYS: Final = """
+    SELECT key_id, name, scope, extract(epoch FROM created_at)::float8, created_by,
+           extract(epoch FROM revoked_at)::float8
+    FROM {schema}.api_keys ORDER BY created_at, key_id
+"""
+
+API_KEY_SCOPE: Final = """
+    SELECT key_id, scope FROM {schema}.api_keys WHERE digest = %s AND revoked_at IS NULL
+"""
+
+# One page of users for an administrator, in userid order after a given userid
+# (keyset paging), with the filters in {where}. "Throttled" means the user's login
+# name is blocked now, by the same rule as LOGIN_LOOKUP's.
+USER_THROTTLED: Final = """EXISTS (
+    SELECT 1 FROM {schema}.login_failures f CROSS JOIN {schema}.settings t
+    WHERE f.subject = %(name_prefix)s || u.username_key
+      AND {until} > to_timestamp(%(now)s))""".replace("{until}", THROTTLED_UNTIL)
+ADMIN_USERS: Final = """
+    SELECT u.userid, u.username, u.email, u.admin, u.disabled, u.email_verified,
+           extract(epoch FROM u.created_at)::float8, {throttled}, u.extra_data
+    FROM {schema}.users u
+    WHERE u.userid > %(after)s AND {where}
+    ORDER BY u.userid LIMIT %(limit)s
+""".replace("{throttled}", USER_THROTTLED)
+ADMIN_USERS_BY: Final = {
+    "userid": "u.userid = %(userid)s",
+    "pattern": "(u.username_key LIKE %(pattern)s OR u.email_key LIKE %(pattern)s)",
+    "admin": "u.admin = %(admin)s",
+    "disabled": "u.disabled = %(disabled)s",
+    "verified": "u.email_verified = %(verified)s",
+    "throttled": USER_THROTTLED + " = %(throttled)s",
+}
+
+READ_SETTINGS: Final = """
+    SELECT session_ttl, session_max_age, key_storage, event_retention, free_failures,
+           max_backoff, source_limit, source_window, source_block
+    FROM {schema}.settings
+"""

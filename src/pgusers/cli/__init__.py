@@ -6,5 +6,9 @@ read.
 """
 
 from pgusers.cli._commands import main
+from pgusers.cli._serve import apikey, serve
+
+main.add_command(apikey)
+main.add_command(serve)
 
 __all__ = ["main"]

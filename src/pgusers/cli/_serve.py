@@ -1,0 +1,144 @@
+"""``pgusers serve`` (the HTTP service and console) and ``pgusers apikey`` (the keys
+servers use to call it)."""
+
+from functools import partial
+from typing import Any
+
+import click
+
+from pgusers._aio import AsyncUserSpace
+from pgusers._results import NOT_FOUND, ApiKey
+from pgusers._userspace import UserSpace
+from pgusers.cli._commands import (
+    NegativeAnswerError,
+    json_option,
+    print_json,
+    print_table,
+    timestamp,
+    with_userspace,
+)
+from pgusers.cli._database import Database
+
+
+def _run(usp: UserSpace, name: str, *args: object) -> Any:
+    """Run an operation of the core that is not a method of the facades."""
+    return usp._driver.run(getattr(usp._core, name), *args)
+
+
+@click.group()
+def apikey() -> None:
+    """Create, list and revoke the HTTP service's API keys.
+
+    A key of scope 'check' may only call POST /v1/check; one of scope 'admin'
+    may call every administrator endpoint. Keys are stored as SHA-256 digests:
+    a key is shown once, when it is made.
+    """
+
+
+@apikey.command(name="create")
+@click.option(
+    "--scope",
+    type=click.Choice(["check", "admin"]),
+    default="check",
+    show_default=True,
+    help="What the key may do.",
+)
+@json_option
+@click.argument("name")
+@with_userspace
+def apikey_create(usp: UserSpace, name: str, scope: str, as_json: bool) -> None:
+    """Make an API key called NAME (a label for people) and print it, once."""
+    key_id, key = _run(usp, "create_api_key", name, scope)
+    if as_json:
+        print_json({"key_id": key_id, "key": key, "scope": scope, "name": name})
+    else:
+        click.echo(f"key id {key_id} (scope {scope}); the key, shown only now:")
+        click.echo(key)
+
+
+@apikey.command(name="list")
+@json_option
+@with_userspace
+def apikey_list(usp: UserSpace, as_json: bool) -> None:
+    """List API keys (never the keys themselves)."""
+    keys: list[ApiKey] = list(usp._driver.stream(usp._core.api_keys))
+    if as_json:
+        print_json([key._asdict() for key in keys])
+        return
+    print_table(
+        ["KEY ID", "NAME", "SCOPE", "CREATED", "BY", "REVOKED"],
+        [
+            (
+                k.key_id,
+                k.name,
+                k.scope,
+                timestamp(k.created_at),
+                k.created_by or "",
+                "" if k.revoked_at is None else timestamp(k.revoked_at),
+            )
+            for k in keys
+        ],
+    )
+
+
+@apikey.command(name="revoke")
+@click.argument("key_id")
+@with_userspace
+def apikey_revoke(usp: UserSpace, key_id: str) -> None:
+    """Revoke the API key KEY_ID: it stops working at once."""
+    if _run(usp, "revoke_api_key", key_id) == NOT_FOUND:
+        raise NegativeAnswerError(f"no live API key {key_id!r}")
+    click.echo(f"revoked {key_id}")
+
+
+@click.command()
+@click.option("--host", "bind", default="127.0.0.1", show_default=True, help="Listen here.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--dsn", help="libpq connection string (else the command line's database).")
+@click.option("--registration", is_flag=True, help="Let anyone sign up (POST /v1/register).")
+@click.option("--no-console", is_flag=True, help="Serve the JSON API only.")
+@click.pass_obj
+def serve(
+    database: Database,
+    *,
+    bind: str,
+    port: int,
+    dsn: str | None,
+    registration: bool,
+    no_console: bool,
+) -> None:
+    """Serve the JSON API (/v1) and the admin console (/console) over HTTP.
+
+    While the userspace has no administrator, a one-time link to create the
+    first one is printed (it works once, for 15 minutes).
+    """
+    try:
+        import uvicorn  # noqa: PLC0415 - an optional part: pgusers[web]
+
+        from pgusers.web import create_app  # noqa: PLC0415
+    except ImportError:
+        raise click.UsageError(
+            'pgusers serve needs the web extra: pip install "pgusers[web]"'
+        ) from None
+    if dsn is not None:
+        database.dsn = dsn
+    connection = database.connection()
+    usp = database.open()
+    first_admin = not _run(usp, "accounts", None, 0, 1, {"admin": True})
+    database.close()
+    app = create_app(
+        partial(AsyncUserSpace.connect, schema=database.schema, **connection),
+        registration=registration,
+        console=not no_console,
+        setup_link=first_admin and not no_console,
+    )
+    shown = f"[{bind}]" if ":" in bind else bind
+    base = f"http://{shown}:{port}"
+    click.echo(f"pgusers: serving {base}/v1 (API) and {base}/console (console)", err=True)
+    if app.state.setup_token:
+        click.echo(
+            "pgusers: no administrator yet; create the first one (this link works once, "
+            f"for 15 minutes): {base}/console/setup?token={app.state.setup_token}",
+            err=True,
+        )
+    uvicorn.run(app, host=bind, port=port, log_level="info", server_header=False)

@@ -1,0 +1,506 @@
+"""The JSON API, version 1: ``/v1/...``.
+
+Callers authenticate with ``Authorization: Bearer <token>``: a session key (the user
+acts on their own sessions; an administrator may also use the admin endpoints) or an
+API key made with ``pgusers apikey create`` (scope ``admin``: everything but a
+user's own sessions; scope ``check``: ``POST /v1/check`` only).
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from pgusers._aio import AsyncUserSpace
+from pgusers._core.audit import acting_as
+from pgusers._core.keys import looks_like_api_key
+from pgusers._results import DISABLED, NOT_FOUND, OK, THROTTLED, Status
+from pgusers.web._errors import ApiError
+from pgusers.web._service import Service, first
+
+MAX_PAGE: Final = 1000
+POLICY: Final = ("free_failures", "max_backoff", "source_limit", "source_window", "source_block")
+STATUS_NAMES: Final = {status: status.name.lower() for status in Status}
+
+
+# -- who is calling -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made a request: a user by their session key, or an API key."""
+
+    actor: str
+    source: str | None
+    scope: Literal["user", "admin", "check"]
+    userid: int | None = None
+    username: str | None = None
+    key: str | None = None
+
+
+def service_of(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+async def userspace(request: Request) -> AsyncUserSpace:
+    return await service_of(request).space()
+
+
+Space = Annotated[AsyncUserSpace, Depends(userspace)]
+
+
+def client_source(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send a session key or an API key as 'Authorization: Bearer <token>'",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    return token.strip()
+
+
+async def caller(request: Request) -> Caller:
+    """Whoever the bearer token names; 401 when it names no one."""
+    token = bearer_token(request)
+    source = client_source(request)
+    service = service_of(request)
+    if looks_like_api_key(token):
+        found = await service.api_key(token)
+        if found is None:
+            raise ApiError(401, "unauthorized", "this API key is unknown or revoked")
+        key_id, granted = found
+        return Caller(f"apikey:{key_id}", source, "admin" if granted == "admin" else "check")
+    space = await service.space()
+    checked = await space.check_key(token)
+    if checked.status != OK or checked.userid is None:
+        raise ApiError(401, "unauthorized", "this session key is unknown or has expired")
+    scope: Literal["user", "admin"] = "admin" if await space.is_admin(checked.userid) else "user"
+    return Caller(f"user:{checked.userid}", source, scope, checked.userid, checked.username, token)
+
+
+async def session_caller(request: Request) -> Caller:
+    """A user, by their session key (an API key has no sessions of its own)."""
+    who = await caller(request)
+    if who.key is None:
+        raise ApiError(403, "forbidden", "this endpoint takes a session key, not an API key")
+    return who
+
+
+async def admin_caller(request: Request) -> Caller:
+    who = await caller(request)
+    if who.scope != "admin":
+        raise ApiError(403, "forbidden", "this endpoint is for administrators")
+    return who
+
+
+async def check_caller(request: Request) -> Caller:
+    """An API key (either scope): checking keys is for servers."""
+    token = bearer_token(request)
+    found = await service_of(request).api_key(token) if looks_like_api_key(token) else None
+    if found is None:
+        raise ApiError(401, "unauthorized", "POST /v1/check takes an API key")
+    return Caller(f"apikey:{found[0]}", client_source(request), "check")
+
+
+User = Annotated[Caller, Depends(session_caller)]
+Admin = Annotated[Caller, Depends(admin_caller)]
+Checker = Annotated[Caller, Depends(check_caller)]
+
+
+# -- bodies ------------------------------------------------------------------------------
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginBody(Body):
+    username: str
+    password: str
+    extra_data: Any = None
+
+
+class CheckBody(Body):
+    key: str
+
+
+class RegisterBody(Body):
+    username: str
+    password: str
+    email: str
+
+
+class ResetBody(Body):
+    token: str
+    password: str
+
+
+class TokenBody(Body):
+    token: str
+
+
+class NewUserBody(Body):
+    username: str
+    password: str
+    email: str
+    admin: bool = False
+    extra_data: Any = None
+
+
+class ChangeUserBody(Body):
+    username: str | None = None
+    email: str | None = None
+    extra_data: Any = None
+    password: str | None = None
+    end_sessions: bool = Field(True, description="with password: end the user's sessions")
+
+
+class FlagBody(Body):
+    value: bool
+
+
+class IssueBody(Body):
+    purpose: Literal["reset_password", "verify_email", "change_email"]
+    email: str | None = None
+    ttl: float | None = None
+
+
+class SettingsBody(Body):
+    session_ttl: float | None = None
+    session_max_age: float | None = Field(None, description="0 removes the maximum age")
+    key_storage: Literal["hashed"] | None = None
+    event_retention: float | None = Field(None, description="days; 0 keeps events forever")
+    free_failures: int | None = None
+    max_backoff: float | None = None
+    source_limit: int | None = None
+    source_window: float | None = None
+    source_block: float | None = None
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def found(status: Status, what: str = "user") -> dict[str, str]:
+    if status == NOT_FOUND:
+        raise ApiError(404, "not_found", f"no such {what}")
+    return {"status": STATUS_NAMES[status]}
+
+
+async def own_session_id(space: AsyncUserSpace, who: Caller) -> str:
+    assert who.userid is not None
+    rows = space.sessions(who.userid, key=who.key)
+    current = [session async for session in rows if session.current]
+    if not current:
+        raise ApiError(401, "unauthorized", "this session has just ended")
+    return current[0].session_id
+
+
+router = APIRouter(prefix="/v1")
+
+
+# -- anyone ------------------------------------------------------------------------------
+
+
+@router.post("/login", tags=["sessions"])
+async def login(body: LoginBody, request: Request, space: Space) -> dict[str, Any]:
+    """Log in: a new session key, or 401 (wrong name or password), 403 (disabled
+    account), 429 (throttled, with Retry-After)."""
+    outcome = await space.login(
+        body.username,
+        body.password,
+        source=client_source(request),
+        user_agent=request.headers.get("user-agent"),
+        extra_data=body.extra_data,
+    )
+    if outcome.status == THROTTLED:
+        wait = max(1, math.ceil(outcome.retry_after))
+        raise ApiError(
+            429,
+            "throttled",
+            f"too many failed logins: try again in {wait} s",
+            {"Retry-After": str(wait)},
+        )
+    if outcome.status == DISABLED:
+        raise ApiError(403, "account_disabled", "this account is disabled")
+    if outcome.status != OK:
+        raise ApiError(401, "login_failed", "wrong username or password")
+    return {
+        "key": outcome.key,
+        "userid": outcome.userid,
+        "admin": outcome.admin,
+        "ttl": space.ttl,
+    }
+
+
+@router.post("/register", status_code=201, tags=["users"])
+async def register(body: RegisterBody, request: Request, space: Space) -> dict[str, Any]:
+    """Create an account (only when the service was started with registration on)."""
+    if not service_of(request).registration:
+        raise ApiError(403, "registration_closed", "registration is not open on this service")
+    with acting_as("self-registration", source=client_source(request)):
+        userid = await space.create_user(body.username, body.password, body.email)
+    return {"userid": userid}
+
+
+@router.post("/password/reset", tags=["users"])
+async def reset_password(body: ResetBody, request: Request, space: Space) -> dict[str, str]:
+    """Set a new password with a reset token (which an administrator issued)."""
+    with acting_as("token", source=client_source(request)):
+        status = await space.reset_password(body.token, body.password)
+    if status != OK:
+        raise ApiError(400, "invalid_token", "this token is unknown, used or expired")
+    return {"status": "ok"}
+
+
+@router.post("/email/verify", tags=["users"])
+async def verify_email(body: TokenBody, request: Request, space: Space) -> dict[str, str]:
+    """Mark an email address verified with a verification token."""
+    with acting_as("token", source=client_source(request)):
+        status = await space.verify_email(body.token)
+    if status != OK:
+        raise ApiError(400, "invalid_token", "this token is unknown, used or expired")
+    return {"status": "ok"}
+
+
+# -- servers: the per-request check -------------------------------------------------------
+
+
+@router.post("/check", tags=["sessions"])
+async def check(body: CheckBody, who: Checker, space: Space) -> dict[str, Any]:
+    """Check a session key: ``status`` is ok, not_found or expired (takes an API key)."""
+    result = await space.check_key(body.key)
+    return {
+        "status": STATUS_NAMES[result.status],
+        "userid": result.userid,
+        "username": result.username,
+        "extra_data": result.extra_data,
+    }
+
+
+# -- a user's own sessions ----------------------------------------------------------------
+
+
+@router.get("/session", tags=["sessions"])
+async def this_session(who: User, space: Space) -> dict[str, Any]:
+    """Who this session key belongs to."""
+    return {"userid": who.userid, "username": who.username, "admin": who.scope == "admin"}
+
+
+@router.post("/logout", tags=["sessions"])
+async def logout(who: User, space: Space) -> dict[str, int]:
+    """End this session."""
+    with acting_as(who.actor, source=who.source):
+        ended = await space.end_session(await own_session_id(space, who))
+    return {"ended": ended}
+
+
+@router.post("/logout/others", tags=["sessions"])
+async def logout_others(who: User, space: Space) -> dict[str, int]:
+    """End every other session of this user ("log out everywhere else")."""
+    assert who.key is not None
+    with acting_as(who.actor, source=who.source):
+        return {"ended": await space.end_other_sessions(who.key)}
+
+
+@router.get("/sessions", tags=["sessions"])
+async def my_sessions(who: User, space: Space) -> dict[str, Any]:
+    """This user's sessions; ``current`` marks this one."""
+    assert who.userid is not None
+    rows = space.sessions(who.userid, key=who.key)
+    return {"sessions": [session._asdict() async for session in rows]}
+
+
+@router.delete("/sessions/{session_id}", tags=["sessions"])
+async def end_my_session(session_id: str, who: User, space: Space) -> dict[str, int]:
+    """End one of this user's sessions."""
+    assert who.userid is not None
+    mine = {session.session_id async for session in space.sessions(who.userid)}
+    if session_id not in mine:
+        raise ApiError(404, "not_found", "no such session of yours")
+    with acting_as(who.actor, source=who.source):
+        return {"ended": await space.end_session(session_id)}
+
+
+# -- administrators -----------------------------------------------------------------------
+
+
+@router.get("/admin/users", tags=["admin"])
+async def list_users(
+    *,
+    request: Request,
+    who: Admin,
+    search: Annotated[str | None, Query(description="part of a username or email")] = None,
+    after: Annotated[int, Query(ge=0, description="the last userid of the previous page")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    admin: bool | None = None,
+    disabled: bool | None = None,
+    verified: bool | None = None,
+    throttled: bool | None = None,
+) -> dict[str, Any]:
+    """Users in userid order, a page at a time: pass the page's ``next_after`` as
+    ``after`` for the next one (null on the last page)."""
+    filters = {
+        name: value
+        for name, value in (
+            ("admin", admin),
+            ("disabled", disabled),
+            ("verified", verified),
+            ("throttled", throttled),
+        )
+        if value is not None
+    }
+    page = await service_of(request).accounts(search, after, limit, filters)
+    return {
+        "users": [account._asdict() for account in page],
+        "next_after": page[-1].userid if len(page) == limit else None,
+    }
+
+
+async def account_of(request: Request, userid: int) -> dict[str, Any]:
+    account = await service_of(request).account(userid)
+    if account is None:
+        raise ApiError(404, "not_found", "no such user")
+    return account._asdict()
+
+
+@router.get("/admin/users/{userid}", tags=["admin"])
+async def get_user(userid: int, request: Request, who: Admin) -> dict[str, Any]:
+    return await account_of(request, userid)
+
+
+@router.post("/admin/users", status_code=201, tags=["admin"])
+async def create_user(
+    body: NewUserBody, request: Request, who: Admin, space: Space
+) -> dict[str, Any]:
+    with acting_as(who.actor, source=who.source):
+        userid = await space.create_user(
+            body.username, body.password, body.email, body.admin, body.extra_data
+        )
+    return await account_of(request, userid)
+
+
+@router.patch("/admin/users/{userid}", tags=["admin"])
+async def change_user(
+    userid: int, body: ChangeUserBody, request: Request, who: Admin, space: Space
+) -> dict[str, Any]:
+    """Change a user's username, email, extra_data (omit what stays) or password."""
+    with acting_as(who.actor, source=who.source):
+        if body.username is not None or body.email is not None or body.extra_data is not None:
+            found(await space.modify_user(userid, body.username, body.email, body.extra_data))
+        if body.password is not None:
+            found(
+                await space.change_password(userid, body.password, end_sessions=body.end_sessions)
+            )
+    return await account_of(request, userid)
+
+
+@router.put("/admin/users/{userid}/disabled", tags=["admin"])
+async def disable_user(userid: int, body: FlagBody, who: Admin, space: Space) -> dict[str, str]:
+    """Disable (true: their sessions end) or enable (false) a user."""
+    with acting_as(who.actor, source=who.source):
+        return found(await space.disable_user(userid, body.value))
+
+
+@router.put("/admin/users/{userid}/admin", tags=["admin"])
+async def set_admin(userid: int, body: FlagBody, who: Admin, space: Space) -> dict[str, str]:
+    with acting_as(who.actor, source=who.source):
+        return found(await space.set_admin(userid, body.value))
+
+
+@router.post("/admin/users/{userid}/tokens", status_code=201, tags=["admin"])
+async def issue_token(
+    userid: int, body: IssueBody, request: Request, who: Admin, space: Space
+) -> dict[str, Any]:
+    """A one-time token for a password reset or an email verification, for the
+    caller to send the user (pgusers sends no mail)."""
+    await account_of(request, userid)
+    with acting_as(who.actor, source=who.source):
+        token = await space.issue_token(userid, body.purpose, ttl=body.ttl, email=body.email)
+    return {"token": token, "purpose": body.purpose}
+
+
+@router.delete("/admin/users/{userid}", tags=["admin"])
+async def delete_user(userid: int, who: Admin, space: Space) -> dict[str, str]:
+    with acting_as(who.actor, source=who.source):
+        return found(await space.delete_user(userid=userid))
+
+
+@router.get("/admin/users/{userid}/sessions", tags=["admin"])
+async def user_sessions(
+    userid: int, who: Admin, space: Space, expired: bool = False
+) -> dict[str, Any]:
+    rows = space.sessions(userid, expired=expired)
+    return {"sessions": [session._asdict() async for session in rows]}
+
+
+@router.delete("/admin/users/{userid}/sessions", tags=["admin"])
+async def end_user_sessions(userid: int, who: Admin, space: Space) -> dict[str, int]:
+    with acting_as(who.actor, source=who.source):
+        return {"ended": await space.kill_sessions(userid)}
+
+
+@router.delete("/admin/sessions/{session_id}", tags=["admin"])
+async def end_session(session_id: str, who: Admin, space: Space) -> dict[str, int]:
+    with acting_as(who.actor, source=who.source):
+        ended = await space.end_session(session_id)
+    if not ended:
+        raise ApiError(404, "not_found", "no such session")
+    return {"ended": ended}
+
+
+@router.get("/admin/events", tags=["admin"])
+async def events(
+    *,
+    who: Admin,
+    space: Space,
+    userid: int | None = None,
+    kind: Annotated[list[str] | None, Query()] = None,
+    since: float | None = None,
+    until: float | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> dict[str, Any]:
+    """The audit trail, newest first: pass the last event's ``at`` as ``until`` for
+    older ones."""
+    rows = space.events(userid=userid, kinds=kind, since=since, until=until)
+    return {"events": [event._asdict() for event in await first(rows, limit)]}
+
+
+@router.get("/admin/settings", tags=["admin"])
+async def get_settings(request: Request, who: Admin) -> dict[str, Any]:
+    return (await service_of(request).settings())._asdict()
+
+
+@router.patch("/admin/settings", tags=["admin"])
+async def change_settings(
+    body: SettingsBody, request: Request, who: Admin, space: Space
+) -> dict[str, Any]:
+    """Change the settings named in the body (each is its own change in the audit
+    trail); ``key_storage`` can only become ``hashed``."""
+    given = body.model_fields_set
+    with acting_as(who.actor, source=who.source):
+        if "session_ttl" in given and body.session_ttl is not None:
+            await space.set_session_TTL(body.session_ttl)
+        if "session_max_age" in given:
+            await space.set_session_max_age(body.session_max_age or None)
+        if "event_retention" in given:
+            await space.set_event_retention(body.event_retention or None)
+        policy = {
+            name: getattr(body, name)
+            for name in POLICY
+            if name in given and getattr(body, name) is not None
+        }
+        if policy:
+            await space.set_login_policy(**policy)
+        if body.key_storage is not None:
+            await space.set_session_key_storage(body.key_storage)
+    return (await service_of(request).settings())._asdict()

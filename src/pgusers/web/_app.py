@@ -1,0 +1,125 @@
+"""The ASGI application: the JSON API and the console on one userspace, with the
+security headers every response carries and JSON errors for the API."""
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pgusers._aio import AsyncUserSpace
+from pgusers._errors import BadCallError
+from pgusers.web import _api, _console
+from pgusers.web._errors import ApiError, error_body
+from pgusers.web._service import Opener, Service, SetupLink
+
+SECURITY_HEADERS: Final = [
+    (
+        b"content-security-policy",
+        b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        b"frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+HTTP_CODES: Final = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+"""The stable error codes of the errors Starlette itself raises."""
+
+
+class SecurityHeaders:
+    """Add :data:`SECURITY_HEADERS` to every response (plain ASGI, so the per-request
+    check endpoint pays almost nothing for it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(
+    userspace: AsyncUserSpace | Opener,
+    *,
+    registration: bool = False,
+    console: bool = True,
+    setup_link: bool = False,
+    secret: bytes | None = None,
+) -> FastAPI:
+    """Return the service as an ASGI application.
+
+    ``userspace`` is an :class:`~pgusers.AsyncUserSpace`, or a function without
+    arguments that returns one when awaited (``functools.partial(AsyncUserSpace.connect,
+    ...)``): it is then called on the first request, in the server's event loop, and
+    closed at shutdown. ``registration`` opens ``POST /v1/register`` to anyone;
+    ``console=False`` leaves the console out. With ``setup_link``, the application
+    makes a one-time link for creating the first administrator (valid 15 minutes,
+    and only while there is none): ``app.state.setup_token`` holds its token.
+    ``secret`` keys the console's CSRF tokens; give the same one to every process
+    behind one address (by default each application makes its own).
+    """
+    service = Service(userspace, registration, secret or secrets.token_bytes(32))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.space()
+        yield
+        await service.close()
+
+    app = FastAPI(
+        title="pgusers",
+        summary="User accounts and sessions in PostgreSQL, over HTTP",
+        version="1",
+        openapi_url="/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.setup_token = None
+    if setup_link:
+        service.setup, app.state.setup_token = SetupLink.new()
+    app.include_router(_api.router)
+    if console:
+        _console.mount(app)
+    app.add_middleware(SecurityHeaders)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return JSONResponse(
+            error_body(error.code, error.message), error.status, headers=error.headers
+        )
+
+    @app.exception_handler(BadCallError)
+    async def bad_call(request: Request, error: BadCallError) -> JSONResponse:
+        return JSONResponse(error_body("bad_request", str(error)), 400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}" for problem in error.errors()
+        )
+        return JSONResponse(error_body("invalid_request", problems), 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(error.status_code, "http_error")
+        headers: dict[str, Any] | None = getattr(error, "headers", None)
+        return JSONResponse(error_body(code, str(error.detail)), error.status_code, headers)
+
+    return app

@@ -1,0 +1,501 @@
+"""The admin console: server-rendered pages under ``/console`` for administrators.
+
+Every form carries a CSRF token (an HMAC of a random cookie under the application's
+secret); every write needs a password entered in the last ten minutes (the console
+session's own login, or a confirmation, which opens a fresh session); every write
+runs as ``console:user:<userid>`` in the audit trail. The pages load no script.
+"""
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from pgusers._aio import AsyncUserSpace
+from pgusers._core.audit import KINDS, acting_as
+from pgusers._errors import BadCallError
+from pgusers._results import DISABLED, OK, THROTTLED, Session
+from pgusers.web._service import Service, first
+
+HERE: Final = Path(__file__).parent
+SESSION_COOKIE: Final = "pgusers_console"
+CSRF_COOKIE: Final = "pgusers_console_csrf"
+CONFIRM_WINDOW: Final = 600.0
+"""Seconds after entering a password during which the console allows writes."""
+PAGE: Final = 50
+FILTERS: Final = {
+    "admin": ("admin", True),
+    "disabled": ("disabled", True),
+    "unverified": ("verified", False),
+    "throttled": ("throttled", True),
+}
+
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters["when"] = lambda t: (
+    "" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+)
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+class Redirect(Exception):  # noqa: N818 - an answer, not a failure
+    """Answer with a redirection (to the login page, or to confirm a password)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+class RefusedError(Exception):
+    """Answer with an error page."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Admin:
+    """The administrator a console request comes from."""
+
+    userid: int
+    username: str
+    key: str
+    actor: str
+    source: str | None
+
+
+def mount(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+
+    @app.exception_handler(Redirect)
+    async def redirect(request: Request, error: Redirect) -> Response:
+        return RedirectResponse(error.url, 303)
+
+    @app.exception_handler(RefusedError)
+    async def refused(request: Request, error: RefusedError) -> Response:
+        return page(request, "message.html", {"message": error.message}, error.status)
+
+
+# -- plumbing: cookies, CSRF, who is asking ------------------------------------------
+
+
+def service_of(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def secure(request: Request) -> bool:
+    """Cookies are ``Secure`` unless the console is served over plain HTTP on a
+    loopback address (a laptop); plain HTTP elsewhere gets no working login."""
+    if request.url.scheme == "https":
+        return True
+    server = request.scope.get("server")
+    try:
+        return not (server and ipaddress.ip_address(server[0]).is_loopback)
+    except ValueError:
+        return server is None or server[0] != "localhost"
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
+    response.set_cookie(
+        name, value, path="/console", httponly=True, samesite="strict", secure=secure(request)
+    )
+
+
+def csrf_token(request: Request, seed: str) -> str:
+    secret = service_of(request).secret
+    return hmac.new(secret, seed.encode(), hashlib.sha256).hexdigest()
+
+
+def page(
+    request: Request, template: str, context: dict[str, Any], status: int = 200
+) -> HTMLResponse:
+    """Render a page, with a CSRF token for its forms (and the cookie it derives from)."""
+    seed = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {"csrf": csrf_token(request, seed), "message": request.query_params.get("done"), **context},
+        status_code=status,
+    )
+    if request.cookies.get(CSRF_COOKIE) != seed:
+        set_cookie(request, response, CSRF_COOKIE, seed)
+    return response
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    """The posted form, after its CSRF token is checked."""
+    form = await request.form()
+    fields = {name: value for name, value in form.items() if isinstance(value, str)}
+    seed = request.cookies.get(CSRF_COOKIE)
+    given = fields.get("csrf", "")
+    if not seed or not hmac.compare_digest(given, csrf_token(request, seed)):
+        raise RefusedError(403, "This form has expired or did not come from here. Reload it.")
+    return fields
+
+
+async def space_of(request: Request) -> AsyncUserSpace:
+    return await service_of(request).space()
+
+
+async def current_session(space: AsyncUserSpace, userid: int, key: str) -> Session | None:
+    async with space.sessions(userid, key=key) as rows:
+        async for session in rows:
+            if session.current:
+                return session
+    return None
+
+
+async def admin_of(request: Request) -> Admin:
+    """The administrator whose console session this is; otherwise to the login page."""
+    key = request.cookies.get(SESSION_COOKIE)
+    space = await space_of(request)
+    checked = await space.check_key(key) if key else None
+    if (
+        checked
+        and checked.status == OK
+        and checked.userid
+        and checked.username
+        and await space.is_admin(checked.userid)
+    ):
+        actor = f"console:user:{checked.userid}"
+        return Admin(checked.userid, checked.username, key or "", actor, client(request))
+    raise Redirect("/console/login")
+
+
+async def writer_of(request: Request) -> tuple[Admin, dict[str, str]]:
+    """The administrator and the form of a write: CSRF checked, and a password entered
+    within CONFIRM_WINDOW (else to the confirmation page, then back)."""
+    admin = await admin_of(request)
+    form = await form_of(request)
+    session = await current_session(await space_of(request), admin.userid, admin.key)
+    if session is None or time.time() - session.created_at > CONFIRM_WINDOW:
+        back = form.get("back") or "/console/users"
+        raise Redirect("/console/confirm?" + urlencode({"next": safe_path(back)}))
+    return admin, form
+
+
+def safe_path(path: str) -> str:
+    """A path inside the console to go back to (never another site)."""
+    return path if path.startswith("/console/") and not path.startswith("//") else "/console/users"
+
+
+def back_to(path: str, done: str) -> RedirectResponse:
+    return RedirectResponse(f"{safe_path(path)}?done={quote(done)}", 303)
+
+
+async def start_session(request: Request, username: str, password: str) -> Response:
+    """Log in for the console; only administrators get a session cookie."""
+    space = await space_of(request)
+    outcome = await space.login(
+        username,
+        password,
+        source=client(request),
+        user_agent=request.headers.get("user-agent"),
+    )
+    if outcome.status == THROTTLED:
+        wait = int(outcome.retry_after) + 1
+        raise RefusedError(429, f"Too many failed logins. Try again in {wait} s.")
+    if outcome.status == DISABLED:
+        raise RefusedError(403, "This account is disabled.")
+    if outcome.status != OK or outcome.userid is None:
+        return page(request, "login.html", {"error": "Wrong username or password."}, 401)
+    if not outcome.admin:
+        session = await current_session(space, outcome.userid, outcome.key)
+        if session is not None:
+            await space.end_session(session.session_id)
+        raise RefusedError(403, "The console is for administrators only.")
+    response = RedirectResponse("/console/users", 303)
+    set_cookie(request, response, SESSION_COOKIE, outcome.key)
+    return response
+
+
+# -- logging in, the first administrator, confirming -----------------------------------
+
+
+@router.get("", include_in_schema=False)
+@router.get("/", include_in_schema=False)
+async def home(request: Request) -> Response:
+    return RedirectResponse("/console/users", 303)
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    return page(request, "login.html", {})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await form_of(request)
+    return await start_session(request, form.get("username", ""), form.get("password", ""))
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    admin = await admin_of(request)
+    await form_of(request)
+    space = await space_of(request)
+    session = await current_session(space, admin.userid, admin.key)
+    if session is not None:
+        with acting_as(admin.actor, source=admin.source):
+            await space.end_session(session.session_id)
+    response = RedirectResponse("/console/login", 303)
+    response.delete_cookie(SESSION_COOKIE, path="/console")
+    return response
+
+
+async def usable_setup(request: Request, token: str) -> None:
+    setup = service_of(request).setup
+    if setup is None or not setup.accepts(token) or await service_of(request).has_admin():
+        raise RefusedError(404, "This setup link has been used, has expired, or is not valid.")
+
+
+@router.get("/setup")
+async def setup_page(request: Request, token: str = "") -> Response:
+    await usable_setup(request, token)
+    return page(request, "setup.html", {"token": token})
+
+
+@router.post("/setup")
+async def setup(request: Request) -> Response:
+    form = await form_of(request)
+    await usable_setup(request, form.get("token", ""))
+    setup = service_of(request).setup
+    assert setup is not None
+    setup.used = True
+    space = await space_of(request)
+    try:
+        with acting_as("console:setup-link", source=client(request)):
+            await space.create_user(
+                form.get("username", ""), form.get("password", ""), form.get("email", ""), True
+            )
+    except BadCallError as error:
+        setup.used = False
+        return page(request, "setup.html", {"token": form["token"], "error": str(error)}, 400)
+    return await start_session(request, form["username"], form["password"])
+
+
+@router.get("/confirm")
+async def confirm_page(request: Request, next: str = "/console/users") -> Response:
+    admin = await admin_of(request)
+    return page(request, "confirm.html", {"admin": admin, "next": safe_path(next)})
+
+
+@router.post("/confirm")
+async def confirm(request: Request) -> Response:
+    """Enter the password again: a fresh console session replaces this one."""
+    admin = await admin_of(request)
+    form = await form_of(request)
+    response = await start_session(request, admin.username, form.get("password", ""))
+    if isinstance(response, RedirectResponse):
+        space = await space_of(request)
+        old = await current_session(space, admin.userid, admin.key)
+        if old is not None:
+            await space.end_session(old.session_id)
+        response.headers["location"] = safe_path(form.get("next", ""))
+    return response
+
+
+# -- users ---------------------------------------------------------------------------------
+
+
+@router.get("/users")
+async def users(request: Request, search: str = "", filter: str = "", after: int = 0) -> Response:
+    admin = await admin_of(request)
+    filters = dict([FILTERS[filter]]) if filter in FILTERS else {}
+    try:
+        accounts = await service_of(request).accounts(search or None, after, PAGE, filters)
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    more = len(accounts) == PAGE
+    query = {"search": search, "filter": filter, "after": accounts[-1].userid if more else 0}
+    context = {
+        "admin": admin,
+        "accounts": accounts,
+        "search": search,
+        "filter": filter,
+        "filters": list(FILTERS),
+        "next": "/console/users?" + urlencode(query) if more else None,
+    }
+    return page(request, "users.html", context)
+
+
+@router.get("/users/{userid}")
+async def user(request: Request, userid: int, token: str | None = None) -> Response:
+    admin = await admin_of(request)
+    account = await service_of(request).account(userid)
+    if account is None:
+        raise RefusedError(404, "There is no such user.")
+    space = await space_of(request)
+    async with space.sessions(userid) as rows:
+        sessions = [session async for session in rows]
+    events = await first(space.events(userid=userid), PAGE)
+    context = {
+        "admin": admin,
+        "account": account,
+        "extra_data": json.dumps(account.extra_data, indent=2, ensure_ascii=False, default=str),
+        "sessions": sessions,
+        "events": events,
+        "token": token,
+    }
+    return page(request, "user.html", context)
+
+
+@router.post("/users/{userid}/disabled")
+async def set_disabled(request: Request, userid: int) -> Response:
+    admin, form = await writer_of(request)
+    disabled = form.get("value") == "true"
+    with acting_as(admin.actor, source=admin.source):
+        await (await space_of(request)).disable_user(userid, disabled)
+    return back_to(f"/console/users/{userid}", "User disabled." if disabled else "User enabled.")
+
+
+@router.post("/users/{userid}/admin")
+async def set_admin(request: Request, userid: int) -> Response:
+    admin, form = await writer_of(request)
+    value = form.get("value") == "true"
+    with acting_as(admin.actor, source=admin.source):
+        await (await space_of(request)).set_admin(userid, value)
+    done = "Made an administrator." if value else "No longer an administrator."
+    return back_to(f"/console/users/{userid}", done)
+
+
+@router.post("/users/{userid}/reset-token")
+async def reset_token(request: Request, userid: int) -> Response:
+    admin, _ = await writer_of(request)
+    with acting_as(admin.actor, source=admin.source):
+        token = await (await space_of(request)).issue_token(userid, "reset_password")
+    # Shown once, on this answer only: never in a URL, a log or the audit trail.
+    request.scope["query_string"] = b""
+    return await user(request, userid, token)
+
+
+@router.post("/users/{userid}/sessions/end")
+async def end_all_sessions(request: Request, userid: int) -> Response:
+    admin, _ = await writer_of(request)
+    with acting_as(admin.actor, source=admin.source):
+        ended = await (await space_of(request)).kill_sessions(userid)
+    return back_to(f"/console/users/{userid}", f"Ended {ended} session(s).")
+
+
+@router.post("/sessions/{session_id}/end")
+async def end_session(request: Request, session_id: str) -> Response:
+    admin, form = await writer_of(request)
+    with acting_as(admin.actor, source=admin.source):
+        ended = await (await space_of(request)).end_session(session_id)
+    done = "Session ended." if ended else "That session had already ended."
+    return back_to(form.get("back", ""), done)
+
+
+@router.post("/users/{userid}/delete")
+async def delete_user(request: Request, userid: int) -> Response:
+    admin, _ = await writer_of(request)
+    with acting_as(admin.actor, source=admin.source):
+        await (await space_of(request)).delete_user(userid=userid)
+    return back_to("/console/users", f"User {userid} deleted.")
+
+
+# -- settings and the event log ------------------------------------------------------------
+
+
+@router.get("/settings")
+async def settings_page(request: Request) -> Response:
+    admin = await admin_of(request)
+    settings = await service_of(request).settings()
+    return page(request, "settings.html", {"admin": admin, "settings": settings})
+
+
+def number(form: dict[str, str], name: str) -> float | None:
+    text = form.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise RefusedError(400, f"{name} must be a number") from None
+
+
+def whole(value: float | None) -> int | None:
+    if value is None:
+        return None
+    if not value.is_integer():
+        raise RefusedError(400, "counts must be whole numbers")
+    return int(value)
+
+
+@router.post("/settings")
+async def change_settings(request: Request) -> Response:
+    admin, form = await writer_of(request)
+    space = await space_of(request)
+    which = form.get("setting")
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            if which == "ttl":
+                await space.set_session_TTL(number(form, "session_ttl") or 0)
+            elif which == "max_age":
+                await space.set_session_max_age(number(form, "session_max_age"))
+            elif which == "retention":
+                await space.set_event_retention(number(form, "event_retention"))
+            elif which == "policy":
+                counts = {name: number(form, name) for name in ("free_failures", "source_limit")}
+                await space.set_login_policy(
+                    free_failures=whole(counts["free_failures"]),
+                    source_limit=whole(counts["source_limit"]),
+                    max_backoff=number(form, "max_backoff"),
+                    source_window=number(form, "source_window"),
+                    source_block=number(form, "source_block"),
+                )
+            elif which == "key_storage":
+                await space.set_session_key_storage("hashed")
+            else:
+                raise RefusedError(400, "Unknown setting.")
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    return back_to("/console/settings", "Saved.")
+
+
+@router.get("/events")
+async def event_log(
+    request: Request, kind: str = "", userid: str = "", until: str = ""
+) -> Response:
+    admin = await admin_of(request)
+    space = await space_of(request)
+    try:
+        stream = space.events(
+            userid=int(userid) if userid else None,
+            kinds=kind or None,
+            until=float(until) if until else None,
+        )
+    except (BadCallError, ValueError) as error:
+        raise RefusedError(400, str(error)) from None
+    events = await first(stream, PAGE)
+    older = None
+    if len(events) == PAGE:
+        query = {"kind": kind, "userid": userid, "until": events[-1].at}
+        older = "/console/events?" + urlencode(query)
+    context = {
+        "admin": admin,
+        "events": events,
+        "kinds": sorted(KINDS),
+        "kind": kind,
+        "userid": userid,
+        "older": older,
+    }
+    return page(request, "events.html", context)

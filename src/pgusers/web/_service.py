@@ -1,0 +1,127 @@
+"""What every route of the service shares: the userspace, opened on first use, and
+the calls the service makes that are not methods of a userspace (API keys, pages of
+accounts, the settings)."""
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar
+
+from pgusers._aio import AsyncUserSpace
+from pgusers._results import Account, ApiKey, Settings, Status
+
+SETUP_LIFETIME: Final = 15 * 60.0
+"""How long the first-administrator setup link works, in seconds."""
+
+Opener = Callable[[], Awaitable[AsyncUserSpace]]
+T = TypeVar("T")
+
+
+async def first(rows: AsyncIterator[T], limit: int) -> list[T]:
+    """The first ``limit`` items of a stream, closing it when it is not read to the end."""
+    taken: list[T] = []
+    async for item in rows:
+        taken.append(item)
+        if len(taken) >= limit:
+            break
+    closer = getattr(rows, "aclose", None)
+    if closer is not None:
+        await closer()
+    return taken
+
+
+@dataclass
+class SetupLink:
+    """The one-time link that lets the first visitor create the first administrator."""
+
+    digest: bytes
+    expires_at: float
+    used: bool = False
+
+    @classmethod
+    def new(cls) -> tuple["SetupLink", str]:
+        token = secrets.token_urlsafe(32)
+        return cls(hashlib.sha256(token.encode()).digest(), time.time() + SETUP_LIFETIME), token
+
+    def accepts(self, token: str) -> bool:
+        given = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        return (
+            not self.used
+            and time.time() < self.expires_at
+            and hmac.compare_digest(given, self.digest)
+        )
+
+
+@dataclass
+class Service:
+    """The service's state: how to reach the userspace and what the app was made with."""
+
+    opener: AsyncUserSpace | Opener
+    registration: bool
+    secret: bytes
+    setup: SetupLink | None = None
+    _space: AsyncUserSpace | None = field(default=None, repr=False)
+    _owned: bool = field(default=False, repr=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    async def space(self) -> AsyncUserSpace:
+        """The userspace; a factory given to ``create_app`` is called once, here."""
+        if self._space is None:
+            async with self._lock:
+                if self._space is None:
+                    if isinstance(self.opener, AsyncUserSpace):
+                        await self.opener._open()
+                        self._space = self.opener
+                    else:
+                        self._space = await self.opener()
+                        self._owned = True
+        return self._space
+
+    async def close(self) -> None:
+        """Close the userspace if the service opened it from a factory."""
+        if self._space is not None and self._owned:
+            await self._space.close()
+        self._space = None
+
+    async def _run(self, name: str, *args: object) -> Any:
+        space = await self.space()
+        return await space._driver.run(getattr(space._core, name), *args)
+
+    async def api_key(self, key: str) -> tuple[str, str] | None:
+        """The id and scope of a live API key, or None."""
+        found: tuple[str, str] | None = await self._run("api_key_scope", key)
+        return found
+
+    async def create_api_key(self, name: str, scope: str) -> tuple[str, str]:
+        made: tuple[str, str] = await self._run("create_api_key", name, scope)
+        return made
+
+    async def revoke_api_key(self, key_id: str) -> Status:
+        status: Status = await self._run("revoke_api_key", key_id)
+        return status
+
+    async def api_keys(self) -> AsyncIterator[ApiKey]:
+        space = await self.space()
+        async for key in space._driver.stream(space._core.api_keys):
+            yield key
+
+    async def accounts(
+        self, search: str | None, after: int, limit: int, filters: dict[str, bool]
+    ) -> list[Account]:
+        page: list[Account] = await self._run("accounts", search, after, limit, filters)
+        return page
+
+    async def account(self, userid: int) -> Account | None:
+        found: list[Account] = await self._run("account", userid)
+        return found[0] if found else None
+
+    async def settings(self) -> Settings:
+        settings: Settings = await self._run("settings")
+        return settings
+
+    async def has_admin(self) -> bool:
+        return bool(await self.accounts(None, 0, 1, {"admin": True}))

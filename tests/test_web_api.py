@@ -1,0 +1,399 @@
+"""The JSON API of ``pgusers.web``, through a real HTTP client on the real application
+and a real PostgreSQL."""
+
+from functools import partial
+
+import pytest
+from starlette.testclient import TestClient
+
+import pgusers
+from pgusers import AsyncUserSpace
+from pgusers.web import create_app
+
+from .support import FAST_HASHER, make_api_key
+
+
+@pytest.fixture
+def space(dsn, schema):
+    """A blocking userspace on the same schema, to arrange and to look."""
+    usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+    yield usp
+    usp.close()
+
+
+def client_for(dsn, schema, **options):
+    opener = partial(AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+    return TestClient(create_app(opener, **options), headers={"user-agent": "pytest-client"})
+
+
+@pytest.fixture
+def client(space, dsn, schema):
+    with client_for(dsn, schema) as client:
+        yield client
+
+
+@pytest.fixture
+def admin_key(space):
+    return make_api_key(space, "admin")
+
+
+@pytest.fixture
+def check_key(space):
+    return make_api_key(space, "check")
+
+
+def bearer(token):
+    return {"authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def ada(space):
+    return space.create_user("ada", "s3cret-pw", "ada@example.com", extra_data={"plan": "pro"})
+
+
+def log_in(client, username="ada", password="s3cret-pw"):
+    answer = client.post("/v1/login", json={"username": username, "password": password})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["key"]
+
+
+# -- logging in and checking keys -----------------------------------------------------
+
+
+def test_login_gives_a_key_that_the_check_endpoint_accepts(client, ada, check_key):
+    answer = client.post("/v1/login", json={"username": "ada", "password": "s3cret-pw"})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["userid"], body["admin"]) == (ada, False)
+    checked = client.post("/v1/check", json={"key": body["key"]}, headers=bearer(check_key[1]))
+    assert checked.json() == {
+        "status": "ok",
+        "userid": ada,
+        "username": "ada",
+        "extra_data": None,
+    }
+
+
+def test_login_records_the_client_address_and_user_agent(client, space, ada):
+    log_in(client)
+    (session,) = space.sessions(ada)
+    assert (session.source, session.user_agent) == ("testclient", "pytest-client")
+
+
+def test_a_wrong_password_is_401_with_a_stable_code(client, ada):
+    answer = client.post("/v1/login", json={"username": "ada", "password": "nope"})
+    assert answer.status_code == 401
+    assert answer.json()["error"]["code"] == "login_failed"
+
+
+def test_a_throttled_login_is_429_with_retry_after(client, space, ada):
+    space.set_login_policy(free_failures=1)
+    for _ in range(2):
+        client.post("/v1/login", json={"username": "ada", "password": "nope"})
+    answer = client.post("/v1/login", json={"username": "ada", "password": "s3cret-pw"})
+    assert answer.status_code == 429
+    assert answer.json()["error"]["code"] == "throttled"
+    assert int(answer.headers["retry-after"]) >= 1
+
+
+def test_a_disabled_account_is_403(client, space, ada):
+    space.disable_user(ada)
+    answer = client.post("/v1/login", json={"username": "ada", "password": "s3cret-pw"})
+    assert (answer.status_code, answer.json()["error"]["code"]) == (403, "account_disabled")
+
+
+def test_check_reports_unknown_and_expired_keys(client, check_key):
+    answer = client.post("/v1/check", json={"key": "x" * 43}, headers=bearer(check_key[1]))
+    assert answer.json()["status"] == "not_found"
+
+
+def test_check_takes_an_api_key_not_a_session_key(client, ada):
+    key = log_in(client)
+    answer = client.post("/v1/check", json={"key": key}, headers=bearer(key))
+    assert answer.status_code == 401
+
+
+def test_a_revoked_api_key_stops_working(client, space, check_key):
+    key_id, key = check_key
+    assert space._driver.run(space._core.revoke_api_key, key_id) == pgusers.OK
+    answer = client.post("/v1/check", json={"key": "x" * 43}, headers=bearer(key))
+    assert answer.status_code == 401
+
+
+def test_a_check_scoped_key_cannot_use_admin_endpoints(client, check_key):
+    answer = client.get("/v1/admin/users", headers=bearer(check_key[1]))
+    assert (answer.status_code, answer.json()["error"]["code"]) == (403, "forbidden")
+
+
+def test_no_credentials_is_401_with_a_bearer_challenge(client):
+    answer = client.get("/v1/admin/users")
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"] == "Bearer"
+
+
+# -- a user's own sessions -----------------------------------------------------------------
+
+
+def test_logout_ends_this_session_only(client, space, ada, check_key):
+    first, second = log_in(client), log_in(client)
+    assert client.post("/v1/logout", headers=bearer(first)).json() == {"ended": 1}
+    assert space.check_key(first).status == pgusers.NOT_FOUND
+    assert space.check_key(second).status == pgusers.OK
+
+
+def test_logout_others_keeps_this_session(client, space, ada):
+    keys = [log_in(client) for _ in range(3)]
+    assert client.post("/v1/logout/others", headers=bearer(keys[0])).json() == {"ended": 2}
+    assert [space.check_key(key).status for key in keys] == [pgusers.OK, *[pgusers.NOT_FOUND] * 2]
+
+
+def test_a_user_lists_and_ends_their_own_sessions(client, space, ada):
+    mine, other = log_in(client), log_in(client)
+    sessions = client.get("/v1/sessions", headers=bearer(mine)).json()["sessions"]
+    assert sorted(s["current"] for s in sessions) == [False, True]
+    other_id = next(s["session_id"] for s in sessions if not s["current"])
+    assert client.delete(f"/v1/sessions/{other_id}", headers=bearer(mine)).json() == {"ended": 1}
+    assert space.check_key(other).status == pgusers.NOT_FOUND
+
+
+def test_a_user_cannot_end_someone_elses_session(client, space, ada):
+    space.create_user("bob", "bob-pw-123", "bob@example.com")
+    bobs = log_in(client, "bob", "bob-pw-123")
+    (bob_session,) = space.sessions(space.find_user(username="bob")["userid"])
+    answer = client.delete(f"/v1/sessions/{bob_session.session_id}", headers=bearer(log_in(client)))
+    assert answer.status_code == 404
+    assert space.check_key(bobs).status == pgusers.OK
+
+
+# -- anyone: tokens and registration -------------------------------------------------------
+
+
+def test_a_reset_token_from_an_admin_sets_a_new_password(client, space, ada, admin_key):
+    issued = client.post(
+        f"/v1/admin/users/{ada}/tokens",
+        json={"purpose": "reset_password"},
+        headers=bearer(admin_key[1]),
+    )
+    assert issued.status_code == 201
+    token = issued.json()["token"]
+    done = client.post("/v1/password/reset", json={"token": token, "password": "new-pw-456"})
+    assert done.json() == {"status": "ok"}
+    assert space.login("ada", "new-pw-456").status == pgusers.OK
+    again = client.post("/v1/password/reset", json={"token": token, "password": "other-pw"})
+    assert (again.status_code, again.json()["error"]["code"]) == (400, "invalid_token")
+
+
+def test_an_email_verification_token_verifies(client, space, ada, admin_key):
+    issued = client.post(
+        f"/v1/admin/users/{ada}/tokens",
+        json={"purpose": "verify_email"},
+        headers=bearer(admin_key[1]),
+    )
+    done = client.post("/v1/email/verify", json={"token": issued.json()["token"]})
+    assert done.json() == {"status": "ok"}
+    assert space.find_user(userid=ada)["email_verified"] is True
+
+
+def test_registration_is_closed_unless_enabled(client, space, dsn, schema):
+    body = {"username": "newbie", "password": "pw-123456", "email": "n@example.com"}
+    closed = client.post("/v1/register", json=body)
+    assert (closed.status_code, closed.json()["error"]["code"]) == (403, "registration_closed")
+    assert space.find_user(username="newbie") is None
+    with client_for(dsn, schema, registration=True) as open_client:
+        made = open_client.post("/v1/register", json=body)
+    assert made.status_code == 201
+    assert space.find_user(username="newbie")["userid"] == made.json()["userid"]
+
+
+# -- administrators ------------------------------------------------------------------------
+
+
+def test_an_admin_session_key_may_use_admin_endpoints(client, space):
+    space.create_user("root", "root-pw-1", "root@example.com", admin=True)
+    key = log_in(client, "root", "root-pw-1")
+    assert client.get("/v1/admin/users", headers=bearer(key)).status_code == 200
+
+
+def test_a_non_admin_session_key_is_refused_admin_endpoints(client, ada):
+    answer = client.get("/v1/admin/users", headers=bearer(log_in(client)))
+    assert answer.status_code == 403
+
+
+def test_admin_creates_reads_changes_and_deletes_a_user(client, space, admin_key):
+    auth = bearer(admin_key[1])
+    made = client.post(
+        "/v1/admin/users",
+        json={"username": "cy", "password": "cy-pw-123", "email": "cy@example.com"},
+        headers=auth,
+    )
+    assert made.status_code == 201
+    userid = made.json()["userid"]
+    changed = client.patch(
+        f"/v1/admin/users/{userid}",
+        json={"email": "cy@example.org", "extra_data": {"team": "blue"}},
+        headers=auth,
+    )
+    assert (changed.json()["email"], changed.json()["extra_data"]) == (
+        "cy@example.org",
+        {"team": "blue"},
+    )
+    assert client.get(f"/v1/admin/users/{userid}", headers=auth).json()["username"] == "cy"
+    assert client.delete(f"/v1/admin/users/{userid}", headers=auth).json() == {"status": "ok"}
+    gone = client.get(f"/v1/admin/users/{userid}", headers=auth)
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "not_found")
+    assert space.find_user(userid=userid) is None
+
+
+def test_admin_disables_a_user_and_their_sessions_end(client, space, ada, admin_key):
+    key = log_in(client)
+    answer = client.put(
+        f"/v1/admin/users/{ada}/disabled", json={"value": True}, headers=bearer(admin_key[1])
+    )
+    assert answer.json() == {"status": "ok"}
+    assert space.check_key(key).status == pgusers.NOT_FOUND
+    assert space.find_user(userid=ada)["disabled"] is True
+
+
+def test_admin_sets_the_admin_flag(client, space, ada, admin_key):
+    client.put(f"/v1/admin/users/{ada}/admin", json={"value": True}, headers=bearer(admin_key[1]))
+    assert space.is_admin(ada)
+
+
+def test_admin_lists_and_ends_a_users_sessions(client, space, ada, admin_key):
+    auth = bearer(admin_key[1])
+    keys = [log_in(client) for _ in range(2)]
+    listed = client.get(f"/v1/admin/users/{ada}/sessions", headers=auth).json()["sessions"]
+    assert len(listed) == 2
+    one = listed[0]["session_id"]
+    assert client.delete(f"/v1/admin/sessions/{one}", headers=auth).json() == {"ended": 1}
+    assert client.delete(f"/v1/admin/sessions/{one}", headers=auth).status_code == 404
+    assert client.delete(f"/v1/admin/users/{ada}/sessions", headers=auth).json() == {"ended": 1}
+    assert {space.check_key(key).status for key in keys} == {pgusers.NOT_FOUND}
+
+
+def test_users_come_in_keyset_pages(client, space, admin_key):
+    made = [space.create_user(f"user{i}", "pw-123456", f"u{i}@example.com") for i in range(5)]
+    seen, after = [], 0
+    while after is not None:
+        page = client.get(
+            "/v1/admin/users", params={"limit": 2, "after": after}, headers=bearer(admin_key[1])
+        ).json()
+        seen += [user["userid"] for user in page["users"]]
+        after = page["next_after"]
+    assert seen == made
+
+
+def test_users_are_found_by_part_of_a_name_or_email_and_by_flags(client, space, admin_key):
+    auth = bearer(admin_key[1])
+    space.create_user("Margaret", "pw-123456", "mh@example.com", admin=True)
+    bob = space.create_user("bob", "pw-123456", "bob@lab.example")
+    space.disable_user(bob)
+
+    def names(**params):
+        users = client.get("/v1/admin/users", params=params, headers=auth).json()["users"]
+        return [user["username"] for user in users]
+
+    assert names(search="GARE") == ["Margaret"]
+    assert names(search="lab.") == ["bob"]
+    assert names(search="%") == []
+    assert names(admin=True) == ["Margaret"]
+    assert names(disabled=True) == ["bob"]
+    assert names(verified=False) == ["Margaret", "bob"]
+
+
+def test_admin_actions_are_in_the_events_with_the_api_key_as_actor(client, ada, admin_key):
+    key_id, key = admin_key
+    client.put(f"/v1/admin/users/{ada}/disabled", json={"value": True}, headers=bearer(key))
+    events = client.get(
+        "/v1/admin/events", params={"kind": "user.disabled"}, headers=bearer(key)
+    ).json()["events"]
+    assert [(e["userid"], e["actor"]) for e in events] == [(ada, f"apikey:{key_id}")]
+
+
+def test_events_are_newest_first_and_limited(client, ada, admin_key):
+    for _ in range(3):
+        log_in(client)
+    events = client.get(
+        "/v1/admin/events", params={"limit": 2}, headers=bearer(admin_key[1])
+    ).json()["events"]
+    assert len(events) == 2
+    assert events[0]["id"] > events[1]["id"]
+
+
+def test_admin_reads_and_changes_the_settings(client, space, admin_key):
+    auth = bearer(admin_key[1])
+    changed = client.patch(
+        "/v1/admin/settings",
+        json={"session_ttl": 600, "session_max_age": 86400, "free_failures": 3},
+        headers=auth,
+    )
+    assert changed.status_code == 200
+    settings = client.get("/v1/admin/settings", headers=auth).json()
+    assert (settings["session_ttl"], settings["session_max_age"], settings["free_failures"]) == (
+        600,
+        86400,
+        3,
+    )
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"username": "ada"},
+        {"username": 5, "password": "x"},
+        {"username": "a", "password": "b", "x": 1},
+    ],
+    ids=["empty", "no password", "number", "unknown field"],
+)
+def test_malformed_bodies_are_422_json(client, body):
+    answer = client.post("/v1/login", json=body)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "invalid_request"
+
+
+def test_input_pgusers_refuses_is_400_json_and_changes_nothing(client, space, admin_key):
+    answer = client.post(
+        "/v1/admin/users",
+        json={"username": "x" * 500, "password": "pw-123456", "email": "x@example.com"},
+        headers=bearer(admin_key[1]),
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "bad_request"
+    assert list(space.all_users()) == []
+
+
+def test_a_body_that_is_not_json_is_400_json(client):
+    answer = client.post(
+        "/v1/login", content=b"\xff{", headers={"content-type": "application/json"}
+    )
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "bad_request")
+
+
+def test_unknown_paths_are_404_json(client):
+    answer = client.get("/v1/nothing-here")
+    assert (answer.status_code, answer.json()["error"]["code"]) == (404, "not_found")
+
+
+def test_every_answer_carries_the_security_headers(client):
+    headers = client.get("/v1/openapi.json").headers
+    assert "script-src" not in headers["content-security-policy"]
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert (headers["x-frame-options"], headers["referrer-policy"]) == ("DENY", "no-referrer")
+
+
+def test_the_openapi_document_lists_the_endpoints(client):
+    paths = client.get("/v1/openapi.json").json()["paths"]
+    assert {"/v1/login", "/v1/check", "/v1/admin/users", "/v1/admin/events"} <= set(paths)
+    assert not any(path.startswith("/console") for path in paths)
+
+
+def test_an_open_userspace_can_be_given_instead_of_a_factory(space, ada, dsn, schema, loop_thread):
+    async def opened():
+        return await AsyncUserSpace.connect(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+
+    with TestClient(create_app(opened)) as client:
+        assert log_in(client)

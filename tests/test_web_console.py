@@ -1,0 +1,213 @@
+"""The admin console in a real browser: Debian's Chromium driven by Playwright, against
+the application served by uvicorn on a real PostgreSQL.
+
+The tests skip when no Chromium is installed (``.ci/run`` installs it). Screenshots of
+the main pages go to ``$PGUSERS_SCREENSHOTS`` if set, else to the test's own temporary
+directory.
+"""
+
+import os
+import shutil
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+import pgusers
+from pgusers import AsyncUserSpace
+from pgusers.web import create_app
+
+from .support import FAST_HASHER, Clock, served
+
+pytestmark = pytest.mark.browser
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = os.environ.get("PGUSERS_CHROMIUM") or shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("no chromium executable (apt-get install chromium)")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def space(dsn, schema):
+    usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+    yield usp
+    usp.close()
+
+
+@pytest.fixture
+def app(space, dsn, schema):
+    opener = partial(AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+    return create_app(opener, setup_link=True)
+
+
+@pytest.fixture
+def base_url(app):
+    with served(app) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser, base_url):
+    context = browser.new_context(base_url=base_url, user_agent="pgusers-console-test")
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
+def shots(tmp_path):
+    folder = Path(os.environ.get("PGUSERS_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return lambda page, name: page.screenshot(path=folder / f"{name}.png", full_page=True)
+
+
+@pytest.fixture
+def root(space):
+    return space.create_user("root", "root-pw-123", "root@example.com", admin=True)
+
+
+def log_in(page, username="root", password="root-pw-123"):
+    page.goto("/console/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def expect(locator):
+    return playwright_api.expect(locator)
+
+
+def test_the_setup_link_creates_the_first_admin_once(page, app, space, shots):
+    page.goto(f"/console/setup?token={app.state.setup_token}")
+    shots(page, "setup")
+    page.get_by_label("Username").fill("founder")
+    page.get_by_label("Email").fill("founder@example.com")
+    page.get_by_label("Password").fill("founder-pw-1")
+    page.get_by_role("button", name="Create and log in").click()
+    expect(page.get_by_role("heading", name="Users")).to_be_visible()
+    assert space.is_admin(space.find_user(username="founder")["userid"])
+    page.goto(f"/console/setup?token={app.state.setup_token}")
+    expect(page.get_by_role("alert")).to_contain_text("has been used")
+
+
+def test_a_wrong_setup_token_is_refused(page, space):
+    page.goto("/console/setup?token=guess")
+    expect(page.get_by_role("alert")).to_contain_text("not valid")
+    assert list(space.all_users()) == []
+
+
+def test_an_admin_logs_in_finds_a_user_and_disables_them(page, space, root, shots):
+    ada = space.create_user("ada", "ada-pw-123", "ada@example.com", extra_data={"plan": "pro"})
+    key = space.login("ada", "ada-pw-123", source="203.0.113.9", user_agent="Firefox").key
+    for i in range(3):
+        space.create_user(f"user{i}", "pw-1234567", f"user{i}@example.com")
+    log_in(page)
+    shots(page, "users")
+    page.get_by_label("Search").fill("ADA")
+    page.get_by_role("button", name="Search").click()
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(1)
+    rows.get_by_role("link", name="ada").click()
+    expect(page.locator("pre.json")).to_contain_text('"plan": "pro"')
+    expect(page.locator("table.sessions")).to_contain_text("203.0.113.9")
+    shots(page, "user")
+    page.get_by_role("button", name="Disable").click()
+    expect(page.get_by_role("status")).to_have_text("User disabled.")
+    expect(page.get_by_text("No live sessions.")).to_be_visible()
+    assert space.check_key(key).status == pgusers.NOT_FOUND
+    assert space.find_user(userid=ada)["disabled"] is True
+
+
+def test_an_admin_ends_one_session(page, space, root):
+    ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
+    first = space.login("ada", "ada-pw-123").key
+    second = space.login("ada", "ada-pw-123").key
+    log_in(page)
+    page.goto(f"/console/users/{ada}")
+    page.locator("table.sessions").get_by_role("button", name="End").first.click()
+    expect(page.get_by_role("status")).to_have_text("Session ended.")
+    statuses = sorted(space.check_key(key).status for key in (first, second))
+    assert statuses == [pgusers.OK, pgusers.NOT_FOUND]
+
+
+def test_an_admin_changes_the_ttl_and_sees_every_action_in_the_event_log(page, space, root, shots):
+    ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
+    log_in(page)
+    page.goto("/console/settings")
+    shots(page, "settings")
+    page.get_by_label("Seconds", exact=True).fill("3600")
+    page.locator("form", has=page.locator("input[name=session_ttl]")).get_by_role(
+        "button", name="Save"
+    ).click()
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+    assert space._driver.run(space._core.settings).session_ttl == 3600
+    page.goto(f"/console/users/{ada}")
+    page.get_by_role("button", name="Make administrator").click()
+    page.get_by_role("button", name="Disable").click()
+    page.goto("/console/events")
+    shots(page, "events")
+    actor = f"console:user:{root}"
+    for kind in ("settings.changed", "admin.changed", "user.disabled"):
+        row = page.locator("tbody tr", has_text=kind)
+        expect(row.first).to_contain_text(actor)
+    page.get_by_label("Kind").select_option("user.disabled")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("tbody tr")).to_have_count(1)
+
+
+def test_a_non_admin_is_refused(page, space):
+    space.create_user("ada", "ada-pw-123", "ada@example.com")
+    log_in(page, "ada", "ada-pw-123")
+    expect(page.get_by_role("alert")).to_contain_text("administrators only")
+    page.goto("/console/users")
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    (session_count,) = {len(list(space.sessions()))}
+    assert session_count == 0
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(page, space, root):
+    ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
+    log_in(page)
+    page.goto(f"/console/users/{ada}")
+    form = page.locator("form", has=page.get_by_role("button", name="Disable"))
+    form.locator("input[name=csrf]").evaluate("input => input.remove()")
+    form.get_by_role("button", name="Disable").click()
+    expect(page.get_by_role("alert")).to_contain_text("did not come from here")
+    assert space.find_user(userid=ada)["disabled"] is False
+
+
+def test_a_stored_script_tag_shows_as_text(page, space, root):
+    evil = "<script>alert(1)</script>"
+    userid = space.create_user("mallory", "pw-1234567", "m@example.com", extra_data={"bio": evil})
+    space.login("mallory", "pw-1234567", user_agent=evil)
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    log_in(page)
+    page.goto(f"/console/users/{userid}")
+    expect(page.locator("td.agent")).to_have_text(evil)
+    expect(page.locator("pre.json")).to_contain_text(evil)
+    assert page.locator("script").count() == 0
+    assert dialogs == []
+
+
+def test_writes_need_a_password_entered_in_the_last_ten_minutes(page, space, root, monkeypatch):
+    ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
+    log_in(page)
+    clock = Clock(monkeypatch)
+    clock.advance(11 * 60)
+    page.goto(f"/console/users/{ada}")
+    page.get_by_role("button", name="Disable").click()
+    expect(page.get_by_role("heading", name="Confirm your password")).to_be_visible()
+    assert space.find_user(userid=ada)["disabled"] is False
+    page.get_by_label("Password").fill("root-pw-123")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.get_by_role("heading", name="ada")).to_be_visible()
+    page.get_by_role("button", name="Disable").click()
+    expect(page.get_by_role("status")).to_have_text("User disabled.")
