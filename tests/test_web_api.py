@@ -1,6 +1,7 @@
 """The JSON API of ``pgusers.web``, through a real HTTP client on the real application
 and a real PostgreSQL."""
 
+import time
 from functools import partial
 
 import pytest
@@ -113,11 +114,46 @@ def test_check_takes_an_api_key_not_a_session_key(client, ada):
     assert answer.status_code == 401
 
 
-def test_a_revoked_api_key_stops_working(client, space, check_key):
+def test_an_api_key_revoked_elsewhere_stops_working_after_the_cache(
+    space, dsn, schema, check_key, monkeypatch
+):
     key_id, key = check_key
-    assert space._driver.run(space._core.revoke_api_key, key_id) == pgusers.OK
-    answer = client.post("/v1/check", json={"key": "x" * 43}, headers=bearer(key))
+    with client_for(dsn, schema, api_key_cache=5.0) as client:
+        assert client.post("/v1/check", json={"key": "x"}, headers=bearer(key)).status_code == 200
+        assert space._driver.run(space._core.revoke_api_key, key_id) == pgusers.OK
+        cached = client.post("/v1/check", json={"key": "x"}, headers=bearer(key))
+        assert cached.status_code == 200  # trusted for up to api_key_cache seconds
+        later = time.monotonic() + 5.0
+        monkeypatch.setattr(time, "monotonic", lambda: later)
+        answer = client.post("/v1/check", json={"key": "x"}, headers=bearer(key))
     assert answer.status_code == 401
+
+
+def test_an_api_key_revoked_through_the_service_stops_working_at_once(client, admin_key, check_key):
+    key_id, key = check_key
+    assert client.post("/v1/check", json={"key": "x"}, headers=bearer(key)).status_code == 200
+    revoked = client.delete(f"/v1/admin/api-keys/{key_id}", headers=bearer(admin_key[1]))
+    assert revoked.json() == {"status": "ok"}
+    assert client.post("/v1/check", json={"key": "x"}, headers=bearer(key)).status_code == 401
+    again = client.delete(f"/v1/admin/api-keys/{key_id}", headers=bearer(admin_key[1]))
+    assert again.status_code == 404
+
+
+def test_an_admin_makes_and_lists_api_keys_never_showing_them(client, space, admin_key):
+    auth = bearer(admin_key[1])
+    made = client.post("/v1/admin/api-keys", json={"name": "shop", "scope": "check"}, headers=auth)
+    assert made.status_code == 201
+    new_key = made.json()["key"]
+    assert client.post("/v1/check", json={"key": "x"}, headers=bearer(new_key)).status_code == 200
+    listed = client.get("/v1/admin/api-keys", headers=auth)
+    assert {(k["name"], k["scope"]) for k in listed.json()["api_keys"]} == {
+        ("tests", "admin"),
+        ("shop", "check"),
+    }
+    assert new_key not in listed.text
+    (event,) = [e for e in space.events(kinds="apikey.created") if e.detail["name"] == "shop"]
+    assert event.actor == f"apikey:{admin_key[0]}"
+    assert new_key not in str(event)
 
 
 def test_a_check_scoped_key_cannot_use_admin_endpoints(client, check_key):

@@ -175,6 +175,11 @@ class IssueBody(Body):
     ttl: float | None = None
 
 
+class ApiKeyBody(Body):
+    name: str
+    scope: Literal["admin", "check"] = "check"
+
+
 class SettingsBody(Body):
     session_ttl: float | None = None
     session_max_age: float | None = Field(None, description="0 removes the maximum age")
@@ -473,6 +478,28 @@ async def events(
     older ones."""
     rows = space.events(userid=userid, kinds=kind, since=since, until=until)
     return {"events": [event._asdict() for event in await first(rows, limit)]}
+
+
+@router.get("/admin/api-keys", tags=["admin"])
+async def list_api_keys(request: Request, who: Admin) -> dict[str, Any]:
+    """The service's API keys (never the keys themselves), revoked ones included."""
+    return {"api_keys": [key._asdict() async for key in service_of(request).api_keys()]}
+
+
+@router.post("/admin/api-keys", status_code=201, tags=["admin"])
+async def create_api_key(body: ApiKeyBody, request: Request, who: Admin) -> dict[str, str]:
+    """Make an API key; the answer is the only place the key is ever shown."""
+    with acting_as(who.actor, source=who.source):
+        key_id, key = await service_of(request).create_api_key(body.name, body.scope)
+    return {"key_id": key_id, "key": key, "scope": body.scope}
+
+
+@router.delete("/admin/api-keys/{key_id}", tags=["admin"])
+async def revoke_api_key(key_id: str, request: Request, who: Admin) -> dict[str, str]:
+    """Revoke an API key: it stops working at once here, and within the API key
+    cache's seconds in other processes serving the same userspace."""
+    with acting_as(who.actor, source=who.source):
+        return found(await service_of(request).revoke_api_key(key_id), "live API key")
 
 
 @router.get("/admin/settings", tags=["admin"])

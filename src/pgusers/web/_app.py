@@ -60,6 +60,7 @@ def create_app(
     console: bool = True,
     setup_link: bool = False,
     secret: bytes | None = None,
+    api_key_cache: float = 5.0,
 ) -> FastAPI:
     """Return the service as an ASGI application.
 
@@ -72,8 +73,11 @@ def create_app(
     and only while there is none): ``app.state.setup_token`` holds its token.
     ``secret`` keys the console's CSRF tokens; give the same one to every process
     behind one address (by default each application makes its own).
+    ``api_key_cache`` is how many seconds an API key found live is trusted without
+    asking the database again: a key revoked by another process (``pgusers apikey
+    revoke``) may work that long in this one; 0 asks every time.
     """
-    service = Service(userspace, registration, secret or secrets.token_bytes(32))
+    service = Service(userspace, registration, secret or secrets.token_bytes(32), api_key_cache)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

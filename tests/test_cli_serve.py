@@ -1,0 +1,114 @@
+"""``pgusers apikey`` and ``pgusers serve``."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+import pgusers
+from pgusers.cli import main
+
+from .support import FAST_HASHER
+
+
+@pytest.fixture
+def cli(dsn, schema):
+    def run(*args):
+        result = CliRunner().invoke(main, ["--dsn", dsn, "--schema", schema, *args])
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+def test_apikey_create_prints_the_key_once_and_list_never_shows_it(cli, dsn, schema):
+    code, out, _ = cli("apikey", "create", "shop", "--scope", "admin", "--json")
+    assert code == 0
+    made = json.loads(out)
+    assert made["key"].startswith("pgusers_") and made["scope"] == "admin"
+    code, listed, _ = cli("apikey", "list")
+    assert code == 0
+    assert made["key_id"] in listed and "shop" in listed and made["key"] not in listed
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        assert usp._driver.run(usp._core.api_key_scope, made["key"]) == (made["key_id"], "admin")
+
+
+def test_apikey_revoke_and_an_unknown_id(cli):
+    _, out, _ = cli("apikey", "create", "shop", "--json")
+    key_id = json.loads(out)["key_id"]
+    assert cli("apikey", "revoke", key_id)[0] == 0
+    code, _, err = cli("apikey", "revoke", key_id)
+    assert code == 1 and "no live API key" in err
+    _, listed, _ = cli("apikey", "list", "--json")
+    assert json.loads(listed)[0]["revoked_at"] is not None
+
+
+def test_apikey_refuses_a_bad_scope_and_an_empty_name(cli):
+    assert cli("apikey", "create", "x", "--scope", "root")[0] == 2
+    code, _, err = cli("apikey", "create", "")
+    assert code == 2 and "name" in err
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_serve_prints_a_setup_link_that_opens_the_console(dsn, schema):
+    port = free_port()
+    command = [os.path.join(os.path.dirname(sys.executable), "pgusers")]
+    args = ["--dsn", dsn, "--schema", schema, "serve", "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    try:
+        link = None
+        deadline = time.monotonic() + 60
+        while link is None and time.monotonic() < deadline:
+            line = server.stderr.readline()
+            found = re.search(r"(http://\S+/console/setup\?token=\S+)", line)
+            link = found and found.group(1)
+        assert link, "no setup link printed"
+        for _ in range(100):  # the link is printed before uvicorn listens
+            try:
+                page = urllib.request.urlopen(link, timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert "Create the first administrator" in page
+        spec = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/openapi.json"))
+        assert "/v1/check" in spec["paths"]
+    finally:
+        server.terminate()
+        server.wait(30)
+        server.stderr.close()
+
+
+def test_serve_prints_no_setup_link_once_there_is_an_admin(dsn, schema):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        usp.create_user("root", "root-pw-1", "root@example.com", admin=True)
+    port = free_port()
+    command = [os.path.join(os.path.dirname(sys.executable), "pgusers")]
+    args = ["--dsn", dsn, "--schema", schema, "serve", "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+    )
+    try:
+        lines = []
+        while not any("Uvicorn running" in line for line in lines):
+            lines.append(server.stderr.readline())
+            assert lines[-1] or server.poll() is None, "".join(lines)
+    finally:
+        server.terminate()
+        server.wait(30)
+        server.stderr.close()
+    assert not any("setup" in line for line in lines)
