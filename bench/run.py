@@ -14,11 +14,15 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import venv
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -484,6 +488,59 @@ def throughput_rows(usp: pgusers.UserSpace, conninfo: str, key: str, calls: int)
     ]
 
 
+WRK_CONNECTIONS = 50
+
+
+def http_rows(usp: pgusers.UserSpace, conninfo: str, key: str, seconds: int) -> list[Row]:
+    """``POST /v1/check`` under uvicorn (one process, as ``pgusers serve`` runs it),
+    loaded by wrk with 50 connections; beside it, check_key called in-process."""
+    label = f"POST /v1/check, uvicorn, wrk {WRK_CONNECTIONS} connections"
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return [Row(label, "1", note="wrk is not installed (apt-get install wrk)")]
+    _, api_key = usp._driver.run(usp._core.create_api_key, "bench", "check")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen(
+        [sys.executable, str(HERE / "http_child.py"), conninfo, SCHEMA, str(port)]
+    )
+    url = f"http://127.0.0.1:{port}/v1/check"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/openapi.json", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+            script.write(
+                'wrk.method = "POST"\n'
+                f"wrk.body = '{json.dumps({'key': key})}'\n"
+                'wrk.headers["Content-Type"] = "application/json"\n'
+                f'wrk.headers["Authorization"] = "Bearer {api_key}"\n'
+            )
+            script.flush()
+            load = [wrk, "-t2", f"-c{WRK_CONNECTIONS}", "--latency", "-s", script.name, url]
+            subprocess.run([*load[:1], "-d2s", *load[1:]], capture_output=True, check=True)
+            progress(f"loading {url} with wrk for {seconds} s")
+            report = subprocess.run(
+                [*load[:1], f"-d{seconds}s", *load[1:]], capture_output=True, text=True, check=True
+            ).stdout
+    finally:
+        child.terminate()
+        child.wait(30)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", report)
+
+    def percentile(name: str) -> float:
+        value, unit = re.search(rf"\s{name}%\s+([\d.]+)(us|ms|s)", report).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    note = f"{rate:,.0f} requests/s" + (f"; {bad.group(1)} failed" if bad else "")
+    return [Row(label, "1", percentile("50"), percentile("99"), note=note)]
+
+
 def login_rows(
     conninfo: str, label: str, hasher: PasswordHasher | None, count: int, floor: float
 ) -> list[Row]:
@@ -572,6 +629,7 @@ def run(
     redis_too: bool,
     login_count: int,
     import_too: bool = True,
+    http_seconds: int = 15,
 ) -> list[Row]:
     rows: list[Row] = []
     execute(conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
@@ -620,6 +678,7 @@ def run(
             rows.extend(account_rows(usp, select_one, iterations=iterations))
             progress("timing check_key throughput, threads and asyncio")
             rows.extend(throughput_rows(usp, conninfo, key, iterations))
+            rows.extend(http_rows(usp, conninfo, key, http_seconds))
             progress("timing check_key with keys as given and as digests")
             rows.extend(
                 key_mode_rows(
@@ -747,9 +806,12 @@ def import_rows(conninfo: str, sizes: list[int], floor: float) -> list[Row]:
     return rows
 
 
-def run_only(conninfo: str, part: str, *, sizes: list[int], iterations: int) -> list[Row]:
+def run_only(
+    conninfo: str, part: str, *, sizes: list[int], iterations: int, http_seconds: int
+) -> list[Row]:
     """One part of the benchmark on its own: "keys" (check_key with keys as given
-    and as digests, at the largest size) or "import" (import_legacy)."""
+    and as digests, at the largest size), "import" (import_legacy) or "http" (the
+    check endpoint under load, beside check_key in-process)."""
     execute(conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
     usp = pgusers.UserSpace(conninfo=conninfo, schema=SCHEMA, hasher=CHEAP_HASHER)
     with floor_call(conninfo) as select_one:
@@ -760,6 +822,12 @@ def run_only(conninfo: str, part: str, *, sizes: list[int], iterations: int) -> 
                 return rows + import_rows(conninfo, sizes, floor)
             userid = usp.create_user("bench", "bench-password", "bench@example.com")
             key = usp.validate_user("bench", "bench-password")[0]
+            if part == "http":
+                ((median, p99), (floor, _)) = timed(
+                    lambda: usp.check_key(key), select_one, iterations=iterations
+                )
+                in_process = Row("check_key, in-process", "1", median, p99, floor)
+                return [*rows, in_process, *http_rows(usp, conninfo, key, http_seconds)]
             progress(f"filling {sizes[-1]} sessions")
             fill_sessions(conninfo, userid, 1, sizes[-1])
             return rows + key_mode_rows(
@@ -811,14 +879,24 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("keys", "import"),
-        help="run one part on its own: check_key in both key modes, or the import",
+        choices=("keys", "import", "http"),
+        help="run one part on its own: check_key in both key modes, the import, or HTTP",
+    )
+    parser.add_argument(
+        "--http-seconds", type=int, default=15, help="how long wrk loads the check endpoint"
     )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     with server(args.dsn or os.environ.get("PGUSERS_BENCH_DSN")) as conninfo:
         if args.only:
-            print(table(run_only(conninfo, args.only, sizes=sizes, iterations=args.iterations)))
+            only = run_only(
+                conninfo,
+                args.only,
+                sizes=sizes,
+                iterations=args.iterations,
+                http_seconds=args.http_seconds,
+            )
+            print(table(only))
             return
         rows = run(
             conninfo,
@@ -828,6 +906,7 @@ def main() -> None:
             redis_too=not args.no_redis,
             login_count=args.logins,
             import_too=not args.no_import,
+            http_seconds=args.http_seconds,
         )
     print(table(rows))
 
