@@ -1,0 +1,154 @@
+"""The console's rules that need no browser: cookie flags, the setup link's life,
+redirections, through Starlette's test client on the real application."""
+
+import re
+from functools import partial
+
+import pytest
+from starlette.testclient import TestClient
+
+import pgusers
+from pgusers import AsyncUserSpace
+from pgusers.web import create_app
+
+from .support import FAST_HASHER, Clock
+
+
+@pytest.fixture
+def space(dsn, schema):
+    usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+    yield usp
+    usp.close()
+
+
+@pytest.fixture
+def app(space, dsn, schema):
+    opener = partial(AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+    return create_app(opener, setup_link=True)
+
+
+def client_at(app, base_url):
+    return TestClient(app, base_url=base_url, follow_redirects=False)
+
+
+@pytest.fixture
+def root(space):
+    return space.create_user("root", "root-pw-123", "root@example.com", admin=True)
+
+
+def csrf_of(page):
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+
+
+def log_in(client, username="root", password="root-pw-123"):
+    form = client.get("/console/login")
+    return client.post(
+        "/console/login",
+        data={"csrf": csrf_of(form), "username": username, "password": password},
+    )
+
+
+def cookie_header(answer, name):
+    return next(v for v in answer.headers.get_list("set-cookie") if v.startswith(f"{name}="))
+
+
+SERVED = {
+    "loopback http": ("http://127.0.0.1:8080", False),
+    "https": ("https://console.example", True),
+    "plain http elsewhere": ("http://10.0.0.5", True),
+}
+
+
+def flags_of(header):
+    return {part.strip().lower() for part in header.split(";")[1:]}
+
+
+@pytest.mark.parametrize(("base_url", "secure"), SERVED.values(), ids=SERVED.keys())
+def test_console_cookies_are_httponly_strict_and_secure_unless_loopback_http(
+    app, root, base_url, secure
+):
+    with client_at(app, base_url) as client:
+        form = client.get("/console/login")
+        flags = flags_of(cookie_header(form, "pgusers_console_csrf"))
+        assert {"httponly", "samesite=strict", "path=/console"} <= flags
+        assert ("secure" in flags) is secure
+        if base_url.startswith("http://10."):
+            return  # a Secure cookie does not come back over plain HTTP: no login here
+        answer = log_in(client)
+    assert answer.status_code == 303
+    flags = flags_of(cookie_header(answer, "pgusers_console"))
+    assert {"httponly", "samesite=strict", "path=/console"} <= flags
+    assert ("secure" in flags) is secure
+
+
+def test_pages_need_an_admin_session(app, root):
+    with client_at(app, "http://127.0.0.1") as client:
+        for path in ("/console/users", "/console/events", "/console/settings"):
+            answer = client.get(path)
+            assert (answer.status_code, answer.headers["location"]) == (303, "/console/login")
+
+
+def test_a_wrong_password_shows_the_form_again_with_401(app, root):
+    with client_at(app, "http://127.0.0.1") as client:
+        answer = log_in(client, password="wrong")
+    assert answer.status_code == 401
+    assert "Wrong username or password" in answer.text
+
+
+def test_the_setup_link_expires_after_15_minutes(app, space, monkeypatch):
+    clock = Clock(monkeypatch)
+    clock.advance(15 * 60 + 1)
+    with client_at(app, "http://127.0.0.1") as client:
+        answer = client.get(f"/console/setup?token={app.state.setup_token}")
+    assert answer.status_code == 404
+    assert list(space.all_users()) == []
+
+
+def test_the_setup_link_stops_working_once_an_admin_exists(app, root):
+    with client_at(app, "http://127.0.0.1") as client:
+        answer = client.get(f"/console/setup?token={app.state.setup_token}")
+    assert answer.status_code == 404
+
+
+def test_no_setup_link_unless_asked(space, dsn, schema):
+    opener = partial(AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+    app = create_app(opener)
+    assert app.state.setup_token is None
+    with client_at(app, "http://127.0.0.1") as client:
+        assert client.get("/console/setup?token=x").status_code == 404
+
+
+def test_a_reset_token_is_shown_once_in_the_page_never_in_a_url(app, space, root):
+    ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        page = client.get(f"/console/users/{ada}")
+        answer = client.post(f"/console/users/{ada}/reset-token", data={"csrf": csrf_of(page)})
+    assert answer.status_code == 200
+    token = re.search(r'id="reset-token">([^<]+)<', answer.text).group(1)
+    assert "location" not in answer.headers
+    assert space.reset_password(token, "new-ada-pw-1") == pgusers.OK
+
+
+def test_a_redirect_after_a_write_stays_inside_the_console(app, space, root):
+    ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
+    space.login("ada", "ada-pw-123")
+    (session,) = space.sessions(ada)
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        page = client.get(f"/console/users/{ada}")
+        answer = client.post(
+            f"/console/sessions/{session.session_id}/end",
+            data={"csrf": csrf_of(page), "back": "https://evil.example/"},
+        )
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/console/users?")
+    assert list(space.sessions(ada)) == []
+
+
+def test_console_pages_carry_the_security_headers(app):
+    with client_at(app, "http://127.0.0.1") as client:
+        headers = client.get("/console/login").headers
+    assert "script-src" not in headers["content-security-policy"]
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "no-referrer"
