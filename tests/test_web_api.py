@@ -433,3 +433,32 @@ def test_an_open_userspace_can_be_given_instead_of_a_factory(space, ada, dsn, sc
 
     with TestClient(create_app(opened)) as client:
         assert log_in(client)
+
+
+@pytest.mark.parametrize(
+    ("content", "status"),
+    [(b"{", 400), (b"[]", 422), (b'{"key": 5}', 422), (b'{"key": "k", "more": 1}', 422)],
+    ids=["not json", "a list", "a number", "another field"],
+)
+def test_check_refuses_malformed_bodies_as_json(client, check_key, content, status):
+    headers = {**bearer(check_key[1]), "content-type": "application/json"}
+    answer = client.post("/v1/check", content=content, headers=headers)
+    assert answer.status_code == status
+    assert answer.json()["error"]["code"] in {"bad_request", "invalid_request"}
+
+
+def test_check_answers_session_data_of_any_stored_type_as_json(client, space, check_key):
+    import datetime as dt
+
+    space.create_user("ada", "s3cret-pw", "ada@example.com")
+    moment = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    key = space.login("ada", "s3cret-pw", extra_data={"since": moment, "tags": {"a"}}).key
+    answer = client.post("/v1/check", json={"key": key}, headers=bearer(check_key[1]))
+    assert answer.json()["extra_data"] == {"since": moment.isoformat(), "tags": ["a"]}
+
+
+def test_the_check_endpoint_documents_its_body_and_answer(client):
+    operation = client.get("/v1/openapi.json").json()["paths"]["/v1/check"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["key"]
+    assert "200" in operation["responses"]

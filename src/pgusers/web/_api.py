@@ -6,11 +6,14 @@ API key made with ``pgusers apikey create`` (scope ``admin``: everything but a
 user's own sessions; scope ``check``: ``POST /v1/check`` only).
 """
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pgusers._aio import AsyncUserSpace
@@ -114,7 +117,6 @@ async def check_caller(request: Request) -> Caller:
 
 User = Annotated[Caller, Depends(session_caller)]
 Admin = Annotated[Caller, Depends(admin_caller)]
-Checker = Annotated[Caller, Depends(check_caller)]
 
 
 # -- bodies ------------------------------------------------------------------------------
@@ -280,16 +282,43 @@ async def verify_email(body: TokenBody, request: Request, space: Space) -> dict[
 # -- servers: the per-request check -------------------------------------------------------
 
 
-@router.post("/check", tags=["sessions"])
-async def check(body: CheckBody, who: Checker, space: Space) -> dict[str, Any]:
-    """Check a session key: ``status`` is ok, not_found or expired (takes an API key)."""
-    result = await space.check_key(body.key)
-    return {
+class CheckAnswer(BaseModel):
+    status: Literal["ok", "not_found", "expired"]
+    userid: int | None
+    username: str | None
+    extra_data: Any
+
+
+CHECK_BODY: Final = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": CheckBody.model_json_schema()}},
+    }
+}
+
+
+@router.post("/check", tags=["sessions"], response_model=CheckAnswer, openapi_extra=CHECK_BODY)
+async def check(request: Request) -> Response:
+    """Check a session key: ``status`` is ok, not_found or expired (takes an API key).
+
+    The per-request call of every server behind this service, so it reads its
+    body and writes its answer itself, without the framework's model layer."""
+    await check_caller(request)
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise ApiError(400, "bad_request", "the body is not JSON") from None
+    if not isinstance(body, dict) or set(body) != {"key"} or not isinstance(body["key"], str):
+        raise ApiError(422, "invalid_request", 'the body must be {"key": "<session key>"}')
+    result = await (await service_of(request).space()).check_key(body["key"])
+    extra = result.extra_data
+    answer = {
         "status": STATUS_NAMES[result.status],
         "userid": result.userid,
         "username": result.username,
-        "extra_data": result.extra_data,
+        "extra_data": extra if extra is None else jsonable_encoder(extra),
     }
+    return JSONResponse(answer)
 
 
 # -- a user's own sessions ----------------------------------------------------------------
