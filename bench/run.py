@@ -492,9 +492,9 @@ WRK_CONNECTIONS = 50
 
 
 def http_rows(usp: pgusers.UserSpace, conninfo: str, key: str, seconds: int) -> list[Row]:
-    """``POST /v1/check`` under uvicorn (one process, as ``pgusers serve`` runs it),
-    loaded by wrk with 50 connections; beside it, check_key called in-process."""
-    label = f"POST /v1/check, uvicorn, wrk {WRK_CONNECTIONS} connections"
+    """``POST /v1/check`` served by ``pgusers serve`` (one uvicorn process, without
+    its access log), loaded by wrk with 50 connections."""
+    label = f"POST /v1/check, pgusers serve, wrk {WRK_CONNECTIONS} connections"
     wrk = shutil.which("wrk")
     if wrk is None:
         return [Row(label, "1", note="wrk is not installed (apt-get install wrk)")]
@@ -502,8 +502,11 @@ def http_rows(usp: pgusers.UserSpace, conninfo: str, key: str, seconds: int) -> 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    pgusers_command = Path(sys.executable).with_name("pgusers")
+    serve = ["serve", "--port", str(port), "--no-console", "--no-access-log"]
     child = subprocess.Popen(
-        [sys.executable, str(HERE / "http_child.py"), conninfo, SCHEMA, str(port)]
+        [pgusers_command, "--dsn", conninfo, "--schema", SCHEMA, *serve],
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/v1/check"
     try:

@@ -44,7 +44,7 @@ def test_benchmark_smoke_run_prints_its_table(dsn):
         "check_key, keys stored as digests",
         'set_session_key_storage("hashed")',
         "import_legacy (users + sessions)",
-        "POST /v1/check, uvicorn",
+        "POST /v1/check, pgusers serve",
     ):
         assert any(line.startswith(f"| {operation}") for line in lines), operation
     assert "| check_key | 50 |" in result.stdout
