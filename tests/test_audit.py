@@ -231,8 +231,10 @@ def test_a_failed_login_of_an_unknown_name_records_no_name(usp):
 
 def test_every_kind_is_written_by_some_change():
     kinds = {kind for _, expected in CHANGES.values() for kind, _ in expected}
-    # The purge, and the import's (in test_legacy_import.py), are tested on their own.
-    assert kinds | {"events.purged", "legacy.imported", "legacy.resolved"} == KINDS
+    # The purge, the import's (test_legacy_import.py) and the API keys' (test_web_api.py)
+    # are tested on their own.
+    on_their_own = {"events.purged", "legacy.imported", "legacy.resolved"}
+    assert kinds | on_their_own | {"apikey.created", "apikey.revoked"} == KINDS
 
 
 def test_check_key_and_reads_write_no_event(usp, ada):

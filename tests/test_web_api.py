@@ -129,7 +129,9 @@ def test_an_api_key_revoked_elsewhere_stops_working_after_the_cache(
     assert answer.status_code == 401
 
 
-def test_an_api_key_revoked_through_the_service_stops_working_at_once(client, admin_key, check_key):
+def test_an_api_key_revoked_through_the_service_stops_working_at_once(
+    client, space, admin_key, check_key
+):
     key_id, key = check_key
     assert client.post("/v1/check", json={"key": "x"}, headers=bearer(key)).status_code == 200
     revoked = client.delete(f"/v1/admin/api-keys/{key_id}", headers=bearer(admin_key[1]))
@@ -137,6 +139,12 @@ def test_an_api_key_revoked_through_the_service_stops_working_at_once(client, ad
     assert client.post("/v1/check", json={"key": "x"}, headers=bearer(key)).status_code == 401
     again = client.delete(f"/v1/admin/api-keys/{key_id}", headers=bearer(admin_key[1]))
     assert again.status_code == 404
+    (event,) = space.events(kinds="apikey.revoked")
+    assert (event.actor, event.detail["key_id"], event.detail["scope"]) == (
+        f"apikey:{admin_key[0]}",
+        key_id,
+        "check",
+    )
 
 
 def test_an_admin_makes_and_lists_api_keys_never_showing_them(client, space, admin_key):

@@ -23,6 +23,7 @@ class Database:
     params: dict[str, Any]
     schema: str
     _space: UserSpace | None = field(default=None, repr=False)
+    _connection: dict[str, Any] | None = field(default=None, repr=False)
 
     def uses_embedded(self) -> bool:
         return not (self.dsn or self.params or any(map(os.environ.get, LIBPQ_TARGET_VARIABLES)))
@@ -35,9 +36,13 @@ class Database:
 
     def connection(self) -> dict[str, Any]:
         """``UserSpace``'s connection arguments for the userspace's database."""
-        if not self.uses_embedded():
-            return {"conninfo": self.dsn or "", **self.params}
-        return {"conninfo": self.embedded_server().conninfo(embedded.DATABASE)}
+        if self._connection is None:
+            if not self.uses_embedded():
+                self._connection = {"conninfo": self.dsn or "", **self.params}
+            else:
+                server = self.embedded_server()
+                self._connection = {"conninfo": server.conninfo(embedded.DATABASE)}
+        return self._connection
 
     def open(self) -> UserSpace:
         if self._space is None:
