@@ -96,6 +96,15 @@ def usp(open_userspace: Callable[..., Any], dsn: str, schema: str) -> Iterator[A
 
 
 @pytest.fixture
+def space(dsn: str, schema: str) -> Iterator[pgusers.UserSpace]:
+    """A blocking userspace on the test's schema, to arrange and to look at what a
+    service under test did."""
+    usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+    yield usp
+    usp.close()
+
+
+@pytest.fixture
 def sql_conn(server_dsn: str) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
     """A plain connection to the server, for looking at what pgusers stored."""
     with psycopg.connect(server_dsn, autocommit=True) as conn:

@@ -229,3 +229,16 @@ def served(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def web_app(dsn: str, schema: str, **options: Any) -> Any:
+    """``pgusers.web.create_app`` on the test's schema, opening its AsyncUserSpace in
+    the server's event loop."""
+    from functools import partial
+
+    from pgusers.web import create_app
+
+    opener = partial(
+        pgusers.AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER
+    )
+    return create_app(opener, **options)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 from click.testing import CliRunner
@@ -63,19 +64,29 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def test_serve_prints_a_setup_link_that_opens_the_console(dsn, schema):
+@contextmanager
+def serving(dsn, schema):
+    """``pgusers serve`` in a subprocess on a free port: (port, its stderr)."""
     port = free_port()
-    command = [os.path.join(os.path.dirname(sys.executable), "pgusers")]
+    command = os.path.join(os.path.dirname(sys.executable), "pgusers")
     args = ["--dsn", dsn, "--schema", schema, "serve", "--port", str(port)]
     server = subprocess.Popen(
-        [*command, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        [command, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
     try:
+        yield port, server.stderr
+    finally:
+        server.terminate()
+        server.wait(30)
+        server.stderr.close()
+
+
+def test_serve_prints_a_setup_link_that_opens_the_console(dsn, schema):
+    with serving(dsn, schema) as (port, stderr):
         link = None
         deadline = time.monotonic() + 60
         while link is None and time.monotonic() < deadline:
-            line = server.stderr.readline()
-            found = re.search(r"(http://\S+/console/setup\?token=\S+)", line)
+            found = re.search(r"(http://\S+/console/setup\?token=\S+)", stderr.readline())
             link = found and found.group(1)
         assert link, "no setup link printed"
         for _ in range(100):  # the link is printed before uvicorn listens
@@ -87,28 +98,13 @@ def test_serve_prints_a_setup_link_that_opens_the_console(dsn, schema):
         assert "Create the first administrator" in page
         spec = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/openapi.json"))
         assert "/v1/check" in spec["paths"]
-    finally:
-        server.terminate()
-        server.wait(30)
-        server.stderr.close()
 
 
-def test_serve_prints_no_setup_link_once_there_is_an_admin(dsn, schema):
-    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
-        usp.create_user("root", "root-pw-1", "root@example.com", admin=True)
-    port = free_port()
-    command = [os.path.join(os.path.dirname(sys.executable), "pgusers")]
-    args = ["--dsn", dsn, "--schema", schema, "serve", "--port", str(port)]
-    server = subprocess.Popen(
-        [*command, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
-    )
-    try:
-        lines = []
+def test_serve_prints_no_setup_link_once_there_is_an_admin(space, dsn, schema):
+    space.create_user("root", "root-pw-1", "root@example.com", admin=True)
+    lines = []
+    with serving(dsn, schema) as (_, stderr):
         while not any("Uvicorn running" in line for line in lines):
-            lines.append(server.stderr.readline())
-            assert lines[-1] or server.poll() is None, "".join(lines)
-    finally:
-        server.terminate()
-        server.wait(30)
-        server.stderr.close()
+            lines.append(stderr.readline())
+            assert lines[-1], "".join(lines)
     assert not any("setup" in line for line in lines)

@@ -1,9 +1,10 @@
 """The JSON API of ``pgusers.web``, through a real HTTP client on the real application
 and a real PostgreSQL."""
 
+import asyncio
 import time
-from functools import partial
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
@@ -11,20 +12,11 @@ import pgusers
 from pgusers import AsyncUserSpace
 from pgusers.web import create_app
 
-from .support import FAST_HASHER, make_api_key
-
-
-@pytest.fixture
-def space(dsn, schema):
-    """A blocking userspace on the same schema, to arrange and to look."""
-    usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
-    yield usp
-    usp.close()
+from .support import FAST_HASHER, make_api_key, web_app
 
 
 def client_for(dsn, schema, **options):
-    opener = partial(AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER)
-    return TestClient(create_app(opener, **options), headers={"user-agent": "pytest-client"})
+    return TestClient(web_app(dsn, schema, **options), headers={"user-agent": "pytest-client"})
 
 
 @pytest.fixture
@@ -435,12 +427,17 @@ def test_the_openapi_document_lists_the_endpoints(client):
     assert not any(path.startswith("/console") for path in paths)
 
 
-def test_an_open_userspace_can_be_given_instead_of_a_factory(space, ada, dsn, schema, loop_thread):
-    async def opened():
-        return await AsyncUserSpace.connect(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+def test_an_open_userspace_can_be_given_instead_of_a_factory(space, ada, dsn, schema):
+    async def scenario():
+        async with AsyncUserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+            transport = httpx.ASGITransport(app=create_app(usp))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                body = {"username": "ada", "password": "s3cret-pw"}
+                answer = await client.post("/v1/login", json=body)
+            return answer.status_code, await usp.check_key(answer.json()["key"])
 
-    with TestClient(create_app(opened)) as client:
-        assert log_in(client)
+    status, checked = asyncio.run(scenario())
+    assert (status, checked.userid) == (200, ada)
 
 
 @pytest.mark.parametrize(

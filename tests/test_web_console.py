@@ -8,16 +8,13 @@ directory.
 
 import os
 import shutil
-from functools import partial
 from pathlib import Path
 
 import pytest
 
 import pgusers
-from pgusers import AsyncUserSpace
-from pgusers.web import create_app
 
-from .support import FAST_HASHER, Clock, served
+from .support import Clock, served, web_app
 
 pytestmark = pytest.mark.browser
 
@@ -36,16 +33,8 @@ def browser():
 
 
 @pytest.fixture
-def space(dsn, schema):
-    usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
-    yield usp
-    usp.close()
-
-
-@pytest.fixture
 def app(space, dsn, schema):
-    opener = partial(AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER)
-    return create_app(opener, setup_link=True)
+    return web_app(dsn, schema, setup_link=True)
 
 
 @pytest.fixture

@@ -2,29 +2,18 @@
 redirections, through Starlette's test client on the real application."""
 
 import re
-from functools import partial
 
 import pytest
 from starlette.testclient import TestClient
 
 import pgusers
-from pgusers import AsyncUserSpace
-from pgusers.web import create_app
 
-from .support import FAST_HASHER, Clock
-
-
-@pytest.fixture
-def space(dsn, schema):
-    usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
-    yield usp
-    usp.close()
+from .support import Clock, web_app
 
 
 @pytest.fixture
 def app(space, dsn, schema):
-    opener = partial(AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER)
-    return create_app(opener, setup_link=True)
+    return web_app(dsn, schema, setup_link=True)
 
 
 def client_at(app, base_url):
@@ -111,8 +100,7 @@ def test_the_setup_link_stops_working_once_an_admin_exists(app, root):
 
 
 def test_no_setup_link_unless_asked(space, dsn, schema):
-    opener = partial(AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER)
-    app = create_app(opener)
+    app = web_app(dsn, schema)
     assert app.state.setup_token is None
     with client_at(app, "http://127.0.0.1") as client:
         assert client.get("/console/setup?token=x").status_code == 404
@@ -152,3 +140,25 @@ def test_console_pages_carry_the_security_headers(app):
     assert "script-src" not in headers["content-security-policy"]
     assert headers["x-frame-options"] == "DENY"
     assert headers["referrer-policy"] == "no-referrer"
+
+
+def test_an_admin_deletes_a_user_from_their_page(app, space, root):
+    ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        page = client.get(f"/console/users/{ada}")
+        answer = client.post(f"/console/users/{ada}/delete", data={"csrf": csrf_of(page)})
+    assert answer.headers["location"].startswith("/console/users?done=")
+    assert space.find_user(userid=ada) is None
+
+
+def test_an_unknown_action_on_a_user_is_404_and_changes_nothing(app, space, root):
+    ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        page = client.get(f"/console/users/{ada}")
+        answer = client.post(
+            f"/console/users/{ada}/email_verified", data={"csrf": csrf_of(page), "value": "true"}
+        )
+    assert answer.status_code == 404
+    assert space.find_user(userid=ada)["email_verified"] is False

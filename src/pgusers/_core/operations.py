@@ -775,18 +775,25 @@ class Core:
             "digest": digest(secret),
             "name": label,
             "scope": scope,
+            "kind": "apikey.created",
             **audit.parameters(time.time()),
         }
         return self._made_api_key(params, secret)
 
     def _made_api_key(self, params: dict[str, Any], secret: str) -> Operation[tuple[str, str]]:
-        yield from self._logged(self._sql(queries.CREATE_API_KEY, **LOGS), params)
+        query = self._sql(queries.CREATE_API_KEY, happened=queries.API_KEY_EVENT, **LOGS)
+        yield from self._logged(query, params)
         return params["key_id"], secret
 
     @retry_safe
     def revoke_api_key(self, key_id: object) -> Operation[Status]:
-        params = {"key_id": checks.text(key_id, "key_id", 16), **audit.parameters(time.time())}
-        return self._status_of(self._sql(queries.REVOKE_API_KEY, **LOGS), params)
+        params = {
+            "key_id": checks.text(key_id, "key_id", 16),
+            "kind": "apikey.revoked",
+            **audit.parameters(time.time()),
+        }
+        query = self._sql(queries.REVOKE_API_KEY, happened=queries.API_KEY_EVENT, **LOGS)
+        return self._status_of(query, params)
 
     @retry_safe
     def api_keys(self) -> Query:

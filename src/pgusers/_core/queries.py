@@ -1136,30 +1136,29 @@ def conjunction(fragments: list[str]) -> str:
 
 # -- for the HTTP service and the command line (not on the facades) --------------
 
+API_KEY_EVENT: Final = """happened AS (
+        SELECT %(kind)s::text AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               jsonb_build_object('key_id', key_id, 'name', name, 'scope', scope) AS detail
+        FROM changed
+    )"""
+"""The event of an API key made or revoked (``kind``), from the CTE ``changed``."""
+
 CREATE_API_KEY: Final = """
-    WITH made AS (
+    WITH changed AS (
         INSERT INTO {schema}.api_keys (key_id, digest, name, scope, created_at, created_by)
         VALUES (%(key_id)s, %(digest)s, %(name)s, %(scope)s, to_timestamp(%(now)s), %(actor)s)
         RETURNING key_id, name, scope
-    ), happened AS (
-        SELECT 'apikey.created' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
-               jsonb_build_object('key_id', key_id, 'name', name, 'scope', scope) AS detail
-        FROM made
-    ), {log}
-    SELECT key_id, {logged} FROM made
+    ), {happened}, {log}
+    SELECT key_id, {logged} FROM changed
 """
 
 REVOKE_API_KEY: Final = """
-    WITH revoked AS (
+    WITH changed AS (
         UPDATE {schema}.api_keys SET revoked_at = to_timestamp(%(now)s)
         WHERE key_id = %(key_id)s AND revoked_at IS NULL
         RETURNING key_id, name, scope
-    ), happened AS (
-        SELECT 'apikey.revoked' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
-               jsonb_build_object('key_id', key_id, 'name', name, 'scope', scope) AS detail
-        FROM revoked
-    ), {log}
-    SELECT key_id, {logged} FROM revoked
+    ), {happened}, {log}
+    SELECT key_id, {logged} FROM changed
 """
 
 API_KEYS: Final = """

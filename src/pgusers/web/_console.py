@@ -358,25 +358,6 @@ async def user(request: Request, userid: int, token: str | None = None) -> Respo
     return page(request, "user.html", context)
 
 
-@router.post("/users/{userid}/disabled")
-async def set_disabled(request: Request, userid: int) -> Response:
-    admin, form = await writer_of(request)
-    disabled = form.get("value") == "true"
-    with acting_as(admin.actor, source=admin.source):
-        await (await space_of(request)).disable_user(userid, disabled)
-    return back_to(f"/console/users/{userid}", "User disabled." if disabled else "User enabled.")
-
-
-@router.post("/users/{userid}/admin")
-async def set_admin(request: Request, userid: int) -> Response:
-    admin, form = await writer_of(request)
-    value = form.get("value") == "true"
-    with acting_as(admin.actor, source=admin.source):
-        await (await space_of(request)).set_admin(userid, value)
-    done = "Made an administrator." if value else "No longer an administrator."
-    return back_to(f"/console/users/{userid}", done)
-
-
 @router.post("/users/{userid}/reset-token")
 async def reset_token(request: Request, userid: int) -> Response:
     admin, _ = await writer_of(request)
@@ -410,6 +391,27 @@ async def delete_user(request: Request, userid: int) -> Response:
     with acting_as(admin.actor, source=admin.source):
         await (await space_of(request)).delete_user(userid=userid)
     return back_to("/console/users", f"User {userid} deleted.")
+
+
+FLAGS: Final = {
+    # flag: (the userspace's method, what to say when set, what to say when cleared)
+    "disabled": ("disable_user", "User disabled.", "User enabled."),
+    "admin": ("set_admin", "Made an administrator.", "No longer an administrator."),
+}
+
+
+@router.post("/users/{userid}/{flag}")
+async def set_flag(request: Request, userid: int, flag: str) -> Response:
+    """Set or clear a user's flag: disabled (which ends their sessions) or admin.
+    Registered after the other /users/{userid}/... routes, which it would shadow."""
+    if flag not in FLAGS:
+        raise RefusedError(404, "There is no such page.")
+    admin, form = await writer_of(request)
+    method, said_set, said_cleared = FLAGS[flag]
+    value = form.get("value") == "true"
+    with acting_as(admin.actor, source=admin.source):
+        await getattr(await space_of(request), method)(userid, value)
+    return back_to(f"/console/users/{userid}", said_set if value else said_cleared)
 
 
 # -- settings and the event log ------------------------------------------------------------
