@@ -144,6 +144,7 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "sessions": (3, False, lambda rows: all(len(row) == 9 for row in rows)),
     "end_session": (1, True, lambda result: result in (0, 1)),
     "end_other_sessions": (1, True, is_count),
+    "set_session_data": (2, True, is_status(OK, NOT_FOUND, EXPIRED)),
     "set_session_max_age": (1, True, lambda result: result is None),
     "set_session_key_storage": (2, True, is_count),
     "events": (5, False, lambda rows: all(len(row) == 8 for row in rows)),

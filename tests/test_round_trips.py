@@ -45,6 +45,8 @@ EXPECTED = [
     ("reset_password, unknown token", lambda u, key: u.reset_password("A" * 43, "x"), 1),
     ("end_session", lambda u, key: u.end_session("A" * 16), 1),
     ("end_other_sessions", lambda u, key: u.end_other_sessions(key), 1),
+    ("set_session_data", lambda u, key: u.set_session_data(key, {"cart": [1]}), 1),
+    ("set_session_data, malformed key", lambda u, key: u.set_session_data("x", 1), 0),
     ("set_session_max_age", lambda u, key: u.set_session_max_age(60), 1),
     ("set_event_retention", lambda u, key: u.set_event_retention(30), 1),
     ("purge_events", lambda u, key: u.purge_events(0), 1),

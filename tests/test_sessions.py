@@ -5,6 +5,7 @@ import threading
 import pytest
 from argon2 import PasswordHasher
 
+import pgusers
 from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED
 from pgusers._core.keys import looks_like_session_key
 
@@ -360,3 +361,59 @@ def test_calls_taking_a_key_answer_any_string_that_is_no_key_without_harm(usp, a
     assert usp.end_other_sessions(key) == 0
     assert [s.current for s in usp.sessions(key=key)] == [False]
     assert usp.check_key(live)[0] == OK
+
+
+# -- set_session_data ---------------------------------------------------------------
+
+
+def test_set_session_data_replaces_what_check_key_returns(usp, ada):
+    key, _, _ = usp.validate_user("ada", "s3cret", {"cart": []})
+    assert usp.set_session_data(key, {"cart": ["tea"], "flash": "added"}) == OK
+    assert usp.check_key(key).extra_data == {"cart": ["tea"], "flash": "added"}
+    assert usp.set_session_data(key, None) == OK
+    assert usp.check_key(key).extra_data is None
+
+
+def test_set_session_data_touches_only_that_session(usp, ada):
+    first, _, _ = usp.validate_user("ada", "s3cret", "one")
+    second, _, _ = usp.validate_user("ada", "s3cret", "two")
+    usp.set_session_data(first, "changed")
+    assert usp.check_key(second).extra_data == "two"
+
+
+def test_set_session_data_of_an_expired_session_is_expired_and_writes_nothing(usp, ada, clock):
+    key, _, _ = usp.validate_user("ada", "s3cret", "kept")
+    clock.advance(usp.ttl + 1)
+    assert usp.set_session_data(key, "late") == EXPIRED
+    assert usp.check_key(key).status == EXPIRED
+
+
+def test_set_session_data_of_an_ended_or_unknown_session_is_not_found(usp, ada):
+    key, _, _ = usp.validate_user("ada", "s3cret")
+    usp.kill_sessions(ada)
+    assert usp.set_session_data(key, 1) == NOT_FOUND
+    assert usp.set_session_data("A" * 43, 1) == NOT_FOUND
+    assert usp.set_session_data("\ud800", 1) == NOT_FOUND
+
+
+def test_set_session_data_does_not_move_the_expiry(usp, ada, clock):
+    key, _, _ = usp.validate_user("ada", "s3cret")
+    (before,) = usp.sessions(ada)
+    clock.advance(3600)
+    usp.set_session_data(key, "x")
+    (after,) = usp.sessions(ada)
+    assert after.expires_at == before.expires_at
+
+
+def test_set_session_data_refuses_what_the_codec_cannot_store(usp, ada):
+    key, _, _ = usp.validate_user("ada", "s3cret", "kept")
+    with pytest.raises(pgusers.BadCallError):
+        usp.set_session_data(key, object())
+    assert usp.check_key(key).extra_data == "kept"
+
+
+def test_set_session_data_works_once_keys_are_stored_hashed(usp, ada):
+    key, _, _ = usp.validate_user("ada", "s3cret")
+    usp.set_session_key_storage("hashed")
+    assert usp.set_session_data(key, [1, 2]) == OK
+    assert usp.check_key(key).extra_data == [1, 2]

@@ -237,6 +237,10 @@ class AsyncUserSpace(Opening):
         """See :meth:`pgusers.UserSpace.end_session`."""
         return await self._driver.run(self._core.end_session, session_id)
 
+    async def set_session_data(self, key: str, data: Any) -> Status:
+        """See :meth:`pgusers.UserSpace.set_session_data`."""
+        return await self._driver.run(self._core.set_session_data, key, data)
+
     async def end_other_sessions(self, key: str) -> int:
         """See :meth:`pgusers.UserSpace.end_other_sessions`."""
         return await self._driver.run(self._core.end_other_sessions, key)

@@ -259,6 +259,12 @@ class UserSpace(Opening):
         was none."""
         return self._driver.run(self._core.end_session, session_id)
 
+    def set_session_data(self, key: str, data: Any) -> Status:
+        """Replace the data of a live session (what ``check_key`` returns as its
+        ``extra_data``): ``OK``, ``NOT_FOUND``, or ``EXPIRED``. The same rules as
+        ``extra_data`` at login; the session's expiry does not move."""
+        return self._driver.run(self._core.set_session_data, key, data)
+
     def end_other_sessions(self, key: str) -> int:
         """End every session of the key's user but the key's own ("log out everywhere
         else"); return how many ended (0 when the key is not a live session)."""

@@ -688,6 +688,26 @@ class Core:
             return 0
         return (yield from self._count(self._sql(queries.END_SESSION, **LOGS), params))
 
+    @retry_safe  # writing the same data twice leaves what writing it once does
+    def set_session_data(self, key: object, data: object) -> Operation[Status]:
+        text = checks.session_key(key)
+        return self._set_session_data(text, self.codec.dumps(data))
+
+    def _set_session_data(self, key: str, data: str | None) -> Operation[Status]:
+        if not could_be_stored(key):
+            return NOT_FOUND
+        params = {
+            "key": key,
+            "stored": stored_form(key),
+            "legacy": looks_like_legacy_key(key),
+            "data": data,
+            "now": time.time(),
+        }
+        row = yield Execute(self._sql(queries.SET_SESSION_DATA), params)
+        if row is None or not row[0]:
+            return NOT_FOUND
+        return OK if row[1] else EXPIRED
+
     @retry_safe
     def end_other_sessions(self, key: object) -> Operation[int]:
         text = checks.session_key(key)

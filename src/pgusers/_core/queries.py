@@ -723,6 +723,17 @@ OPEN_SESSION: Final = """
 # (losing a slide in a crash only shortens a session); if it has expired, delete it.
 # The main SELECT sees the row as it was before either change. Each part matches
 # the key parameters themselves, so every part is a primary-key lookup.
+SESSION_CURRENT: Final = "s.generation = u.generation + t.generation AND NOT u.disabled"
+"""A session row ``s`` of user ``u`` under settings ``t`` was not ended by a change
+that raced its login (see OPEN_SESSION), and its user is not disabled."""
+
+SESSION_ALIVE: Final = """s.expires_at > to_timestamp(%(now)s)
+    AND coalesce(s.created_at + make_interval(secs => t.session_max_age)
+                 > to_timestamp(%(now)s), true)
+    AND coalesce(s.ends_at > to_timestamp(%(now)s), true)"""
+"""A session row ``s`` under settings ``t`` has not expired: its sliding expiry, its
+maximum age and an imported end are all ahead."""
+
 CHECK_KEY: Final = """
     WITH found AS (
         SELECT s.userid, s.expires_at, s.extra_data, u.username, t.session_ttl,
@@ -730,11 +741,8 @@ CHECK_KEY: Final = """
                least(to_timestamp(%(now)s) + make_interval(secs => t.session_ttl),
                      s.created_at + make_interval(secs => t.session_max_age),
                      s.ends_at) AS target,
-               s.generation = u.generation + t.generation AND NOT u.disabled AS current,
-               s.expires_at > to_timestamp(%(now)s) AND coalesce(
-                   s.created_at + make_interval(secs => t.session_max_age)
-                   > to_timestamp(%(now)s), true)
-                   AND coalesce(s.ends_at > to_timestamp(%(now)s), true) AS alive
+               {current} AS current,
+               {alive} AS alive
         FROM {schema}.sessions s
         JOIN {schema}.users u ON u.userid = s.userid
         CROSS JOIN {schema}.settings t
@@ -752,7 +760,24 @@ CHECK_KEY: Final = """
         WHERE s.key IN (%(key)s, %(stored)s) AND NOT (f.alive AND f.current)
     )
     SELECT current, alive, username, userid, extra_data, session_ttl FROM found
-"""
+""".replace("{current}", SESSION_CURRENT).replace("{alive}", SESSION_ALIVE)
+
+# Replace a live session's data. An expired or raced session is left for check_key
+# to remove; the answer tells which it was.
+SET_SESSION_DATA: Final = """
+    WITH found AS (
+        SELECT s.key, {current} AS current, {alive} AS alive
+        FROM {schema}.sessions s
+        JOIN {schema}.users u ON u.userid = s.userid
+        CROSS JOIN {schema}.settings t
+        WHERE s.key IN (%(key)s, %(stored)s) AND s.legacy = %(legacy)s
+    ), changed AS (
+        UPDATE {schema}.sessions s SET extra_data = %(data)s::jsonb
+        FROM found f
+        WHERE s.key = f.key AND f.current AND f.alive
+    )
+    SELECT current, alive FROM found
+""".replace("{current}", SESSION_CURRENT).replace("{alive}", SESSION_ALIVE)
 
 SESSION_EXPIRY: Final = (
     "least(s.expires_at, s.created_at + make_interval(secs => t.session_max_age), s.ends_at)"
@@ -839,12 +864,7 @@ END_OTHER_SESSIONS: Final = """
         FROM {schema}.sessions s
         JOIN {schema}.users u ON u.userid = s.userid
         CROSS JOIN {schema}.settings t
-        WHERE s.key IN (%(key)s, %(stored)s)
-          AND s.generation = u.generation + t.generation AND NOT u.disabled
-          AND s.expires_at > to_timestamp(%(now)s)
-          AND coalesce(s.created_at + make_interval(secs => t.session_max_age)
-                       > to_timestamp(%(now)s), true)
-          AND coalesce(s.ends_at > to_timestamp(%(now)s), true)
+        WHERE s.key IN (%(key)s, %(stored)s) AND {current} AND {alive}
     ), moved AS (
         UPDATE {schema}.users u SET generation = u.generation + 1
         FROM mine c WHERE u.userid = c.userid
@@ -862,7 +882,7 @@ END_OTHER_SESSIONS: Final = """
         FROM mine
     ), {log}
     SELECT (SELECT count(*) FROM ended), {logged}
-"""
+""".replace("{current}", SESSION_CURRENT).replace("{alive}", SESSION_ALIVE)
 
 GET_TTL: Final = "SELECT session_ttl FROM {schema}.settings"
 
