@@ -1,0 +1,233 @@
+"""pgusers for Starlette and FastAPI, on :class:`pgusers.AsyncUserSpace`.
+
+::
+
+    from functools import partial
+    from fastapi import Depends, FastAPI
+    from starlette.middleware.authentication import AuthenticationMiddleware
+    from pgusers import AsyncUserSpace
+    from pgusers.integrations.starlette import PgUser, PgUsers, current_user
+
+    auth = PgUsers(partial(AsyncUserSpace.connect, "dbname=app"))
+    app = FastAPI()
+    app.add_middleware(AuthenticationMiddleware, backend=auth.backend)
+
+    @app.get("/me")
+    async def me(user: PgUser = Depends(current_user)): ...
+
+``request.user`` is a :class:`PgUser` (or Starlette's ``UnauthenticatedUser``) and
+``request.auth.scopes`` holds ``"authenticated"`` (and ``"admin"`` with
+``PgUsers(..., admin_scope=True)``, at one more statement per request), so
+Starlette's ``requires(...)`` works as it documents.
+"""
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from pgusers._aio import AsyncUserSpace
+from pgusers._results import DISABLED, OK, THROTTLED, LoginOutcome, Status
+from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope
+
+Opener = Callable[[], Awaitable[AsyncUserSpace]]
+
+__all__ = [
+    "PgUser",
+    "PgUsers",
+    "PgUsersBackend",
+    "current_user",
+    "login",
+    "logout",
+    "require_admin",
+    "set_session_data",
+]
+
+
+class PgUser(BaseUser):
+    """The user of a request's pgusers session."""
+
+    def __init__(
+        self,
+        userid: int,
+        username: str,
+        session_data: Any,
+        key: str,
+        admin: bool | None = None,
+    ) -> None:
+        self.userid = userid
+        self.username = username
+        self.session_data = session_data
+        """The session's data (``extra_data`` at login, or ``set_session_data``)."""
+        self.key = key
+        self.admin = admin
+        """Whether the user is an administrator, when known (``admin_scope``)."""
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.username
+
+    @property
+    def identity(self) -> str:
+        return str(self.userid)
+
+    def __repr__(self) -> str:
+        return f"<PgUser {self.userid} {self.username!r}>"
+
+
+class PgUsers:
+    """One userspace for an application, and how its session cookie is kept.
+
+    ``userspace`` is an :class:`~pgusers.AsyncUserSpace` or a function without
+    arguments that returns one when awaited (opened on the first request, in the
+    server's event loop). ``secure=False`` drops the cookie's ``Secure`` flag, for
+    plain-HTTP development only.
+    """
+
+    def __init__(
+        self,
+        userspace: AsyncUserSpace | Opener,
+        *,
+        cookie_name: str = COOKIE_NAME,
+        secure: bool = True,
+        admin_scope: bool = False,
+    ) -> None:
+        self._opener = userspace
+        self._space: AsyncUserSpace | None = None
+        self.cookie_name = cookie_name
+        self.secure = secure
+        self.admin_scope = admin_scope
+        self.backend = PgUsersBackend(self)
+        """The backend to give Starlette's ``AuthenticationMiddleware``."""
+
+    async def userspace(self) -> AsyncUserSpace:
+        if self._space is None:
+            if isinstance(self._opener, AsyncUserSpace):
+                await self._opener._open()
+                self._space = self._opener
+            else:
+                self._space = await self._opener()
+        return self._space
+
+
+class PgUsersBackend(AuthenticationBackend):
+    """Authenticates a request by its pgusers session cookie: one ``check_key``."""
+
+    def __init__(self, pgusers: PgUsers) -> None:
+        self.pgusers = pgusers
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        conn.scope["pgusers"] = self.pgusers
+        key = conn.cookies.get(self.pgusers.cookie_name)
+        if not key:
+            return None
+        space = await self.pgusers.userspace()
+        checked = await space.check_key(key)
+        if checked.status != OK or checked.userid is None or checked.username is None:
+            return None
+        scopes = ["authenticated"]
+        admin = None
+        if self.pgusers.admin_scope:
+            admin = await space.is_admin(checked.userid)
+            scopes += ["admin"] if admin else []
+        user = PgUser(checked.userid, checked.username, checked.extra_data, key, admin)
+        return AuthCredentials(scopes), user
+
+
+def _pgusers(request: HTTPConnection) -> PgUsers:
+    found = request.scope.get("pgusers")
+    if not isinstance(found, PgUsers):
+        raise RuntimeError(
+            "pgusers: add AuthenticationMiddleware with backend=PgUsers(...).backend "
+            "to the application"
+        )
+    return found
+
+
+async def current_user(request: Request) -> PgUser:
+    """FastAPI dependency: the logged-in user, or 401."""
+    _pgusers(request)
+    user = request.user
+    if not isinstance(user, PgUser):
+        raise HTTPException(401, "not logged in")
+    return user
+
+
+async def require_admin(request: Request) -> PgUser:
+    """FastAPI dependency: the logged-in user if an administrator (asked now, so a
+    right just taken away counts), or 401 / 403."""
+    user = await current_user(request)
+    space = await _pgusers(request).userspace()
+    user.admin = await space.is_admin(user.userid)
+    if not user.admin:
+        raise HTTPException(403, "for administrators only")
+    return user
+
+
+async def login(
+    request: Request,
+    response: Response,
+    username: str,
+    password: str,
+    *,
+    extra_data: Any = None,
+) -> LoginOutcome:
+    """Log in with the client's address and user agent, and set the session cookie.
+
+    A wrong name or password raises 401, a disabled account 403, a throttled login
+    429 with ``Retry-After``; a name or password pgusers refuses as malformed
+    raises ``BadCallError``.
+    """
+    pgusers = _pgusers(request)
+    space = await pgusers.userspace()
+    outcome = await space.login(
+        username,
+        password,
+        source=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        extra_data=extra_data,
+    )
+    if outcome.status == THROTTLED:
+        wait = str(max(1, math.ceil(outcome.retry_after)))
+        raise HTTPException(429, "too many failed logins", {"Retry-After": wait})
+    if outcome.status == DISABLED:
+        raise HTTPException(403, "this account is disabled")
+    if outcome.status != OK:
+        raise HTTPException(401, "wrong username or password")
+    response.set_cookie(
+        pgusers.cookie_name, outcome.key, **cookie_flags(space.ttl, secure=pgusers.secure)
+    )
+    return outcome
+
+
+async def logout(request: Request, response: Response) -> int:
+    """End this request's session (1, or 0 if it had none) and clear the cookie."""
+    pgusers = _pgusers(request)
+    user = request.user
+    ended = 0
+    if isinstance(user, PgUser):
+        space = await pgusers.userspace()
+        async with space.sessions(user.userid, key=user.key) as sessions:
+            this = [session.session_id async for session in sessions if session.current]
+        for session_id in this:
+            ended += await space.end_session(session_id)
+    response.delete_cookie(pgusers.cookie_name, **cookie_scope(secure=pgusers.secure))
+    return ended
+
+
+async def set_session_data(request: Request, data: Any) -> Status:
+    """Replace the data of this request's session (``OK``, ``NOT_FOUND``, ``EXPIRED``)."""
+    user = await current_user(request)
+    space = await _pgusers(request).userspace()
+    status = await space.set_session_data(user.key, data)
+    if status == OK:
+        user.session_data = data
+    return status

@@ -1,0 +1,203 @@
+"""pgusers.integrations.starlette on real Starlette and FastAPI applications, through
+their test client, on a real PostgreSQL."""
+
+from functools import partial
+from typing import Annotated
+
+import pytest
+from fastapi import Depends, FastAPI, Request, Response
+from starlette.applications import Starlette
+from starlette.authentication import requires
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+import pgusers
+from pgusers.integrations.starlette import (
+    PgUser,
+    PgUsers,
+    current_user,
+    login,
+    logout,
+    require_admin,
+    set_session_data,
+)
+
+from .support import FAST_HASHER
+
+User = Annotated[PgUser, Depends(current_user)]
+Admin = Annotated[PgUser, Depends(require_admin)]
+
+
+def fastapi_app(dsn, schema, **options):
+    opener = partial(
+        pgusers.AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER
+    )
+    auth = PgUsers(opener, **options)
+    app = FastAPI()
+    app.add_middleware(AuthenticationMiddleware, backend=auth.backend)
+
+    @app.post("/login")
+    async def log_in(request: Request, response: Response):
+        body = await request.json()
+        outcome = await login(request, response, body["username"], body["password"])
+        return {"userid": outcome.userid}
+
+    @app.post("/logout")
+    async def log_out(request: Request, response: Response):
+        return {"ended": await logout(request, response)}
+
+    @app.get("/me")
+    async def me(user: User):
+        return {"userid": user.userid, "username": user.username, "data": user.session_data}
+
+    @app.get("/admin")
+    async def admin_only(user: Admin):
+        return {"admin": user.username}
+
+    @app.post("/cart")
+    async def cart(request: Request, user: User):
+        return {"status": (await set_session_data(request, await request.json())).name}
+
+    return app
+
+
+@pytest.fixture
+def client(space, dsn, schema):
+    with TestClient(fastapi_app(dsn, schema), base_url="https://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def ada(space):
+    return space.create_user("ada", "ada-pw-123", "ada@example.com")
+
+
+def log_in(client, username="ada", password="ada-pw-123"):
+    return client.post("/login", json={"username": username, "password": password})
+
+
+def test_login_sets_a_session_cookie_with_the_right_flags(client, space, ada):
+    answer = log_in(client)
+    assert answer.json() == {"userid": ada}
+    cookie = answer.headers["set-cookie"]
+    attributes = {part.strip().lower() for part in cookie.split(";")[1:]}
+    expected = {"httponly", "secure", "samesite=lax", "path=/", f"max-age={int(space.ttl)}"}
+    assert expected <= attributes
+    assert cookie.startswith("pgusers_session=")
+
+
+def test_request_user_comes_from_the_cookie(client, ada):
+    assert client.get("/me").status_code == 401
+    log_in(client)
+    assert client.get("/me").json() == {"userid": ada, "username": "ada", "data": None}
+
+
+def test_login_records_the_client_and_user_agent(client, space, ada):
+    client.post(
+        "/login",
+        json={"username": "ada", "password": "ada-pw-123"},
+        headers={"user-agent": "Integration/1.0"},
+    )
+    (session,) = space.sessions(ada)
+    assert (session.source, session.user_agent) == ("testclient", "Integration/1.0")
+
+
+def test_wrong_password_is_401_disabled_403_throttled_429(client, space, ada):
+    assert log_in(client, password="nope").status_code == 401
+    space.set_login_policy(free_failures=1)
+    log_in(client, password="nope")
+    throttled = log_in(client)
+    assert throttled.status_code == 429
+    assert int(throttled.headers["retry-after"]) >= 1
+    space.clear_login_failures("ada")
+    space.disable_user(ada)
+    assert log_in(client).status_code == 403
+
+
+def test_logout_ends_this_session_only_and_clears_the_cookie(client, space, ada):
+    other = space.login("ada", "ada-pw-123").key
+    log_in(client)
+    answer = client.post("/logout")
+    assert answer.json() == {"ended": 1}
+    assert "max-age=0" in answer.headers["set-cookie"].lower()
+    client.cookies.clear()
+    assert client.get("/me").status_code == 401
+    assert space.check_key(other).status == pgusers.OK
+
+
+def test_a_killed_session_is_refused_at_once(client, space, ada):
+    log_in(client)
+    space.kill_sessions(ada)
+    assert client.get("/me").status_code == 401
+
+
+def test_require_admin_asks_now(client, space, ada):
+    log_in(client)
+    assert client.get("/admin").status_code == 403
+    space.set_admin(ada, True)
+    assert client.get("/admin").json() == {"admin": "ada"}
+    space.set_admin(ada, False)
+    assert client.get("/admin").status_code == 403
+
+
+def test_session_data_changes_during_the_session(client, ada):
+    log_in(client)
+    assert client.post("/cart", json={"cart": ["tea"]}).json() == {"status": "OK"}
+    assert client.get("/me").json()["data"] == {"cart": ["tea"]}
+
+
+def test_a_forged_cookie_is_anonymous(client, ada):
+    client.cookies.set("pgusers_session", "A" * 43)
+    assert client.get("/me").status_code == 401
+
+
+def test_plain_starlette_requires_scopes(space, dsn, schema, ada):
+    opener = partial(
+        pgusers.AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER
+    )
+    auth = PgUsers(opener, admin_scope=True)
+
+    @requires("authenticated")
+    async def home(request):
+        return JSONResponse({"user": request.user.display_name, "scopes": request.auth.scopes})
+
+    @requires("admin")
+    async def admin(request):
+        return JSONResponse({"ok": True})
+
+    app = Starlette(
+        routes=[Route("/", home), Route("/admin", admin)],
+        middleware=[Middleware(AuthenticationMiddleware, backend=auth.backend)],
+    )
+    key = space.login("ada", "ada-pw-123").key
+    with TestClient(app, base_url="https://testserver") as client:
+        assert client.get("/").status_code == 403
+        client.cookies.set("pgusers_session", key)
+        assert client.get("/").json() == {"user": "ada", "scopes": ["authenticated"]}
+        assert client.get("/admin").status_code == 403
+        space.set_admin(ada, True)
+        assert client.get("/admin").json() == {"ok": True}
+
+
+def test_without_the_middleware_the_helpers_say_what_is_missing(space, dsn, schema):
+    app = FastAPI()
+
+    @app.get("/me")
+    async def me(user: User):
+        return {}
+
+    with (
+        TestClient(app, base_url="https://testserver") as client,
+        pytest.raises(RuntimeError, match="AuthenticationMiddleware"),
+    ):
+        client.get("/me")
+
+
+def test_secure_can_be_turned_off_for_local_http(space, dsn, schema, ada):
+    with TestClient(fastapi_app(dsn, schema, secure=False)) as client:
+        answer = log_in(client)
+        assert "secure" not in answer.headers["set-cookie"].lower()
+        assert client.get("/me").status_code == 200
