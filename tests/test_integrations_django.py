@@ -1,0 +1,219 @@
+"""pgusers.integrations.django in a real Django project (settings made here; no
+database of Django's), through Django's test clients."""
+
+import json
+
+import django
+import pytest
+from django.conf import settings
+
+if not settings.configured:
+    settings.configure(
+        SECRET_KEY="pgusers-tests",
+        ROOT_URLCONF=__name__,
+        ALLOWED_HOSTS=["testserver"],
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
+        DATABASES={},
+        MIDDLEWARE=["pgusers.integrations.django.PgUsersMiddleware"],
+        AUTHENTICATION_BACKENDS=["pgusers.integrations.django.PgUsersBackend"],
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "OPTIONS": {"context_processors": ["django.contrib.auth.context_processors.auth"]},
+            }
+        ],
+        LOGIN_URL="/login",
+    )
+    django.setup()
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.decorators import login_required, user_passes_test
+from django.http import HttpResponse, JsonResponse
+from django.template import engines
+from django.test import AsyncClient, Client, override_settings
+from django.urls import path
+
+import pgusers
+from pgusers.integrations.django import (
+    PgUser,
+    pgusers_login,
+    pgusers_logout,
+    pgusers_set_session_data,
+)
+
+from .support import FAST_HASHER
+
+
+def login_view(request):
+    response = JsonResponse({})
+    user = pgusers_login(request, response, request.POST["username"], request.POST["password"])
+    if user is None:
+        outcome = request.pgusers_outcome if hasattr(request, "pgusers_outcome") else None
+        status = 429 if outcome and outcome.status == pgusers.THROTTLED else 401
+        return JsonResponse({"error": "refused"}, status=status)
+    response.content = json.dumps({"userid": user.pk}).encode()
+    return response
+
+
+def logout_view(request):
+    response = JsonResponse({})
+    response.content = json.dumps({"ended": pgusers_logout(request, response)}).encode()
+    return response
+
+
+@login_required
+def me(request):
+    user = request.user
+    return JsonResponse(
+        {"pk": user.pk, "username": user.username, "email": user.email, "data": user.session_data}
+    )
+
+
+@user_passes_test(lambda user: user.is_staff)
+def staff(request):
+    return JsonResponse({"staff": request.user.username})
+
+
+def page(request):
+    template = engines["django"].from_string(
+        "{% if user.is_authenticated %}Hello {{ user.username }}"
+        "{% if user.is_staff %} (staff){% endif %}{% else %}Hello stranger{% endif %}"
+    )
+    return HttpResponse(template.render(request=request))
+
+
+@login_required
+async def async_me(request):
+    user = await request.auser()
+    return JsonResponse({"pk": user.pk, "username": user.username})
+
+
+@login_required
+def cart(request):
+    status = pgusers_set_session_data(request, json.loads(request.body))
+    return JsonResponse({"status": status.name})
+
+
+urlpatterns = [
+    path("login", login_view),
+    path("logout", logout_view),
+    path("me", me),
+    path("staff", staff),
+    path("page", page),
+    path("async-me", async_me),
+    path("cart", cart),
+]
+
+
+@pytest.fixture(autouse=True)
+def pgusers_settings(dsn, schema):
+    configured = {"DSN": dsn, "SCHEMA": schema, "OPTIONS": {"hasher": FAST_HASHER}}
+    with override_settings(PGUSERS=configured):
+        yield
+
+
+@pytest.fixture
+def ada(space):
+    return space.create_user("ada", "ada-pw-123", "ada@example.com")
+
+
+def log_in(client, username="ada", password="ada-pw-123"):
+    return client.post("/login", {"username": username, "password": password}, secure=True)
+
+
+def test_login_sets_the_cookie_and_request_user_follows_it(ada):
+    client = Client()
+    answer = log_in(client)
+    assert answer.json() == {"userid": ada}
+    morsel = answer.cookies["pgusers_session"]
+    assert morsel["httponly"] and morsel["secure"] and morsel["samesite"] == "Lax"
+    assert int(morsel["max-age"]) == 864000
+    me = client.get("/me", secure=True).json()
+    assert me == {"pk": ada, "username": "ada", "email": "ada@example.com", "data": None}
+
+
+def test_login_required_redirects_the_anonymous(ada):
+    answer = Client().get("/me", secure=True)
+    assert answer.status_code == 302 and answer["location"].startswith("/login")
+
+
+def test_authenticate_checks_pgusers_passwords(ada):
+    assert isinstance(authenticate(None, username="ada", password="ada-pw-123"), PgUser)
+    assert authenticate(None, username="ada", password="wrong") is None
+    assert authenticate(None, username="x" * 5000, password="y") is None
+
+
+def test_a_throttled_login_says_so(space, ada):
+    space.set_login_policy(free_failures=1)
+    client = Client()
+    assert log_in(client, password="no").status_code == 401
+    log_in(client, password="no")
+    assert log_in(client).status_code == 429
+
+
+def test_is_staff_is_the_admin_flag(space, ada):
+    client = Client()
+    log_in(client)
+    assert client.get("/staff", secure=True).status_code == 302
+    space.set_admin(ada, True)
+    assert client.get("/staff", secure=True).json() == {"staff": "ada"}
+
+
+def test_templates_see_the_user(space, ada):
+    client = Client()
+    assert client.get("/page", secure=True).content == b"Hello stranger"
+    log_in(client)
+    space.set_admin(ada, True)
+    assert client.get("/page", secure=True).content == b"Hello ada (staff)"
+
+
+def test_async_views_get_the_user_too(ada):
+    import asyncio
+
+    async def scenario():
+        client = AsyncClient()
+        await client.post("/login", {"username": "ada", "password": "ada-pw-123"}, secure=True)
+        return (await client.get("/async-me", secure=True)).json()
+
+    assert asyncio.run(scenario()) == {"pk": ada, "username": "ada"}
+
+
+def test_logout_ends_the_session_and_clears_the_cookie(space, ada):
+    client = Client()
+    log_in(client)
+    other = space.login("ada", "ada-pw-123").key
+    answer = client.post("/logout", secure=True)
+    assert answer.json() == {"ended": 1}
+    assert answer.cookies["pgusers_session"].value == ""
+    assert client.get("/me", secure=True).status_code == 302
+    assert space.check_key(other).status == pgusers.OK
+
+
+def test_a_killed_session_is_anonymous_at_once(space, ada):
+    client = Client()
+    log_in(client)
+    space.kill_sessions(ada)
+    assert client.get("/me", secure=True).status_code == 302
+
+
+def test_session_data_changes_during_the_session(ada):
+    client = Client()
+    log_in(client)
+    answer = client.post("/cart", b'{"cart": ["tea"]}', "application/json", secure=True)
+    assert answer.json() == {"status": "OK"}
+    assert client.get("/me", secure=True).json()["data"] == {"cart": ["tea"]}
+
+
+def test_the_cookie_name_and_secure_flag_come_from_settings(dsn, schema, ada):
+    configured = {
+        "DSN": dsn,
+        "SCHEMA": schema,
+        "OPTIONS": {"hasher": FAST_HASHER},
+        "COOKIE_NAME": "sid",
+        "COOKIE_SECURE": False,
+    }
+    with override_settings(PGUSERS=configured):
+        client = Client()
+        answer = log_in(client)
+        assert not answer.cookies["sid"]["secure"]
+        assert client.get("/me").json()["pk"] == ada
