@@ -1,0 +1,156 @@
+"""pgusers for Flask, through Flask-Login.
+
+::
+
+    from flask import Flask
+    from flask_login import current_user, login_required
+    from pgusers.integrations.flask import PgUsers
+
+    app = Flask(__name__)
+    app.config["PGUSERS_DSN"] = "dbname=app"
+    pgusers_ext = PgUsers(app)
+
+``current_user`` is the user of the pgusers session cookie (Flask-Login's
+``request_loader``), so ``login_required`` and ``current_user`` work as Flask-Login
+documents; Flask's own session and ``SECRET_KEY`` are not needed. Configuration:
+``PGUSERS_DSN``, ``PGUSERS_SCHEMA`` (``"pgusers"``), ``PGUSERS_COOKIE_NAME``
+(``"pgusers_session"``), ``PGUSERS_COOKIE_SECURE`` (true), ``PGUSERS_OPTIONS``
+(more keyword arguments for :class:`~pgusers.UserSpace`).
+"""
+
+from typing import Any
+
+from flask import Flask, Response, after_this_request, current_app, request
+from flask_login import LoginManager, UserMixin
+
+from pgusers._results import OK, LoginOutcome, Status
+from pgusers._userspace import UserSpace
+from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope
+
+__all__ = ["PgUser", "PgUsers"]
+
+
+class PgUser(UserMixin):  # type: ignore[misc]  # Flask-Login is untyped
+    """The user of a request's pgusers session, as Flask-Login expects one."""
+
+    def __init__(self, userid: int, username: str, session_data: Any, key: str) -> None:
+        self.userid = userid
+        self.username = username
+        self.session_data = session_data
+        self.key = key
+        self._admin: bool | None = None
+
+    def get_id(self) -> str:
+        return str(self.userid)
+
+    @property
+    def is_admin(self) -> bool:
+        """The admin flag, asked of the database the first time it is read."""
+        if self._admin is None:
+            self._admin = _extension().userspace.is_admin(self.userid)
+        return self._admin
+
+    def __repr__(self) -> str:
+        return f"<PgUser {self.userid} {self.username!r}>"
+
+
+def _extension() -> "PgUsers":
+    found: PgUsers = current_app.extensions["pgusers"]
+    return found
+
+
+class PgUsers:
+    """The extension: one userspace per application, and Flask-Login set up to find
+    the user by the pgusers cookie (a ``LoginManager`` is made unless given)."""
+
+    def __init__(self, app: Flask | None = None, login_manager: LoginManager | None = None) -> None:
+        self.login_manager = login_manager or LoginManager()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        app.config.setdefault("PGUSERS_DSN", "")
+        app.config.setdefault("PGUSERS_SCHEMA", "pgusers")
+        app.config.setdefault("PGUSERS_COOKIE_NAME", COOKIE_NAME)
+        app.config.setdefault("PGUSERS_COOKIE_SECURE", True)
+        app.config.setdefault("PGUSERS_OPTIONS", {})
+        app.extensions["pgusers"] = self
+        self.login_manager.init_app(app)
+        self.login_manager.request_loader(self._user_of_request)
+        self.login_manager.user_loader(self._user_by_id)
+
+    @property
+    def userspace(self) -> UserSpace:
+        """The current application's :class:`~pgusers.UserSpace`, opened on first use."""
+        extensions = current_app.extensions
+        if "pgusers.userspace" not in extensions:
+            config = current_app.config
+            extensions["pgusers.userspace"] = UserSpace(
+                conninfo=config["PGUSERS_DSN"],
+                schema=config["PGUSERS_SCHEMA"],
+                **config["PGUSERS_OPTIONS"],
+            )
+        space: UserSpace = extensions["pgusers.userspace"]
+        return space
+
+    def _user_of_request(self, incoming: Any) -> PgUser | None:
+        key = incoming.cookies.get(current_app.config["PGUSERS_COOKIE_NAME"])
+        if not key:
+            return None
+        checked = self.userspace.check_key(key)
+        if checked.status != OK or checked.userid is None or checked.username is None:
+            return None
+        return PgUser(checked.userid, checked.username, checked.extra_data, key)
+
+    def _user_by_id(self, user_id: str) -> PgUser | None:
+        # Only the cookie's own user: an id in Flask's session alone opens nothing.
+        user = self._user_of_request(request)
+        return user if user is not None and user.get_id() == user_id else None
+
+    def login(self, username: str, password: str, *, extra_data: Any = None) -> LoginOutcome:
+        """Log in with the client's address and user agent; on success the response
+        sets the session cookie (``current_user`` follows from the next request).
+        Returns the ``LoginOutcome``: ``status`` says ``OK``, ``REJECTED``,
+        ``DISABLED`` or ``THROTTLED`` (with ``retry_after`` seconds)."""
+        space = self.userspace
+        outcome = space.login(
+            username,
+            password,
+            source=request.remote_addr,
+            user_agent=request.headers.get("User-Agent"),
+            extra_data=extra_data,
+        )
+        if outcome.status == OK:
+            config = current_app.config
+            flags = cookie_flags(space.ttl, secure=config["PGUSERS_COOKIE_SECURE"])
+
+            @after_this_request
+            def set_cookie(response: Response) -> Response:
+                response.set_cookie(config["PGUSERS_COOKIE_NAME"], outcome.key, **flags)
+                return response
+
+        return outcome
+
+    def logout(self) -> int:
+        """End this request's session (1, or 0 if it had none); the response clears
+        the cookie."""
+        user = self._user_of_request(request)
+        ended = 0
+        if user is not None:
+            for session in self.userspace.sessions(user.userid, key=user.key):
+                if session.current:
+                    ended += self.userspace.end_session(session.session_id)
+        config = current_app.config
+
+        @after_this_request
+        def clear_cookie(response: Response) -> Response:
+            scope = cookie_scope(secure=config["PGUSERS_COOKIE_SECURE"])
+            response.delete_cookie(config["PGUSERS_COOKIE_NAME"], **scope)
+            return response
+
+        return ended
+
+    def set_session_data(self, data: Any) -> Status:
+        """Replace the data of this request's session (``OK``, ``NOT_FOUND``, ``EXPIRED``)."""
+        key = request.cookies.get(current_app.config["PGUSERS_COOKIE_NAME"], "")
+        return self.userspace.set_session_data(key, data)

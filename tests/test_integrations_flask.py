@@ -1,0 +1,141 @@
+"""pgusers.integrations.flask in a real Flask application with Flask-Login, through
+Flask's test client."""
+
+import pytest
+from flask import Flask, jsonify, request
+from flask_login import current_user, login_required
+
+import pgusers
+from pgusers.integrations.flask import PgUser, PgUsers
+
+from .support import FAST_HASHER
+
+
+def make_app(dsn, schema, **config):
+    app = Flask(__name__)
+    app.config.update(
+        PGUSERS_DSN=dsn, PGUSERS_SCHEMA=schema, PGUSERS_OPTIONS={"hasher": FAST_HASHER}, **config
+    )
+    ext = PgUsers(app)
+
+    @app.post("/login")
+    def log_in():
+        outcome = ext.login(request.form["username"], request.form["password"])
+        if outcome.status == pgusers.THROTTLED:
+            wait = str(int(outcome.retry_after) + 1)
+            return jsonify(error="throttled"), 429, {"Retry-After": wait}
+        if outcome.status != pgusers.OK:
+            return jsonify(error="refused"), 401
+        return jsonify(userid=outcome.userid)
+
+    @app.post("/logout")
+    @login_required
+    def log_out():
+        return jsonify(ended=ext.logout())
+
+    @app.get("/me")
+    @login_required
+    def me():
+        user = current_user
+        return jsonify(
+            userid=user.userid, username=user.username, admin=user.is_admin, data=user.session_data
+        )
+
+    @app.post("/cart")
+    @login_required
+    def cart():
+        return jsonify(status=ext.set_session_data(request.get_json()).name)
+
+    return app
+
+
+@pytest.fixture
+def app(space, dsn, schema):
+    return make_app(dsn, schema)
+
+
+@pytest.fixture
+def ada(space):
+    return space.create_user("ada", "ada-pw-123", "ada@example.com")
+
+
+def log_in(client, username="ada", password="ada-pw-123"):
+    return client.post(
+        "/login", data={"username": username, "password": password}, base_url="https://localhost"
+    )
+
+
+def get(client, path):
+    return client.get(path, base_url="https://localhost")
+
+
+def test_login_sets_the_cookie_and_current_user_follows_it(app, space, ada):
+    client = app.test_client()
+    assert get(client, "/me").status_code == 401
+    answer = log_in(client)
+    assert answer.json == {"userid": ada}
+    cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=Lax" in cookie
+    assert f"Max-Age={int(space.ttl)}" in cookie and "Path=/" in cookie
+    me = get(client, "/me").json
+    assert me == {"userid": ada, "username": "ada", "admin": False, "data": None}
+
+
+def test_current_user_is_a_flask_login_user(app, ada):
+    client = app.test_client()
+    log_in(client)
+    with client:
+        get(client, "/me")
+        assert isinstance(current_user._get_current_object(), PgUser)
+        assert current_user.is_authenticated and current_user.get_id() == str(ada)
+
+
+def test_refused_and_throttled_logins(app, space, ada):
+    client = app.test_client()
+    assert log_in(client, password="no").status_code == 401
+    space.set_login_policy(free_failures=1)
+    log_in(client, password="no")
+    answer = log_in(client)
+    assert answer.status_code == 429 and int(answer.headers["Retry-After"]) >= 1
+
+
+def test_logout_ends_this_session_only(app, space, ada):
+    other = space.login("ada", "ada-pw-123").key
+    client = app.test_client()
+    log_in(client)
+    answer = client.post("/logout", base_url="https://localhost")
+    assert answer.json == {"ended": 1}
+    assert "pgusers_session=;" in answer.headers["Set-Cookie"]
+    assert get(client, "/me").status_code == 401
+    assert space.check_key(other).status == pgusers.OK
+
+
+def test_a_killed_session_is_anonymous_at_once(app, space, ada):
+    client = app.test_client()
+    log_in(client)
+    space.kill_sessions(ada)
+    assert get(client, "/me").status_code == 401
+
+
+def test_session_data_changes_during_the_session(app, ada):
+    client = app.test_client()
+    log_in(client)
+    answer = client.post("/cart", json={"cart": ["tea"]}, base_url="https://localhost")
+    assert answer.json == {"status": "OK"}
+    assert get(client, "/me").json["data"] == {"cart": ["tea"]}
+
+
+def test_the_admin_flag_is_read_from_the_database(app, space, ada):
+    client = app.test_client()
+    log_in(client)
+    space.set_admin(ada, True)
+    assert get(client, "/me").json["admin"] is True
+
+
+def test_the_cookie_name_and_secure_flag_come_from_the_config(space, dsn, schema, ada):
+    app = make_app(dsn, schema, PGUSERS_COOKIE_NAME="sid", PGUSERS_COOKIE_SECURE=False)
+    client = app.test_client()
+    answer = client.post("/login", data={"username": "ada", "password": "ada-pw-123"})
+    cookie = answer.headers["Set-Cookie"]
+    assert cookie.startswith("sid=") and "Secure" not in cookie
+    assert client.get("/me").json["userid"] == ada
