@@ -242,3 +242,31 @@ def web_app(dsn: str, schema: str, **options: Any) -> Any:
         pgusers.AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER
     )
     return create_app(opener, **options)
+
+
+def configure_django(urlconf: str) -> None:
+    """Configure Django for the tests once per process (no database of Django's),
+    with the pgusers middleware and backend; a test module names its URLs with
+    ``override_settings(ROOT_URLCONF=...)`` when it is not the first."""
+    import django
+    from django.conf import settings
+
+    if settings.configured:
+        return
+    settings.configure(
+        SECRET_KEY="pgusers-tests",
+        ROOT_URLCONF=urlconf,
+        ALLOWED_HOSTS=["testserver"],
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
+        DATABASES={},
+        MIDDLEWARE=["pgusers.integrations.django.PgUsersMiddleware"],
+        AUTHENTICATION_BACKENDS=["pgusers.integrations.django.PgUsersBackend"],
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "OPTIONS": {"context_processors": ["django.contrib.auth.context_processors.auth"]},
+            }
+        ],
+        LOGIN_URL="/login",
+    )
+    django.setup()

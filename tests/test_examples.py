@@ -76,3 +76,42 @@ def test_fastapi_verify_email_link(dsn, schema):
         assert client.get(link).status_code == 400
     with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
         assert usp.find_user(userid=uid)["email_verified"] is True
+
+
+def test_the_flask_example_logs_in_and_out(space, dsn, schema):
+    from examples.flask_app import app
+
+    app.config.update(
+        PGUSERS_DSN=dsn, PGUSERS_SCHEMA=schema, PGUSERS_OPTIONS={"hasher": FAST_HASHER}
+    )
+    app.extensions.pop("pgusers.userspace", None)  # a schema of this test's own
+    uid = space.create_user("ada", "s3cret", "ada@example.com")
+    client = app.test_client()
+    https = {"base_url": "https://localhost"}
+    refused = client.post("/login", data={"username": "ada", "password": "no"}, **https)
+    assert refused.status_code == 401
+    accepted = client.post("/login", data={"username": "ada", "password": "s3cret"}, **https)
+    assert accepted.json == {"userid": uid}
+    assert client.get("/me", **https).json == {"userid": uid, "username": "ada"}
+    assert client.post("/logout", **https).json == {"ended": 1}
+    assert client.get("/me", **https).status_code == 401
+
+
+def test_the_django_example_logs_in_and_out(space, dsn, schema):
+    from django.test import Client, override_settings
+
+    from examples import django_app
+
+    from .support import configure_django
+
+    configure_django(django_app.__name__)
+    uid = space.create_user("ada", "s3cret", "ada@example.com")
+    configured = {"DSN": dsn, "SCHEMA": schema, "OPTIONS": {"hasher": FAST_HASHER}}
+    with override_settings(**{**django_app.SETTINGS, "PGUSERS": configured}):
+        client = Client()
+        refused = client.post("/login", {"username": "ada", "password": "no"}, secure=True)
+        assert refused.status_code == 401
+        client.post("/login", {"username": "ada", "password": "s3cret"}, secure=True)
+        assert client.get("/me", secure=True).json() == {"userid": uid, "username": "ada"}
+        client.post("/logout", secure=True)
+        assert client.get("/me", secure=True).status_code == 302

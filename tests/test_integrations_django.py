@@ -3,29 +3,7 @@ database of Django's), through Django's test clients."""
 
 import json
 
-import django
 import pytest
-from django.conf import settings
-
-if not settings.configured:
-    settings.configure(
-        SECRET_KEY="pgusers-tests",
-        ROOT_URLCONF=__name__,
-        ALLOWED_HOSTS=["testserver"],
-        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
-        DATABASES={},
-        MIDDLEWARE=["pgusers.integrations.django.PgUsersMiddleware"],
-        AUTHENTICATION_BACKENDS=["pgusers.integrations.django.PgUsersBackend"],
-        TEMPLATES=[
-            {
-                "BACKEND": "django.template.backends.django.DjangoTemplates",
-                "OPTIONS": {"context_processors": ["django.contrib.auth.context_processors.auth"]},
-            }
-        ],
-        LOGIN_URL="/login",
-    )
-    django.setup()
-
 from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_required, user_passes_test
 from django.http import HttpResponse, JsonResponse
@@ -41,7 +19,9 @@ from pgusers.integrations.django import (
     pgusers_set_session_data,
 )
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, configure_django
+
+configure_django(__name__)
 
 
 def login_view(request):
@@ -108,7 +88,7 @@ urlpatterns = [
 @pytest.fixture(autouse=True)
 def pgusers_settings(dsn, schema):
     configured = {"DSN": dsn, "SCHEMA": schema, "OPTIONS": {"hasher": FAST_HASHER}}
-    with override_settings(PGUSERS=configured):
+    with override_settings(PGUSERS=configured, ROOT_URLCONF=__name__):
         yield
 
 
