@@ -201,3 +201,14 @@ def test_secure_can_be_turned_off_for_local_http(space, dsn, schema, ada):
         answer = log_in(client)
         assert "secure" not in answer.headers["set-cookie"].lower()
         assert client.get("/me").status_code == 200
+
+
+def test_one_app_serves_requests_from_new_event_loops(space, dsn, schema, ada):
+    app = fastapi_app(dsn, schema)
+    for _ in range(2):  # each "with" runs the app in a new event loop
+        with TestClient(app, base_url="https://testserver") as client:
+            log_in(client)
+            assert client.get("/me").json()["userid"] == ada
+    loose = TestClient(app, base_url="https://testserver")  # a loop per request
+    assert log_in(loose).status_code == 200
+    assert loose.get("/me").json()["userid"] == ada

@@ -467,3 +467,12 @@ def test_the_check_endpoint_documents_its_body_and_answer(client):
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
     assert schema["required"] == ["key"]
     assert "200" in operation["responses"]
+
+
+def test_an_app_serves_from_a_new_event_loop_for_each_request(space, ada, dsn, schema):
+    # A test client used without "with" runs each request in an event loop of its own.
+    client = TestClient(web_app(dsn, schema))
+    first = client.post("/v1/login", json={"username": "ada", "password": "s3cret-pw"})
+    second = client.post("/v1/login", json={"username": "ada", "password": "s3cret-pw"})
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert len(list(space.sessions(ada))) == 2

@@ -5,7 +5,8 @@ the driver differs (:class:`pgusers._drivers.loops.AsyncDriver`).
 """
 
 import asyncio
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
@@ -290,3 +291,38 @@ class AsyncUserSpace(Opening):
         return await self._driver.run(
             self._core.import_legacy, from_schema, dry_run, sessions, on_conflict, progress
         )
+
+
+Opener = Callable[[], Awaitable[AsyncUserSpace]]
+"""A function without arguments that returns an open AsyncUserSpace when awaited,
+such as ``functools.partial(AsyncUserSpace.connect, "dbname=app")``."""
+
+
+class PerLoop:
+    """The AsyncUserSpace of each running event loop, for code that is handed one
+    (or a way to open one) before any loop runs: a web application, which a test
+    client may serve from a new loop for every request. A given userspace is used
+    as it is; an opener is called once in each loop."""
+
+    def __init__(self, source: AsyncUserSpace | Opener) -> None:
+        self._source = source
+        self._spaces: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncUserSpace]
+        self._spaces = weakref.WeakKeyDictionary()
+
+    async def get(self) -> AsyncUserSpace:
+        loop = asyncio.get_running_loop()
+        space = self._spaces.get(loop)
+        if space is None:
+            if isinstance(self._source, AsyncUserSpace):
+                await self._source._open()
+                space = self._source
+            else:  # two first requests at once get the same object (the registry)
+                space = await self._source()
+            self._spaces[loop] = space
+        return space
+
+    async def close(self) -> None:
+        """Close this loop's userspace if it came from the opener."""
+        space = self._spaces.pop(asyncio.get_running_loop(), None)
+        if space is not None and space is not self._source:
+            await space.close()

@@ -22,7 +22,6 @@ Starlette's ``requires(...)`` works as it documents.
 """
 
 import math
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
@@ -30,11 +29,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from pgusers._aio import AsyncUserSpace
+from pgusers._aio import AsyncUserSpace, Opener, PerLoop
 from pgusers._results import DISABLED, OK, THROTTLED, LoginOutcome, Status
 from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope
-
-Opener = Callable[[], Awaitable[AsyncUserSpace]]
 
 __all__ = [
     "PgUser",
@@ -100,8 +97,7 @@ class PgUsers:
         secure: bool = True,
         admin_scope: bool = False,
     ) -> None:
-        self._opener = userspace
-        self._space: AsyncUserSpace | None = None
+        self._spaces = PerLoop(userspace)
         self.cookie_name = cookie_name
         self.secure = secure
         self.admin_scope = admin_scope
@@ -109,13 +105,8 @@ class PgUsers:
         """The backend to give Starlette's ``AuthenticationMiddleware``."""
 
     async def userspace(self) -> AsyncUserSpace:
-        if self._space is None:
-            if isinstance(self._opener, AsyncUserSpace):
-                await self._opener._open()
-                self._space = self._opener
-            else:
-                self._space = await self._opener()
-        return self._space
+        """The userspace of the running event loop."""
+        return await self._spaces.get()
 
 
 class PgUsersBackend(AuthenticationBackend):

@@ -12,11 +12,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pgusers._aio import AsyncUserSpace
+from pgusers._aio import AsyncUserSpace, Opener, PerLoop
 from pgusers._errors import BadCallError
 from pgusers.web import _api, _console
 from pgusers.web._errors import ApiError, error_body
-from pgusers.web._service import Opener, Service, SetupLink
+from pgusers.web._service import Service, SetupLink
 
 SECURITY_HEADERS: Final = [
     (
@@ -77,7 +77,9 @@ def create_app(
     asking the database again: a key revoked by another process (``pgusers apikey
     revoke``) may work that long in this one; 0 asks every time.
     """
-    service = Service(userspace, registration, secret or secrets.token_bytes(32), api_key_cache)
+    service = Service(
+        PerLoop(userspace), registration, secret or secrets.token_bytes(32), api_key_cache
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,23 +2,21 @@
 the calls the service makes that are not methods of a userspace (API keys, pages of
 accounts, the settings)."""
 
-import asyncio
 import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
-from pgusers._aio import AsyncUserSpace
+from pgusers._aio import AsyncUserSpace, PerLoop
 from pgusers._results import Account, ApiKey, Settings, Status
 
 SETUP_LIFETIME: Final = 15 * 60.0
 """How long the first-administrator setup link works, in seconds."""
 MAX_REMEMBERED_KEYS: Final = 1000
 
-Opener = Callable[[], Awaitable[AsyncUserSpace]]
 T = TypeVar("T")
 
 
@@ -61,34 +59,20 @@ class SetupLink:
 class Service:
     """The service's state: how to reach the userspace and what the app was made with."""
 
-    opener: AsyncUserSpace | Opener
+    spaces: PerLoop
     registration: bool
     secret: bytes
     api_key_cache: float
     setup: SetupLink | None = None
     _api_keys: dict[bytes, tuple[tuple[str, str], float]] = field(default_factory=dict, repr=False)
-    _space: AsyncUserSpace | None = field(default=None, repr=False)
-    _owned: bool = field(default=False, repr=False)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def space(self) -> AsyncUserSpace:
-        """The userspace; a factory given to ``create_app`` is called once, here."""
-        if self._space is None:
-            async with self._lock:
-                if self._space is None:
-                    if isinstance(self.opener, AsyncUserSpace):
-                        await self.opener._open()
-                        self._space = self.opener
-                    else:
-                        self._space = await self.opener()
-                        self._owned = True
-        return self._space
+        """The userspace (of the running event loop)."""
+        return await self.spaces.get()
 
     async def close(self) -> None:
         """Close the userspace if the service opened it from a factory."""
-        if self._space is not None and self._owned:
-            await self._space.close()
-        self._space = None
+        await self.spaces.close()
 
     async def _run(self, name: str, *args: object) -> Any:
         space = await self.space()
