@@ -1,9 +1,13 @@
 """What only the asyncio API has: opening, per-loop identity, a loop that never blocks."""
 
 import asyncio
+import os
+import sys
+import threading
 import time
 
 import pytest
+from argon2 import PasswordHasher
 
 import pgusers
 from pgusers import OK, BadCallError
@@ -93,3 +97,38 @@ def test_password_hashing_does_not_block_the_event_loop(dsn, schema):
     worst_gap = asyncio.run(main())
     print(f"worst event-loop gap during 8 concurrent logins: {worst_gap * 1000:.1f} ms")
     assert worst_gap < 0.05
+
+
+class PriorityRecordingHasher(PasswordHasher):
+    """A real (cheap) Argon2id hasher that notes the priority of the thread it runs on."""
+
+    def __init__(self):
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.priorities = []
+
+    def _note(self):
+        self.priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    def hash(self, password, *, salt=None):
+        self._note()
+        return super().hash(password, salt=salt)
+
+    def verify(self, hash, password):
+        self._note()
+        return super().verify(hash, password)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_passwords_are_hashed_below_the_event_loops_priority(dsn, schema):
+    hasher = PriorityRecordingHasher()
+    loop_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    async def main():
+        async with pgusers.AsyncUserSpace(conninfo=dsn, schema=schema, hasher=hasher) as usp:
+            await usp.create_user("ada", "pw", "ada@example.com")
+            await usp.login("ada", "pw")
+            return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    assert asyncio.run(main()) == loop_priority  # the loop's thread is left as it was
+    assert len(hasher.priorities) >= 2
+    assert all(p == min(19, loop_priority + 10) for p in hasher.priorities)

@@ -61,11 +61,33 @@ class _CancelledConnects(logging.Filter):
 logging.getLogger("psycopg.pool").addFilter(_CancelledConnects())
 
 
+HASHING_NICENESS = 10
+"""How much lower than the rest of the process the hashing threads run (nice)."""
+
+
+def _lower_priority() -> None:
+    """Lower this thread's scheduling priority. On Linux a thread's nice value is
+    its own: given by its native id, it leaves the event loop's thread as it was.
+    Elsewhere, or where the system refuses, the thread keeps its priority."""
+    thread = threading.get_native_id()
+    try:
+        niceness = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, niceness + HASHING_NICENESS))
+    except (AttributeError, OSError):
+        pass
+
+
 @cache
 def _hashing_threads() -> ThreadPoolExecutor:
     # Argon2 is CPU-bound and releases the GIL: one thread per core gives full
-    # throughput, and more would only crowd out the event loop's own thread.
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="pgusers-hash")
+    # throughput, and more would only crowd out the event loop's own thread. Below
+    # the loop's priority, a burst of logins no longer stalls the loop for the
+    # length of a hash when the cores are all busy.
+    return ThreadPoolExecutor(
+        max_workers=os.cpu_count() or 1,
+        thread_name_prefix="pgusers-hash",
+        initializer=_lower_priority,
+    )
 
 
 def _fetch(cursor: psycopg.Cursor[Any], fetch: Fetch) -> Any:
