@@ -36,6 +36,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 import pgusers
+from pgusers._drivers import loops
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = "pgusers_bench"
@@ -81,13 +82,13 @@ def timed(*calls: Callable[[], object], iterations: int) -> list[tuple[float, fl
             started = time.perf_counter()
             call()
             samples.append(time.perf_counter() - started)
-    results = []
-    for samples in timings:
-        samples.sort()
-        results.append(
-            (samples[len(samples) // 2] * 1000, samples[int(len(samples) * 0.99)] * 1000)
-        )
-    return results
+    return [percentiles([sample * 1000 for sample in samples]) for samples in timings]
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """The median and the 99th percentile of some samples."""
+    ordered = sorted(samples)
+    return ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)]
 
 
 @contextmanager
@@ -488,6 +489,95 @@ def throughput_rows(usp: pgusers.UserSpace, conninfo: str, key: str, calls: int)
     ]
 
 
+CACHE_SESSIONS = 100
+CACHE_CHECKS = 10_000
+CACHE_TRIALS = 200
+
+
+def cache_rows(conninfo: str, trials: int) -> list[Row]:
+    """The session cache: a hit's latency; the statements 10,000 checks over 100 hot
+    sessions send; how soon a session ended in this process is NOT_FOUND in another."""
+    progress("timing the session cache")
+    schema = SCHEMA + "_cache"
+    try:
+        usp = pgusers.UserSpace(
+            conninfo=conninfo, schema=schema, hasher=CHEAP_HASHER, session_cache=True
+        )
+    except pgusers.BadCallError as error:  # behind PgBouncer: LISTEN cannot work there
+        return [Row("check_key, cache hit", "1", note=str(error))]
+    try:
+        usp.create_user("cache", "cache-password", "cache@example.com")
+        keys = [usp.login("cache", "cache-password").key for _ in range(CACHE_SESSIONS)]
+        usp.check_key(keys[0])
+        hits = []
+        for _ in range(CACHE_CHECKS):
+            began = time.perf_counter_ns()
+            usp.check_key(keys[0])
+            hits.append((time.perf_counter_ns() - began) / 1e6)
+        hit_median, hit_p99 = percentiles(hits)
+
+        sent = 0
+        real_fetch = loops._fetch
+
+        def counting(cursor: psycopg.Cursor[tuple[object, ...]], fetch: object) -> object:
+            nonlocal sent
+            sent += 1
+            return real_fetch(cursor, fetch)  # type: ignore[arg-type]
+
+        with mock.patch.object(loops, "_fetch", counting):
+            for i in range(CACHE_CHECKS):
+                usp.check_key(keys[i % CACHE_SESSIONS])
+
+        child = subprocess.Popen(
+            [sys.executable, str(HERE / "cache_child.py"), conninfo, schema],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdin is not None and child.stdout is not None
+        delays = []
+        progress(f"ending {trials} sessions in one process, watched from another")
+        for _ in range(trials):
+            key = usp.login("cache", "cache-password").key
+            child.stdin.write(key + "\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "ready"
+            time.sleep(0.005)  # let B spin on its cached answer
+            (session,) = [s for s in usp.sessions(0, key=key) if s.current]
+            usp.end_session(session.session_id)
+            ended = time.time()
+            seen = float(child.stdout.readline())
+            delays.append(max(0.0, seen - ended) * 1000)
+        child.stdin.close()
+        child.wait(30)
+    finally:
+        usp.close()
+        drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        execute(conninfo, drop)
+    seen_median, seen_p99 = percentiles(delays)
+    return [
+        Row(
+            "check_key, cache hit",
+            "1",
+            hit_median,
+            hit_p99,
+            note=f"median {hit_median * 1000:.2f} µs, p99 {hit_p99 * 1000:.2f} µs",
+        ),
+        Row(
+            f"{CACHE_CHECKS:,} checks over {CACHE_SESSIONS} hot sessions, cache on",
+            f"{CACHE_SESSIONS}",
+            note=f"{sent} statements sent",
+        ),
+        Row(
+            "ended in process A, NOT_FOUND in process B after",
+            "1",
+            seen_median,
+            seen_p99,
+            note=f"{trials} sessions; from end_session's return to B's first NOT_FOUND",
+        ),
+    ]
+
+
 WRK_CONNECTIONS = 50
 
 
@@ -682,6 +772,7 @@ def run(
             progress("timing check_key throughput, threads and asyncio")
             rows.extend(throughput_rows(usp, conninfo, key, iterations))
             rows.extend(http_rows(usp, conninfo, key, http_seconds))
+            rows.extend(cache_rows(conninfo, CACHE_TRIALS))
             progress("timing check_key with keys as given and as digests")
             rows.extend(
                 key_mode_rows(
@@ -813,8 +904,9 @@ def run_only(
     conninfo: str, part: str, *, sizes: list[int], iterations: int, http_seconds: int
 ) -> list[Row]:
     """One part of the benchmark on its own: "keys" (check_key with keys as given
-    and as digests, at the largest size), "import" (import_legacy) or "http" (the
-    check endpoint under load, beside check_key in-process)."""
+    and as digests, at the largest size), "import" (import_legacy), "http" (the
+    check endpoint under load, beside check_key in-process) or "cache" (the session
+    cache)."""
     execute(conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
     usp = pgusers.UserSpace(conninfo=conninfo, schema=SCHEMA, hasher=CHEAP_HASHER)
     with floor_call(conninfo) as select_one:
@@ -823,6 +915,8 @@ def run_only(
             rows = [Row("SELECT 1 (the floor)", "-", floor, None, floor)]
             if part == "import":
                 return rows + import_rows(conninfo, sizes, floor)
+            if part == "cache":
+                return rows + cache_rows(conninfo, CACHE_TRIALS)
             userid = usp.create_user("bench", "bench-password", "bench@example.com")
             key = usp.validate_user("bench", "bench-password")[0]
             if part == "http":
@@ -882,8 +976,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("keys", "import", "http"),
-        help="run one part on its own: check_key in both key modes, the import, or HTTP",
+        choices=("keys", "import", "http", "cache"),
+        help="run one part on its own: check_key in both key modes, the import, HTTP, "
+        "or the session cache",
     )
     parser.add_argument(
         "--http-seconds", type=int, default=15, help="how long wrk loads the check endpoint"

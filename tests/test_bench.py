@@ -1,5 +1,6 @@
 """A tiny run of the benchmark, so that it keeps working (no timing is asserted)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,10 @@ def test_benchmark_smoke_run_prints_its_table(dsn):
         'set_session_key_storage("hashed")',
         "import_legacy (users + sessions)",
         "POST /v1/check, pgusers serve",
+        "check_key, cache hit",
     ):
         assert any(line.startswith(f"| {operation}") for line in lines), operation
     assert "| check_key | 50 |" in result.stdout
     assert "| kill_sessions(0, expired=True) | 50 |" in result.stdout
+    if not os.environ.get("PGUSERS_TEST_PGBOUNCER"):  # the cache needs LISTEN
+        assert "| ended in process A, NOT_FOUND in process B after | 1 |" in result.stdout

@@ -163,6 +163,9 @@ class AsyncUserSpace(Opening):
 
     async def check_key(self, key: str) -> CheckResult:
         """See :meth:`pgusers.UserSpace.check_key`."""
+        cached = self._core.cached(key)
+        if cached is not None:
+            return cached
         return await self._driver.run(self._core.check_key, key)
 
     async def set_session_TTL(self, secs: float) -> None:  # noqa: N802 - the original's name

@@ -32,9 +32,22 @@ class Opening:
         pool_min: int | None = None,
         pool_max: int | None = None,
         pool_timeout: float | None = None,
+        session_cache: bool | None = None,
+        cache_backstop: float | None = None,
+        listen_conninfo: str | None = None,
         **conn_kwargs: Any,
     ) -> Self:
-        options = Options(schema, serializer, hasher, pool_min, pool_max, pool_timeout)
+        options = Options(
+            schema,
+            serializer,
+            hasher,
+            pool_min,
+            pool_max,
+            pool_timeout,
+            session_cache,
+            cache_backstop,
+            listen_conninfo,
+        )
         where, core, space_key = prepare(options, dbname, conninfo, conn_kwargs)
         key = cls._registry_key(space_key)
         space: Self = cls._registry.get_or_open(

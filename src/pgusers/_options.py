@@ -5,6 +5,7 @@ from typing import Any, Final
 
 from argon2 import PasswordHasher
 
+from pgusers._core.cache import SessionCache
 from pgusers._core.codec import Codec, Serializer
 from pgusers._core.operations import Core
 from pgusers._core.passwords import Passwords, parameters
@@ -35,6 +36,9 @@ class Options:
     pool_min: int | None = None
     pool_max: int | None = None
     pool_timeout: float | None = None
+    session_cache: bool | None = None
+    cache_backstop: float | None = None
+    listen_conninfo: str | None = None
 
     def check(self) -> None:
         """Raise :class:`BadCallError` for an option of the wrong type or range."""
@@ -49,15 +53,22 @@ class Options:
         pool = self.pool_settings()
         if pool["max_size"] < max(pool["min_size"], 1):
             raise BadCallError("pool_max must be at least pool_min and at least 1")
-        timeout = self.pool_timeout
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, int | float)
-            or not 0 < timeout <= 3600
-        ):
-            raise BadCallError(
-                "pool_timeout must be a number of seconds, more than 0, at most 3600"
-            )
+        if self.session_cache is not None and not isinstance(self.session_cache, bool):
+            raise BadCallError("session_cache must be a bool")
+        for name, most in (("cache_backstop", 60), ("pool_timeout", 3600)):
+            seconds = getattr(self, name)
+            if seconds is not None and (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, int | float)
+                or not 0 < seconds <= most
+            ):
+                raise BadCallError(
+                    f"{name} must be a number of seconds, more than 0, at most {most}"
+                )
+        if self.listen_conninfo is not None:
+            if not self.session_cache:
+                raise BadCallError("listen_conninfo is for session_cache=True")
+            target.resolve(None, self.listen_conninfo, {})  # checked like any conninfo
 
     def _in_force(self, name: str) -> object:
         value = getattr(self, name)
@@ -79,10 +90,12 @@ class Options:
 
     def make_core(self) -> Core:
         """Return the core these options describe."""
+        cache = SessionCache(self.cache_backstop or 2.0) if self.session_cache else None
         return Core(
             self.schema or "pgusers",
             Codec(self.serializer or "json"),
             Passwords(self.hasher),
+            cache,
         )
 
     def pool_settings(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from psycopg import errors as pgerrors
 from psycopg.types.json import Jsonb
 
 from pgusers._core import audit, checks, identities, queries
+from pgusers._core.cache import SessionCache
 from pgusers._core.codec import Codec
 from pgusers._core.importer import RESOLUTIONS, SESSION_MODES, Importer
 from pgusers._core.keys import (
@@ -125,8 +126,11 @@ class Query:
 class Core:
     """What a UserSpace knows besides its connections: schema, codec, hasher, TTL."""
 
-    def __init__(self, schema: str, codec: Codec, passwords: Passwords) -> None:
+    def __init__(
+        self, schema: str, codec: Codec, passwords: Passwords, cache: SessionCache | None = None
+    ) -> None:
         self.schema = schema
+        self.cache = cache
         self.codec = codec
         self.passwords = passwords
         self.ttl = DEFAULT_TTL
@@ -145,6 +149,10 @@ class Core:
             return None
         *values, events = row
         audit.emit(events)
+        if self.cache is not None and events:
+            for event in events:  # this process forgets at once; others hear the NOTIFY
+                if event["kind"] in queries.SESSION_CHANGES:
+                    self.cache.apply(event)
         return tuple(values)
 
     # -- users -----------------------------------------------------------------
@@ -545,16 +553,34 @@ class Core:
         if not (legacy or looks_like_session_key(key)):
             return NO_SESSION
         params = {"key": key, "stored": stored_form(key), "legacy": legacy, "now": time.time()}
+        epoch = 0 if self.cache is None else self.cache.epoch
         row = yield Execute(self._sql(queries.CHECK_KEY), params)
         if row is None:
             return NO_SESSION
-        current, alive, username, userid, extra_data, ttl = row
+        current, alive, username, userid, extra_data, ttl, session_id, expiry, hard_end = row
         self.ttl = ttl
         if not current:  # ended by a call that raced its login
             return NO_SESSION
         if not alive:
             return CheckResult(EXPIRED, None, None, None)
-        return CheckResult(OK, username, userid, self._decode(extra_data))
+        result = CheckResult(OK, username, userid, self._decode(extra_data))
+        if self.cache is not None:
+            self.cache.keep(
+                key,
+                result,
+                session_id=session_id,
+                stored_expiry=expiry,
+                hard_end=hard_end,
+                ttl=ttl,
+                epoch=epoch,
+            )
+        return result
+
+    def cached(self, key: object) -> CheckResult | None:
+        """check_key's answer from the session cache, when it may be served now."""
+        if self.cache is None or not isinstance(key, str):
+            return None
+        return self.cache.get(key)
 
     @retry_safe
     def set_session_TTL(self, secs: object) -> Operation[None]:  # noqa: N802 - the seed's name
@@ -704,6 +730,8 @@ class Core:
             "now": time.time(),
         }
         row = yield Execute(self._sql(queries.SET_SESSION_DATA), params)
+        if self.cache is not None:
+            self.cache.forget_key(key)
         if row is None or not row[0]:
             return NOT_FOUND
         return OK if row[1] else EXPIRED

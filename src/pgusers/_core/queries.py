@@ -7,6 +7,7 @@ defined here, never from caller input. Values are always ``%s``/``%(name)s``
 parameters.
 """
 
+import hashlib
 from functools import cache
 from typing import Final
 
@@ -214,6 +215,22 @@ WRITE_SCHEMA_VERSION: Final = "UPDATE {schema}.schema_version SET version = %s"
 
 # -- the audit trail -------------------------------------------------------------
 
+SESSION_CHANGES: Final = frozenset(
+    {
+        "session.ended",
+        "user.deleted",
+        "user.disabled",
+        "user.modified",
+        "password.changed",
+        "admin.changed",
+        "settings.changed",
+        "token.used",
+        "legacy.imported",
+    }
+)
+"""The kinds of event that may change what check_key answers: the statements that
+write one also NOTIFY on the schema's channel, for session caches to forget."""
+
 # Every statement that changes something writes its events itself: it names them in a
 # CTE called ``happened`` (kind, userid, session_id, detail), and LOG_EVENTS, put in
 # as its {log}, inserts them with the time, the actor and the source, so an event is
@@ -239,10 +256,18 @@ LOG_EVENTS: Final = """logged AS (
             LIMIT 100
             FOR UPDATE OF e SKIP LOCKED
         )
-    )"""
+    ), notified AS (
+        SELECT pg_notify({channel}, json_build_object(
+                   'kind', l.kind, 'userid', l.userid, 'session_id', l.session_id)::text)
+        FROM logged l
+        WHERE l.kind IN ({kinds})
+    )""".replace("{kinds}", ", ".join(f"'{kind}'" for kind in sorted(SESSION_CHANGES)))
 
-LOGGED: Final = "(SELECT json_agg(l ORDER BY l.id) FROM logged l)"
-"""The events a statement wrote, as a JSON array (NULL for none): its last column."""
+LOGGED: Final = (
+    "(SELECT json_agg(l ORDER BY l.id) FROM logged l WHERE (SELECT count(*) FROM notified) >= 0)"
+)
+"""The events a statement wrote, as a JSON array (NULL for none): its last column.
+Reading ``notified`` here is what runs it: a CTE that nothing reads is skipped."""
 
 RECORD_EVENT: Final = """
     WITH happened AS (
@@ -286,6 +311,8 @@ PURGE_EVENTS: Final = """
         FROM happened h
         RETURNING id, extract(epoch FROM at)::float8 AS at, kind, userid, actor, source,
                   session_id, detail
+    ), notified AS (  -- a purge of events changes no session: nothing to announce
+        SELECT WHERE false
     )
     SELECT (SELECT count(*) FROM purged), {logged}
 """
@@ -735,38 +762,49 @@ SESSION_ALIVE: Final = """s.expires_at > to_timestamp(%(now)s)
 maximum age and an imported end are all ahead."""
 
 CHECK_KEY: Final = """
-    WITH found AS (
-        SELECT s.userid, s.expires_at, s.extra_data, u.username, t.session_ttl,
-               to_timestamp(%(now)s) AS now,
+    WITH looked AS (
+        SELECT s.userid, s.session_id, s.expires_at, s.extra_data, u.username,
+               t.session_ttl, to_timestamp(%(now)s) AS now,
                least(to_timestamp(%(now)s) + make_interval(secs => t.session_ttl),
                      s.created_at + make_interval(secs => t.session_max_age),
                      s.ends_at) AS target,
+               least(s.created_at + make_interval(secs => t.session_max_age),
+                     s.ends_at) AS hard_end,
                {current} AS current,
                {alive} AS alive
         FROM {schema}.sessions s
         JOIN {schema}.users u ON u.userid = s.userid
         CROSS JOIN {schema}.settings t
         WHERE s.key IN (%(key)s, %(stored)s) AND s.legacy = %(legacy)s
+    ), found AS (
+        SELECT *, expires_at NOT BETWEEN
+                  target - make_interval(secs => least(60, session_ttl / 100)) AND target
+                  AS slides
+        FROM looked
     ), slid AS (
         UPDATE {schema}.sessions s
         SET expires_at = f.target, last_seen_at = f.now
         FROM found f
-        WHERE s.key IN (%(key)s, %(stored)s) AND f.current AND f.alive
-          AND f.expires_at NOT BETWEEN
-              f.target - make_interval(secs => least(60, f.session_ttl / 100)) AND f.target
+        WHERE s.key IN (%(key)s, %(stored)s) AND f.current AND f.alive AND f.slides
           AND set_config('synchronous_commit', 'off', true) IS NOT NULL
     ), ended AS (
         DELETE FROM {schema}.sessions s USING found f
         WHERE s.key IN (%(key)s, %(stored)s) AND NOT (f.alive AND f.current)
     )
-    SELECT current, alive, username, userid, extra_data, session_ttl FROM found
+    SELECT current, alive, username, userid, extra_data, session_ttl, session_id,
+           extract(epoch FROM CASE WHEN slides THEN target ELSE expires_at END)::float8,
+           extract(epoch FROM hard_end)::float8
+    FROM found
 """.replace("{current}", SESSION_CURRENT).replace("{alive}", SESSION_ALIVE)
+"""The per-request statement. Besides the answer, it returns what a session cache
+needs: the session id, its expiry as stored after this call, and its hard end (the
+maximum age or an imported end; NULL for none)."""
 
 # Replace a live session's data. An expired or raced session is left for check_key
-# to remove; the answer tells which it was.
+# to remove; the answer tells which it was. Processes that cache sessions hear of it.
 SET_SESSION_DATA: Final = """
     WITH found AS (
-        SELECT s.key, {current} AS current, {alive} AS alive
+        SELECT s.key, s.session_id, {current} AS current, {alive} AS alive
         FROM {schema}.sessions s
         JOIN {schema}.users u ON u.userid = s.userid
         CROSS JOIN {schema}.settings t
@@ -775,8 +813,12 @@ SET_SESSION_DATA: Final = """
         UPDATE {schema}.sessions s SET extra_data = %(data)s::jsonb
         FROM found f
         WHERE s.key = f.key AND f.current AND f.alive
+    ), notified AS (
+        SELECT pg_notify({channel}, json_build_object(
+                   'kind', 'session.data', 'session_id', f.session_id)::text)
+        FROM found f WHERE f.current AND f.alive
     )
-    SELECT current, alive FROM found
+    SELECT current, alive FROM found WHERE (SELECT count(*) FROM notified) >= 0
 """.replace("{current}", SESSION_CURRENT).replace("{alive}", SESSION_ALIVE)
 
 SESSION_EXPIRY: Final = (
@@ -1132,19 +1174,30 @@ IMPORT_BATCH: Final = 5000
 
 
 @cache
+def channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel on which the statements that end or change sessions
+    of ``schema`` announce it (a fixed-length name, whatever the schema's)."""
+    return "pgusers_" + hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()
+
+
+@cache
 def render(template: str, schema: str, **fragments: str) -> str:
     """Return ``template`` with the schema quoted as an identifier and ``fragments``
     (SQL text made only from this module's constants) put in place."""
-    name = sql.Identifier(schema)
-    parts = {part: sql.SQL(text).format(schema=name) for part, text in fragments.items()}
-    return sql.SQL(template).format(schema=name, **parts).as_string()
+    names = {"schema": sql.Identifier(schema), "channel": sql.Literal(channel(schema))}
+    parts = {part: sql.SQL(text).format(**names) for part, text in fragments.items()}
+    return sql.SQL(template).format(**names, **parts).as_string()
 
 
 @cache
 def render_legacy(template: str, schema: str, legacy: str, **fragments: str) -> str:
     """:func:`render`, with ``{legacy}`` as well: the schema of pgusers 0.9's tables,
     quoted as an identifier."""
-    names = {"schema": sql.Identifier(schema), "legacy": sql.Identifier(legacy)}
+    names = {
+        "schema": sql.Identifier(schema),
+        "legacy": sql.Identifier(legacy),
+        "channel": sql.Literal(channel(schema)),
+    }
     parts = {part: sql.SQL(text).format(**names) for part, text in fragments.items()}
     return sql.SQL(template).format(**names, **parts).as_string()
 

@@ -34,6 +34,7 @@ from pgusers._drivers.connections import (
     statement_undone,
     unavailable,
 )
+from pgusers._drivers.listener import Listener
 from pgusers._drivers.target import Target
 from pgusers._errors import BadCallError
 from pgusers._options import POOL_NAME_PREFIX, Options, pool_arguments
@@ -90,6 +91,14 @@ def _hashing_threads() -> ThreadPoolExecutor:
     )
 
 
+def _listener(where: Target, options: Options, core: Core) -> Listener | None:
+    """The session cache's listener, when the userspace has a cache."""
+    if core.cache is None:
+        return None
+    listen = options.listen_conninfo or where.conninfo
+    return Listener(core.cache, core.schema, listen, where.conninfo, where.connection_options)
+
+
 def _fetch(cursor: psycopg.Cursor[Any], fetch: Fetch) -> Any:
     if fetch is Fetch.ONE:
         return cursor.fetchone()
@@ -118,6 +127,7 @@ class SyncDriver:
         self._held = 0
         self._pid = os.getpid()
         self._pool: ConnectionPool[Conn] | None = None
+        self._listener = _listener(where, options, core)
 
     def open(self) -> None:
         """Bring the schema up to date on a connection of its own, then open the pool."""
@@ -130,6 +140,15 @@ class SyncDriver:
         except psycopg.OperationalError as error:
             raise unavailable(self.target, error) from None
         self._pool = self._new_pool()
+        if self._listener is not None:
+            try:
+                self._listener.start()
+            except psycopg.OperationalError as error:
+                self._pool.close()
+                raise unavailable(self.target, error) from None
+            except BadCallError:
+                self._pool.close()
+                raise
 
     def _new_pool(self) -> ConnectionPool[Conn]:
         self._pid = os.getpid()
@@ -143,6 +162,8 @@ class SyncDriver:
     def close(self) -> None:
         # In a forked child the pool still is the parent's: closing it would end the
         # parent's connections, so the child leaves it alone.
+        if self._listener is not None:
+            self._listener.stop()
         if self._pool is not None and self._pid == os.getpid():
             self._pool.close()
 
@@ -156,6 +177,8 @@ class SyncDriver:
             with self._lock:
                 if self._pid != os.getpid() and not self._pool.closed:
                     self._pool = self._new_pool()
+                    if self._listener is not None:
+                        self._listener.restart_in_child()
         return self._pool
 
     def _drive(
@@ -285,6 +308,7 @@ class AsyncDriver:
         self._opening = asyncio.Lock()
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
         self._guard: asyncio.Task[None] | None = None
+        self._listener = _listener(where, options, core)
 
     async def open(self) -> bool:
         """Bring the schema up to date on a connection of its own, then open the pool;
@@ -316,6 +340,15 @@ class AsyncDriver:
             # Waiting for the first connections means none is still being made when a
             # short program ends right after opening.
             await pool.open(wait=True)
+            if self._listener is not None:
+                try:
+                    await asyncio.to_thread(self._listener.start)
+                except psycopg.OperationalError as error:
+                    await pool.close()
+                    raise unavailable(self.target, error) from None
+                except BadCallError:
+                    await pool.close()
+                    raise
             self._pool = pool
             return True
 
@@ -344,6 +377,8 @@ class AsyncDriver:
         guard, self._guard = self._guard, None
         if guard is not None and guard is not asyncio.current_task():
             guard.cancel()
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.stop)
         if self._pool is not None:
             await self._pool.close()
 
