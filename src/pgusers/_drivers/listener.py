@@ -84,6 +84,12 @@ class Listener:
         return not readable
 
     def _run(self) -> None:
+        try:
+            self._listen()
+        finally:  # however the thread ends, the cache stops trusting what it holds
+            self.cache.set_live(False)
+
+    def _listen(self) -> None:
         failures = 0
         while not self._stop.is_set():
             conn = self._conn
