@@ -1,9 +1,13 @@
 """Connection targets: bad parameters are the caller's mistake, and no password leaks."""
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+import pgusers
 from pgusers import BadCallError
 from pgusers._drivers import target
+
+from .support import FAST_HASHER
 
 SECRET = "s3cr3t-pw"
 
@@ -94,3 +98,15 @@ def test_a_schema_name_of_63_bytes_is_accepted(open_userspace, dsn):
             assert usp.create_user("ada", "pw", "ada@example.com") == 1
     finally:
         drop_schema(dsn, name)
+
+
+def test_a_multi_host_connection_string_reaches_the_host_that_answers(server_dsn, schema):
+    params = conninfo_to_dict(server_dsn)
+    host, port = params.get("host", "localhost"), str(params.get("port", 5432))
+    params.update(host=f"127.0.0.1,{host}", port=f"1,{port}", target_session_attrs="read-write")
+    usp = pgusers.UserSpace(conninfo=make_conninfo(**params), schema=schema, hasher=FAST_HASHER)
+    try:
+        usp.create_user("ada", "s3cret", "ada@example.com")
+        assert usp.check_key(usp.login("ada", "s3cret").key).status == pgusers.OK
+    finally:
+        usp.close()
