@@ -162,3 +162,12 @@ def test_an_unknown_action_on_a_user_is_404_and_changes_nothing(app, space, root
         )
     assert answer.status_code == 404
     assert space.find_user(userid=ada)["email_verified"] is False
+
+
+def test_a_link_cannot_make_a_page_say_what_it_likes(app, root):
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        page = client.get("/console/users?done=Your+account+is+locked,+call+us")
+        saved = client.get("/console/settings?done=saved")
+    assert "call us" not in page.text and 'role="status"' not in page.text
+    assert 'role="status">Saved.<' in saved.text

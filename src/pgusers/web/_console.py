@@ -129,10 +129,11 @@ def page(
 ) -> HTMLResponse:
     """Render a page, with a CSRF token for its forms (and the cookie it derives from)."""
     seed = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+    said = DONE.get(request.query_params.get("done", ""))
     response = templates.TemplateResponse(
         request,
         template,
-        {"csrf": csrf_token(request, seed), "message": request.query_params.get("done"), **context},
+        {"csrf": csrf_token(request, seed), "message": said, **context},
         status_code=status,
     )
     if request.cookies.get(CSRF_COOKIE) != seed:
@@ -197,7 +198,23 @@ def safe_path(path: str) -> str:
     return path if path.startswith("/console/") and not path.startswith("//") else "/console/users"
 
 
+DONE: Final = {
+    "disabled": "User disabled.",
+    "enabled": "User enabled.",
+    "admin": "Made an administrator.",
+    "not-admin": "No longer an administrator.",
+    "sessions-ended": "The user's sessions ended.",
+    "session-ended": "Session ended.",
+    "session-gone": "That session had already ended.",
+    "deleted": "User deleted.",
+    "saved": "Saved.",
+}
+"""What a page says after a change, by the code a redirect carries: a link cannot make
+the console say anything else."""
+
+
 def back_to(path: str, done: str) -> RedirectResponse:
+    """Back to a console page, which then says the DONE message of code ``done``."""
     return RedirectResponse(f"{safe_path(path)}?done={quote(done)}", 303)
 
 
@@ -372,8 +389,8 @@ async def reset_token(request: Request, userid: int) -> Response:
 async def end_all_sessions(request: Request, userid: int) -> Response:
     admin, _ = await writer_of(request)
     with acting_as(admin.actor, source=admin.source):
-        ended = await (await space_of(request)).kill_sessions(userid)
-    return back_to(f"/console/users/{userid}", f"Ended {ended} session(s).")
+        await (await space_of(request)).kill_sessions(userid)
+    return back_to(f"/console/users/{userid}", "sessions-ended")
 
 
 @router.post("/sessions/{session_id}/end")
@@ -381,8 +398,7 @@ async def end_session(request: Request, session_id: str) -> Response:
     admin, form = await writer_of(request)
     with acting_as(admin.actor, source=admin.source):
         ended = await (await space_of(request)).end_session(session_id)
-    done = "Session ended." if ended else "That session had already ended."
-    return back_to(form.get("back", ""), done)
+    return back_to(form.get("back", ""), "session-ended" if ended else "session-gone")
 
 
 @router.post("/users/{userid}/delete")
@@ -390,13 +406,13 @@ async def delete_user(request: Request, userid: int) -> Response:
     admin, _ = await writer_of(request)
     with acting_as(admin.actor, source=admin.source):
         await (await space_of(request)).delete_user(userid=userid)
-    return back_to("/console/users", f"User {userid} deleted.")
+    return back_to("/console/users", "deleted")
 
 
 FLAGS: Final = {
-    # flag: (the userspace's method, what to say when set, what to say when cleared)
-    "disabled": ("disable_user", "User disabled.", "User enabled."),
-    "admin": ("set_admin", "Made an administrator.", "No longer an administrator."),
+    # flag: (the userspace's method, the DONE code when set, the DONE code when cleared)
+    "disabled": ("disable_user", "disabled", "enabled"),
+    "admin": ("set_admin", "admin", "not-admin"),
 }
 
 
@@ -470,7 +486,7 @@ async def change_settings(request: Request) -> Response:
                 raise RefusedError(400, "Unknown setting.")
     except BadCallError as error:
         raise RefusedError(400, str(error)) from None
-    return back_to("/console/settings", "Saved.")
+    return back_to("/console/settings", "saved")
 
 
 @router.get("/events")
