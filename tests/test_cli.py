@@ -560,3 +560,9 @@ def test_maxage_and_retention_settings(cli, ada):
     code, out, _ = cli("events", "--kind", "settings.changed", "--json")
     assert code == 0
     assert len(json.loads(out)) == 4
+
+
+def test_a_session_id_that_begins_with_a_dash_is_an_id_not_an_option(cli, ada):
+    code, _, err = cli("endsession", "-AbCdEfGhIjKlMnO")
+    assert code == 1 and "no session" in err
+    assert cli("check", "-" + "A" * 42)[0] == 1

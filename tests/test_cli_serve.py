@@ -108,3 +108,8 @@ def test_serve_prints_no_setup_link_once_there_is_an_admin(space, dsn, schema):
             lines.append(stderr.readline())
             assert lines[-1], "".join(lines)
     assert not any("setup" in line for line in lines)
+
+
+def test_apikey_revoke_takes_an_id_that_begins_with_a_dash(cli):
+    code, _, err = cli("apikey", "revoke", "-AbCdEfG")
+    assert code == 1 and "no live API key" in err

@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import wraps
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
 import click
 import psycopg
@@ -32,6 +32,10 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 
 SHOWN_KEY_CHARS = 6
+
+DASH_ARGUMENT: Final = {"ignore_unknown_options": True}
+"""For commands whose argument is a key or an id: random URL-safe text may begin with
+"-", and taken for an unknown option it would be refused."""
 
 
 class NegativeAnswerError(PgUsersError):
@@ -482,8 +486,7 @@ def login(usp: UserSpace, user: str, by: str | None, password_stdin: bool, as_js
         click.echo(key)
 
 
-# A key may begin with "-": taken for an unknown option, it would be refused.
-@main.command(context_settings={"ignore_unknown_options": True})
+@main.command(context_settings=DASH_ARGUMENT)
 @json_option
 @click.argument("key")
 @with_userspace
@@ -572,7 +575,7 @@ def sessions(
     )
 
 
-@main.command()
+@main.command(context_settings=DASH_ARGUMENT)
 @click.argument("session_id")
 @with_userspace
 def endsession(usp: UserSpace, session_id: str) -> None:

@@ -11,6 +11,7 @@ from pgusers._aio import AsyncUserSpace
 from pgusers._results import NOT_FOUND, ApiKey
 from pgusers._userspace import UserSpace
 from pgusers.cli._commands import (
+    DASH_ARGUMENT,
     NegativeAnswerError,
     json_option,
     print_json,
@@ -82,7 +83,7 @@ def apikey_list(usp: UserSpace, as_json: bool) -> None:
     )
 
 
-@apikey.command(name="revoke")
+@apikey.command(name="revoke", context_settings=DASH_ARGUMENT)
 @click.argument("key_id")
 @with_userspace
 def apikey_revoke(usp: UserSpace, key_id: str) -> None:
