@@ -21,7 +21,7 @@ from pgusers._core.audit import acting_as
 from pgusers._core.keys import looks_like_api_key
 from pgusers._results import DISABLED, NOT_FOUND, OK, THROTTLED, Status
 from pgusers.web._errors import ApiError
-from pgusers.web._service import Service, first
+from pgusers.web._service import Service, client_address, current_session, first
 
 MAX_PAGE: Final = 1000
 POLICY: Final = ("free_failures", "max_backoff", "source_limit", "source_window", "source_block")
@@ -55,10 +55,6 @@ async def userspace(request: Request) -> AsyncUserSpace:
 Space = Annotated[AsyncUserSpace, Depends(userspace)]
 
 
-def client_source(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
 def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -75,7 +71,7 @@ def bearer_token(request: Request) -> str:
 async def caller(request: Request) -> Caller:
     """Whoever the bearer token names; 401 when it names no one."""
     token = bearer_token(request)
-    source = client_source(request)
+    source = client_address(request)
     service = service_of(request)
     if looks_like_api_key(token):
         found = await service.api_key(token)
@@ -112,7 +108,7 @@ async def check_caller(request: Request) -> Caller:
     found = await service_of(request).api_key(token) if looks_like_api_key(token) else None
     if found is None:
         raise ApiError(401, "unauthorized", "POST /v1/check takes an API key")
-    return Caller(f"apikey:{found[0]}", client_source(request), "check")
+    return Caller(f"apikey:{found[0]}", client_address(request), "check")
 
 
 User = Annotated[Caller, Depends(session_caller)]
@@ -204,12 +200,11 @@ def found(status: Status, what: str = "user") -> dict[str, str]:
 
 
 async def own_session_id(space: AsyncUserSpace, who: Caller) -> str:
-    assert who.userid is not None
-    rows = space.sessions(who.userid, key=who.key)
-    current = [session async for session in rows if session.current]
-    if not current:
+    assert who.userid is not None and who.key is not None
+    session = await current_session(space, who.userid, who.key)
+    if session is None:
         raise ApiError(401, "unauthorized", "this session has just ended")
-    return current[0].session_id
+    return session.session_id
 
 
 router = APIRouter(prefix="/v1")
@@ -225,7 +220,7 @@ async def login(body: LoginBody, request: Request, space: Space) -> dict[str, An
     outcome = await space.login(
         body.username,
         body.password,
-        source=client_source(request),
+        source=client_address(request),
         user_agent=request.headers.get("user-agent"),
         extra_data=body.extra_data,
     )
@@ -254,7 +249,7 @@ async def register(body: RegisterBody, request: Request, space: Space) -> dict[s
     """Create an account (only when the service was started with registration on)."""
     if not service_of(request).registration:
         raise ApiError(403, "registration_closed", "registration is not open on this service")
-    with acting_as("self-registration", source=client_source(request)):
+    with acting_as("self-registration", source=client_address(request)):
         userid = await space.create_user(body.username, body.password, body.email)
     return {"userid": userid}
 
@@ -262,7 +257,7 @@ async def register(body: RegisterBody, request: Request, space: Space) -> dict[s
 @router.post("/password/reset", tags=["users"])
 async def reset_password(body: ResetBody, request: Request, space: Space) -> dict[str, str]:
     """Set a new password with a reset token (which an administrator issued)."""
-    with acting_as("token", source=client_source(request)):
+    with acting_as("token", source=client_address(request)):
         status = await space.reset_password(body.token, body.password)
     if status != OK:
         raise ApiError(400, "invalid_token", "this token is unknown, used or expired")
@@ -272,7 +267,7 @@ async def reset_password(body: ResetBody, request: Request, space: Space) -> dic
 @router.post("/email/verify", tags=["users"])
 async def verify_email(body: TokenBody, request: Request, space: Space) -> dict[str, str]:
     """Mark an email address verified with a verification token."""
-    with acting_as("token", source=client_source(request)):
+    with acting_as("token", source=client_address(request)):
         status = await space.verify_email(body.token)
     if status != OK:
         raise ApiError(400, "invalid_token", "this token is unknown, used or expired")

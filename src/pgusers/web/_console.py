@@ -25,8 +25,8 @@ from fastapi.templating import Jinja2Templates
 from pgusers._aio import AsyncUserSpace
 from pgusers._core.audit import KINDS, acting_as
 from pgusers._errors import BadCallError
-from pgusers._results import DISABLED, OK, THROTTLED, Session
-from pgusers.web._service import Service, first
+from pgusers._results import DISABLED, OK, THROTTLED
+from pgusers.web._service import Service, client_address, current_session, first
 
 HERE: Final = Path(__file__).parent
 SESSION_COOKIE: Final = "pgusers_console"
@@ -97,10 +97,6 @@ def service_of(request: Request) -> Service:
     return service
 
 
-def client(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
 def secure(request: Request) -> bool:
     """Cookies are ``Secure`` unless the console is served over plain HTTP on a
     loopback address (a laptop); plain HTTP elsewhere gets no working login."""
@@ -156,14 +152,6 @@ async def space_of(request: Request) -> AsyncUserSpace:
     return await service_of(request).space()
 
 
-async def current_session(space: AsyncUserSpace, userid: int, key: str) -> Session | None:
-    async with space.sessions(userid, key=key) as rows:
-        async for session in rows:
-            if session.current:
-                return session
-    return None
-
-
 async def admin_of(request: Request) -> Admin:
     """The administrator whose console session this is; otherwise to the login page."""
     key = request.cookies.get(SESSION_COOKIE)
@@ -177,7 +165,7 @@ async def admin_of(request: Request) -> Admin:
         and await space.is_admin(checked.userid)
     ):
         actor = f"console:user:{checked.userid}"
-        return Admin(checked.userid, checked.username, key or "", actor, client(request))
+        return Admin(checked.userid, checked.username, key or "", actor, client_address(request))
     raise Redirect("/console/login")
 
 
@@ -224,7 +212,7 @@ async def start_session(request: Request, username: str, password: str) -> Respo
     outcome = await space.login(
         username,
         password,
-        source=client(request),
+        source=client_address(request),
         user_agent=request.headers.get("user-agent"),
     )
     if outcome.status == THROTTLED:
@@ -299,7 +287,7 @@ async def setup(request: Request) -> Response:
     setup.used = True
     space = await space_of(request)
     try:
-        with acting_as("console:setup-link", source=client(request)):
+        with acting_as("console:setup-link", source=client_address(request)):
             await space.create_user(
                 form.get("username", ""), form.get("password", ""), form.get("email", ""), True
             )

@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
+from starlette.requests import Request
+
 from pgusers._aio import AsyncUserSpace, PerLoop
-from pgusers._results import Account, ApiKey, Settings, Status
+from pgusers._results import Account, ApiKey, Session, Settings, Status
 
 SETUP_LIFETIME: Final = 15 * 60.0
 """How long the first-administrator setup link works, in seconds."""
@@ -31,6 +33,20 @@ async def first(rows: AsyncIterator[T], limit: int) -> list[T]:
     if closer is not None:
         await closer()
     return taken
+
+
+def client_address(request: Request) -> str | None:
+    """The client's address, recorded as the source of logins and changes."""
+    return request.client.host if request.client else None
+
+
+async def current_session(space: AsyncUserSpace, userid: int, key: str) -> Session | None:
+    """The session of ``key``, found among its user's (None once it has ended)."""
+    async with space.sessions(userid, key=key) as rows:
+        async for session in rows:
+            if session.current:
+                return session
+    return None
 
 
 @dataclass
