@@ -35,6 +35,7 @@ from argon2 import PasswordHasher
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+import hotpath
 import pgusers
 from pgusers._drivers import loops
 
@@ -713,7 +714,29 @@ def measure_purge(
     return ended, elapsed, worst[0] * 1000
 
 
-def run(
+def hotpath_rows(
+    usp: pgusers.UserSpace,
+    conninfo: str,
+    key: str,
+    *,
+    cpu: int | None,
+    iterations: int,
+    rivals: bool = True,
+) -> list[Row]:
+    """check_key taken apart layer by layer, sync and async, and beside what a team
+    would pick instead (see ``bench/hotpath.py``), pinned to one CPU."""
+    progress("timing the per-request path layer by layer, pinned to one CPU")
+    samples = hotpath.sync_rows(usp, conninfo, key, cpu, iterations)
+    samples += hotpath.async_rows(usp, conninfo, key, cpu, iterations)
+    if rivals:
+        progress("timing Django's and FastAPI-Users' per-request checks beside check_key")
+        samples += hotpath.rival_rows(usp, conninfo, key, cpu, iterations)
+    return [
+        Row(f"hot path: {name}", "1", median, p99, note=note) for name, median, p99, note in samples
+    ]
+
+
+def run(  # noqa: PLR0915 - one part after another, in the order of the table
     conninfo: str,
     *,
     sizes: list[int],
@@ -723,6 +746,8 @@ def run(
     login_count: int,
     import_too: bool = True,
     http_seconds: int = 15,
+    cpu: int | None = None,
+    rivals: bool = True,
 ) -> list[Row]:
     rows: list[Row] = []
     execute(conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
@@ -766,6 +791,9 @@ def run(
                 anatomy_rows(
                     usp, conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
                 )
+            )
+            rows.extend(
+                hotpath_rows(usp, conninfo, key, cpu=cpu, iterations=iterations, rivals=rivals)
             )
             progress("timing tokens and throttled logins")
             rows.extend(account_rows(usp, select_one, iterations=iterations))
@@ -901,12 +929,20 @@ def import_rows(conninfo: str, sizes: list[int], floor: float) -> list[Row]:
 
 
 def run_only(
-    conninfo: str, part: str, *, sizes: list[int], iterations: int, http_seconds: int
+    conninfo: str,
+    part: str,
+    *,
+    sizes: list[int],
+    iterations: int,
+    http_seconds: int,
+    cpu: int | None = None,
+    rivals: bool = True,
 ) -> list[Row]:
     """One part of the benchmark on its own: "keys" (check_key with keys as given
     and as digests, at the largest size), "import" (import_legacy), "http" (the
-    check endpoint under load, beside check_key in-process) or "cache" (the session
-    cache)."""
+    check endpoint under load, beside check_key in-process), "cache" (the session
+    cache) or "hotpath" (check_key layer by layer, async, and beside Django and
+    FastAPI-Users)."""
     execute(conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
     usp = pgusers.UserSpace(conninfo=conninfo, schema=SCHEMA, hasher=CHEAP_HASHER)
     with floor_call(conninfo) as select_one:
@@ -919,6 +955,10 @@ def run_only(
                 return rows + cache_rows(conninfo, CACHE_TRIALS)
             userid = usp.create_user("bench", "bench-password", "bench@example.com")
             key = usp.validate_user("bench", "bench-password")[0]
+            if part == "hotpath":
+                return rows + hotpath_rows(
+                    usp, conninfo, key, cpu=cpu, iterations=iterations, rivals=rivals
+                )
             if part == "http":
                 ((median, p99), (floor, _)) = timed(
                     lambda: usp.check_key(key), select_one, iterations=iterations
@@ -972,19 +1012,32 @@ def main() -> None:
     )
     parser.add_argument("--no-redis", action="store_true", help="skip Redis")
     parser.add_argument(
+        "--no-rivals",
+        action="store_true",
+        help="skip Django's and FastAPI-Users' checks (each needs a virtual environment "
+        "of its own, made on first use, and two databases of its own)",
+    )
+    parser.add_argument(
         "--no-import", action="store_true", help="skip importing a pgusers 0.9 database"
     )
     parser.add_argument(
         "--only",
-        choices=("keys", "import", "http", "cache"),
+        choices=("keys", "import", "http", "cache", "hotpath"),
         help="run one part on its own: check_key in both key modes, the import, HTTP, "
-        "or the session cache",
+        "the session cache, or the per-request path taken apart and compared",
+    )
+    parser.add_argument(
+        "--cpu",
+        default="1" if (os.cpu_count() or 1) > 1 else "none",
+        help="the CPU the hot-path part pins itself and the server's backends to, or "
+        "'none' (default: %(default)s)",
     )
     parser.add_argument(
         "--http-seconds", type=int, default=15, help="how long wrk loads the check endpoint"
     )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
+    cpu = None if args.cpu == "none" else int(args.cpu)
     with server(args.dsn or os.environ.get("PGUSERS_BENCH_DSN")) as conninfo:
         if args.only:
             only = run_only(
@@ -993,6 +1046,8 @@ def main() -> None:
                 sizes=sizes,
                 iterations=args.iterations,
                 http_seconds=args.http_seconds,
+                cpu=cpu,
+                rivals=not args.no_rivals,
             )
             print(table(only))
             return
@@ -1005,6 +1060,8 @@ def main() -> None:
             login_count=args.logins,
             import_too=not args.no_import,
             http_seconds=args.http_seconds,
+            cpu=cpu,
+            rivals=not args.no_rivals,
         )
     print(table(rows))
 

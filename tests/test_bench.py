@@ -23,6 +23,7 @@ def test_benchmark_smoke_run_prints_its_table(dsn):
             "1",
             "--no-original",
             "--no-redis",
+            "--no-rivals",
             "--http-seconds",
             "1",
         ],
@@ -47,6 +48,9 @@ def test_benchmark_smoke_run_prints_its_table(dsn):
         "import_legacy (users + sessions)",
         "POST /v1/check, pgusers serve",
         "check_key, cache hit",
+        "hot path: the session row by primary key",
+        "hot path: UserSpace.check_key",
+        "hot path: asyncio: AsyncUserSpace.check_key",
     ):
         assert any(line.startswith(f"| {operation}") for line in lines), operation
     assert "| check_key | 50 |" in result.stdout

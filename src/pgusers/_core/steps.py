@@ -63,26 +63,40 @@ class Stepper:
         self._retries = 0
         self.value: Any = None
 
-    def _advance(self, move: Callable[[], Step]) -> Step | None:
+    def _moved(self, step: Step) -> Step:
         self._retries = 0
-        try:
-            self._step = move()
-        except StopIteration as stop:
-            self.value = stop.value
-            self._step = None
-        return self._step
+        self._step = step
+        return step
+
+    def _finished(self, stop: StopIteration) -> None:
+        """Keep the operation's return value: it has no step left."""
+        self._retries = 0
+        self.value = stop.value
+        self._step = None
 
     def start(self) -> Step | None:
         """Return the first step, or None if the operation finished without one."""
-        return self._advance(lambda: next(self._operation))
+        try:
+            return self._moved(next(self._operation))
+        except StopIteration as stop:
+            self._finished(stop)
+            return None
 
     def send(self, result: Any) -> Step | None:
         """Hand back a step's result; return the next step or None when done."""
-        return self._advance(lambda: self._operation.send(result))
+        try:
+            return self._moved(self._operation.send(result))
+        except StopIteration as stop:
+            self._finished(stop)
+            return None
 
     def throw(self, error: BaseException) -> Step | None:
         """Raise a step's error inside the operation; return its next step or None."""
-        return self._advance(lambda: self._operation.throw(error))
+        try:
+            return self._moved(self._operation.throw(error))
+        except StopIteration as stop:
+            self._finished(stop)
+            return None
 
     def fail(self, error: BaseException, *, undone: bool) -> Step | None:
         """Handle a step's error: return the same step to run again when

@@ -1,8 +1,6 @@
 """What the sync and async drivers share about connections and their failures."""
 
 import select
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -48,20 +46,18 @@ def failure(where: Target, error: psycopg.Error) -> Exception:
     return unavailable(where, error) if connection_lost(error) else error
 
 
-@contextmanager
-def checkout(where: Target, name: str, all_in_use: Callable[[], bool]) -> Iterator[None]:
-    """Turn a pool's refusal to hand out a connection into pgusers' exceptions:
-    :class:`PoolExhaustedError` when ``all_in_use()`` says the userspace itself holds
-    every connection, :class:`DatabaseUnavailableError` when none could be made."""
-    try:
-        yield
-    except PoolClosed:
-        raise BadCallError(f"{name} is closed") from None
-    except PoolTimeout as error:
-        if all_in_use():
-            raise PoolExhaustedError(
-                f"{name}: every connection of its pool stayed in use; close unfinished "
-                "all_users() or list_sessions() iterators (with close() or a with "
-                "block), or raise pool_max"
-            ) from None
-        raise unavailable(where, error) from None
+def refusal(
+    where: Target, name: str, error: PoolClosed | PoolTimeout, all_in_use: bool
+) -> Exception:
+    """Return what a call raises when its pool handed out no connection:
+    :class:`PoolExhaustedError` when ``all_in_use`` (the userspace itself holds every
+    connection), :class:`DatabaseUnavailableError` when none could be made."""
+    if isinstance(error, PoolClosed):
+        return BadCallError(f"{name} is closed")
+    if all_in_use:
+        return PoolExhaustedError(
+            f"{name}: every connection of its pool stayed in use; close unfinished "
+            "all_users() or list_sessions() iterators (with close() or a with "
+            "block), or raise pool_max"
+        )
+    return unavailable(where, error)

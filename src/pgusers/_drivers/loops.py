@@ -19,7 +19,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 
 from pgusers._core import migrations
 from pgusers._core.operations import Core, Query
@@ -28,9 +28,9 @@ from pgusers._core.steps import Execute, Fetch, Operation, Step, Stepper
 from pgusers._drivers.connections import (
     STREAM_BATCH,
     STREAM_CURSOR,
-    checkout,
     failure,
     needs_check,
+    refusal,
     statement_undone,
     unavailable,
 )
@@ -222,16 +222,18 @@ class SyncDriver:
 
     def _getconn(self) -> Conn:
         pool = self._live_pool()
-        with checkout(self.target, self._name, lambda: self._held >= pool.max_size):
-            while True:
+        while True:
+            try:
                 conn = pool.getconn()
-                if not conn.closed and not (needs_check(conn) and not _answers(conn)):
-                    with self._lock:
-                        self._held += 1
-                    return conn
-                # The pool replaces a connection handed back closed, at once.
-                conn.close()
-                pool.putconn(conn)
+            except (PoolClosed, PoolTimeout) as error:
+                raise refusal(self.target, self._name, error, self._held >= pool.max_size) from None
+            if not conn.closed and not (needs_check(conn) and not _answers(conn)):
+                with self._lock:
+                    self._held += 1
+                return conn
+            # The pool replaces a connection handed back closed, at once.
+            conn.close()
+            pool.putconn(conn)
 
     def _putconn(self, conn: Conn) -> None:
         with self._lock:
@@ -436,14 +438,16 @@ class AsyncDriver:
 
     async def _getconn(self) -> AsyncConn:
         pool = self._live_pool()
-        with checkout(self.target, self._name, lambda: self._held >= pool.max_size):
-            while True:
+        while True:
+            try:
                 conn = await pool.getconn()
-                if not conn.closed and not (needs_check(conn) and not await _answers_async(conn)):
-                    self._held += 1
-                    return conn
-                await conn.close()
-                await pool.putconn(conn)
+            except (PoolClosed, PoolTimeout) as error:
+                raise refusal(self.target, self._name, error, self._held >= pool.max_size) from None
+            if not conn.closed and not (needs_check(conn) and not await _answers_async(conn)):
+                self._held += 1
+                return conn
+            await conn.close()
+            await pool.putconn(conn)
 
     async def _putconn(self, conn: AsyncConn) -> None:
         self._held -= 1
