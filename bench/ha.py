@@ -337,9 +337,9 @@ def main() -> None:
                 if rest(ports["rest"], "/leader")[0] == 200
             )
             progress(f"killing {leader} (Patroni and its postmaster, SIGKILL)")
-            killed_at = time.monotonic()
             nodes["processes"][leader].kill()
             kill_postmaster(nodes["root"] / leader)
+            killed_at = time.monotonic()  # the node is gone by now
             survivor = next(ports for name, ports in nodes["nodes"].items() if name != leader)
             wait_for(lambda: rest(survivor["rest"], "/leader")[0] == 200, "a new leader", 120)
             promoted_at = time.monotonic()
@@ -365,7 +365,8 @@ def main() -> None:
     print(f"| calls that succeeded (user + login + check) | {len(load.successes):,} |")
     print(f"| last success before the kill | {killed_at - last_before:.3f} s before it |")
     print(
-        f"| the standby's Patroni leads, answered its REST API | {promoted_at - killed_at:.2f} s after the kill |"
+        "| the standby's Patroni is leader (its REST API) "
+        f"| {promoted_at - killed_at:.2f} s after the kill |"
     )
     print(f"| first success after the kill | {resumed_at - killed_at:.2f} s after it |")
     print(f"| no success for (callers' downtime) | {resumed_at - last_before:.2f} s |")
