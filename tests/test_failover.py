@@ -92,7 +92,19 @@ def replicated_pair():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_calls_resume_on_the_promoted_standby_and_nothing_committed_is_lost():
+@pytest.mark.parametrize(
+    "outage",
+    [
+        0.5,  # what a failover manager takes at least to decide
+        # As long as Patroni's shortest leader TTL. The connections lost at the stop
+        # are retried after 1, 2, 4, 8, 16 s (±10 %), so the attempts come about 15
+        # and 31 s after it: a pool left to back off would try again only some 10 s
+        # after the promotion.
+        20.0,
+    ],
+    ids=["short-outage", "outage-past-the-pool-backoff"],
+)
+def test_calls_resume_on_the_promoted_standby_and_nothing_committed_is_lost(outage):
     with replicated_pair() as (conninfo, stop_primary, promote_standby):
         usp = pgusers.UserSpace(
             conninfo=conninfo, schema="pgusers_failover", hasher=FAST_HASHER, pool_timeout=2
@@ -124,7 +136,7 @@ def test_calls_resume_on_the_promoted_standby_and_nothing_committed_is_lost():
         stopped = time.monotonic()
         stop_primary()
         committed_before = list(opened)
-        time.sleep(0.5)  # what a failover manager takes at least to decide
+        time.sleep(outage)
         promote_standby()
         promoted = time.monotonic()
         wait_for(lambda: any(ok and at > promoted for at, ok in calls), "calls to resume")

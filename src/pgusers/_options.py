@@ -104,7 +104,18 @@ class Options:
             "min_size": 1 if self.pool_min is None else self.pool_min,
             "max_size": 10 if self.pool_max is None else self.pool_max,
             "timeout": 10.0 if self.pool_timeout is None else self.pool_timeout,
+            "reconnect_timeout": RECONNECT_TIMEOUT,
         }
+
+
+RECONNECT_TIMEOUT: Final = 2.0
+"""Seconds a pool keeps trying to replace a lost connection before it gives up.
+
+psycopg_pool waits twice as long before each new attempt (1, 2, 4, 8, 16 s...), so
+after an outage of 20 s, as long as a failover under Patroni takes, its next
+attempt could come 10 s after the database was back. Given up after 2 s, a lost
+connection is made afresh, at once, by the next call that finds the pool empty:
+calls succeed again within about a second of the database's return."""
 
 
 def prepare(
