@@ -58,6 +58,14 @@ RIVALS = (
 )
 RIVAL_BATCH = 100
 
+# Connections prepare statements as pgusers' do, unless PGUSERS_PREPARE_THRESHOLD=none
+# says the server is behind a PgBouncer that cannot carry them.
+_THRESHOLD = os.environ.get("PGUSERS_PREPARE_THRESHOLD", "5").strip().lower()
+DRIVER: dict[str, Any] = {
+    "autocommit": True,
+    "prepare_threshold": None if _THRESHOLD in ("none", "off", "") else int(_THRESHOLD),
+}
+
 Sample = tuple[str, float, float, str]
 """One result: what was timed, its median and 99th percentile in ms, a note."""
 
@@ -147,8 +155,8 @@ def sync_rows(
         sql.Identifier(schema)
     )
     with (
-        psycopg.connect(conninfo, autocommit=True) as raw,
-        ConnectionPool(conninfo, kwargs={"autocommit": True}, min_size=1, max_size=1) as pool,
+        psycopg.connect(conninfo, **DRIVER) as raw,
+        ConnectionPool(conninfo, kwargs=DRIVER, min_size=1, max_size=1) as pool,
     ):
 
         def pooled() -> object:
@@ -193,6 +201,8 @@ async def _async_rows(
             user=params.get("user"),
             password=params.get("password"),
             database=params.get("dbname"),
+            # Behind a PgBouncer that cannot carry prepared statements, none are kept.
+            statement_cache_size=0 if DRIVER["prepare_threshold"] is None else 100,
         )
     except ImportError:
         apg = None
@@ -200,9 +210,9 @@ async def _async_rows(
         pgusers.AsyncUserSpace(
             conninfo=conninfo, schema=schema, hasher=usp._core.passwords.hasher
         ) as ausp,
-        await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as araw,
+        await psycopg.AsyncConnection.connect(conninfo, **DRIVER) as araw,
     ):
-        with psycopg.connect(conninfo, autocommit=True) as raw:
+        with psycopg.connect(conninfo, **DRIVER) as raw:
             calls: dict[str, Any] = {
                 "SELECT 1, psycopg Connection (sync)": lambda: raw.execute("SELECT 1"),
                 "SELECT 1, psycopg AsyncConnection": lambda: araw.execute("SELECT 1"),
