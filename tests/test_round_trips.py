@@ -45,6 +45,8 @@ EXPECTED = [
     ("reset_password, unknown token", lambda u, key: u.reset_password("A" * 43, "x"), 1),
     ("end_session", lambda u, key: u.end_session("A" * 16), 1),
     ("end_other_sessions", lambda u, key: u.end_other_sessions(key), 1),
+    ("logging out by key", lambda u, key: u._end_key_session(key), 1),
+    ("logging out by key, malformed key", lambda u, key: u._end_key_session("x"), 0),
     ("set_session_data", lambda u, key: u.set_session_data(key, {"cart": [1]}), 1),
     ("set_session_data, malformed key", lambda u, key: u.set_session_data("x", 1), 0),
     ("set_session_max_age", lambda u, key: u.set_session_max_age(60), 1),

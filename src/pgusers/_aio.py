@@ -249,6 +249,10 @@ class AsyncUserSpace(Opening):
         """See :meth:`pgusers.UserSpace.end_other_sessions`."""
         return await self._driver.run(self._core.end_other_sessions, key)
 
+    async def _end_key_session(self, key: str) -> int:
+        """See :meth:`pgusers.UserSpace._end_key_session`."""
+        return await self._driver.run(self._core.end_key_session, key)
+
     async def set_session_max_age(self, secs: float | None) -> None:
         """See :meth:`pgusers.UserSpace.set_session_max_age`."""
         await self._driver.run(self._core.set_session_max_age, secs)

@@ -897,6 +897,25 @@ END_SESSION: Final = """
     SELECT (SELECT count(*) FROM ended), {logged}
 """
 
+# Logging out: the live session a key opened ends, found by the key itself (one
+# statement, where finding its id among the user's sessions and ending that took
+# two). An expired or raced session is left for check_key, as by end_session's
+# callers before.
+END_KEY_SESSION: Final = """
+    WITH ended AS (
+        DELETE FROM {schema}.sessions s
+        USING {schema}.users u, {schema}.settings t
+        WHERE s.key IN (%(key)s, %(stored)s) AND s.legacy = %(legacy)s
+          AND u.userid = s.userid AND {current} AND {alive}
+        RETURNING s.userid, s.session_id
+    ), happened AS (
+        SELECT 'session.ended' AS kind, userid, session_id,
+               jsonb_build_object('how', 'end_session', 'count', 1) AS detail
+        FROM ended
+    ), {log}
+    SELECT (SELECT count(*) FROM ended), {logged}
+""".replace("{current}", SESSION_CURRENT).replace("{alive}", SESSION_ALIVE)
+
 # "Log out everywhere else": the user's generation moves on (so a login being
 # verified at this moment opens no session that lives, see OPEN_SESSION) and the
 # current session moves with it, so it alone stays.

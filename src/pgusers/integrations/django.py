@@ -276,10 +276,7 @@ def pgusers_logout(request: HttpRequest, response: HttpResponse) -> int:
     user = request.user
     ended = 0
     if isinstance(user, PgUser) and user.key is not None:
-        space = userspace()
-        for session in space.sessions(user.userid, key=user.key):
-            if session.current:
-                ended += space.end_session(session.session_id)
+        ended = userspace()._end_key_session(user.key)
     response.delete_cookie(_setting("COOKIE_NAME"), path="/", samesite="Lax")
     request.user = AnonymousPgUser()
     return ended

@@ -137,9 +137,7 @@ class PgUsers:
         user = self._user_of_request(request)
         ended = 0
         if user is not None:
-            for session in self.userspace.sessions(user.userid, key=user.key):
-                if session.current:
-                    ended += self.userspace.end_session(session.session_id)
+            ended = self.userspace._end_key_session(user.key)
         config = current_app.config
 
         @after_this_request

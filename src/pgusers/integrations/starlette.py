@@ -205,11 +205,7 @@ async def logout(request: Request, response: Response) -> int:
     user = request.user
     ended = 0
     if isinstance(user, PgUser):
-        space = await pgusers.userspace()
-        async with space.sessions(user.userid, key=user.key) as sessions:
-            this = [session.session_id async for session in sessions if session.current]
-        for session_id in this:
-            ended += await space.end_session(session_id)
+        ended = await (await pgusers.userspace())._end_key_session(user.key)
     response.delete_cookie(pgusers.cookie_name, **cookie_scope(secure=pgusers.secure))
     return ended
 

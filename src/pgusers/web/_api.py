@@ -21,7 +21,7 @@ from pgusers._core.audit import acting_as
 from pgusers._core.keys import looks_like_api_key
 from pgusers._results import DISABLED, NOT_FOUND, OK, THROTTLED, Status
 from pgusers.web._errors import ApiError
-from pgusers.web._service import Service, client_address, current_session, first
+from pgusers.web._service import Service, client_address, first
 
 MAX_PAGE: Final = 1000
 POLICY: Final = ("free_failures", "max_backoff", "source_limit", "source_window", "source_block")
@@ -199,14 +199,6 @@ def found(status: Status, what: str = "user") -> dict[str, str]:
     return {"status": STATUS_NAMES[status]}
 
 
-async def own_session_id(space: AsyncUserSpace, who: Caller) -> str:
-    assert who.userid is not None and who.key is not None
-    session = await current_session(space, who.userid, who.key)
-    if session is None:
-        raise ApiError(401, "unauthorized", "this session has just ended")
-    return session.session_id
-
-
 router = APIRouter(prefix="/v1")
 
 
@@ -328,8 +320,11 @@ async def this_session(who: User, space: Space) -> dict[str, Any]:
 @router.post("/logout", tags=["sessions"])
 async def logout(who: User, space: Space) -> dict[str, int]:
     """End this session."""
+    assert who.key is not None
     with acting_as(who.actor, source=who.source):
-        ended = await space.end_session(await own_session_id(space, who))
+        ended = await space._end_key_session(who.key)
+    if not ended:
+        raise ApiError(401, "unauthorized", "this session has just ended")
     return {"ended": ended}
 
 

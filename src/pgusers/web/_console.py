@@ -223,9 +223,7 @@ async def start_session(request: Request, username: str, password: str) -> Respo
     if outcome.status != OK or outcome.userid is None:
         return page(request, "login.html", {"error": "Wrong username or password."}, 401)
     if not outcome.admin:
-        session = await current_session(space, outcome.userid, outcome.key)
-        if session is not None:
-            await space.end_session(session.session_id)
+        await space._end_key_session(outcome.key)
         raise RefusedError(403, "The console is for administrators only.")
     response = RedirectResponse("/console/users", 303)
     set_cookie(request, response, SESSION_COOKIE, outcome.key)
@@ -257,10 +255,8 @@ async def logout(request: Request) -> Response:
     admin = await admin_of(request)
     await form_of(request)
     space = await space_of(request)
-    session = await current_session(space, admin.userid, admin.key)
-    if session is not None:
-        with acting_as(admin.actor, source=admin.source):
-            await space.end_session(session.session_id)
+    with acting_as(admin.actor, source=admin.source):
+        await space._end_key_session(admin.key)
     response = RedirectResponse("/console/login", 303)
     response.delete_cookie(SESSION_COOKIE, path="/console")
     return response
@@ -310,10 +306,7 @@ async def confirm(request: Request) -> Response:
     form = await form_of(request)
     response = await start_session(request, admin.username, form.get("password", ""))
     if isinstance(response, RedirectResponse):
-        space = await space_of(request)
-        old = await current_session(space, admin.userid, admin.key)
-        if old is not None:
-            await space.end_session(old.session_id)
+        await (await space_of(request))._end_key_session(admin.key)
         response.headers["location"] = safe_path(form.get("next", ""))
     return response
 
