@@ -885,36 +885,38 @@ SESSIONS_EXPIRED: Final = """(s.expires_at <= to_timestamp(%(now)s)
                        - make_interval(secs => (SELECT session_max_age FROM {schema}.settings)))"""
 EVERY_ROW: Final = "true"
 
-END_SESSION: Final = """
-    WITH ended AS (
-        DELETE FROM {schema}.sessions WHERE session_id = %(session_id)s
-        RETURNING userid, session_id
-    ), happened AS (
+ONE_SESSION_ENDED: Final = """happened AS (
         SELECT 'session.ended' AS kind, userid, session_id,
                jsonb_build_object('how', 'end_session', 'count', 1) AS detail
         FROM ended
     ), {log}
     SELECT (SELECT count(*) FROM ended), {logged}
 """
+"""The rest of a statement that ends one session (the CTE ``ended``, returning its
+user and id): its event, and the count."""
+
+END_SESSION: Final = """
+    WITH ended AS (
+        DELETE FROM {schema}.sessions WHERE session_id = %(session_id)s
+        RETURNING userid, session_id
+    ), {one_ended}""".replace("{one_ended}", ONE_SESSION_ENDED)
 
 # Logging out: the live session a key opened ends, found by the key itself (one
 # statement, where finding its id among the user's sessions and ending that took
 # two). An expired or raced session is left for check_key, as by end_session's
 # callers before.
-END_KEY_SESSION: Final = """
+END_KEY_SESSION: Final = (
+    """
     WITH ended AS (
         DELETE FROM {schema}.sessions s
         USING {schema}.users u, {schema}.settings t
         WHERE s.key IN (%(key)s, %(stored)s) AND s.legacy = %(legacy)s
           AND u.userid = s.userid AND {current} AND {alive}
         RETURNING s.userid, s.session_id
-    ), happened AS (
-        SELECT 'session.ended' AS kind, userid, session_id,
-               jsonb_build_object('how', 'end_session', 'count', 1) AS detail
-        FROM ended
-    ), {log}
-    SELECT (SELECT count(*) FROM ended), {logged}
-""".replace("{current}", SESSION_CURRENT).replace("{alive}", SESSION_ALIVE)
+    ), {one_ended}""".replace("{current}", SESSION_CURRENT)
+    .replace("{alive}", SESSION_ALIVE)
+    .replace("{one_ended}", ONE_SESSION_ENDED)
+)
 
 # "Log out everywhere else": the user's generation moves on (so a login being
 # verified at this moment opens no session that lives, see OPEN_SESSION) and the
