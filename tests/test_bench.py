@@ -1,9 +1,13 @@
 """A tiny run of the benchmark, so that it keeps working (no timing is asserted)."""
 
+import glob
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
@@ -57,3 +61,25 @@ def test_benchmark_smoke_run_prints_its_table(dsn):
     assert "| kill_sessions(0, expired=True) | 50 |" in result.stdout
     if not os.environ.get("PGUSERS_TEST_PGBOUNCER"):  # the cache needs LISTEN
         assert "| ended in process A, NOT_FOUND in process B after | 1 |" in result.stdout
+
+
+CAPACITY = BENCH.parent / "capacity.py"
+
+
+def test_capacity_smoke_run_prints_statements_per_second(server_dsn):
+    # pgbench talks to the server itself, never through PgBouncer.
+    pgbench = shutil.which("pgbench") or next(
+        iter(glob.glob("/usr/lib/postgresql/*/bin/pgbench")), None
+    )
+    if pgbench is None:
+        pytest.skip("no pgbench on this machine")
+    result = subprocess.run(
+        [sys.executable, str(CAPACITY), "--dsn", server_dsn, "--seconds", "1",
+         "--sessions", "200", "--hot", "20", "--clients", "2"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 3
+    for row in rows:
+        assert float(row.rsplit("|", 2)[1].replace(",", "")) > 0, row

@@ -1,0 +1,108 @@
+"""What one PostgreSQL sustains of check_key's statement, measured with pgbench.
+
+    python bench/capacity.py --dsn "host=127.0.0.1 user=postgres dbname=bench"
+
+Fills a schema of its own with sessions, then runs ``pgbench -M prepared`` with
+check_key's own statement (its parameters replaced by a random session), with the
+bare primary-key select of a session row beside it, and prints statements per
+second. pgbench runs on the same machine as its client threads, so on a small
+machine the figures are lower bounds. Needs ``pgbench`` (Debian: postgresql-client
+or postgresql); the schema is dropped afterwards.
+"""
+
+import argparse
+import glob
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+from argon2 import PasswordHasher
+from psycopg import sql
+
+import pgusers
+from pgusers._core import queries
+
+SCHEMA = "pgusers_capacity"
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def pgbench() -> str:
+    found = shutil.which("pgbench") or next(
+        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pgbench"), reverse=True)), None
+    )
+    if found is None:
+        sys.exit("capacity: no pgbench (apt-get install postgresql-client)")
+    return found
+
+
+def scripts(sessions: int, hot: int) -> dict[str, str]:
+    """pgbench scripts: what each line of the report runs."""
+    check = queries.render(queries.CHECK_KEY, SCHEMA)
+    check = (
+        check.replace("%(key)s", "('bench-' || :n)")
+        .replace("%(stored)s", "('sha256:' || :n)")
+        .replace("%(legacy)s", "false")
+        .replace("%(now)s", "extract(epoch FROM now())")
+    )
+    check = " ".join(check.split()) + ";\n"
+    bare = f"SELECT s.expires_at FROM {SCHEMA}.sessions s WHERE s.key = 'bench-' || :n;\n"
+    return {
+        f"the bare select, {hot:,} hot sessions": f"\\set n random(1, {hot})\n{bare}",
+        f"check_key's statement, {hot:,} hot sessions": f"\\set n random(1, {hot})\n{check}",
+        f"check_key's statement, {sessions:,} sessions, the first check of each writes": (
+            f"\\set n random(1, {sessions})\n{check}"
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn", required=True, help="libpq connection string")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--hot", type=int, default=1_000)
+    args = parser.parse_args()
+    command = pgbench()
+    drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA))
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        conn.execute(drop)
+    try:
+        with pgusers.UserSpace(conninfo=args.dsn, schema=SCHEMA, hasher=CHEAP_HASHER) as usp:
+            userid = usp.create_user("capacity", "capacity-pw", "capacity@example.com")
+        with psycopg.connect(args.dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.sessions (key, userid, expires_at) "
+                    "SELECT 'bench-' || i, %s, now() + interval '10 days' "
+                    "FROM generate_series(1, %s) i"
+                ).format(sql.Identifier(SCHEMA)),
+                (userid, args.sessions),
+            )
+            conn.execute(sql.SQL("ANALYZE {}.sessions").format(sql.Identifier(SCHEMA)))
+        print(f"| pgbench, {args.clients} clients, {args.seconds} s | statements/s |")
+        print("|---|---|")
+        with tempfile.TemporaryDirectory() as where:
+            for name, text in scripts(args.sessions, args.hot).items():
+                script = Path(where) / "script.sql"
+                script.write_text(text)
+                run = [
+                    command, "-n", "-M", "prepared", "-f", str(script),
+                    "-c", str(args.clients), "-j", str(args.threads),
+                    "-T", str(args.seconds), args.dsn,
+                ]  # fmt: skip
+                result = subprocess.run(run, capture_output=True, text=True, check=True)
+                tps = re.search(r"^tps = ([0-9.]+)", result.stdout, re.MULTILINE)
+                print(f"| {name} | {float(tps.group(1)) if tps else float('nan'):,.0f} |")
+    finally:
+        with psycopg.connect(args.dsn, autocommit=True) as conn:
+            conn.execute(drop)
+
+
+if __name__ == "__main__":
+    main()
