@@ -12,12 +12,15 @@ check) against ``host=a,b target_session_attrs=read-write``. After a few seconds
 load the leader node is killed outright (its Patroni and its postmaster, SIGKILL):
 the other node's Patroni takes over when the leader key expires. The report says
 how long callers saw no success, what they were answered meanwhile, and whether
-every user and session whose call had returned is there on the new leader.
+every user and session whose call had returned is there on the new leader. With
+``--switchover`` the leader is not killed: Patroni is asked for a planned
+switchover to the standby, and the report gives the longest wait for a success.
 Everything runs in a temporary directory, removed afterwards.
 """
 
 import argparse
 import glob
+import itertools
 import json
 import logging
 import os
@@ -158,6 +161,23 @@ def rest(port: int, path: str) -> tuple[int, dict[str, Any]]:
         return error.code, json.loads(error.read() or b"{}")
     except OSError:
         return 0, {}
+
+
+def switch_over(port: int, leader: str, candidate: str) -> int:
+    """Ask Patroni (on the leader's REST API) for a planned switchover; its status."""
+    body = json.dumps({"leader": leader, "candidate": candidate}).encode()
+    ask = urllib.request.Request(f"http://127.0.0.1:{port}/switchover", data=body, method="POST")
+    try:
+        with urllib.request.urlopen(ask, timeout=60) as answer:  # noqa: S310 - http, local
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def longest_gap(successes: list[tuple[float, float]], start: float, end: float) -> float:
+    """The longest time between two calls' successes, from ``start`` to ``end``."""
+    times = sorted({start, end, *(done for _, done in successes if start <= done <= end)})
+    return max(later - earlier for earlier, later in itertools.pairwise(times))
 
 
 def wait_for(condition: Any, what: str, seconds: float = 120.0) -> None:
@@ -315,12 +335,52 @@ class Load:
             thread.join()
 
 
+def lost(load: Load, conninfo: str) -> tuple[list[str], list[str]]:
+    """The acknowledged users and sessions the new leader does not have."""
+    progress("checking every acknowledged user and session on the new leader")
+    with pgusers.UserSpace(conninfo=conninfo, hasher=CHEAP_HASHER, pool_timeout=3) as usp:
+        missing_users = [n for n in load.users if usp.find_user(username=n) is None]
+        dead_keys = [k for k in load.keys if usp.check_key(k)[0] != pgusers.OK]
+    return missing_users, dead_keys
+
+
+def report_switchover(
+    load: Load,
+    nodes: dict[str, Any],
+    *,
+    status: int,
+    asked_at: float,
+    promoted_at: float,
+    done_at: float,
+) -> None:
+    missing_users, dead_keys = lost(load, nodes["conninfo"])
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| PostgreSQL | {postgres_bin_dir().parent.name} (Debian), 2 nodes, synchronous mode |")
+    print(f"| Patroni's answer to the switchover | HTTP {status} |")
+    print(f"| calls that succeeded (user + login + check) | {len(load.successes):,} |")
+    print(f"| the other node is leader | {promoted_at - asked_at:.2f} s after asking |")
+    gap = longest_gap(load.successes, asked_at, done_at)
+    print(f"| longest time without a success, from asking on | {gap:.2f} s |")
+    for what, count in sorted(load.failures.items()):
+        print(f"| failures: {what} | {count:,} |")
+    print(f"| users whose create_user returned | {len(load.users):,} |")
+    print(f"| of them missing on the new leader | {len(missing_users)} |")
+    print(f"| sessions whose login returned | {len(load.keys):,} |")
+    print(f"| of them not OK on the new leader | {len(dead_keys)} |")
+
+
 def main() -> None:
     # The pool says so for each connection it loses or cannot make: the report counts.
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", type=float, default=5.0, help="seconds of load first")
     parser.add_argument("--after", type=float, default=5.0, help="seconds after resuming")
+    parser.add_argument(
+        "--switchover",
+        action="store_true",
+        help="a planned switchover through Patroni's REST API instead of killing the leader",
+    )
     args = parser.parse_args()
     with cluster() as nodes:
         progress("cluster up: a leader and a synchronous standby")
@@ -336,29 +396,45 @@ def main() -> None:
                 for name, ports in nodes["nodes"].items()
                 if rest(ports["rest"], "/leader")[0] == 200
             )
-            progress(f"killing {leader} (Patroni and its postmaster, SIGKILL)")
-            nodes["processes"][leader].kill()
-            kill_postmaster(nodes["root"] / leader)
-            killed_at = time.monotonic()  # the node is gone by now
-            survivor = next(ports for name, ports in nodes["nodes"].items() if name != leader)
-            wait_for(lambda: rest(survivor["rest"], "/leader")[0] == 200, "a new leader", 120)
-            promoted_at = time.monotonic()
+            survivor_name, survivor = next(
+                (name, ports) for name, ports in nodes["nodes"].items() if name != leader
+            )
+            if args.switchover:
+                progress(f"switching over from {leader} to {survivor_name} (planned)")
+                asked_at = time.monotonic()
+                status = switch_over(nodes["nodes"][leader]["rest"], leader, survivor_name)
+                wait_for(lambda: rest(survivor["rest"], "/leader")[0] == 200, "the new leader")
+                promoted_at = time.monotonic()
+                time.sleep(args.after)
+                done_at = time.monotonic()
+            else:
+                progress(f"killing {leader} (Patroni and its postmaster, SIGKILL)")
+                nodes["processes"][leader].kill()
+                kill_postmaster(nodes["root"] / leader)
+                killed_at = time.monotonic()  # the node is gone by now
+                wait_for(lambda: rest(survivor["rest"], "/leader")[0] == 200, "a new leader", 120)
+                promoted_at = time.monotonic()
 
-            # Only calls that began after the kill: one under way may still finish
-            # on the old leader, just after it.
-            def after() -> list[float]:
-                return [done for began, done in load.successes if began > killed_at]
+                # Only calls that began after the kill: one under way may still finish
+                # on the old leader, just after it.
+                def after() -> list[float]:
+                    return [done for began, done in load.successes if began > killed_at]
 
-            wait_for(lambda: bool(after()), "calls to succeed", 120)
-            resumed_at = min(after())
-            time.sleep(args.after)
+                wait_for(lambda: bool(after()), "calls to succeed", 120)
+                resumed_at = min(after())
+                time.sleep(args.after)
+        if args.switchover:
+            report_switchover(
+                load,
+                nodes,
+                status=status,
+                asked_at=asked_at,
+                promoted_at=promoted_at,
+                done_at=done_at,
+            )
+            return
         last_before = max(done for _, done in load.successes if done <= killed_at)
-        progress("checking every acknowledged user and session on the new leader")
-        with pgusers.UserSpace(
-            conninfo=nodes["conninfo"], hasher=CHEAP_HASHER, pool_timeout=3
-        ) as usp:
-            missing_users = [n for n in load.users if usp.find_user(username=n) is None]
-            dead_keys = [k for k in load.keys if usp.check_key(k)[0] != pgusers.OK]
+        missing_users, dead_keys = lost(load, nodes["conninfo"])
     print("| measure | value |")
     print("|---|---|")
     print(f"| PostgreSQL | {postgres_bin_dir().parent.name} (Debian), 2 nodes, synchronous mode |")
