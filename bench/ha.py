@@ -50,6 +50,9 @@ PATRONI_ENV = HERE / ".venv-patroni"
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 THREADS = 4
 
+Row = tuple[str, str]
+"""One line of the report: what was measured, and its value."""
+
 
 def progress(message: str) -> None:
     print(f"ha: {message}", file=sys.stderr, flush=True)
@@ -344,30 +347,70 @@ def lost(load: Load, conninfo: str) -> tuple[list[str], list[str]]:
     return missing_users, dead_keys
 
 
-def report_switchover(
-    load: Load,
-    nodes: dict[str, Any],
-    *,
-    status: int,
-    asked_at: float,
-    promoted_at: float,
-    done_at: float,
-) -> None:
-    missing_users, dead_keys = lost(load, nodes["conninfo"])
+def planned(nodes: dict[str, Any], load: Load, leader: str, after: float) -> list[Row]:
+    """Ask Patroni for a switchover from ``leader`` to the other node; what it took."""
+    other, ports = next((n, p) for n, p in nodes["nodes"].items() if n != leader)
+    progress(f"switching over from {leader} to {other} (planned)")
+    asked_at = time.monotonic()
+    status = switch_over(nodes["nodes"][leader]["rest"], leader, other)
+    wait_for(lambda: rest(ports["rest"], "/leader")[0] == 200, "the new leader")
+    promoted_at = time.monotonic()
+    time.sleep(after)
+    gap = longest_gap(load.successes, asked_at, time.monotonic())
+    return [
+        ("Patroni's answer to the switchover", f"HTTP {status}"),
+        ("the other node is leader", f"{promoted_at - asked_at:.2f} s after asking"),
+        ("longest time without a success, from asking on", f"{gap:.2f} s"),
+    ]
+
+
+def killed(nodes: dict[str, Any], load: Load, leader: str, after: float) -> list[Row]:
+    """Kill the ``leader`` node outright; how long callers waited."""
+    ports = next(p for n, p in nodes["nodes"].items() if n != leader)
+    progress(f"killing {leader} (Patroni and its postmaster, SIGKILL)")
+    nodes["processes"][leader].kill()
+    kill_postmaster(nodes["root"] / leader)
+    killed_at = time.monotonic()  # the node is gone by now
+    wait_for(lambda: rest(ports["rest"], "/leader")[0] == 200, "a new leader", 120)
+    promoted_at = time.monotonic()
+
+    # Only calls that began after the kill: one under way may still finish on the
+    # old leader, just after it.
+    def resumed() -> list[float]:
+        return [done for began, done in load.successes if began > killed_at]
+
+    wait_for(lambda: bool(resumed()), "calls to succeed", 120)
+    resumed_at = min(resumed())
+    time.sleep(after)
+    last_before = max(done for _, done in load.successes if done <= killed_at)
+    return [
+        ("last success before the kill", f"{killed_at - last_before:.3f} s before it"),
+        (
+            "the standby's Patroni is leader (its REST API)",
+            f"{promoted_at - killed_at:.2f} s after the kill",
+        ),
+        ("first success after the kill", f"{resumed_at - killed_at:.2f} s after it"),
+        ("no success for (callers' downtime)", f"{resumed_at - last_before:.2f} s"),
+    ]
+
+
+def report(load: Load, conninfo: str, event: list[Row]) -> None:
+    """Print the run as a Markdown table: the load, the event, and what was lost."""
+    missing_users, dead_keys = lost(load, conninfo)
+    rows: list[Row] = [
+        ("PostgreSQL", f"{postgres_bin_dir().parent.name} (Debian), 2 nodes, synchronous mode"),
+        ("calls that succeeded (user + login + check)", f"{len(load.successes):,}"),
+        *event,
+        *((f"failures: {what}", f"{count:,}") for what, count in sorted(load.failures.items())),
+        ("users whose create_user returned", f"{len(load.users):,}"),
+        ("of them missing on the new leader", str(len(missing_users))),
+        ("sessions whose login returned", f"{len(load.keys):,}"),
+        ("of them not OK on the new leader", str(len(dead_keys))),
+    ]
     print("| measure | value |")
     print("|---|---|")
-    print(f"| PostgreSQL | {postgres_bin_dir().parent.name} (Debian), 2 nodes, synchronous mode |")
-    print(f"| Patroni's answer to the switchover | HTTP {status} |")
-    print(f"| calls that succeeded (user + login + check) | {len(load.successes):,} |")
-    print(f"| the other node is leader | {promoted_at - asked_at:.2f} s after asking |")
-    gap = longest_gap(load.successes, asked_at, done_at)
-    print(f"| longest time without a success, from asking on | {gap:.2f} s |")
-    for what, count in sorted(load.failures.items()):
-        print(f"| failures: {what} | {count:,} |")
-    print(f"| users whose create_user returned | {len(load.users):,} |")
-    print(f"| of them missing on the new leader | {len(missing_users)} |")
-    print(f"| sessions whose login returned | {len(load.keys):,} |")
-    print(f"| of them not OK on the new leader | {len(dead_keys)} |")
+    for measure, value in rows:
+        print(f"| {measure} | {value} |")
 
 
 def main() -> None:
@@ -396,62 +439,8 @@ def main() -> None:
                 for name, ports in nodes["nodes"].items()
                 if rest(ports["rest"], "/leader")[0] == 200
             )
-            survivor_name, survivor = next(
-                (name, ports) for name, ports in nodes["nodes"].items() if name != leader
-            )
-            if args.switchover:
-                progress(f"switching over from {leader} to {survivor_name} (planned)")
-                asked_at = time.monotonic()
-                status = switch_over(nodes["nodes"][leader]["rest"], leader, survivor_name)
-                wait_for(lambda: rest(survivor["rest"], "/leader")[0] == 200, "the new leader")
-                promoted_at = time.monotonic()
-                time.sleep(args.after)
-                done_at = time.monotonic()
-            else:
-                progress(f"killing {leader} (Patroni and its postmaster, SIGKILL)")
-                nodes["processes"][leader].kill()
-                kill_postmaster(nodes["root"] / leader)
-                killed_at = time.monotonic()  # the node is gone by now
-                wait_for(lambda: rest(survivor["rest"], "/leader")[0] == 200, "a new leader", 120)
-                promoted_at = time.monotonic()
-
-                # Only calls that began after the kill: one under way may still finish
-                # on the old leader, just after it.
-                def after() -> list[float]:
-                    return [done for began, done in load.successes if began > killed_at]
-
-                wait_for(lambda: bool(after()), "calls to succeed", 120)
-                resumed_at = min(after())
-                time.sleep(args.after)
-        if args.switchover:
-            report_switchover(
-                load,
-                nodes,
-                status=status,
-                asked_at=asked_at,
-                promoted_at=promoted_at,
-                done_at=done_at,
-            )
-            return
-        last_before = max(done for _, done in load.successes if done <= killed_at)
-        missing_users, dead_keys = lost(load, nodes["conninfo"])
-    print("| measure | value |")
-    print("|---|---|")
-    print(f"| PostgreSQL | {postgres_bin_dir().parent.name} (Debian), 2 nodes, synchronous mode |")
-    print(f"| calls that succeeded (user + login + check) | {len(load.successes):,} |")
-    print(f"| last success before the kill | {killed_at - last_before:.3f} s before it |")
-    print(
-        "| the standby's Patroni is leader (its REST API) "
-        f"| {promoted_at - killed_at:.2f} s after the kill |"
-    )
-    print(f"| first success after the kill | {resumed_at - killed_at:.2f} s after it |")
-    print(f"| no success for (callers' downtime) | {resumed_at - last_before:.2f} s |")
-    for what, count in sorted(load.failures.items()):
-        print(f"| failures: {what} | {count:,} |")
-    print(f"| users whose create_user returned | {len(load.users):,} |")
-    print(f"| of them missing on the new leader | {len(missing_users)} |")
-    print(f"| sessions whose login returned | {len(load.keys):,} |")
-    print(f"| of them not OK on the new leader | {len(dead_keys)} |")
+            event = (planned if args.switchover else killed)(nodes, load, leader, args.after)
+        report(load, nodes["conninfo"], event)
 
 
 if __name__ == "__main__":
