@@ -20,14 +20,13 @@ import tempfile
 from pathlib import Path
 
 import psycopg
-from argon2 import PasswordHasher
 from psycopg import sql
 
 import pgusers
 from pgusers._core import queries
+from shared import CHEAP_HASHER
 
 SCHEMA = "pgusers_capacity"
-CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 def pgbench() -> str:

@@ -41,13 +41,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from argon2 import PasswordHasher
-
 import pgusers
+from shared import CHEAP_HASHER
 
 HERE = Path(__file__).resolve().parent
 PATRONI_ENV = HERE / ".venv-patroni"
-CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 THREADS = 4
 
 Row = tuple[str, str]

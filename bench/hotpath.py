@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 import venv
 from collections.abc import Awaitable, Callable, Iterator
@@ -38,6 +37,7 @@ from psycopg_pool import ConnectionPool
 import pgusers
 from pgusers._core import queries
 from pgusers._core.keys import stored_form
+from shared import DRIVER, drop_database, execute, percentiles, progress
 
 HERE = Path(__file__).resolve().parent
 
@@ -58,25 +58,16 @@ RIVALS = (
 )
 RIVAL_BATCH = 100
 
-# Connections prepare statements as pgusers' do, unless PGUSERS_PREPARE_THRESHOLD=none
-# says the server is behind a PgBouncer that cannot carry them.
-_THRESHOLD = os.environ.get("PGUSERS_PREPARE_THRESHOLD", "5").strip().lower()
-DRIVER: dict[str, Any] = {
-    "autocommit": True,
-    "prepare_threshold": None if _THRESHOLD in ("none", "off", "") else int(_THRESHOLD),
-}
+BARE = "the session row by primary key, raw psycopg connection (the bare select)"
+"""The floor every sync layer is set against."""
 
 Sample = tuple[str, float, float, str]
 """One result: what was timed, its median and 99th percentile in ms, a note."""
 
 
-def progress(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
 def summary(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    return ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000
+    """The median and the 99th percentile of timings in seconds, in milliseconds."""
+    return percentiles([sample * 1000 for sample in samples])
 
 
 def backends(conninfo: str, databases: tuple[str, ...] = ()) -> list[int]:
@@ -165,9 +156,7 @@ def sync_rows(
 
         calls: dict[str, Callable[[], object]] = {
             "SELECT 1, raw psycopg connection": lambda: raw.execute("SELECT 1").fetchone(),
-            "the session row by primary key, raw psycopg connection (the bare select)": (
-                lambda: raw.execute(bare, {"key": key}).fetchone()
-            ),
+            BARE: (lambda: raw.execute(bare, {"key": key}).fetchone()),
             "check_key's statement, raw psycopg connection": (
                 lambda: raw.execute(statement, check_key_params(key)).fetchone()
             ),
@@ -179,7 +168,7 @@ def sync_rows(
             found = interleaved(calls, iterations)
         finally:
             unpin()
-    bare_median = found[next(iter(k for k in found if "bare" in k))][0]
+    bare_median = found[BARE][0]
     return [
         (name, median, p99, f"x{median / bare_median:.2f} the bare select; {how}")
         for name, (median, p99) in found.items()
@@ -291,18 +280,12 @@ def as_url(conninfo: str) -> str:
 @contextmanager
 def database(conninfo: str, name: str) -> Iterator[str]:
     """A database of its own for one rival, dropped afterwards."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    drop_database(conninfo, name)
+    execute(conninfo, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield psycopg.conninfo.make_conninfo(conninfo, dbname=name)
     finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_database(conninfo, name)
 
 
 class Child:

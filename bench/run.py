@@ -38,19 +38,12 @@ from psycopg_pool import ConnectionPool
 import hotpath
 import pgusers
 from pgusers._drivers import loops
+from shared import CHEAP_HASHER, DRIVER, drop_database, execute, percentiles, progress
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = "pgusers_bench"
 ORIGINAL_DATABASE = "pgusers_bench_original"
 ORIGINAL_VERSION = "0.9.4"
-CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-# The bench's own connections prepare statements as pgusers does, unless
-# PGUSERS_PREPARE_THRESHOLD=none says the server is behind an old PgBouncer.
-_THRESHOLD = os.environ.get("PGUSERS_PREPARE_THRESHOLD", "5").strip().lower()
-DRIVER = {
-    "autocommit": True,
-    "prepare_threshold": None if _THRESHOLD in ("none", "off", "") else int(_THRESHOLD),
-}
 
 
 @dataclass
@@ -62,10 +55,6 @@ class Row:
     floor: float | None = None
     original: float | None = None
     note: str = ""
-
-
-def progress(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def timed(*calls: Callable[[], object], iterations: int) -> list[tuple[float, float]]:
@@ -86,12 +75,6 @@ def timed(*calls: Callable[[], object], iterations: int) -> list[tuple[float, fl
     return [percentiles([sample * 1000 for sample in samples]) for samples in timings]
 
 
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    """The median and the 99th percentile of some samples."""
-    ordered = sorted(samples)
-    return ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)]
-
-
 @contextmanager
 def server(dsn: str | None) -> Iterator[str]:
     if dsn:
@@ -104,21 +87,6 @@ def server(dsn: str | None) -> Iterator[str]:
         tempfile.mkdtemp(prefix="pgusers-bench-"), cleanup_mode="delete"
     ) as embedded:
         yield embedded.get_uri()
-
-
-def execute(
-    conninfo: str, statement: sql.Composable | str, params: tuple[object, ...] = ()
-) -> None:
-    with psycopg.connect(conninfo, **DRIVER) as conn:
-        conn.execute(statement, params)  # type: ignore[arg-type]
-
-
-def drop_database(conninfo: str, name: str) -> None:
-    """Drop a database the benchmark made, ending any connection to it (a PgBouncer in
-    between may still hold one)."""
-    execute(
-        conninfo, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-    )
 
 
 def fill_sessions(conninfo: str, userid: int, have: int, want: int, expired: bool = False) -> None:
