@@ -9,8 +9,9 @@ CPU takes that out, so that what is left is what each layer itself costs.
 What is measured, interleaved call for call:
 
 - the floors: ``SELECT 1`` and the session row by its primary key, on a raw psycopg
-  connection; check_key's own statement on a raw connection and on a connection of a
-  ``psycopg_pool`` pool; then ``UserSpace.check_key`` itself;
+  connection; check_key's own statement on a raw connection (and beside it the
+  statement of schema version 6, whose writes were data-modifying CTEs) and on a
+  connection of a ``psycopg_pool`` pool; then ``UserSpace.check_key`` itself;
 - the same under asyncio: psycopg's ``AsyncConnection`` (and asyncpg, when installed)
   against ``AsyncUserSpace.check_key``, on asyncio's own event loop and on uvloop;
 - what a team would pick instead, each in a virtual environment of its own under
@@ -60,6 +61,31 @@ RIVAL_BATCH = 100
 
 BARE = "the session row by primary key, raw psycopg connection (the bare select)"
 """The floor every sync layer is set against."""
+
+# check_key's statement with its two writes carried as data-modifying CTEs, as it was
+# at schema version 6: timed beside today's, where they are functions called only
+# when due. The lookup is today's, so that only the writes differ.
+_LOOKUP, _ = queries.CHECK_KEY.split("\n    )\n    SELECT current")
+CHECK_KEY_WITH_WRITES = (
+    _LOOKUP
+    + """
+    ), slid AS (
+        UPDATE {schema}.sessions s
+        SET expires_at = f.target, last_seen_at = f.now
+        FROM found f
+        WHERE s.key IN (%(key)s, %(stored)s) AND f.current AND f.alive AND f.slides
+          AND set_config('synchronous_commit', 'off', true) IS NOT NULL
+    ), ended AS (
+        DELETE FROM {schema}.sessions s USING found f
+        WHERE s.key IN (%(key)s, %(stored)s) AND NOT (f.alive AND f.current)
+    )
+    SELECT current, alive, username, userid, extra_data, session_ttl, session_id,
+           extract(epoch FROM CASE WHEN slides THEN target ELSE expires_at END)::float8,
+           extract(epoch FROM hard_end)::float8
+    FROM found
+"""
+)
+WITH_WRITES = "check_key's statement, its writes as CTEs (as at schema 6), raw psycopg"
 
 Sample = tuple[str, float, float, str]
 """One result: what was timed, its median and 99th percentile in ms, a note."""
@@ -142,6 +168,7 @@ def sync_rows(
 ) -> list[Sample]:
     schema = usp._core.schema
     statement = queries.render(queries.CHECK_KEY, schema)
+    with_writes = queries.render(CHECK_KEY_WITH_WRITES, schema)
     bare = sql.SQL("SELECT s.expires_at FROM {}.sessions s WHERE s.key = %(key)s").format(
         sql.Identifier(schema)
     )
@@ -157,6 +184,7 @@ def sync_rows(
         calls: dict[str, Callable[[], object]] = {
             "SELECT 1, raw psycopg connection": lambda: raw.execute("SELECT 1").fetchone(),
             BARE: (lambda: raw.execute(bare, {"key": key}).fetchone()),
+            WITH_WRITES: lambda: raw.execute(with_writes, check_key_params(key)).fetchone(),
             "check_key's statement, raw psycopg connection": (
                 lambda: raw.execute(statement, check_key_params(key)).fetchone()
             ),

@@ -108,7 +108,8 @@ def test_check_key_of_a_session_ended_by_a_race_is_not_found(core):
     key = "k" * 43
     operation = core.check_key(key)
     next(operation)
-    row = ("ada", 1, None, 864000.0, "session-id-16chr", 1e10, None)
+    # username, userid, data, TTL, session id, expiry, hard end, what a write returned
+    row = ("ada", 1, None, 864000.0, "session-id-16chr", 1e10, None, None)
     assert finish(operation, (False, True, *row)) == (
         NOT_FOUND,
         None,

@@ -1,6 +1,7 @@
 """The schema: created on first use, versioned, safe when many start at once."""
 
 import threading
+import time
 
 import psycopg
 import pytest
@@ -82,6 +83,72 @@ def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
     # The key is looked up in both its stored forms (as given, and as a digest).
     assert "Index Scan using sessions_pkey" in plan or "Index Scan on sessions_pkey" in plan
     assert "Seq Scan on sessions" not in plan
+
+
+def check_key_statement(schema, key):
+    """check_key's statement and its parameters for ``key``, as pgusers sends them."""
+    from pgusers._core import queries
+    from pgusers._core.keys import stored_form
+
+    params = {"key": key, "stored": stored_form(key), "legacy": False, "now": time.time()}
+    return queries.render(queries.CHECK_KEY, schema), params
+
+
+def test_check_key_keeps_one_generic_plan(usp, server_dsn, schema):
+    """Prepared, check_key's statement is planned once and the plan kept: planned again
+    on every call, it would cost several times as much."""
+    usp.create_user("ada", "s3cret", "ada@example.org")
+    key = usp.validate_user("ada", "s3cret")[0]
+    with psycopg.connect(server_dsn, autocommit=True, prepare_threshold=0) as conn:
+        for _ in range(20):
+            assert conn.execute(*check_key_statement(schema, key)).fetchone()[0] is True
+        [(generic, custom)] = conn.execute(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%%WITH looked%%'"
+            " AND statement NOT LIKE '%%pg_prepared_statements%%'"  # this one
+        ).fetchall()
+    assert custom <= 5
+    assert generic >= 15
+
+
+def test_check_key_writes_only_when_a_write_is_due(usp, sql_conn, schema, clock):
+    """The statement is a plain SELECT until the expiry must slide or the session must
+    go: in a read-only transaction it answers, and only a due write is refused."""
+    usp.create_user("ada", "s3cret", "ada@example.org")
+    key = usp.validate_user("ada", "s3cret")[0]
+    sql_conn.execute("SET default_transaction_read_only = on")
+    try:
+        assert sql_conn.execute(*check_key_statement(schema, key)).fetchone()[:2] == (True, True)
+        clock.advance(61)  # past the slack: the expiry slides
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            sql_conn.execute(*check_key_statement(schema, key))
+    finally:
+        sql_conn.execute("SET default_transaction_read_only = off")
+    assert usp.check_key(key)[0] == pgusers.OK
+    [(_, _, expiration)] = usp.list_sessions(usp.find_user("ada")["userid"])
+    assert expiration == pytest.approx(clock.now + 10 * 86400, abs=0.01)  # the default TTL
+
+
+def test_any_schema_name_gets_working_functions(open_userspace, dsn, sql_conn, schema, clock):
+    """check_key's writes live in functions whose bodies name the schema: a name with
+    quotes and dollar signs neither breaks them nor ends their text early."""
+    odd = schema[:30] + ' $$ "odd" $q$'
+    try:
+        space = open_userspace(conninfo=dsn, schema=odd, hasher=FAST_HASHER)
+        space.create_user("ada", "s3cret", "ada@example.org")
+        key = space.validate_user("ada", "s3cret")[0]
+        clock.advance(61)
+        assert space.check_key(key)[0] == pgusers.OK  # slid
+        [(_, _, expiration)] = space.list_sessions(0)
+        assert expiration == pytest.approx(clock.now + 10 * 86400, abs=0.01)
+        clock.advance(11 * 86400)
+        assert space.check_key(key)[0] == pgusers.EXPIRED  # and removed
+        assert list(space.list_sessions(0, expired=True)) == []
+        space.close()
+    finally:
+        sql_conn.execute(
+            psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(odd))
+        )
 
 
 def test_a_second_open_runs_no_migration(usp, dsn, schema):

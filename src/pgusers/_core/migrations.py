@@ -71,6 +71,15 @@ def _migration_6(schema: str) -> Operation[None]:
     yield Execute(queries.render(queries.MIGRATION_6, schema), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_7(schema: str) -> Operation[None]:
+    statement = sql.SQL(queries.MIGRATION_7).format(
+        schema=sql.Identifier(schema),
+        slide=sql.Literal(queries.render(queries.SLIDE_SESSION, schema)),
+        remove=sql.Literal(queries.render(queries.REMOVE_SESSION, schema)),
+    )
+    yield Execute(statement.as_string(), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
@@ -78,6 +87,7 @@ MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

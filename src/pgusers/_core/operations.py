@@ -557,7 +557,7 @@ class Core:
         row = yield Execute(self._sql(queries.CHECK_KEY), params)
         if row is None:
             return NO_SESSION
-        current, alive, username, userid, extra_data, ttl, session_id, expiry, hard_end = row
+        current, alive, username, userid, extra_data, ttl, session_id, expiry, hard_end, _ = row
         self.ttl = ttl
         if not current:  # ended by a call that raced its login
             return NO_SESSION
