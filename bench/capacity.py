@@ -24,7 +24,7 @@ from psycopg import sql
 
 import pgusers
 from pgusers._core import queries
-from shared import CHEAP_HASHER
+from shared import CHEAP_HASHER, CHECK_KEY_WITH_WRITES
 
 SCHEMA = "pgusers_capacity"
 
@@ -38,16 +38,22 @@ def pgbench() -> str:
     return found
 
 
-def scripts(sessions: int, hot: int) -> dict[str, str]:
-    """pgbench scripts: what each line of the report runs."""
-    check = queries.render(queries.CHECK_KEY, SCHEMA)
-    check = (
-        check.replace("%(key)s", "('bench-' || :n)")
+def for_pgbench(statement: str) -> str:
+    """A statement of check_key's, its parameters replaced by a session chosen by
+    pgbench's ``:n``, on one line."""
+    text = (
+        queries.render(statement, SCHEMA)
+        .replace("%(key)s", "('bench-' || :n)")
         .replace("%(stored)s", "('sha256:' || :n)")
         .replace("%(legacy)s", "false")
         .replace("%(now)s", "extract(epoch FROM now())")
     )
-    check = " ".join(check.split()) + ";\n"
+    return " ".join(text.split()) + ";\n"
+
+
+def scripts(sessions: int, hot: int) -> dict[str, str]:
+    """pgbench scripts: what each line of the report runs."""
+    check = for_pgbench(queries.CHECK_KEY)
     bare = f"SELECT s.expires_at FROM {SCHEMA}.sessions s WHERE s.key = 'bench-' || :n;\n"
     return {
         f"the bare select, {hot:,} hot sessions": f"\\set n random(1, {hot})\n{bare}",
@@ -56,6 +62,28 @@ def scripts(sessions: int, hot: int) -> dict[str, str]:
             f"\\set n random(1, {sessions})\n{check}"
         ),
     }
+
+
+def side_by_side(command: str, where: Path, args: argparse.Namespace) -> None:
+    """Today's statement and the one whose writes were CTEs (schema version 6), half
+    and half in one pgbench run over the hot sessions: the same load on the server
+    for both, so their mean latencies compare what each costs it."""
+    labels = {
+        "check_key's statement": queries.CHECK_KEY,
+        "the same, its writes as CTEs (as at schema 6)": CHECK_KEY_WITH_WRITES,
+    }
+    run = [command, "-n", "-M", "prepared", "-c", str(args.clients), "-j", str(args.threads)]
+    for number, statement in enumerate(labels.values()):
+        script = where / f"side-{number}.sql"
+        script.write_text(f"\\set n random(1, {args.hot})\n{for_pgbench(statement)}")
+        run += ["-f", str(script)]
+    run += ["-T", str(args.seconds), args.dsn]
+    result = subprocess.run(run, capture_output=True, text=True, check=True)
+    means = re.findall(r"^SQL script.*?latency average = ([0-9.]+) ms", result.stdout, re.M | re.S)
+    print(f"\n| one pgbench run, {args.hot:,} hot sessions, half each | mean latency ms |")
+    print("|---|---|")
+    for label, mean in zip(labels, means, strict=True):
+        print(f"| {label} | {float(mean):.3f} |")
 
 
 def main() -> None:
@@ -98,6 +126,7 @@ def main() -> None:
                 result = subprocess.run(run, capture_output=True, text=True, check=True)
                 tps = re.search(r"^tps = ([0-9.]+)", result.stdout, re.MULTILINE)
                 print(f"| {name} | {float(tps.group(1)) if tps else float('nan'):,.0f} |")
+            side_by_side(command, Path(where), args)
     finally:
         with psycopg.connect(args.dsn, autocommit=True) as conn:
             conn.execute(drop)

@@ -38,7 +38,14 @@ from psycopg_pool import ConnectionPool
 import pgusers
 from pgusers._core import queries
 from pgusers._core.keys import stored_form
-from shared import DRIVER, drop_database, execute, percentiles, progress
+from shared import (
+    CHECK_KEY_WITH_WRITES,
+    DRIVER,
+    drop_database,
+    execute,
+    percentiles,
+    progress,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -62,29 +69,6 @@ RIVAL_BATCH = 100
 BARE = "the session row by primary key, raw psycopg connection (the bare select)"
 """The floor every sync layer is set against."""
 
-# check_key's statement with its two writes carried as data-modifying CTEs, as it was
-# at schema version 6: timed beside today's, where they are functions called only
-# when due. The lookup is today's, so that only the writes differ.
-_LOOKUP, _ = queries.CHECK_KEY.split("\n    )\n    SELECT current")
-CHECK_KEY_WITH_WRITES = (
-    _LOOKUP
-    + """
-    ), slid AS (
-        UPDATE {schema}.sessions s
-        SET expires_at = f.target, last_seen_at = f.now
-        FROM found f
-        WHERE s.key IN (%(key)s, %(stored)s) AND f.current AND f.alive AND f.slides
-          AND set_config('synchronous_commit', 'off', true) IS NOT NULL
-    ), ended AS (
-        DELETE FROM {schema}.sessions s USING found f
-        WHERE s.key IN (%(key)s, %(stored)s) AND NOT (f.alive AND f.current)
-    )
-    SELECT current, alive, username, userid, extra_data, session_ttl, session_id,
-           extract(epoch FROM CASE WHEN slides THEN target ELSE expires_at END)::float8,
-           extract(epoch FROM hard_end)::float8
-    FROM found
-"""
-)
 WITH_WRITES = "check_key's statement, its writes as CTEs (as at schema 6), raw psycopg"
 
 Sample = tuple[str, float, float, str]

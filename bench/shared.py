@@ -9,6 +9,8 @@ import psycopg
 from argon2 import PasswordHasher
 from psycopg import sql
 
+from pgusers._core import queries
+
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 """Logins in the benchmarks test the database, not Argon2id."""
 
@@ -44,3 +46,28 @@ def drop_database(conninfo: str, name: str) -> None:
     execute(
         conninfo, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     )
+
+
+# check_key's statement with its two writes carried as data-modifying CTEs, as it was
+# at schema version 6: timed beside today's, where they are functions called only
+# when due. The lookup is today's, so that only the writes differ.
+_LOOKUP, _ = queries.CHECK_KEY.split("\n    )\n    SELECT current")
+CHECK_KEY_WITH_WRITES = (
+    _LOOKUP
+    + """
+    ), slid AS (
+        UPDATE {schema}.sessions s
+        SET expires_at = f.target, last_seen_at = f.now
+        FROM found f
+        WHERE s.key IN (%(key)s, %(stored)s) AND f.current AND f.alive AND f.slides
+          AND set_config('synchronous_commit', 'off', true) IS NOT NULL
+    ), ended AS (
+        DELETE FROM {schema}.sessions s USING found f
+        WHERE s.key IN (%(key)s, %(stored)s) AND NOT (f.alive AND f.current)
+    )
+    SELECT current, alive, username, userid, extra_data, session_ttl, session_id,
+           extract(epoch FROM CASE WHEN slides THEN target ELSE expires_at END)::float8,
+           extract(epoch FROM hard_end)::float8
+    FROM found
+"""
+)
