@@ -79,7 +79,16 @@ def test_capacity_smoke_run_prints_statements_per_second(server_dsn):
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
-    assert len(rows) == 3
-    for row in rows:
+    # Two tables: statements per second of each script, then the two statements'
+    # mean latencies in one run, each after its heading row.
+    per_second, side_by_side = (
+        [line for line in table.splitlines() if line.startswith("| ")][1:]
+        for table in result.stdout.split("\n\n")
+    )
+    assert len(per_second) == 3
+    assert [row.split("|")[1].strip() for row in side_by_side] == [
+        "check_key's statement",
+        "the same, its writes as CTEs (as at schema 6)",
+    ]
+    for row in per_second + side_by_side:
         assert float(row.rsplit("|", 2)[1].replace(",", "")) > 0, row
