@@ -213,3 +213,35 @@ def test_migration_4_gives_existing_sessions_ids_and_keeps_them_working(
         assert [usp.check_key(key).status for key in keys] == [pgusers.OK] * 3
         assert list(usp.events()) == []
         assert usp.end_other_sessions(keys[0]) == 2
+
+
+def test_migration_7_keeps_sessions_working_and_their_writes_happen(
+    open_userspace, dsn, schema, monkeypatch, clock
+):
+    """From version 6 with sessions in it: after the migration a live session slides
+    its expiry and an expired one is removed, now through the schema's functions."""
+    with monkeypatch.context() as version_6:
+        version_6.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:6])
+        version_6.setattr(schema_module, "LATEST", 6)
+        run_migration(dsn, schema)
+    live, expired = "L" * 43, "E" * 43
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ada = conn.execute(
+            f"""INSERT INTO {schema}.users
+                (username, username_key, username_skeleton, email, email_key, password_hash)
+            VALUES ('ada', 'ada', 'ada', 'ada@example.com', 'ada@example.com', %s)
+            RETURNING userid""",
+            (FAST_HASHER.hash("pw"),),
+        ).fetchone()[0]
+        for key, expiry in ((live, clock.now + 3600), (expired, clock.now - 3600)):
+            conn.execute(
+                f"""INSERT INTO {schema}.sessions (key, userid, expires_at)
+                VALUES (%s, %s, to_timestamp(%s))""",
+                (key, ada, expiry),
+            )
+    with open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        assert usp.check_key(live).status == pgusers.OK
+        assert usp.check_key(expired).status == pgusers.EXPIRED
+        assert usp.check_key(expired).status == pgusers.NOT_FOUND
+        [(_, _, expiration)] = usp.list_sessions(ada)
+        assert expiration == pytest.approx(clock.now + 10 * 86400, abs=0.01)  # slid
