@@ -156,8 +156,14 @@ def sync_rows(
     bare = sql.SQL("SELECT s.expires_at FROM {}.sessions s WHERE s.key = %(key)s").format(
         sql.Identifier(schema)
     )
+    # Each row has a connection, so a server backend, of its own: in the interleaved
+    # loop every call then follows a call served by another backend, as check_key's
+    # does, and pays alike for the switch between the two on the one CPU.
     with (
-        psycopg.connect(conninfo, **DRIVER) as raw,
+        psycopg.connect(conninfo, **DRIVER) as for_select_1,
+        psycopg.connect(conninfo, **DRIVER) as for_bare,
+        psycopg.connect(conninfo, **DRIVER) as for_writes,
+        psycopg.connect(conninfo, **DRIVER) as for_statement,
         ConnectionPool(conninfo, kwargs=DRIVER, min_size=1, max_size=1) as pool,
     ):
 
@@ -166,11 +172,13 @@ def sync_rows(
                 return conn.execute(statement, check_key_params(key)).fetchone()
 
         calls: dict[str, Callable[[], object]] = {
-            "SELECT 1, raw psycopg connection": lambda: raw.execute("SELECT 1").fetchone(),
-            BARE: (lambda: raw.execute(bare, {"key": key}).fetchone()),
-            WITH_WRITES: lambda: raw.execute(with_writes, check_key_params(key)).fetchone(),
+            "SELECT 1, raw psycopg connection": lambda: for_select_1.execute("SELECT 1").fetchone(),
+            BARE: lambda: for_bare.execute(bare, {"key": key}).fetchone(),
+            WITH_WRITES: (
+                lambda: for_writes.execute(with_writes, check_key_params(key)).fetchone()
+            ),
             "check_key's statement, raw psycopg connection": (
-                lambda: raw.execute(statement, check_key_params(key)).fetchone()
+                lambda: for_statement.execute(statement, check_key_params(key)).fetchone()
             ),
             "check_key's statement, psycopg_pool connection": pooled,
             "UserSpace.check_key": lambda: usp.check_key(key),
