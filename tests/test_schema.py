@@ -183,22 +183,32 @@ def test_a_newer_schema_is_refused(open_userspace, usp, dsn, schema, sql_conn):
         open_userspace(conninfo=dsn, schema=schema)
 
 
+def at_version(version, dsn, schema, monkeypatch):
+    """Create ``schema`` as pgusers left it at ``version``."""
+    with monkeypatch.context() as older:
+        older.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:version])
+        older.setattr(schema_module, "LATEST", version)
+        run_migration(dsn, schema)
+
+
+def insert_ada(conn, schema):
+    """Insert a user 'ada' (password "pw") as SQL would, whatever the version; her id."""
+    return conn.execute(
+        f"""INSERT INTO {schema}.users
+            (username, username_key, username_skeleton, email, email_key, password_hash)
+        VALUES ('ada', 'ada', 'ada', 'ada@example.com', 'ada@example.com', %s)
+        RETURNING userid""",
+        (FAST_HASHER.hash("pw"),),
+    ).fetchone()[0]
+
+
 def test_migration_4_gives_existing_sessions_ids_and_keeps_them_working(
     open_userspace, dsn, schema, monkeypatch
 ):
-    with monkeypatch.context() as version_3:
-        version_3.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:3])
-        version_3.setattr(schema_module, "LATEST", 3)
-        run_migration(dsn, schema)
+    at_version(3, dsn, schema, monkeypatch)
     keys = [f"{n}" * 43 for n in range(3)]
     with psycopg.connect(dsn, autocommit=True) as conn:
-        ada = conn.execute(
-            f"""INSERT INTO {schema}.users
-                (username, username_key, username_skeleton, email, email_key, password_hash)
-            VALUES ('ada', 'ada', 'ada', 'ada@example.com', 'ada@example.com', %s)
-            RETURNING userid""",
-            (FAST_HASHER.hash("pw"),),
-        ).fetchone()[0]
+        ada = insert_ada(conn, schema)
         for key in keys:
             conn.execute(
                 f"""INSERT INTO {schema}.sessions (key, userid, expires_at, source)
@@ -220,19 +230,10 @@ def test_migration_7_keeps_sessions_working_and_their_writes_happen(
 ):
     """From version 6 with sessions in it: after the migration a live session slides
     its expiry and an expired one is removed, now through the schema's functions."""
-    with monkeypatch.context() as version_6:
-        version_6.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:6])
-        version_6.setattr(schema_module, "LATEST", 6)
-        run_migration(dsn, schema)
+    at_version(6, dsn, schema, monkeypatch)
     live, expired = "L" * 43, "E" * 43
     with psycopg.connect(dsn, autocommit=True) as conn:
-        ada = conn.execute(
-            f"""INSERT INTO {schema}.users
-                (username, username_key, username_skeleton, email, email_key, password_hash)
-            VALUES ('ada', 'ada', 'ada', 'ada@example.com', 'ada@example.com', %s)
-            RETURNING userid""",
-            (FAST_HASHER.hash("pw"),),
-        ).fetchone()[0]
+        ada = insert_ada(conn, schema)
         for key, expiry in ((live, clock.now + 3600), (expired, clock.now - 3600)):
             conn.execute(
                 f"""INSERT INTO {schema}.sessions (key, userid, expires_at)
