@@ -51,17 +51,35 @@ def for_pgbench(statement: str) -> str:
     return " ".join(text.split()) + ";\n"
 
 
+def script(sessions: int, statement: str) -> str:
+    """A pgbench script: ``statement`` for a session chosen at random among the first
+    ``sessions``."""
+    return f"\\set n random(1, {sessions})\n{statement}"
+
+
 def scripts(sessions: int, hot: int) -> dict[str, str]:
     """pgbench scripts: what each line of the report runs."""
     check = for_pgbench(queries.CHECK_KEY)
     bare = f"SELECT s.expires_at FROM {SCHEMA}.sessions s WHERE s.key = 'bench-' || :n;\n"
     return {
-        f"the bare select, {hot:,} hot sessions": f"\\set n random(1, {hot})\n{bare}",
-        f"check_key's statement, {hot:,} hot sessions": f"\\set n random(1, {hot})\n{check}",
+        f"the bare select, {hot:,} hot sessions": script(hot, bare),
+        f"check_key's statement, {hot:,} hot sessions": script(hot, check),
         f"check_key's statement, {sessions:,} sessions, the first check of each writes": (
-            f"\\set n random(1, {sessions})\n{check}"
+            script(sessions, check)
         ),
     }
+
+
+def run_pgbench(command: str, texts: list[str], where: Path, args: argparse.Namespace) -> str:
+    """Run pgbench with these scripts (picked at random, alike, when several) for
+    ``--seconds``; its report."""
+    run = [command, "-n", "-M", "prepared", "-c", str(args.clients), "-j", str(args.threads)]
+    for number, text in enumerate(texts):
+        path = where / f"script-{number}.sql"
+        path.write_text(text)
+        run += ["-f", str(path)]
+    run += ["-T", str(args.seconds), args.dsn]
+    return subprocess.run(run, capture_output=True, text=True, check=True).stdout
 
 
 def side_by_side(command: str, where: Path, args: argparse.Namespace) -> None:
@@ -72,14 +90,9 @@ def side_by_side(command: str, where: Path, args: argparse.Namespace) -> None:
         "check_key's statement": queries.CHECK_KEY,
         "the same, its writes as CTEs (as at schema 6)": CHECK_KEY_WITH_WRITES,
     }
-    run = [command, "-n", "-M", "prepared", "-c", str(args.clients), "-j", str(args.threads)]
-    for number, statement in enumerate(labels.values()):
-        script = where / f"side-{number}.sql"
-        script.write_text(f"\\set n random(1, {args.hot})\n{for_pgbench(statement)}")
-        run += ["-f", str(script)]
-    run += ["-T", str(args.seconds), args.dsn]
-    result = subprocess.run(run, capture_output=True, text=True, check=True)
-    means = re.findall(r"^SQL script.*?latency average = ([0-9.]+) ms", result.stdout, re.M | re.S)
+    texts = [script(args.hot, for_pgbench(statement)) for statement in labels.values()]
+    report = run_pgbench(command, texts, where, args)
+    means = re.findall(r"^SQL script.*?latency average = ([0-9.]+) ms", report, re.M | re.S)
     print(f"\n| one pgbench run, {args.hot:,} hot sessions, half each | mean latency ms |")
     print("|---|---|")
     for label, mean in zip(labels, means, strict=True):
@@ -116,15 +129,8 @@ def main() -> None:
         print("|---|---|")
         with tempfile.TemporaryDirectory() as where:
             for name, text in scripts(args.sessions, args.hot).items():
-                script = Path(where) / "script.sql"
-                script.write_text(text)
-                run = [
-                    command, "-n", "-M", "prepared", "-f", str(script),
-                    "-c", str(args.clients), "-j", str(args.threads),
-                    "-T", str(args.seconds), args.dsn,
-                ]  # fmt: skip
-                result = subprocess.run(run, capture_output=True, text=True, check=True)
-                tps = re.search(r"^tps = ([0-9.]+)", result.stdout, re.MULTILINE)
+                report = run_pgbench(command, [text], Path(where), args)
+                tps = re.search(r"^tps = ([0-9.]+)", report, re.MULTILINE)
                 print(f"| {name} | {float(tps.group(1)) if tps else float('nan'):,.0f} |")
             side_by_side(command, Path(where), args)
     finally:

@@ -1,8 +1,6 @@
 """A tiny run of the benchmark, so that it keeps working (no timing is asserted)."""
 
-import glob
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,16 +66,13 @@ CAPACITY = BENCH.parent / "capacity.py"
 
 def test_capacity_smoke_run_prints_statements_per_second(server_dsn):
     # pgbench talks to the server itself, never through PgBouncer.
-    pgbench = shutil.which("pgbench") or next(
-        iter(glob.glob("/usr/lib/postgresql/*/bin/pgbench")), None
-    )
-    if pgbench is None:
-        pytest.skip("no pgbench on this machine")
     result = subprocess.run(
         [sys.executable, str(CAPACITY), "--dsn", server_dsn, "--seconds", "1",
          "--sessions", "200", "--hot", "20", "--clients", "2"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
+    if result.returncode != 0 and "capacity: no pgbench" in result.stderr:
+        pytest.skip("no pgbench on this machine")  # the script looks for it itself
     assert result.returncode == 0, result.stderr
     # Two tables: statements per second of each script, then the two statements'
     # mean latencies in one run, each after its heading row.
