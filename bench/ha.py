@@ -164,6 +164,11 @@ def rest(port: int, path: str) -> tuple[int, dict[str, Any]]:
         return 0, {}
 
 
+def leads(port: int) -> bool:
+    """Tell whether the Patroni whose REST API is on ``port`` holds the leader key."""
+    return rest(port, "/leader")[0] == 200
+
+
 def switch_over(port: int, leader: str, candidate: str) -> int:
     """Ask Patroni (on the leader's REST API) for a planned switchover; its status."""
     body = json.dumps({"leader": leader, "candidate": candidate}).encode()
@@ -241,7 +246,7 @@ def cluster() -> Iterator[dict[str, Any]]:
                 cwd=root,
             )
             if name == "node1":  # the first node bootstraps the cluster
-                wait_for(lambda p=ports: rest(p["rest"], "/leader")[0] == 200, "the first leader")
+                wait_for(lambda p=ports: leads(p["rest"]), "the first leader")
 
         def sync_standby() -> bool:
             status, cluster_info = rest(nodes["node1"]["rest"], "/cluster")
@@ -345,13 +350,18 @@ def lost(load: Load, conninfo: str) -> tuple[list[str], list[str]]:
     return missing_users, dead_keys
 
 
+def the_other(nodes: dict[str, Any], leader: str) -> tuple[str, int]:
+    """The node that is not ``leader``: its name and its REST API's port."""
+    return next((name, ports["rest"]) for name, ports in nodes["nodes"].items() if name != leader)
+
+
 def planned(nodes: dict[str, Any], load: Load, leader: str, after: float) -> list[Row]:
     """Ask Patroni for a switchover from ``leader`` to the other node; what it took."""
-    other, ports = next((n, p) for n, p in nodes["nodes"].items() if n != leader)
+    other, port = the_other(nodes, leader)
     progress(f"switching over from {leader} to {other} (planned)")
     asked_at = time.monotonic()
     status = switch_over(nodes["nodes"][leader]["rest"], leader, other)
-    wait_for(lambda: rest(ports["rest"], "/leader")[0] == 200, "the new leader")
+    wait_for(lambda: leads(port), "the new leader")
     promoted_at = time.monotonic()
     time.sleep(after)
     gap = longest_gap(load.successes, asked_at, time.monotonic())
@@ -364,12 +374,12 @@ def planned(nodes: dict[str, Any], load: Load, leader: str, after: float) -> lis
 
 def killed(nodes: dict[str, Any], load: Load, leader: str, after: float) -> list[Row]:
     """Kill the ``leader`` node outright; how long callers waited."""
-    ports = next(p for n, p in nodes["nodes"].items() if n != leader)
+    _, port = the_other(nodes, leader)
     progress(f"killing {leader} (Patroni and its postmaster, SIGKILL)")
     nodes["processes"][leader].kill()
     kill_postmaster(nodes["root"] / leader)
     killed_at = time.monotonic()  # the node is gone by now
-    wait_for(lambda: rest(ports["rest"], "/leader")[0] == 200, "a new leader", 120)
+    wait_for(lambda: leads(port), "a new leader", 120)
     promoted_at = time.monotonic()
 
     # Only calls that began after the kill: one under way may still finish on the
@@ -432,11 +442,7 @@ def main() -> None:
             Load(usp) as load,
         ):
             time.sleep(args.before)
-            leader = next(
-                name
-                for name, ports in nodes["nodes"].items()
-                if rest(ports["rest"], "/leader")[0] == 200
-            )
+            leader = next(name for name, ports in nodes["nodes"].items() if leads(ports["rest"]))
             event = (planned if args.switchover else killed)(nodes, load, leader, args.after)
         report(load, nodes["conninfo"], event)
 
