@@ -24,7 +24,7 @@ from psycopg import sql
 
 import pgusers
 from pgusers._core import queries
-from shared import CHEAP_HASHER, CHECK_KEY_WITH_WRITES
+from shared import CHEAP_HASHER, CHECK_KEY_WITH_WRITES, analyze_as_autovacuum_would
 
 SCHEMA = "pgusers_capacity"
 
@@ -124,7 +124,7 @@ def main() -> None:
                 ).format(sql.Identifier(SCHEMA)),
                 (userid, args.sessions),
             )
-            conn.execute(sql.SQL("ANALYZE {}.sessions").format(sql.Identifier(SCHEMA)))
+        analyze_as_autovacuum_would(args.dsn, SCHEMA)
         print(f"| pgbench, {args.clients} clients, {args.seconds} s | statements/s |")
         print("|---|---|")
         with tempfile.TemporaryDirectory() as where:

@@ -40,6 +40,21 @@ def execute(
         conn.execute(statement, params)  # type: ignore[arg-type]
 
 
+def analyze_as_autovacuum_would(conninfo: str, schema: str) -> None:
+    """Bring a schema's statistics to the state of a live database: every table that
+    autovacuum analyses once it holds some rows is analysed, and the one-row settings
+    never are (they never reach autovacuum's threshold). Figures taken on a fresh
+    schema, with no statistics at all, would miss a plan that goes wrong only then."""
+    with psycopg.connect(conninfo, **DRIVER) as conn:
+        tables = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s"
+            " AND tablename NOT IN ('settings', 'schema_version')",
+            (schema,),
+        ).fetchall()
+        for (table,) in tables:
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
+
+
 def drop_database(conninfo: str, name: str) -> None:
     """Drop a database the benchmark made, ending any connection to it (a PgBouncer in
     between may still hold one)."""

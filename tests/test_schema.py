@@ -94,19 +94,60 @@ def check_key_statement(schema, key):
     return queries.render(queries.CHECK_KEY, schema), params
 
 
-def test_check_key_keeps_one_generic_plan(usp, server_dsn, schema):
-    """Prepared, check_key's statement is planned once and the plan kept: planned again
-    on every call, it would cost several times as much."""
-    usp.create_user("ada", "s3cret", "ada@example.org")
-    key = usp.validate_user("ada", "s3cret")[0]
+def analyze_as_autovacuum_would(sql_conn, schema, userid):
+    """Give ``userid`` 2,000 more sessions and analyse the tables autovacuum would have
+    analysed by then: every one but the one-row settings, which never reaches its
+    threshold."""
+    sql_conn.execute(
+        f"""INSERT INTO {schema}.sessions (key, userid, expires_at)
+        SELECT md5(i::text), %s, now() + interval '1 day'
+        FROM generate_series(1, 2000) i""",
+        (userid,),
+    )
+    for table in ("users", "sessions", "events"):
+        sql_conn.execute(f"ANALYZE {schema}.{table}")
+
+
+def plans_of(server_dsn, query, params, marker):
+    """Run ``query`` prepared 20 times on one connection; its (generic, custom) plans."""
     with psycopg.connect(server_dsn, autocommit=True, prepare_threshold=0) as conn:
         for _ in range(20):
-            assert conn.execute(*check_key_statement(schema, key)).fetchone()[0] is True
-        [(generic, custom)] = conn.execute(
+            conn.execute(query, params)
+        [plans] = conn.execute(
             "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-            " WHERE statement LIKE '%%WITH looked%%'"
-            " AND statement NOT LIKE '%%pg_prepared_statements%%'"  # this one
+            " WHERE statement LIKE %s AND statement NOT LIKE '%%pg_prepared_statements%%'",
+            (f"%{marker}%",),
         ).fetchall()
+    return plans
+
+
+def test_check_key_keeps_one_generic_plan_on_analysed_tables(usp, server_dsn, sql_conn, schema):
+    """Prepared, check_key's statement is planned once and the plan kept, also once
+    autovacuum has analysed the tables: planned again on every call, it would cost
+    several times as much."""
+    for n in range(20):
+        usp.create_user(f"user{n}", "s3cret", f"user{n}@example.org")
+    key = usp.validate_user("user0", "s3cret")[0]
+    analyze_as_autovacuum_would(sql_conn, schema, usp.find_user("user0")["userid"])
+    generic, custom = plans_of(server_dsn, *check_key_statement(schema, key), "WITH looked")
+    assert custom <= 5
+    assert generic >= 15
+
+
+def test_set_session_data_keeps_one_generic_plan_on_analysed_tables(
+    usp, server_dsn, sql_conn, schema
+):
+    from pgusers._core import queries
+    from pgusers._core.keys import stored_form
+
+    for n in range(20):
+        usp.create_user(f"user{n}", "s3cret", f"user{n}@example.org")
+    key = usp.validate_user("user0", "s3cret")[0]
+    analyze_as_autovacuum_would(sql_conn, schema, usp.find_user("user0")["userid"])
+    params = {"key": key, "stored": stored_form(key), "legacy": False, "data": None}
+    params["now"] = time.time()
+    query = queries.render(queries.SET_SESSION_DATA, schema)
+    generic, custom = plans_of(server_dsn, query, params, "extra_data = ")
     assert custom <= 5
     assert generic >= 15
 

@@ -382,7 +382,7 @@ LOGIN_LOOKUP: Final = """
                    SELECT 1 FROM {schema}.users
                    WHERE starts_with(password_hash, '$pbkdf2-sha512$')
                ) AS legacy_present
-        FROM {schema}.settings t
+        FROM {settings} t
         LEFT JOIN {schema}.users u ON u.username_key = %(name_key)s
     ), happened AS (
         SELECT 'login.throttled' AS kind, userid, NULL::text AS session_id,
@@ -462,7 +462,7 @@ CLEAR_LOGIN_FAILURES: Final = """
 LIST_LOGIN_FAILURES: Final = """
     SELECT f.subject, f.failures, f.last_at,
            greatest(0, extract(epoch FROM {until} - to_timestamp(%(now)s)))::float8
-    FROM {schema}.login_failures f CROSS JOIN {schema}.settings t
+    FROM {schema}.login_failures f CROSS JOIN {settings} t
     WHERE f.last_at >= to_timestamp(%(now)s) - interval '1 day'
     ORDER BY f.last_at DESC, f.subject
 """
@@ -738,7 +738,7 @@ OPEN_SESSION: Final = """
                to_timestamp(%(now)s)
                    + make_interval(secs => least(t.session_ttl, t.session_max_age)),
                %(extra_data)s::jsonb, u.generation + t.generation, %(source)s, %(user_agent)s
-        FROM {schema}.users u CROSS JOIN {schema}.settings t
+        FROM {schema}.users u CROSS JOIN {settings} t
         WHERE u.userid = %(userid)s AND u.password_hash = %(old_hash)s AND NOT u.disabled
           AND u.generation = %(user_generation)s AND t.generation = %(space_generation)s
         RETURNING userid, session_id
@@ -796,7 +796,7 @@ CHECK_KEY: Final = """
                {alive} AS alive
         FROM {schema}.sessions s
         JOIN {schema}.users u ON u.userid = s.userid
-        JOIN {schema}.settings t ON t.singleton
+        CROSS JOIN {settings} t
         WHERE s.key IN (%(key)s, %(stored)s) AND s.legacy = %(legacy)s
     ), found AS (
         SELECT *, expires_at NOT BETWEEN
@@ -817,9 +817,9 @@ session that can no longer answer, by calling the schema's functions (version 7)
 when that is due. Besides the answer, it returns what a session cache needs: the
 session id, its expiry as stored after this call, and its hard end (the maximum age
 or an imported end; NULL for none); its last column is what a function returned
-(NULL when none ran). Settings are joined on their key so that the planner expects
-one row: it then keeps one generic plan for the statement instead of planning it
-again on every call."""
+(NULL when none ran). Settings come as ``{settings}``, which the planner knows to be
+one row: it then keeps one generic plan for the statement, analysed tables or not,
+instead of planning it again on every call."""
 
 # Replace a live session's data. An expired or raced session is left for check_key
 # to remove; the answer tells which it was. Processes that cache sessions hear of it.
@@ -828,7 +828,7 @@ SET_SESSION_DATA: Final = """
         SELECT s.key, s.session_id, {current} AS current, {alive} AS alive
         FROM {schema}.sessions s
         JOIN {schema}.users u ON u.userid = s.userid
-        CROSS JOIN {schema}.settings t
+        CROSS JOIN {settings} t
         WHERE s.key IN (%(key)s, %(stored)s) AND s.legacy = %(legacy)s
     ), changed AS (
         UPDATE {schema}.sessions s SET extra_data = %(data)s::jsonb
@@ -855,7 +855,7 @@ LIST_SESSIONS: Final = """
            {expiry}
     FROM {schema}.sessions s
     JOIN {schema}.users u ON u.userid = s.userid
-    CROSS JOIN {schema}.settings t
+    CROSS JOIN {settings} t
     WHERE {where} AND s.generation = u.generation + t.generation
     ORDER BY s.expires_at, s.key
 """
@@ -866,7 +866,7 @@ SESSIONS: Final = """
            s.key IN (%(key)s, %(stored)s)
     FROM {schema}.sessions s
     JOIN {schema}.users u ON u.userid = s.userid
-    CROSS JOIN {schema}.settings t
+    CROSS JOIN {settings} t
     WHERE {where} AND s.generation = u.generation + t.generation
     ORDER BY s.userid, s.created_at, s.session_id
 """
@@ -930,7 +930,7 @@ END_KEY_SESSION: Final = (
     """
     WITH ended AS (
         DELETE FROM {schema}.sessions s
-        USING {schema}.users u, {schema}.settings t
+        USING {schema}.users u, {settings} t
         WHERE s.key IN (%(key)s, %(stored)s) AND s.legacy = %(legacy)s
           AND u.userid = s.userid AND {current} AND {alive}
         RETURNING s.userid, s.session_id
@@ -947,7 +947,7 @@ END_OTHER_SESSIONS: Final = """
         SELECT s.key, s.userid, s.session_id
         FROM {schema}.sessions s
         JOIN {schema}.users u ON u.userid = s.userid
-        CROSS JOIN {schema}.settings t
+        CROSS JOIN {settings} t
         WHERE s.key IN (%(key)s, %(stored)s) AND {current} AND {alive}
     ), moved AS (
         UPDATE {schema}.users u SET generation = u.generation + 1
@@ -1185,7 +1185,7 @@ COPY_SESSIONS: Final = """
            to_timestamp(v.expiration), v.extra_data, u.generation + t.generation, true
     FROM {rows}
     JOIN {schema}.users u ON u.userid = v.userid
-    CROSS JOIN {schema}.settings t
+    CROSS JOIN {settings} t
 """
 PLAIN_LIVE_SESSIONS: Final = """(
     SELECT key, userid, expiration, NULL::jsonb AS extra_data
@@ -1223,10 +1223,23 @@ def channel(schema: str) -> str:
 
 
 @cache
+def settings_row(schema: str) -> sql.Composed:
+    """The settings as a statement joins them (``{settings}``): a subquery the planner
+    knows to give one row. The one-row table is too small for autovacuum ever to
+    analyse, so joined directly it is estimated at hundreds of rows, and once the
+    other tables are analysed a prepared statement's generic plan then looks dearer
+    than a custom one: it would be planned again on every call."""
+    return sql.SQL("(SELECT * FROM {} LIMIT 1)").format(sql.Identifier(schema, "settings"))
+
+
 def render(template: str, schema: str, **fragments: str) -> str:
     """Return ``template`` with the schema quoted as an identifier and ``fragments``
     (SQL text made only from this module's constants) put in place."""
-    names = {"schema": sql.Identifier(schema), "channel": sql.Literal(channel(schema))}
+    names = {
+        "schema": sql.Identifier(schema),
+        "settings": settings_row(schema),
+        "channel": sql.Literal(channel(schema)),
+    }
     parts = {part: sql.SQL(text).format(**names) for part, text in fragments.items()}
     return sql.SQL(template).format(**names, **parts).as_string()
 
@@ -1238,6 +1251,7 @@ def render_legacy(template: str, schema: str, legacy: str, **fragments: str) -> 
     names = {
         "schema": sql.Identifier(schema),
         "legacy": sql.Identifier(legacy),
+        "settings": settings_row(schema),
         "channel": sql.Literal(channel(schema)),
     }
     parts = {part: sql.SQL(text).format(**names) for part, text in fragments.items()}
@@ -1290,7 +1304,7 @@ API_KEY_SCOPE: Final = """
 # (keyset paging), with the filters in {where}. "Throttled" means the user's login
 # name is blocked now, by the same rule as LOGIN_LOOKUP's.
 USER_THROTTLED: Final = """EXISTS (
-    SELECT 1 FROM {schema}.login_failures f CROSS JOIN {schema}.settings t
+    SELECT 1 FROM {schema}.login_failures f CROSS JOIN {settings} t
     WHERE f.subject = %(name_prefix)s || u.username_key
       AND {until} > to_timestamp(%(now)s))""".replace("{until}", THROTTLED_UNTIL)
 ADMIN_USERS: Final = """
