@@ -1232,6 +1232,7 @@ def settings_row(schema: str) -> sql.Composed:
     return sql.SQL("(SELECT * FROM {} LIMIT 1)").format(sql.Identifier(schema, "settings"))
 
 
+@cache
 def render(template: str, schema: str, **fragments: str) -> str:
     """Return ``template`` with the schema quoted as an identifier and ``fragments``
     (SQL text made only from this module's constants) put in place."""
