@@ -452,14 +452,19 @@ def test_check_refuses_malformed_bodies_as_json(client, check_key, content, stat
     assert answer.json()["error"]["code"] in {"bad_request", "invalid_request"}
 
 
-def test_check_answers_session_data_of_any_stored_type_as_json(client, space, check_key):
+def test_check_answers_session_data_of_any_stored_type_by_the_codecs_rules(
+    client, space, check_key
+):
     import datetime as dt
 
     space.create_user("ada", "s3cret-pw", "ada@example.com")
     moment = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     key = space.login("ada", "s3cret-pw", extra_data={"since": moment, "tags": {"a"}}).key
     answer = client.post("/v1/check", json={"key": key}, headers=bearer(check_key[1]))
-    assert answer.json()["extra_data"] == {"since": moment.isoformat(), "tags": ["a"]}
+    assert answer.json()["extra_data"] == {
+        "since": {"$type": "datetime", "iso": moment.isoformat()},
+        "tags": {"$type": "set", "items": ["a"]},
+    }
 
 
 def test_the_check_endpoint_documents_its_body_and_answer(client):

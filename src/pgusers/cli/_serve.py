@@ -102,6 +102,13 @@ def apikey_revoke(usp: UserSpace, key_id: str) -> None:
 @click.option(
     "--access-log/--no-access-log", default=True, show_default=True, help="A line per request."
 )
+@click.option(
+    "--max-body",
+    default=64 * 1024,
+    show_default=True,
+    type=click.IntRange(4096),
+    help="The most bytes a request body may take (413 past it).",
+)
 @click.pass_obj
 def serve(
     database: Database,
@@ -112,6 +119,7 @@ def serve(
     registration: bool,
     no_console: bool,
     access_log: bool,
+    max_body: int,
 ) -> None:
     """Serve the JSON API (/v1) and the admin console (/console) over HTTP.
 
@@ -137,6 +145,7 @@ def serve(
         registration=registration,
         console=not no_console,
         setup_link=first_admin and not no_console,
+        max_body=max_body,
     )
     shown = f"[{bind}]" if ":" in bind else bind
     base = f"http://{shown}:{port}"

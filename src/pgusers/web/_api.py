@@ -6,26 +6,24 @@ API key made with ``pgusers apikey create`` (scope ``admin``: everything but a
 user's own sessions; scope ``check``: ``POST /v1/check`` only).
 """
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from pgusers._aio import AsyncUserSpace
 from pgusers._core.audit import acting_as
 from pgusers._core.keys import looks_like_api_key
-from pgusers._results import DISABLED, NOT_FOUND, OK, THROTTLED, Status
+from pgusers._results import DISABLED, NOT_FOUND, OK, THROTTLED, Account, Status
+from pgusers.web import _check
+from pgusers.web._check import STATUS_NAMES
 from pgusers.web._errors import ApiError
 from pgusers.web._service import Service, client_address, first
 
 MAX_PAGE: Final = 1000
 POLICY: Final = ("free_failures", "max_backoff", "source_limit", "source_window", "source_block")
-STATUS_NAMES: Final = {status: status.name.lower() for status in Status}
 
 
 # -- who is calling -------------------------------------------------------------------
@@ -100,15 +98,6 @@ async def admin_caller(request: Request) -> Caller:
     if who.scope != "admin":
         raise ApiError(403, "forbidden", "this endpoint is for administrators")
     return who
-
-
-async def check_caller(request: Request) -> Caller:
-    """An API key (either scope): checking keys is for servers."""
-    token = bearer_token(request)
-    found = await service_of(request).api_key(token) if looks_like_api_key(token) else None
-    if found is None:
-        raise ApiError(401, "unauthorized", "POST /v1/check takes an API key")
-    return Caller(f"apikey:{found[0]}", client_address(request), "check")
 
 
 User = Annotated[Caller, Depends(session_caller)]
@@ -285,27 +274,13 @@ CHECK_BODY: Final = {
 
 
 @router.post("/check", tags=["sessions"], response_model=CheckAnswer, openapi_extra=CHECK_BODY)
-async def check(request: Request) -> Response:
+async def check(request: Request) -> dict[str, Any]:
     """Check a session key: ``status`` is ok, not_found or expired (takes an API key).
 
-    The per-request call of every server behind this service, so it reads its
-    body and writes its answer itself, without the framework's model layer."""
-    await check_caller(request)
-    try:
-        body = json.loads(await request.body())
-    except ValueError:
-        raise ApiError(400, "bad_request", "the body is not JSON") from None
-    if not isinstance(body, dict) or set(body) != {"key"} or not isinstance(body["key"], str):
-        raise ApiError(422, "invalid_request", 'the body must be {"key": "<session key>"}')
-    result = await (await service_of(request).space()).check_key(body["key"])
-    extra = result.extra_data
-    answer = {
-        "status": STATUS_NAMES[result.status],
-        "userid": result.userid,
-        "username": result.username,
-        "extra_data": extra if extra is None else jsonable_encoder(extra),
-    }
-    return JSONResponse(answer)
+    The per-request call of every server behind this service: the service answers
+    it before its routing (see ``_check``), with the same function as here."""
+    body = await request.body()
+    return await _check.answer(service_of(request), request.headers.get("authorization", ""), body)
 
 
 # -- a user's own sessions ----------------------------------------------------------------
@@ -383,18 +358,25 @@ async def list_users(
         )
         if value is not None
     }
-    page = await service_of(request).accounts(search, after, limit, filters)
+    service = service_of(request)
+    page = await service.accounts(search, after, limit, filters)
     return {
-        "users": [account._asdict() for account in page],
+        "users": [await account_answer(service, account) for account in page],
         "next_after": page[-1].userid if len(page) == limit else None,
     }
 
 
+async def account_answer(service: Service, account: Account) -> dict[str, Any]:
+    """A user as the admin endpoints answer it, their data by the codec's rules."""
+    return {**account._asdict(), "extra_data": await service.data_as_json(account.extra_data)}
+
+
 async def account_of(request: Request, userid: int) -> dict[str, Any]:
-    account = await service_of(request).account(userid)
+    service = service_of(request)
+    account = await service.account(userid)
     if account is None:
         raise ApiError(404, "not_found", "no such user")
-    return account._asdict()
+    return await account_answer(service, account)
 
 
 @router.get("/admin/users/{userid}", tags=["admin"])

@@ -15,8 +15,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pgusers._aio import AsyncUserSpace, Opener, PerLoop
 from pgusers._errors import BadCallError
 from pgusers.web import _api, _console
-from pgusers.web._errors import ApiError, error_body
+from pgusers.web._check import CheckEndpoint
+from pgusers.web._errors import ApiError, error_body, send_json
 from pgusers.web._service import Service, SetupLink
+
+MAX_BODY: Final = 64 * 1024
+"""The most bytes a request's body may take, unless create_app is told otherwise."""
 
 SECURITY_HEADERS: Final = [
     (
@@ -29,7 +33,12 @@ SECURITY_HEADERS: Final = [
     (b"x-content-type-options", b"nosniff"),
 ]
 
-HTTP_CODES: Final = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+HTTP_CODES: Final = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
 """The stable error codes of the errors Starlette itself raises."""
 
 
@@ -53,6 +62,38 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class LongBodies:
+    """Refuse a request body over ``limit`` bytes with 413 before it is parsed: at once
+    when its ``Content-Length`` says so, else as soon as the bytes read pass it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"the body is over {self.limit} bytes"
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await send_json(send, 413, error_body("too_large", too_large), SECURITY_HEADERS)
+                return
+        read = 0
+
+        async def counted() -> Message:
+            nonlocal read
+            message = await receive()
+            read += len(message.get("body", b""))
+            if read > self.limit:
+                # The framework lets an HTTPException from a body's reading through to
+                # the handlers, which answer it as JSON.
+                raise HTTPException(413, too_large)
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def create_app(
     userspace: AsyncUserSpace | Opener,
     *,
@@ -61,6 +102,7 @@ def create_app(
     setup_link: bool = False,
     secret: bytes | None = None,
     api_key_cache: float = 5.0,
+    max_body: int = MAX_BODY,
 ) -> FastAPI:
     """Return the service as an ASGI application.
 
@@ -76,7 +118,11 @@ def create_app(
     ``api_key_cache`` is how many seconds an API key found live is trusted without
     asking the database again: a key revoked by another process (``pgusers apikey
     revoke``) may work that long in this one; 0 asks every time.
+    ``max_body`` is the most bytes a request's body may take: a larger one is
+    refused with 413 before it is parsed, by its ``Content-Length`` or as it streams.
     """
+    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+        raise BadCallError("max_body must be a positive number of bytes")
     service = Service(
         PerLoop(userspace), registration, secret or secrets.token_bytes(32), api_key_cache
     )
@@ -104,6 +150,9 @@ def create_app(
     if console:
         _console.mount(app)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(LongBodies, limit=max_body)
+    # Outermost: the per-request check reads its body with its own, smaller limit.
+    app.add_middleware(CheckEndpoint, service=service, headers=SECURITY_HEADERS)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:

@@ -112,6 +112,14 @@ class Service:
             self._api_keys[digest] = (found, now)
         return found
 
+    async def data_as_json(self, data: object) -> Any:
+        """Session or user data as JSON, by the codec's own lossless rules (a Decimal
+        stays text, a NaN or bytes are tagged): whatever was stored can be answered."""
+        if data is None:
+            return None
+        space = await self.space()
+        return space._core.codec.encode(data)
+
     async def create_api_key(self, name: str, scope: str) -> tuple[str, str]:
         made: tuple[str, str] = await self._run("create_api_key", name, scope)
         return made

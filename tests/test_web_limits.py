@@ -1,0 +1,104 @@
+"""What one caller of the service can make it hold or compute: request bodies, JSON
+nesting, and stored data it must answer with, on the real application and a real
+PostgreSQL."""
+
+import json
+from decimal import Decimal
+
+import pytest
+from starlette.testclient import TestClient
+
+from .support import make_api_key, web_app
+
+
+@pytest.fixture
+def client(space, dsn, schema):
+    with TestClient(web_app(dsn, schema)) as client:
+        yield client
+
+
+def bearer(token):
+    return {"authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def check_key(space):
+    return make_api_key(space, "check")[1]
+
+
+@pytest.fixture
+def admin_key(space):
+    return make_api_key(space, "admin")[1]
+
+
+def test_a_body_over_the_limit_is_413_before_it_is_parsed(client, space):
+    body = json.dumps({"username": "ada", "password": "x" * 100_000}).encode()
+    answer = client.post("/v1/login", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "too_large"
+
+
+def test_a_streamed_body_over_the_limit_is_413(client):
+    def chunks():
+        yield b'{"username": "ada", "password": "'
+        for _ in range(1000):
+            yield b"x" * 1000
+        yield b'"}'
+
+    answer = client.post(
+        "/v1/login", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "too_large"
+
+
+def test_the_body_limit_is_an_option(space, dsn, schema):
+    body = json.dumps({"username": "ada", "password": "pw", "extra_data": "x" * 10_000}).encode()
+    headers = {"content-type": "application/json"}
+    with TestClient(web_app(dsn, schema, max_body=8192)) as client:
+        assert client.post("/v1/login", content=body, headers=headers).status_code == 413
+    with TestClient(web_app(dsn, schema, max_body=16384)) as client:
+        assert client.post("/v1/login", content=body, headers=headers).status_code == 401
+
+
+def test_a_check_body_over_its_own_limit_is_413(client, check_key):
+    body = json.dumps({"key": "k" * 5000}).encode()
+    answer = client.post("/v1/check", content=body, headers=bearer(check_key))
+    assert (answer.status_code, answer.json()["error"]["code"]) == (413, "too_large")
+
+
+def test_a_deeply_nested_check_body_is_400(client, check_key):
+    answer = client.post("/v1/check", content=b"[" * 2000 + b"]" * 2000, headers=bearer(check_key))
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "bad_request")
+
+
+def test_a_huge_stored_decimal_is_answered_as_text_not_expanded(client, space, check_key):
+    space.create_user("ada", "s3cret-pw", "ada@example.com")
+    key = space.login("ada", "s3cret-pw", extra_data=Decimal("1E+250000")).key
+    answer = client.post("/v1/check", json={"key": key}, headers=bearer(check_key))
+    assert answer.json()["extra_data"] == {"$type": "decimal", "text": "1E+250000"}
+
+
+def test_a_login_with_nan_data_leaves_a_checkable_session(client, space, check_key):
+    space.create_user("ada", "s3cret-pw", "ada@example.com")
+    body = b'{"username": "ada", "password": "s3cret-pw", "extra_data": NaN}'
+    key = client.post("/v1/login", content=body, headers={"content-type": "application/json"})
+    answer = client.post("/v1/check", json={"key": key.json()["key"]}, headers=bearer(check_key))
+    assert answer.status_code == 200
+    assert answer.json()["extra_data"] == {"$type": "float", "repr": "nan"}
+
+
+def test_bytes_that_are_not_utf8_in_user_data_leave_the_user_list_working(client, space, admin_key):
+    space.create_user("ada", "s3cret-pw", "ada@example.com", extra_data=b"\xff\xfe")
+    answer = client.get("/v1/admin/users", headers=bearer(admin_key))
+    assert answer.status_code == 200
+    [user] = answer.json()["users"]
+    assert user["extra_data"] == {"$type": "bytes", "base64": "//4="}
+
+
+def test_a_revoked_or_unknown_api_key_is_told_so(client):
+    answer = client.post(
+        "/v1/check", json={"key": "k"}, headers=bearer("pgusers_abcdefgh_" + "a" * 43)
+    )
+    assert answer.status_code == 401
+    assert answer.json()["error"]["message"] == "the API key is revoked or unknown"
