@@ -198,6 +198,7 @@ FOREIGN = {
     "unhashable key": {"$type": "dict", "items": [[[1], 2]]},
     "unknown zone": {"$type": "time", "iso": "10:00", "zone": "No/Such_Zone", "fold": 0},
     "bad iso": {"$type": "date", "iso": "yesterday"},
+    "decimal out of range": {"$type": "decimal", "text": "1e99999999999999999999"},
 }
 
 

@@ -40,6 +40,7 @@ MAX_ENCODED: Final = 1 << 20
 """The most bytes of UTF-8 JSON one extra_data may take."""
 
 UNDECODABLE: Final = (
+    ArithmeticError,  # decimal.InvalidOperation, for a decimal's text no Decimal can hold
     KeyError,
     TypeError,
     ValueError,
