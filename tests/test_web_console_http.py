@@ -171,3 +171,36 @@ def test_a_link_cannot_make_a_page_say_what_it_likes(app, root):
         saved = client.get("/console/settings?done=saved")
     assert "call us" not in page.text and 'role="status"' not in page.text
     assert 'role="status">Saved.<' in saved.text
+
+
+def test_racing_posts_of_the_setup_link_create_one_administrator(app, space):
+    import asyncio
+
+    import httpx
+
+    async def race():
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client,
+        ):
+            form = await client.get(f"/console/setup?token={app.state.setup_token}")
+            fields = {"csrf": csrf_of(form), "token": app.state.setup_token}
+
+            def post(n):
+                return client.post(
+                    "/console/setup",
+                    data={
+                        **fields,
+                        "username": f"root{n}",
+                        "password": "root-pw-123",
+                        "email": f"root{n}@example.com",
+                    },
+                )
+
+            return await asyncio.gather(*(post(n) for n in range(6)))
+
+    answers = asyncio.run(race())
+    assert sorted(answer.status_code for answer in answers) == [303, 404, 404, 404, 404, 404]
+    users = list(space.all_users())
+    assert len([user for user in users if space.is_admin(user.userid)]) == 1

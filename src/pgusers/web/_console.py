@@ -279,8 +279,8 @@ async def setup(request: Request) -> Response:
     form = await form_of(request)
     await usable_setup(request, form.get("token", ""))
     setup = service_of(request).setup
-    assert setup is not None
-    setup.used = True
+    if setup is None or not setup.take(form.get("token", "")):
+        raise RefusedError(404, "This setup link has been used, has expired, or is not valid.")
     space = await space_of(request)
     try:
         with acting_as("console:setup-link", source=client_address(request)):
@@ -288,7 +288,7 @@ async def setup(request: Request) -> Response:
                 form.get("username", ""), form.get("password", ""), form.get("email", ""), True
             )
     except BadCallError as error:
-        setup.used = False
+        setup.give_back()
         return page(request, "setup.html", {"token": form["token"], "error": str(error)}, 400)
     return await start_session(request, form["username"], form["password"])
 

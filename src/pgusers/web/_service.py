@@ -62,6 +62,18 @@ class SetupLink:
         token = secrets.token_urlsafe(32)
         return cls(hashlib.sha256(token.encode()).digest(), time.time() + SETUP_LIFETIME), token
 
+    def take(self, token: str) -> bool:
+        """Accept ``token`` and mark the link used, in one step with no ``await`` in it,
+        so that of requests racing with the link exactly one gets it; :meth:`give_back`
+        when what it was taken for failed."""
+        if not self.accepts(token):
+            return False
+        self.used = True
+        return True
+
+    def give_back(self) -> None:
+        self.used = False
+
     def accepts(self, token: str) -> bool:
         given = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         return (
