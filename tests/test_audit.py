@@ -366,10 +366,43 @@ def test_acting_as_is_per_asyncio_task(dsn, schema):
     assert sorted((e.userid, e.actor) for e in events) == [(i, f"task:{i}") for i in ids]
 
 
-@pytest.mark.parametrize("bad", [None, "", 7, "x" * 256, "a\x00b"])
+@pytest.mark.parametrize("bad", [None, "", 7, "x" * 256, "a\x00b", "a\r\nb", "a\x1b[2Jb"])
 def test_acting_as_refuses_bad_actors(bad):
     with pytest.raises(BadCallError), acting_as(bad):
         pass
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.1\nlogin.succeeded userid=1", "\x1b[2J"])
+def test_acting_as_refuses_a_source_with_control_characters(bad):
+    with pytest.raises(BadCallError, match="control characters"), acting_as("ok", source=bad):
+        pass
+
+
+@pytest.mark.parametrize("field", ["source", "user_agent"])
+def test_a_login_refuses_control_characters_and_writes_nothing(usp, ada, field):
+    before = len(list(usp.events()))
+    with pytest.raises(BadCallError, match="control characters"):
+        usp.login("ada", "s3cret", **{field: "x\r\nforged line"})
+    assert len(list(usp.events())) == before
+
+
+def test_the_event_log_line_escapes_control_characters(caplog):
+    from pgusers._core import audit
+
+    event = {
+        "id": 1,
+        "at": 0.0,
+        "kind": "login.failed",
+        "userid": None,
+        "actor": "a\nb",
+        "source": "\x1b[31m",
+        "session_id": None,
+        "detail": {},
+    }
+    with caplog.at_level("INFO", logger="pgusers.events"):
+        audit.emit([event])
+    [line] = caplog.messages
+    assert line == "login.failed userid=None actor=a\\x0ab source=\\x1b[31m"
 
 
 # -- reading, purging, retention ------------------------------------------------------

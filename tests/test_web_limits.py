@@ -102,3 +102,12 @@ def test_a_revoked_or_unknown_api_key_is_told_so(client):
     )
     assert answer.status_code == 401
     assert answer.json()["error"]["message"] == "the API key is revoked or unknown"
+
+
+def test_a_user_agent_with_control_characters_is_recorded_without_them(client, space):
+    userid = space.create_user("ada", "s3cret-pw", "ada@example.com")
+    body = {"username": "ada", "password": "s3cret-pw"}
+    answer = client.post("/v1/login", json=body, headers={"user-agent": "agent\x1b[2J/1.0"})
+    assert answer.status_code == 200
+    [session] = space.sessions(userid)
+    assert session.user_agent == "agent[2J/1.0"

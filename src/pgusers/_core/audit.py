@@ -61,8 +61,8 @@ def acting_as(actor: str, *, source: str | None = None) -> Iterator[None]:
     Blocks nest; the innermost wins.
     """
     checked = (
-        checks.text(actor, "actor", MAX_ACTOR),
-        None if source is None else checks.text(source, "source", MAX_SOURCE),
+        checks.label(actor, "actor", MAX_ACTOR),
+        None if source is None else checks.label(source, "source", MAX_SOURCE),
     )
     token = _acting.set(checked)
     try:
@@ -100,7 +100,7 @@ def emit(events: Iterable[dict[str, Any]] | None) -> None:
             "%s userid=%s actor=%s source=%s",
             event["kind"],
             event["userid"],
-            event["actor"],
-            event["source"],
+            checks.printable(event["actor"]),
+            checks.printable(event["source"]),
             extra=fields,
         )

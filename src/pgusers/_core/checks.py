@@ -1,5 +1,6 @@
 """Validation of the values callers pass in, before anything reaches the database."""
 
+import re
 from collections.abc import Collection
 from datetime import datetime
 from typing import Final
@@ -20,6 +21,25 @@ def text(value: object, what: str, max_length: int) -> str:
     if len(value) > max_length:
         raise BadCallError(f"{what} is {len(value)} characters long; the limit is {max_length}")
     return storable(value, what)
+
+
+CONTROLS: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Control characters (Unicode's Cc): a line break or an escape sequence in a value
+that is logged would let it forge log lines or rewrite a terminal."""
+
+
+def label(value: object, what: str, max_length: int) -> str:
+    """:func:`text` that also refuses control characters: for values that end up in
+    logs and listings (an actor, a source, a user agent)."""
+    checked = text(value, what, max_length)
+    if CONTROLS.search(checked):
+        raise BadCallError(f"{what} must not contain control characters (line breaks, escapes)")
+    return checked
+
+
+def printable(value: object) -> str:
+    """``value`` as text with its control characters escaped, for a log line."""
+    return CONTROLS.sub(lambda match: f"\\x{ord(match.group()):02x}", str(value))
 
 
 def storable(value: str, what: str) -> str:

@@ -437,13 +437,13 @@ class Core:
         extra_data: object,
     ) -> Attempt:
         name_key = identities.username_key(username)
-        checked_source = None if source is None else checks.text(source, "source", MAX_SOURCE)
+        checked_source = None if source is None else checks.label(source, "source", MAX_SOURCE)
         return Attempt(
             name_key=name_key,
             secret=checks.password(password),
             source=checked_source,
             user_agent=(
-                None if user_agent is None else checks.text(user_agent, "user_agent", MAX_AGENT)
+                None if user_agent is None else checks.label(user_agent, "user_agent", MAX_AGENT)
             ),
             extra=self.codec.dumps(extra_data),
             audit=audit.parameters(time.time(), checked_source),
@@ -513,7 +513,7 @@ class Core:
             else queries.NAME_SUBJECT + identities.username_key(username),
             "source_subject": None
             if source is None
-            else queries.SOURCE_SUBJECT + checks.text(source, "source", MAX_SOURCE),
+            else queries.SOURCE_SUBJECT + checks.label(source, "source", MAX_SOURCE),
             **audit.parameters(time.time()),
         }
         return self._count(self._sql(queries.CLEAR_LOGIN_FAILURES, **LOGS), params)

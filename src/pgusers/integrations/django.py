@@ -31,7 +31,7 @@ from django.utils.functional import SimpleLazyObject
 from pgusers._errors import BadCallError
 from pgusers._results import OK, Status
 from pgusers._userspace import UserSpace
-from pgusers.integrations._common import COOKIE_NAME, cookie_flags
+from pgusers.integrations._common import COOKIE_NAME, cookie_flags, user_agent
 
 __all__ = [
     "AnonymousPgUser",
@@ -171,7 +171,7 @@ class AnonymousPgUser:
 def _client(request: HttpRequest | None) -> tuple[str | None, str | None]:
     if request is None:
         return None, None
-    return request.META.get("REMOTE_ADDR"), request.META.get("HTTP_USER_AGENT")
+    return request.META.get("REMOTE_ADDR"), user_agent(request.META.get("HTTP_USER_AGENT"))
 
 
 class PgUsersBackend:

@@ -25,7 +25,7 @@ from flask_login import LoginManager, UserMixin
 
 from pgusers._results import OK, LoginOutcome, Status
 from pgusers._userspace import UserSpace
-from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope
+from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope, user_agent
 
 __all__ = ["PgUser", "PgUsers"]
 
@@ -117,7 +117,7 @@ class PgUsers:
             username,
             password,
             source=request.remote_addr,
-            user_agent=request.headers.get("User-Agent"),
+            user_agent=user_agent(request.headers.get("User-Agent")),
             extra_data=extra_data,
         )
         if outcome.status == OK:

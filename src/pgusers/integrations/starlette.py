@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from pgusers._aio import AsyncUserSpace, Opener, PerLoop
 from pgusers._results import DISABLED, OK, THROTTLED, LoginOutcome, Status
-from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope
+from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope, user_agent
 
 __all__ = [
     "PgUser",
@@ -183,7 +183,7 @@ async def login(
         username,
         password,
         source=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
+        user_agent=user_agent(request.headers.get("user-agent")),
         extra_data=extra_data,
     )
     if outcome.status == THROTTLED:

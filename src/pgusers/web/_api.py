@@ -17,6 +17,7 @@ from pgusers._aio import AsyncUserSpace
 from pgusers._core.audit import acting_as
 from pgusers._core.keys import looks_like_api_key
 from pgusers._results import DISABLED, NOT_FOUND, OK, THROTTLED, Account, Status
+from pgusers.integrations._common import user_agent
 from pgusers.web import _check
 from pgusers.web._check import STATUS_NAMES
 from pgusers.web._errors import ApiError
@@ -202,7 +203,7 @@ async def login(body: LoginBody, request: Request, space: Space) -> dict[str, An
         body.username,
         body.password,
         source=client_address(request),
-        user_agent=request.headers.get("user-agent"),
+        user_agent=user_agent(request.headers.get("user-agent")),
         extra_data=body.extra_data,
     )
     if outcome.status == THROTTLED:

@@ -26,6 +26,7 @@ from pgusers._aio import AsyncUserSpace
 from pgusers._core.audit import KINDS, acting_as
 from pgusers._errors import BadCallError
 from pgusers._results import DISABLED, OK, THROTTLED
+from pgusers.integrations._common import user_agent
 from pgusers.web._service import Service, client_address, current_session, first
 
 HERE: Final = Path(__file__).parent
@@ -213,7 +214,7 @@ async def start_session(request: Request, username: str, password: str) -> Respo
         username,
         password,
         source=client_address(request),
-        user_agent=request.headers.get("user-agent"),
+        user_agent=user_agent(request.headers.get("user-agent")),
     )
     if outcome.status == THROTTLED:
         wait = int(outcome.retry_after) + 1
