@@ -156,6 +156,12 @@ def test_login_json_and_rejection(cli, ada):
     assert cli("login", "ghost", "--password-stdin", stdin="wrong\n")[0] == 1
 
 
+def test_check_reads_the_key_from_stdin_given_a_dash(cli, ada):
+    key = cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")[1].strip()
+    assert cli("check", "-", stdin=key + "\n") == (0, "OK: 'ada' (userid 1)\n", "")
+    assert cli("check", "-", stdin="A" * 43 + "\n") == (1, "NOT_FOUND\n", "")
+
+
 def test_check_unknown_key_exits_1(cli):
     assert cli("check", "A" * 43) == (1, "NOT_FOUND\n", "")
     code, out, _ = cli("check", "A" * 43, "--json")

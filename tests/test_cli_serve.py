@@ -65,11 +65,11 @@ def free_port():
 
 
 @contextmanager
-def serving(dsn, schema):
+def serving(dsn, schema, *options):
     """``pgusers serve`` in a subprocess on a free port: (port, its stderr)."""
     port = free_port()
     command = os.path.join(os.path.dirname(sys.executable), "pgusers")
-    args = ["--dsn", dsn, "--schema", schema, "serve", "--port", str(port)]
+    args = ["--dsn", dsn, "--schema", schema, "serve", "--port", str(port), *options]
     server = subprocess.Popen(
         [command, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
@@ -113,3 +113,65 @@ def test_serve_prints_no_setup_link_once_there_is_an_admin(space, dsn, schema):
 def test_apikey_revoke_takes_an_id_that_begins_with_a_dash(cli):
     code, _, err = cli("apikey", "revoke", "-AbCdEfG")
     assert code == 1 and "no live API key" in err
+
+
+def wait_for(port):
+    for _ in range(300):
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/openapi.json", timeout=5)
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("pgusers serve did not answer")
+
+
+def log_in(port, forwarded_for):
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/login",
+        data=json.dumps({"username": "ada", "password": "s3cret-pw"}).encode(),
+        headers={"content-type": "application/json", "x-forwarded-for": forwarded_for},
+    )
+    return json.load(urllib.request.urlopen(request, timeout=10))
+
+
+def test_serve_trusts_no_forwarded_header_unless_told(space, dsn, schema):
+    userid = space.create_user("ada", "s3cret-pw", "ada@example.com")
+    with serving(dsn, schema) as (port, _):
+        wait_for(port)
+        log_in(port, "203.0.113.9")
+    with serving(dsn, schema, "--forwarded-allow-ips", "127.0.0.1") as (port, _):
+        wait_for(port)
+        log_in(port, "203.0.113.7")
+    assert sorted(session.source for session in space.sessions(userid)) == [
+        "127.0.0.1",
+        "203.0.113.7",
+    ]
+
+
+def test_the_setup_link_stays_out_of_the_access_log(dsn, schema):
+    port = free_port()
+    command = os.path.join(os.path.dirname(sys.executable), "pgusers")
+    args = ["--dsn", dsn, "--schema", schema, "serve", "--port", str(port)]
+    # uvicorn writes its access log to standard output, everything else to standard error
+    server = subprocess.Popen(
+        [command, *args], stderr=subprocess.STDOUT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        lines = []
+        while not any("Uvicorn running" in line for line in lines):
+            lines.append(server.stdout.readline())
+            assert lines[-1], "".join(lines)
+        token = re.search(r"token=(\S+)", "".join(lines)).group(1)
+        page = urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/console/setup?token={token}", timeout=10
+        )
+        assert page.status == 200
+        access = server.stdout.readline()
+        while "/console/setup" not in access:
+            access = server.stdout.readline()
+            assert access
+    finally:
+        server.terminate()
+        server.wait(30)
+        server.stdout.close()
+    assert token not in access
+    assert "token=[hidden]" in access

@@ -486,12 +486,23 @@ def login(usp: UserSpace, user: str, by: str | None, password_stdin: bool, as_js
         click.echo(key)
 
 
+MAX_KEY_LINE: Final = 4096
+"""The most characters ``check -`` reads: a key is under a hundred."""
+
+
 @main.command(context_settings=DASH_ARGUMENT)
 @json_option
 @click.argument("key")
 @with_userspace
 def check(usp: UserSpace, key: str, as_json: bool) -> None:
-    """Check a session key (and slide its expiry)."""
+    """Check a session key (and slide its expiry).
+
+    KEY "-" reads the key from standard input, so that a live key need not stand in
+    the command line, where other users of the machine and the shell's history see
+    it: pgusers check - < keyfile.
+    """
+    if key == "-":
+        key = sys.stdin.readline(MAX_KEY_LINE).strip()
     rc, username, userid, extra_data = usp.check_key(key)
     if as_json:
         print_json(
