@@ -204,3 +204,19 @@ def test_racing_posts_of_the_setup_link_create_one_administrator(app, space):
     assert sorted(answer.status_code for answer in answers) == [303, 404, 404, 404, 404, 404]
     users = list(space.all_users())
     assert len([user for user in users if space.is_admin(user.userid)]) == 1
+
+
+@pytest.mark.parametrize(
+    "going_to", ["/console/users/é", "/console/users\r\nSet-Cookie: x=1", "/console/\\evil"]
+)
+def test_confirm_sends_an_unsendable_next_to_the_user_list_and_keeps_a_session(app, root, going_to):
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        form = client.get("/console/confirm")
+        answer = client.post(
+            "/console/confirm",
+            data={"csrf": csrf_of(form), "password": "root-pw-123", "next": going_to},
+        )
+        assert (answer.status_code, answer.headers["location"]) == (303, "/console/users")
+        assert cookie_header(answer, "pgusers_console")
+        assert client.get("/console/users").status_code == 200

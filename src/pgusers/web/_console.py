@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -182,9 +183,15 @@ async def writer_of(request: Request) -> tuple[Admin, dict[str, str]]:
     return admin, form
 
 
+CONSOLE_PATH: Final = re.compile(r"/console/[A-Za-z0-9/_.~%?=&+-]*")
+"""A path inside the console made only of characters a Location header carries as
+they are (no line break, no character outside ASCII, no backslash)."""
+
+
 def safe_path(path: str) -> str:
-    """A path inside the console to go back to (never another site)."""
-    return path if path.startswith("/console/") and not path.startswith("//") else "/console/users"
+    """A path inside the console to go back to (never another site, never a header
+    the server cannot send)."""
+    return path if CONSOLE_PATH.fullmatch(path) else "/console/users"
 
 
 DONE: Final = {
@@ -305,10 +312,11 @@ async def confirm(request: Request) -> Response:
     """Enter the password again: a fresh console session replaces this one."""
     admin = await admin_of(request)
     form = await form_of(request)
+    going_to = safe_path(form.get("next", ""))  # before anything changes
     response = await start_session(request, admin.username, form.get("password", ""))
     if isinstance(response, RedirectResponse):
         await (await space_of(request))._end_key_session(admin.key)
-        response.headers["location"] = safe_path(form.get("next", ""))
+        response.headers["location"] = going_to
     return response
 
 
