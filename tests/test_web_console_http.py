@@ -220,3 +220,11 @@ def test_confirm_sends_an_unsendable_next_to_the_user_list_and_keeps_a_session(a
         assert (answer.status_code, answer.headers["location"]) == (303, "/console/users")
         assert cookie_header(answer, "pgusers_console")
         assert client.get("/console/users").status_code == 200
+
+
+def test_a_user_page_shows_no_token_from_its_url(app, root):
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        answer = client.get(f"/console/users/{root}?token=send-this-to-evil.example")
+    assert answer.status_code == 200
+    assert "send-this-to-evil.example" not in answer.text

@@ -345,7 +345,12 @@ async def users(request: Request, search: str = "", filter: str = "", after: int
 
 
 @router.get("/users/{userid}")
-async def user(request: Request, userid: int, token: str | None = None) -> Response:
+async def user(request: Request, userid: int) -> Response:
+    return await user_page(request, userid)
+
+
+async def user_page(request: Request, userid: int, token: str | None = None) -> Response:
+    """A user's page; with ``token``, the reset token this very request issued."""
     admin = await admin_of(request)
     account = await service_of(request).account(userid)
     if account is None:
@@ -371,8 +376,7 @@ async def reset_token(request: Request, userid: int) -> Response:
     with acting_as(admin.actor, source=admin.source):
         token = await (await space_of(request)).issue_token(userid, "reset_password")
     # Shown once, on this answer only: never in a URL, a log or the audit trail.
-    request.scope["query_string"] = b""
-    return await user(request, userid, token)
+    return await user_page(request, userid, token)
 
 
 @router.post("/users/{userid}/sessions/end")
