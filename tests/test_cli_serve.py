@@ -39,7 +39,8 @@ def test_apikey_create_prints_the_key_once_and_list_never_shows_it(cli, dsn, sch
     assert code == 0
     assert made["key_id"] in listed and "shop" in listed and made["key"] not in listed
     with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
-        assert usp._driver.run(usp._core.api_key_scope, made["key"]) == (made["key_id"], "admin")
+        found = usp._driver.run(usp._core.api_key_scope, made["key"])
+        assert found == (made["key_id"], "admin", None)
 
 
 def test_apikey_revoke_and_an_unknown_id(cli):

@@ -287,3 +287,21 @@ def test_migration_7_keeps_sessions_working_and_their_writes_happen(
         assert usp.check_key(expired).status == pgusers.NOT_FOUND
         [(_, _, expiration)] = usp.list_sessions(ada)
         assert expiration == pytest.approx(clock.now + 10 * 86400, abs=0.01)  # slid
+
+
+def test_the_api_key_lookup_keeps_one_generic_plan_on_analysed_tables(
+    space, server_dsn, sql_conn, schema
+):
+    from pgusers._core import queries
+    from pgusers._core.keys import digest
+
+    from .support import make_api_key
+
+    for n in range(20):
+        space.create_user(f"user{n}", "s3cret", f"user{n}@example.org")
+    _, key = make_api_key(space, "check")
+    analyze_as_autovacuum_would(sql_conn, schema, 1)
+    query = queries.render(queries.API_KEY_SCOPE, schema)
+    generic, custom = plans_of(server_dsn, query, (digest(key),), "maker_userid")
+    assert custom <= 5
+    assert generic >= 15

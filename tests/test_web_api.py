@@ -481,3 +481,30 @@ def test_an_app_serves_from_a_new_event_loop_for_each_request(space, ada, dsn, s
     second = client.post("/v1/login", json={"username": "ada", "password": "s3cret-pw"})
     assert (first.status_code, second.status_code) == (200, 200)
     assert len(list(space.sessions(ada))) == 2
+
+
+@pytest.mark.parametrize("loss", ["demoted", "disabled", "deleted"])
+def test_an_api_key_loses_the_rights_its_maker_loses(client, space, dsn, schema, loss):
+    boss = space.create_user("boss", "boss-pw-123", "boss@example.com", admin=True)
+    session = log_in(client, "boss", "boss-pw-123")
+    key = client.post(
+        "/v1/admin/api-keys", json={"name": "ops", "scope": "admin"}, headers=bearer(session)
+    ).json()["key"]
+    assert client.get("/v1/admin/users", headers=bearer(key)).status_code == 200
+    if loss == "demoted":
+        space.set_admin(boss, False)
+    elif loss == "disabled":
+        space.disable_user(boss)
+    else:
+        space.delete_user(userid=boss)
+    new_user = {"username": "mallory", "password": "m4llory-pw", "email": "m@example.com"}
+    with client_for(dsn, schema) as fresh:  # a process that has not seen the key yet
+        answer = fresh.post(
+            "/v1/admin/users", json={**new_user, "admin": True}, headers=bearer(key)
+        )
+    assert answer.status_code == 401
+    assert space.find_user("mallory") is None
+
+
+def test_an_operators_api_key_keeps_working_whoever_is_admin(client, admin_key, space):
+    assert client.get("/v1/admin/users", headers=bearer(admin_key[1])).status_code == 200

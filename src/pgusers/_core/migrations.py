@@ -80,6 +80,10 @@ def _migration_7(schema: str) -> Operation[None]:
     yield Execute(statement.as_string(), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_8(schema: str) -> Operation[None]:
+    yield Execute(queries.render(queries.MIGRATION_8, schema), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
@@ -88,6 +92,7 @@ MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_5,
     _migration_6,
     _migration_7,
+    _migration_8,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

@@ -832,7 +832,11 @@ class Core:
 
     # -- for the HTTP service and the command line (not on the facades) ------------
 
-    def create_api_key(self, name: object, scope: object) -> Operation[tuple[str, str]]:
+    def create_api_key(
+        self, name: object, scope: object, maker: object = None
+    ) -> Operation[tuple[str, str]]:
+        """A new API key: (its id, the key). ``maker`` is the userid whose current
+        rights it acts with (None: the operator's, for a key made on the command line)."""
         label = checks.text(name, "name", MAX_API_KEY_NAME)
         if not isinstance(scope, str) or scope not in API_KEY_SCOPES:
             raise BadCallError(f"scope must be {' or '.join(map(repr, API_KEY_SCOPES))}")
@@ -842,6 +846,7 @@ class Core:
             "digest": digest(secret),
             "name": label,
             "scope": scope,
+            "maker": None if maker is None else checks.userid(maker),
             "kind": "apikey.created",
             **audit.parameters(time.time()),
         }
@@ -867,14 +872,14 @@ class Core:
         return Query(self._sql(queries.API_KEYS), {}, ApiKey._make)
 
     @retry_safe
-    def api_key_scope(self, key: object) -> Operation[tuple[str, str] | None]:
-        """The id and scope of a live API key, or None (a malformed one without a
-        statement)."""
+    def api_key_scope(self, key: object) -> Operation[tuple[str, str, int | None] | None]:
+        """The id, scope and maker of a live API key whose maker still has its rights,
+        or None (a malformed one without a statement)."""
         text = checks.session_key(key)
         if not looks_like_api_key(text):
             return None
         row = yield Execute(self._sql(queries.API_KEY_SCOPE), (digest(text),))
-        return None if row is None else (row[0], row[1])
+        return None if row is None else (row[0], row[1], row[2])
 
     @retry_safe
     def accounts(

@@ -216,6 +216,18 @@ SLIDE_SESSION: Final = """
 """
 REMOVE_SESSION: Final = "DELETE FROM {schema}.sessions WHERE key = session_key RETURNING true"
 
+# Version 8: an API key acts with the current rights of the user who made it
+# (maker_userid; NULL for a key the operator made on the command line). Keys made
+# before are given their maker from the actor that made them: a user's session, the
+# console, or another key (whose maker it inherits).
+MIGRATION_8: Final = """
+    ALTER TABLE {schema}.api_keys ADD COLUMN maker_userid bigint;
+    UPDATE {schema}.api_keys
+    SET maker_userid = substring(created_by FROM '^(?:console:)?user:([0-9]{{1,18}})$')::bigint;
+    UPDATE {schema}.api_keys k SET maker_userid = p.maker_userid
+    FROM {schema}.api_keys p WHERE k.created_by = 'apikey:' || p.key_id;
+"""
+
 SCHEMA_VERSION_TABLE: Final = "SELECT to_regclass(%s) IS NOT NULL"
 READ_SCHEMA_VERSION: Final = "SELECT version FROM {schema}.schema_version"
 BEGIN: Final = "BEGIN"
@@ -1275,8 +1287,11 @@ API_KEY_EVENT: Final = """happened AS (
 
 CREATE_API_KEY: Final = """
     WITH changed AS (
-        INSERT INTO {schema}.api_keys (key_id, digest, name, scope, created_at, created_by)
-        VALUES (%(key_id)s, %(digest)s, %(name)s, %(scope)s, to_timestamp(%(now)s), %(actor)s)
+        INSERT INTO {schema}.api_keys (
+            key_id, digest, name, scope, created_at, created_by, maker_userid
+        )
+        VALUES (%(key_id)s, %(digest)s, %(name)s, %(scope)s, to_timestamp(%(now)s), %(actor)s,
+                %(maker)s)
         RETURNING key_id, name, scope
     ), {happened}, {log}
     SELECT key_id, {logged} FROM changed
@@ -1297,8 +1312,13 @@ API_KEYS: Final = """
     FROM {schema}.api_keys ORDER BY created_at, key_id
 """
 
+# A key works while its maker exists, is enabled, and (for scope admin) is an
+# administrator: it never has more rights than the user who made it has now.
 API_KEY_SCOPE: Final = """
-    SELECT key_id, scope FROM {schema}.api_keys WHERE digest = %s AND revoked_at IS NULL
+    SELECT k.key_id, k.scope, k.maker_userid
+    FROM {schema}.api_keys k LEFT JOIN {schema}.users u ON u.userid = k.maker_userid
+    WHERE k.digest = %s AND k.revoked_at IS NULL
+      AND (k.maker_userid IS NULL OR (NOT u.disabled AND (u.admin OR k.scope = 'check')))
 """
 
 # One page of users for an administrator, in userid order after a given userid

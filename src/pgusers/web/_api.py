@@ -40,6 +40,9 @@ class Caller:
     userid: int | None = None
     username: str | None = None
     key: str | None = None
+    maker: int | None = None
+    """Whose rights an API key made by this caller acts with: the user, or the maker
+    of the caller's own API key (None: an operator's key)."""
 
 
 def service_of(request: Request) -> Service:
@@ -75,15 +78,24 @@ async def caller(request: Request) -> Caller:
     if looks_like_api_key(token):
         found = await service.api_key(token)
         if found is None:
-            raise ApiError(401, "unauthorized", "this API key is unknown or revoked")
-        key_id, granted = found
-        return Caller(f"apikey:{key_id}", source, "admin" if granted == "admin" else "check")
+            raise ApiError(401, "unauthorized", "the API key is revoked or unknown")
+        key_id, granted, maker = found
+        of_key: Literal["admin", "check"] = "admin" if granted == "admin" else "check"
+        return Caller(f"apikey:{key_id}", source, of_key, maker=maker)
     space = await service.space()
     checked = await space.check_key(token)
     if checked.status != OK or checked.userid is None:
         raise ApiError(401, "unauthorized", "this session key is unknown or has expired")
     scope: Literal["user", "admin"] = "admin" if await space.is_admin(checked.userid) else "user"
-    return Caller(f"user:{checked.userid}", source, scope, checked.userid, checked.username, token)
+    return Caller(
+        f"user:{checked.userid}",
+        source,
+        scope,
+        checked.userid,
+        checked.username,
+        token,
+        maker=checked.userid,
+    )
 
 
 async def session_caller(request: Request) -> Caller:
@@ -492,7 +504,7 @@ async def list_api_keys(request: Request, who: Admin) -> dict[str, Any]:
 async def create_api_key(body: ApiKeyBody, request: Request, who: Admin) -> dict[str, str]:
     """Make an API key; the answer is the only place the key is ever shown."""
     with acting_as(who.actor, source=who.source):
-        key_id, key = await service_of(request).create_api_key(body.name, body.scope)
+        key_id, key = await service_of(request).create_api_key(body.name, body.scope, who.maker)
     return {"key_id": key_id, "key": key, "scope": body.scope}
 
 

@@ -20,6 +20,9 @@ SETUP_LIFETIME: Final = 15 * 60.0
 MAX_REMEMBERED_KEYS: Final = 1000
 
 T = TypeVar("T")
+ApiKeyGrant = tuple[str, str, int | None]
+"""A live API key's id, scope, and the userid whose rights it acts with (None: the
+operator's)."""
 
 
 async def first(rows: AsyncIterator[T], limit: int) -> list[T]:
@@ -92,7 +95,7 @@ class Service:
     secret: bytes
     api_key_cache: float
     setup: SetupLink | None = None
-    _api_keys: dict[bytes, tuple[tuple[str, str], float]] = field(default_factory=dict, repr=False)
+    _api_keys: dict[bytes, tuple[ApiKeyGrant, float]] = field(default_factory=dict, repr=False)
 
     async def space(self) -> AsyncUserSpace:
         """The userspace (of the running event loop)."""
@@ -106,7 +109,7 @@ class Service:
         space = await self.space()
         return await space._driver.run(getattr(space._core, name), *args)
 
-    async def api_key(self, key: str) -> tuple[str, str] | None:
+    async def api_key(self, key: str) -> ApiKeyGrant | None:
         """The id and scope of a live API key, or None. A key found is remembered for
         ``api_key_cache`` seconds, so a server calling ``/v1/check`` on every request
         costs one statement, not two; revoking through this service forgets at once."""
@@ -115,7 +118,7 @@ class Service:
         remembered = self._api_keys.get(digest)
         if remembered is not None and now - remembered[1] < self.api_key_cache:
             return remembered[0]
-        found: tuple[str, str] | None = await self._run("api_key_scope", key)
+        found: ApiKeyGrant | None = await self._run("api_key_scope", key)
         if found is None:
             self._api_keys.pop(digest, None)
         elif self.api_key_cache > 0:
@@ -132,8 +135,8 @@ class Service:
         space = await self.space()
         return space._core.codec.encode(data)
 
-    async def create_api_key(self, name: str, scope: str) -> tuple[str, str]:
-        made: tuple[str, str] = await self._run("create_api_key", name, scope)
+    async def create_api_key(self, name: str, scope: str, maker: int | None) -> tuple[str, str]:
+        made: tuple[str, str] = await self._run("create_api_key", name, scope, maker)
         return made
 
     async def revoke_api_key(self, key_id: str) -> Status:
