@@ -123,6 +123,17 @@ def test_authenticate_checks_pgusers_passwords(ada):
     assert authenticate(None, username="x" * 5000, password="y") is None
 
 
+def test_the_backend_gives_no_user_for_a_disabled_account(space, ada):
+    from pgusers.integrations.django import PgUsersBackend
+
+    admin = space.create_user("root", "root-pw-123", "root@example.com", admin=True)
+    assert PgUsersBackend().get_user(admin).is_staff
+    space.disable_user(admin)
+    space.disable_user(ada)
+    assert PgUsersBackend().get_user(admin) is None
+    assert PgUsersBackend().get_user(ada) is None
+
+
 def test_a_throttled_login_says_so(space, ada):
     space.set_login_policy(free_failures=1)
     client = Client()

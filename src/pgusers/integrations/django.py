@@ -203,8 +203,10 @@ class PgUsersBackend:
         return PgUser(outcome.userid, name, key=outcome.key, admin=outcome.admin)
 
     def get_user(self, user_id: int) -> PgUser | None:
+        """The user of ``user_id``; None for an unknown or a disabled one (as Django's
+        own backend answers for an inactive user), so no right outlives disabling."""
         found = userspace().find_user(userid=user_id)
-        if found is None:
+        if found is None or found["disabled"]:
             return None
         return PgUser(found["userid"], found["username"], admin=found["admin"])
 
