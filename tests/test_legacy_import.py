@@ -323,6 +323,35 @@ def test_a_malicious_pickle_is_refused_without_running_it(target, tmp_path):
         usp.find_user(userid=made["users"][0]["userid"])
 
 
+def billion_laughs(depth):
+    """A pickle of a few hundred bytes: a list holding one list twice, ``depth`` deep,
+    which unfolds to 2**depth values when every reference is followed."""
+    value = []
+    for _ in range(depth):
+        value = [value, value]
+    return pickle.dumps(value, protocol=2)
+
+
+def test_a_pickle_that_unfolds_past_the_limit_is_refused():
+    from pgusers._core import legacy
+
+    assert len(billion_laughs(60)) < 500
+    with pytest.raises(legacy.RefusedPickleError, match="unfolds to more than"):
+        legacy.unpickle(billion_laughs(60))
+    assert legacy.unpickle(billion_laughs(10))  # 2**11 values: well within
+
+
+def test_an_import_keeps_an_unfolding_pickle_opaque(target):
+    usp, made, direct = target
+    with psycopg.connect(direct, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE public.users SET extra_data = %s WHERE userid = %s",
+            (billion_laughs(60), made["users"][0]["userid"]),
+        )
+    report = usp.import_legacy(dry_run=True)
+    assert report.opaque_extra_data == (made["users"][0]["userid"],)
+
+
 def test_safe_types_in_pickles_come_back_equal():
     from pgusers._core import legacy
 

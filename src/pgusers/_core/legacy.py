@@ -116,12 +116,40 @@ class _Restricted(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+MAX_VALUES: Final = 1 << 20
+"""The most values (counted each time they are reached) a legacy pickle may unfold
+to: as many as the bytes of JSON the codec stores at most, since each takes one."""
+
+_CONTAINERS: Final = (list, tuple, set, frozenset)
+
+
 def unpickle(data: bytes) -> Any:
     """Return the value of a 0.9 pickle that holds only safe types; raise
-    :class:`RefusedPickleError` for any other (nothing it names is imported or run)."""
+    :class:`RefusedPickleError` for any other (nothing it names is imported or run),
+    and for one that unfolds to more than :data:`MAX_VALUES` values."""
     try:
-        return _Restricted(io.BytesIO(data)).load()
+        value = _Restricted(io.BytesIO(data)).load()
     except RefusedPickleError:
         raise
     except Exception as error:  # a damaged pickle can raise almost anything
         raise RefusedPickleError(f"cannot be read ({type(error).__name__})") from None
+    _count_within(value, MAX_VALUES)
+    return value
+
+
+def _count_within(value: object, limit: int) -> None:
+    """Refuse a value that reaches more than ``limit`` values when every reference is
+    followed, as converting it would: a pickle can hold one list twice, nested N deep,
+    in a few bytes, which unfolds to 2**N values (counting stops at the limit)."""
+    pending = [value]
+    seen = 0
+    while pending:
+        item = pending.pop()
+        seen += 1
+        if seen > limit:
+            raise RefusedPickleError(f"unfolds to more than {limit} values")
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, _CONTAINERS):
+            pending.extend(item)
