@@ -228,3 +228,15 @@ def test_a_user_page_shows_no_token_from_its_url(app, root):
         answer = client.get(f"/console/users/{root}?token=send-this-to-evil.example")
     assert answer.status_code == 200
     assert "send-this-to-evil.example" not in answer.text
+
+
+def test_a_console_session_key_is_refused_by_the_api(app, root):
+    with client_at(app, "http://127.0.0.1") as client:
+        key = log_in(client).cookies["pgusers_console"]
+        answer = client.post(
+            "/v1/admin/users",
+            json={"username": "x", "password": "x-pw-12345", "email": "x@example.com"},
+            headers={"authorization": f"Bearer {key}"},
+        )
+    assert answer.status_code == 401
+    assert answer.json()["error"]["message"] == "a console session is for the console only"

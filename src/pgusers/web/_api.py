@@ -21,7 +21,7 @@ from pgusers.integrations._common import user_agent
 from pgusers.web import _check
 from pgusers.web._check import STATUS_NAMES
 from pgusers.web._errors import ApiError
-from pgusers.web._service import Service, client_address, first
+from pgusers.web._service import Service, client_address, first, is_console_session
 
 MAX_PAGE: Final = 1000
 POLICY: Final = ("free_failures", "max_backoff", "source_limit", "source_window", "source_block")
@@ -86,6 +86,8 @@ async def caller(request: Request) -> Caller:
     checked = await space.check_key(token)
     if checked.status != OK or checked.userid is None:
         raise ApiError(401, "unauthorized", "this session key is unknown or has expired")
+    if is_console_session(checked.extra_data):
+        raise ApiError(401, "unauthorized", "a console session is for the console only")
     scope: Literal["user", "admin"] = "admin" if await space.is_admin(checked.userid) else "user"
     return Caller(
         f"user:{checked.userid}",

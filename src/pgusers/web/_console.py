@@ -28,7 +28,7 @@ from pgusers._core.audit import KINDS, acting_as
 from pgusers._errors import BadCallError
 from pgusers._results import DISABLED, OK, THROTTLED
 from pgusers.integrations._common import user_agent
-from pgusers.web._service import Service, client_address, current_session, first
+from pgusers.web._service import CONSOLE_SESSION, Service, client_address, current_session, first
 
 HERE: Final = Path(__file__).parent
 SESSION_COOKIE: Final = "pgusers_console"
@@ -222,6 +222,7 @@ async def start_session(request: Request, username: str, password: str) -> Respo
         password,
         source=client_address(request),
         user_agent=user_agent(request.headers.get("user-agent")),
+        extra_data=CONSOLE_SESSION,
     )
     if outcome.status == THROTTLED:
         wait = int(outcome.retry_after) + 1

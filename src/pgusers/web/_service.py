@@ -15,6 +15,16 @@ from starlette.requests import Request
 from pgusers._aio import AsyncUserSpace, PerLoop
 from pgusers._results import Account, ApiKey, Session, Settings, Status
 
+CONSOLE_SESSION: Final = {"pgusers_console": True}
+"""The data a console session carries: the API refuses such a session's key, so that
+the console's rule (a password entered in the last ten minutes before a change)
+cannot be stepped around by sending its cookie as a bearer token."""
+
+
+def is_console_session(data: Any) -> bool:
+    return isinstance(data, dict) and data.get("pgusers_console") is True
+
+
 SETUP_LIFETIME: Final = 15 * 60.0
 """How long the first-administrator setup link works, in seconds."""
 MAX_REMEMBERED_KEYS: Final = 1000
