@@ -134,6 +134,28 @@ def test_the_backend_gives_no_user_for_a_disabled_account(space, ada):
     assert PgUsersBackend().get_user(ada) is None
 
 
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("x" * 151, "pw"), ("a\x00b", "pw"), ("ada", "p" * 1025)],
+    ids=["long name", "NUL name", "long password"],
+)
+def test_malformed_credentials_are_a_refused_login_with_its_outcome(ada, username, password):
+    from django.test import RequestFactory
+
+    request = RequestFactory().post("/login")
+    assert authenticate(request, username=username, password=password) is None
+    assert request.pgusers_outcome.status == pgusers.REJECTED
+
+
+def test_logging_in_again_ends_the_session_the_cookie_held(space, ada):
+    client = Client()
+    log_in(client)
+    space.create_user("bob", "bob-pw-123", "bob@example.com")
+    log_in(client, "bob", "bob-pw-123")
+    assert list(space.sessions(ada)) == []
+    assert client.get("/me", secure=True).json()["username"] == "bob"
+
+
 def test_a_throttled_login_says_so(space, ada):
     space.set_login_policy(free_failures=1)
     client = Client()

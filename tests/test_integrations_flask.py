@@ -99,6 +99,24 @@ def test_refused_and_throttled_logins(app, space, ada):
     assert answer.status_code == 429 and int(answer.headers["Retry-After"]) >= 1
 
 
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("x" * 151, "pw"), ("a\x00b", "pw"), ("ada", "p" * 1025)],
+    ids=["long name", "NUL name", "long password"],
+)
+def test_malformed_credentials_are_a_refused_login(app, ada, username, password):
+    assert log_in(app.test_client(), username, password).status_code == 401
+
+
+def test_logging_in_again_ends_the_session_the_cookie_held(app, space, ada):
+    client = app.test_client()
+    log_in(client)
+    space.create_user("bob", "bob-pw-123", "bob@example.com")
+    log_in(client, "bob", "bob-pw-123")
+    assert list(space.sessions(ada)) == []
+    assert get(client, "/me").get_json()["username"] == "bob"
+
+
 def test_logout_ends_this_session_only(app, space, ada):
     other = space.login("ada", "ada-pw-123").key
     client = app.test_client()

@@ -117,6 +117,23 @@ def test_wrong_password_is_401_disabled_403_throttled_429(client, space, ada):
     assert log_in(client).status_code == 403
 
 
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("x" * 151, "pw"), ("a\x00b", "pw"), ("ada", "p" * 1025)],
+    ids=["long name", "NUL name", "long password"],
+)
+def test_malformed_credentials_are_a_refused_login(client, ada, username, password):
+    assert log_in(client, username, password).status_code == 401
+
+
+def test_logging_in_again_ends_the_session_the_cookie_held(client, space, ada):
+    log_in(client)
+    space.create_user("bob", "bob-pw-123", "bob@example.com")
+    log_in(client, "bob", "bob-pw-123")
+    assert list(space.sessions(ada)) == []
+    assert client.get("/me").json()["username"] == "bob"
+
+
 def test_logout_ends_this_session_only_and_clears_the_cookie(client, space, ada):
     other = space.login("ada", "ada-pw-123").key
     log_in(client)

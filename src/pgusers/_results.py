@@ -8,7 +8,7 @@ while naming their parts (``usp.check_key(key).username``).
 
 from collections.abc import AsyncGenerator, Generator
 from enum import IntEnum
-from typing import Any, Generic, NamedTuple, Self, TypeVar
+from typing import Any, Final, Generic, NamedTuple, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -56,6 +56,11 @@ class LoginOutcome(NamedTuple):
     admin: bool
     userid: int | None
     retry_after: float
+
+
+REJECTED_LOGIN: Final = LoginOutcome(REJECTED, "", False, None, 0.0)
+"""A login that opened nothing: a wrong name or password, and, in the framework
+integrations, a name or password too malformed to be anyone's."""
 
 
 class CheckResult(NamedTuple):

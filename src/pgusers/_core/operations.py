@@ -44,6 +44,7 @@ from pgusers._results import (
     NOT_FOUND,
     OK,
     REJECTED,
+    REJECTED_LOGIN,
     THROTTLED,
     Account,
     ApiKey,
@@ -69,7 +70,6 @@ API_KEY_SCOPES: Final = ("admin", "check")
 MAX_API_KEY_NAME: Final = 100
 MAX_PAGE: Final = 1000
 ACCOUNT_FILTERS: Final = ("admin", "disabled", "verified", "throttled")
-FAILED_ATTEMPT: Final = LoginOutcome(REJECTED, "", False, None, 0.0)
 SUBJECT_PREFIXES: Final = {
     "name_prefix": queries.NAME_SUBJECT,
     "source_prefix": queries.SOURCE_SUBJECT,
@@ -468,7 +468,7 @@ class Core:
         if not verdict.matches:
             query = self._sql(queries.RECORD_FAILURE, restart=queries.COUNT_RESTARTS, **LOGS)
             yield from self._logged(query, params)
-            return FAILED_ATTEMPT
+            return REJECTED_LOGIN
         if disabled:
             refused = {"kind": "login.failed", "detail": Jsonb({"reason": "disabled"})}
             yield from self._logged(self._sql(queries.RECORD_EVENT, **LOGS), params | refused)
@@ -488,13 +488,13 @@ class Core:
         try:
             row = yield from self._logged(self._sql(queries.OPEN_SESSION, **LOGS), params)
         except pgerrors.ForeignKeyViolation:  # the user was deleted meanwhile
-            return FAILED_ATTEMPT
+            return REJECTED_LOGIN
         assert row is not None  # the statement always returns one row
         opened, admin = row
         if not opened:
             # While the password was verified, it changed, or the user's sessions were
             # ended: this login belongs to the past.
-            return FAILED_ATTEMPT
+            return REJECTED_LOGIN
         return LoginOutcome(OK, key, bool(admin), userid, 0.0)
 
     @retry_safe

@@ -29,7 +29,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.functional import SimpleLazyObject
 
 from pgusers._errors import BadCallError
-from pgusers._results import OK, Status
+from pgusers._results import OK, REJECTED_LOGIN, Status
 from pgusers._userspace import UserSpace
 from pgusers.integrations._common import COOKIE_NAME, cookie_flags, user_agent
 
@@ -193,7 +193,7 @@ class PgUsersBackend:
         try:
             outcome = userspace().login(username, password, source=source, user_agent=agent)
         except BadCallError:  # a name or password that cannot be anyone's
-            return None
+            outcome = REJECTED_LOGIN
         if request is not None:
             request.pgusers_outcome = outcome
         if outcome.status != OK or outcome.userid is None:
@@ -263,10 +263,14 @@ def pgusers_login(
     """Log in through ``authenticate()``; on success set the session cookie on
     ``response`` and ``request.user``, and return the user. On failure return None:
     ``request.pgusers_outcome`` (a ``LoginOutcome``) then says why, with the seconds
-    to wait when the login was throttled."""
+    to wait when the login was throttled. The session the request's cookie held, if
+    any, ends when the new one replaces it."""
     user = authenticate(request, username=username, password=password)
     if not isinstance(user, PgUser) or user.key is None:
         return None
+    replaced = request.COOKIES.get(_setting("COOKIE_NAME"))
+    if replaced:
+        userspace()._end_key_session(replaced)
     flags = cookie_flags(userspace().ttl, secure=_setting("COOKIE_SECURE"))
     response.set_cookie(_setting("COOKIE_NAME"), user.key, **flags)
     request.user = user

@@ -23,7 +23,8 @@ from typing import Any
 from flask import Flask, Response, after_this_request, current_app, request
 from flask_login import LoginManager, UserMixin
 
-from pgusers._results import OK, LoginOutcome, Status
+from pgusers._errors import BadCallError
+from pgusers._results import OK, REJECTED_LOGIN, LoginOutcome, Status
 from pgusers._userspace import UserSpace
 from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope, user_agent
 
@@ -111,17 +112,27 @@ class PgUsers:
         """Log in with the client's address and user agent; on success the response
         sets the session cookie (``current_user`` follows from the next request).
         Returns the ``LoginOutcome``: ``status`` says ``OK``, ``REJECTED``,
-        ``DISABLED`` or ``THROTTLED`` (with ``retry_after`` seconds)."""
+        ``DISABLED`` or ``THROTTLED`` (with ``retry_after`` seconds); a name or
+        password too malformed to be anyone's is ``REJECTED`` too. The session the
+        request's cookie held, if any, ends when the new one replaces it."""
         space = self.userspace
-        outcome = space.login(
-            username,
-            password,
-            source=request.remote_addr,
-            user_agent=user_agent(request.headers.get("User-Agent")),
-            extra_data=extra_data,
-        )
+        try:
+            outcome = space.login(
+                username,
+                password,
+                source=request.remote_addr,
+                user_agent=user_agent(request.headers.get("User-Agent")),
+                extra_data=extra_data,
+            )
+        except BadCallError:
+            if extra_data is not None:  # the caller's own data: its mistake, said as such
+                raise
+            return REJECTED_LOGIN
         if outcome.status == OK:
             config = current_app.config
+            replaced = request.cookies.get(config["PGUSERS_COOKIE_NAME"])
+            if replaced:
+                space._end_key_session(replaced)
             flags = cookie_flags(space.ttl, secure=config["PGUSERS_COOKIE_SECURE"])
 
             @after_this_request

@@ -30,7 +30,8 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from pgusers._aio import AsyncUserSpace, Opener, PerLoop
-from pgusers._results import DISABLED, OK, THROTTLED, LoginOutcome, Status
+from pgusers._errors import BadCallError
+from pgusers._results import DISABLED, OK, REJECTED_LOGIN, THROTTLED, LoginOutcome, Status
 from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope, user_agent
 
 __all__ = [
@@ -173,19 +174,24 @@ async def login(
 ) -> LoginOutcome:
     """Log in with the client's address and user agent, and set the session cookie.
 
-    A wrong name or password raises 401, a disabled account 403, a throttled login
-    429 with ``Retry-After``; a name or password pgusers refuses as malformed
-    raises ``BadCallError``.
+    A wrong name or password raises 401 (so does one too malformed to be anyone's),
+    a disabled account 403, a throttled login 429 with ``Retry-After``. The session
+    the request's cookie held, if any, ends when the new one replaces it.
     """
     pgusers = _pgusers(request)
     space = await pgusers.userspace()
-    outcome = await space.login(
-        username,
-        password,
-        source=request.client.host if request.client else None,
-        user_agent=user_agent(request.headers.get("user-agent")),
-        extra_data=extra_data,
-    )
+    try:
+        outcome = await space.login(
+            username,
+            password,
+            source=request.client.host if request.client else None,
+            user_agent=user_agent(request.headers.get("user-agent")),
+            extra_data=extra_data,
+        )
+    except BadCallError:
+        if extra_data is not None:  # the caller's own data: its mistake, said as such
+            raise
+        outcome = REJECTED_LOGIN
     if outcome.status == THROTTLED:
         wait = str(max(1, math.ceil(outcome.retry_after)))
         raise HTTPException(429, "too many failed logins", {"Retry-After": wait})
@@ -193,6 +199,9 @@ async def login(
         raise HTTPException(403, "this account is disabled")
     if outcome.status != OK:
         raise HTTPException(401, "wrong username or password")
+    replaced = request.cookies.get(pgusers.cookie_name)
+    if replaced:
+        await space._end_key_session(replaced)
     response.set_cookie(
         pgusers.cookie_name, outcome.key, **cookie_flags(space.ttl, secure=pgusers.secure)
     )
