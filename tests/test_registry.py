@@ -99,7 +99,7 @@ def test_conflicting_options_for_an_open_userspace(usp, open_userspace, dsn, sch
 
 def test_opening_without_a_serializer_never_gives_a_pickling_userspace(open_userspace, dsn, schema):
     with open_userspace(conninfo=dsn, schema=schema, serializer="pickle", hasher=FAST_HASHER):
-        with pytest.raises(BadCallError, match="serializer and the hasher are never taken over"):
+        with pytest.raises(BadCallError, match="decide security are never taken over"):
             open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
         with pytest.raises(BadCallError, match="another serializer"):
             open_userspace(conninfo=dsn, schema=schema, serializer="json", hasher=FAST_HASHER)
@@ -114,6 +114,40 @@ def test_opening_without_a_hasher_never_gives_one_with_other_parameters(
     assert unwrap(open_userspace(conninfo=dsn, schema=schema, hasher=same_parameters)) is unwrap(
         usp
     )
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [
+        ("sslmode", "verify-full"),
+        ("sslrootcert", "/etc/ssl/certs/other.pem"),
+        ("channel_binding", "require"),
+        ("options", "-c search_path=elsewhere"),
+        ("target_session_attrs", "read-write"),
+    ],
+)
+def test_a_security_parameter_is_never_taken_over_from_an_open_userspace(
+    usp, open_userspace, dsn, schema, parameter, value
+):
+    with pytest.raises(BadCallError, match=f"another {parameter};"):
+        open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, **{parameter: value})
+
+
+def test_a_security_parameter_left_out_is_no_match_for_one_given(open_userspace, dsn, schema):
+    with open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, sslmode="disable"):
+        with pytest.raises(BadCallError, match="another sslmode"):
+            open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+
+
+def test_defaults_given_explicitly_are_the_same_userspace(open_userspace, dsn, sql_conn):
+    try:
+        with open_userspace(conninfo=dsn, hasher=FAST_HASHER) as first:
+            again = open_userspace(
+                conninfo=dsn, schema="pgusers", hasher=FAST_HASHER, pool_min=1, serializer="json"
+            )
+            assert unwrap(again) is unwrap(first)
+    finally:
+        sql_conn.execute("DROP SCHEMA IF EXISTS pgusers CASCADE")
 
 
 def test_close_is_idempotent_and_reopening_works(open_userspace, dsn, schema):

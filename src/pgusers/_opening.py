@@ -51,7 +51,7 @@ class Opening:
         where, core, space_key = prepare(options, dbname, conninfo, conn_kwargs)
         key = cls._registry_key(space_key)
         space: Self = cls._registry.get_or_open(
-            key, options, lambda: cls._open_new(where, options, core, key)
+            key, options, where, lambda: cls._open_new(where, options, core, key)
         )
         return space
 

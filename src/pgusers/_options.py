@@ -15,6 +15,9 @@ from pgusers._errors import BadCallError
 POOL_NAME_PREFIX: Final = "pgusers "
 """How the names of pgusers' connection pools begin (psycopg_pool logs by name)."""
 
+DEFAULT_BACKSTOP: Final = 2.0
+POOL_SETTING: Final = {"pool_min": "min_size", "pool_max": "max_size", "pool_timeout": "timeout"}
+
 SECURITY_OPTIONS: Final = frozenset({"serializer", "hasher"})
 """Options compared with an open userspace's even when not given."""
 
@@ -71,11 +74,21 @@ class Options:
             target.resolve(None, self.listen_conninfo, {})  # checked like any conninfo
 
     def _in_force(self, name: str) -> object:
+        """An option's value with its default applied, so that giving the default
+        explicitly is no conflict with leaving it out."""
         value = getattr(self, name)
         if name == "serializer":
             return value or "json"
         if name == "hasher":
             return parameters(value or PasswordHasher())
+        if name == "schema":
+            return value or "pgusers"
+        if name in ("pool_min", "pool_max", "pool_timeout"):
+            return self.pool_settings()[POOL_SETTING[name]]
+        if name == "session_cache":
+            return bool(value)
+        if name == "cache_backstop":
+            return value or DEFAULT_BACKSTOP
         return value
 
     def conflicts(self, other: "Options") -> list[str]:
@@ -90,7 +103,9 @@ class Options:
 
     def make_core(self) -> Core:
         """Return the core these options describe."""
-        cache = SessionCache(self.cache_backstop or 2.0) if self.session_cache else None
+        cache = (
+            SessionCache(self.cache_backstop or DEFAULT_BACKSTOP) if self.session_cache else None
+        )
         return Core(
             self.schema or "pgusers",
             Codec(self.serializer or "json"),

@@ -17,6 +17,34 @@ IDENTITY: Final = ("host", "hostaddr", "port", "dbname", "user", "service")
 service names its server in a file libpq reads at connect time, so the service name
 itself is part of the identity."""
 
+SECURITY_PARAMETERS: Final = frozenset(
+    {
+        "password",
+        "passfile",
+        "sslmode",
+        "sslnegotiation",
+        "sslrootcert",
+        "sslcert",
+        "sslkey",
+        "sslpassword",
+        "sslcrl",
+        "sslcrldir",
+        "ssl_min_protocol_version",
+        "ssl_max_protocol_version",
+        "requirepeer",
+        "require_auth",
+        "channel_binding",
+        "gssencmode",
+        "krbsrvname",
+        "options",
+        "target_session_attrs",
+    }
+)
+"""The libpq parameters that decide how safely, as whom or to which server a connection
+is made: an open userspace's are compared with a new caller's even when the caller
+does not give them, so that nobody asking for ``sslmode=verify-full`` gets a userspace
+that connects without it."""
+
 DRIVER_OPTIONS: Final = frozenset({"prepare_threshold"})
 """psycopg connection options that are not libpq parameters but may be passed on."""
 
@@ -65,6 +93,20 @@ class Target:
         host, hostaddr, port, dbname, user, service = self.identity
         where = f"{user}@{host or hostaddr or 'local socket'}:{port}/{dbname}"
         return f"{where} (service {service})" if service else where
+
+
+def differences(given: Target, opened: Target) -> list[str]:
+    """The connection parameters in which ``given`` differs from ``opened`` (an open
+    userspace's), libpq's defaults applied: the ones given, and every one of
+    :data:`SECURITY_PARAMETERS` whether given or not."""
+    mine, theirs = conninfo_to_dict(given.conninfo), conninfo_to_dict(opened.conninfo)
+    defaults = _libpq_defaults()
+
+    def in_force(parameters: dict[str, Any], name: str) -> str:
+        return str(parameters.get(name) or defaults.get(name) or "")
+
+    names = mine.keys() | (SECURITY_PARAMETERS & (mine.keys() | theirs.keys()))
+    return sorted(name for name in names if in_force(mine, name) != in_force(theirs, name))
 
 
 def _libpq_defaults() -> dict[str, str]:
