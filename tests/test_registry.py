@@ -134,9 +134,11 @@ def test_a_security_parameter_is_never_taken_over_from_an_open_userspace(
 
 
 def test_a_security_parameter_left_out_is_no_match_for_one_given(open_userspace, dsn, schema):
-    with open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, sslmode="disable"):
-        with pytest.raises(BadCallError, match="another sslmode"):
-            open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+    with (
+        open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, sslmode="disable"),
+        pytest.raises(BadCallError, match="another sslmode"),
+    ):
+        open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
 
 
 def test_defaults_given_explicitly_are_the_same_userspace(open_userspace, dsn, sql_conn):
