@@ -417,3 +417,37 @@ def test_set_session_data_works_once_keys_are_stored_hashed(usp, ada):
     usp.set_session_key_storage("hashed")
     assert usp.set_session_data(key, [1, 2]) == OK
     assert usp.check_key(key).extra_data == [1, 2]
+
+
+def test_a_login_past_the_per_user_cap_ends_the_oldest_sessions(usp, clock):
+    usp.create_user("ada", "s3cret", "ada@example.com")
+    usp.set_sessions_per_user(3)
+    keys = []
+    for _ in range(5):
+        keys.append(usp.validate_user("ada", "s3cret")[0])
+        clock.advance(1)
+    assert [usp.check_key(key)[0] for key in keys] == [
+        pgusers.NOT_FOUND,
+        pgusers.NOT_FOUND,
+        pgusers.OK,
+        pgusers.OK,
+        pgusers.OK,
+    ]
+    ended = [e for e in usp.events(kinds="session.ended") if e.detail["how"] == "sessions_per_user"]
+    assert [e.detail["count"] for e in ended] == [1, 1]
+
+
+def test_sessions_per_user_defaults_to_100_and_none_lifts_it(usp, sql_conn, schema):
+    usp.create_user("ada", "s3cret", "ada@example.com")
+    limit = sql_conn.execute(f"SELECT sessions_per_user FROM {schema}.settings").fetchone()[0]
+    assert limit == 100
+    usp.set_sessions_per_user(None)
+    for _ in range(3):
+        usp.validate_user("ada", "s3cret")
+    assert len(list(usp.list_sessions(usp.find_user("ada")["userid"]))) == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "3", True, 100_001])
+def test_set_sessions_per_user_refuses_bad_values(usp, bad):
+    with pytest.raises(pgusers.BadCallError):
+        usp.set_sessions_per_user(bad)

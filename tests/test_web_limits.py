@@ -111,3 +111,24 @@ def test_a_user_agent_with_control_characters_is_recorded_without_them(client, s
     assert answer.status_code == 200
     [session] = space.sessions(userid)
     assert session.user_agent == "agent[2J/1.0"
+
+
+def test_an_anonymous_login_may_give_only_a_few_kib_of_session_data(client, space):
+    space.create_user("ada", "s3cret-pw", "ada@example.com")
+    body = {"username": "ada", "password": "s3cret-pw", "extra_data": "x" * 5000}
+    answer = client.post("/v1/login", json=body)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (413, "too_large")
+    assert list(space.sessions(space.find_user("ada")["userid"])) == []
+    body["extra_data"] = "x" * 3000
+    assert client.post("/v1/login", json=body).status_code == 200
+
+
+def test_an_admin_sets_the_sessions_per_user_cap(client, space, admin_key):
+    answer = client.patch(
+        "/v1/admin/settings", json={"sessions_per_user": 5}, headers=bearer(admin_key)
+    )
+    assert answer.json()["sessions_per_user"] == 5
+    answer = client.patch(
+        "/v1/admin/settings", json={"sessions_per_user": 0}, headers=bearer(admin_key)
+    )
+    assert answer.json()["sessions_per_user"] is None

@@ -253,6 +253,12 @@ class AsyncUserSpace(Opening):
         """See :meth:`pgusers.UserSpace._end_key_session`."""
         return await self._driver.run(self._core.end_key_session, key)
 
+    async def set_sessions_per_user(self, count: int | None) -> None:
+        """Set how many sessions one user may have at once (100 by default; None: no
+        limit). A login past it ends that user's oldest sessions, so that no account,
+        however often it logs in, fills the database. Stored in the database."""
+        await self._driver.run(self._core.set_sessions_per_user, count)
+
     async def set_session_max_age(self, secs: float | None) -> None:
         """See :meth:`pgusers.UserSpace.set_session_max_age`."""
         await self._driver.run(self._core.set_session_max_age, secs)

@@ -161,6 +161,7 @@ class Settings(NamedTuple):
     source_limit: int
     source_window: float
     source_block: float
+    sessions_per_user: int | None = None
 
 
 class ImportReport(NamedTuple):

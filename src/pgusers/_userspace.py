@@ -286,6 +286,12 @@ class UserSpace(Opening):
         database, so every process follows it; it applies to existing sessions too."""
         self._driver.run(self._core.set_session_max_age, secs)
 
+    def set_sessions_per_user(self, count: int | None) -> None:
+        """Set how many sessions one user may have at once (100 by default; None: no
+        limit). A login past it ends that user's oldest sessions, so that no account,
+        however often it logs in, fills the database. Stored in the database."""
+        self._driver.run(self._core.set_sessions_per_user, count)
+
     def set_session_key_storage(
         self, mode: str, *, progress: Callable[[int], object] | None = None
     ) -> int:

@@ -605,6 +605,11 @@ class Core:
         return self._change(*self._setting("session_max_age", "session_max_age", seconds))
 
     @retry_safe
+    def set_sessions_per_user(self, count: object) -> Operation[None]:
+        most = None if count is None else checks.count(count, "sessions_per_user", 1, 100_000)
+        return self._change(*self._setting("sessions_per_user", "sessions_per_user", most))
+
+    @retry_safe
     def set_event_retention(self, days: object) -> Operation[None]:
         kept = checks.optional_seconds(days, "retention", MAX_RETENTION_DAYS, "days")
         return self._change(*self._setting("event_retention", "event_retention_days", kept))

@@ -216,7 +216,8 @@ SLIDE_SESSION: Final = """
 """
 REMOVE_SESSION: Final = "DELETE FROM {schema}.sessions WHERE key = session_key RETURNING true"
 
-# Version 8: an API key acts with the current rights of the user who made it
+# Version 8: a user has at most sessions_per_user sessions (NULL: no limit), a login
+# past it ending the oldest; and an API key acts with the current rights of the user who made it
 # (maker_userid; NULL for a key the operator made on the command line). Keys made
 # before are given their maker from the actor that made them: a user's session, the
 # console, or another key (whose maker it inherits).
@@ -226,6 +227,8 @@ MIGRATION_8: Final = """
     SET maker_userid = substring(created_by FROM '^(?:console:)?user:([0-9]{{1,18}})$')::bigint;
     UPDATE {schema}.api_keys k SET maker_userid = p.maker_userid
     FROM {schema}.api_keys p WHERE k.created_by = 'apikey:' || p.key_id;
+    ALTER TABLE {schema}.settings
+        ADD COLUMN sessions_per_user integer DEFAULT 100 CHECK (sessions_per_user > 0);
 """
 
 SCHEMA_VERSION_TABLE: Final = "SELECT to_regclass(%s) IS NOT NULL"
@@ -754,6 +757,16 @@ OPEN_SESSION: Final = """
         WHERE u.userid = %(userid)s AND u.password_hash = %(old_hash)s AND NOT u.disabled
           AND u.generation = %(user_generation)s AND t.generation = %(space_generation)s
         RETURNING userid, session_id
+    ), capped AS (  -- past the cap, the oldest sessions make room for the new one
+        DELETE FROM {schema}.sessions WHERE key IN (
+            SELECT r.key FROM (
+                SELECT s.key, row_number() OVER (
+                           ORDER BY s.created_at DESC, s.session_id DESC) AS newer
+                FROM {schema}.sessions s WHERE s.userid = (SELECT userid FROM opened)
+            ) r CROSS JOIN {settings} t
+            WHERE r.newer >= t.sessions_per_user
+        )
+        RETURNING userid
     ), cleared AS (  -- a success clears the name's failures
         DELETE FROM {schema}.login_failures
         WHERE subject = %(name_subject)s AND EXISTS (SELECT 1 FROM opened)
@@ -762,6 +775,10 @@ OPEN_SESSION: Final = """
                jsonb_strip_nulls(jsonb_build_object('user_agent', %(user_agent)s::text))
                    AS detail
         FROM opened
+        UNION ALL
+        SELECT 'session.ended', min(userid), NULL,
+               jsonb_build_object('how', 'sessions_per_user', 'count', count(*))
+        FROM capped HAVING count(*) > 0
         UNION ALL
         SELECT 'login.failed', %(userid)s::bigint, NULL,
                jsonb_build_object('reason', 'sessions ended meanwhile')
@@ -997,6 +1014,7 @@ SETTING_COLUMNS: Final = {
     "session_ttl": "session_ttl",
     "session_max_age": "session_max_age",
     "event_retention": "event_retention",
+    "sessions_per_user": "sessions_per_user",
 }
 
 # Switching to hashed keys: under a SHARE lock on sessions, which waits for every
@@ -1346,6 +1364,6 @@ ADMIN_USERS_BY: Final = {
 
 READ_SETTINGS: Final = """
     SELECT session_ttl, session_max_age, key_storage, event_retention, free_failures,
-           max_backoff, source_limit, source_window, source_block
+           max_backoff, source_limit, source_window, source_block, sessions_per_user
     FROM {schema}.settings
 """

@@ -6,6 +6,7 @@ API key made with ``pgusers apikey create`` (scope ``admin``: everything but a
 user's own sessions; scope ``check``: ``POST /v1/check`` only).
 """
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
@@ -187,6 +188,7 @@ class SettingsBody(Body):
     session_max_age: float | None = Field(None, description="0 removes the maximum age")
     key_storage: Literal["hashed"] | None = None
     event_retention: float | None = Field(None, description="days; 0 keeps events forever")
+    sessions_per_user: int | None = Field(None, description="0 removes the limit")
     free_failures: int | None = None
     max_backoff: float | None = None
     source_limit: int | None = None
@@ -212,7 +214,11 @@ router = APIRouter(prefix="/v1")
 @router.post("/login", tags=["sessions"])
 async def login(body: LoginBody, request: Request, space: Space) -> dict[str, Any]:
     """Log in: a new session key, or 401 (wrong name or password), 403 (disabled
-    account), 429 (throttled, with Retry-After)."""
+    account), 429 (throttled, with Retry-After). ``extra_data``, the new session's
+    data, may take at most the service's ``max_session_data`` bytes as JSON."""
+    limit = service_of(request).max_session_data
+    if body.extra_data is not None and len(json.dumps(body.extra_data).encode()) > limit:
+        raise ApiError(413, "too_large", f"extra_data takes more than {limit} bytes as JSON")
     outcome = await space.login(
         body.username,
         body.password,
@@ -537,6 +543,8 @@ async def change_settings(
             await space.set_session_max_age(body.session_max_age or None)
         if "event_retention" in given:
             await space.set_event_retention(body.event_retention or None)
+        if "sessions_per_user" in given:
+            await space.set_sessions_per_user(body.sessions_per_user or None)
         policy = {
             name: getattr(body, name)
             for name in POLICY

@@ -103,6 +103,7 @@ def create_app(
     secret: bytes | None = None,
     api_key_cache: float = 5.0,
     max_body: int = MAX_BODY,
+    max_session_data: int = 4096,
 ) -> FastAPI:
     """Return the service as an ASGI application.
 
@@ -120,11 +121,18 @@ def create_app(
     revoke``) may work that long in this one; 0 asks every time.
     ``max_body`` is the most bytes a request's body may take: a larger one is
     refused with 413 before it is parsed, by its ``Content-Length`` or as it streams.
+    ``max_session_data`` is the most bytes (as JSON) of the data an anonymous caller
+    of ``POST /v1/login`` may give its new session.
     """
-    if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
-        raise BadCallError("max_body must be a positive number of bytes")
+    for name, value in (("max_body", max_body), ("max_session_data", max_session_data)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadCallError(f"{name} must be a positive number of bytes")
     service = Service(
-        PerLoop(userspace), registration, secret or secrets.token_bytes(32), api_key_cache
+        PerLoop(userspace),
+        registration,
+        secret or secrets.token_bytes(32),
+        api_key_cache,
+        max_session_data,
     )
 
     @contextlib.asynccontextmanager

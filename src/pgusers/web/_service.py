@@ -104,6 +104,7 @@ class Service:
     registration: bool
     secret: bytes
     api_key_cache: float
+    max_session_data: int = 4096
     setup: SetupLink | None = None
     _api_keys: dict[bytes, tuple[ApiKeyGrant, float]] = field(default_factory=dict, repr=False)
 
