@@ -7,6 +7,7 @@ directory.
 """
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -200,3 +201,48 @@ def test_writes_need_a_password_entered_in_the_last_ten_minutes(page, space, roo
     expect(page.get_by_role("heading", name="ada")).to_be_visible()
     page.get_by_role("button", name="Disable").click()
     expect(page.get_by_role("status")).to_have_text("User disabled.")
+
+
+def test_a_sibling_subdomain_cannot_forge_a_console_write(app, space, root):
+    """evil.pgusers.test plants a CSRF seed cookie for the parent domain, with a token
+    made for that seed by the console's own login page, and posts a form that would
+    make its user an administrator on admin.pgusers.test, where root is signed in."""
+    from urllib.parse import urlsplit
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium executable (apt-get install chromium)")
+    mallory = space.create_user("mallory", "m4llory-pw", "mallory@example.com")
+    with served(app) as console_url:
+        console = f"http://admin.pgusers.test:{urlsplit(console_url).port}"
+        login_page = httpx.get(f"{console_url}/console/login")
+        seed = login_page.cookies["pgusers_console_csrf"]
+        token = re.search(r'name="csrf" value="([0-9a-f]+)"', login_page.text).group(1)
+        attack = f"""<!doctype html><body>
+            <form method="post" action="{console}/console/users/{mallory}/admin">
+              <input name="csrf" value="{token}"><input name="value" value="true">
+            </form>
+            <script>
+              document.cookie = "pgusers_console_csrf={seed}; domain=pgusers.test; path=/console";
+              document.forms[0].submit();
+            </script>"""
+        evil_app = Starlette(routes=[Route("/", lambda request: HTMLResponse(attack))])
+        with served(evil_app) as evil_url, playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=["--host-resolver-rules=MAP *.pgusers.test 127.0.0.1"],
+            )
+            try:
+                page = browser.new_context(base_url=console).new_page()
+                log_in(page)
+                expect(page).to_have_url(f"{console}/console/users")
+                page.goto(f"http://evil.pgusers.test:{urlsplit(evil_url).port}/")
+                page.wait_for_url(lambda url: url.startswith(console))
+            finally:
+                browser.close()
+    assert not space.is_admin(mallory)

@@ -56,17 +56,20 @@ def flags_of(header):
 def test_console_cookies_are_httponly_strict_and_secure_unless_loopback_http(
     app, root, base_url, secure
 ):
+    https = base_url.startswith("https")
+    # Over HTTPS, __Host- cookies: only this host can set them (Secure, path /, no Domain).
+    prefix, path = ("__Host-", "path=/") if https else ("", "path=/console")
     with client_at(app, base_url) as client:
         form = client.get("/console/login")
-        flags = flags_of(cookie_header(form, "pgusers_console_csrf"))
-        assert {"httponly", "samesite=strict", "path=/console"} <= flags
+        flags = flags_of(cookie_header(form, f"{prefix}pgusers_console_csrf"))
+        assert {"httponly", "samesite=strict", path} <= flags
         assert ("secure" in flags) is secure
         if base_url.startswith("http://10."):
             return  # a Secure cookie does not come back over plain HTTP: no login here
         answer = log_in(client)
     assert answer.status_code == 303
-    flags = flags_of(cookie_header(answer, "pgusers_console"))
-    assert {"httponly", "samesite=strict", "path=/console"} <= flags
+    flags = flags_of(cookie_header(answer, f"{prefix}pgusers_console"))
+    assert {"httponly", "samesite=strict", path} <= flags
     assert ("secure" in flags) is secure
 
 
@@ -240,3 +243,66 @@ def test_a_console_session_key_is_refused_by_the_api(app, root):
         )
     assert answer.status_code == 401
     assert answer.json()["error"]["message"] == "a console session is for the console only"
+
+
+def mallory_and_a_signed_in_root(app, space):
+    mallory = space.create_user("mallory", "m4llory-pw", "mallory@example.com")
+    client = client_at(app, "http://127.0.0.1")
+    log_in(client)
+    return mallory, client
+
+
+def test_a_write_from_another_site_is_refused_by_sec_fetch_site(app, space, root):
+    mallory, client = mallory_and_a_signed_in_root(app, space)
+    with client:
+        token = csrf_of(client.get("/console/users"))
+        answer = client.post(
+            f"/console/users/{mallory}/admin",
+            data={"csrf": token, "value": "true"},
+            headers={"sec-fetch-site": "same-site"},
+        )
+    assert answer.status_code == 403
+    assert not space.is_admin(mallory)
+
+
+def test_a_write_from_another_origin_is_refused(app, space, root):
+    mallory, client = mallory_and_a_signed_in_root(app, space)
+    with client:
+        token = csrf_of(client.get("/console/users"))
+        answer = client.post(
+            f"/console/users/{mallory}/admin",
+            data={"csrf": token, "value": "true"},
+            headers={"origin": "http://evil.example"},
+        )
+    assert answer.status_code == 403
+    assert not space.is_admin(mallory)
+
+
+def test_a_token_made_for_a_seed_is_refused_once_signed_in(app, space, root):
+    mallory, client = mallory_and_a_signed_in_root(app, space)
+    with client, client_at(app, "http://127.0.0.1") as stranger:
+        session = client.cookies["pgusers_console"]
+        form = stranger.get("/console/login")
+        seed, token = form.cookies["pgusers_console_csrf"], csrf_of(form)
+        stranger.cookies.clear()
+        answer = stranger.post(
+            f"/console/users/{mallory}/admin",
+            data={"csrf": token, "value": "true"},
+            headers={"cookie": f"pgusers_console={session}; pgusers_console_csrf={seed}"},
+        )
+    assert answer.status_code == 403
+    assert not space.is_admin(mallory)
+
+
+def test_two_cookies_of_one_name_are_refused(app, space, root):
+    mallory, client = mallory_and_a_signed_in_root(app, space)
+    with client:
+        token = csrf_of(client.get("/console/users"))
+        session = client.cookies["pgusers_console"]
+        answer = client.post(
+            f"/console/users/{mallory}/admin",
+            data={"csrf": token, "value": "true"},
+            headers={"cookie": f"pgusers_console={session}; pgusers_console=planted"},
+        )
+    assert answer.status_code == 400
+    assert not space.is_admin(mallory)

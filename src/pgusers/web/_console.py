@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -111,41 +111,117 @@ def secure(request: Request) -> bool:
         return server is None or server[0] != "localhost"
 
 
+class TwoCookiesError(RefusedError):
+    """A request with two console cookies of one name."""
+
+
+def cookie_name(request: Request, name: str) -> str:
+    """A console cookie's name: over HTTPS with the ``__Host-`` prefix, which the
+    browser keeps only as set by this very host (Secure, path /, no Domain), so that a
+    sibling subdomain cannot plant a cookie of that name for it."""
+    return f"__Host-{name}" if request.url.scheme == "https" else name
+
+
+def cookie_path(request: Request) -> str:
+    return "/" if request.url.scheme == "https" else "/console"
+
+
 def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
     response.set_cookie(
-        name, value, path="/console", httponly=True, samesite="strict", secure=secure(request)
+        cookie_name(request, name),
+        value,
+        path=cookie_path(request),
+        httponly=True,
+        samesite="strict",
+        secure=secure(request),
     )
 
 
-def csrf_token(request: Request, seed: str) -> str:
+def delete_cookie(request: Request, response: Response, name: str) -> None:
+    response.delete_cookie(cookie_name(request, name), path=cookie_path(request))
+
+
+def cookie(request: Request, name: str) -> str | None:
+    """The console cookie ``name`` of the request. Two cookies of one name (one set by
+    this host, one planted for a parent domain) are refused: which one a server reads
+    is not for the sender to choose."""
+    wanted = cookie_name(request, name)
+    found: list[str] = []
+    for header, value in request.scope["headers"]:
+        if header == b"cookie":
+            for pair in value.decode("latin-1").split(";"):
+                key, _, text = pair.strip().partition("=")
+                if key == wanted:
+                    found.append(text)
+    if len(found) > 1:
+        raise TwoCookiesError(
+            400, "This request carries two console cookies of one name. Clear this site's cookies."
+        )
+    return found[0] if found else None
+
+
+def csrf_token(request: Request, seed: str | None = None) -> str | None:
+    """The CSRF token this request's forms carry: derived from its console session
+    when it has one (which no other site can read or set), otherwise from the seed
+    cookie (the login and setup forms, before there is a session)."""
+    key = cookie(request, SESSION_COOKIE)
+    basis = f"session:{key}" if key else (f"seed:{seed}" if seed else None)
+    if basis is None:
+        return None
     secret = service_of(request).secret
-    return hmac.new(secret, seed.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(secret, basis.encode(), hashlib.sha256).hexdigest()
 
 
 def page(
     request: Request, template: str, context: dict[str, Any], status: int = 200
 ) -> HTMLResponse:
-    """Render a page, with a CSRF token for its forms (and the cookie it derives from)."""
-    seed = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+    """Render a page, with a CSRF token for its forms (and the cookie it derives from);
+    the page that refuses two cookies of one name has none."""
+    try:
+        given_seed = cookie(request, CSRF_COOKIE)
+        seed: str | None = given_seed or secrets.token_urlsafe(32)
+        token = csrf_token(request, seed)
+    except TwoCookiesError:
+        given_seed = seed = token = None
     said = DONE.get(request.query_params.get("done", ""))
     response = templates.TemplateResponse(
         request,
         template,
-        {"csrf": csrf_token(request, seed), "message": said, **context},
+        {"csrf": token, "message": said, **context},
         status_code=status,
     )
-    if request.cookies.get(CSRF_COOKIE) != seed:
+    if seed is not None and given_seed != seed:
         set_cookie(request, response, CSRF_COOKIE, seed)
     return response
 
 
+SAFE_FETCH_SITES: Final = frozenset({"same-origin", "none"})
+
+
+def same_origin(request: Request) -> bool:
+    """Whether a write comes from the console's own pages, by what the browser says
+    of it: ``Sec-Fetch-Site`` (same-origin, or typed by the user) and ``Origin`` (this
+    host; the console's ``no-referrer`` policy makes browsers send ``null`` for it
+    on its own forms, which says nothing). A browser that sends neither is judged by
+    the CSRF token alone."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site not in SAFE_FETCH_SITES:
+        return False
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null":
+        return urlsplit(origin).netloc == request.headers.get("host", "")
+    return True
+
+
 async def form_of(request: Request) -> dict[str, str]:
-    """The posted form, after its CSRF token is checked."""
+    """The posted form, after its origin and CSRF token are checked."""
+    if not same_origin(request):
+        raise RefusedError(403, "This form did not come from this console.")
     form = await request.form()
     fields = {name: value for name, value in form.items() if isinstance(value, str)}
-    seed = request.cookies.get(CSRF_COOKIE)
+    expected = csrf_token(request, cookie(request, CSRF_COOKIE))
     given = fields.get("csrf", "")
-    if not seed or not hmac.compare_digest(given, csrf_token(request, seed)):
+    if expected is None or not hmac.compare_digest(given, expected):
         raise RefusedError(403, "This form has expired or did not come from here. Reload it.")
     return fields
 
@@ -156,7 +232,7 @@ async def space_of(request: Request) -> AsyncUserSpace:
 
 async def admin_of(request: Request) -> Admin:
     """The administrator whose console session this is; otherwise to the login page."""
-    key = request.cookies.get(SESSION_COOKIE)
+    key = cookie(request, SESSION_COOKIE)
     space = await space_of(request)
     checked = await space.check_key(key) if key else None
     if (
@@ -267,7 +343,7 @@ async def logout(request: Request) -> Response:
     with acting_as(admin.actor, source=admin.source):
         await space._end_key_session(admin.key)
     response = RedirectResponse("/console/login", 303)
-    response.delete_cookie(SESSION_COOKIE, path="/console")
+    delete_cookie(request, response, SESSION_COOKIE)
     return response
 
 
