@@ -114,12 +114,20 @@ def test_a_reset_works_while_throttled_and_lifts_the_throttle(usp, ada, clock):
 def test_an_operator_clears_the_failures(usp, ada, clock):
     usp.set_login_policy(free_failures=1, max_backoff=3600, source_limit=1)
     fail(usp, "ada", 1, source="198.51.100.7")
-    assert usp.login("ada", "s3cret", source="198.51.100.9").status == THROTTLED
-    assert usp.clear_login_failures(username="ADA") == 1
     assert usp.login("ada", "s3cret", source="198.51.100.7").status == THROTTLED
+    # the name from every source, and the name from that source
+    assert usp.clear_login_failures(username="ADA") == 2
+    assert usp.login("ada", "s3cret", source="198.51.100.7").status == THROTTLED  # the source
     assert usp.clear_login_failures(source="198.51.100.7") == 1
     assert usp.login("ada", "s3cret", source="198.51.100.7").status == OK
     assert usp.clear_login_failures(username="ada", source="198.51.100.7") == 0
+
+
+def test_clearing_a_source_clears_every_names_count_from_it(usp, ada, clock):
+    usp.set_login_policy(free_failures=1, max_backoff=3600)
+    fail(usp, "ada", 1, source="198.51.100.7")
+    assert usp.clear_login_failures(source="198.51.100.7") == 2  # the source, the pair
+    assert usp.login("ada", "s3cret", source="198.51.100.7").status == OK
 
 
 def test_sixteen_threads_failing_at_once_are_all_counted(usp, ada, sql_conn, schema):
@@ -138,7 +146,11 @@ def test_sixteen_threads_failing_at_once_are_all_counted(usp, ada, sql_conn, sch
     counts = dict(
         sql_conn.execute(f"SELECT subject, failures FROM {schema}.login_failures").fetchall()
     )
-    assert counts == {"name:ada": 16, "source:198.51.100.7": 16}
+    assert counts == {
+        "name:ada": 16,
+        "pair:ada\x1f198.51.100.7": 16,
+        "source:198.51.100.7": 16,
+    }
 
 
 def test_stale_counts_are_removed_by_later_failures(usp, ada, sql_conn, schema, clock):
@@ -146,8 +158,10 @@ def test_stale_counts_are_removed_by_later_failures(usp, ada, sql_conn, schema, 
         fail(usp, f"user{number}", 1, source=f"198.51.100.{number}")
     clock.advance(86400 + 1)
     fail(usp, "ada", 1)
-    left = sql_conn.execute(f"SELECT subject FROM {schema}.login_failures").fetchall()
-    assert left == [("name:ada",)]
+    left = sql_conn.execute(
+        f"SELECT subject FROM {schema}.login_failures ORDER BY subject"
+    ).fetchall()
+    assert left == [("name:ada",), ("pair:ada\x1f",)]
 
 
 def test_the_policy_and_the_counts_are_shared_by_every_process(usp, ada, dsn, schema):
@@ -200,11 +214,45 @@ def test_login_failures_lists_names_and_sources_with_their_waits(usp, ada, clock
     usp.set_login_policy(free_failures=2, source_limit=5)
     fail(usp, "Ada", 2, source="198.51.100.7")
     rows = {(row.kind, row.subject): row for row in usp.login_failures()}
-    assert set(rows) == {("name", "ada"), ("source", "198.51.100.7")}
-    assert (rows["name", "ada"].failures, rows["name", "ada"].retry_after) == (
-        2,
-        pytest.approx(1, abs=0.01),
-    )
+    assert set(rows) == {
+        ("name", "ada"),
+        ("pair", "ada from 198.51.100.7"),
+        ("source", "198.51.100.7"),
+    }
+    pair = rows["pair", "ada from 198.51.100.7"]
+    assert (pair.failures, pair.retry_after) == (2, pytest.approx(1, abs=0.01))
+    assert rows["name", "ada"].retry_after == 0  # far below the ceiling
     assert rows["source", "198.51.100.7"].retry_after == 0
     clock.advance(86400 + 1)
     assert list(usp.login_failures()) == []
+
+
+def test_a_stranger_failing_slowly_never_locks_the_user_out(usp, ada, clock):
+    """The attacker works its count up, waiting out each back-off, then guesses once
+    every max_backoff (15 minutes): the user's correct password from another address
+    is never refused (before, 26 attempts of 26 were)."""
+    for _ in range(14):
+        fail(usp, "ada", 1, source="203.0.113.66")
+        clock.advance(901)
+    refused = 0
+    for _ in range(26):
+        fail(usp, "ada", 1, source="203.0.113.66")
+        clock.advance(60)
+        refused += usp.login("ada", "s3cret", source="198.51.100.7").status != OK
+        clock.advance(841)
+    assert refused == 0
+
+
+def test_many_sources_past_the_name_ceiling_slow_only_sources_that_failed(usp, ada, clock):
+    usp.set_login_policy(free_failures=2, max_backoff=3600, source_limit=1000)
+    for number in range(40):  # 2 x 20 failures, each source under its own limit
+        fail(usp, "ada", 1, source=f"203.0.113.{number}")
+    assert usp.login("ada", "s3cret", source="203.0.113.5").status == THROTTLED
+    assert usp.login("ada", "s3cret", source="198.51.100.7").status == OK
+
+
+def test_a_pair_backs_off_like_a_name_did(usp, ada, clock):
+    usp.set_login_policy(free_failures=2)
+    fail(usp, "ada", 2, source="203.0.113.9")
+    assert usp.login("ada", "s3cret", source="203.0.113.9").status == THROTTLED
+    assert usp.login("ada", "s3cret", source="203.0.113.10").status == OK

@@ -28,7 +28,12 @@ def browser():
     if CHROMIUM is None:
         pytest.skip("no chromium executable (apt-get install chromium)")
     with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        # Names under pgusers.test reach this machine, for the test of a sibling site.
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--host-resolver-rules=MAP *.pgusers.test 127.0.0.1"],
+        )
         yield launched
         launched.close()
 
@@ -203,7 +208,7 @@ def test_writes_need_a_password_entered_in_the_last_ten_minutes(page, space, roo
     expect(page.get_by_role("status")).to_have_text("User disabled.")
 
 
-def test_a_sibling_subdomain_cannot_forge_a_console_write(app, space, root):
+def test_a_sibling_subdomain_cannot_forge_a_console_write(browser, app, space, root):
     """evil.pgusers.test plants a CSRF seed cookie for the parent domain, with a token
     made for that seed by the console's own login page, and posts a form that would
     make its user an administrator on admin.pgusers.test, where root is signed in."""
@@ -214,8 +219,6 @@ def test_a_sibling_subdomain_cannot_forge_a_console_write(app, space, root):
     from starlette.responses import HTMLResponse
     from starlette.routing import Route
 
-    if CHROMIUM is None:
-        pytest.skip("no chromium executable (apt-get install chromium)")
     mallory = space.create_user("mallory", "m4llory-pw", "mallory@example.com")
     with served(app) as console_url:
         console = f"http://admin.pgusers.test:{urlsplit(console_url).port}"
@@ -231,18 +234,14 @@ def test_a_sibling_subdomain_cannot_forge_a_console_write(app, space, root):
               document.forms[0].submit();
             </script>"""
         evil_app = Starlette(routes=[Route("/", lambda request: HTMLResponse(attack))])
-        with served(evil_app) as evil_url, playwright_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=["--host-resolver-rules=MAP *.pgusers.test 127.0.0.1"],
-            )
+        with served(evil_app) as evil_url:
+            context = browser.new_context(base_url=console)
             try:
-                page = browser.new_context(base_url=console).new_page()
+                page = context.new_page()
                 log_in(page)
                 expect(page).to_have_url(f"{console}/console/users")
                 page.goto(f"http://evil.pgusers.test:{urlsplit(evil_url).port}/")
                 page.wait_for_url(lambda url: url.startswith(console))
             finally:
-                browser.close()
+                context.close()
     assert not space.is_admin(mallory)

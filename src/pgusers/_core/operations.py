@@ -72,8 +72,17 @@ MAX_PAGE: Final = 1000
 ACCOUNT_FILTERS: Final = ("admin", "disabled", "verified", "throttled")
 SUBJECT_PREFIXES: Final = {
     "name_prefix": queries.NAME_SUBJECT,
+    "pair_prefix": queries.PAIR_SUBJECT,
     "source_prefix": queries.SOURCE_SUBJECT,
 }
+
+
+def pair_subject(name_key: str, source: str | None) -> str:
+    """The failure count of a login name from one source (all that give none share
+    one)."""
+    return f"{queries.PAIR_SUBJECT}{name_key}{queries.PAIR_SEPARATOR}{source or ''}"
+
+
 TOKEN_LIFETIMES: Final = {
     "reset_password": 3600.0,
     "verify_email": 3 * 86400.0,
@@ -371,7 +380,7 @@ class Core:
             "purposes": ["reset_password"],
             "new_hash": None,
             "end_sessions": ending,
-            "name_prefix": queries.NAME_SUBJECT,
+            **SUBJECT_PREFIXES,
             **audit.parameters(time.time()),
         }
         return self._reset_password(text, secret, params)
@@ -453,6 +462,7 @@ class Core:
         params: dict[str, Any] = {
             "name_key": attempt.name_key,
             "name_subject": queries.NAME_SUBJECT + attempt.name_key,
+            "pair_subject": pair_subject(attempt.name_key, attempt.source),
             "source_subject": attempt.source and queries.SOURCE_SUBJECT + attempt.source,
             **SUBJECT_PREFIXES,
             **attempt.audit,
@@ -507,13 +517,14 @@ class Core:
     def clear_login_failures(self, username: object, source: object) -> Operation[int]:
         if username is None and source is None:
             raise BadCallError("give a username, a source, or both")
+        name_key = None if username is None else identities.username_key(username)
+        checked = None if source is None else checks.label(source, "source", MAX_SOURCE)
         params = {
-            "name_subject": None
-            if username is None
-            else queries.NAME_SUBJECT + identities.username_key(username),
-            "source_subject": None
-            if source is None
-            else queries.SOURCE_SUBJECT + checks.label(source, "source", MAX_SOURCE),
+            "name_key": name_key,
+            "source": checked,
+            "name_subject": name_key and queries.NAME_SUBJECT + name_key,
+            "source_subject": checked and queries.SOURCE_SUBJECT + checked,
+            **SUBJECT_PREFIXES,
             **audit.parameters(time.time()),
         }
         return self._count(self._sql(queries.CLEAR_LOGIN_FAILURES, **LOGS), params)
@@ -935,6 +946,9 @@ class Core:
 def _failure_row(row: tuple[str, int, datetime, float]) -> LoginFailureRow:
     subject, failures, last_at, retry_after = row
     kind, _, value = subject.partition(":")
+    if kind == "pair":  # a name from one source: "ada from 198.51.100.7"
+        name, _, source = value.partition(queries.PAIR_SEPARATOR)
+        value = f"{name} from {source or 'no source'}"
     return LoginFailureRow(kind, value, failures, last_at.timestamp(), retry_after)
 
 

@@ -380,18 +380,26 @@ FIND_USER: Final = """
 """
 
 # One row whether or not the user exists: the throttle is the same for both. It
-# answers how many seconds the login name or the source must still wait: a name
-# with free_failures or more failures (counted until a day passes without one)
-# waits from its last failure 1 s, doubled with each further failure, up to
-# max_backoff; a source with source_limit failures within source_window waits
-# source_block from its last failure. A throttled attempt is recorded here.
+# answers how many seconds this attempt must still wait. Failures are counted per
+# login name from this source (the pair), per login name from every source, and per
+# source (see RECORD_FAILURE). A pair with free_failures or more failures (counted
+# until a day passes without one) waits from its last failure 1 s, doubled with each
+# further failure, up to max_backoff. A name with NAME_CEILING times as many, from
+# all sources together, waits the same way, but only for sources that have failed
+# for that name themselves: a stranger's guesses never refuse the user's own correct
+# password from a source that never failed. A source with source_limit failures
+# within source_window waits source_block from its last failure. A throttled
+# attempt is recorded here.
 LOGIN_LOOKUP: Final = """
     WITH looked AS (
         SELECT u.userid, u.password_hash, u.generation AS user_generation,
                t.generation AS space_generation, u.disabled,
                greatest(0, extract(epoch FROM (
                    SELECT max({until}) FROM {schema}.login_failures f
-                   WHERE f.subject IN (%(name_subject)s, %(source_subject)s)
+                   WHERE f.subject IN (%(pair_subject)s, %(source_subject)s)
+                      OR (f.subject = %(name_subject)s AND EXISTS (
+                          SELECT 1 FROM {schema}.login_failures p
+                          WHERE p.subject = %(pair_subject)s))
                ) - to_timestamp(%(now)s)))::float8 AS wait,
                EXISTS (
                    SELECT 1 FROM {schema}.users
@@ -412,18 +420,43 @@ LOGIN_LOOKUP: Final = """
     FROM looked
 """
 
+NAME_SUBJECT: Final = "name:"
+PAIR_SUBJECT: Final = "pair:"
+SOURCE_SUBJECT: Final = "source:"
+"""How the failure counts of a login name, of a name from one source (``pair:`` name,
+the unit separator chr(31), source) and of a source are told apart in login_failures."""
+PAIR_SEPARATOR: Final = "\x1f"
+
+
+def failures_of_name(name: str) -> str:
+    """SQL: row ``f`` of login_failures counts against the login name ``name`` (an SQL
+    expression), from all sources or from one."""
+    return (
+        f"(f.subject = %(name_prefix)s || {name}"
+        f" OR starts_with(f.subject, %(pair_prefix)s || {name} || chr(31)))"
+    )
+
+
+NAME_CEILING: Final = 20
+"""How many times free_failures a login name may fail from all sources together
+before the sources that failed for it wait too."""
+
 THROTTLED_UNTIL: Final = """CASE
-    WHEN starts_with(f.subject, %(name_prefix)s) AND f.failures >= t.free_failures
+    WHEN starts_with(f.subject, %(pair_prefix)s) AND f.failures >= t.free_failures
     THEN f.last_at + make_interval(
         secs => least(power(2, greatest(f.failures - t.free_failures, 0)), t.max_backoff))
+    WHEN starts_with(f.subject, %(name_prefix)s) AND f.failures >= t.free_failures * {ceiling}
+    THEN f.last_at + make_interval(secs => least(
+        power(2, greatest(f.failures - t.free_failures * {ceiling}, 0)), t.max_backoff))
     WHEN starts_with(f.subject, %(source_prefix)s) AND f.failures >= t.source_limit
     THEN f.last_at + make_interval(secs => t.source_block)
-END"""
+END""".replace("{ceiling}", str(NAME_CEILING))
 """Until when the failures of row ``f`` throttle, under the policy in ``t``: LOGIN_LOOKUP's
 and LIST_LOGIN_FAILURES' {until}."""
 
-# A failed login counts once against its name and once against its source, each in
-# one atomic upsert, so failures at the same moment are all counted. A name's count
+# A failed login counts once against its name from its source, once against its
+# name, and once against its source, each in one atomic upsert, so failures at the
+# same moment are all counted. A name's count
 # starts again after a day without failures, a source's when its window has passed.
 # Rows a day past their last failure no longer throttle anything (the policy's
 # durations are at most a day) and go, a few at a time, as part of this statement.
@@ -435,7 +468,9 @@ RECORD_FAILURE: Final = """
     ), counted AS (
         INSERT INTO {schema}.login_failures AS f (subject, failures, window_start, last_at)
         SELECT subject, 1, p.now, p.now
-        FROM policy p, unnest(ARRAY[%(name_subject)s, %(source_subject)s]::text[]) AS subject
+        FROM policy p,
+             unnest(ARRAY[%(pair_subject)s, %(name_subject)s, %(source_subject)s]::text[])
+                 AS subject
         WHERE subject IS NOT NULL
         ON CONFLICT (subject) DO UPDATE SET
             failures = CASE WHEN {restart} THEN 1 ELSE f.failures + 1 END,
@@ -461,10 +496,15 @@ COUNT_RESTARTS: Final = """(CASE WHEN starts_with(f.subject, %(source_prefix)s)
     ELSE f.last_at < excluded.last_at - interval '1 day' END)"""
 """Whether a failure starts its subject's count again: RECORD_FAILURE's {restart}."""
 
+# Clearing a name clears its counts from every source; clearing a source, every
+# name's count from it.
 CLEAR_LOGIN_FAILURES: Final = """
     WITH cleared AS (
-        DELETE FROM {schema}.login_failures
-        WHERE subject IN (%(name_subject)s, %(source_subject)s)
+        DELETE FROM {schema}.login_failures f
+        WHERE f.subject IN (%(name_subject)s, %(source_subject)s)
+           OR (%(name_key)s::text IS NOT NULL AND {of_name})
+           OR (%(source)s::text IS NOT NULL AND starts_with(f.subject, %(pair_prefix)s)
+               AND right(f.subject, length(%(source)s) + 1) = chr(31) || %(source)s)
         RETURNING subject
     ), happened AS (
         SELECT 'login_failures.cleared' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
@@ -472,7 +512,7 @@ CLEAR_LOGIN_FAILURES: Final = """
         FROM cleared HAVING count(*) > 0
     ), {log}
     SELECT (SELECT count(*) FROM cleared), {logged}
-"""
+""".replace("{of_name}", failures_of_name("%(name_key)s"))
 
 LIST_LOGIN_FAILURES: Final = """
     SELECT f.subject, f.failures, f.last_at,
@@ -641,10 +681,6 @@ ISSUE_TOKEN: Final = """
     SELECT EXISTS (SELECT 1 FROM issued), EXISTS (SELECT 1 FROM taken), {logged}
 """
 
-NAME_SUBJECT: Final = "name:"
-SOURCE_SUBJECT: Final = "source:"
-"""How a login name's and a source's failure counts are told apart in login_failures."""
-
 TOKEN_STATE: Final = """
     SELECT expires_at > to_timestamp(%(now)s) FROM {schema}.tokens
     WHERE digest = %(digest)s AND purpose = ANY(%(purposes)s)
@@ -673,7 +709,7 @@ RESET_PASSWORD: Final = """
         DELETE FROM {schema}.tokens k USING changed c WHERE k.userid = c.userid
     ), unthrottled AS (  -- a reset lifts the throttle on the user's name
         DELETE FROM {schema}.login_failures f USING changed c
-        WHERE f.subject = %(name_prefix)s || c.username_key
+        WHERE {of_changed_name}
     ), happened AS (
         SELECT 'token.used' AS kind, userid, NULL::text AS session_id,
                jsonb_build_object('purpose', 'reset_password') AS detail
@@ -685,7 +721,7 @@ RESET_PASSWORD: Final = """
         FROM changed
     ), {log}
     SELECT alive, {logged} FROM used
-"""
+""".replace("{of_changed_name}", failures_of_name("c.username_key"))
 
 VERIFY_EMAIL: Final = """
     WITH used AS (
@@ -767,9 +803,9 @@ OPEN_SESSION: Final = """
             WHERE r.newer >= t.sessions_per_user
         )
         RETURNING userid
-    ), cleared AS (  -- a success clears the name's failures
+    ), cleared AS (  -- a success clears the name's failures, and its source's for it
         DELETE FROM {schema}.login_failures
-        WHERE subject = %(name_subject)s AND EXISTS (SELECT 1 FROM opened)
+        WHERE subject IN (%(name_subject)s, %(pair_subject)s) AND EXISTS (SELECT 1 FROM opened)
     ), happened AS (
         SELECT 'login.succeeded' AS kind, userid, session_id,
                jsonb_strip_nulls(jsonb_build_object('user_agent', %(user_agent)s::text))
@@ -1344,8 +1380,9 @@ API_KEY_SCOPE: Final = """
 # name is blocked now, by the same rule as LOGIN_LOOKUP's.
 USER_THROTTLED: Final = """EXISTS (
     SELECT 1 FROM {schema}.login_failures f CROSS JOIN {settings} t
-    WHERE f.subject = %(name_prefix)s || u.username_key
-      AND {until} > to_timestamp(%(now)s))""".replace("{until}", THROTTLED_UNTIL)
+    WHERE {of_user} AND {until} > to_timestamp(%(now)s))""".replace(
+    "{until}", THROTTLED_UNTIL
+).replace("{of_user}", failures_of_name("u.username_key"))
 ADMIN_USERS: Final = """
     SELECT u.userid, u.username, u.email, u.admin, u.disabled, u.email_verified,
            extract(epoch FROM u.created_at)::float8, {throttled}, u.extra_data

@@ -391,12 +391,17 @@ def list_users(usp: UserSpace, as_json: bool) -> None:
 @click.argument("user")
 @with_userspace
 def info(usp: UserSpace, user: str, by: str | None, as_json: bool) -> None:
-    """Show one user, with its extra_data and whether its logins are throttled."""
+    """Show one user, with its extra_data and whether its logins are throttled (from
+    some source, or from all)."""
     found = find(usp, user, by)
     name_key = fold(found["username"])
     with usp.login_failures() as failures:
+        # the name's own wait, and the longest of any source's for it
         waits = [
-            row.retry_after for row in failures if (row.kind, row.subject) == ("name", name_key)
+            row.retry_after
+            for row in failures
+            if (row.kind, row.subject) == ("name", name_key)
+            or (row.kind == "pair" and row.subject.startswith(f"{name_key} from "))
         ]
     found["throttled_for"] = max(waits, default=0.0)
     if as_json:
