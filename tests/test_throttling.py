@@ -256,3 +256,15 @@ def test_a_pair_backs_off_like_a_name_did(usp, ada, clock):
     fail(usp, "ada", 2, source="203.0.113.9")
     assert usp.login("ada", "s3cret", source="203.0.113.9").status == THROTTLED
     assert usp.login("ada", "s3cret", source="203.0.113.10").status == OK
+
+
+def test_a_name_of_no_user_is_never_stored_or_listed(usp, ada, sql_conn, schema):
+    """Such a name is often a password typed into the name box."""
+    usp.set_login_policy(free_failures=1)
+    fail(usp, "Tr0ub4dor&3", 2, source="198.51.100.7")
+    assert usp.login("Tr0ub4dor&3", "x", source="198.51.100.7").status == THROTTLED
+    stored = [row[0] for row in sql_conn.execute(f"SELECT subject FROM {schema}.login_failures")]
+    assert len(stored) == 3
+    assert not any("tr0ub4dor" in subject.lower() for subject in stored)
+    assert [(row.kind, row.subject) for row in usp.login_failures()] == [("source", "198.51.100.7")]
+    assert usp.clear_login_failures(username="Tr0ub4dor&3") == 2

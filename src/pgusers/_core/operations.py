@@ -77,12 +77,6 @@ SUBJECT_PREFIXES: Final = {
 }
 
 
-def pair_subject(name_key: str, source: str | None) -> str:
-    """The failure count of a login name from one source (all that give none share
-    one)."""
-    return f"{queries.PAIR_SUBJECT}{name_key}{queries.PAIR_SEPARATOR}{source or ''}"
-
-
 TOKEN_LIFETIMES: Final = {
     "reset_password": 3600.0,
     "verify_email": 3 * 86400.0,
@@ -461,8 +455,7 @@ class Core:
     def _login(self, attempt: Attempt) -> Operation[LoginOutcome]:
         params: dict[str, Any] = {
             "name_key": attempt.name_key,
-            "name_subject": queries.NAME_SUBJECT + attempt.name_key,
-            "pair_subject": pair_subject(attempt.name_key, attempt.source),
+            "source": attempt.source,
             "source_subject": attempt.source and queries.SOURCE_SUBJECT + attempt.source,
             **SUBJECT_PREFIXES,
             **attempt.audit,
@@ -522,7 +515,6 @@ class Core:
         params = {
             "name_key": name_key,
             "source": checked,
-            "name_subject": name_key and queries.NAME_SUBJECT + name_key,
             "source_subject": checked and queries.SOURCE_SUBJECT + checked,
             **SUBJECT_PREFIXES,
             **audit.parameters(time.time()),

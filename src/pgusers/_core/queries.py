@@ -217,7 +217,9 @@ SLIDE_SESSION: Final = """
 REMOVE_SESSION: Final = "DELETE FROM {schema}.sessions WHERE key = session_key RETURNING true"
 
 # Version 8: a user has at most sessions_per_user sessions (NULL: no limit), a login
-# past it ending the oldest; and an API key acts with the current rights of the user who made it
+# past it ending the oldest; failed logins of names that match no user are counted
+# under a digest keyed with failure_key (such a name is often a password typed into
+# the wrong box); and an API key acts with the current rights of the user who made it
 # (maker_userid; NULL for a key the operator made on the command line). Keys made
 # before are given their maker from the actor that made them: a user's session, the
 # console, or another key (whose maker it inherits).
@@ -228,7 +230,9 @@ MIGRATION_8: Final = """
     UPDATE {schema}.api_keys k SET maker_userid = p.maker_userid
     FROM {schema}.api_keys p WHERE k.created_by = 'apikey:' || p.key_id;
     ALTER TABLE {schema}.settings
-        ADD COLUMN sessions_per_user integer DEFAULT 100 CHECK (sessions_per_user > 0);
+        ADD COLUMN sessions_per_user integer DEFAULT 100 CHECK (sessions_per_user > 0),
+        ADD COLUMN failure_key bytea NOT NULL
+            DEFAULT sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()));
 """
 
 SCHEMA_VERSION_TABLE: Final = "SELECT to_regclass(%s) IS NOT NULL"
@@ -379,6 +383,45 @@ FIND_USER: Final = """
     FROM {schema}.users WHERE {where}
 """
 
+NAME_SUBJECT: Final = "name:"
+PAIR_SUBJECT: Final = "pair:"
+SOURCE_SUBJECT: Final = "source:"
+"""How the failure counts of a login name, of a name from one source (``pair:`` name,
+the unit separator chr(31), source) and of a source are told apart in login_failures."""
+PAIR_SEPARATOR: Final = "\x1f"
+
+NAME_PART: Final = """(CASE
+    WHEN EXISTS (SELECT 1 FROM {schema}.users WHERE username_key = %(name_key)s)
+    THEN %(name_key)s
+    ELSE chr(30) || encode(sha256(
+        (SELECT failure_key FROM {schema}.settings) || convert_to(%(name_key)s, 'UTF8')), 'hex')
+END)"""
+"""How a login name (``%(name_key)s``) stands in its failure counts: as itself when a
+user has it, else as chr(30) and a digest keyed with the userspace's failure_key, so
+that a password typed into the name box is never stored or listed."""
+NAME_COUNT: Final = "(%(name_prefix)s || " + NAME_PART + ")"
+"""The subject of a login name's failures from every source."""
+PAIR_COUNT: Final = (
+    "(%(pair_prefix)s || " + NAME_PART + " || chr(31) || coalesce(%(source)s::text, ''))"
+)
+"""The subject of a login name's failures from ``%(source)s`` (all calls without a
+source share one)."""
+
+
+def counted(template: str) -> str:
+    """``template`` with its ``{name_count}`` and ``{pair_count}`` put in place."""
+    return template.replace("{name_count}", NAME_COUNT).replace("{pair_count}", PAIR_COUNT)
+
+
+def failures_of_name(name: str) -> str:
+    """SQL: row ``f`` of login_failures counts against the login name ``name`` (an SQL
+    expression), from all sources or from one."""
+    return (
+        f"(f.subject = %(name_prefix)s || {name}"
+        f" OR starts_with(f.subject, %(pair_prefix)s || {name} || chr(31)))"
+    )
+
+
 # One row whether or not the user exists: the throttle is the same for both. It
 # answers how many seconds this attempt must still wait. Failures are counted per
 # login name from this source (the pair), per login name from every source, and per
@@ -390,16 +433,16 @@ FIND_USER: Final = """
 # password from a source that never failed. A source with source_limit failures
 # within source_window waits source_block from its last failure. A throttled
 # attempt is recorded here.
-LOGIN_LOOKUP: Final = """
+LOGIN_LOOKUP: Final = counted("""
     WITH looked AS (
         SELECT u.userid, u.password_hash, u.generation AS user_generation,
                t.generation AS space_generation, u.disabled,
                greatest(0, extract(epoch FROM (
                    SELECT max({until}) FROM {schema}.login_failures f
-                   WHERE f.subject IN (%(pair_subject)s, %(source_subject)s)
-                      OR (f.subject = %(name_subject)s AND EXISTS (
+                   WHERE f.subject IN ({pair_count}, %(source_subject)s)
+                      OR (f.subject = {name_count} AND EXISTS (
                           SELECT 1 FROM {schema}.login_failures p
-                          WHERE p.subject = %(pair_subject)s))
+                          WHERE p.subject = {pair_count}))
                ) - to_timestamp(%(now)s)))::float8 AS wait,
                EXISTS (
                    SELECT 1 FROM {schema}.users
@@ -418,24 +461,7 @@ LOGIN_LOOKUP: Final = """
     SELECT userid, password_hash, user_generation, space_generation, disabled, wait,
            legacy_present, {logged}
     FROM looked
-"""
-
-NAME_SUBJECT: Final = "name:"
-PAIR_SUBJECT: Final = "pair:"
-SOURCE_SUBJECT: Final = "source:"
-"""How the failure counts of a login name, of a name from one source (``pair:`` name,
-the unit separator chr(31), source) and of a source are told apart in login_failures."""
-PAIR_SEPARATOR: Final = "\x1f"
-
-
-def failures_of_name(name: str) -> str:
-    """SQL: row ``f`` of login_failures counts against the login name ``name`` (an SQL
-    expression), from all sources or from one."""
-    return (
-        f"(f.subject = %(name_prefix)s || {name}"
-        f" OR starts_with(f.subject, %(pair_prefix)s || {name} || chr(31)))"
-    )
-
+""")
 
 NAME_CEILING: Final = 20
 """How many times free_failures a login name may fail from all sources together
@@ -462,14 +488,14 @@ and LIST_LOGIN_FAILURES' {until}."""
 # durations are at most a day) and go, a few at a time, as part of this statement.
 # The attempt's name is recorded only as the userid of an existing user: a name that
 # matches no user may be a password typed into the wrong field.
-RECORD_FAILURE: Final = """
+RECORD_FAILURE: Final = counted("""
     WITH policy AS (
         SELECT source_window, to_timestamp(%(now)s) AS now FROM {schema}.settings
     ), counted AS (
         INSERT INTO {schema}.login_failures AS f (subject, failures, window_start, last_at)
         SELECT subject, 1, p.now, p.now
         FROM policy p,
-             unnest(ARRAY[%(pair_subject)s, %(name_subject)s, %(source_subject)s]::text[])
+             unnest(ARRAY[{pair_count}, {name_count}, %(source_subject)s]::text[])
                  AS subject
         WHERE subject IS NOT NULL
         ON CONFLICT (subject) DO UPDATE SET
@@ -488,7 +514,7 @@ RECORD_FAILURE: Final = """
                jsonb_build_object('reason', 'password') AS detail
     ), {log}
     SELECT (SELECT count(*) FROM counted), {logged}
-"""
+""")
 
 COUNT_RESTARTS: Final = """(CASE WHEN starts_with(f.subject, %(source_prefix)s)
     THEN f.window_start < excluded.last_at
@@ -498,10 +524,10 @@ COUNT_RESTARTS: Final = """(CASE WHEN starts_with(f.subject, %(source_prefix)s)
 
 # Clearing a name clears its counts from every source; clearing a source, every
 # name's count from it.
-CLEAR_LOGIN_FAILURES: Final = """
+CLEAR_LOGIN_FAILURES: Final = counted("""
     WITH cleared AS (
         DELETE FROM {schema}.login_failures f
-        WHERE f.subject IN (%(name_subject)s, %(source_subject)s)
+        WHERE f.subject IN ({name_count}, %(source_subject)s)
            OR (%(name_key)s::text IS NOT NULL AND {of_name})
            OR (%(source)s::text IS NOT NULL AND starts_with(f.subject, %(pair_prefix)s)
                AND right(f.subject, length(%(source)s) + 1) = chr(31) || %(source)s)
@@ -512,13 +538,14 @@ CLEAR_LOGIN_FAILURES: Final = """
         FROM cleared HAVING count(*) > 0
     ), {log}
     SELECT (SELECT count(*) FROM cleared), {logged}
-""".replace("{of_name}", failures_of_name("%(name_key)s"))
+""").replace("{of_name}", failures_of_name(NAME_PART))
 
 LIST_LOGIN_FAILURES: Final = """
     SELECT f.subject, f.failures, f.last_at,
            greatest(0, extract(epoch FROM {until} - to_timestamp(%(now)s)))::float8
     FROM {schema}.login_failures f CROSS JOIN {settings} t
     WHERE f.last_at >= to_timestamp(%(now)s) - interval '1 day'
+      AND position(chr(30) IN f.subject) = 0  -- names of no user are not shown
     ORDER BY f.last_at DESC, f.subject
 """
 
@@ -774,7 +801,7 @@ USER_BY: Final = {
 # either. That also ends a session whose insert races a call ending sessions, which
 # the DELETE of that call cannot see. The key is stored as given, or as its digest
 # once the userspace keeps keys hashed (%(stored)s).
-OPEN_SESSION: Final = """
+OPEN_SESSION: Final = counted("""
     WITH upgrade AS (
         UPDATE {schema}.users SET password_hash = %(new_hash)s::text
         WHERE userid = %(userid)s AND password_hash = %(old_hash)s
@@ -805,7 +832,7 @@ OPEN_SESSION: Final = """
         RETURNING userid
     ), cleared AS (  -- a success clears the name's failures, and its source's for it
         DELETE FROM {schema}.login_failures
-        WHERE subject IN (%(name_subject)s, %(pair_subject)s) AND EXISTS (SELECT 1 FROM opened)
+        WHERE subject IN ({name_count}, {pair_count}) AND EXISTS (SELECT 1 FROM opened)
     ), happened AS (
         SELECT 'login.succeeded' AS kind, userid, session_id,
                jsonb_strip_nulls(jsonb_build_object('user_agent', %(user_agent)s::text))
@@ -823,7 +850,7 @@ OPEN_SESSION: Final = """
     SELECT EXISTS (SELECT 1 FROM opened),
            (SELECT u.admin FROM opened o JOIN {schema}.users u ON u.userid = o.userid),
            {logged}
-"""
+""")
 
 # The per-request hot path, in one statement and one round trip: find the session
 # by its key (as given, or its digest: both are tried, so the statement is the same
