@@ -508,3 +508,29 @@ def test_an_api_key_loses_the_rights_its_maker_loses(client, space, dsn, schema,
 
 def test_an_operators_api_key_keeps_working_whoever_is_admin(client, admin_key, space):
     assert client.get("/v1/admin/users", headers=bearer(admin_key[1])).status_code == 200
+
+
+def test_the_openapi_document_declares_bearer_auth_and_the_real_error_envelope(client):
+    document = client.get("/v1/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["HTTPBearer"]["description"],
+    }
+    envelope = document["components"]["schemas"]["ErrorEnvelope"]
+    assert envelope["required"] == ["error"]
+    guarded = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status in ("401", "422"):
+                assert operation["responses"][status]["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/ErrorEnvelope"
+                }, (method, path, status)
+            if operation.get("security"):
+                guarded.append((method, path.replace("{userid}", "1").replace("{key_id}", "x")))
+    assert ("get", "/v1/admin/users") in guarded and ("post", "/v1/check") in guarded
+    for method, path in guarded:  # each answers an unauthenticated call as documented
+        answer = client.request(method, path.replace("{session_id}", "x"), json={})
+        assert answer.status_code == 401, (method, path)
+        assert set(answer.json()["error"]) == {"code", "message"}

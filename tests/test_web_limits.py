@@ -57,7 +57,7 @@ def test_the_body_limit_is_an_option(space, dsn, schema):
     headers = {"content-type": "application/json"}
     with TestClient(web_app(dsn, schema, max_body=8192)) as client:
         assert client.post("/v1/login", content=body, headers=headers).status_code == 413
-    with TestClient(web_app(dsn, schema, max_body=16384)) as client:
+    with TestClient(web_app(dsn, schema, max_body=16384, max_session_data=16384)) as client:
         assert client.post("/v1/login", content=body, headers=headers).status_code == 401
 
 

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from pgusers._aio import AsyncUserSpace
@@ -71,7 +72,18 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def caller(request: Request) -> Caller:
+BEARER: Final = HTTPBearer(
+    auto_error=False,
+    description="A session key (a user's own endpoints; an administrator's also the admin "
+    "ones) or an API key (scope admin: the admin endpoints; scope check: POST /v1/check).",
+)
+"""The bearer scheme, declared for the OpenAPI document (the token is read by
+:func:`bearer_token`, which answers with the service's own error envelope)."""
+
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
+async def caller(request: Request, _: Bearer = None) -> Caller:
     """Whoever the bearer token names; 401 when it names no one."""
     token = bearer_token(request)
     source = client_address(request)
@@ -101,16 +113,14 @@ async def caller(request: Request) -> Caller:
     )
 
 
-async def session_caller(request: Request) -> Caller:
+async def session_caller(who: Annotated[Caller, Depends(caller)]) -> Caller:
     """A user, by their session key (an API key has no sessions of its own)."""
-    who = await caller(request)
     if who.key is None:
         raise ApiError(403, "forbidden", "this endpoint takes a session key, not an API key")
     return who
 
 
-async def admin_caller(request: Request) -> Caller:
-    who = await caller(request)
+async def admin_caller(who: Annotated[Caller, Depends(caller)]) -> Caller:
     if who.scope != "admin":
         raise ApiError(403, "forbidden", "this endpoint is for administrators")
     return who
@@ -205,7 +215,29 @@ def found(status: Status, what: str = "user") -> dict[str, str]:
     return {"status": STATUS_NAMES[status]}
 
 
-router = APIRouter(prefix="/v1")
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, for programs: login_failed, throttled, ...")
+    message: str = Field(description="for people")
+
+
+class ErrorEnvelope(BaseModel):
+    """Every answer other than a success."""
+
+    error: ErrorDetail
+
+
+ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    status: {"model": ErrorEnvelope, "description": description}
+    for status, description in (
+        (400, "A value pgusers refuses, or a body that is not JSON"),
+        (401, "No credentials, unknown ones, or a refused login"),
+        (403, "Credentials without the right to this"),
+        (413, "A body over the limit"),
+        (422, "A body or query of the wrong shape"),
+    )
+}
+
+router = APIRouter(prefix="/v1", responses=ERRORS)
 
 
 # -- anyone ------------------------------------------------------------------------------
@@ -295,7 +327,7 @@ CHECK_BODY: Final = {
 
 
 @router.post("/check", tags=["sessions"], response_model=CheckAnswer, openapi_extra=CHECK_BODY)
-async def check(request: Request) -> dict[str, Any]:
+async def check(request: Request, _: Bearer = None) -> dict[str, Any]:
     """Check a session key: ``status`` is ok, not_found or expired (takes an API key).
 
     The per-request call of every server behind this service: the service answers
