@@ -117,7 +117,11 @@ CHANGES = {
         ),
         [
             ("login.failed", {}),
-            ("login_failures.cleared", {"subjects": ["source:198.51.100.4"]}),
+            # the source's count, and the name's count from it
+            (
+                "login_failures.cleared",
+                {"subjects": ["pair:ada\x1f198.51.100.4", "source:198.51.100.4"]},
+            ),
         ],
     ),
     "end_session": (
