@@ -268,3 +268,16 @@ def test_a_name_of_no_user_is_never_stored_or_listed(usp, ada, sql_conn, schema)
     assert not any("tr0ub4dor" in subject.lower() for subject in stored)
     assert [(row.kind, row.subject) for row in usp.login_failures()] == [("source", "198.51.100.7")]
     assert usp.clear_login_failures(username="Tr0ub4dor&3") == 2
+
+
+def test_a_flood_of_throttled_attempts_records_one_event_a_minute(usp, ada, clock):
+    usp.set_login_policy(source_limit=1, source_block=600)
+    fail(usp, "ada", 1, source="203.0.113.66")
+    for _ in range(50):
+        assert usp.login("ada", "x", source="203.0.113.66").status == THROTTLED
+        clock.advance(0.5)
+    assert len(list(usp.events(kinds="login.throttled"))) == 1
+    clock.advance(60)
+    assert usp.login("ada", "x", source="203.0.113.66").status == THROTTLED
+    assert usp.login("ada", "x", source="203.0.113.67").status == REJECTED
+    assert len(list(usp.events(kinds="login.throttled"))) == 2

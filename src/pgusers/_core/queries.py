@@ -219,7 +219,9 @@ REMOVE_SESSION: Final = "DELETE FROM {schema}.sessions WHERE key = session_key R
 # Version 8: a user has at most sessions_per_user sessions (NULL: no limit), a login
 # past it ending the oldest; failed logins of names that match no user are counted
 # under a digest keyed with failure_key (such a name is often a password typed into
-# the wrong box); and an API key acts with the current rights of the user who made it
+# the wrong box); throttled attempts are recorded at most once a minute per name and
+# source (an index finds the last); and an API key acts with the current rights of
+# the user who made it
 # (maker_userid; NULL for a key the operator made on the command line). Keys made
 # before are given their maker from the actor that made them: a user's session, the
 # console, or another key (whose maker it inherits).
@@ -233,6 +235,7 @@ MIGRATION_8: Final = """
         ADD COLUMN sessions_per_user integer DEFAULT 100 CHECK (sessions_per_user > 0),
         ADD COLUMN failure_key bytea NOT NULL
             DEFAULT sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()));
+    CREATE INDEX events_throttled_idx ON {schema}.events (at) WHERE kind = 'login.throttled';
 """
 
 SCHEMA_VERSION_TABLE: Final = "SELECT to_regclass(%s) IS NOT NULL"
@@ -455,8 +458,15 @@ LOGIN_LOOKUP: Final = counted("""
                jsonb_build_object('retry_after', wait) AS detail
         FROM looked
         -- A refusal changes nothing, so its event does not wait for the WAL flush
-        -- (a crash may lose it): the throttle stays cheap to hold against a flood.
+        -- (a crash may lose it), and one a minute per user and source is recorded:
+        -- the throttle stays cheap, and the events table small, under a flood.
         WHERE wait > 0 AND set_config('synchronous_commit', 'off', true) IS NOT NULL
+          AND NOT EXISTS (
+              SELECT 1 FROM {schema}.events e
+              WHERE e.kind = 'login.throttled'
+                AND e.at > to_timestamp(%(now)s) - interval '1 minute'
+                AND e.userid IS NOT DISTINCT FROM looked.userid
+                AND e.source IS NOT DISTINCT FROM %(event_source)s::text)
     ), {log}
     SELECT userid, password_hash, user_generation, space_generation, disabled, wait,
            legacy_present, {logged}
