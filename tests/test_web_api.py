@@ -241,6 +241,20 @@ def test_registration_is_closed_unless_enabled(client, space, dsn, schema):
     assert space.find_user(username="newbie")["userid"] == made.json()["userid"]
 
 
+def test_registration_is_throttled_per_source(space, dsn, schema):
+    with client_for(dsn, schema, registration=True) as open_client:
+        answers = [
+            open_client.post(
+                "/v1/register",
+                json={"username": f"n{i}", "password": "pw-123456", "email": f"n{i}@example.com"},
+            )
+            for i in range(11)
+        ]
+    assert [a.status_code for a in answers] == [201] * 10 + [429]
+    assert int(answers[-1].headers["retry-after"]) > 0
+    assert space.find_user(username="n10") is None
+
+
 # -- administrators ------------------------------------------------------------------------
 
 

@@ -281,8 +281,18 @@ async def login(body: LoginBody, request: Request, space: Space) -> dict[str, An
 @router.post("/register", status_code=201, tags=["users"])
 async def register(body: RegisterBody, request: Request, space: Space) -> dict[str, Any]:
     """Create an account (only when the service was started with registration on)."""
-    if not service_of(request).registration:
+    service = service_of(request)
+    if not service.registration:
         raise ApiError(403, "registration_closed", "registration is not open on this service")
+    wait = service.registrations.wait(client_address(request))
+    if wait > 0:
+        seconds = str(max(1, math.ceil(wait)))
+        raise ApiError(
+            429,
+            "throttled",
+            f"too many registrations from here: try again in {seconds} s",
+            {"Retry-After": seconds},
+        )
     with acting_as("self-registration", source=client_address(request)):
         userid = await space.create_user(body.username, body.password, body.email)
     return {"userid": userid}

@@ -25,6 +25,34 @@ def is_console_session(data: Any) -> bool:
     return isinstance(data, dict) and data.get("pgusers_console") is True
 
 
+REGISTRATIONS_PER_SOURCE: Final = 10
+REGISTRATION_WINDOW: Final = 600.0
+MAX_REGISTERING_SOURCES: Final = 10_000
+
+
+@dataclass
+class RegistrationThrottle:
+    """At most REGISTRATIONS_PER_SOURCE attempts to register per source within
+    REGISTRATION_WINDOW seconds, in this process: each attempt hashes a password and
+    tells whether a name or email is taken, so neither may be had in bulk. Memory is
+    bounded: past MAX_REGISTERING_SOURCES sources, the oldest windows are dropped."""
+
+    _attempts: dict[str | None, list[float]] = field(default_factory=dict)
+
+    def wait(self, source: str | None) -> float:
+        """Seconds ``source`` must wait before it may try again (0: count it, go on)."""
+        now = time.monotonic()
+        recent = [at for at in self._attempts.pop(source, []) if now - at < REGISTRATION_WINDOW]
+        if len(recent) >= REGISTRATIONS_PER_SOURCE:
+            self._attempts[source] = recent
+            return REGISTRATION_WINDOW - (now - recent[0])
+        recent.append(now)
+        self._attempts[source] = recent
+        while len(self._attempts) > MAX_REGISTERING_SOURCES:
+            del self._attempts[next(iter(self._attempts))]
+        return 0.0
+
+
 SETUP_LIFETIME: Final = 15 * 60.0
 """How long the first-administrator setup link works, in seconds."""
 MAX_REMEMBERED_KEYS: Final = 1000
@@ -106,6 +134,7 @@ class Service:
     api_key_cache: float
     max_session_data: int = 4096
     setup: SetupLink | None = None
+    registrations: RegistrationThrottle = field(default_factory=RegistrationThrottle)
     _api_keys: dict[bytes, tuple[ApiKeyGrant, float]] = field(default_factory=dict, repr=False)
 
     async def space(self) -> AsyncUserSpace:
