@@ -109,6 +109,7 @@ def test_calls_resume_on_the_promoted_standby_and_nothing_committed_is_lost(outa
         usp = pgusers.UserSpace(
             conninfo=conninfo, schema="pgusers_failover", hasher=FAST_HASHER, pool_timeout=2
         )
+        usp.set_sessions_per_user(None)  # every session opened must survive, however many
         names = [f"user{i}" for i in range(4)]
         userids = [usp.create_user(name, "pw-123456", f"{name}@example.com") for name in names]
         calls, opened, unexpected = [], [], []
