@@ -176,3 +176,12 @@ def test_the_setup_link_stays_out_of_the_access_log(dsn, schema):
         server.stdout.close()
     assert token not in access
     assert "token=[hidden]" in access
+
+
+def test_logins_through_serve_are_not_recorded_as_the_operator(space, dsn, schema):
+    userid = space.create_user("ada", "s3cret-pw", "ada@example.com")
+    with serving(dsn, schema) as (port, _):
+        wait_for(port)
+        log_in(port, "203.0.113.9")
+    [login] = space.events(userid=userid, kinds="login.succeeded")
+    assert login.actor is None, login

@@ -126,10 +126,10 @@ def test_end_session_of_an_unknown_or_malformed_id_is_zero(usp, ada):
 def test_logging_out_by_key_ends_that_session_only(usp, ada, bob, sql_conn, schema):
     # What the HTTP service and the framework integrations call to log out.
     keep, end, bobs = login(usp), login(usp), login(usp, "bob", "hunter2")
-    assert usp._end_key_session(end) == 1
+    assert usp.logout(end) == 1
     assert usp.check_key(end).status == NOT_FOUND
     assert [usp.check_key(key).status for key in (keep, bobs)] == [OK, OK]
-    assert usp._end_key_session(end) == 0
+    assert usp.logout(end) == 0
     (kind, userid, detail) = sql_conn.execute(
         f"SELECT kind, userid, detail FROM {schema}.events ORDER BY id DESC LIMIT 1"
     ).fetchone()
@@ -139,16 +139,16 @@ def test_logging_out_by_key_ends_that_session_only(usp, ada, bob, sql_conn, sche
 def test_logging_out_by_key_leaves_what_is_not_a_live_session(usp, ada, clock):
     live = login(usp)
     for not_live in ("B" * 43, "not a key", "\ud800", "0" * 32):
-        assert usp._end_key_session(not_live) == 0
+        assert usp.logout(not_live) == 0
     with pytest.raises(BadCallError):
-        usp._end_key_session(None)
+        usp.logout(None)
     old = login(usp)
     clock.advance(usp.ttl + 1)
-    assert usp._end_key_session(old) == 0  # an expired session is check_key's to remove
+    assert usp.logout(old) == 0  # an expired session is check_key's to remove
     assert usp.check_key(old).status == EXPIRED
     clock.advance(-usp.ttl - 1)
     usp.disable_user(ada)  # a disabled user's sessions are not live
-    assert usp._end_key_session(live) == 0
+    assert usp.logout(live) == 0
 
 
 def test_end_other_sessions_keeps_exactly_the_current_one(usp, ada, bob):

@@ -95,23 +95,3 @@ def test_the_flask_example_logs_in_and_out(space, dsn, schema):
     assert client.get("/me", **https).json == {"userid": uid, "username": "ada"}
     assert client.post("/logout", **https).json == {"ended": 1}
     assert client.get("/me", **https).status_code == 401
-
-
-def test_the_django_example_logs_in_and_out(space, dsn, schema):
-    from django.test import Client, override_settings
-
-    from examples import django_app
-
-    from .support import configure_django
-
-    configure_django(django_app.__name__)
-    uid = space.create_user("ada", "s3cret", "ada@example.com")
-    configured = {"DSN": dsn, "SCHEMA": schema, "OPTIONS": {"hasher": FAST_HASHER}}
-    with override_settings(**{**django_app.SETTINGS, "PGUSERS": configured}):
-        client = Client()
-        refused = client.post("/login", {"username": "ada", "password": "no"}, secure=True)
-        assert refused.status_code == 401
-        client.post("/login", {"username": "ada", "password": "s3cret"}, secure=True)
-        assert client.get("/me", secure=True).json() == {"userid": uid, "username": "ada"}
-        client.post("/logout", secure=True)
-        assert client.get("/me", secure=True).status_code == 302

@@ -145,7 +145,7 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "end_session": (1, True, lambda result: result in (0, 1)),
     "end_other_sessions": (1, True, is_count),
     # Logging out by key, as the service and the integrations do with a cookie's value.
-    "_end_key_session": (1, True, lambda result: result in (0, 1)),
+    "logout": (1, True, lambda result: result in (0, 1)),
     "set_session_data": (2, True, is_status(OK, NOT_FOUND, EXPIRED)),
     "set_session_max_age": (1, True, lambda result: result is None),
     "set_session_key_storage": (2, True, is_count),

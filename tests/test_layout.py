@@ -14,6 +14,12 @@ PUBLIC_MODULES = {
     "pgusers.integrations",
     "pgusers.integrations.starlette",
     "pgusers.integrations.django",
+    # The names Django looks for in an application.
+    "pgusers.integrations.django.apps",
+    "pgusers.integrations.django.models",
+    "pgusers.integrations.django.admin",
+    "pgusers.integrations.django.migrations",
+    "pgusers.integrations.django.migrations.0001_initial",
     "pgusers.integrations.flask",
 }
 """The modules a user imports: the API (``pgusers.__all__``), the command line, the

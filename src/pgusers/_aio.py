@@ -249,8 +249,10 @@ class AsyncUserSpace(Opening):
         """See :meth:`pgusers.UserSpace.end_other_sessions`."""
         return await self._driver.run(self._core.end_other_sessions, key)
 
-    async def _end_key_session(self, key: str) -> int:
-        """See :meth:`pgusers.UserSpace._end_key_session`."""
+    async def logout(self, key: str) -> int:
+        """Log out: end the live session ``key`` opened, in one statement; return 1, or
+        0 when it has none (unknown, expired or already ended). The other sessions of
+        its user stay; :meth:`kill_sessions` ends them all."""
         return await self._driver.run(self._core.end_key_session, key)
 
     async def set_sessions_per_user(self, count: int | None) -> None:

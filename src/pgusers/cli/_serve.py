@@ -1,6 +1,7 @@
 """``pgusers serve`` (the HTTP service and console) and ``pgusers apikey`` (the keys
 servers use to call it)."""
 
+import contextvars
 import gc
 import logging
 import re
@@ -187,7 +188,11 @@ def serve(
     gc.collect()
     gc.freeze()
     logging.getLogger("uvicorn.access").addFilter(WithoutSecrets())
-    uvicorn.run(
+    # The command runs as the operator (``cli:<name>``), but the requests it serves do
+    # not: each names its own actor (an admin, a key's maker) or none (a login). The
+    # server therefore runs in a context of its own, without the operator's.
+    contextvars.Context().run(
+        uvicorn.run,
         app,
         host=bind,
         port=port,

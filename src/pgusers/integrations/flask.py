@@ -132,7 +132,7 @@ class PgUsers:
             config = current_app.config
             replaced = request.cookies.get(config["PGUSERS_COOKIE_NAME"])
             if replaced:
-                space._end_key_session(replaced)
+                space.logout(replaced)
             flags = cookie_flags(space.ttl, secure=config["PGUSERS_COOKIE_SECURE"])
 
             @after_this_request
@@ -148,7 +148,7 @@ class PgUsers:
         user = self._user_of_request(request)
         ended = 0
         if user is not None:
-            ended = self.userspace._end_key_session(user.key)
+            ended = self.userspace.logout(user.key)
         config = current_app.config
 
         @after_this_request

@@ -201,7 +201,7 @@ async def login(
         raise HTTPException(401, "wrong username or password")
     replaced = request.cookies.get(pgusers.cookie_name)
     if replaced:
-        await space._end_key_session(replaced)
+        await space.logout(replaced)
     response.set_cookie(
         pgusers.cookie_name, outcome.key, **cookie_flags(space.ttl, secure=pgusers.secure)
     )
@@ -214,7 +214,7 @@ async def logout(request: Request, response: Response) -> int:
     user = request.user
     ended = 0
     if isinstance(user, PgUser):
-        ended = await (await pgusers.userspace())._end_key_session(user.key)
+        ended = await (await pgusers.userspace()).logout(user.key)
     response.delete_cookie(pgusers.cookie_name, **cookie_scope(secure=pgusers.secure))
     return ended
 

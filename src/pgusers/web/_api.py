@@ -360,7 +360,7 @@ async def logout(who: User, space: Space) -> dict[str, int]:
     """End this session."""
     assert who.key is not None
     with acting_as(who.actor, source=who.source):
-        ended = await space._end_key_session(who.key)
+        ended = await space.logout(who.key)
     if not ended:
         raise ApiError(401, "unauthorized", "this session has just ended")
     return {"ended": ended}

@@ -308,7 +308,7 @@ async def start_session(request: Request, username: str, password: str) -> Respo
     if outcome.status != OK or outcome.userid is None:
         return page(request, "login.html", {"error": "Wrong username or password."}, 401)
     if not outcome.admin:
-        await space._end_key_session(outcome.key)
+        await space.logout(outcome.key)
         raise RefusedError(403, "The console is for administrators only.")
     response = RedirectResponse("/console/users", 303)
     set_cookie(request, response, SESSION_COOKIE, outcome.key)
@@ -341,7 +341,7 @@ async def logout(request: Request) -> Response:
     await form_of(request)
     space = await space_of(request)
     with acting_as(admin.actor, source=admin.source):
-        await space._end_key_session(admin.key)
+        await space.logout(admin.key)
     response = RedirectResponse("/console/login", 303)
     delete_cookie(request, response, SESSION_COOKIE)
     return response
@@ -392,7 +392,7 @@ async def confirm(request: Request) -> Response:
     going_to = safe_path(form.get("next", ""))  # before anything changes
     response = await start_session(request, admin.username, form.get("password", ""))
     if isinstance(response, RedirectResponse):
-        await (await space_of(request))._end_key_session(admin.key)
+        await (await space_of(request)).logout(admin.key)
         response.headers["location"] = going_to
     return response
 

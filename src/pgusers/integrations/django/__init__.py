@@ -1,85 +1,133 @@
-"""pgusers for Django: ``authenticate()`` checks pgusers passwords, and
-``request.user`` comes from the pgusers session cookie.
+"""pgusers for Django: ``authenticate()`` checks pgusers passwords, ``login()`` and
+``logout()`` open and end pgusers sessions, and ``request.user`` comes from the
+pgusers session cookie.
 
 Settings::
 
-    PGUSERS = {"DSN": "dbname=app", "SCHEMA": "pgusers"}  # also COOKIE_NAME,
-                                                          # COOKIE_SECURE, OPTIONS
+    INSTALLED_APPS = [..., "django.contrib.auth", "django.contrib.contenttypes",
+                      "pgusers.integrations.django"]
     AUTHENTICATION_BACKENDS = ["pgusers.integrations.django.PgUsersBackend"]
     MIDDLEWARE = [..., "pgusers.integrations.django.PgUsersMiddleware", ...]
+    PGUSERS = {"SCHEMA": "pgusers"}  # also DSN, COOKIE_NAME, COOKIE_SECURE, OPTIONS
+
+Without a ``DSN``, pgusers uses the database of Django's ``default`` connection
+(when it is PostgreSQL), so its tables sit beside the application's and Django's
+test runner gives both a test database.
 
 The middleware takes the place of Django's ``AuthenticationMiddleware`` (put it
-after it if both are listed): ``request.user`` is a :class:`PgUser`, which behaves
-like Django's user for ``login_required``, ``user_passes_test`` and templates, or
-an anonymous user. No table of Django's is used (``login_required`` still needs
-``django.contrib.auth`` and ``django.contrib.contenttypes`` in ``INSTALLED_APPS``,
-as in any project). Views log in with :func:`pgusers_login` and out with
-:func:`pgusers_logout`. Sync and async views are both served: in an async stack
-the middleware checks the cookie in a worker thread before the view runs.
+after it if both are listed): ``request.user`` is the user of the pgusers cookie, or
+an anonymous user. With the app in ``INSTALLED_APPS`` that user is an instance of
+:class:`pgusers.integrations.django.models.User`, an unmanaged model over pgusers'
+users table that application models can reference with a ``ForeignKey`` and the
+Django admin can list; without it, a :class:`PgUser`, which behaves the same for
+``login_required``, ``user_passes_test`` and templates. Views log in with
+``django.contrib.auth.login()`` after ``authenticate()`` and out with
+``django.contrib.auth.logout()`` (these need Django's sessions, as always, and the
+app installed); the middleware then sets or clears the cookie on the response. A
+project without Django's sessions uses :func:`pgusers_login` and
+:func:`pgusers_logout`, which set the cookie on the response they are given.
+Sync and async views are both served: in an async stack the middleware checks the
+cookie in a worker thread before the view runs.
 """
 
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
+import psycopg
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.test.runner import DiscoverRunner
 from django.utils.functional import SimpleLazyObject
 
 from pgusers._errors import BadCallError
 from pgusers._results import OK, REJECTED_LOGIN, Status
 from pgusers._userspace import UserSpace
-from pgusers.integrations._common import COOKIE_NAME, cookie_flags, user_agent
+from pgusers.integrations._common import cookie_flags, user_agent
+from pgusers.integrations.django._base import PgUserBehaviour, _setting
 
 __all__ = [
     "AnonymousPgUser",
     "PgUser",
+    "PgUserBehaviour",
     "PgUsersBackend",
     "PgUsersMiddleware",
+    "PgUsersTestRunner",
+    "close_userspaces",
     "pgusers_login",
     "pgusers_logout",
     "pgusers_set_session_data",
     "userspace",
 ]
 
-DEFAULTS: Final[dict[str, Any]] = {
-    "DSN": "",
-    "SCHEMA": "pgusers",
-    "COOKIE_NAME": COOKIE_NAME,
-    "COOKIE_SECURE": True,
-    "OPTIONS": {},
-}
+APP: Final = "pgusers.integrations.django"
+"""The Django application that holds the :class:`~.models.User` model."""
 
 _spaces: dict[tuple[str, str, tuple[tuple[str, Any], ...]], UserSpace] = {}
 _lock = threading.Lock()
 
 
-def _setting(name: str) -> Any:
-    configured = getattr(settings, "PGUSERS", {})
-    return configured.get(name, DEFAULTS[name])
+def _conninfo() -> str:
+    """The ``DSN`` setting; without one, the database of Django's default connection
+    when it is PostgreSQL, else the libpq defaults (the ``PG*`` variables)."""
+    configured: str | None = _setting("DSN")
+    if configured is not None:
+        return configured
+    if DEFAULT_DB_ALIAS not in settings.DATABASES:
+        return ""
+    database = connections[DEFAULT_DB_ALIAS].settings_dict
+    if database.get("ENGINE") != "django.db.backends.postgresql":
+        return ""
+    parts = {
+        "dbname": database.get("NAME"),
+        "user": database.get("USER"),
+        "password": database.get("PASSWORD"),
+        "host": database.get("HOST"),
+        "port": database.get("PORT"),
+    }
+    options = database.get("OPTIONS", {})
+    parts.update({k: v for k, v in options.items() if isinstance(v, str | int)})
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v})
 
 
 def userspace() -> UserSpace:
     """The :class:`~pgusers.UserSpace` that ``settings.PGUSERS`` names (one per
     process and setting, opened on first use)."""
     options = _setting("OPTIONS")
-    key = (_setting("DSN"), _setting("SCHEMA"), tuple(sorted(options.items(), key=repr)))
+    key = (_conninfo(), _setting("SCHEMA"), tuple(sorted(options.items(), key=repr)))
     with _lock:
         if key not in _spaces:
             _spaces[key] = UserSpace(conninfo=key[0], schema=key[1], **options)
         return _spaces[key]
 
 
-class PgUser:
-    """A pgusers user, with the attributes and methods Django's code asks of a user.
-    ``is_staff`` and ``is_superuser`` are the admin flag, asked of the database the
-    first time either is read in a request."""
+def close_userspaces() -> None:
+    """Close the userspaces :func:`userspace` opened (the next call opens anew)."""
+    with _lock:
+        spaces = list(_spaces.values())
+        _spaces.clear()
+    for space in spaces:
+        space.close()
 
-    is_active = True
-    is_authenticated = True
-    is_anonymous = False
+
+class PgUsersTestRunner(DiscoverRunner):
+    """Django's test runner, closing pgusers' connections to the test database before
+    Django drops it (``TEST_RUNNER = "pgusers.integrations.django.PgUsersTestRunner"``)."""
+
+    def teardown_databases(self, old_config: Any, **kwargs: Any) -> None:
+        close_userspaces()
+        super().teardown_databases(old_config, **kwargs)
+
+
+class PgUser(PgUserBehaviour):
+    """A pgusers user when the app is not installed. ``is_staff`` and
+    ``is_superuser`` are the admin flag, asked of the database the first time either
+    is read in a request."""
 
     def __init__(
         self,
@@ -103,33 +151,12 @@ class PgUser:
             self._admin = userspace().is_admin(self.userid)
         return self._admin
 
-    is_superuser = is_staff
-
     @property
     def email(self) -> str:
         if self._email is None:
             found = userspace().find_user(userid=self.userid)
             self._email = "" if found is None else found["email"]
         return self._email
-
-    def get_username(self) -> str:
-        return self.username
-
-    def has_perm(self, perm: str, obj: object = None) -> bool:
-        """Administrators have every permission; pgusers knows no others."""
-        return self.is_superuser
-
-    def has_perms(self, perms: Any, obj: object = None) -> bool:
-        return self.is_superuser
-
-    def has_module_perms(self, app_label: str) -> bool:
-        return self.is_superuser
-
-    def get_all_permissions(self, obj: object = None) -> set[str]:
-        return set()
-
-    def __str__(self) -> str:
-        return self.username
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PgUser) and other.userid == self.userid
@@ -168,6 +195,26 @@ class AnonymousPgUser:
         return "AnonymousUser"
 
 
+def _user(
+    userid: int,
+    username: str,
+    *,
+    session_data: Any = None,
+    key: str | None = None,
+    admin: bool | None = None,
+) -> PgUserBehaviour:
+    """The user object of this project: a model instance when the app is installed
+    (its other fields load from the database when first read), else a PgUser."""
+    if not django_apps.is_installed(APP):
+        return PgUser(userid, username, session_data=session_data, key=key, admin=admin)
+    from pgusers.integrations.django.models import User  # noqa: PLC0415 - after setup
+
+    user = User.loaded(userid=userid, username=username, admin=admin)
+    user.session_data = session_data
+    user.key = key
+    return user
+
+
 def _client(request: HttpRequest | None) -> tuple[str | None, str | None]:
     if request is None:
         return None, None
@@ -186,7 +233,7 @@ class PgUsersBackend:
         username: str | None = None,
         password: str | None = None,
         **kwargs: Any,
-    ) -> PgUser | None:
+    ) -> PgUserBehaviour | None:
         if username is None or password is None:
             return None
         source, agent = _client(request)
@@ -200,30 +247,71 @@ class PgUsersBackend:
             return None
         found = userspace().find_user(userid=outcome.userid)
         name = username if found is None else found["username"]
-        return PgUser(outcome.userid, name, key=outcome.key, admin=outcome.admin)
+        return _user(outcome.userid, name, key=outcome.key, admin=outcome.admin)
 
-    def get_user(self, user_id: int) -> PgUser | None:
+    def get_user(self, user_id: int) -> PgUserBehaviour | None:
         """The user of ``user_id``; None for an unknown or a disabled one (as Django's
         own backend answers for an inactive user), so no right outlives disabling."""
         found = userspace().find_user(userid=user_id)
         if found is None or found["disabled"]:
             return None
-        return PgUser(found["userid"], found["username"], admin=found["admin"])
+        return _user(found["userid"], found["username"], admin=found["admin"])
 
 
-def _user_of(request: HttpRequest) -> PgUser | AnonymousPgUser:
+def _user_of(request: HttpRequest) -> PgUserBehaviour | AnonymousPgUser:
     key = request.COOKIES.get(_setting("COOKIE_NAME"))
     if key:
         checked = userspace().check_key(key)
         if checked.status == OK and checked.userid is not None and checked.username:
             data = checked.extra_data
-            return PgUser(checked.userid, checked.username, session_data=data, key=key)
+            return _user(checked.userid, checked.username, session_data=data, key=key)
     return AnonymousPgUser()
+
+
+_COOKIE: Final = "_pgusers_cookie"
+"""The request attribute through which ``login()`` and ``logout()`` tell the
+middleware to set (a key) or clear ("") the cookie on the response."""
+
+
+def _logged_in(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
+    """After ``django.contrib.auth.login()``: the user's new session goes into the
+    cookie, and the session the cookie held before ends."""
+    if request is None or not isinstance(user, PgUserBehaviour) or user.key is None:
+        return
+    replaced = request.COOKIES.get(_setting("COOKIE_NAME"))
+    if replaced and replaced != user.key:
+        userspace().logout(replaced)
+    setattr(request, _COOKIE, user.key)
+
+
+def _logged_out(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
+    """After ``django.contrib.auth.logout()``: the session ends and the cookie goes."""
+    if request is None:
+        return
+    key = getattr(user, "key", None) or request.COOKIES.get(_setting("COOKIE_NAME"))
+    if key:
+        userspace().logout(key)
+    setattr(request, _COOKIE, "")
+
+
+user_logged_in.connect(_logged_in, dispatch_uid="pgusers-logged-in")
+user_logged_out.connect(_logged_out, dispatch_uid="pgusers-logged-out")
+
+
+def _set_cookie(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
+    change = getattr(request, _COOKIE, None)
+    if change:
+        flags = cookie_flags(userspace().ttl, secure=_setting("COOKIE_SECURE"))
+        response.set_cookie(_setting("COOKIE_NAME"), change, **flags)
+    elif change is not None:
+        response.delete_cookie(_setting("COOKIE_NAME"), path="/", samesite="Lax")
+    return response
 
 
 class PgUsersMiddleware:
     """Sets ``request.user`` (and ``request.auser``) from the pgusers cookie: one
-    ``check_key`` per request that reads it (lazily in sync views)."""
+    ``check_key`` per request that reads it (lazily in sync views). Sets or clears the
+    cookie when the view called ``django.contrib.auth.login()`` or ``logout()``."""
 
     sync_capable = True
     async_capable = True
@@ -243,34 +331,34 @@ class PgUsersMiddleware:
             return request.user
 
         request.auser = sync_to_async(user)
-        return self.get_response(request)
+        return _set_cookie(request, self.get_response(request))
 
     async def _serve_async(self, request: HttpRequest) -> HttpResponseBase:
         user = await sync_to_async(_user_of, thread_sensitive=False)(request)
         request.user = user
 
-        async def auser() -> PgUser | AnonymousPgUser:
-            return user
+        async def auser() -> PgUserBehaviour | AnonymousPgUser:
+            return request.user
 
         request.auser = auser
         response: Awaitable[HttpResponseBase] = self.get_response(request)
-        return await response
+        return _set_cookie(request, await response)
 
 
 def pgusers_login(
     request: HttpRequest, response: HttpResponse, username: str, password: str
-) -> PgUser | None:
+) -> PgUserBehaviour | None:
     """Log in through ``authenticate()``; on success set the session cookie on
     ``response`` and ``request.user``, and return the user. On failure return None:
     ``request.pgusers_outcome`` (a ``LoginOutcome``) then says why, with the seconds
     to wait when the login was throttled. The session the request's cookie held, if
     any, ends when the new one replaces it."""
     user = authenticate(request, username=username, password=password)
-    if not isinstance(user, PgUser) or user.key is None:
+    if not isinstance(user, PgUserBehaviour) or user.key is None:
         return None
     replaced = request.COOKIES.get(_setting("COOKIE_NAME"))
     if replaced:
-        userspace()._end_key_session(replaced)
+        userspace().logout(replaced)
     flags = cookie_flags(userspace().ttl, secure=_setting("COOKIE_SECURE"))
     response.set_cookie(_setting("COOKIE_NAME"), user.key, **flags)
     request.user = user
@@ -281,8 +369,8 @@ def pgusers_logout(request: HttpRequest, response: HttpResponse) -> int:
     """End this request's session (1, or 0 if it had none) and clear the cookie."""
     user = request.user
     ended = 0
-    if isinstance(user, PgUser) and user.key is not None:
-        ended = userspace()._end_key_session(user.key)
+    if isinstance(user, PgUserBehaviour) and user.key is not None:
+        ended = userspace().logout(user.key)
     response.delete_cookie(_setting("COOKIE_NAME"), path="/", samesite="Lax")
     request.user = AnonymousPgUser()
     return ended
