@@ -1,9 +1,15 @@
-"""A FastAPI application on pgusers: log in with a session cookie, log out, "who am
-I", "forgot my password" and "confirm your email".
+"""A first FastAPI application on pgusers: register, log in with a session cookie,
+"who am I" (a page only a signed-in user sees), log out, "forgot my password" and
+"confirm your email".
 
-Run it with ``uvicorn`` after setting ``PGUSERS_DSN`` to a libpq connection string::
+Run it with ``uvicorn`` after setting ``PGUSERS_DSN`` to a libpq connection string
+(``pgusers server dsn`` prints the embedded server's)::
 
-    PGUSERS_DSN="host=localhost dbname=userlist" uvicorn examples.fastapi_app:app
+    PGUSERS_DSN="$(pgusers server dsn)" PGUSERS_COOKIE_SECURE=0 uvicorn examples.fastapi_app:app
+
+``PGUSERS_COOKIE_SECURE=0`` is for plain-HTTP development only: the session cookie
+is ``Secure`` by default, and a browser sends a ``Secure`` cookie back over HTTPS
+only, so on ``http://127.0.0.1:8000`` every login would seem forgotten at once.
 
 pgusers sends no mail: the application passes ``send_mail(address, subject, body)``;
 this example's default only logs what it would send.
@@ -32,6 +38,12 @@ class Credentials(BaseModel):
     password: str
 
 
+class Registration(BaseModel):
+    username: str
+    password: str
+    email: str
+
+
 class Forgotten(BaseModel):
     email: str
 
@@ -46,11 +58,20 @@ def log_mail(address: str, subject: str, body: str) -> None:
     logging.getLogger("example.mail").info("to %s: %s\n%s", address, subject, body)
 
 
-def create_app(conninfo: str, send_mail: Mailer = log_mail, **options: Any) -> FastAPI:
-    """Build the application on the user space at ``conninfo``."""
-    auth = PgUsers(partial(pgusers.AsyncUserSpace.connect, conninfo=conninfo, **options))
+def create_app(
+    conninfo: str, send_mail: Mailer = log_mail, *, secure: bool = True, **options: Any
+) -> FastAPI:
+    """Build the application on the user space at ``conninfo``; ``secure=False`` only
+    for plain-HTTP development (see above)."""
+    opening = partial(pgusers.AsyncUserSpace.connect, conninfo=conninfo, **options)
+    auth = PgUsers(opening, secure=secure)
     app = FastAPI()
     app.add_middleware(AuthenticationMiddleware, backend=auth.backend)
+
+    @app.post("/register", status_code=201)
+    async def register(body: Registration) -> dict[str, int]:
+        usp = await auth.userspace()
+        return {"userid": await usp.create_user(body.username, body.password, body.email)}
 
     @app.post("/login")
     async def log_in(body: Credentials, request: Request, response: Response) -> dict[str, Any]:
@@ -106,4 +127,6 @@ def create_app(conninfo: str, send_mail: Mailer = log_mail, **options: Any) -> F
 
 
 if "PGUSERS_DSN" in os.environ:
-    app = create_app(os.environ["PGUSERS_DSN"])
+    app = create_app(
+        os.environ["PGUSERS_DSN"], secure=os.environ.get("PGUSERS_COOKIE_SECURE") != "0"
+    )

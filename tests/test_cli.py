@@ -292,11 +292,16 @@ def test_embedded_default_demo_and_server_commands():
         listed = run_pgusers("list", "--json", env=env)
         assert [u["username"] for u in json.loads(listed.stdout)] == ["ann@example.com"]
         status = run_pgusers("server", "status", env=env)
+        assert (status.returncode, status.stdout.count(env["PGUSERS_DATA_DIR"])) == (0, 1)
         assert "running" in status.stdout
+        conninfo = run_pgusers("server", "dsn", env=env).stdout.strip()
+        with psycopg.connect(conninfo) as conn:
+            assert conn.execute("SELECT count(*) FROM pgusers.users").fetchone() == (1,)
     finally:
         stopped = run_pgusers("server", "stop", env=env)
     assert stopped.stdout == "stopped\n"
-    assert "stopped" in run_pgusers("server", "status", env=env).stdout
+    status = run_pgusers("server", "status", env=env)
+    assert (status.returncode, "stopped" in status.stdout) == (1, True)
     again = run_pgusers("list", "--json", env=env)  # started again, data kept
     assert [u["username"] for u in json.loads(again.stdout)] == ["ann@example.com"]
     run_pgusers("server", "stop", env=env)

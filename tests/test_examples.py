@@ -8,11 +8,14 @@ from examples.fastapi_app import create_app
 from .support import FAST_HASHER
 
 
-def test_fastapi_login_session_cookie_and_logout(dsn, schema):
-    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
-        uid = usp.create_user("ada", "s3cret", "ada@example.com")
+def test_fastapi_register_login_session_cookie_and_logout(dsn, schema):
     app = create_app(dsn, schema=schema, hasher=FAST_HASHER)
     with TestClient(app, base_url="https://testserver") as client:
+        form = {"username": "ada", "password": "s3cret", "email": "ada@example.com"}
+        registered = client.post("/register", json=form)
+        assert registered.status_code == 201
+        uid = registered.json()["userid"]
+        assert client.post("/register", json=form).status_code == 400
         assert client.get("/me").status_code == 401
         assert client.post("/login", json={"username": "ada", "password": "no"}).status_code == 401
         response = client.post("/login", json={"username": "ada", "password": "s3cret"})
@@ -22,6 +25,16 @@ def test_fastapi_login_session_cookie_and_logout(dsn, schema):
         assert client.post("/logout").json() == {"ended": 1}
         client.cookies.clear()
         assert client.get("/me").status_code == 401
+
+
+def test_fastapi_over_plain_http_with_secure_off(dsn, schema):
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        usp.create_user("ada", "s3cret", "ada@example.com")
+    for secure, remembered in ((True, False), (False, True)):
+        app = create_app(dsn, secure=secure, schema=schema, hasher=FAST_HASHER)
+        with TestClient(app, base_url="http://testserver") as client:
+            client.post("/login", json={"username": "ada", "password": "s3cret"})
+            assert (client.get("/me").status_code == 200) is remembered
 
 
 def test_fastapi_refuses_a_forged_cookie(dsn, schema):
@@ -85,9 +98,18 @@ def test_the_flask_example_logs_in_and_out(space, dsn, schema):
         PGUSERS_DSN=dsn, PGUSERS_SCHEMA=schema, PGUSERS_OPTIONS={"hasher": FAST_HASHER}
     )
     app.extensions.pop("pgusers.userspace", None)  # a schema of this test's own
-    uid = space.create_user("ada", "s3cret", "ada@example.com")
     client = app.test_client()
     https = {"base_url": "https://localhost"}
+    form = {"username": "ada", "password": "s3cret", "email": "ada@example.com"}
+    registered = client.post("/register", data=form, **https)
+    assert registered.status_code == 201
+    uid = registered.json["userid"]
+    assert space.find_user(userid=uid)["username"] == "ada"
+    taken = client.post("/register", data=form, **https)
+    assert (taken.status_code, taken.json["error"]) == (
+        400,
+        "a user with that username already exists",
+    )
     refused = client.post("/login", data={"username": "ada", "password": "no"}, **https)
     assert refused.status_code == 401
     accepted = client.post("/login", data={"username": "ada", "password": "s3cret"}, **https)

@@ -24,7 +24,7 @@ def libpq_environment(conninfo: str) -> dict[str, str]:
 
 def test_the_django_project_passes_its_own_tests(server_dsn):
     environment = libpq_environment(server_dsn)
-    environment["PGDATABASE"] = f"pgusers_example_{uuid.uuid4().hex[:8]}"
+    environment["PGUSERS_DSN"] = f"dbname=pgusers_example_{uuid.uuid4().hex[:8]}"
     result = subprocess.run(
         [sys.executable, "-W", "error", "manage.py", "test", "--noinput", "-v", "2"],
         cwd=EXAMPLES / "django_project",

@@ -1,5 +1,7 @@
 """The options a userspace is opened with, and what they make: its core and pool."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
@@ -20,6 +22,27 @@ POOL_SETTING: Final = {"pool_min": "min_size", "pool_max": "max_size", "pool_tim
 
 SECURITY_OPTIONS: Final = frozenset({"serializer", "hasher"})
 """Options compared with an open userspace's even when not given."""
+
+_test_hasher: list[PasswordHasher | None] = [None]
+"""The hasher of userspaces opened without one while the pytest plugin runs a test;
+None: Argon2id's default parameters. Process-wide, not per context, as a framework's
+test client may serve the application from a thread of its own."""
+
+
+def default_hasher() -> PasswordHasher:
+    """The hasher a userspace opened without ``hasher=`` uses."""
+    return _test_hasher[0] or PasswordHasher()
+
+
+@contextmanager
+def hasher_for_tests(hasher: PasswordHasher | None) -> Iterator[None]:
+    """Within the block, userspaces opened without ``hasher=`` use ``hasher`` (for the
+    pytest plugin, so an application's own userspace matches the fixtures')."""
+    previous, _test_hasher[0] = _test_hasher[0], hasher
+    try:
+        yield
+    finally:
+        _test_hasher[0] = previous
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +103,7 @@ class Options:
         if name == "serializer":
             return value or "json"
         if name == "hasher":
-            return parameters(value or PasswordHasher())
+            return parameters(value or default_hasher())
         if name == "schema":
             return value or "pgusers"
         if name in ("pool_min", "pool_max", "pool_timeout"):
@@ -109,7 +132,7 @@ class Options:
         return Core(
             self.schema or "pgusers",
             Codec(self.serializer or "json"),
-            Passwords(self.hasher),
+            Passwords(self.hasher or default_hasher()),
             cache,
         )
 

@@ -16,7 +16,10 @@ for them:
 
 Passwords are hashed with the cheapest Argon2id parameters (:data:`FAST_HASHER`)
 so that tests stay fast; mark a test ``@pytest.mark.pgusers_real_hasher``, or run
-pytest with ``--pgusers-real-hasher``, for the default parameters.
+pytest with ``--pgusers-real-hasher``, for the default parameters. During a test, a
+userspace opened without ``hasher=`` (the application's own, opened by a framework
+integration on its first request) hashes the same way, so the application under test
+and the fixtures share a schema with no option to pass.
 """
 
 import itertools
@@ -34,6 +37,7 @@ from argon2 import PasswordHasher
 from psycopg import sql
 
 from pgusers._aio import AsyncUserSpace
+from pgusers._options import hasher_for_tests
 from pgusers._userspace import UserSpace
 
 __all__ = [
@@ -100,6 +104,14 @@ def pgusers_hasher(request: pytest.FixtureRequest) -> PasswordHasher | None:
         "pgusers_real_hasher"
     )
     return None if real else FAST_HASHER
+
+
+@pytest.fixture(autouse=True)
+def _pgusers_default_hasher(pgusers_hasher: PasswordHasher | None) -> Iterator[None]:
+    """During each test, a userspace opened without ``hasher=`` (an application's own,
+    through an integration) hashes as the fixtures do, so both can share a schema."""
+    with hasher_for_tests(pgusers_hasher):
+        yield
 
 
 @pytest.fixture

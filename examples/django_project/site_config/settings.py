@@ -1,8 +1,11 @@
-"""Settings of the example project. The database is PostgreSQL, named by the PG*
-variables as libpq reads them (PGDATABASE, default "app"; PGHOST, PGPORT, PGUSER,
-PGPASSWORD); pgusers keeps its tables in that same database, schema "pgusers"."""
+"""Settings of the example project. The database is the one ``PGUSERS_DSN`` names (a
+libpq connection string; ``pgusers server dsn`` prints the embedded server's), else
+"app" where the PG* variables say; pgusers keeps its tables in that same database,
+in the schema "pgusers"."""
 
 import os
+
+from psycopg.conninfo import conninfo_to_dict
 
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or "only-for-local-development"
@@ -35,10 +38,16 @@ PGUSERS = {
     # so it is turned off while DEBUG is on. Leave it on in production.
     "COOKIE_SECURE": not DEBUG,
 }
+target = conninfo_to_dict(os.environ.get("PGUSERS_DSN", "dbname=app"))
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": os.environ.get("PGDATABASE", "app"),
+        "NAME": target.pop("dbname", "app"),
+        "HOST": target.pop("host", ""),
+        "PORT": target.pop("port", ""),
+        "USER": target.pop("user", ""),
+        "PASSWORD": target.pop("password", ""),
+        "OPTIONS": target,
     }
 }
 ROOT_URLCONF = "site_config.urls"

@@ -830,9 +830,25 @@ def server() -> None:
 
 @server.command()
 def status() -> None:
-    """Say whether the embedded server is running."""
+    """Say whether the embedded server is running (exit code 1 when it is stopped)."""
     found = embedded.status()
-    click.echo(f"embedded PostgreSQL: {found or 'stopped'} (data in {embedded.data_dir()})")
+    click.echo(f"embedded PostgreSQL: {found or 'stopped'}, data in {embedded.data_dir()}")
+    if found is None:
+        sys.exit(EXIT_NEGATIVE)
+
+
+@server.command()
+def start() -> None:
+    """Start the embedded server (it keeps running until "pgusers server stop")."""
+    embedded.start()
+    click.echo(f"embedded PostgreSQL: {embedded.status()}, data in {embedded.data_dir()}")
+
+
+@server.command()
+def dsn() -> None:
+    """Start the embedded server if needed and print the connection string of its
+    database, for applications: export PGUSERS_DSN="$(pgusers server dsn)"."""
+    click.echo(embedded.start().conninfo(embedded.DATABASE))
 
 
 @server.command()

@@ -95,7 +95,7 @@ def status() -> str | None:
     info = PostmasterInfo.read_from_pgdata(path) if path.exists() else None
     if info is None or not info.is_running():
         return None
-    return f"running, pid {info.pid}, socket in {info.socket_dir}, data in {path}"
+    return f"running (pid {info.pid})"
 
 
 def stop() -> bool:
