@@ -579,3 +579,10 @@ def test_a_session_id_that_begins_with_a_dash_is_an_id_not_an_option(cli, ada):
     code, _, err = cli("endsession", "-AbCdEfGhIjKlMnO")
     assert code == 1 and "no session" in err
     assert cli("check", "-" + "A" * 42)[0] == 1
+
+
+def test_the_version_is_written_once_and_read_everywhere():
+    from importlib.metadata import version
+
+    assert pgusers.__version__ == version("pgusers")
+    assert run_pgusers("--version").stdout == f"pgusers, version {pgusers.__version__}\n"

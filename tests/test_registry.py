@@ -105,6 +105,7 @@ def test_opening_without_a_serializer_never_gives_a_pickling_userspace(open_user
             open_userspace(conninfo=dsn, schema=schema, serializer="json", hasher=FAST_HASHER)
 
 
+@pytest.mark.pgusers_real_hasher  # the library default, not the plugin's in tests
 def test_opening_without_a_hasher_never_gives_one_with_other_parameters(
     usp, open_userspace, dsn, schema
 ):

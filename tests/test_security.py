@@ -32,6 +32,7 @@ def test_no_cleartext_password_anywhere_in_the_database(usp, sql_conn, schema):
     assert "N3w-marker-pass" not in str(dump)
 
 
+@pytest.mark.pgusers_real_hasher  # the library default, not the plugin's in tests
 def test_default_hasher_is_argon2id_with_library_defaults(open_userspace, dsn, schema, sql_conn):
     with open_userspace(conninfo=dsn, schema=schema) as usp:
         uid = usp.create_user("ada", "pw", "ada@example.com")

@@ -2,7 +2,9 @@
 redirections, through Starlette's test client on the real application."""
 
 import re
+import time
 
+import psycopg
 import pytest
 from starlette.testclient import TestClient
 
@@ -145,14 +147,159 @@ def test_console_pages_carry_the_security_headers(app):
     assert headers["referrer-policy"] == "no-referrer"
 
 
-def test_an_admin_deletes_a_user_from_their_page(app, space, root):
+def test_an_admin_deletes_a_user_from_their_page_after_confirming(app, space, root):
     ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
     with client_at(app, "http://127.0.0.1") as client:
         log_in(client)
         page = client.get(f"/console/users/{ada}")
-        answer = client.post(f"/console/users/{ada}/delete", data={"csrf": csrf_of(page)})
+        asked = client.post(f"/console/users/{ada}/delete", data={"csrf": csrf_of(page)})
+        assert "This cannot be undone" in asked.text
+        assert space.find_user(userid=ada) is not None
+        form = dict(re.findall(r'name="(\w+)" value="([^"]*)"', asked.text))
+        assert form["confirmed"] == "yes"
+        answer = client.post(f"/console/users/{ada}/delete", data=form)
     assert answer.headers["location"].startswith("/console/users?done=")
     assert space.find_user(userid=ada) is None
+
+
+def confirmed_post(client, path, **fields):
+    """Post a console form, then its confirmation: (the question page, the answer)."""
+    page = client.get("/console/users")
+    asked = client.post(path, data={"csrf": csrf_of(page), **fields})
+    form = dict(re.findall(r'name="(\w+)" value="([^"]*)"', asked.text))
+    assert form.get("confirmed") == "yes", asked.text
+    return asked, client.post(path, data=form)
+
+
+def test_ending_all_sessions_and_hashing_keys_ask_first(app, space, root, dsn, schema):
+    ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
+    space.login("ada", "ada-pw-123")
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        asked, answer = confirmed_post(client, f"/console/users/{ada}/sessions/end")
+        assert "logged out everywhere" in asked.text and answer.status_code == 303
+        assert list(space.sessions(ada)) == []
+        asked, answer = confirmed_post(client, "/console/settings", setting="key_storage")
+        assert "one-way" in asked.text and answer.status_code == 303
+    assert space.find_user("root") is not None
+    with psycopg.connect(dsn) as conn:
+        [(storage,)] = conn.execute(f'SELECT key_storage FROM "{schema}".settings')
+    assert storage == "hashed"
+
+
+def test_an_admin_creates_a_user_and_edits_them(app, space, root):
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        form = client.get("/console/users/new")
+        made = client.post(
+            "/console/users/new",
+            data={
+                "csrf": csrf_of(form),
+                "username": "ada",
+                "email": "ada@example.com",
+                "password": "ada-pw-123",
+                "extra_data": '{"plan": "pro"}',
+            },
+        )
+        assert made.status_code == 303
+        ada = space.find_user("ada")
+        assert (ada["extra_data"], ada["admin"]) == ({"plan": "pro"}, False)
+        assert made.headers["location"].startswith(f"/console/users/{ada['userid']}?")
+        edit = {
+            "csrf": csrf_of(form),
+            "username": "ada2",
+            "email": "ada2@example.com",
+            "extra_data": '{"plan": "team"}',
+            "admin": "on",
+            "disabled": "on",
+        }
+        changed = client.post(f"/console/users/{ada['userid']}/edit", data=edit)
+        assert changed.headers["location"].endswith("done=changed")
+        bad = client.post(
+            f"/console/users/{ada['userid']}/edit", data={**edit, "extra_data": "{nope"}
+        )
+        assert bad.status_code == 400 and "must be JSON" in bad.text
+        taken = client.post(
+            "/console/users/new", data={**edit, "username": "root", "password": "x-pw-1234"}
+        )
+        assert taken.status_code == 400 and "already exists" in taken.text
+    found = space.find_user(userid=ada["userid"])
+    assert (found["username"], found["email"], found["extra_data"]) == (
+        "ada2",
+        "ada2@example.com",
+        {"plan": "team"},
+    )
+    assert (found["admin"], found["disabled"]) == (True, True)
+    actors = {event.actor for event in space.events(userid=ada["userid"])}
+    assert actors == {f"console:user:{space.find_user('root')['userid']}"}
+
+
+def test_api_keys_are_made_shown_once_and_revoked_from_the_console(app, space, root):
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        page = client.get("/console/api-keys")
+        made = client.post(
+            "/console/api-keys", data={"csrf": csrf_of(page), "name": "shop", "scope": "check"}
+        )
+        key = re.search(r'id="api-key">([^<]+)<', made.text).group(1)
+        assert key not in client.get("/console/api-keys").text
+        check = client.post(
+            "/v1/check", json={"key": "A" * 43}, headers={"authorization": f"Bearer {key}"}
+        )
+        assert check.json()["status"] == "not_found"
+        [key_id] = re.findall(r"/console/api-keys/([^/]+)/revoke", made.text)
+        _, revoked = confirmed_post(client, f"/console/api-keys/{key_id}/revoke")
+        assert revoked.headers["location"].endswith("done=key-revoked")
+        check = client.post(
+            "/v1/check", json={"key": "A" * 43}, headers={"authorization": f"Bearer {key}"}
+        )
+    assert check.json()["error"]["message"] == "the API key is revoked or unknown"
+
+
+def test_numbers_and_times_read_as_people_write_them(app, space, root, monkeypatch):
+    space.set_login_policy(max_backoff=900)
+    clock = Clock(monkeypatch)
+    before = clock.now = float(int(clock.now) - 10 * 86400)
+    space.set_session_TTL(900)  # an event ten days ago, then a purge of it
+    monkeypatch.undo()
+    space.purge_events(before=before + 1)
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        settings = client.get("/console/settings").text
+        events = client.get("/console/events").text
+    assert 'value="900"' in settings and "900.0" not in settings
+    assert "15 min" in settings
+    purged = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(before + 1))
+    assert f"&#34;before&#34;: &#34;{purged}&#34;" in events
+
+
+def test_errors_unknown_pages_the_landing_page_and_the_icon(app, space, root):
+    with client_at(app, "http://127.0.0.1") as client:
+        assert client.get("/").headers["location"] == "/console/"
+        stranger = client.get("/console/users/999")
+        assert stranger.status_code == 303  # not signed in: to the login page
+        log_in(client)
+        missing = client.get("/console/users/999")
+        assert missing.status_code == 404
+        assert missing.text.count("There is no such user.") == 1
+        assert "/console/login" not in missing.text
+        for path in ("/console/no/such/page", "/console/users/abc"):
+            unknown = client.get(path)
+            assert unknown.status_code == 404 and "text/html" in unknown.headers["content-type"]
+        assert 'rel="icon" href="/console/static/favicon.svg"' in unknown.text
+        assert client.get("/console/static/favicon.svg").status_code == 200
+        assert client.get("/favicon.ico", follow_redirects=True).status_code == 200
+
+
+def test_the_api_documentation_is_served_from_the_package(app):
+    with client_at(app, "http://127.0.0.1") as client:
+        page = client.get("/v1/docs")
+        scripts = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert scripts and all(path.startswith("/v1/docs/") for path in scripts)
+        for path in scripts:
+            assert client.get(path).status_code == 200, path
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-eval" not in policy
 
 
 def test_an_unknown_action_on_a_user_is_404_and_changes_nothing(app, space, root):

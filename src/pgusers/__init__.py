@@ -42,6 +42,7 @@ from pgusers._results import (
     UserRow,
 )
 from pgusers._userspace import UserSpace
+from pgusers._version import __version__ as __version__
 
 __all__ = [
     "DISABLED",

@@ -22,6 +22,7 @@ from pgusers._core.importer import RESOLUTIONS, SESSION_MODES
 from pgusers._errors import BadCallError, LegacyImportError, PgUsersError
 from pgusers._results import OK, ImportReport
 from pgusers._userspace import UserSpace
+from pgusers._version import __version__
 from pgusers.cli import _embedded as embedded
 from pgusers.cli._database import Database
 
@@ -250,7 +251,7 @@ def confirm_or_refuse(question: str, yes: bool) -> None:
 @click.option("--user", "db_user", help="Database role (PGUSER).")
 @click.option("--dbname", help="Database name (PGDATABASE).")
 @click.option("--schema", default="pgusers", show_default=True, help="Schema of the tables.")
-@click.version_option(package_name="pgusers")
+@click.version_option(version=__version__, prog_name="pgusers")
 @click.pass_context
 def main(
     ctx: click.Context,

@@ -8,17 +8,29 @@ user's own sessions; scope ``check``: ``POST /v1/check`` only).
 
 import json
 import math
+import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from pgusers._aio import AsyncUserSpace
 from pgusers._core.audit import acting_as
 from pgusers._core.keys import looks_like_api_key
-from pgusers._results import DISABLED, NOT_FOUND, OK, THROTTLED, Account, Status
+from pgusers._results import (
+    DISABLED,
+    NOT_FOUND,
+    OK,
+    THROTTLED,
+    Account,
+    ApiKey,
+    Event,
+    Session,
+    Settings,
+    Status,
+)
 from pgusers.integrations._common import user_agent
 from pgusers.web import _check
 from pgusers.web._check import STATUS_NAMES
@@ -237,13 +249,86 @@ ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     )
 }
 
+
+def model_of(row: type[tuple[Any, ...]]) -> type[BaseModel]:
+    """A pydantic model with the fields of one of pgusers' result tuples, so the
+    OpenAPI document describes the rows the answers hold."""
+    hints = typing.get_type_hints(row)
+    defaults: dict[str, Any] = getattr(row, "_field_defaults", {})
+    fields: dict[str, Any] = {
+        name: (hints[name], defaults.get(name, ...))
+        for name in row._fields  # type: ignore[attr-defined]
+    }
+    return create_model(row.__name__ + "Answer", __doc__=row.__doc__, **fields)
+
+
+SessionAnswer = model_of(Session)
+AccountAnswer = model_of(Account)
+EventAnswer = model_of(Event)
+ApiKeyAnswer = model_of(ApiKey)
+SettingsAnswer = model_of(Settings)
+
+
+class LoggedIn(BaseModel):
+    key: str = Field(description="the new session key: send it as 'Authorization: Bearer'")
+    userid: int
+    admin: bool
+    ttl: float = Field(description="seconds the session lives without being used")
+
+
+class Registered(BaseModel):
+    userid: int
+
+
+class Done(BaseModel):
+    status: Literal["ok"]
+
+
+class Ended(BaseModel):
+    ended: int = Field(description="how many sessions ended")
+
+
+class Whoami(BaseModel):
+    userid: int | None
+    username: str | None
+    admin: bool
+
+
+class Sessions(BaseModel):
+    sessions: list[SessionAnswer]  # type: ignore[valid-type]
+
+
+class UsersPage(BaseModel):
+    users: list[AccountAnswer]  # type: ignore[valid-type]
+    next_after: int | None = Field(description="pass as after for the next page; null: last")
+
+
+class Issued(BaseModel):
+    token: str = Field(description="shown only here: send it to the user")
+    purpose: str
+
+
+class Events(BaseModel):
+    events: list[EventAnswer]  # type: ignore[valid-type]
+
+
+class ApiKeys(BaseModel):
+    api_keys: list[ApiKeyAnswer]  # type: ignore[valid-type]
+
+
+class ApiKeyMade(BaseModel):
+    key_id: str
+    key: str = Field(description="shown only here")
+    scope: Literal["admin", "check"]
+
+
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
 
 # -- anyone ------------------------------------------------------------------------------
 
 
-@router.post("/login", tags=["sessions"])
+@router.post("/login", tags=["sessions"], response_model=LoggedIn)
 async def login(body: LoginBody, request: Request, space: Space) -> dict[str, Any]:
     """Log in: a new session key, or 401 (wrong name or password), 403 (disabled
     account), 429 (throttled, with Retry-After). ``extra_data``, the new session's
@@ -278,7 +363,7 @@ async def login(body: LoginBody, request: Request, space: Space) -> dict[str, An
     }
 
 
-@router.post("/register", status_code=201, tags=["users"])
+@router.post("/register", status_code=201, tags=["users"], response_model=Registered)
 async def register(body: RegisterBody, request: Request, space: Space) -> dict[str, Any]:
     """Create an account (only when the service was started with registration on)."""
     service = service_of(request)
@@ -298,7 +383,7 @@ async def register(body: RegisterBody, request: Request, space: Space) -> dict[s
     return {"userid": userid}
 
 
-@router.post("/password/reset", tags=["users"])
+@router.post("/password/reset", tags=["users"], response_model=Done)
 async def reset_password(body: ResetBody, request: Request, space: Space) -> dict[str, str]:
     """Set a new password with a reset token (which an administrator issued)."""
     with acting_as("token", source=client_address(request)):
@@ -308,7 +393,7 @@ async def reset_password(body: ResetBody, request: Request, space: Space) -> dic
     return {"status": "ok"}
 
 
-@router.post("/email/verify", tags=["users"])
+@router.post("/email/verify", tags=["users"], response_model=Done)
 async def verify_email(body: TokenBody, request: Request, space: Space) -> dict[str, str]:
     """Mark an email address verified with a verification token."""
     with acting_as("token", source=client_address(request)):
@@ -349,13 +434,13 @@ async def check(request: Request, _: Bearer = None) -> dict[str, Any]:
 # -- a user's own sessions ----------------------------------------------------------------
 
 
-@router.get("/session", tags=["sessions"])
+@router.get("/session", tags=["sessions"], response_model=Whoami)
 async def this_session(who: User, space: Space) -> dict[str, Any]:
     """Who this session key belongs to."""
     return {"userid": who.userid, "username": who.username, "admin": who.scope == "admin"}
 
 
-@router.post("/logout", tags=["sessions"])
+@router.post("/logout", tags=["sessions"], response_model=Ended)
 async def logout(who: User, space: Space) -> dict[str, int]:
     """End this session."""
     assert who.key is not None
@@ -366,7 +451,7 @@ async def logout(who: User, space: Space) -> dict[str, int]:
     return {"ended": ended}
 
 
-@router.post("/logout/others", tags=["sessions"])
+@router.post("/logout/others", tags=["sessions"], response_model=Ended)
 async def logout_others(who: User, space: Space) -> dict[str, int]:
     """End every other session of this user ("log out everywhere else")."""
     assert who.key is not None
@@ -374,7 +459,7 @@ async def logout_others(who: User, space: Space) -> dict[str, int]:
         return {"ended": await space.end_other_sessions(who.key)}
 
 
-@router.get("/sessions", tags=["sessions"])
+@router.get("/sessions", tags=["sessions"], response_model=Sessions)
 async def my_sessions(who: User, space: Space) -> dict[str, Any]:
     """This user's sessions; ``current`` marks this one."""
     assert who.userid is not None
@@ -382,7 +467,7 @@ async def my_sessions(who: User, space: Space) -> dict[str, Any]:
     return {"sessions": [session._asdict() async for session in rows]}
 
 
-@router.delete("/sessions/{session_id}", tags=["sessions"])
+@router.delete("/sessions/{session_id}", tags=["sessions"], response_model=Ended)
 async def end_my_session(session_id: str, who: User, space: Space) -> dict[str, int]:
     """End one of this user's sessions."""
     assert who.userid is not None
@@ -396,7 +481,7 @@ async def end_my_session(session_id: str, who: User, space: Space) -> dict[str, 
 # -- administrators -----------------------------------------------------------------------
 
 
-@router.get("/admin/users", tags=["admin"])
+@router.get("/admin/users", tags=["admin"], response_model=UsersPage)
 async def list_users(
     *,
     request: Request,
@@ -442,12 +527,12 @@ async def account_of(request: Request, userid: int) -> dict[str, Any]:
     return await account_answer(service, account)
 
 
-@router.get("/admin/users/{userid}", tags=["admin"])
+@router.get("/admin/users/{userid}", tags=["admin"], response_model=AccountAnswer)
 async def get_user(userid: int, request: Request, who: Admin) -> dict[str, Any]:
     return await account_of(request, userid)
 
 
-@router.post("/admin/users", status_code=201, tags=["admin"])
+@router.post("/admin/users", status_code=201, tags=["admin"], response_model=AccountAnswer)
 async def create_user(
     body: NewUserBody, request: Request, who: Admin, space: Space
 ) -> dict[str, Any]:
@@ -458,7 +543,7 @@ async def create_user(
     return await account_of(request, userid)
 
 
-@router.patch("/admin/users/{userid}", tags=["admin"])
+@router.patch("/admin/users/{userid}", tags=["admin"], response_model=AccountAnswer)
 async def change_user(
     userid: int, body: ChangeUserBody, request: Request, who: Admin, space: Space
 ) -> dict[str, Any]:
@@ -473,20 +558,20 @@ async def change_user(
     return await account_of(request, userid)
 
 
-@router.put("/admin/users/{userid}/disabled", tags=["admin"])
+@router.put("/admin/users/{userid}/disabled", tags=["admin"], response_model=Done)
 async def disable_user(userid: int, body: FlagBody, who: Admin, space: Space) -> dict[str, str]:
     """Disable (true: their sessions end) or enable (false) a user."""
     with acting_as(who.actor, source=who.source):
         return found(await space.disable_user(userid, body.value))
 
 
-@router.put("/admin/users/{userid}/admin", tags=["admin"])
+@router.put("/admin/users/{userid}/admin", tags=["admin"], response_model=Done)
 async def set_admin(userid: int, body: FlagBody, who: Admin, space: Space) -> dict[str, str]:
     with acting_as(who.actor, source=who.source):
         return found(await space.set_admin(userid, body.value))
 
 
-@router.post("/admin/users/{userid}/tokens", status_code=201, tags=["admin"])
+@router.post("/admin/users/{userid}/tokens", status_code=201, tags=["admin"], response_model=Issued)
 async def issue_token(
     userid: int, body: IssueBody, request: Request, who: Admin, space: Space
 ) -> dict[str, Any]:
@@ -498,13 +583,13 @@ async def issue_token(
     return {"token": token, "purpose": body.purpose}
 
 
-@router.delete("/admin/users/{userid}", tags=["admin"])
+@router.delete("/admin/users/{userid}", tags=["admin"], response_model=Done)
 async def delete_user(userid: int, who: Admin, space: Space) -> dict[str, str]:
     with acting_as(who.actor, source=who.source):
         return found(await space.delete_user(userid=userid))
 
 
-@router.get("/admin/users/{userid}/sessions", tags=["admin"])
+@router.get("/admin/users/{userid}/sessions", tags=["admin"], response_model=Sessions)
 async def user_sessions(
     userid: int, who: Admin, space: Space, expired: bool = False
 ) -> dict[str, Any]:
@@ -512,13 +597,13 @@ async def user_sessions(
     return {"sessions": [session._asdict() async for session in rows]}
 
 
-@router.delete("/admin/users/{userid}/sessions", tags=["admin"])
+@router.delete("/admin/users/{userid}/sessions", tags=["admin"], response_model=Ended)
 async def end_user_sessions(userid: int, who: Admin, space: Space) -> dict[str, int]:
     with acting_as(who.actor, source=who.source):
         return {"ended": await space.kill_sessions(userid)}
 
 
-@router.delete("/admin/sessions/{session_id}", tags=["admin"])
+@router.delete("/admin/sessions/{session_id}", tags=["admin"], response_model=Ended)
 async def end_session(session_id: str, who: Admin, space: Space) -> dict[str, int]:
     with acting_as(who.actor, source=who.source):
         ended = await space.end_session(session_id)
@@ -527,7 +612,7 @@ async def end_session(session_id: str, who: Admin, space: Space) -> dict[str, in
     return {"ended": ended}
 
 
-@router.get("/admin/events", tags=["admin"])
+@router.get("/admin/events", tags=["admin"], response_model=Events)
 async def events(
     *,
     who: Admin,
@@ -544,13 +629,13 @@ async def events(
     return {"events": [event._asdict() for event in await first(rows, limit)]}
 
 
-@router.get("/admin/api-keys", tags=["admin"])
+@router.get("/admin/api-keys", tags=["admin"], response_model=ApiKeys)
 async def list_api_keys(request: Request, who: Admin) -> dict[str, Any]:
     """The service's API keys (never the keys themselves), revoked ones included."""
     return {"api_keys": [key._asdict() async for key in service_of(request).api_keys()]}
 
 
-@router.post("/admin/api-keys", status_code=201, tags=["admin"])
+@router.post("/admin/api-keys", status_code=201, tags=["admin"], response_model=ApiKeyMade)
 async def create_api_key(body: ApiKeyBody, request: Request, who: Admin) -> dict[str, str]:
     """Make an API key; the answer is the only place the key is ever shown."""
     with acting_as(who.actor, source=who.source):
@@ -558,7 +643,7 @@ async def create_api_key(body: ApiKeyBody, request: Request, who: Admin) -> dict
     return {"key_id": key_id, "key": key, "scope": body.scope}
 
 
-@router.delete("/admin/api-keys/{key_id}", tags=["admin"])
+@router.delete("/admin/api-keys/{key_id}", tags=["admin"], response_model=Done)
 async def revoke_api_key(key_id: str, request: Request, who: Admin) -> dict[str, str]:
     """Revoke an API key: it stops working at once here, and within the API key
     cache's seconds in other processes serving the same userspace."""
@@ -566,12 +651,12 @@ async def revoke_api_key(key_id: str, request: Request, who: Admin) -> dict[str,
         return found(await service_of(request).revoke_api_key(key_id), "live API key")
 
 
-@router.get("/admin/settings", tags=["admin"])
+@router.get("/admin/settings", tags=["admin"], response_model=SettingsAnswer)
 async def get_settings(request: Request, who: Admin) -> dict[str, Any]:
     return (await service_of(request).settings())._asdict()
 
 
-@router.patch("/admin/settings", tags=["admin"])
+@router.patch("/admin/settings", tags=["admin"], response_model=SettingsAnswer)
 async def change_settings(
     body: SettingsBody, request: Request, who: Admin, space: Space
 ) -> dict[str, Any]:

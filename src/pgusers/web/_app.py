@@ -8,13 +8,13 @@ from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgusers._aio import AsyncUserSpace, Opener, PerLoop
 from pgusers._errors import BadCallError
-from pgusers.web import _api, _console
+from pgusers.web import _api, _console, _docs
 from pgusers.web._check import CheckEndpoint
 from pgusers.web._errors import ApiError, error_body, send_json
 from pgusers.web._service import Service, SetupLink
@@ -31,6 +31,18 @@ SECURITY_HEADERS: Final = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-content-type-options", b"nosniff"),
+]
+
+DOCS_HEADERS: Final = [
+    # The API's documentation page runs Swagger UI's scripts, all served from here, and
+    # fetches the OpenAPI document; Swagger UI styles some elements inline.
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        b"img-src 'self' data:; connect-src 'self'; form-action 'none'; "
+        b"frame-ancestors 'none'; base-uri 'none'",
+    ),
+    *SECURITY_HEADERS[1:],
 ]
 
 HTTP_CODES: Final = {
@@ -54,9 +66,11 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        headers = DOCS_HEADERS if scope["path"].startswith(_docs.PATH) else SECURITY_HEADERS
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+                message["headers"] = [*message.get("headers", []), *headers]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -155,8 +169,19 @@ def create_app(
     if setup_link:
         service.setup, app.state.setup_token = SetupLink.new()
     app.include_router(_api.router)
+    _docs.mount(app)
     if console:
         _console.mount(app)
+
+    @app.get("/", include_in_schema=False)
+    async def landing() -> Response:
+        """The console's address, or (without a console) where the API's pages are."""
+        return RedirectResponse("/console/" if console else "/v1/docs", 303)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return RedirectResponse("/v1/docs/static/favicon-32x32.png", 301)
+
     app.add_middleware(SecurityHeaders)
     app.add_middleware(LongBodies, limit=max_body)
     # Outermost: the per-request check reads its body with its own, smaller limit.
@@ -173,7 +198,9 @@ def create_app(
         return JSONResponse(error_body("bad_request", str(error)), 400)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, error: RequestValidationError) -> Response:
+        if console and request.url.path.startswith("/console/"):
+            return await _console.not_found(request)  # /console/users/abc: no such page
         problems = "; ".join(
             f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}" for problem in error.errors()
         )

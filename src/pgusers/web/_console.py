@@ -43,10 +43,57 @@ FILTERS: Final = {
     "throttled": ("throttled", True),
 }
 
+
+def when(moment: float | None) -> str:
+    """A Unix time as people read it, in UTC."""
+    return "" if moment is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
+
+
+def plain(value: Any) -> Any:
+    """A number as people write it: ``900``, not ``900.0``."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+DURATION_UNITS: Final = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as people say them: ``15 min``, ``1 d 2 h``, ``90 s`` → ``1 min 30 s``."""
+    if seconds is None:
+        return ""
+    left, parts = round(seconds), []
+    for unit, size in DURATION_UNITS:
+        if left >= size:
+            parts.append(f"{left // size} {unit}")
+            left %= size
+    return " ".join(parts[:2]) or "0 s"
+
+
+TIME_DETAILS: Final = frozenset({"before", "until", "expires_at", "created_at"})
+"""Event details that hold a Unix time, shown as dates."""
+
+
+def readable_detail(detail: Any) -> str:
+    """An event's detail as one line of JSON, with its times as dates and its whole
+    numbers without a decimal point."""
+    if not isinstance(detail, dict):
+        return json.dumps(detail, ensure_ascii=False, default=str)
+    shown = {
+        name: when(value)
+        if name in TIME_DETAILS and isinstance(value, int | float)
+        else plain(value)
+        for name, value in detail.items()
+    }
+    return json.dumps(shown, ensure_ascii=False, default=str)
+
+
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters["when"] = lambda t: (
-    "" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
-)
+templates.env.filters["when"] = when
+templates.env.filters["plain"] = plain
+templates.env.filters["duration"] = duration
+templates.env.filters["detail"] = readable_detail
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
@@ -79,16 +126,31 @@ class Admin:
 
 
 def mount(app: FastAPI) -> None:
-    app.include_router(router)
+    # The files first: the router ends with a page for every other console address.
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(router)
 
     @app.exception_handler(Redirect)
     async def redirect(request: Request, error: Redirect) -> Response:
         return RedirectResponse(error.url, 303)
 
-    @app.exception_handler(RefusedError)
-    async def refused(request: Request, error: RefusedError) -> Response:
-        return page(request, "message.html", {"message": error.message}, error.status)
+    app.add_exception_handler(RefusedError, refused)  # type: ignore[arg-type]
+    app.add_exception_handler(Answer, answered)  # type: ignore[arg-type]
+
+
+async def answered(request: Request, answer: "Answer") -> Response:
+    return answer.response
+
+
+async def refused(request: Request, error: RefusedError) -> Response:
+    """The error page: its message once, and a way on for whoever is looking."""
+    admin = None if isinstance(error, TwoCookiesError) else await signed_in(request)
+    return page(request, "message.html", {"error": error.message, "admin": admin}, error.status)
+
+
+async def not_found(request: Request) -> Response:
+    """The page for a console address that names nothing."""
+    return await refused(request, RefusedError(404, "There is no such page."))
 
 
 # -- plumbing: cookies, CSRF, who is asking ------------------------------------------
@@ -247,6 +309,15 @@ async def admin_of(request: Request) -> Admin:
     raise Redirect("/console/login")
 
 
+async def signed_in(request: Request) -> Admin | None:
+    """The administrator of this request's console session, or None (for pages that
+    show either way, such as an error page)."""
+    try:
+        return await admin_of(request)
+    except (Redirect, RefusedError):
+        return None
+
+
 async def writer_of(request: Request) -> tuple[Admin, dict[str, str]]:
     """The administrator and the form of a write: CSRF checked, and a password entered
     within CONFIRM_WINDOW (else to the confirmation page, then back)."""
@@ -280,9 +351,41 @@ DONE: Final = {
     "session-gone": "That session had already ended.",
     "deleted": "User deleted.",
     "saved": "Saved.",
+    "changed": "Changes saved.",
+    "unchanged": "Nothing to change.",
+    "key-revoked": "API key revoked.",
+    "key-gone": "That API key was already revoked.",
 }
 """What a page says after a change, by the code a redirect carries: a link cannot make
 the console say anything else."""
+
+
+class Answer(Exception):  # noqa: N818 - an answer, not a failure
+    """Answer with this page instead of going on (a question before a change)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("answered")
+        self.response = response
+
+
+def ask_first(
+    request: Request, admin: Admin, form: dict[str, str], question: str, button: str
+) -> None:
+    """Go on when the form says the change was confirmed; otherwise answer with a page
+    asking ``question``, whose form posts the same fields again with the confirmation
+    (the console's stand-in for a dialog, as it runs no script)."""
+    if form.get("confirmed") == "yes":
+        return
+    fields = {name: value for name, value in form.items() if name not in ("csrf", "confirmed")}
+    context = {
+        "admin": admin,
+        "question": question,
+        "button": button,
+        "action": safe_path(request.url.path),
+        "fields": fields,
+        "cancel": safe_path(form.get("back", "")),
+    }
+    raise Answer(page(request, "sure.html", context))
 
 
 def back_to(path: str, done: str) -> RedirectResponse:
@@ -421,6 +524,45 @@ async def users(request: Request, search: str = "", filter: str = "", after: int
     return page(request, "users.html", context)
 
 
+def json_field(form: dict[str, str], name: str) -> tuple[bool, Any]:
+    """A form field holding JSON: (whether it was filled in, its value)."""
+    text = form.get(name, "").strip()
+    if not text:
+        return False, None
+    try:
+        return True, json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadCallError(
+            f'{name.replace("_", " ")} must be JSON, such as {{"plan": "pro"}}'
+        ) from None
+
+
+@router.get("/users/new")
+async def new_user_page(request: Request) -> Response:
+    admin = await admin_of(request)
+    return page(request, "new_user.html", {"admin": admin, "form": {}})
+
+
+@router.post("/users/new")
+async def new_user(request: Request) -> Response:
+    admin, form = await writer_of(request)
+    space = await space_of(request)
+    try:
+        _, extra_data = json_field(form, "extra_data")
+        with acting_as(admin.actor, source=admin.source):
+            userid = await space.create_user(
+                form.get("username", ""),
+                form.get("password", ""),
+                form.get("email", ""),
+                form.get("admin") == "on",
+                extra_data=extra_data,
+            )
+    except BadCallError as error:
+        context = {"admin": admin, "form": form, "error": str(error)}
+        return page(request, "new_user.html", context, 400)
+    return back_to(f"/console/users/{userid}", "saved")
+
+
 @router.get("/users/{userid}")
 async def user(request: Request, userid: int) -> Response:
     return await user_page(request, userid)
@@ -456,9 +598,55 @@ async def reset_token(request: Request, userid: int) -> Response:
     return await user_page(request, userid, token)
 
 
+@router.post("/users/{userid}/edit")
+async def edit_user(request: Request, userid: int) -> Response:
+    """Change what the form changed: username, email, extra data, the admin and
+    disabled flags (each through the userspace, so its rules and events apply)."""
+    admin, form = await writer_of(request)
+    account = await service_of(request).account(userid)
+    if account is None:
+        raise RefusedError(404, "There is no such user.")
+    space = await space_of(request)
+    username = form.get("username", "").strip()
+    email = form.get("email", "").strip()
+    try:
+        given, extra_data = json_field(form, "extra_data")
+        changes = {
+            "username": username if username and username != account.username else None,
+            "email": email if email and email != account.email else None,
+            "extra_data": extra_data if given and extra_data != account.extra_data else None,
+        }
+        flags = {
+            "set_admin": form.get("admin") == "on",
+            "disable_user": form.get("disabled") == "on",
+        }
+        flags = {
+            method: value
+            for method, value in flags.items()
+            if value != (account.admin if method == "set_admin" else account.disabled)
+        }
+        if not any(value is not None for value in changes.values()) and not flags:
+            return back_to(f"/console/users/{userid}", "unchanged")
+        with acting_as(admin.actor, source=admin.source):
+            if any(value is not None for value in changes.values()):
+                await space.modify_user(userid, **changes)
+            for method, value in flags.items():
+                await getattr(space, method)(userid, value)
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    return back_to(f"/console/users/{userid}", "changed")
+
+
 @router.post("/users/{userid}/sessions/end")
 async def end_all_sessions(request: Request, userid: int) -> Response:
-    admin, _ = await writer_of(request)
+    admin, form = await writer_of(request)
+    ask_first(
+        request,
+        admin,
+        form,
+        "End every session of this user? They are logged out everywhere.",
+        "End all sessions",
+    )
     with acting_as(admin.actor, source=admin.source):
         await (await space_of(request)).kill_sessions(userid)
     return back_to(f"/console/users/{userid}", "sessions-ended")
@@ -474,7 +662,14 @@ async def end_session(request: Request, session_id: str) -> Response:
 
 @router.post("/users/{userid}/delete")
 async def delete_user(request: Request, userid: int) -> Response:
-    admin, _ = await writer_of(request)
+    admin, form = await writer_of(request)
+    ask_first(
+        request,
+        admin,
+        form,
+        "Delete this user, with their sessions? This cannot be undone.",
+        "Delete user",
+    )
     with acting_as(admin.actor, source=admin.source):
         await (await space_of(request)).delete_user(userid=userid)
     return back_to("/console/users", "deleted")
@@ -534,6 +729,15 @@ async def change_settings(request: Request) -> Response:
     admin, form = await writer_of(request)
     space = await space_of(request)
     which = form.get("setting")
+    if which == "key_storage":
+        ask_first(
+            request,
+            admin,
+            form,
+            "Store session keys only as digests from now on? This is one-way: list_sessions "
+            "then yields session ids instead of keys.",
+            "Store keys hashed",
+        )
     try:
         with acting_as(admin.actor, source=admin.source):
             if which == "ttl":
@@ -588,3 +792,60 @@ async def event_log(
         "older": older,
     }
     return page(request, "events.html", context)
+
+
+# -- API keys ------------------------------------------------------------------------------
+
+
+async def api_keys_page(
+    request: Request, admin: Admin, made: tuple[str, str] | None = None, status: int = 200
+) -> Response:
+    keys = [key async for key in service_of(request).api_keys()]
+    context = {"admin": admin, "keys": keys, "made": made, "scopes": API_KEY_SCOPES}
+    return page(request, "api_keys.html", context, status)
+
+
+API_KEY_SCOPES: Final = ("check", "admin")
+
+
+@router.get("/api-keys")
+async def api_keys(request: Request) -> Response:
+    return await api_keys_page(request, await admin_of(request))
+
+
+@router.post("/api-keys")
+async def create_api_key(request: Request) -> Response:
+    admin, form = await writer_of(request)
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            made = await service_of(request).create_api_key(
+                form.get("name", ""), form.get("scope", ""), admin.userid
+            )
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    # The key itself is on this answer only: never in a URL, a log or the audit trail.
+    return await api_keys_page(request, admin, made)
+
+
+@router.post("/api-keys/{key_id}/revoke")
+async def revoke_api_key(request: Request, key_id: str) -> Response:
+    admin, form = await writer_of(request)
+    ask_first(
+        request,
+        admin,
+        form,
+        "Revoke this API key? Whatever uses it is refused from now on.",
+        "Revoke",
+    )
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            status = await service_of(request).revoke_api_key(key_id)
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    return back_to("/console/api-keys", "key-revoked" if status == OK else "key-gone")
+
+
+@router.get("/{anything:path}")
+async def unknown_page(request: Request, anything: str) -> Response:
+    """Any other console address: an HTML page saying so (registered last)."""
+    raise RefusedError(404, "There is no such page.")
