@@ -340,6 +340,27 @@ def test_password_prompt_on_a_terminal_asks_twice_without_echo(dsn, schema):
         assert usp.validate_user("tty@example.com", "typed-secret")[2] == 1
 
 
+def test_keys_hash_shows_its_progress_in_place_on_a_terminal(space, dsn, schema):
+    pexpect = pytest.importorskip("pexpect")
+    space.create_user("ada", "ada-pw-123", "ada@example.com")
+    for _ in range(3):
+        space.login("ada", "ada-pw-123")
+    command = os.path.join(os.path.dirname(sys.executable), "pgusers")
+    child = pexpect.spawn(
+        command,
+        ["--dsn", dsn, "--schema", schema, "keys", "hash"],
+        encoding="utf-8",
+        timeout=60,
+    )
+    child.expect(r"Keep only digests .*\[y/N\]: ")
+    child.sendline("y")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "\rconverted: 3 keys\r\n" in child.before  # one line, rewritten in place
+    assert "session keys are kept hashed; converted 3 stored keys" in child.before
+
+
 # -- which user an argument names ------------------------------------------------------
 
 
@@ -553,7 +574,9 @@ def test_keys_hash_asks_first_then_converts_with_progress(cli, ada, dsn, schema)
     code, out, err = cli("keys", "hash", "--yes")
     assert code == 0
     assert "converted 1 stored keys" in out
-    assert "converted 1 keys so far" in err
+    assert err.endswith("converted: 1 keys\n")  # no terminal: a plain line
+    code, out, _ = cli("keys", "hash")  # nothing left to do: nothing to confirm
+    assert (code, out) == (0, "session keys are already kept hashed; nothing to do\n")
     assert cli("check", key)[0] == 0
     with psycopg.connect(dsn) as conn:
         (stored,) = conn.execute(f"SELECT key FROM {schema}.sessions").fetchone()
@@ -586,3 +609,47 @@ def test_the_version_is_written_once_and_read_everywhere():
 
     assert pgusers.__version__ == version("pgusers")
     assert run_pgusers("--version").stdout == f"pgusers, version {pgusers.__version__}\n"
+
+
+def test_adduser_takes_extra_data_and_modify_changes_a_user(cli, dsn, schema):
+    code, out, _ = cli(
+        "adduser",
+        "bo@example.com",
+        "bo",
+        "--extra-data",
+        '{"plan": "pro"}',
+        "--password-stdin",
+        stdin="bo-pw-123\n",
+    )
+    assert code == 0, out
+    code, _, err = cli(
+        "adduser", "cy@example.com", "--extra-data", "{nope", "--password-stdin", stdin="pw\n"
+    )
+    assert code == 2 and "--extra-data takes JSON" in err
+    assert "cy@example.com" not in cli("list")[1]
+    code, out, _ = cli("modify", "bo", "--new-username", "bob", "--extra-data", '{"plan": "team"}')
+    assert (code, out) == (0, "changed user 'bob' (userid 1)\n")
+    code, out, _ = cli("info", "bob", "--json")
+    found = json.loads(out)
+    assert (found["email"], found["extra_data"]) == ("bo@example.com", {"plan": "team"})
+    code, _, err = cli("modify", "bob")
+    assert code == 2 and "say what to change" in err
+    assert cli("modify", "nobody", "--new-email", "n@example.com")[0] == 1
+
+
+def test_empty_results_say_so(cli):
+    assert cli("list")[1] == "no users\n"
+    assert cli("sessions", "--all")[1] == "no sessions\n"
+    assert cli("listsessions", "--all")[1] == "no sessions\n"
+    assert cli("throttle", "list")[1] == "no failed logins in the last day\n"
+    assert cli("apikey", "list")[1] == "no API keys\n"
+
+
+def test_help_reads_well_at_eighty_columns():
+    groups = [[], ["apikey"], ["keys"], ["server"], ["throttle"]]
+    for group in groups:
+        result = CliRunner().invoke(main, [*group, "--help"], terminal_width=80)
+        listed = result.stdout.split("Commands:")[-1]
+        assert "..." not in listed, (group, listed)
+    info = CliRunner().invoke(main, ["info", "--help"], terminal_width=80).stdout
+    assert "USER is an email address." in info and "a email" not in info

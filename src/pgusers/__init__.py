@@ -38,6 +38,7 @@ from pgusers._results import (
     Rows,
     Session,
     SessionRow,
+    Settings,
     Status,
     UserRow,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "SchemaVersionError",
     "Session",
     "SessionRow",
+    "Settings",
     "Status",
     "StoredDataError",
     "UserRow",

@@ -27,6 +27,7 @@ from pgusers._results import (
     LoginResult,
     Session,
     SessionRow,
+    Settings,
     Status,
     UserRow,
 )
@@ -260,6 +261,12 @@ class AsyncUserSpace(Opening):
         limit). A login past it ends that user's oldest sessions, so that no account,
         however often it logs in, fills the database. Stored in the database."""
         await self._driver.run(self._core.set_sessions_per_user, count)
+
+    async def settings(self) -> Settings:
+        """Return the userspace's stored settings (:class:`Settings`): the session TTL
+        and maximum age, how session keys are stored, event retention, the login
+        policy and the per-user session cap. Every process follows these."""
+        return await self._driver.run(self._core.settings)
 
     async def set_session_max_age(self, secs: float | None) -> None:
         """See :meth:`pgusers.UserSpace.set_session_max_age`."""

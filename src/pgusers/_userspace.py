@@ -21,6 +21,7 @@ from pgusers._results import (
     Rows,
     Session,
     SessionRow,
+    Settings,
     Status,
     UserRow,
 )
@@ -279,6 +280,12 @@ class UserSpace(Opening):
         0 when it has none (unknown, expired or already ended). The other sessions of
         its user stay; :meth:`kill_sessions` ends them all."""
         return self._driver.run(self._core.end_key_session, key)
+
+    def settings(self) -> Settings:
+        """Return the userspace's stored settings (:class:`Settings`): the session TTL
+        and maximum age, how session keys are stored, event retention, the login
+        policy and the per-user session cap. Every process follows these."""
+        return self._driver.run(self._core.settings)
 
     def set_session_max_age(self, secs: float | None) -> None:
         """Set the absolute lifetime of sessions: a session ends ``secs`` after its

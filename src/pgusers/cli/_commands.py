@@ -115,16 +115,21 @@ USERID_TEXT = re.compile(r"[0-9]{1,19}")
 or Arabic-Indic digit), and few enough to be a 64-bit number."""
 
 SELECTORS = {"id": "userid", "name": "username", "email": "email"}
+SELECTOR_HELP = {
+    "id": "USER is a userid.",
+    "name": "USER is a username.",
+    "email": "USER is an email address.",
+}
 
 
 def user_selector(command: F) -> F:
     """Add ``--id``, ``--name`` and ``--email``, which say what USER is."""
-    for flag, field_name in reversed(SELECTORS.items()):
+    for flag in reversed(SELECTORS):
         command = click.option(
             f"--{flag}",
             "by",
             flag_value=flag,
-            help=f"USER is a {field_name}.",
+            help=SELECTOR_HELP[flag],
         )(command)
     return command
 
@@ -182,9 +187,13 @@ def print_json(value: object) -> None:
     )
 
 
-def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    """Print rows under headers in aligned columns."""
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, empty: str) -> None:
+    """Print rows under headers in aligned columns; ``empty`` ("no users") when there
+    are none."""
     text_rows = [[escaped(str(cell)) for cell in row] for row in rows]
+    if not text_rows:
+        click.echo(empty)
+        return
     widths = [
         max(len(cell) for cell in column) for column in zip(headers, *text_rows, strict=False)
     ]
@@ -192,6 +201,52 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> Non
         click.echo(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+
+
+class Progress:
+    """How far long work has come, on standard error: one line rewritten in place on
+    a terminal, a line every so often otherwise (a log keeps them all)."""
+
+    EVERY: Final = 50_000
+    """Without a terminal, a line at each multiple of this, and the last count."""
+
+    def __init__(self, label: str, unit: str) -> None:
+        self.label = label
+        self.unit = unit
+        self.count = 0
+        self.shown = -1
+        self.finished = False
+        self.terminal = sys.stderr.isatty()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.finish()
+
+    def line(self) -> str:
+        return f"{self.label}: {self.count:,} {self.unit}".rstrip()
+
+    def update(self, count: int) -> None:
+        self.count = count
+        if self.terminal:
+            click.echo(f"\r{self.line()}", nl=False, err=True)
+            self.shown = count
+        elif count // self.EVERY != self.shown // self.EVERY:
+            click.echo(self.line(), err=True)
+            self.shown = count
+
+    def finish(self) -> None:
+        """End the display: the terminal's line is left as it stands, with the last
+        count; elsewhere the last count is written if it was not."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.terminal and self.shown >= 0:
+            click.echo(err=True)
+        elif not self.terminal and self.shown != self.count:
+            click.echo(self.line(), err=True)
+        self.shown = self.count
 
 
 def timestamp(seconds: float) -> str:
@@ -251,6 +306,9 @@ def confirm_or_refuse(question: str, yes: bool) -> None:
 @click.option("--user", "db_user", help="Database role (PGUSER).")
 @click.option("--dbname", help="Database name (PGDATABASE).")
 @click.option("--schema", default="pgusers", show_default=True, help="Schema of the tables.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Say which embedded PostgreSQL each command uses."
+)
 @click.version_option(version=__version__, prog_name="pgusers")
 @click.pass_context
 def main(
@@ -261,6 +319,7 @@ def main(
     db_user: str | None,
     dbname: str | None,
     schema: str,
+    verbose: bool,
 ) -> None:
     """Manage pgusers users and sessions.
 
@@ -270,25 +329,80 @@ def main(
     user, the command refuses it, and --id, --name or --email says which.
     """
     params = {"host": host, "port": port, "user": db_user, "dbname": dbname}
-    database = Database(dsn, {k: v for k, v in params.items() if v is not None}, schema)
+    database = Database(
+        dsn, {k: v for k, v in params.items() if v is not None}, schema, verbose=verbose
+    )
     ctx.obj = database
     ctx.call_on_close(database.close)
     ctx.with_resource(acting_as(operator()))
 
 
+def json_value(text: str | None, option: str) -> Any:
+    """The value of an option that takes JSON (None when it was not given)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadCallError(f'{option} takes JSON, such as \'{{"plan": "pro"}}\'') from None
+
+
+extra_data_option = click.option(
+    "--extra-data", metavar="JSON", help='The user\'s extra_data, as JSON: \'{"plan": "pro"}\'.'
+)
+
+
 @main.command()
 @click.option("--admin", is_flag=True, help="Make the user an administrator.")
+@extra_data_option
 @password_stdin_option
 @click.argument("email")
 @click.argument("username", required=False)
 @with_userspace
 def adduser(
-    usp: UserSpace, email: str, username: str | None, admin: bool, password_stdin: bool
+    usp: UserSpace,
+    email: str,
+    username: str | None,
+    admin: bool,
+    extra_data: str | None,
+    password_stdin: bool,
 ) -> None:
     """Create a user (the username defaults to the email)."""
     name = username or email
-    userid = usp.create_user(name, read_password(password_stdin), email, admin=admin)
+    data = json_value(extra_data, "--extra-data")
+    userid = usp.create_user(
+        name, read_password(password_stdin), email, admin=admin, extra_data=data
+    )
     click.echo(f"created user {name!r} with userid {userid}{' (admin)' if admin else ''}")
+
+
+@main.command()
+@click.option("--new-username", metavar="NAME", help="A new username.")
+@click.option("--new-email", metavar="ADDRESS", help="A new email address.")
+@extra_data_option
+@user_selector
+@click.argument("user")
+@with_userspace
+def modify(
+    usp: UserSpace,
+    user: str,
+    by: str | None,
+    new_username: str | None,
+    new_email: str | None,
+    extra_data: str | None,
+) -> None:
+    """Change a user's username, email or extra_data.
+
+    Options left out leave their field as it is. A new email address is not
+    verified until the user confirms it."""
+    if new_username is None and new_email is None and extra_data is None:
+        raise click.UsageError("say what to change: --new-username, --new-email or --extra-data")
+    data = json_value(extra_data, "--extra-data")
+    found = find(usp, user, by)
+    if usp.modify_user(found["userid"], new_username, new_email, data) != OK:
+        raise NegativeAnswerError(f"no user {user!r}")
+    changed = usp.find_user(userid=found["userid"]) or found
+    click.echo(f"changed user {changed['username']!r} (userid {found['userid']})")
 
 
 @main.command()
@@ -383,7 +497,7 @@ def list_users(usp: UserSpace, as_json: bool) -> None:
         print_json([dict(zip(fields, row, strict=True)) for row in users])
         return
     rows = ((uid, name, email, "yes" if admin else "") for uid, name, email, admin in users)
-    print_table(("userid", "username", "email", "admin"), rows)
+    print_table(("userid", "username", "email", "admin"), rows, empty="no users")
 
 
 @main.command()
@@ -392,8 +506,9 @@ def list_users(usp: UserSpace, as_json: bool) -> None:
 @click.argument("user")
 @with_userspace
 def info(usp: UserSpace, user: str, by: str | None, as_json: bool) -> None:
-    """Show one user, with its extra_data and whether its logins are throttled (from
-    some source, or from all)."""
+    """Show one user, its extra_data and its login throttling.
+
+    Throttling is shown for the user's name from some sources, or from all."""
     found = find(usp, user, by)
     name_key = fold(found["username"])
     with usp.login_failures() as failures:
@@ -452,7 +567,9 @@ def listsessions(
         print_json([dict(zip(fields, row, strict=True)) for row in sessions])
         return
     print_table(
-        ("username", "key", "expires (UTC)"), ((n, k, timestamp(e)) for n, k, e in sessions)
+        ("username", "key", "expires (UTC)"),
+        ((n, k, timestamp(e)) for n, k, e in sessions),
+        empty="no sessions",
     )
 
 
@@ -551,7 +668,7 @@ def number_or_none(text: str | None, unit: str, meaning: str) -> float | None:
 @click.argument("seconds", required=False)
 @with_userspace
 def maxage(usp: UserSpace, seconds: str | None) -> None:
-    """Set the maximum age of sessions to SECONDS after their login, or "none"."""
+    """Set how long after login sessions end (SECONDS, or "none")."""
     value = number_or_none(seconds, "seconds", "no limit")
     usp.set_session_max_age(value)
     if value is None:
@@ -570,7 +687,9 @@ def maxage(usp: UserSpace, seconds: str | None) -> None:
 def sessions(
     usp: UserSpace, user: str | None, by: str | None, every: bool, expired: bool, as_json: bool
 ) -> None:
-    """List the sessions of USER (or everyone's with --all) by id, never by key."""
+    """List sessions by id, never by key.
+
+    The sessions of USER, or of everyone with --all."""
     rows = list(usp.sessions(session_owner(usp, user, by, every), expired=expired))
     if as_json:
         print_json([{k: v for k, v in row._asdict().items() if k != "current"} for row in rows])
@@ -589,6 +708,7 @@ def sessions(
             )
             for row in rows
         ),
+        empty="no sessions",
     )
 
 
@@ -654,6 +774,7 @@ def events(
             )
             for row in rows
         ),
+        empty="no events",
     )
 
 
@@ -681,13 +802,13 @@ def keys_hash(usp: UserSpace, yes: bool) -> None:
     Stored keys are converted in place while applications keep running; sessions
     stay valid. Afterwards "listsessions" shows session ids instead of keys.
     """
+    if usp.settings().key_storage == "hashed":
+        click.echo("session keys are already kept hashed; nothing to do")
+        return
     confirm_or_refuse("Keep only digests of session keys from now on? This cannot be undone", yes)
-
-    def report(converted: int) -> None:
-        click.echo(f"converted {converted} keys so far", err=True)
-
-    converted = usp.set_session_key_storage("hashed", progress=report)
-    click.echo(f"session keys are kept hashed; converted {converted} stored keys")
+    with Progress("converted", "keys") as progress:
+        converted = usp.set_session_key_storage("hashed", progress=progress.update)
+    click.echo(f"session keys are kept hashed; converted {converted:,} stored keys")
 
 
 @main.command(name="import-legacy")
@@ -741,20 +862,29 @@ def import_legacy(
     if not dry_run:
         confirm_or_refuse(f"Import the pgusers 0.9 tables of schema {from_schema!r}?", yes)
 
+    stages: dict[str, Progress] = {}
+
     def report_progress(stage: str, count: int) -> None:
         if as_json:
             return
-        if count % 50_000 == 0 or count < 50_000:
-            click.echo(f"{stage}: {count:,}", err=True)
+        if stage not in stages:
+            for earlier in stages.values():
+                earlier.finish()
+            stages[stage] = Progress(stage, "")
+        stages[stage].update(count)
 
     try:
-        report = usp.import_legacy(
-            from_schema,
-            dry_run=dry_run,
-            sessions=sessions,
-            on_conflict=list(resolutions),
-            progress=report_progress,
-        )
+        try:
+            report = usp.import_legacy(
+                from_schema,
+                dry_run=dry_run,
+                sessions=sessions,
+                on_conflict=list(resolutions),
+                progress=report_progress,
+            )
+        finally:
+            for stage in stages.values():
+                stage.finish()
     except LegacyImportError as refused:
         found: ImportReport = refused.report  # type: ignore[assignment]
         if as_json:
@@ -763,6 +893,7 @@ def import_legacy(
             print_table(
                 ("userid", "username", "problem"),
                 ((u, "" if n is None else n, p) for u, n, p in found.problems),
+                empty="no problems found",
             )
         raise
     if as_json:
@@ -807,6 +938,7 @@ def throttle_list(usp: UserSpace, as_json: bool) -> None:
             (r.kind, r.subject, r.failures, timestamp(r.last_failure), f"{r.retry_after:.0f} s")
             for r in rows
         ),
+        empty="no failed logins in the last day",
     )
 
 
@@ -831,7 +963,9 @@ def server() -> None:
 
 @server.command()
 def status() -> None:
-    """Say whether the embedded server is running (exit code 1 when it is stopped)."""
+    """Say whether the embedded server is running.
+
+    The exit code is 0 when it runs, 1 when it is stopped."""
     found = embedded.status()
     click.echo(f"embedded PostgreSQL: {found or 'stopped'}, data in {embedded.data_dir()}")
     if found is None:
@@ -840,15 +974,19 @@ def status() -> None:
 
 @server.command()
 def start() -> None:
-    """Start the embedded server (it keeps running until "pgusers server stop")."""
+    """Start the embedded server.
+
+    It keeps running until "pgusers server stop"."""
     embedded.start()
     click.echo(f"embedded PostgreSQL: {embedded.status()}, data in {embedded.data_dir()}")
 
 
 @server.command()
 def dsn() -> None:
-    """Start the embedded server if needed and print the connection string of its
-    database, for applications: export PGUSERS_DSN="$(pgusers server dsn)"."""
+    """Print the embedded server's connection string.
+
+    The server is started if needed; the string names its database, for
+    applications: export PGUSERS_DSN="$(pgusers server dsn)"."""
     click.echo(embedded.start().conninfo(embedded.DATABASE))
 
 

@@ -22,6 +22,7 @@ class Database:
     dsn: str | None
     params: dict[str, Any]
     schema: str
+    verbose: bool = False
     _space: UserSpace | None = field(default=None, repr=False)
     _connection: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -29,9 +30,17 @@ class Database:
         return not (self.dsn or self.params or any(map(os.environ.get, LIBPQ_TARGET_VARIABLES)))
 
     def embedded_server(self) -> embedded.Server:
-        """Start (or find) the embedded server, saying on stderr where it lives."""
+        """Start (or find) the embedded server; say so on stderr when this starts it
+        (once, not on every command), or with --verbose."""
         server = embedded.start()
-        click.echo(f"pgusers: using the embedded PostgreSQL in {server.data_dir}", err=True)
+        if server.started:
+            click.echo(
+                f"pgusers: started the embedded PostgreSQL in {server.data_dir}; it keeps "
+                'running for the next commands ("pgusers server stop" stops it)',
+                err=True,
+            )
+        elif self.verbose:
+            click.echo(f"pgusers: using the embedded PostgreSQL in {server.data_dir}", err=True)
         return server
 
     def connection(self) -> dict[str, Any]:

@@ -57,6 +57,11 @@ def run(database: Database) -> None:
     finally:
         remove()
     click.echo(f"cleaned up: removed the {place.split(' on ')[0]}")
+    if database.uses_embedded():
+        click.echo(
+            'the embedded PostgreSQL keeps running for your next commands; "pgusers server '
+            'stop" stops it'
+        )
     click.echo(f"done in {time.perf_counter() - started:.1f} s")
 
 

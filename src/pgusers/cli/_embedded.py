@@ -30,6 +30,8 @@ class Server:
 
     data_dir: Path
     uri: str
+    started: bool = False
+    """Whether this very call started it (it was not running before)."""
     """A connection URI for its ``postgres`` database."""
 
     def conninfo(self, dbname: str) -> str:
@@ -71,6 +73,7 @@ def start() -> Server:
     """Start the embedded server (or find it running) and make sure its database exists."""
     module = _module()
     path = data_dir()
+    was_running = status() is not None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         server = module.get_server(path, cleanup_mode=None)
@@ -78,7 +81,7 @@ def start() -> Server:
         raise DatabaseUnavailableError(
             f"cannot start the embedded PostgreSQL in {path}: {error}"
         ) from None
-    found = Server(path, server.get_uri())
+    found = Server(path, server.get_uri(), started=not was_running)
     with psycopg.connect(found.uri, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
         if exists.fetchone() is None:

@@ -67,7 +67,9 @@ def apikey() -> None:
 @click.argument("name")
 @with_userspace
 def apikey_create(usp: UserSpace, name: str, scope: str, as_json: bool) -> None:
-    """Make an API key called NAME (a label for people) and print it, once."""
+    """Make an API key and print it, once.
+
+    NAME is a label for people."""
     key_id, key = _run(usp, "create_api_key", name, scope)
     if as_json:
         print_json({"key_id": key_id, "key": key, "scope": scope, "name": name})
@@ -98,6 +100,7 @@ def apikey_list(usp: UserSpace, as_json: bool) -> None:
             )
             for k in keys
         ],
+        empty="no API keys",
     )
 
 
@@ -147,7 +150,9 @@ def serve(
     max_body: int,
     forwarded_allow_ips: str | None,
 ) -> None:
-    """Serve the JSON API (/v1) and the admin console (/console) over HTTP.
+    """Serve the JSON API and the admin console over HTTP.
+
+    The API is under /v1 (its documentation at /v1/docs), the console under /console.
 
     While the userspace has no administrator, a one-time link to create the
     first one is printed (it works once, for 15 minutes).
