@@ -21,7 +21,6 @@ from pgusers import (
     THROTTLED,
     BadCallError,
     ImportReport,
-    Settings,
     Status,
 )
 
@@ -149,7 +148,6 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "logout": (1, True, lambda result: result in (0, 1)),
     "set_session_data": (2, True, is_status(OK, NOT_FOUND, EXPIRED)),
     "set_session_max_age": (1, True, lambda result: result is None),
-    "settings": (0, False, lambda result: isinstance(result, Settings)),
     "set_session_key_storage": (2, True, is_count),
     "events": (5, False, lambda rows: all(len(row) == 8 for row in rows)),
     "purge_events": (1, True, is_count),

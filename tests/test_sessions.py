@@ -451,3 +451,20 @@ def test_sessions_per_user_defaults_to_100_and_none_lifts_it(usp, sql_conn, sche
 def test_set_sessions_per_user_refuses_bad_values(usp, bad):
     with pytest.raises(pgusers.BadCallError):
         usp.set_sessions_per_user(bad)
+
+
+def test_settings_reads_back_what_the_setters_stored(usp):
+    usp.set_session_TTL(900)
+    usp.set_session_max_age(86400)
+    usp.set_sessions_per_user(5)
+    usp.set_login_policy(free_failures=3)
+    settings = usp.settings()
+    assert isinstance(settings, pgusers.Settings)
+    assert (settings.session_ttl, settings.session_max_age, settings.sessions_per_user) == (
+        900,
+        86400,
+        5,
+    )
+    assert (settings.free_failures, settings.key_storage) == (3, "plain")
+    usp.set_session_max_age(None)
+    assert usp.settings().session_max_age is None
