@@ -245,3 +245,33 @@ def test_a_sibling_subdomain_cannot_forge_a_console_write(browser, app, space, r
             finally:
                 context.close()
     assert not space.is_admin(mallory)
+
+
+def test_the_api_documentation_renders_offline_under_its_policy(page, root):
+    refused = []
+    page.on("console", lambda message: message.type == "error" and refused.append(message.text))
+    outside = []
+    page.on(
+        "request", lambda request: "127.0.0.1" not in request.url and outside.append(request.url)
+    )
+    log_in(page)
+    page.get_by_role("link", name="API documentation").click()
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("pgusers")
+    expect(page.get_by_text("/v1/check").first).to_be_visible()
+    assert refused == [] and outside == []
+
+
+def test_an_admin_creates_a_user_then_deletes_them_after_confirming(page, space, root):
+    log_in(page)
+    page.get_by_role("link", name="New user").click()
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Email").fill("ada@example.com")
+    page.get_by_label("Password").fill("ada-pw-123")
+    page.get_by_role("button", name="Create user").click()
+    expect(page.get_by_role("heading", name="ada")).to_be_visible()
+    page.get_by_role("button", name="Delete user").click()
+    expect(page.get_by_text("This cannot be undone")).to_be_visible()
+    assert space.find_user("ada") is not None
+    page.get_by_role("button", name="Delete user").click()
+    expect(page.get_by_role("status")).to_have_text("User deleted.")
+    assert space.find_user("ada") is None

@@ -180,7 +180,7 @@ def create_app(
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
-        return RedirectResponse("/v1/docs/static/favicon-32x32.png", 301)
+        return RedirectResponse("/v1/docs/static/favicon.png", 301)
 
     app.add_middleware(SecurityHeaders)
     app.add_middleware(LongBodies, limit=max_body)

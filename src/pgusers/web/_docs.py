@@ -1,7 +1,8 @@
 """The API's interactive documentation at ``/v1/docs``: Swagger UI, from the files
-the ``swagger-ui-bundle`` package installs (no CDN: it works offline), reading the
+the ``fastapi-offline`` package installs (no CDN: it works offline), reading the
 service's own OpenAPI document."""
 
+from pathlib import Path
 from typing import Final
 
 from fastapi import FastAPI
@@ -17,7 +18,7 @@ PAGE: Final = f"""<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>pgusers API</title>
 <link rel="stylesheet" href="{PATH}/static/swagger-ui.css">
-<link rel="icon" href="{PATH}/static/favicon-32x32.png">
+<link rel="icon" href="{PATH}/static/favicon.png">
 </head>
 <body>
 <div id="api"></div>
@@ -41,10 +42,11 @@ allows scripts from this service only, none written inline."""
 def mount(app: FastAPI) -> None:
     """Serve the documentation, when Swagger UI's files are installed (``pgusers[web]``)."""
     try:
-        from swagger_ui_bundle import swagger_ui_path  # noqa: PLC0415 - optional
+        import fastapi_offline  # noqa: PLC0415 - optional
     except ImportError:
         return
-    app.mount(f"{PATH}/static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+    files = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(f"{PATH}/static", StaticFiles(directory=files), name="docs-static")
 
     @app.get(PATH, include_in_schema=False)
     async def docs() -> HTMLResponse:
