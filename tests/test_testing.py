@@ -74,3 +74,31 @@ def test_an_applications_suite_gets_the_fixtures_from_the_entry_point(tmp_path, 
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_an_applications_suite_on_the_embedded_server_runs_free_of_warnings(tmp_path):
+    (tmp_path / "test_app.py").write_text(
+        textwrap.dedent(
+            """
+            def test_fixtures(userspace, make_user):
+                userid = make_user("grace")
+                assert userspace.login("grace", "password").userid == userid
+            """
+        )
+    )
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("PGUSERS_TEST_DSN", "XDG_RUNTIME_DIR") and not name.startswith("PG")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout and "warning" not in result.stdout
