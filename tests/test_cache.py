@@ -57,6 +57,7 @@ class Peer:
     def close(self):
         self.process.stdin.close()
         self.process.wait(30)
+        self.process.stdout.close()
 
 
 @pytest.fixture

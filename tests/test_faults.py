@@ -40,11 +40,13 @@ def cut_the_pooled_connection(usp, api, loop_thread):
     space = usp.space if api == "async" else usp
     if api == "async":
         conn = loop_thread.run(space._driver._pool.getconn())
-        socket.socket(fileno=os.dup(conn.fileno())).shutdown(socket.SHUT_RDWR)
+        with socket.socket(fileno=os.dup(conn.fileno())) as shared:
+            shared.shutdown(socket.SHUT_RDWR)
         loop_thread.run(space._driver._pool.putconn(conn))
     else:
         conn = space._driver._pool.getconn()
-        socket.socket(fileno=os.dup(conn.fileno())).shutdown(socket.SHUT_RDWR)
+        with socket.socket(fileno=os.dup(conn.fileno())) as shared:
+            shared.shutdown(socket.SHUT_RDWR)
         space._driver._pool.putconn(conn)
 
 
