@@ -19,6 +19,8 @@ from psycopg import sql
 
 import pgusers
 import pgusers.testing
+from pgusers import _door as door
+from pgusers._door import Core
 
 # Real Argon2id, with parameters small enough that hundreds of hashes take a second.
 FAST_HASHER = pgusers.testing.FAST_HASHER
@@ -205,8 +207,7 @@ def snapshot(conn: psycopg.Connection[Any], schema: str) -> list[list[Any]]:
 
 def make_api_key(usp: Any, scope: str, name: str = "tests") -> tuple[str, str]:
     """Make an API key of the HTTP service with a blocking userspace: (key id, key)."""
-    made: tuple[str, str] = usp._driver.run(usp._core.create_api_key, name, scope)
-    return made
+    return door.run(usp, Core.create_api_key, name, scope)
 
 
 @contextmanager

@@ -57,7 +57,7 @@ class AsyncUserSpace(Opening):
         return (loop, *space_key)
 
     def _new_driver(self, where: Target, options: Options, core: Core) -> AsyncDriver:
-        return AsyncDriver(where, options, core, self._name(where))
+        return AsyncDriver(where, options.wiring(), core, self._name(where))
 
     @classmethod
     async def connect(cls, dbname: str | None = None, **kwargs: Any) -> "AsyncUserSpace":

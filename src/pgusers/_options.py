@@ -12,10 +12,8 @@ from pgusers._core.codec import Codec, Serializer
 from pgusers._core.operations import Core
 from pgusers._core.passwords import Passwords, parameters
 from pgusers._drivers import target
+from pgusers._drivers.wiring import Wiring
 from pgusers._errors import BadCallError
-
-POOL_NAME_PREFIX: Final = "pgusers "
-"""How the names of pgusers' connection pools begin (psycopg_pool logs by name)."""
 
 DEFAULT_BACKSTOP: Final = 2.0
 POOL_SETTING: Final = {"pool_min": "min_size", "pool_max": "max_size", "pool_timeout": "timeout"}
@@ -137,23 +135,19 @@ class Options:
         )
 
     def pool_settings(self) -> dict[str, Any]:
-        """Return the psycopg_pool arguments these options describe."""
-        return {
-            "min_size": 1 if self.pool_min is None else self.pool_min,
-            "max_size": 10 if self.pool_max is None else self.pool_max,
-            "timeout": 10.0 if self.pool_timeout is None else self.pool_timeout,
-            "reconnect_timeout": RECONNECT_TIMEOUT,
-        }
+        """Return the psycopg_pool sizes and timeout these options describe."""
+        wiring = self.wiring()
+        return {"min_size": wiring.min_size, "max_size": wiring.max_size, "timeout": wiring.timeout}
 
-
-RECONNECT_TIMEOUT: Final = 2.0
-"""Seconds a pool keeps trying to replace a lost connection before it gives up.
-
-psycopg_pool waits twice as long before each new attempt (1, 2, 4, 8, 16 s...), so
-after an outage of 20 s, as long as a failover under Patroni takes, its next
-attempt could come 10 s after the database was back. Given up after 2 s, a lost
-connection is made afresh, at once, by the next call that finds the pool empty:
-calls succeed again within about a second of the database's return."""
+    def wiring(self) -> Wiring:
+        """Return how the drivers are to wire these options' connections."""
+        defaults = Wiring()
+        return Wiring(
+            min_size=defaults.min_size if self.pool_min is None else self.pool_min,
+            max_size=defaults.max_size if self.pool_max is None else self.pool_max,
+            timeout=defaults.timeout if self.pool_timeout is None else self.pool_timeout,
+            listen_conninfo=self.listen_conninfo,
+        )
 
 
 def prepare(
@@ -164,13 +158,3 @@ def prepare(
     where = target.resolve(dbname, conninfo, conn_kwargs)
     core = options.make_core()
     return where, core, (*where.identity, core.schema)
-
-
-def pool_arguments(where: target.Target, options: Options) -> dict[str, Any]:
-    """Return the arguments of the (sync or async) connection pool of a userspace."""
-    return {
-        "conninfo": where.conninfo,
-        "kwargs": where.connection_options,
-        "name": f"{POOL_NAME_PREFIX}{where.describe()}",
-        **options.pool_settings(),
-    }

@@ -49,7 +49,7 @@ class UserSpace(Opening):
     _driver: SyncDriver
 
     def _new_driver(self, where: Target, options: Options, core: Core) -> SyncDriver:
-        driver = SyncDriver(where, options, core, self._name(where))
+        driver = SyncDriver(where, options.wiring(), core, self._name(where))
         driver.open()
         return driver
 

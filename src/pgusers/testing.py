@@ -37,7 +37,7 @@ from argon2 import PasswordHasher
 from psycopg import sql
 
 from pgusers._aio import AsyncUserSpace
-from pgusers._options import hasher_for_tests
+from pgusers._door import hasher_for_tests
 from pgusers._userspace import UserSpace
 
 __all__ = [

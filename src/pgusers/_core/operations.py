@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from psycopg import errors as pgerrors
 from psycopg.types.json import Jsonb
@@ -117,13 +117,17 @@ class Attempt:
     audit: dict[str, Any]
 
 
+R = TypeVar("R")
+"""What a streamed query's rows become."""
+
+
 @dataclass(frozen=True, slots=True)
-class Query:
+class Query(Generic[R]):
     """A streamed query: the SQL, its parameters and how each row becomes a result."""
 
     sql: str
     params: dict[str, Any]
-    convert: Callable[[Any], Any]
+    convert: Callable[[Any], R]
 
 
 class Core:
@@ -326,7 +330,7 @@ class Core:
         return self._status_of(self._sql(queries.DISABLE_USER, **LOGS), params)
 
     @retry_safe
-    def all_users(self) -> Query:
+    def all_users(self) -> Query[UserRow]:
         return Query(self._sql(queries.ALL_USERS), {}, UserRow._make)
 
     # -- one-time tokens --------------------------------------------------------
@@ -501,7 +505,7 @@ class Core:
         return LoginOutcome(OK, key, bool(admin), userid, 0.0)
 
     @retry_safe
-    def login_failures(self) -> Query:
+    def login_failures(self) -> Query[LoginFailureRow]:
         params = {**SUBJECT_PREFIXES, "now": time.time()}
         query = self._sql(queries.LIST_LOGIN_FAILURES, until=queries.THROTTLED_UNTIL)
         return Query(query, params, _failure_row)
@@ -678,13 +682,13 @@ class Core:
         return queries.conjunction(fragments), params
 
     @retry_safe
-    def list_sessions(self, uid: object, expired: object) -> Query:
+    def list_sessions(self, uid: object, expired: object) -> Query[SessionRow]:
         where, params = self._session_filter(uid, expired)
         query = self._sql(queries.LIST_SESSIONS, where=where, expiry=queries.SESSION_EXPIRY)
         return Query(query, params, _session_row)
 
     @retry_safe
-    def sessions(self, uid: object, expired: object, key: object) -> Query:
+    def sessions(self, uid: object, expired: object, key: object) -> Query[Session]:
         where, params = self._session_filter(uid, expired)
         text = None if key is None else checks.session_key(key)
         if text is None or not could_be_stored(text):  # no session is the current one
@@ -812,7 +816,7 @@ class Core:
     @retry_safe
     def events(
         self, userid: object, kinds: object, since: object, until: object, newest_first: object
-    ) -> Query:
+    ) -> Query[Event]:
         params: dict[str, Any] = {}
         if userid is not None:
             params["userid"] = checks.userid(userid)
@@ -875,7 +879,7 @@ class Core:
         return self._status_of(query, params)
 
     @retry_safe
-    def api_keys(self) -> Query:
+    def api_keys(self) -> Query[ApiKey]:
         return Query(self._sql(queries.API_KEYS), {}, ApiKey._make)
 
     @retry_safe

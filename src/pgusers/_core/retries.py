@@ -24,18 +24,23 @@ STATEMENT_RETRIES: Final = 3
 """How many times one statement undone by the server runs again."""
 
 RETRY_SAFE: set[str] = set()
-"""The names of the operations marked :func:`retry_safe`."""
+"""The names of the operations marked :func:`retry_safe` (for the documentation's
+list; the mark itself is on the function)."""
+
+MARK: Final = "__pgusers_retry_safe__"
 
 
 def retry_safe(operation: F) -> F:
     """Mark an operation of the core as safe to run again after a lost connection."""
+    setattr(operation, MARK, True)
     RETRY_SAFE.add(operation.__name__)
     return operation
 
 
 def is_retry_safe(operation: Callable[..., object]) -> bool:
-    """Tell whether ``operation`` (a method of the core) is marked :func:`retry_safe`."""
-    return operation.__name__ in RETRY_SAFE
+    """Tell whether ``operation`` (a method of the core, bound or not) is marked
+    :func:`retry_safe`: by the mark on the function itself, not by its name."""
+    return getattr(operation, MARK, False) is True
 
 
 def connection_lost(error: psycopg.Error) -> bool:

@@ -36,8 +36,8 @@ from pgusers._drivers.connections import (
 )
 from pgusers._drivers.listener import Listener
 from pgusers._drivers.target import Target
+from pgusers._drivers.wiring import POOL_NAME_PREFIX, Wiring
 from pgusers._errors import BadCallError
-from pgusers._options import POOL_NAME_PREFIX, Options, pool_arguments
 
 T = TypeVar("T")
 
@@ -91,11 +91,11 @@ def _hashing_threads() -> ThreadPoolExecutor:
     )
 
 
-def _listener(where: Target, options: Options, core: Core) -> Listener | None:
+def _listener(where: Target, wiring: Wiring, core: Core) -> Listener | None:
     """The session cache's listener, when the userspace has a cache."""
     if core.cache is None:
         return None
-    listen = options.listen_conninfo or where.conninfo
+    listen = wiring.listen_conninfo or where.conninfo
     return Listener(core.cache, core.schema, listen, where.conninfo, where.connection_options)
 
 
@@ -118,16 +118,16 @@ async def _fetch_async(cursor: psycopg.AsyncCursor[Any], fetch: Fetch) -> Any:
 class SyncDriver:
     """Runs operations on a :class:`psycopg_pool.ConnectionPool`, hashing inline."""
 
-    def __init__(self, where: Target, options: Options, core: Core, name: str) -> None:
+    def __init__(self, where: Target, wiring: Wiring, core: Core, name: str) -> None:
         self.target = where
-        self._options = options
+        self._wiring = wiring
         self._core = core
         self._name = name
         self._lock = threading.Lock()
         self._held = 0
         self._pid = os.getpid()
         self._pool: ConnectionPool[Conn] | None = None
-        self._listener = _listener(where, options, core)
+        self._listener = _listener(where, wiring, core)
 
     def open(self) -> None:
         """Bring the schema up to date on a connection of its own, then open the pool."""
@@ -153,7 +153,7 @@ class SyncDriver:
     def _new_pool(self) -> ConnectionPool[Conn]:
         self._pid = os.getpid()
         self._held = 0
-        return ConnectionPool(**pool_arguments(self.target, self._options), open=True)
+        return ConnectionPool(**self._wiring.pool_arguments(self.target), open=True)
 
     @property
     def closed(self) -> bool:
@@ -241,12 +241,12 @@ class SyncDriver:
         if self._pool is not None:
             self._pool.putconn(conn)
 
-    def stream(self, method: Callable[..., Query], *args: object) -> Generator[Any, None, None]:
+    def stream(self, method: Callable[..., Query[T]], *args: object) -> Generator[T, None, None]:
         """Return a generator of the rows of ``method(*args)``, a streamed query of the
         core (the arguments are checked now, the query runs when it is iterated)."""
         return self._stream(method(*args), method)
 
-    def _stream(self, query: Query, method: Callable[..., Query]) -> Generator[Any, None, None]:
+    def _stream(self, query: Query[T], method: Callable[..., Query[T]]) -> Generator[T, None, None]:
         self._live_pool()
         for attempt in (1, 2):
             started = False
@@ -301,16 +301,16 @@ class AsyncDriver:
     """Runs operations on a :class:`psycopg_pool.AsyncConnectionPool`, hashing in a
     worker thread so the event loop never waits for it."""
 
-    def __init__(self, where: Target, options: Options, core: Core, name: str) -> None:
+    def __init__(self, where: Target, wiring: Wiring, core: Core, name: str) -> None:
         self.target = where
-        self._options = options
+        self._wiring = wiring
         self._core = core
         self._name = name
         self._held = 0
         self._opening = asyncio.Lock()
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
         self._guard: asyncio.Task[None] | None = None
-        self._listener = _listener(where, options, core)
+        self._listener = _listener(where, wiring, core)
 
     async def open(self) -> bool:
         """Bring the schema up to date on a connection of its own, then open the pool;
@@ -337,7 +337,7 @@ class AsyncDriver:
             except psycopg.OperationalError as error:
                 raise unavailable(self.target, error) from None
             pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
-                **pool_arguments(self.target, self._options), open=False
+                **self._wiring.pool_arguments(self.target), open=False
             )
             # Waiting for the first connections means none is still being made when a
             # short program ends right after opening.
@@ -454,14 +454,14 @@ class AsyncDriver:
         if self._pool is not None:
             await self._pool.putconn(conn)
 
-    def stream(self, method: Callable[..., Query], *args: object) -> AsyncGenerator[Any, None]:
+    def stream(self, method: Callable[..., Query[T]], *args: object) -> AsyncGenerator[T, None]:
         """Return an async generator of the rows of ``method(*args)``, a streamed query
         of the core (the arguments are checked now, the query runs when it is iterated)."""
         return self._stream(method(*args), method)
 
     async def _stream(
-        self, query: Query, method: Callable[..., Query]
-    ) -> AsyncGenerator[Any, None]:
+        self, query: Query[T], method: Callable[..., Query[T]]
+    ) -> AsyncGenerator[T, None]:
         self._live_pool()
         for attempt in (1, 2):
             started = False

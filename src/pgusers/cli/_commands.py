@@ -15,10 +15,7 @@ from typing import Any, Final, NoReturn, TypeVar
 import click
 import psycopg
 
-from pgusers._core.audit import KINDS, acting_as
-from pgusers._core.codec import Codec
-from pgusers._core.identities import fold
-from pgusers._core.importer import RESOLUTIONS, SESSION_MODES
+from pgusers._door import KINDS, RESOLUTIONS, SESSION_MODES, Codec, acting_as, fold
 from pgusers._errors import BadCallError, LegacyImportError, PgUsersError
 from pgusers._results import OK, ImportReport
 from pgusers._userspace import UserSpace

@@ -6,12 +6,13 @@ import gc
 import logging
 import re
 from functools import partial
-from typing import Any
 
 import click
 
+from pgusers import _door as door
 from pgusers._aio import AsyncUserSpace
-from pgusers._results import NOT_FOUND, ApiKey
+from pgusers._door import Core
+from pgusers._results import NOT_FOUND
 from pgusers._userspace import UserSpace
 from pgusers.cli._commands import (
     DASH_ARGUMENT,
@@ -23,12 +24,6 @@ from pgusers.cli._commands import (
     with_userspace,
 )
 from pgusers.cli._database import Database
-
-
-def _run(usp: UserSpace, name: str, *args: object) -> Any:
-    """Run an operation of the core that is not a method of the facades."""
-    return usp._driver.run(getattr(usp._core, name), *args)
-
 
 SECRET_QUERY = re.compile(r"([?&]token=)[^&#\s]*")
 
@@ -70,7 +65,7 @@ def apikey_create(usp: UserSpace, name: str, scope: str, as_json: bool) -> None:
     """Make an API key and print it, once.
 
     NAME is a label for people."""
-    key_id, key = _run(usp, "create_api_key", name, scope)
+    key_id, key = door.run(usp, Core.create_api_key, name, scope)
     if as_json:
         print_json({"key_id": key_id, "key": key, "scope": scope, "name": name})
     else:
@@ -83,7 +78,7 @@ def apikey_create(usp: UserSpace, name: str, scope: str, as_json: bool) -> None:
 @with_userspace
 def apikey_list(usp: UserSpace, as_json: bool) -> None:
     """List API keys (never the keys themselves)."""
-    keys: list[ApiKey] = list(usp._driver.stream(usp._core.api_keys))
+    keys = list(door.stream(usp, Core.api_keys))
     if as_json:
         print_json([key._asdict() for key in keys])
         return
@@ -109,7 +104,7 @@ def apikey_list(usp: UserSpace, as_json: bool) -> None:
 @with_userspace
 def apikey_revoke(usp: UserSpace, key_id: str) -> None:
     """Revoke the API key KEY_ID: it stops working at once."""
-    if _run(usp, "revoke_api_key", key_id) == NOT_FOUND:
+    if door.run(usp, Core.revoke_api_key, key_id) == NOT_FOUND:
         raise NegativeAnswerError(f"no live API key {key_id!r}")
     click.echo(f"revoked {key_id}")
 
@@ -169,7 +164,7 @@ def serve(
         database.dsn = dsn
     connection = database.connection()
     usp = database.open()
-    first_admin = not _run(usp, "accounts", None, 0, 1, {"admin": True})
+    first_admin = not door.run(usp, Core.accounts, None, 0, 1, {"admin": True})
     database.close()
     app = create_app(
         partial(AsyncUserSpace.connect, schema=database.schema, **connection),

@@ -17,8 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from pgusers._aio import AsyncUserSpace
-from pgusers._core.audit import acting_as
-from pgusers._core.keys import looks_like_api_key
+from pgusers._door import acting_as, looks_like_api_key
 from pgusers._results import (
     DISABLED,
     NOT_FOUND,

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pgusers._core.keys import looks_like_api_key
+from pgusers._door import looks_like_api_key
 from pgusers._results import Status
 from pgusers.web._errors import ApiError, error_body, error_headers, send_json
 from pgusers.web._service import Service

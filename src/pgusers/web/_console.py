@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from pgusers._aio import AsyncUserSpace
-from pgusers._core.audit import KINDS, acting_as
+from pgusers._door import KINDS, acting_as
 from pgusers._errors import BadCallError
 from pgusers._results import DISABLED, OK, THROTTLED
 from pgusers.integrations._common import user_agent

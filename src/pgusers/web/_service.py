@@ -12,7 +12,9 @@ from typing import Any, Final, TypeVar
 
 from starlette.requests import Request
 
+from pgusers import _door as door
 from pgusers._aio import AsyncUserSpace, PerLoop
+from pgusers._door import Core
 from pgusers._results import Account, ApiKey, Session, Settings, Status
 
 CONSOLE_SESSION: Final = {"pgusers_console": True}
@@ -145,10 +147,6 @@ class Service:
         """Close the userspace if the service opened it from a factory."""
         await self.spaces.close()
 
-    async def _run(self, name: str, *args: object) -> Any:
-        space = await self.space()
-        return await space._driver.run(getattr(space._core, name), *args)
-
     async def api_key(self, key: str) -> ApiKeyGrant | None:
         """The id and scope of a live API key, or None. A key found is remembered for
         ``api_key_cache`` seconds, so a server calling ``/v1/check`` on every request
@@ -158,7 +156,7 @@ class Service:
         remembered = self._api_keys.get(digest)
         if remembered is not None and now - remembered[1] < self.api_key_cache:
             return remembered[0]
-        found: ApiKeyGrant | None = await self._run("api_key_scope", key)
+        found = await door.arun(await self.space(), Core.api_key_scope, key)
         if found is None:
             self._api_keys.pop(digest, None)
         elif self.api_key_cache > 0:
@@ -172,36 +170,31 @@ class Service:
         stays text, a NaN or bytes are tagged): whatever was stored can be answered."""
         if data is None:
             return None
-        space = await self.space()
-        return space._core.codec.encode(data)
+        return door.codec(await self.space()).encode(data)
 
     async def create_api_key(self, name: str, scope: str, maker: int | None) -> tuple[str, str]:
-        made: tuple[str, str] = await self._run("create_api_key", name, scope, maker)
-        return made
+        return await door.arun(await self.space(), Core.create_api_key, name, scope, maker)
 
     async def revoke_api_key(self, key_id: str) -> Status:
-        status: Status = await self._run("revoke_api_key", key_id)
+        status = await door.arun(await self.space(), Core.revoke_api_key, key_id)
         self._api_keys.clear()
         return status
 
     async def api_keys(self) -> AsyncIterator[ApiKey]:
-        space = await self.space()
-        async for key in space._driver.stream(space._core.api_keys):
+        async for key in door.astream(await self.space(), Core.api_keys):
             yield key
 
     async def accounts(
         self, search: str | None, after: int, limit: int, filters: dict[str, bool]
     ) -> list[Account]:
-        page: list[Account] = await self._run("accounts", search, after, limit, filters)
-        return page
+        return await door.arun(await self.space(), Core.accounts, search, after, limit, filters)
 
     async def account(self, userid: int) -> Account | None:
-        found: list[Account] = await self._run("account", userid)
+        found = await door.arun(await self.space(), Core.account, userid)
         return found[0] if found else None
 
     async def settings(self) -> Settings:
-        settings: Settings = await self._run("settings")
-        return settings
+        return await (await self.space()).settings()
 
     async def has_admin(self) -> bool:
         return bool(await self.accounts(None, 0, 1, {"admin": True}))
