@@ -1,8 +1,12 @@
 """What the framework integrations and the service share: the cookie's name and
-flags, and how a request's user agent is recorded."""
+flags, how a request's user agent is recorded, and how a refused login is answered."""
 
+import math
 import re
+from dataclasses import dataclass
 from typing import Any, Final
+
+from pgusers._results import DISABLED, OK, THROTTLED, LoginOutcome
 
 COOKIE_NAME: Final = "pgusers_session"
 MAX_AGENT: Final = 512
@@ -25,3 +29,31 @@ def cookie_scope(*, secure: bool) -> dict[str, Any]:
 def cookie_flags(ttl: float, *, secure: bool) -> dict[str, Any]:
     """The session cookie's attributes when it is set: it lives as long as the TTL."""
     return {"max_age": int(ttl), **cookie_scope(secure=secure)}
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """How HTTP answers a login that opened no session: the status, a stable code for
+    programs, a message for people, and for a throttled login the whole seconds to
+    wait (rounded up, and at least 1) that ``Retry-After`` carries."""
+
+    status: int
+    code: str
+    message: str
+    retry_after: int | None = None
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+
+
+def refusal(outcome: LoginOutcome) -> Refusal | None:
+    """The answer to a refused login, the same in the service, the console and every
+    integration; None when the login succeeded."""
+    if outcome.status == OK:
+        return None
+    if outcome.status == THROTTLED:
+        wait = max(1, math.ceil(outcome.retry_after))
+        return Refusal(429, "throttled", f"too many failed logins: try again in {wait} s", wait)
+    if outcome.status == DISABLED:
+        return Refusal(403, "account_disabled", "this account is disabled")
+    return Refusal(401, "login_failed", "wrong username or password")

@@ -21,7 +21,6 @@
 Starlette's ``requires(...)`` works as it documents.
 """
 
-import math
 from typing import Any
 
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
@@ -31,8 +30,14 @@ from starlette.responses import Response
 
 from pgusers._aio import AsyncUserSpace, Opener, PerLoop
 from pgusers._errors import BadCallError
-from pgusers._results import DISABLED, OK, REJECTED_LOGIN, THROTTLED, LoginOutcome, Status
-from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope, user_agent
+from pgusers._results import OK, REJECTED_LOGIN, LoginOutcome, Status
+from pgusers.integrations._common import (
+    COOKIE_NAME,
+    cookie_flags,
+    cookie_scope,
+    refusal,
+    user_agent,
+)
 
 __all__ = [
     "PgUser",
@@ -192,13 +197,9 @@ async def login(
         if extra_data is not None:  # the caller's own data: its mistake, said as such
             raise
         outcome = REJECTED_LOGIN
-    if outcome.status == THROTTLED:
-        wait = str(max(1, math.ceil(outcome.retry_after)))
-        raise HTTPException(429, "too many failed logins", {"Retry-After": wait})
-    if outcome.status == DISABLED:
-        raise HTTPException(403, "this account is disabled")
-    if outcome.status != OK:
-        raise HTTPException(401, "wrong username or password")
+    refused = refusal(outcome)
+    if refused is not None:
+        raise HTTPException(refused.status, refused.message, refused.headers() or None)
     replaced = request.cookies.get(pgusers.cookie_name)
     if replaced:
         await space.logout(replaced)

@@ -19,10 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pgusers._aio import AsyncUserSpace
 from pgusers._door import acting_as, looks_like_api_key
 from pgusers._results import (
-    DISABLED,
     NOT_FOUND,
     OK,
-    THROTTLED,
     Account,
     ApiKey,
     Event,
@@ -30,7 +28,7 @@ from pgusers._results import (
     Settings,
     Status,
 )
-from pgusers.integrations._common import user_agent
+from pgusers.integrations._common import refusal, user_agent
 from pgusers.web import _check
 from pgusers.web._check import STATUS_NAMES
 from pgusers.web._errors import ApiError
@@ -342,18 +340,9 @@ async def login(body: LoginBody, request: Request, space: Space) -> dict[str, An
         user_agent=user_agent(request.headers.get("user-agent")),
         extra_data=body.extra_data,
     )
-    if outcome.status == THROTTLED:
-        wait = max(1, math.ceil(outcome.retry_after))
-        raise ApiError(
-            429,
-            "throttled",
-            f"too many failed logins: try again in {wait} s",
-            {"Retry-After": str(wait)},
-        )
-    if outcome.status == DISABLED:
-        raise ApiError(403, "account_disabled", "this account is disabled")
-    if outcome.status != OK:
-        raise ApiError(401, "login_failed", "wrong username or password")
+    refused = refusal(outcome)
+    if refused is not None:
+        raise ApiError(refused.status, refused.code, refused.message, refused.headers())
     return {
         "key": outcome.key,
         "userid": outcome.userid,

@@ -26,8 +26,8 @@ from fastapi.templating import Jinja2Templates
 from pgusers._aio import AsyncUserSpace
 from pgusers._door import KINDS, acting_as
 from pgusers._errors import BadCallError
-from pgusers._results import DISABLED, OK, THROTTLED
-from pgusers.integrations._common import user_agent
+from pgusers._results import OK
+from pgusers.integrations._common import refusal, user_agent
 from pgusers.web._service import CONSOLE_SESSION, Service, client_address, current_session, first
 
 HERE: Final = Path(__file__).parent
@@ -393,6 +393,11 @@ def back_to(path: str, done: str) -> RedirectResponse:
     return RedirectResponse(f"{safe_path(path)}?done={quote(done)}", 303)
 
 
+def sentence(message: str) -> str:
+    """A message of the API's (``wrong username or password``) as a page says it."""
+    return message[:1].upper() + message[1:] + "."
+
+
 async def start_session(request: Request, username: str, password: str) -> Response:
     """Log in for the console; only administrators get a session cookie."""
     space = await space_of(request)
@@ -403,13 +408,11 @@ async def start_session(request: Request, username: str, password: str) -> Respo
         user_agent=user_agent(request.headers.get("user-agent")),
         extra_data=CONSOLE_SESSION,
     )
-    if outcome.status == THROTTLED:
-        wait = int(outcome.retry_after) + 1
-        raise RefusedError(429, f"Too many failed logins. Try again in {wait} s.")
-    if outcome.status == DISABLED:
-        raise RefusedError(403, "This account is disabled.")
-    if outcome.status != OK or outcome.userid is None:
-        return page(request, "login.html", {"error": "Wrong username or password."}, 401)
+    refused = refusal(outcome)
+    if refused is not None and refused.status == 401:  # the form again, with the reason
+        return page(request, "login.html", {"error": sentence(refused.message)}, 401)
+    if refused is not None:
+        raise RefusedError(refused.status, sentence(refused.message))
     if not outcome.admin:
         await space.logout(outcome.key)
         raise RefusedError(403, "The console is for administrators only.")
