@@ -653,3 +653,12 @@ def test_help_reads_well_at_eighty_columns():
         assert "..." not in listed, (group, listed)
     info = CliRunner().invoke(main, ["info", "--help"], terminal_width=80).stdout
     assert "USER is an email address." in info and "a email" not in info
+
+
+def test_none_is_no_limit_on_the_command_line_too(cli):
+    assert cli("maxsessions", "5")[1] == "a user may have at most 5 sessions at once\n"
+    assert cli("maxsessions", "none")[1] == "a user may have any number of sessions\n"
+    code, _, err = cli("maxsessions", "0")
+    assert code == 2 and "sessions_per_user" in err
+    code, _, err = cli("ttl", "none")
+    assert code == 2 and "session_ttl needs a number of seconds" in err

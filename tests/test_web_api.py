@@ -386,6 +386,18 @@ def test_admin_reads_and_changes_the_settings(client, space, admin_key):
     )
 
 
+def test_null_is_no_limit_and_zero_a_value_the_userspace_refuses(client, space, admin_key):
+    auth = bearer(admin_key[1])
+    client.patch("/v1/admin/settings", json={"session_max_age": 3600}, headers=auth)
+    removed = client.patch("/v1/admin/settings", json={"session_max_age": None}, headers=auth)
+    assert (removed.status_code, removed.json()["session_max_age"]) == (200, None)
+    for body in ({"session_max_age": 0}, {"sessions_per_user": 0}, {"session_ttl": None}):
+        refused = client.patch("/v1/admin/settings", json=body, headers=auth)
+        assert refused.status_code == 400, body
+    assert space.settings().session_max_age is None
+    assert space.settings().sessions_per_user == 100
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 

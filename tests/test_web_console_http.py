@@ -445,3 +445,26 @@ def test_two_cookies_of_one_name_are_refused(app, space, root):
         )
     assert answer.status_code == 400
     assert not space.is_admin(mallory)
+
+
+def test_settings_forms_read_an_empty_field_as_no_limit(app, space, root):
+    with client_at(app, "http://127.0.0.1") as client:
+        log_in(client)
+        csrf = csrf_of(client.get("/console/settings"))
+
+        def post(**fields):
+            return client.post("/console/settings", data={"csrf": csrf, **fields})
+
+        assert post(setting="max_age", session_max_age="3600").status_code == 303
+        assert space.settings().session_max_age == 3600
+        assert post(setting="max_age", session_max_age="").status_code == 303
+        assert space.settings().session_max_age is None
+        assert post(setting="sessions_per_user", sessions_per_user="5").status_code == 303
+        assert space.settings().sessions_per_user == 5
+        zero = post(setting="max_age", session_max_age="0")
+        blank_ttl = post(setting="ttl", session_ttl="")
+        half = post(setting="sessions_per_user", sessions_per_user="2.5")
+    assert zero.status_code == 400 and "more than 0" in zero.text
+    assert blank_ttl.status_code == 400 and "session_ttl needs a number" in blank_ttl.text
+    assert half.status_code == 400 and "whole number" in half.text
+    assert space.settings().session_max_age is None and space.settings().sessions_per_user == 5

@@ -18,6 +18,7 @@ import psycopg
 from pgusers._door import KINDS, RESOLUTIONS, SESSION_MODES, Codec, acting_as, fold
 from pgusers._errors import BadCallError, LegacyImportError, PgUsersError
 from pgusers._results import OK, ImportReport
+from pgusers._settings import SETTINGS, describe, read
 from pgusers._userspace import UserSpace
 from pgusers._version import __version__
 from pgusers.cli import _embedded as embedded
@@ -640,25 +641,21 @@ def check(usp: UserSpace, key: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("seconds", type=float, required=False)
+@click.argument("seconds", required=False)
 @with_userspace
-def ttl(usp: UserSpace, seconds: float | None) -> None:
+def ttl(usp: UserSpace, seconds: str | None) -> None:
     """Show the session time to live, or set it to SECONDS."""
     if seconds is not None:
-        usp.set_session_TTL(seconds)
+        usp.set_session_TTL(read_setting("session_ttl", seconds))
     click.echo(f"session TTL: {usp.ttl:g} s ({dt.timedelta(seconds=usp.ttl)})")
 
 
-def number_or_none(text: str | None, unit: str, meaning: str) -> float | None:
-    """Read a setting's value from the command line: a number of ``unit``, or "none"."""
+def read_setting(name: str, text: str | None) -> Any:
+    """A setting's value from the command line: a number, or "none" where the setting
+    may have no value (no limit)."""
     if text is None:
-        raise BadCallError(f'give a number of {unit}, or "none" for {meaning}')
-    if text.lower() == "none":
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise BadCallError(f'{text!r} is not a number of {unit} or "none"') from None
+        raise click.UsageError(f'give a number of {SETTINGS[name].unit}, or "none"')
+    return read(name, text)
 
 
 @main.command()
@@ -666,12 +663,25 @@ def number_or_none(text: str | None, unit: str, meaning: str) -> float | None:
 @with_userspace
 def maxage(usp: UserSpace, seconds: str | None) -> None:
     """Set how long after login sessions end (SECONDS, or "none")."""
-    value = number_or_none(seconds, "seconds", "no limit")
+    value = read_setting("session_max_age", seconds)
     usp.set_session_max_age(value)
     if value is None:
         click.echo("sessions have no maximum age")
     else:
         click.echo(f"sessions end {value:g} s ({dt.timedelta(seconds=value)}) after their login")
+
+
+@main.command(name="maxsessions")
+@click.argument("count", required=False)
+@with_userspace
+def max_sessions(usp: UserSpace, count: str | None) -> None:
+    """Set how many sessions one user may have (COUNT, or "none")."""
+    value = read_setting("sessions_per_user", count)
+    usp.set_sessions_per_user(value)
+    if value is None:
+        click.echo(describe("sessions_per_user", None))
+    else:
+        click.echo(f"a user may have at most {value} sessions at once")
 
 
 @main.command()
@@ -780,7 +790,7 @@ def events(
 @with_userspace
 def retention(usp: UserSpace, days: str | None) -> None:
     """Keep events DAYS days (default 90), or forever with "none"."""
-    value = number_or_none(days, "days", "forever")
+    value = read_setting("event_retention", days)
     usp.set_event_retention(value)
     click.echo("events are kept forever" if value is None else f"events are kept {value:g} days")
 

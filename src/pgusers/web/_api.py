@@ -28,6 +28,7 @@ from pgusers._results import (
     Settings,
     Status,
 )
+from pgusers._settings import SETTINGS, plan
 from pgusers.integrations._common import refusal, user_agent
 from pgusers.web import _check
 from pgusers.web._check import STATUS_NAMES
@@ -35,7 +36,6 @@ from pgusers.web._errors import ApiError
 from pgusers.web._service import Service, client_address, first, is_console_session
 
 MAX_PAGE: Final = 1000
-POLICY: Final = ("free_failures", "max_backoff", "source_limit", "source_window", "source_block")
 
 
 # -- who is calling -------------------------------------------------------------------
@@ -204,10 +204,10 @@ class ApiKeyBody(Body):
 
 class SettingsBody(Body):
     session_ttl: float | None = None
-    session_max_age: float | None = Field(None, description="0 removes the maximum age")
+    session_max_age: float | None = Field(None, description="null removes the maximum age")
     key_storage: Literal["hashed"] | None = None
-    event_retention: float | None = Field(None, description="days; 0 keeps events forever")
-    sessions_per_user: int | None = Field(None, description="0 removes the limit")
+    event_retention: float | None = Field(None, description="days; null keeps events forever")
+    sessions_per_user: int | None = Field(None, description="null removes the limit")
     free_failures: int | None = None
     max_backoff: float | None = None
     source_limit: int | None = None
@@ -649,24 +649,12 @@ async def change_settings(
     body: SettingsBody, request: Request, who: Admin, space: Space
 ) -> dict[str, Any]:
     """Change the settings named in the body (each is its own change in the audit
-    trail); ``key_storage`` can only become ``hashed``."""
-    given = body.model_fields_set
+    trail); ``null`` means no limit where a setting may have none; ``key_storage``
+    can only become ``hashed``."""
+    changes = {name: getattr(body, name) for name in body.model_fields_set if name in SETTINGS}
     with acting_as(who.actor, source=who.source):
-        if "session_ttl" in given and body.session_ttl is not None:
-            await space.set_session_TTL(body.session_ttl)
-        if "session_max_age" in given:
-            await space.set_session_max_age(body.session_max_age or None)
-        if "event_retention" in given:
-            await space.set_event_retention(body.event_retention or None)
-        if "sessions_per_user" in given:
-            await space.set_sessions_per_user(body.sessions_per_user or None)
-        policy = {
-            name: getattr(body, name)
-            for name in POLICY
-            if name in given and getattr(body, name) is not None
-        }
-        if policy:
-            await space.set_login_policy(**policy)
+        for call in plan(changes):
+            await call(space)
         if body.key_storage is not None:
             await space.set_session_key_storage(body.key_storage)
     return (await service_of(request).settings())._asdict()

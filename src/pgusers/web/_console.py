@@ -27,6 +27,7 @@ from pgusers._aio import AsyncUserSpace
 from pgusers._door import KINDS, acting_as
 from pgusers._errors import BadCallError
 from pgusers._results import OK
+from pgusers._settings import POLICY, plan, read
 from pgusers.integrations._common import refusal, user_agent
 from pgusers.web._service import CONSOLE_SESSION, Service, client_address, current_session, first
 
@@ -709,22 +710,14 @@ async def settings_page(request: Request) -> Response:
     return page(request, "settings.html", {"admin": admin, "settings": settings})
 
 
-def number(form: dict[str, str], name: str) -> float | None:
-    text = form.get(name, "").strip()
-    if not text:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise RefusedError(400, f"{name} must be a number") from None
-
-
-def whole(value: float | None) -> int | None:
-    if value is None:
-        return None
-    if not value.is_integer():
-        raise RefusedError(400, "counts must be whole numbers")
-    return int(value)
+FORMS: Final = {
+    "ttl": ("session_ttl",),
+    "max_age": ("session_max_age",),
+    "retention": ("event_retention",),
+    "sessions_per_user": ("sessions_per_user",),
+    "policy": POLICY,
+}
+"""The settings page's forms: which settings each one changes."""
 
 
 @router.post("/settings")
@@ -742,26 +735,17 @@ async def change_settings(request: Request) -> Response:
             "Store keys hashed",
         )
     try:
-        with acting_as(admin.actor, source=admin.source):
-            if which == "ttl":
-                await space.set_session_TTL(number(form, "session_ttl") or 0)
-            elif which == "max_age":
-                await space.set_session_max_age(number(form, "session_max_age"))
-            elif which == "retention":
-                await space.set_event_retention(number(form, "event_retention"))
-            elif which == "policy":
-                counts = {name: number(form, name) for name in ("free_failures", "source_limit")}
-                await space.set_login_policy(
-                    free_failures=whole(counts["free_failures"]),
-                    source_limit=whole(counts["source_limit"]),
-                    max_backoff=number(form, "max_backoff"),
-                    source_window=number(form, "source_window"),
-                    source_block=number(form, "source_block"),
-                )
-            elif which == "key_storage":
+        if which == "key_storage":
+            with acting_as(admin.actor, source=admin.source):
                 await space.set_session_key_storage("hashed")
-            else:
-                raise RefusedError(400, "Unknown setting.")
+            return back_to("/console/settings", "saved")
+        names = FORMS.get(which or "")
+        if names is None:
+            raise RefusedError(400, "Unknown setting.")
+        calls = plan({name: read(name, form.get(name, "")) for name in names})
+        with acting_as(admin.actor, source=admin.source):
+            for call in calls:
+                await call(space)
     except BadCallError as error:
         raise RefusedError(400, str(error)) from None
     return back_to("/console/settings", "saved")
