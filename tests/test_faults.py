@@ -215,3 +215,26 @@ def test_a_statement_chosen_as_deadlock_victim_runs_again(usp, sql_conn, server_
     while deadlocks_so_far(sql_conn) == before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert deadlocks_so_far(sql_conn) > before  # the deadlock did happen
+
+
+def test_a_statement_the_database_refuses_raises_database_error(
+    open_userspace, dsn, schema, sql_conn
+):
+    if os.environ.get("PGUSERS_TEST_PGBOUNCER"):
+        pytest.skip("a per-connection lock_timeout is a startup option PgBouncer drops")
+    usp = open_userspace(
+        conninfo=dsn, schema=schema, hasher=FAST_HASHER, options="-c lock_timeout=200"
+    )
+    try:
+        usp.create_user("ada", "pw", "ada@example.com")
+        with sql_conn.transaction():
+            sql_conn.execute(f'LOCK TABLE "{schema}".users IN ACCESS EXCLUSIVE MODE')
+            with pytest.raises(pgusers.DatabaseError) as refused:
+                usp.create_user("bob", "pw", "bob@example.com")
+        assert refused.value.sqlstate == "55P03"  # lock_not_available
+        assert isinstance(refused.value.__cause__, psycopg.errors.LockNotAvailable)
+        assert str(refused.value).startswith("the database refused (55P03): ")
+        assert usp.find_user(username="bob") is None
+        assert usp.create_user("bob", "pw", "bob@example.com")  # and the userspace goes on
+    finally:
+        usp.close()

@@ -13,6 +13,7 @@ from pgusers._aio import AsyncUserSpace
 from pgusers._core.audit import acting_as
 from pgusers._errors import (
     BadCallError,
+    DatabaseError,
     DatabaseUnavailableError,
     LegacyImportError,
     MigrationError,
@@ -56,6 +57,7 @@ __all__ = [
     "AsyncUserSpace",
     "BadCallError",
     "CheckResult",
+    "DatabaseError",
     "DatabaseUnavailableError",
     "Event",
     "ImportReport",

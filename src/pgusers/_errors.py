@@ -20,6 +20,18 @@ class DatabaseUnavailableError(PgUsersError, ConnectionError):
     """
 
 
+class DatabaseError(PgUsersError):
+    """The database refused a statement for a reason of its own: a statement timeout,
+    a permission it lacks, a serialization failure that outlived the retries, a
+    constraint added by hand... ``sqlstate`` is PostgreSQL's code for it (such as
+    ``57014``), and the original psycopg exception is chained as ``__cause__``.
+    Nothing of the call was kept: its transaction was rolled back."""
+
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
 class PoolExhaustedError(DatabaseUnavailableError):
     """Every connection of the userspace's pool stayed in use for ``pool_timeout``
     seconds: raise ``pool_max``, or close ``all_users()``/``list_sessions()``

@@ -9,7 +9,13 @@ from psycopg_pool import PoolClosed, PoolTimeout
 
 from pgusers._core.retries import connection_lost
 from pgusers._drivers.target import Target
-from pgusers._errors import BadCallError, DatabaseUnavailableError, PoolExhaustedError
+from pgusers._errors import (
+    BadCallError,
+    DatabaseError,
+    DatabaseUnavailableError,
+    PgUsersError,
+    PoolExhaustedError,
+)
 
 STREAM_BATCH = 1000
 """Rows fetched per round trip by ``all_users`` and ``list_sessions``."""
@@ -40,10 +46,15 @@ def needs_check(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) ->
     return bool(select.select([conn.fileno()], [], [], 0)[0])
 
 
-def failure(where: Target, error: psycopg.Error) -> Exception:
-    """Return what a call that failed with ``error`` raises: the statement's own error,
-    or :class:`DatabaseUnavailableError` when the connection was lost."""
-    return unavailable(where, error) if connection_lost(error) else error
+def failure(where: Target, error: psycopg.Error) -> PgUsersError:
+    """Return what a call that failed with ``error`` raises: :class:`DatabaseUnavailableError`
+    when the connection was lost, else :class:`DatabaseError` with the server's
+    SQLSTATE and the first line of its message."""
+    if connection_lost(error):
+        return unavailable(where, error)
+    said = (str(error).strip().splitlines() or ["no message"])[0]
+    code = f" ({error.sqlstate})" if error.sqlstate else ""
+    return DatabaseError(f"the database refused{code}: {said}", error.sqlstate)
 
 
 def refusal(

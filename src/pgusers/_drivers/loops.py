@@ -37,7 +37,7 @@ from pgusers._drivers.connections import (
 from pgusers._drivers.listener import Listener
 from pgusers._drivers.target import Target
 from pgusers._drivers.wiring import POOL_NAME_PREFIX, Wiring
-from pgusers._errors import BadCallError
+from pgusers._errors import BadCallError, DatabaseError
 
 T = TypeVar("T")
 
@@ -278,7 +278,10 @@ def _give_up_unless(
 ) -> None:
     """Raise what a failed call raises, unless ``retrying`` and the failure allows it."""
     if not (retrying and operation_may_retry(error, method)):
-        raise failure(where, error) from None
+        raised = failure(where, error)
+        # A refused statement keeps its cause (the psycopg error, with its diagnostics);
+        # a lost connection does not, as its text may name the server's address.
+        raise raised from (error if isinstance(raised, DatabaseError) else None)
 
 
 def _answers(conn: Conn) -> bool:

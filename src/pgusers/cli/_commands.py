@@ -13,7 +13,6 @@ from functools import wraps
 from typing import Any, Final, NoReturn, TypeVar
 
 import click
-import psycopg
 
 from pgusers._door import KINDS, RESOLUTIONS, SESSION_MODES, Codec, acting_as, fold
 from pgusers._errors import BadCallError, LegacyImportError, PgUsersError
@@ -66,10 +65,8 @@ class Group(click.Group):
             fail(str(answer), EXIT_NEGATIVE)
         except BadCallError as error:
             fail(str(error), EXIT_USAGE)
-        except PgUsersError as error:  # unreachable, or data that cannot be read
+        except PgUsersError as error:  # unreachable, refused, or data that cannot be read
             fail(str(error), EXIT_UNAVAILABLE)
-        except psycopg.Error as error:
-            fail(f"the database refused: {str(error).strip().splitlines()[0]}", EXIT_UNAVAILABLE)
 
 
 def with_userspace(command: F) -> F:
