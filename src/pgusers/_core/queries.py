@@ -953,8 +953,9 @@ SESSION_EXPIRY: Final = (
 # though its row stays until check_key meets it or it expires. Once keys are kept
 # hashed, the session id stands where the key was.
 LIST_SESSIONS: Final = """
-    SELECT u.username, CASE WHEN t.key_storage = 'hashed' THEN s.session_id ELSE s.key END,
-           {expiry}
+    SELECT u.username,
+           CASE WHEN t.key_storage = 'hashed' THEN s.session_id ELSE s.key END AS key,
+           {expiry} AS expiration
     FROM {schema}.sessions s
     JOIN {schema}.users u ON u.userid = s.userid
     CROSS JOIN {settings} t
@@ -964,8 +965,8 @@ LIST_SESSIONS: Final = """
 
 SESSIONS: Final = """
     SELECT s.session_id, s.userid, u.username, s.created_at,
-           coalesce(s.last_seen_at, s.created_at), {expiry}, s.source, s.user_agent,
-           s.key IN (%(key)s, %(stored)s)
+           coalesce(s.last_seen_at, s.created_at) AS last_seen_at, {expiry} AS expires_at,
+           s.source, s.user_agent, s.key IN (%(key)s, %(stored)s) AS current
     FROM {schema}.sessions s
     JOIN {schema}.users u ON u.userid = s.userid
     CROSS JOIN {settings} t
@@ -1398,8 +1399,8 @@ REVOKE_API_KEY: Final = """
 """
 
 API_KEYS: Final = """
-    SELECT key_id, name, scope, extract(epoch FROM created_at)::float8, created_by,
-           extract(epoch FROM revoked_at)::float8
+    SELECT key_id, name, scope, extract(epoch FROM created_at)::float8 AS created_at,
+           created_by, extract(epoch FROM revoked_at)::float8 AS revoked_at
     FROM {schema}.api_keys ORDER BY created_at, key_id
 """
 
@@ -1422,7 +1423,8 @@ USER_THROTTLED: Final = """EXISTS (
 ).replace("{of_user}", failures_of_name("u.username_key"))
 ADMIN_USERS: Final = """
     SELECT u.userid, u.username, u.email, u.admin, u.disabled, u.email_verified,
-           extract(epoch FROM u.created_at)::float8, {throttled}, u.extra_data
+           extract(epoch FROM u.created_at)::float8 AS created_at, {throttled} AS throttled,
+           u.extra_data
     FROM {schema}.users u
     WHERE u.userid > %(after)s AND {where}
     ORDER BY u.userid LIMIT %(limit)s

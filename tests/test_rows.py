@@ -1,0 +1,44 @@
+"""Results are tuples built from a statement's columns in order; each statement that
+fills a result names its columns as the result names its fields, and this test runs
+every one of them and compares, so a column added or moved in the middle of a
+statement fails here instead of shifting data into the wrong field."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pgusers._core.codec import Codec
+from pgusers._core.operations import Core, Query
+from pgusers._core.passwords import Passwords
+from pgusers._core.steps import Stepper
+from pgusers._results import Account, ApiKey, Event, Session, SessionRow, Settings, UserRow
+
+from .support import FAST_HASHER
+
+RESULTS: dict[str, tuple[Callable[[Core], Any], type]] = {
+    "settings": (lambda core: core.settings(), Settings),
+    "api_keys": (lambda core: core.api_keys(), ApiKey),
+    "all_users": (lambda core: core.all_users(), UserRow),
+    "accounts": (lambda core: core.accounts(None, 0, 10, {}), Account),
+    "sessions": (lambda core: core.sessions(0, False, None), Session),
+    "list_sessions": (lambda core: core.list_sessions(0, False), SessionRow),
+    "events": (lambda core: core.events(None, None, None, None, True), Event),
+}
+
+
+@pytest.mark.parametrize("operation", RESULTS)
+def test_each_statement_names_its_columns_as_its_result_names_its_fields(
+    operation, space, sql_conn, schema
+):
+    make, result = RESULTS[operation]
+    made = make(Core(schema, Codec("json"), Passwords(FAST_HASHER)))
+    if isinstance(made, Query):
+        query, params = made.sql, made.params
+    else:
+        step = Stepper(made).start()
+        query, params = step.query, step.params
+    with sql_conn.transaction():
+        cursor = sql_conn.execute(query, params)
+        names = [column.name for column in cursor.description]
+    assert names == list(result._fields)
