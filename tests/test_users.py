@@ -246,3 +246,14 @@ def test_a_stream_in_a_with_block_gives_its_connection_back(open_userspace, dsn,
             with usp.all_users() as rows:
                 assert next(rows)[1] == "ada"
         assert usp.is_admin(1) is False
+
+
+def test_find_user_returns_exactly_the_documented_keys(usp):
+    userid = usp.create_user("ada", "pw", "ada@example.com", extra_data={"plan": "pro"})
+    found = usp.find_user(userid=userid)
+    assert set(found) == set(pgusers.FoundUser.__annotations__)
+    assert (found["email_verified"], found["disabled"], found["extra_data"]) == (
+        False,
+        False,
+        {"plan": "pro"},
+    )

@@ -21,6 +21,7 @@ from pgusers._results import (
     AsyncRows,
     CheckResult,
     Event,
+    FoundUser,
     ImportReport,
     LoginFailureRow,
     LoginOutcome,
@@ -178,8 +179,10 @@ class AsyncUserSpace(Opening):
         username: str | None = None,
         email: str | None = None,
         userid: int | None = None,
-    ) -> dict[str, Any] | None:
-        """See :meth:`pgusers.UserSpace.find_user`."""
+    ) -> FoundUser | None:
+        """Return the user matching every argument given, or None: a dict
+        (:class:`FoundUser`) with ``userid``, ``username``, ``email``, ``admin``,
+        ``extra_data``, ``email_verified`` and ``disabled``."""
         return await self._driver.run(self._core.find_user, username, email, userid)
 
     async def modify_user(

@@ -8,7 +8,7 @@ while naming their parts (``usp.check_key(key).username``).
 
 from collections.abc import AsyncGenerator, Generator
 from enum import IntEnum
-from typing import Any, Final, Generic, NamedTuple, Self, TypeVar
+from typing import Any, Final, Generic, NamedTuple, Self, TypedDict, TypeVar
 
 T = TypeVar("T")
 
@@ -122,6 +122,19 @@ class Event(NamedTuple):
     source: str | None
     session_id: str | None
     detail: dict[str, Any]
+
+
+class FoundUser(TypedDict):
+    """What :meth:`~pgusers.UserSpace.find_user` returns: a plain dict, as in 0.9,
+    with these keys."""
+
+    userid: int
+    username: str
+    email: str
+    admin: bool
+    extra_data: Any
+    email_verified: bool
+    disabled: bool
 
 
 class Account(NamedTuple):

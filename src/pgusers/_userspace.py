@@ -14,6 +14,7 @@ from pgusers._registry import Registry
 from pgusers._results import (
     CheckResult,
     Event,
+    FoundUser,
     ImportReport,
     LoginFailureRow,
     LoginOutcome,
@@ -178,9 +179,10 @@ class UserSpace(Opening):
         username: str | None = None,
         email: str | None = None,
         userid: int | None = None,
-    ) -> dict[str, Any] | None:
-        """Return ``{"userid", "username", "email", "admin", "extra_data"}`` for the user
-        matching every argument given, or None."""
+    ) -> FoundUser | None:
+        """Return the user matching every argument given, or None: a dict
+        (:class:`FoundUser`) with ``userid``, ``username``, ``email``, ``admin``,
+        ``extra_data``, ``email_verified`` and ``disabled``."""
         return self._driver.run(self._core.find_user, username, email, userid)
 
     def modify_user(

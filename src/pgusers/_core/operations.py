@@ -50,6 +50,7 @@ from pgusers._results import (
     ApiKey,
     CheckResult,
     Event,
+    FoundUser,
     ImportReport,
     LoginFailureRow,
     LoginOutcome,
@@ -196,16 +197,16 @@ class Core:
     @retry_safe
     def find_user(
         self, username: object, email: object, userid: object
-    ) -> Operation[dict[str, Any] | None]:
+    ) -> Operation[FoundUser | None]:
         where, params = self._user_selector(username=username, email=email, userid=userid)
         return self._find_user(where, params)
 
-    def _find_user(self, where: str, params: dict[str, Any]) -> Operation[dict[str, Any] | None]:
+    def _find_user(self, where: str, params: dict[str, Any]) -> Operation[FoundUser | None]:
         row = yield Execute(self._sql(queries.FIND_USER, where=where), params)
         if row is None:
             return None
         userid, username, email, admin, extra_data, email_verified, disabled = row
-        return {
+        return {  # built by name: the statement's columns are in FIND_USER
             "userid": userid,
             "username": username,
             "email": email,

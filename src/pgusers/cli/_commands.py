@@ -16,7 +16,7 @@ import click
 
 from pgusers._door import KINDS, RESOLUTIONS, SESSION_MODES, Codec, acting_as, fold
 from pgusers._errors import BadCallError, LegacyImportError, PgUsersError
-from pgusers._results import OK, ImportReport
+from pgusers._results import OK, FoundUser, ImportReport
 from pgusers._settings import SETTINGS, describe, read
 from pgusers._userspace import UserSpace
 from pgusers._version import __version__
@@ -129,9 +129,9 @@ def user_selector(command: F) -> F:
     return command
 
 
-def _candidates(usp: UserSpace, user: str, by: str | None) -> dict[int, tuple[str, dict[str, Any]]]:
+def _candidates(usp: UserSpace, user: str, by: str | None) -> dict[int, tuple[str, FoundUser]]:
     """Return the users ``user`` names, by userid, each with the field it matched."""
-    found: dict[int, tuple[str, dict[str, Any]]] = {}
+    found: dict[int, tuple[str, FoundUser]] = {}
     for flag, field_name in SELECTORS.items():
         if by not in (None, flag):
             continue
@@ -156,7 +156,7 @@ def _candidates(usp: UserSpace, user: str, by: str | None) -> dict[int, tuple[st
     return found
 
 
-def find(usp: UserSpace, user: str, by: str | None = None) -> dict[str, Any]:
+def find(usp: UserSpace, user: str, by: str | None = None) -> FoundUser:
     """Find the user that ``user`` names: by the field ``by`` (``id``, ``name`` or
     ``email``), or by any of them when it names one user only."""
     found = _candidates(usp, user, by)
@@ -514,16 +514,16 @@ def info(usp: UserSpace, user: str, by: str | None, as_json: bool) -> None:
             if (row.kind, row.subject) == ("name", name_key)
             or (row.kind == "pair" and row.subject.startswith(f"{name_key} from "))
         ]
-    found["throttled_for"] = max(waits, default=0.0)
+    wait = max(waits, default=0.0)
     if as_json:
-        print_json({**found, "extra_data": Codec().encode(found["extra_data"])})
+        data = Codec().encode(found["extra_data"])
+        print_json({**found, "extra_data": data, "throttled_for": wait})
         return
-    shown = {
+    shown: dict[str, Any] = {
         name: ("yes" if value else "no") if isinstance(value, bool) else value
         for name, value in found.items()
     }
     shown["extra_data"] = repr(found["extra_data"])
-    wait = found["throttled_for"]
     shown["throttled_for"] = f"{wait:.0f} s" if wait else "no"
     for name, value in shown.items():
         click.echo(f"{name + ':':16} {escaped(str(value))}")

@@ -75,8 +75,9 @@ def _tour(usp: UserSpace, conninfo: str, schema: str, place: str) -> None:
     admin = usp.create_user("admin", admin_pw, "admin@example.com", admin=True)
     say(f"created administrator 'admin' (userid {admin}, is_admin: {usp.is_admin(admin)})")
     ada = usp.create_user("ada", ada_pw, "ada@example.com", extra_data={"plan": "free"})
-    record = usp.find_user(userid=ada) or {}
-    say(f"created user 'ada' (userid {ada}) with extra_data {record.get('extra_data')}")
+    record = usp.find_user(userid=ada)
+    data = None if record is None else record["extra_data"]
+    say(f"created user 'ada' (userid {ada}) with extra_data {data}")
 
     key, _, _ = usp.validate_user("ada", ada_pw, extra_data={"ip": "192.0.2.7"})
     say(f"ada logged in: session key {key[:6]}… ({len(key)} URL-safe characters, 256 random bits)")
