@@ -11,7 +11,7 @@ the generator at the ``yield``, so the rules for reading it live in the core too
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pgusers._core.retries import statement_may_retry
 
@@ -54,14 +54,22 @@ Step = Execute | Offload
 Operation = Generator[Step, Any, T]
 
 
-class Stepper:
-    """Advances an operation; drivers feed it each step's result or error."""
+class Stepper(Generic[T]):
+    """Advances an operation; drivers feed it each step's result or error. Once no
+    step is left, :attr:`value` is what the operation returned."""
 
-    def __init__(self, operation: Operation[Any]) -> None:
+    def __init__(self, operation: Operation[T]) -> None:
         self._operation = operation
         self._step: Step | None = None
         self._retries = 0
-        self.value: Any = None
+        self._result: tuple[T] | None = None
+
+    @property
+    def value(self) -> T:
+        """The operation's result (only once it has finished)."""
+        if self._result is None:
+            raise RuntimeError("the operation has steps left")
+        return self._result[0]
 
     def _moved(self, step: Step) -> Step:
         self._retries = 0
@@ -71,7 +79,7 @@ class Stepper:
     def _finished(self, stop: StopIteration) -> None:
         """Keep the operation's return value: it has no step left."""
         self._retries = 0
-        self.value = stop.value
+        self._result = (stop.value,)
         self._step = None
 
     def start(self) -> Step | None:

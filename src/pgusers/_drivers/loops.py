@@ -203,7 +203,7 @@ class SyncDriver:
                         conn = None
                     result = step.func(*step.args)
                 step = stepper.send(result)
-            return stepper.value  # type: ignore[no-any-return]
+            return stepper.value
         finally:
             stepper.close()
             if conn is not None:
@@ -421,7 +421,7 @@ class AsyncDriver:
                     loop = asyncio.get_running_loop()
                     result = await loop.run_in_executor(_hashing_threads(), step.func, *step.args)
                 step = stepper.send(result)
-            return stepper.value  # type: ignore[no-any-return]
+            return stepper.value
         finally:
             stepper.close()
             if conn is not None:
