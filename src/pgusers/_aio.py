@@ -320,7 +320,7 @@ class AsyncUserSpace(Opening):
 
 Opener = Callable[[], Awaitable[AsyncUserSpace]]
 """A function without arguments that returns an open AsyncUserSpace when awaited,
-such as ``functools.partial(AsyncUserSpace.connect, "dbname=app")``."""
+such as ``functools.partial(AsyncUserSpace.connect, "app")`` (the database "app")."""
 
 
 class PerLoop:

@@ -8,7 +8,7 @@
     from pgusers import AsyncUserSpace
     from pgusers.integrations.starlette import PgUser, PgUsers, current_user
 
-    auth = PgUsers(partial(AsyncUserSpace.connect, "dbname=app"))
+    auth = PgUsers(partial(AsyncUserSpace.connect, "app"))  # the database "app"
     app = FastAPI()
     app.add_middleware(AuthenticationMiddleware, backend=auth.backend)
 

@@ -7,7 +7,7 @@
     from pgusers import AsyncUserSpace
     from pgusers.web import create_app
 
-    auth = create_app(partial(AsyncUserSpace.connect, "dbname=app"))
+    auth = create_app(partial(AsyncUserSpace.connect, "app"))  # the database "app"
 """
 
 from pgusers.web._app import create_app
