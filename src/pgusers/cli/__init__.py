@@ -5,10 +5,13 @@ ambiguous USER included); 3 database unreachable, or holding data pgusers cannot
 read.
 """
 
-from pgusers.cli._commands import main
+# Each module adds its commands to the group as it is imported.
+from pgusers.cli import _audit, _legacy, _server, _sessions, _settings, _users
+from pgusers.cli._group import main
 from pgusers.cli._serve import apikey, serve
 
 main.add_command(apikey)
 main.add_command(serve)
 
 __all__ = ["main"]
+del _audit, _legacy, _server, _sessions, _settings, _users

@@ -14,16 +14,10 @@ from pgusers._aio import AsyncUserSpace
 from pgusers._door import Core
 from pgusers._results import NOT_FOUND
 from pgusers._userspace import UserSpace
-from pgusers.cli._commands import (
-    DASH_ARGUMENT,
-    NegativeAnswerError,
-    json_option,
-    print_json,
-    print_table,
-    timestamp,
-    with_userspace,
-)
 from pgusers.cli._database import Database
+from pgusers.cli._group import NegativeAnswerError, with_userspace
+from pgusers.cli._input import DASH_ARGUMENT, json_option
+from pgusers.cli._output import print_json, print_table, timestamp
 
 SECRET_QUERY = re.compile(r"([?&]token=)[^&#\s]*")
 
