@@ -9,7 +9,6 @@ Problems are refused, listing every row, unless the operator picked resolutions.
 """
 
 import base64
-import hashlib
 import json
 import time
 from collections import Counter
@@ -86,11 +85,6 @@ def _resolution_for(problem: str) -> str | None:
     raise AssertionError(f"a problem of no known kind: {problem}")
 
 
-def lock_id(schema: str) -> int:
-    digest = hashlib.blake2b(f"pgusers import {schema}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 @dataclass
 class _Staged:
     """One page of legacy users, as the staging table's columns."""
@@ -152,7 +146,7 @@ class Importer:
         )
         self._check_tables(tables)
         yield Execute(queries.BEGIN, fetch=Fetch.ROWCOUNT)
-        yield Execute(queries.LOCK_IMPORT, (lock_id(self.schema),))
+        yield Execute(queries.ADVISORY_LOCK, (queries.lock_id("import", self.schema),))
         previous = yield Execute(
             self._sql(queries.PREVIOUS_IMPORT), {"from_schema": self.from_schema}
         )

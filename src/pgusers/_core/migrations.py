@@ -6,7 +6,6 @@ against an empty database at once, one creates the tables and the others wait,
 then find the work done. A migration that fails leaves the tables as they were.
 """
 
-import hashlib
 import logging
 from collections.abc import Callable
 
@@ -109,12 +108,6 @@ CREATED_MEANWHILE = (
 logger = logging.getLogger("pgusers")
 
 
-def lock_id(schema: str) -> int:
-    """Return the advisory lock number that serialises migrations of ``schema``."""
-    digest = hashlib.blake2b(f"pgusers migrations {schema}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 def _check(version: int, schema: str) -> None:
     if version > LATEST:
         raise SchemaVersionError(
@@ -147,7 +140,7 @@ def migrate(schema: str) -> Operation[int]:
 def _migrate_locked(schema: str) -> Operation[int]:
     # On any other failure the driver rolls the open transaction back.
     yield Execute(queries.BEGIN, fetch=Fetch.ROWCOUNT)
-    yield Execute(queries.LOCK_MIGRATIONS, (lock_id(schema),))
+    yield Execute(queries.ADVISORY_LOCK, (queries.lock_id("migrations", schema),))
     # Read again under the lock: another process may have just done the work.
     version = yield from _read_version(schema)
     if version is None:

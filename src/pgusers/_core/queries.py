@@ -244,8 +244,18 @@ BEGIN: Final = "BEGIN"
 COMMIT: Final = "COMMIT"
 ROLLBACK: Final = "ROLLBACK"
 # A transaction-scoped lock: it is released at COMMIT, so nothing outlives the
-# transaction (safe behind a transaction-pooling PgBouncer).
-LOCK_MIGRATIONS: Final = "SELECT pg_advisory_xact_lock(%s)"
+# transaction (safe behind a transaction-pooling PgBouncer). Its number comes from
+# lock_id(), for what is locked (migrations, an import) and the schema.
+ADVISORY_LOCK: Final = "SELECT pg_advisory_xact_lock(%s)"
+
+
+def lock_id(purpose: str, schema: str) -> int:
+    """The advisory lock number that serialises ``purpose`` (``"migrations"``,
+    ``"import"``) in ``schema``: 64 bits of a digest of both."""
+    digest = hashlib.blake2b(f"pgusers {purpose} {schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 CREATE_SCHEMA: Final = (
     # The schema may exist already, created by an administrator for pgusers.
     "CREATE SCHEMA IF NOT EXISTS {schema}",
@@ -1143,7 +1153,6 @@ PREVIOUS_IMPORT: Final = """
     SELECT extract(epoch FROM at)::float8, users, sessions FROM {schema}.legacy_imports
     WHERE from_schema = %(from_schema)s
 """
-LOCK_IMPORT: Final = "SELECT pg_advisory_xact_lock(%s)"
 
 STAGE: Final = """
     CREATE TEMPORARY TABLE pgusers_legacy_stage (
