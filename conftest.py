@@ -16,6 +16,8 @@ import psycopg
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
+from pgusers import UserSpace
+
 DOCS_DATABASE = "app"
 _LIBPQ = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD"}
 
@@ -51,6 +53,10 @@ def set_up_page(namespace: dict[str, Any]) -> None:
 
 
 def tear_down_page(namespace: dict[str, Any]) -> None:
+    """Close what the page left open (a snippet need not), as a program's exit would,
+    so that the next page's userspaces start afresh on its empty database."""
+    for space in UserSpace._registry.open_spaces():
+        space.close()
     for name in [name for name in os.environ if name.startswith("PG")]:
         del os.environ[name]
     os.environ.update(namespace["_saved_environment"])

@@ -1,5 +1,5 @@
 """The project's chores, one command each: ``nox -s lint``, ``nox -s types``,
-``nox -s fast``, ``nox -s tests``, ``nox -s build``.
+``nox -s fast``, ``nox -s tests``, ``nox -s docs``, ``nox -s build``.
 
 The sessions run in the environment nox is started from (the development install:
 ``pip install -e ".[dev]" --group test``), so the pinned tools of the ``test``
@@ -47,6 +47,14 @@ def fast(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The whole suite, as the README runs it."""
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built strictly: a broken link or reference fails."""
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", "build/site", env={"NO_MKDOCS_2_WARNING": "1"}
+    )
 
 
 @nox.session

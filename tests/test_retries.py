@@ -1,4 +1,4 @@
-"""What may run again: the marks on the core's operations, and what the README says."""
+"""What may run again: the marks on the core's operations, and what the docs say."""
 
 import re
 from pathlib import Path
@@ -9,13 +9,13 @@ from pgusers import UserSpace
 from pgusers._core.operations import Core
 from pgusers._core.retries import RETRY_SAFE, connection_lost, is_retry_safe
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+LIBRARY = Path(__file__).resolve().parent.parent / "docs" / "library.md"
 
 
 def test_the_retry_safe_operations_are_the_ones_the_readme_lists():
-    # The README lists the userspace's methods; the service's own operations (API
+    # The library's page lists the userspace's methods; the service's own operations (API
     # keys, pages of users) are not part of that API.
-    text = " ".join(README.read_text().split())
+    text = " ".join(LIBRARY.read_text().split())
     listed = re.search(r"Retry-safe calls, .*?: (.*?) \(a stream", text)
     assert listed is not None
     methods = {name for name in dir(UserSpace) if not name.startswith("_")}
