@@ -1,4 +1,4 @@
-"""The first application of each framework, as the README shows it: register, log
+"""The first application of each framework, as getting started shows it: register, log
 in, a protected page, log out. The Django project runs its own tests with
 ``manage.py test``, as its user would."""
 

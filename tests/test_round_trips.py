@@ -1,4 +1,4 @@
-"""How many statements (round trips) each call sends: the figures the README gives."""
+"""How many statements (round trips) each call sends: the figures the library's page gives."""
 
 import pytest
 

@@ -37,7 +37,7 @@ class UserSpace(Opening):
     URI. Opening the same target again returns the same object.
 
     pgusers' own keywords: ``schema`` (where the tables live, default ``"pgusers"``),
-    ``serializer`` (``"json"``, the default, or ``"pickle"``; see the README),
+    ``serializer`` (``"json"``, the default, or ``"pickle"``; see the library's page),
     ``hasher`` (an :class:`argon2.PasswordHasher` with your parameters),
     ``pool_min``/``pool_max`` (connections kept open / at most, default 1/10) and
     ``pool_timeout`` (seconds to wait for a connection, default 10).
