@@ -134,6 +134,10 @@ def test_an_admin_sets_the_sessions_per_user_cap(client, space, admin_key):
     )
     assert answer.json()["sessions_per_user"] == 5
     answer = client.patch(
+        "/v1/admin/settings", json={"sessions_per_user": None}, headers=bearer(admin_key)
+    )
+    assert answer.json()["sessions_per_user"] is None  # null: no limit
+    answer = client.patch(
         "/v1/admin/settings", json={"sessions_per_user": 0}, headers=bearer(admin_key)
     )
-    assert answer.json()["sessions_per_user"] is None
+    assert answer.status_code == 400  # 0 is a value, and not one the cap can take
