@@ -33,7 +33,7 @@ from pgusers.integrations._common import refusal, user_agent
 from pgusers.web import _check
 from pgusers.web._check import STATUS_NAMES
 from pgusers.web._errors import ApiError
-from pgusers.web._service import Service, client_address, first, is_console_session
+from pgusers.web._service import Service, client_address, first, is_console_session, service_of
 
 MAX_PAGE: Final = 1000
 
@@ -54,11 +54,6 @@ class Caller:
     maker: int | None = None
     """Whose rights an API key made by this caller acts with: the user, or the maker
     of the caller's own API key (None: an operator's key)."""
-
-
-def service_of(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
 
 
 async def userspace(request: Request) -> AsyncUserSpace:

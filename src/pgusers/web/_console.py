@@ -29,7 +29,13 @@ from pgusers._errors import BadCallError
 from pgusers._results import OK
 from pgusers._settings import POLICY, plan, read
 from pgusers.integrations._common import refusal, user_agent
-from pgusers.web._service import CONSOLE_SESSION, Service, client_address, current_session, first
+from pgusers.web._service import (
+    CONSOLE_SESSION,
+    client_address,
+    current_session,
+    first,
+    service_of,
+)
 
 HERE: Final = Path(__file__).parent
 SESSION_COOKIE: Final = "pgusers_console"
@@ -155,11 +161,6 @@ async def not_found(request: Request) -> Response:
 
 
 # -- plumbing: cookies, CSRF, who is asking ------------------------------------------
-
-
-def service_of(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
 
 
 def secure(request: Request) -> bool:

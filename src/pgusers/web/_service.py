@@ -83,6 +83,12 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def service_of(request: Request) -> "Service":
+    """The service a request of the application came to."""
+    service: Service = request.app.state.service
+    return service
+
+
 async def current_session(space: AsyncUserSpace, userid: int, key: str) -> Session | None:
     """The session of ``key``, found among its user's (None once it has ended)."""
     async with space.sessions(userid, key=key) as rows:
