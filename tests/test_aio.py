@@ -26,7 +26,7 @@ def test_async_with_opens_and_closes(dsn, schema):
             ]
             assert [row[1] async for row in usp.list_sessions(0)] == [key]
         assert "closed" in repr(usp)
-        with pytest.raises(BadCallError, match="not open"):
+        with pytest.raises(BadCallError, match=r"is closed$"):
             await usp.find_user(userid=uid)
 
     asyncio.run(main())

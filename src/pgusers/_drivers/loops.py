@@ -129,31 +129,51 @@ class SyncDriver:
         self._pool: ConnectionPool[Conn] | None = None
         self._listener = _listener(where, wiring, core)
 
-    def open(self) -> None:
-        """Bring the schema up to date on a connection of its own, then open the pool."""
-        try:
-            with psycopg.Connection.connect(
-                self.target.conninfo, **self.target.connection_options
-            ) as conn:
-                for operation in (migrations.migrate(self._core.schema), self._core.load_ttl()):
-                    self._drive(operation, lambda: conn, lambda _: None)
-        except psycopg.OperationalError as error:
-            raise unavailable(self.target, error) from None
-        self._pool = self._new_pool()
-        if self._listener is not None:
+    def open(self) -> bool:
+        """Bring the schema up to date on a connection of its own, then open the pool
+        and wait for its first connections; return whether this call opened it (a
+        second call does nothing)."""
+        with self._lock:
+            if self._pool is not None:
+                return False
             try:
-                self._listener.start()
+                with psycopg.Connection.connect(
+                    self.target.conninfo, **self.target.connection_options
+                ) as conn:
+                    for operation in (
+                        migrations.migrate(self._core.schema),
+                        self._core.load_ttl(),
+                    ):
+                        self._drive(operation, lambda: conn, lambda _: None)
             except psycopg.OperationalError as error:
-                self._pool.close()
                 raise unavailable(self.target, error) from None
-            except BadCallError:
-                self._pool.close()
-                raise
+            pool = self._new_pool()
+            if self._listener is not None:
+                try:
+                    self._listener.start()
+                except psycopg.OperationalError as error:
+                    pool.close()
+                    raise unavailable(self.target, error) from None
+                except BadCallError:
+                    pool.close()
+                    raise
+            self._pool = pool
+            return True
 
     def _new_pool(self) -> ConnectionPool[Conn]:
         self._pid = os.getpid()
         self._held = 0
-        return ConnectionPool(**self._wiring.pool_arguments(self.target), open=True)
+        pool: ConnectionPool[Conn] = ConnectionPool(
+            **self._wiring.pool_arguments(self.target), open=False
+        )
+        # Waiting for the first connections means none is still being made when a
+        # short program ends right after opening.
+        try:
+            pool.open(wait=True, timeout=self._wiring.timeout)
+        except PoolTimeout as error:
+            pool.close()
+            raise unavailable(self.target, error) from None
+        return pool
 
     @property
     def closed(self) -> bool:
@@ -170,6 +190,8 @@ class SyncDriver:
     def _live_pool(self) -> ConnectionPool[Conn]:
         if self._pool is None:
             raise BadCallError(f"{self._name} is not open")
+        if self._pool.closed:
+            raise BadCallError(f"{self._name} is closed")
         if self._pid != os.getpid():
             # A forked child (a pre-forking web server's worker) inherits the parent's
             # pool, whose connections belong to the parent and whose threads did not
@@ -211,6 +233,7 @@ class SyncDriver:
 
     def run(self, method: Callable[..., Operation[T]], *args: object) -> T:
         """Run ``method(*args)``, an operation of the core, on pooled connections."""
+        self._live_pool()  # a call on a userspace that is not open fails before anything
         operation = method(*args)  # arguments are checked before any I/O
         for attempt in (1, 2):
             try:
@@ -244,6 +267,7 @@ class SyncDriver:
     def stream(self, method: Callable[..., Query[T]], *args: object) -> Generator[T, None, None]:
         """Return a generator of the rows of ``method(*args)``, a streamed query of the
         core (the arguments are checked now, the query runs when it is iterated)."""
+        self._live_pool()
         return self._stream(method(*args), method)
 
     def _stream(self, query: Query[T], method: Callable[..., Query[T]]) -> Generator[T, None, None]:
@@ -344,7 +368,11 @@ class AsyncDriver:
             )
             # Waiting for the first connections means none is still being made when a
             # short program ends right after opening.
-            await pool.open(wait=True)
+            try:
+                await pool.open(wait=True, timeout=self._wiring.timeout)
+            except PoolTimeout as error:
+                await pool.close()
+                raise unavailable(self.target, error) from None
             if self._listener is not None:
                 try:
                     await asyncio.to_thread(self._listener.start)
@@ -391,7 +419,7 @@ class AsyncDriver:
         if self._pool is None:
             raise BadCallError(f"{self._name} is not open; use 'async with' or connect()")
         if self._pool.closed:
-            raise BadCallError(f"{self._name} is closed: it is not open any more")
+            raise BadCallError(f"{self._name} is closed")
         return self._pool
 
     async def _drive(
@@ -460,6 +488,7 @@ class AsyncDriver:
     def stream(self, method: Callable[..., Query[T]], *args: object) -> AsyncGenerator[T, None]:
         """Return an async generator of the rows of ``method(*args)``, a streamed query
         of the core (the arguments are checked now, the query runs when it is iterated)."""
+        self._live_pool()
         return self._stream(method(*args), method)
 
     async def _stream(
