@@ -35,3 +35,12 @@ def test_the_async_methods_are_coroutines_and_the_streams_async_iterators():
         assert inspect.iscoroutinefunction(getattr(pgusers.AsyncUserSpace, name)), name
     for name in streams:
         assert not inspect.iscoroutinefunction(getattr(pgusers.AsyncUserSpace, name))
+
+
+@pytest.mark.parametrize("name", sorted(public(pgusers.UserSpace) - {"ttl"}))
+def test_each_method_is_documented_on_both_apis_in_the_same_words(name):
+    sync = inspect.getdoc(getattr(pgusers.UserSpace, name))
+    asynchronous = inspect.getdoc(getattr(pgusers.AsyncUserSpace, name))
+    assert sync and asynchronous and not asynchronous.startswith("See ")
+    if name != "close":  # closing differs: an AsyncUserSpace also closes with its loop
+        assert asynchronous.splitlines()[0] == sync.splitlines()[0]

@@ -92,7 +92,11 @@ class AsyncUserSpace(Opening):
         admin: bool = False,
         extra_data: Any = None,
     ) -> int:
-        """See :meth:`pgusers.UserSpace.create_user`."""
+        """Create a user and return its numeric userid.
+
+        Raises :class:`BadCallError` if the username or the email is taken
+        (compared case-insensitively, look-alikes included) or an argument is invalid.
+        """
         return await self._driver.run(
             self._core.create_user, username, password, email, admin, extra_data
         )
@@ -100,7 +104,8 @@ class AsyncUserSpace(Opening):
     async def validate_user(
         self, username: str, password: str, extra_data: Any = None
     ) -> LoginResult:
-        """See :meth:`pgusers.UserSpace.validate_user`."""
+        """Log a user in: return ``(key, admin, userid)``, or ``("", False, None)`` if
+        the username is unknown or the password wrong."""
         return await self._driver.run(self._core.validate_user, username, password, extra_data)
 
     async def login(
@@ -112,7 +117,14 @@ class AsyncUserSpace(Opening):
         user_agent: str | None = None,
         extra_data: Any = None,
     ) -> LoginOutcome:
-        """See :meth:`pgusers.UserSpace.login`."""
+        """Log a user in, throttled: ``(status, key, admin, userid, retry_after)``.
+
+        ``status`` is ``OK`` (with a new session key), ``REJECTED`` (unknown user or
+        wrong password, one answer), ``THROTTLED`` (too many failures for this
+        username, or for ``source`` such as the client's address: wait
+        ``retry_after`` seconds) or ``DISABLED`` (right password, disabled account).
+        ``source`` and ``user_agent`` are recorded with the session.
+        """
         return await self._driver.run(
             self._core.login, username, password, source, user_agent, extra_data
         )
@@ -126,7 +138,11 @@ class AsyncUserSpace(Opening):
         source_window: float | None = None,
         source_block: float | None = None,
     ) -> None:
-        """See :meth:`pgusers.UserSpace.set_login_policy`."""
+        """Change the login throttle (None leaves a value as it is; stored in the
+        database, so every process follows it): ``free_failures`` per username
+        (default 5) before a wait that doubles from 1 s up to ``max_backoff``
+        (900 s); ``source_limit`` failures (50) from one source within
+        ``source_window`` seconds (600) block it for ``source_block`` (600)."""
         await self._driver.run(
             self._core.set_login_policy,
             free_failures,
@@ -137,17 +153,20 @@ class AsyncUserSpace(Opening):
         )
 
     def login_failures(self) -> AsyncRows[LoginFailureRow]:
-        """See :meth:`pgusers.UserSpace.login_failures`; use with ``async for``."""
+        """Yield the login names and sources with failures in the last day, the most
+        recent first, each with how long it is still throttled.
+        On AsyncUserSpace, iterate with ``async for``."""
         return AsyncRows(self._driver.stream(self._core.login_failures))
 
     async def clear_login_failures(
         self, username: str | None = None, source: str | None = None
     ) -> int:
-        """See :meth:`pgusers.UserSpace.clear_login_failures`."""
+        """Forget the failed logins of a username and/or a source, lifting their
+        throttle; return how many counts were removed (0, 1 or 2)."""
         return await self._driver.run(self._core.clear_login_failures, username, source)
 
     async def delete_user(self, username: str | None = None, userid: int | None = None) -> Status:
-        """See :meth:`pgusers.UserSpace.delete_user`."""
+        """Delete a user, and its sessions, by username or userid: ``OK`` or ``NOT_FOUND``."""
         return await self._driver.run(self._core.delete_user, username, userid)
 
     async def change_password(
@@ -158,20 +177,24 @@ class AsyncUserSpace(Opening):
         *,
         end_sessions: bool = False,
     ) -> Status:
-        """See :meth:`pgusers.UserSpace.change_password`."""
+        """Set a new password: ``OK``, ``NOT_FOUND``, or ``REJECTED`` when ``oldpassword``
+        is given and does not match. With ``end_sessions=True`` the user's sessions end."""
         return await self._driver.run(
             self._core.change_password, userid, newpassword, oldpassword, end_sessions
         )
 
     async def check_key(self, key: str) -> CheckResult:
-        """See :meth:`pgusers.UserSpace.check_key`."""
+        """Check a session key and slide its expiry: ``(status, username, userid,
+        extra_data)`` with status ``OK``, ``NOT_FOUND`` or ``EXPIRED`` (the last two
+        with Nones). Any string that is not a live key is ``NOT_FOUND``. With
+        ``session_cache=True`` a recent answer may come from memory, without a query."""
         cached = self._core.cached(key)
         if cached is not None:
             return cached
         return await self._driver.run(self._core.check_key, key)
 
     async def set_session_TTL(self, secs: float) -> None:  # noqa: N802 - the original's name
-        """See :meth:`pgusers.UserSpace.set_session_TTL`."""
+        """Set the time to live, in seconds, given to new and checked sessions."""
         await self._driver.run(self._core.set_session_TTL, secs)
 
     async def find_user(
@@ -192,65 +215,94 @@ class AsyncUserSpace(Opening):
         email: str | None = None,
         extra_data: Any = None,
     ) -> Status:
-        """See :meth:`pgusers.UserSpace.modify_user`."""
+        """Change the fields given (None leaves a field as it is): ``OK`` or ``NOT_FOUND``."""
         return await self._driver.run(self._core.modify_user, userid, username, email, extra_data)
 
     async def is_admin(self, userid: int) -> bool:
-        """See :meth:`pgusers.UserSpace.is_admin`."""
+        """Tell whether the user is an administrator (False for an unknown userid)."""
         return await self._driver.run(self._core.is_admin, userid)
 
     async def set_admin(self, userid: int, admin: bool = True) -> Status:
-        """See :meth:`pgusers.UserSpace.set_admin`."""
+        """Grant (or, with ``admin=False``, revoke) admin rights: ``OK`` or ``NOT_FOUND``."""
         return await self._driver.run(self._core.set_admin, userid, admin)
 
     async def disable_user(self, userid: int, disabled: bool = True) -> Status:
-        """See :meth:`pgusers.UserSpace.disable_user`."""
+        """Disable a user (or, with ``disabled=False``, enable it again): its sessions
+        end, it cannot log in, and its keys are not found. ``OK`` or ``NOT_FOUND``."""
         return await self._driver.run(self._core.disable_user, userid, disabled)
 
     async def issue_token(
         self, userid: int, purpose: str, *, ttl: float | None = None, email: str | None = None
     ) -> str:
-        """See :meth:`pgusers.UserSpace.issue_token`."""
+        """Return a one-time token for ``purpose``: ``"reset_password"``,
+        ``"verify_email"`` or ``"change_email"`` (with ``email=``, the new address).
+
+        The token lives ``ttl`` seconds (default one hour for a reset, three days
+        otherwise) and revokes the user's older tokens of the same purpose.
+        """
         return await self._driver.run(self._core.issue_token, userid, purpose, ttl, email)
 
     async def reset_password(
         self, token: str, newpassword: str, *, end_sessions: bool = True
     ) -> Status:
-        """See :meth:`pgusers.UserSpace.reset_password`."""
+        """Set a new password with a ``"reset_password"`` token: ``OK``, ``NOT_FOUND``
+        (unknown, used or revoked token) or ``EXPIRED``. The user's sessions end unless
+        ``end_sessions=False``."""
         return await self._driver.run(self._core.reset_password, token, newpassword, end_sessions)
 
     async def verify_email(self, token: str) -> Status:
-        """See :meth:`pgusers.UserSpace.verify_email`."""
+        """Use a ``"verify_email"`` token (the address is verified) or a
+        ``"change_email"`` one (the new address replaces the old, verified):
+        ``OK``, ``NOT_FOUND`` or ``EXPIRED``."""
         return await self._driver.run(self._core.verify_email, token)
 
     def all_users(self) -> AsyncRows[UserRow]:
-        """See :meth:`pgusers.UserSpace.all_users`; use with ``async for``."""
+        """Yield ``(userid, username, email, admin)`` for every user, by username.
+
+        Close the stream (``async with`` or ``aclose()``) if you stop before its end.
+        On AsyncUserSpace, iterate with ``async for``."""
         return AsyncRows(self._driver.stream(self._core.all_users))
 
     def list_sessions(self, uid: int, expired: bool = False) -> AsyncRows[SessionRow]:
-        """See :meth:`pgusers.UserSpace.list_sessions`; use with ``async for``."""
+        """Yield ``(username, key, expiration)`` for the user's sessions, or everyone's
+        when ``uid`` is 0; only the expired ones when ``expired`` is True. Once keys
+        are kept hashed, the session id stands where the key was.
+
+        Close the stream (``async with`` or ``aclose()``) if you stop before its end.
+        On AsyncUserSpace, iterate with ``async for``."""
         return AsyncRows(self._driver.stream(self._core.list_sessions, uid, expired))
 
     async def kill_sessions(self, uid: int, expired: bool = False) -> int:
-        """See :meth:`pgusers.UserSpace.kill_sessions`."""
+        """End the user's sessions (everyone's when ``uid`` is 0; only the expired ones
+        when ``expired``) and return how many ended."""
         return await self._driver.run(self._core.kill_sessions, uid, expired)
 
     def sessions(
         self, uid: int = 0, *, expired: bool = False, key: str | None = None
     ) -> AsyncRows[Session]:
-        """See :meth:`pgusers.UserSpace.sessions`; use with ``async for``."""
+        """Yield a :class:`Session` (id, userid, username, created, last seen, expiry,
+        source, user agent, current) for each of the user's sessions, or everyone's
+        when ``uid`` is 0; only the expired ones when ``expired``. Never the key:
+        ``current`` marks the session whose key is ``key``, for "this device".
+
+        Close the stream (``async with`` or ``aclose()``) if you stop before its end.
+        On AsyncUserSpace, iterate with ``async for``."""
         return AsyncRows(self._driver.stream(self._core.sessions, uid, expired, key))
 
     async def end_session(self, session_id: str) -> int:
-        """See :meth:`pgusers.UserSpace.end_session`."""
+        """End one session by its id (from :meth:`sessions`); return 1, or 0 if there
+        was none."""
         return await self._driver.run(self._core.end_session, session_id)
 
     async def set_session_data(self, key: str, data: Any) -> Status:
-        """See :meth:`pgusers.UserSpace.set_session_data`."""
+        """Replace the data of a live session (what ``check_key`` returns as its
+        ``extra_data``): ``OK``, ``NOT_FOUND``, or ``EXPIRED``. The same rules as
+        ``extra_data`` at login; the session's expiry does not move."""
         return await self._driver.run(self._core.set_session_data, key, data)
 
     async def end_other_sessions(self, key: str) -> int:
-        """See :meth:`pgusers.UserSpace.end_other_sessions`."""
+        """End every session of the key's user but the key's own ("log out everywhere
+        else"); return how many ended (0 when the key is not a live session)."""
         return await self._driver.run(self._core.end_other_sessions, key)
 
     async def logout(self, key: str) -> int:
@@ -272,13 +324,19 @@ class AsyncUserSpace(Opening):
         return await self._driver.run(self._core.settings)
 
     async def set_session_max_age(self, secs: float | None) -> None:
-        """See :meth:`pgusers.UserSpace.set_session_max_age`."""
+        """Set the absolute lifetime of sessions: a session ends ``secs`` after its
+        login however often it is used (None: no limit, the default). Stored in the
+        database, so every process follows it; it applies to existing sessions too."""
         await self._driver.run(self._core.set_session_max_age, secs)
 
     async def set_session_key_storage(
         self, mode: str, *, progress: Callable[[int], object] | None = None
     ) -> int:
-        """See :meth:`pgusers.UserSpace.set_session_key_storage`."""
+        """Keep session keys as given (``"plain"``, the default) or, from now on, only
+        as their SHA-256 digests (``"hashed"``): the keys stored so far are converted
+        in place, in batches, while other processes keep working, and ``progress`` is
+        called with the count converted after each batch. One-way; safe to repeat.
+        Returns how many keys this call converted."""
         return await self._driver.run(self._core.set_session_key_storage, mode, progress)
 
     def events(
@@ -290,17 +348,24 @@ class AsyncUserSpace(Opening):
         until: float | datetime | None = None,
         newest_first: bool = True,
     ) -> AsyncRows[Event]:
-        """See :meth:`pgusers.UserSpace.events`; use with ``async for``."""
+        """Yield the audit trail's events (:class:`Event`), the newest first unless
+        ``newest_first=False``: those of ``userid``, of ``kinds``, at or after
+        ``since`` and before ``until`` (Unix times or aware datetimes) when given.
+
+        Close the stream (``async with`` or ``aclose()``) if you stop before its end.
+        On AsyncUserSpace, iterate with ``async for``."""
         return AsyncRows(
             self._driver.stream(self._core.events, userid, kinds, since, until, newest_first)
         )
 
     async def purge_events(self, before: float | datetime) -> int:
-        """See :meth:`pgusers.UserSpace.purge_events`."""
+        """Delete the events older than ``before`` (a Unix time or an aware datetime),
+        in batches; return how many. The purge itself is recorded as an event."""
         return await self._driver.run(self._core.purge_events, before)
 
     async def set_event_retention(self, days: float | None) -> None:
-        """See :meth:`pgusers.UserSpace.set_event_retention`."""
+        """Keep events ``days`` days (default 90; None: forever). Older events are
+        removed a few at a time by the statements that write new ones."""
         await self._driver.run(self._core.set_event_retention, days)
 
     async def import_legacy(
@@ -312,7 +377,19 @@ class AsyncUserSpace(Opening):
         on_conflict: str | Iterable[str] = (),
         progress: Callable[[str, int], object] | None = None,
     ) -> ImportReport:
-        """See :meth:`pgusers.UserSpace.import_legacy`."""
+        """Import the users and sessions of a pgusers 0.9 database, whose tables are in
+        ``from_schema`` of this database, in one transaction; return what was done.
+
+        Users keep their userid, username, email, admin flag and extra_data, and log
+        in with their old password (upgraded to Argon2id at their first login). Live
+        sessions keep working until their old expiry (``sessions="end"`` imports
+        none). Legacy users that break pgusers' rules raise
+        :class:`~pgusers.LegacyImportError` listing each, unless ``on_conflict``
+        names resolutions: ``"suffix-usernames"``, ``"placeholder-emails"``,
+        ``"unusable-passwords"``, ``"skip-users"``. ``dry_run`` does everything,
+        then rolls back. ``progress(stage, count)`` is called as it goes. A second
+        import of the same schema is refused.
+        """
         return await self._driver.run(
             self._core.import_legacy, from_schema, dry_run, sessions, on_conflict, progress
         )
