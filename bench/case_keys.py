@@ -5,8 +5,7 @@ from collections.abc import Callable
 
 import psycopg
 
-import pgusers
-from context import SCHEMA, Row, timed
+from context import SCHEMA, Context, Row, timed
 from shared import (
     DRIVER,
     execute,
@@ -42,18 +41,12 @@ CHECK_KEY_BEFORE_SESSION_IDS = """
 """
 
 
-def key_mode_rows(
-    usp: pgusers.UserSpace,
-    conninfo: str,
-    key: str,
-    select_one: Callable[[], object],
-    *,
-    iterations: int,
-    size: str,
-) -> list[Row]:
+def key_mode_rows(ctx: Context) -> list[Row]:
     """check_key with keys stored as given and as digests, and its statement against
     the statement before session ids, each timed in one loop with the floor. Leaves
     the userspace keeping keys hashed."""
+    usp, conninfo, key, select_one = ctx.usp, ctx.conninfo, ctx.key, ctx.select_one
+    iterations, size = ctx.iterations, ctx.size
     from pgusers._core import queries  # noqa: PLC0415 - the statements, as pgusers sends them
     from pgusers._core.keys import stored_form  # noqa: PLC0415
 

@@ -15,17 +15,18 @@ from pathlib import Path
 from psycopg import sql
 
 import pgusers
-from context import SCHEMA, Row
+from context import SCHEMA, Context, Row
 from shared import (
     execute,
     progress,
 )
 
 
-def throughput_rows(usp: pgusers.UserSpace, conninfo: str, key: str, calls: int) -> list[Row]:
+def throughput_rows(ctx: Context) -> list[Row]:
     """check_key calls per second: one thread on UserSpace; 50 tasks on one event loop
     on AsyncUserSpace; and the longest the loop went without running a ticker task
     while 8 logins with the default Argon2id parameters ran on it."""
+    usp, conninfo, key, calls = ctx.usp, ctx.conninfo, ctx.key, ctx.iterations
     started = time.perf_counter()
     for _ in range(calls):
         usp.check_key(key)
@@ -85,9 +86,10 @@ def throughput_rows(usp: pgusers.UserSpace, conninfo: str, key: str, calls: int)
 WRK_CONNECTIONS = 50
 
 
-def http_rows(usp: pgusers.UserSpace, conninfo: str, key: str, seconds: int) -> list[Row]:
+def http_rows(ctx: Context, seconds: int) -> list[Row]:
     """``POST /v1/check`` served by ``pgusers serve`` (one uvicorn process, without
     its access log), loaded by wrk with 50 connections."""
+    usp, conninfo, key = ctx.usp, ctx.conninfo, ctx.key
     label = f"POST /v1/check, pgusers serve, wrk {WRK_CONNECTIONS} connections"
     wrk = shutil.which("wrk")
     if wrk is None:

@@ -1,28 +1,20 @@
 """Calls that write: set_session_data, the parts of check_key, tokens and throttled logins."""
 
 import time
-from collections.abc import Callable
 from unittest import mock
 
 import psycopg
 
-import pgusers
-from context import SCHEMA, Row, timed
+from context import SCHEMA, Context, Row, timed
 from shared import (
     DRIVER,
 )
 
 
-def write_rows(
-    usp: pgusers.UserSpace,
-    conninfo: str,
-    key: str,
-    select_one: Callable[[], object],
-    *,
-    iterations: int,
-    size: str,
-) -> list[Row]:
+def write_rows(ctx: Context) -> list[Row]:
     """check_key when every call writes the expiry, and a durable write for reference."""
+    usp, conninfo, key, select_one = ctx.usp, ctx.conninfo, ctx.key, ctx.select_one
+    iterations, size = ctx.iterations, ctx.size
     rows: list[Row] = []
     clock = [time.time()]
 
@@ -62,17 +54,11 @@ def write_rows(
     return rows
 
 
-def anatomy_rows(
-    usp: pgusers.UserSpace,
-    conninfo: str,
-    key: str,
-    select_one: Callable[[], object],
-    *,
-    iterations: int,
-    size: str,
-) -> list[Row]:
+def anatomy_rows(ctx: Context) -> list[Row]:
     """What each part of check_key's statement costs, and check_key itself, timed in
     one loop with the floor."""
+    usp, conninfo, key, select_one = ctx.usp, ctx.conninfo, ctx.key, ctx.select_one
+    iterations, size = ctx.iterations, ctx.size
     sessions = f"FROM {SCHEMA}.sessions s"
     users = f"JOIN {SCHEMA}.users u ON u.userid = s.userid"
     settings = f"CROSS JOIN {SCHEMA}.settings t"
@@ -101,10 +87,9 @@ def anatomy_rows(
     ]
 
 
-def account_rows(
-    usp: pgusers.UserSpace, select_one: Callable[[], object], *, iterations: int
-) -> list[Row]:
+def account_rows(ctx: Context) -> list[Row]:
     """Issuing a token, using one, and a throttled login, each timed with the floor."""
+    usp, select_one, iterations = ctx.usp, ctx.select_one, ctx.iterations
     calls = iterations + min(200, iterations // 5 + 1)  # as timed() makes them
     userids = [
         usp.create_user(f"token{number}", "pw", f"token{number}@example.com")

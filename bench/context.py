@@ -10,6 +10,7 @@ from pathlib import Path
 
 from psycopg_pool import ConnectionPool
 
+import pgusers
 from shared import (
     DRIVER,
     analyze_as_autovacuum_would,
@@ -138,3 +139,19 @@ def table(rows: list[Row]) -> str:
             f"| {number(row.floor)} | {ratio} | {number(row.original)} | {row.note} |"
         )
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the cases share once the benchmark's user is logged in: where, who, the
+    floor's call, how many iterations, and the largest size as the table shows it."""
+
+    conninfo: str
+    usp: pgusers.UserSpace
+    key: str
+    userid: int
+    select_one: Callable[[], object]
+    iterations: int
+    size: str = "1"
+    cpu: int | None = None
+    rivals: bool = True

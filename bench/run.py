@@ -30,6 +30,7 @@ from context import (
     ORIGINAL_VERSION,
     PRODUCTION_SESSIONS,
     SCHEMA,
+    Context,
     Row,
     fill_sessions,
     floor_call,
@@ -92,31 +93,20 @@ def run(  # noqa: PLR0915 - one part after another, in the order of the table
                 rows.append(
                     Row("check_key", f"{size:,}", median, p99, floor, old[0] if old else None)
                 )
-            rows.extend(
-                write_rows(
-                    usp, conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
-                )
+            ctx = Context(
+                conninfo, usp, key, userid, select_one, iterations, f"{sizes[-1]:,}", cpu, rivals
             )
-            rows.extend(
-                anatomy_rows(
-                    usp, conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
-                )
-            )
-            rows.extend(
-                hotpath_rows(usp, conninfo, key, cpu=cpu, iterations=iterations, rivals=rivals)
-            )
+            rows.extend(write_rows(ctx))
+            rows.extend(anatomy_rows(ctx))
+            rows.extend(hotpath_rows(ctx))
             progress("timing tokens and throttled logins")
-            rows.extend(account_rows(usp, select_one, iterations=iterations))
+            rows.extend(account_rows(ctx))
             progress("timing check_key throughput, threads and asyncio")
-            rows.extend(throughput_rows(usp, conninfo, key, iterations))
-            rows.extend(http_rows(usp, conninfo, key, http_seconds))
+            rows.extend(throughput_rows(ctx))
+            rows.extend(http_rows(ctx, http_seconds))
             rows.extend(cache_rows(conninfo, CACHE_TRIALS))
             progress("timing check_key with keys as given and as digests")
-            rows.extend(
-                key_mode_rows(
-                    usp, conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
-                )
-            )
+            rows.extend(key_mode_rows(ctx))
             for label, hasher in (
                 ("default Argon2id, 4 lanes", None),
                 ("Argon2id, 1 lane", PasswordHasher(parallelism=1)),
@@ -199,21 +189,19 @@ def run_only(
             userid = usp.create_user("bench", "bench-password", "bench@example.com")
             key = usp.validate_user("bench", "bench-password")[0]
             production_state(conninfo, userid)
+            size = f"{sizes[-1]:,}"
+            ctx = Context(conninfo, usp, key, userid, select_one, iterations, size, cpu, rivals)
             if part == "hotpath":
-                return rows + hotpath_rows(
-                    usp, conninfo, key, cpu=cpu, iterations=iterations, rivals=rivals
-                )
+                return rows + hotpath_rows(ctx)
             if part == "http":
                 ((median, p99), (floor, _)) = timed(
                     lambda: usp.check_key(key), select_one, iterations=iterations
                 )
                 in_process = Row("check_key, in-process", "1", median, p99, floor)
-                return [*rows, in_process, *http_rows(usp, conninfo, key, http_seconds)]
+                return [*rows, in_process, *http_rows(ctx, http_seconds)]
             progress(f"filling {sizes[-1]} sessions")
             fill_sessions(conninfo, userid, PRODUCTION_SESSIONS, sizes[-1])
-            return rows + key_mode_rows(
-                usp, conninfo, key, select_one, iterations=iterations, size=f"{sizes[-1]:,}"
-            )
+            return rows + key_mode_rows(ctx)
         finally:
             usp.close()
             execute(
