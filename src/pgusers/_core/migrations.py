@@ -13,22 +13,23 @@ from psycopg import errors as pgerrors
 from psycopg import sql
 
 from pgusers._core import identities, queries
+from pgusers._core import schema as schema_sql
 from pgusers._core.steps import Execute, Fetch, Operation
 from pgusers._errors import MigrationError, SchemaVersionError
 
 
 def _migration_1(schema: str) -> Operation[None]:
-    yield Execute(queries.render(queries.MIGRATION_1, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(queries.render(schema_sql.MIGRATION_1, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_2(schema: str) -> Operation[None]:
     """Recompute every user's lookup keys under the identity rules of
     :mod:`pgusers.identities`; refuse, listing them, users who would collide."""
-    yield Execute(queries.render(queries.MIGRATION_2_BEGIN, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(queries.render(schema_sql.MIGRATION_2_BEGIN, schema), fetch=Fetch.ROWCOUNT)
     last = 0
     while True:
         rows = yield Execute(
-            queries.render(queries.USERS_PAGE, schema), (last, queries.REKEY_BATCH), Fetch.ALL
+            queries.render(schema_sql.USERS_PAGE, schema), (last, schema_sql.REKEY_BATCH), Fetch.ALL
         )
         if not rows:
             break
@@ -37,12 +38,12 @@ def _migration_2(schema: str) -> Operation[None]:
         email_keys = [identities.stored_email_key(address) for _, _, address in rows]
         skeletons = [identities.skeleton(key) for key in name_keys]
         yield Execute(
-            queries.render(queries.SET_USER_KEYS, schema),
+            queries.render(schema_sql.SET_USER_KEYS, schema),
             (userids, name_keys, email_keys, skeletons),
             Fetch.ROWCOUNT,
         )
         last = userids[-1]
-    collisions = yield Execute(queries.render(queries.KEY_COLLISIONS, schema), fetch=Fetch.ALL)
+    collisions = yield Execute(queries.render(schema_sql.KEY_COLLISIONS, schema), fetch=Fetch.ALL)
     if collisions:
         groups = "; ".join(f"{field}: userids {ids}" for field, ids in collisions)
         raise MigrationError(
@@ -51,36 +52,36 @@ def _migration_2(schema: str) -> Operation[None]:
             f"would collide: {groups}. Rename or remove all but one of each group, then "
             "open it again; nothing was changed"
         )
-    yield Execute(queries.render(queries.MIGRATION_2_END, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(queries.render(schema_sql.MIGRATION_2_END, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_3(schema: str) -> Operation[None]:
-    yield Execute(queries.render(queries.MIGRATION_3, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(queries.render(schema_sql.MIGRATION_3, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_4(schema: str) -> Operation[None]:
-    yield Execute(queries.render(queries.MIGRATION_4, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(queries.render(schema_sql.MIGRATION_4, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_5(schema: str) -> Operation[None]:
-    yield Execute(queries.render(queries.MIGRATION_5, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(queries.render(schema_sql.MIGRATION_5, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_6(schema: str) -> Operation[None]:
-    yield Execute(queries.render(queries.MIGRATION_6, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(queries.render(schema_sql.MIGRATION_6, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_7(schema: str) -> Operation[None]:
-    statement = sql.SQL(queries.MIGRATION_7).format(
+    statement = sql.SQL(schema_sql.MIGRATION_7).format(
         schema=sql.Identifier(schema),
-        slide=sql.Literal(queries.render(queries.SLIDE_SESSION, schema)),
-        remove=sql.Literal(queries.render(queries.REMOVE_SESSION, schema)),
+        slide=sql.Literal(queries.render(schema_sql.SLIDE_SESSION, schema)),
+        remove=sql.Literal(queries.render(schema_sql.REMOVE_SESSION, schema)),
     )
     yield Execute(statement.as_string(), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_8(schema: str) -> Operation[None]:
-    yield Execute(queries.render(queries.MIGRATION_8, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(queries.render(schema_sql.MIGRATION_8, schema), fetch=Fetch.ROWCOUNT)
 
 
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
@@ -144,12 +145,14 @@ def _migrate_locked(schema: str) -> Operation[int]:
     # Read again under the lock: another process may have just done the work.
     version = yield from _read_version(schema)
     if version is None:
-        for statement in queries.CREATE_SCHEMA:
+        for statement in schema_sql.CREATE_SCHEMA:
             yield Execute(queries.render(statement, schema), fetch=Fetch.ROWCOUNT)
         version = 0
     for migration in MIGRATIONS[version:]:
         yield from migration(schema)
-    yield Execute(queries.render(queries.WRITE_SCHEMA_VERSION, schema), (LATEST,), Fetch.ROWCOUNT)
+    yield Execute(
+        queries.render(schema_sql.WRITE_SCHEMA_VERSION, schema), (LATEST,), Fetch.ROWCOUNT
+    )
     yield Execute(queries.COMMIT, fetch=Fetch.ROWCOUNT)
     return LATEST - version
 
@@ -157,9 +160,9 @@ def _migrate_locked(schema: str) -> Operation[int]:
 def _read_version(schema: str) -> Operation[int | None]:
     """Return the schema's version, or None when it has no pgusers tables yet."""
     version_table = sql.Identifier(schema, "schema_version").as_string()
-    exists = (yield Execute(queries.SCHEMA_VERSION_TABLE, (version_table,)))[0]
+    exists = (yield Execute(schema_sql.SCHEMA_VERSION_TABLE, (version_table,)))[0]
     if not exists:
         return None
-    version = int((yield Execute(queries.render(queries.READ_SCHEMA_VERSION, schema)))[0])
+    version = int((yield Execute(queries.render(schema_sql.READ_SCHEMA_VERSION, schema)))[0])
     _check(version, schema)
     return version

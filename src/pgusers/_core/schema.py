@@ -1,0 +1,247 @@
+"""The schema's history: the SQL of every migration, frozen.
+
+Migrations are history. A released one is never edited, only followed by a new one
+(:mod:`pgusers._core.migrations` runs them in order, under an advisory lock): a
+database made by any earlier version must come out of them exactly as a new one
+does. Templates name the schema as ``{schema}``, filled in by
+:func:`pgusers._core.queries.render`.
+"""
+
+from typing import Final
+
+SCHEMA_VERSION_TABLE: Final = "SELECT to_regclass(%s) IS NOT NULL"
+READ_SCHEMA_VERSION: Final = "SELECT version FROM {schema}.schema_version"
+CREATE_SCHEMA: Final = (
+    # The schema may exist already, created by an administrator for pgusers.
+    "CREATE SCHEMA IF NOT EXISTS {schema}",
+    """CREATE TABLE {schema}.schema_version (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        version   integer NOT NULL
+    )""",
+    "INSERT INTO {schema}.schema_version (version) VALUES (0)",
+)
+WRITE_SCHEMA_VERSION: Final = "UPDATE {schema}.schema_version SET version = %s"
+
+
+MIGRATION_1: Final = """
+    CREATE TABLE {schema}.users (
+        userid        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        username      text NOT NULL,
+        username_key  text COLLATE "C" NOT NULL,
+        email         text NOT NULL,
+        email_key     text COLLATE "C" NOT NULL,
+        password_hash text NOT NULL,
+        admin         boolean NOT NULL DEFAULT false,
+        extra_data    jsonb,
+        created_at    timestamptz NOT NULL DEFAULT now(),
+        CONSTRAINT users_username_key UNIQUE (username_key),
+        CONSTRAINT users_email_key UNIQUE (email_key)
+    );
+    CREATE TABLE {schema}.sessions (
+        key         text PRIMARY KEY,
+        userid      bigint NOT NULL REFERENCES {schema}.users (userid) ON DELETE CASCADE,
+        expires_at  timestamptz NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        extra_data  jsonb
+    );
+    CREATE INDEX sessions_userid_idx ON {schema}.sessions (userid);
+    CREATE INDEX sessions_expires_at_idx ON {schema}.sessions (expires_at);
+    CREATE TABLE {schema}.settings (
+        singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        session_ttl double precision NOT NULL DEFAULT 864000 CHECK (session_ttl > 0)
+    );
+    INSERT INTO {schema}.settings DEFAULT VALUES;
+"""
+
+# Version 2: lookup keys become NFKC_Casefold, usernames gain a unique confusables
+# skeleton, and sessions carry the generation of their user and of the userspace
+# (see OPEN_SESSION). The unique constraints are dropped while the keys are
+# recomputed, and added again only when no two users collide.
+MIGRATION_2_BEGIN: Final = """
+    ALTER TABLE {schema}.users
+        ADD COLUMN username_skeleton text COLLATE "C",
+        ADD COLUMN generation bigint NOT NULL DEFAULT 0,
+        DROP CONSTRAINT users_username_key,
+        DROP CONSTRAINT users_email_key;
+    ALTER TABLE {schema}.sessions ADD COLUMN generation bigint NOT NULL DEFAULT 0;
+    ALTER TABLE {schema}.settings ADD COLUMN generation bigint NOT NULL DEFAULT 0;
+"""
+USERS_PAGE: Final = """
+    SELECT userid, username, email FROM {schema}.users
+    WHERE userid > %s ORDER BY userid LIMIT %s
+"""
+SET_USER_KEYS: Final = """
+    UPDATE {schema}.users u
+    SET username_key = v.username_key, email_key = v.email_key, username_skeleton = v.skeleton
+    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[])
+        AS v(userid, username_key, email_key, skeleton)
+    WHERE u.userid = v.userid
+"""
+KEY_COLLISIONS: Final = """
+    SELECT field, string_agg(userid::text, ', ' ORDER BY userid)
+    FROM (
+        SELECT 'username' AS field, username_key AS key, userid FROM {schema}.users
+        UNION ALL SELECT 'email', email_key, userid FROM {schema}.users
+        UNION ALL SELECT 'look-alike username', username_skeleton, userid FROM {schema}.users
+    ) AS k
+    GROUP BY field, key HAVING count(*) > 1
+    ORDER BY min(userid), field
+    LIMIT 20
+"""
+MIGRATION_2_END: Final = """
+    ALTER TABLE {schema}.users
+        ALTER COLUMN username_skeleton SET NOT NULL,
+        ADD CONSTRAINT users_username_key UNIQUE (username_key),
+        ADD CONSTRAINT users_email_key UNIQUE (email_key),
+        ADD CONSTRAINT users_username_skeleton_key UNIQUE (username_skeleton);
+"""
+REKEY_BATCH: Final = 5000
+
+# Version 3: accounts can be disabled and their email verified; one-time tokens for
+# password resets and email verification, kept only as SHA-256 digests; login
+# failures counted per login name and per source, with the policy in settings;
+# sessions record the source and user agent of their login.
+MIGRATION_3: Final = """
+    ALTER TABLE {schema}.users
+        ADD COLUMN email_verified boolean NOT NULL DEFAULT false,
+        ADD COLUMN disabled boolean NOT NULL DEFAULT false;
+    ALTER TABLE {schema}.sessions
+        ADD COLUMN source text,
+        ADD COLUMN user_agent text;
+    ALTER TABLE {schema}.settings
+        ADD COLUMN free_failures integer NOT NULL DEFAULT 5 CHECK (free_failures >= 0),
+        ADD COLUMN max_backoff double precision NOT NULL DEFAULT 900 CHECK (max_backoff > 0),
+        ADD COLUMN source_limit integer NOT NULL DEFAULT 50 CHECK (source_limit > 0),
+        ADD COLUMN source_window double precision NOT NULL DEFAULT 600
+            CHECK (source_window > 0),
+        ADD COLUMN source_block double precision NOT NULL DEFAULT 600 CHECK (source_block > 0);
+    CREATE TABLE {schema}.login_failures (
+        subject       text COLLATE "C" PRIMARY KEY,
+        failures      integer NOT NULL,
+        window_start  timestamptz NOT NULL,
+        last_at       timestamptz NOT NULL,
+        blocked_until timestamptz
+    );
+    CREATE INDEX login_failures_last_at_idx ON {schema}.login_failures (last_at);
+    CREATE TABLE {schema}.tokens (
+        digest      bytea PRIMARY KEY,
+        userid      bigint NOT NULL REFERENCES {schema}.users (userid) ON DELETE CASCADE,
+        purpose     text NOT NULL
+                    CHECK (purpose IN ('reset_password', 'verify_email', 'change_email')),
+        email       text,
+        email_key   text COLLATE "C",
+        expires_at  timestamptz NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX tokens_userid_idx ON {schema}.tokens (userid, purpose);
+"""
+
+# Version 4: sessions gain a public id (random, never derived from the key) and the
+# time they were last seen; the userspace gains a maximum session age, a choice of how
+# keys are stored (as given, or as SHA-256 digests) and an audit trail with a
+# retention period in days. events.userid has no foreign key: a deleted user's
+# events stay.
+MIGRATION_4: Final = """
+    ALTER TABLE {schema}.sessions
+        ADD COLUMN session_id text COLLATE "C" NOT NULL DEFAULT translate(encode(
+            substr(uuid_send(gen_random_uuid()), 1, 6)
+                || substr(uuid_send(gen_random_uuid()), 1, 6),
+            'base64'), '+/', '-_'),
+        ADD COLUMN last_seen_at timestamptz;
+    CREATE UNIQUE INDEX sessions_session_id_key ON {schema}.sessions (session_id);
+    CREATE INDEX sessions_created_at_idx ON {schema}.sessions (created_at);
+    ALTER TABLE {schema}.settings
+        ADD COLUMN session_max_age double precision CHECK (session_max_age > 0),
+        ADD COLUMN key_storage text NOT NULL DEFAULT 'plain'
+            CHECK (key_storage IN ('plain', 'hashed')),
+        ADD COLUMN event_retention double precision DEFAULT 90 CHECK (event_retention > 0);
+    CREATE TABLE {schema}.events (
+        id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at          timestamptz NOT NULL,
+        kind        text COLLATE "C" NOT NULL,
+        userid      bigint,
+        actor       text,
+        source      text,
+        session_id  text,
+        detail      jsonb NOT NULL
+    );
+    CREATE INDEX events_at_idx ON {schema}.events (at);
+    CREATE INDEX events_userid_idx ON {schema}.events (userid, id);
+"""
+
+# Version 5: sessions imported from pgusers 0.9 (legacy keys, which were
+# predictable) never outlive their imported expiry (ends_at); users whose hash is
+# still 0.9's PBKDF2 are found through a partial index, so a login can tell at once
+# whether any remain; each import records that it ran.
+MIGRATION_5: Final = """
+    ALTER TABLE {schema}.sessions
+        ADD COLUMN ends_at timestamptz,
+        ADD COLUMN legacy boolean NOT NULL DEFAULT false;
+    CREATE INDEX users_legacy_hash_idx ON {schema}.users (userid)
+        WHERE starts_with(password_hash, '$pbkdf2-sha512$');
+    CREATE TABLE {schema}.legacy_imports (
+        from_schema text PRIMARY KEY,
+        at          timestamptz NOT NULL,
+        users       bigint NOT NULL,
+        sessions    bigint NOT NULL,
+        report      jsonb NOT NULL
+    );
+"""
+
+# Version 6: API keys for the HTTP service, kept only as SHA-256 digests; a key is
+# revoked, never deleted, so the audit trail's key ids keep their meaning.
+MIGRATION_6: Final = """
+    CREATE TABLE {schema}.api_keys (
+        key_id     text COLLATE "C" PRIMARY KEY,
+        digest     bytea NOT NULL UNIQUE,
+        name       text NOT NULL,
+        scope      text NOT NULL CHECK (scope IN ('admin', 'check')),
+        created_at timestamptz NOT NULL,
+        created_by text,
+        revoked_at timestamptz
+    );
+"""
+
+# Version 7: check_key's two writes, as functions its statement calls only when one
+# is due. A statement that carries an UPDATE or a DELETE pays for it on every call,
+# even when it changes nothing (about 0.02 ms of the server's time here); a plain
+# SELECT that calls one of these in a CASE pays nothing until the CASE picks it.
+# The slide does not wait for the WAL to reach the disk: a crash can lose the last
+# slides, which only makes sessions end a little early.
+MIGRATION_7: Final = """
+    CREATE FUNCTION {schema}.slide_session(session_key text, expires timestamptz,
+                                           seen timestamptz)
+        RETURNS boolean LANGUAGE sql VOLATILE AS {slide};
+    CREATE FUNCTION {schema}.remove_session(session_key text)
+        RETURNS boolean LANGUAGE sql VOLATILE AS {remove};
+"""
+# The functions' bodies, given to CREATE FUNCTION as string literals rather than
+# dollar-quoted, so that no schema name (one holding "$$" is allowed) can end one.
+SLIDE_SESSION: Final = """
+    UPDATE {schema}.sessions SET expires_at = expires, last_seen_at = seen
+    WHERE key = session_key AND set_config('synchronous_commit', 'off', true) IS NOT NULL
+    RETURNING true
+"""
+REMOVE_SESSION: Final = "DELETE FROM {schema}.sessions WHERE key = session_key RETURNING true"
+
+# Version 8: a user has at most sessions_per_user sessions (NULL: no limit), a login
+# past it ending the oldest; failed logins of names that match no user are counted
+# under a digest keyed with failure_key (such a name is often a password typed into
+# the wrong box); throttled attempts are recorded at most once a minute per name and
+# source (an index finds the last); and an API key acts with the current rights of
+# the user who made it
+# (maker_userid; NULL for a key the operator made on the command line). Keys made
+# before are given their maker from the actor that made them: a user's session, the
+# console, or another key (whose maker it inherits).
+MIGRATION_8: Final = """
+    ALTER TABLE {schema}.api_keys ADD COLUMN maker_userid bigint;
+    UPDATE {schema}.api_keys
+    SET maker_userid = substring(created_by FROM '^(?:console:)?user:([0-9]{{1,18}})$')::bigint;
+    UPDATE {schema}.api_keys k SET maker_userid = p.maker_userid
+    FROM {schema}.api_keys p WHERE k.created_by = 'apikey:' || p.key_id;
+    ALTER TABLE {schema}.settings
+        ADD COLUMN sessions_per_user integer DEFAULT 100 CHECK (sessions_per_user > 0),
+        ADD COLUMN failure_key bytea NOT NULL
+            DEFAULT sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()));
+    CREATE INDEX events_throttled_idx ON {schema}.events (at) WHERE kind = 'login.throttled';
+"""
