@@ -24,6 +24,7 @@ from psycopg import sql
 
 import pgusers
 from pgusers._core import queries
+from pgusers._core.sql import render
 from shared import CHEAP_HASHER, CHECK_KEY_WITH_WRITES, analyze_as_autovacuum_would
 
 SCHEMA = "pgusers_capacity"
@@ -42,7 +43,7 @@ def for_pgbench(statement: str) -> str:
     """A statement of check_key's, its parameters replaced by a session chosen by
     pgbench's ``:n``, on one line."""
     text = (
-        queries.render(statement, SCHEMA)
+        render(statement, SCHEMA)
         .replace("%(key)s", "('bench-' || :n)")
         .replace("%(stored)s", "('sha256:' || :n)")
         .replace("%(legacy)s", "false")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 import psycopg
 
 from context import SCHEMA, Context, Row, timed
+from pgusers._core.sql import render
 from shared import (
     DRIVER,
     execute,
@@ -51,7 +52,7 @@ def key_mode_rows(ctx: Context) -> list[Row]:
     from pgusers._core.keys import stored_form  # noqa: PLC0415
 
     before = CHECK_KEY_BEFORE_SESSION_IDS.replace("{schema}", SCHEMA)
-    today = queries.render(queries.CHECK_KEY, SCHEMA)
+    today = render(queries.CHECK_KEY, SCHEMA)
     rows: list[Row] = []
     with psycopg.connect(conninfo, **DRIVER) as conn:
 

@@ -12,6 +12,7 @@ import pytest
 import pgusers
 from pgusers import OK, BadCallError, Event, acting_as
 from pgusers._core.audit import KINDS
+from pgusers._core.sql import LOG_EVENTS, LOGGED, render
 
 from .support import FAST_HASHER
 
@@ -283,9 +284,7 @@ def test_a_rolled_back_transaction_takes_its_event_with_it(usp, ada, sql_conn, s
     transaction that rolls back, and neither the change nor the event remains."""
     from pgusers._core import audit, queries
 
-    statement = queries.render(
-        queries.SET_ADMIN, schema, log=queries.LOG_EVENTS, logged=queries.LOGGED
-    )
+    statement = render(queries.SET_ADMIN, schema, log=LOG_EVENTS, logged=LOGGED)
     params = {"admin": True, "userid": ada, **audit.parameters(0.0)}
     with pytest.raises(psycopg.errors.QueryCanceled), sql_conn.transaction():
         sql_conn.execute(statement, params)

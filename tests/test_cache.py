@@ -16,6 +16,7 @@ import pgusers
 from pgusers import EXPIRED, NOT_FOUND, OK
 from pgusers._core import queries
 from pgusers._core.operations import LOGS
+from pgusers._core.sql import render
 from pgusers._drivers import loops
 
 from .support import FAST_HASHER, Clock
@@ -251,7 +252,7 @@ def test_a_rolled_back_change_invalidates_nothing(cached, ada, sql_conn, stateme
     key = cached.login("ada", "s3cret").key
     warm(cached, key)
     params = {"userid": ada, "admin": True, "now": time.time(), "actor": None}
-    change = queries.render(queries.SET_ADMIN, cached._core.schema, **LOGS)
+    change = render(queries.SET_ADMIN, cached._core.schema, **LOGS)
     with pytest.raises(psycopg.errors.QueryCanceled), sql_conn.transaction():
         assert sql_conn.execute(change, {**params, "event_source": None}).fetchone()
         sql_conn.execute("SET LOCAL statement_timeout = 1")

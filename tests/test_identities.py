@@ -6,8 +6,9 @@ from psycopg import sql
 
 import pgusers
 from pgusers import BadCallError, MigrationError
-from pgusers._core import identities, migrations, queries
+from pgusers._core import identities, migrations
 from pgusers._core import schema as schema_sql
+from pgusers._core.sql import render
 
 from .support import FAST_HASHER
 
@@ -122,10 +123,10 @@ def make_version_1(conn: psycopg.Connection, schema: str, users: list[tuple[str,
     with the keys that version computed (NFC, then casefold)."""
     import unicodedata
 
-    conn.execute(queries.render(schema_sql.CREATE_SCHEMA[0], schema))
-    conn.execute(queries.render(schema_sql.CREATE_SCHEMA[1], schema))
-    conn.execute(queries.render("INSERT INTO {schema}.schema_version VALUES (true, 1)", schema))
-    conn.execute(queries.render(schema_sql.MIGRATION_1, schema))
+    conn.execute(render(schema_sql.CREATE_SCHEMA[0], schema))
+    conn.execute(render(schema_sql.CREATE_SCHEMA[1], schema))
+    conn.execute(render("INSERT INTO {schema}.schema_version VALUES (true, 1)", schema))
+    conn.execute(render(schema_sql.MIGRATION_1, schema))
     table = sql.Identifier(schema, "users")
     for name, email in users:
         conn.execute(

@@ -9,6 +9,7 @@ import pytest
 import pgusers
 from pgusers import UserSpace
 from pgusers._core import migrations as schema_module
+from pgusers._core.sql import render
 from pgusers._core.steps import Fetch, Stepper
 
 from .support import FAST_HASHER
@@ -72,7 +73,7 @@ def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
         SELECT md5(i::text), 1, now() FROM generate_series(1, 20000) i"""
     )
     sql_conn.execute(f"ANALYZE {schema}.sessions")
-    query = queries.render(queries.CHECK_KEY, schema)
+    query = render(queries.CHECK_KEY, schema)
     plan = "\n".join(
         row[0]
         for row in sql_conn.execute(
@@ -91,7 +92,7 @@ def check_key_statement(schema, key):
     from pgusers._core.keys import stored_form
 
     params = {"key": key, "stored": stored_form(key), "legacy": False, "now": time.time()}
-    return queries.render(queries.CHECK_KEY, schema), params
+    return render(queries.CHECK_KEY, schema), params
 
 
 def analyze_as_autovacuum_would(sql_conn, schema, userid):
@@ -146,7 +147,7 @@ def test_set_session_data_keeps_one_generic_plan_on_analysed_tables(
     analyze_as_autovacuum_would(sql_conn, schema, usp.find_user("user0")["userid"])
     params = {"key": key, "stored": stored_form(key), "legacy": False, "data": None}
     params["now"] = time.time()
-    query = queries.render(queries.SET_SESSION_DATA, schema)
+    query = render(queries.SET_SESSION_DATA, schema)
     generic, custom = plans_of(server_dsn, query, params, "extra_data = ")
     assert custom <= 5
     assert generic >= 15
@@ -301,7 +302,7 @@ def test_the_api_key_lookup_keeps_one_generic_plan_on_analysed_tables(
         space.create_user(f"user{n}", "s3cret", f"user{n}@example.org")
     _, key = make_api_key(space, "check")
     analyze_as_autovacuum_would(sql_conn, schema, 1)
-    query = queries.render(queries.API_KEY_SCOPE, schema)
+    query = render(queries.API_KEY_SCOPE, schema)
     generic, custom = plans_of(server_dsn, query, (digest(key),), "maker_userid")
     assert custom <= 5
     assert generic >= 15

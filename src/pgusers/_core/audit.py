@@ -3,7 +3,7 @@
 The actor is a :mod:`contextvars` value, so it is right per thread and per asyncio
 task: ``with pgusers.acting_as("admin:42"): ...`` marks every change made inside the
 block. The events themselves are written by the SQL statements that make the
-changes (see :data:`pgusers._core.queries.LOG_EVENTS`); the statements hand them
+changes (see :data:`pgusers._core.sql.LOG_EVENTS`); the statements hand them
 back, and :func:`emit` passes them on to the ``pgusers.events`` logger.
 """
 

@@ -20,6 +20,17 @@ from typing import Any, Final
 from pgusers._core import identities, legacy, queries
 from pgusers._core.codec import TAG, Codec
 from pgusers._core.keys import STORED_PREFIX
+from pgusers._core.sql import (
+    ADVISORY_LOCK,
+    BEGIN,
+    COMMIT,
+    LOG_EVENTS,
+    LOGGED,
+    ROLLBACK,
+    lock_id,
+    render,
+    render_legacy,
+)
 from pgusers._core.steps import Execute, Fetch, Offload, Operation
 from pgusers._errors import BadCallError, LegacyImportError
 from pgusers._results import ImportReport
@@ -130,7 +141,7 @@ class Importer:
         self.tally = _Tally()
 
     def _sql(self, template: str, **fragments: str) -> str:
-        return queries.render_legacy(template, self.schema, self.from_schema, **fragments)
+        return render_legacy(template, self.schema, self.from_schema, **fragments)
 
     def _say(self, stage: str, count: int) -> None:
         if self.progress is not None:
@@ -145,8 +156,8 @@ class Importer:
             (yield Execute(queries.LEGACY_COLUMNS, {"from_schema": self.from_schema}, Fetch.ALL))
         )
         self._check_tables(tables)
-        yield Execute(queries.BEGIN, fetch=Fetch.ROWCOUNT)
-        yield Execute(queries.ADVISORY_LOCK, (queries.lock_id("import", self.schema),))
+        yield Execute(BEGIN, fetch=Fetch.ROWCOUNT)
+        yield Execute(ADVISORY_LOCK, (lock_id("import", self.schema),))
         previous = yield Execute(
             self._sql(queries.PREVIOUS_IMPORT), {"from_schema": self.from_schema}
         )
@@ -186,7 +197,7 @@ class Importer:
             seconds=0.0,
         )
         events = yield from self._record(report, now)
-        yield Execute(queries.ROLLBACK if self.dry_run else queries.COMMIT, fetch=Fetch.ROWCOUNT)
+        yield Execute(ROLLBACK if self.dry_run else COMMIT, fetch=Fetch.ROWCOUNT)
         if not self.dry_run:
             from pgusers._core import audit  # noqa: PLC0415 - the logger, once committed
 
@@ -309,7 +320,7 @@ class Importer:
         yield Execute(queries.RESET_PROBLEMS, fetch=Fetch.ROWCOUNT)
         for column, problem in _DUPLICATE_PROBLEMS.items():
             yield Execute(
-                queries.render(
+                render(
                     queries.MARK_DUPLICATES, self.schema, column=queries.DUPLICATE_COLUMNS[column]
                 ),
                 {"problem": problem},
@@ -317,7 +328,7 @@ class Importer:
             )
         for what, problem in _TAKEN_PROBLEMS.items():
             yield Execute(
-                queries.render(queries.MARK_TAKEN, self.schema, match=queries.TAKEN_MATCHES[what]),
+                render(queries.MARK_TAKEN, self.schema, match=queries.TAKEN_MATCHES[what]),
                 {"problem": problem},
                 Fetch.ROWCOUNT,
             )
@@ -473,9 +484,7 @@ class Importer:
             ],
             **self.audit,
         }
-        query = queries.render(
-            queries.RECORD_IMPORT, self.schema, log=queries.LOG_EVENTS, logged=queries.LOGGED
-        )
+        query = render(queries.RECORD_IMPORT, self.schema, log=LOG_EVENTS, logged=LOGGED)
         (events,) = yield Execute(query, params)
         return list(events or ())
 

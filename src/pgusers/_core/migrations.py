@@ -12,24 +12,25 @@ from collections.abc import Callable
 from psycopg import errors as pgerrors
 from psycopg import sql
 
-from pgusers._core import identities, queries
+from pgusers._core import identities
 from pgusers._core import schema as schema_sql
+from pgusers._core.sql import ADVISORY_LOCK, BEGIN, COMMIT, ROLLBACK, lock_id, render
 from pgusers._core.steps import Execute, Fetch, Operation
 from pgusers._errors import MigrationError, SchemaVersionError
 
 
 def _migration_1(schema: str) -> Operation[None]:
-    yield Execute(queries.render(schema_sql.MIGRATION_1, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(render(schema_sql.MIGRATION_1, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_2(schema: str) -> Operation[None]:
     """Recompute every user's lookup keys under the identity rules of
     :mod:`pgusers.identities`; refuse, listing them, users who would collide."""
-    yield Execute(queries.render(schema_sql.MIGRATION_2_BEGIN, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(render(schema_sql.MIGRATION_2_BEGIN, schema), fetch=Fetch.ROWCOUNT)
     last = 0
     while True:
         rows = yield Execute(
-            queries.render(schema_sql.USERS_PAGE, schema), (last, schema_sql.REKEY_BATCH), Fetch.ALL
+            render(schema_sql.USERS_PAGE, schema), (last, schema_sql.REKEY_BATCH), Fetch.ALL
         )
         if not rows:
             break
@@ -38,12 +39,12 @@ def _migration_2(schema: str) -> Operation[None]:
         email_keys = [identities.stored_email_key(address) for _, _, address in rows]
         skeletons = [identities.skeleton(key) for key in name_keys]
         yield Execute(
-            queries.render(schema_sql.SET_USER_KEYS, schema),
+            render(schema_sql.SET_USER_KEYS, schema),
             (userids, name_keys, email_keys, skeletons),
             Fetch.ROWCOUNT,
         )
         last = userids[-1]
-    collisions = yield Execute(queries.render(schema_sql.KEY_COLLISIONS, schema), fetch=Fetch.ALL)
+    collisions = yield Execute(render(schema_sql.KEY_COLLISIONS, schema), fetch=Fetch.ALL)
     if collisions:
         groups = "; ".join(f"{field}: userids {ids}" for field, ids in collisions)
         raise MigrationError(
@@ -52,36 +53,36 @@ def _migration_2(schema: str) -> Operation[None]:
             f"would collide: {groups}. Rename or remove all but one of each group, then "
             "open it again; nothing was changed"
         )
-    yield Execute(queries.render(schema_sql.MIGRATION_2_END, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(render(schema_sql.MIGRATION_2_END, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_3(schema: str) -> Operation[None]:
-    yield Execute(queries.render(schema_sql.MIGRATION_3, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(render(schema_sql.MIGRATION_3, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_4(schema: str) -> Operation[None]:
-    yield Execute(queries.render(schema_sql.MIGRATION_4, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(render(schema_sql.MIGRATION_4, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_5(schema: str) -> Operation[None]:
-    yield Execute(queries.render(schema_sql.MIGRATION_5, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(render(schema_sql.MIGRATION_5, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_6(schema: str) -> Operation[None]:
-    yield Execute(queries.render(schema_sql.MIGRATION_6, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(render(schema_sql.MIGRATION_6, schema), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_7(schema: str) -> Operation[None]:
     statement = sql.SQL(schema_sql.MIGRATION_7).format(
         schema=sql.Identifier(schema),
-        slide=sql.Literal(queries.render(schema_sql.SLIDE_SESSION, schema)),
-        remove=sql.Literal(queries.render(schema_sql.REMOVE_SESSION, schema)),
+        slide=sql.Literal(render(schema_sql.SLIDE_SESSION, schema)),
+        remove=sql.Literal(render(schema_sql.REMOVE_SESSION, schema)),
     )
     yield Execute(statement.as_string(), fetch=Fetch.ROWCOUNT)
 
 
 def _migration_8(schema: str) -> Operation[None]:
-    yield Execute(queries.render(schema_sql.MIGRATION_8, schema), fetch=Fetch.ROWCOUNT)
+    yield Execute(render(schema_sql.MIGRATION_8, schema), fetch=Fetch.ROWCOUNT)
 
 
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
@@ -128,7 +129,7 @@ def migrate(schema: str) -> Operation[int]:
         except CREATED_MEANWHILE as error:
             # Another process created the same objects, and this transaction did not
             # see them yet (seen behind PgBouncer); start again from a fresh read.
-            yield Execute(queries.ROLLBACK, fetch=Fetch.ROWCOUNT)
+            yield Execute(ROLLBACK, fetch=Fetch.ROWCOUNT)
             if attempt == ATTEMPTS:
                 raise SchemaVersionError(f"could not migrate schema {schema!r}: {error}") from None
             continue
@@ -140,20 +141,18 @@ def migrate(schema: str) -> Operation[int]:
 
 def _migrate_locked(schema: str) -> Operation[int]:
     # On any other failure the driver rolls the open transaction back.
-    yield Execute(queries.BEGIN, fetch=Fetch.ROWCOUNT)
-    yield Execute(queries.ADVISORY_LOCK, (queries.lock_id("migrations", schema),))
+    yield Execute(BEGIN, fetch=Fetch.ROWCOUNT)
+    yield Execute(ADVISORY_LOCK, (lock_id("migrations", schema),))
     # Read again under the lock: another process may have just done the work.
     version = yield from _read_version(schema)
     if version is None:
         for statement in schema_sql.CREATE_SCHEMA:
-            yield Execute(queries.render(statement, schema), fetch=Fetch.ROWCOUNT)
+            yield Execute(render(statement, schema), fetch=Fetch.ROWCOUNT)
         version = 0
     for migration in MIGRATIONS[version:]:
         yield from migration(schema)
-    yield Execute(
-        queries.render(schema_sql.WRITE_SCHEMA_VERSION, schema), (LATEST,), Fetch.ROWCOUNT
-    )
-    yield Execute(queries.COMMIT, fetch=Fetch.ROWCOUNT)
+    yield Execute(render(schema_sql.WRITE_SCHEMA_VERSION, schema), (LATEST,), Fetch.ROWCOUNT)
+    yield Execute(COMMIT, fetch=Fetch.ROWCOUNT)
     return LATEST - version
 
 
@@ -163,6 +162,6 @@ def _read_version(schema: str) -> Operation[int | None]:
     exists = (yield Execute(schema_sql.SCHEMA_VERSION_TABLE, (version_table,)))[0]
     if not exists:
         return None
-    version = int((yield Execute(queries.render(schema_sql.READ_SCHEMA_VERSION, schema)))[0])
+    version = int((yield Execute(render(schema_sql.READ_SCHEMA_VERSION, schema)))[0])
     _check(version, schema)
     return version

@@ -34,6 +34,15 @@ from pgusers._core.keys import (
 )
 from pgusers._core.passwords import Passwords
 from pgusers._core.retries import retry_safe
+from pgusers._core.sql import (
+    BEGIN,
+    COMMIT,
+    LOG_EVENTS,
+    LOGGED,
+    SESSION_CHANGES,
+    conjunction,
+    render,
+)
 from pgusers._core.steps import Execute, Fetch, Offload, Operation
 from pgusers._errors import BadCallError
 from pgusers._results import (
@@ -85,7 +94,7 @@ TOKEN_LIFETIMES: Final = {
 }
 """The purposes of one-time tokens, and how long each lives unless told otherwise."""
 
-LOGS: Final = {"log": queries.LOG_EVENTS, "logged": queries.LOGGED}
+LOGS: Final = {"log": LOG_EVENTS, "logged": LOGGED}
 """The fragments of a statement that writes events: where they are written, and the
 column that returns them."""
 
@@ -144,7 +153,7 @@ class Core:
         self.ttl = DEFAULT_TTL
 
     def _sql(self, template: str, **fragments: str) -> str:
-        return queries.render(template, self.schema, **fragments)
+        return render(template, self.schema, **fragments)
 
     def _decode(self, data: Any) -> Any:
         return None if data is None else self.codec.decode(data)
@@ -159,7 +168,7 @@ class Core:
         audit.emit(events)
         if self.cache is not None and events:
             for event in events:  # this process forgets at once; others hear the NOTIFY
-                if event["kind"] in queries.SESSION_CHANGES:
+                if event["kind"] in SESSION_CHANGES:
                     self.cache.apply(event)
         return tuple(values)
 
@@ -228,7 +237,7 @@ class Core:
         if not params:
             raise BadCallError(f"give at least one of {', '.join(given)}")
         fragments = [queries.USER_BY[name] for name in given if given[name] is not None]
-        return queries.conjunction(fragments), params
+        return conjunction(fragments), params
 
     @retry_safe
     def modify_user(
@@ -644,10 +653,10 @@ class Core:
                     "themselves are no longer stored)"
                 )
             return 0
-        yield Execute(queries.BEGIN, fetch=Fetch.ROWCOUNT)
+        yield Execute(BEGIN, fetch=Fetch.ROWCOUNT)
         yield Execute(self._sql(queries.LOCK_SESSIONS), fetch=Fetch.ROWCOUNT)
         (events,) = yield Execute(self._sql(queries.HASH_KEYS, **LOGS), params)
-        yield Execute(queries.COMMIT, fetch=Fetch.ROWCOUNT)
+        yield Execute(COMMIT, fetch=Fetch.ROWCOUNT)
         audit.emit(events)
         converted, after = 0, ""
         batch = {"prefix": STORED_PREFIX, "batch": queries.CONVERT_BATCH}
@@ -680,7 +689,7 @@ class Core:
             "how": "purge" if only_expired else "kill_sessions",
             **audit.parameters(time.time()),
         }
-        return queries.conjunction(fragments), params
+        return conjunction(fragments), params
 
     @retry_safe
     def list_sessions(self, uid: object, expired: object) -> Query[SessionRow]:
@@ -829,7 +838,7 @@ class Core:
             params["until"] = checks.moment(until, "until")
         newest = checks.flag(newest_first, "newest_first")
         order = queries.NEWEST_FIRST if newest else queries.OLDEST_FIRST
-        where = queries.conjunction([queries.EVENTS_BY[name] for name in params])
+        where = conjunction([queries.EVENTS_BY[name] for name in params])
         return Query(self._sql(queries.EVENTS, where=where, order=order), params, _event)
 
     @retry_safe
@@ -839,7 +848,7 @@ class Core:
             "batch": queries.PURGE_BATCH,
             **audit.parameters(time.time()),
         }
-        query = self._sql(queries.PURGE_EVENTS, logged=queries.LOGGED)
+        query = self._sql(queries.PURGE_EVENTS, logged=LOGGED)
         return self._in_batches(query, params, queries.PURGE_BATCH)
 
     # -- for the HTTP service and the command line (not on the facades) ------------
@@ -928,7 +937,7 @@ class Core:
 
     def _accounts(self, params: dict[str, Any]) -> Operation[list[Account]]:
         names = [name for name in queries.ADMIN_USERS_BY if name in params]
-        where = queries.conjunction([queries.ADMIN_USERS_BY[name] for name in names])
+        where = conjunction([queries.ADMIN_USERS_BY[name] for name in names])
         rows = yield Execute(self._sql(queries.ADMIN_USERS, where=where), params, Fetch.ALL)
         # extra_data is the last column, decoded like everywhere else
         return [Account._make((*row[:-1], self._decode(row[-1]))) for row in rows]

@@ -4,7 +4,7 @@ Migrations are history. A released one is never edited, only followed by a new o
 (:mod:`pgusers._core.migrations` runs them in order, under an advisory lock): a
 database made by any earlier version must come out of them exactly as a new one
 does. Templates name the schema as ``{schema}``, filled in by
-:func:`pgusers._core.queries.render`.
+:func:`pgusers._core.sql.render`.
 """
 
 from typing import Final

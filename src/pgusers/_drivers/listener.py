@@ -11,8 +11,8 @@ from typing import Any, Final
 
 import psycopg
 
-from pgusers._core import queries
 from pgusers._core.cache import SessionCache
+from pgusers._core.sql import channel
 from pgusers._errors import BadCallError
 
 PROBE_WAIT: Final = 2.0
@@ -35,7 +35,7 @@ class Listener:
         options: dict[str, Any],
     ) -> None:
         self.cache = cache
-        self.channel = queries.channel(schema)
+        self.channel = channel(schema)
         self.listen_conninfo = listen_conninfo
         self.notify_conninfo = notify_conninfo
         self.options = {key: value for key, value in options.items() if key == "autocommit"}

@@ -1,0 +1,137 @@
+"""How pgusers' SQL is put together: rendering a template for a schema, the
+fragments with which every changing statement writes its events and announces
+session changes, and the transaction and lock statements.
+
+Templates name the schema as ``{schema}``; :func:`render` fills it in with
+psycopg's SQL composition, so the identifier is quoted by the driver. The few
+templates with other ``{...}`` parts take them only from constant fragments of
+pgusers' own, never from caller input. Values are always ``%s``/``%(name)s``
+parameters.
+"""
+
+import hashlib
+from functools import cache
+from typing import Final
+
+from psycopg import sql
+
+EVERY_ROW: Final = "true"
+
+BEGIN: Final = "BEGIN"
+COMMIT: Final = "COMMIT"
+ROLLBACK: Final = "ROLLBACK"
+# A transaction-scoped lock: it is released at COMMIT, so nothing outlives the
+# transaction (safe behind a transaction-pooling PgBouncer). Its number comes from
+# lock_id(), for what is locked (migrations, an import) and the schema.
+ADVISORY_LOCK: Final = "SELECT pg_advisory_xact_lock(%s)"
+
+
+def lock_id(purpose: str, schema: str) -> int:
+    """The advisory lock number that serialises ``purpose`` (``"migrations"``,
+    ``"import"``) in ``schema``: 64 bits of a digest of both."""
+    digest = hashlib.blake2b(f"pgusers {purpose} {schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+SESSION_CHANGES: Final = frozenset(
+    {
+        "session.ended",
+        "user.deleted",
+        "user.disabled",
+        "user.modified",
+        "password.changed",
+        "admin.changed",
+        "settings.changed",
+        "token.used",
+        "legacy.imported",
+    }
+)
+"""The kinds of event that may change what check_key answers: the statements that
+write one also NOTIFY on the schema's channel, for session caches to forget."""
+
+# Every statement that changes something writes its events itself: it names them in a
+# CTE called ``happened`` (kind, userid, session_id, detail), and LOG_EVENTS, put in
+# as its {log}, inserts them with the time, the actor and the source, so an event is
+# committed exactly when its change is. The statement returns them as its last
+# column ({logged}), for the ``pgusers.events`` logger. A statement that writes
+# events also removes up to 100 events older than the retention period, so old
+# events go as part of normal work (the cutoff is a scalar subquery, so that the
+# index on events.at finds them, or that there are none, at once).
+LOG_EVENTS: Final = """logged AS (
+        INSERT INTO {schema}.events (at, kind, userid, actor, source, session_id, detail)
+        SELECT to_timestamp(%(now)s), h.kind, h.userid, %(actor)s::text, %(event_source)s::text,
+               h.session_id, h.detail
+        FROM happened h
+        RETURNING id, extract(epoch FROM at)::float8 AS at, kind, userid, actor, source,
+                  session_id, detail
+    ), retired AS (
+        DELETE FROM {schema}.events WHERE id IN (
+            SELECT e.id FROM {schema}.events e
+            WHERE EXISTS (SELECT 1 FROM happened)
+              AND e.at < to_timestamp(%(now)s) - make_interval(
+                  secs => (SELECT event_retention FROM {schema}.settings) * 86400)
+            ORDER BY e.at
+            LIMIT 100
+            FOR UPDATE OF e SKIP LOCKED
+        )
+    ), notified AS (
+        SELECT pg_notify({channel}, json_build_object(
+                   'kind', l.kind, 'userid', l.userid, 'session_id', l.session_id)::text)
+        FROM logged l
+        WHERE l.kind IN ({kinds})
+    )""".replace("{kinds}", ", ".join(f"'{kind}'" for kind in sorted(SESSION_CHANGES)))
+
+LOGGED: Final = (
+    "(SELECT json_agg(l ORDER BY l.id) FROM logged l WHERE (SELECT count(*) FROM notified) >= 0)"
+)
+"""The events a statement wrote, as a JSON array (NULL for none): its last column.
+Reading ``notified`` here is what runs it: a CTE that nothing reads is skipped."""
+
+
+@cache
+def channel(schema: str) -> str:
+    """The LISTEN/NOTIFY channel on which the statements that end or change sessions
+    of ``schema`` announce it (a fixed-length name, whatever the schema's)."""
+    return "pgusers_" + hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()
+
+
+@cache
+def settings_row(schema: str) -> sql.Composed:
+    """The settings as a statement joins them (``{settings}``): a subquery the planner
+    knows to give one row. The one-row table is too small for autovacuum ever to
+    analyse, so joined directly it is estimated at hundreds of rows, and once the
+    other tables are analysed a prepared statement's generic plan then looks dearer
+    than a custom one: it would be planned again on every call."""
+    return sql.SQL("(SELECT * FROM {} LIMIT 1)").format(sql.Identifier(schema, "settings"))
+
+
+@cache
+def render(template: str, schema: str, **fragments: str) -> str:
+    """Return ``template`` with the schema quoted as an identifier and ``fragments``
+    (SQL text made only from this module's constants) put in place."""
+    names = {
+        "schema": sql.Identifier(schema),
+        "settings": settings_row(schema),
+        "channel": sql.Literal(channel(schema)),
+    }
+    parts = {part: sql.SQL(text).format(**names) for part, text in fragments.items()}
+    return sql.SQL(template).format(**names, **parts).as_string()
+
+
+@cache
+def render_legacy(template: str, schema: str, legacy: str, **fragments: str) -> str:
+    """:func:`render`, with ``{legacy}`` as well: the schema of pgusers 0.9's tables,
+    quoted as an identifier."""
+    names = {
+        "schema": sql.Identifier(schema),
+        "legacy": sql.Identifier(legacy),
+        "settings": settings_row(schema),
+        "channel": sql.Literal(channel(schema)),
+    }
+    parts = {part: sql.SQL(text).format(**names) for part, text in fragments.items()}
+    return sql.SQL(template).format(**names, **parts).as_string()
+
+
+def conjunction(fragments: list[str]) -> str:
+    """Join WHERE fragments of this module with AND (``true`` when there are none)."""
+    return " AND ".join(fragments) or EVERY_ROW
