@@ -13,7 +13,6 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -228,28 +227,21 @@ class Importer:
 
     def _stage_users(self) -> Operation[None]:
         """Read, check and stage the legacy users a page at a time. Checking a page
-        (Unicode and email rules, in Python) runs on a thread of its own while the
-        server reads the next page and stores the one before, so the two overlap."""
+        (Unicode and email rules, in Python) runs between the statements: overlapping
+        it with the server's reading, on a thread, made a 100,000-user import no
+        faster (7.6 to 8.0 s with the thread, 6.9 to 7.6 s without)."""
         page = self._sql(queries.LEGACY_USERS_PAGE)
-        checking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgusers-import")
-        try:
-            pending: Future[_Staged] | None = None
-            last = 0
-            while True:
-                rows = yield Execute(page, (last, queries.IMPORT_BATCH), Fetch.ALL)
-                following = checking.submit(self._stage_page, rows) if rows else None
-                if pending is not None:
-                    staged = yield Offload(pending.result, (), in_transaction=True)
-                    yield Execute(queries.STAGE_USERS, staged.columns, Fetch.ROWCOUNT)
-                    self.tally.opaque_users += staged.opaque
-                    self.tally.users_read += len(staged.columns[0])
-                    self._say("users read", self.tally.users_read)
-                if following is None:
-                    return
-                pending = following
-                last = rows[-1][0]
-        finally:
-            checking.shutdown(wait=True, cancel_futures=True)
+        last = 0
+        while True:
+            rows = yield Execute(page, (last, queries.IMPORT_BATCH), Fetch.ALL)
+            if not rows:
+                return
+            staged = self._stage_page(rows)
+            yield Execute(queries.STAGE_USERS, staged.columns, Fetch.ROWCOUNT)
+            self.tally.opaque_users += staged.opaque
+            self.tally.users_read += len(staged.columns[0])
+            self._say("users read", self.tally.users_read)
+            last = rows[-1][0]
 
     def _stage_page(self, rows: list[tuple[Any, ...]]) -> _Staged:
         columns: tuple[list[Any], ...] = tuple([] for _ in range(10))
