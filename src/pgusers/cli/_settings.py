@@ -6,7 +6,7 @@ import datetime as dt
 import click
 
 from pgusers._errors import BadCallError
-from pgusers._settings import describe
+from pgusers._settings import setting
 from pgusers._userspace import UserSpace
 from pgusers.cli._group import Group, main, with_userspace
 from pgusers.cli._input import find, json_option, read_setting, user_selector
@@ -44,7 +44,7 @@ def max_sessions(usp: UserSpace, count: str | None) -> None:
     value = read_setting("sessions_per_user", count)
     usp.set_sessions_per_user(value)
     if value is None:
-        click.echo(describe("sessions_per_user", None))
+        click.echo(setting("sessions_per_user").without_value)
     else:
         click.echo(f"a user may have at most {value} sessions at once")
 

@@ -32,6 +32,7 @@ cookie in a worker thread before the view runs.
 
 import threading
 from collections.abc import Awaitable, Callable
+from functools import cache
 from typing import Any, Final
 
 import psycopg
@@ -92,7 +93,14 @@ def _conninfo() -> str:
     }
     options = database.get("OPTIONS", {})
     parts.update({k: v for k, v in options.items() if isinstance(v, str | int)})
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in parts.items() if v})
+    return _joined(tuple(sorted((k, v) for k, v in parts.items() if v)))
+
+
+@cache
+def _joined(parts: tuple[tuple[str, Any], ...]) -> str:
+    """A conninfo string of ``parts``, made once per distinct database settings (asked
+    for on every request)."""
+    return psycopg.conninfo.make_conninfo(**dict(parts))
 
 
 def userspace() -> UserSpace:
@@ -273,14 +281,20 @@ _COOKIE: Final = "_pgusers_cookie"
 middleware to set (a key) or clear ("") the cookie on the response."""
 
 
+def _end_replaced(request: HttpRequest, key: str) -> None:
+    """End the session the request's cookie held, which ``key``'s replaces (a user
+    logging in over someone's session on a shared browser)."""
+    replaced = request.COOKIES.get(_setting("COOKIE_NAME"))
+    if replaced and replaced != key:
+        userspace().logout(replaced)
+
+
 def _logged_in(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
     """After ``django.contrib.auth.login()``: the user's new session goes into the
     cookie, and the session the cookie held before ends."""
     if request is None or not isinstance(user, PgUserBehaviour) or user.key is None:
         return
-    replaced = request.COOKIES.get(_setting("COOKIE_NAME"))
-    if replaced and replaced != user.key:
-        userspace().logout(replaced)
+    _end_replaced(request, user.key)
     setattr(request, _COOKIE, user.key)
 
 
@@ -356,9 +370,7 @@ def pgusers_login(
     user = authenticate(request, username=username, password=password)
     if not isinstance(user, PgUserBehaviour) or user.key is None:
         return None
-    replaced = request.COOKIES.get(_setting("COOKIE_NAME"))
-    if replaced:
-        userspace().logout(replaced)
+    _end_replaced(request, user.key)
     flags = cookie_flags(userspace().ttl, secure=_setting("COOKIE_SECURE"))
     response.set_cookie(_setting("COOKIE_NAME"), user.key, **flags)
     request.user = user
