@@ -1,5 +1,5 @@
-"""The project's chores, one command each: ``nox -s lint``, ``nox -s types``,
-``nox -s fast``, ``nox -s tests``, ``nox -s docs``, ``nox -s build``.
+"""The project's chores, one command each: ``nox -s lint``, ``nox -s generated``,
+``nox -s types``, ``nox -s fast``, ``nox -s tests``, ``nox -s docs``, ``nox -s build``.
 
 The sessions run in the environment nox is started from (the development install:
 ``pip install -e ".[dev]" --group test``), so the pinned tools of the ``test``
@@ -11,9 +11,9 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "none"
-nox.options.sessions = ["lint", "types", "fast"]
+nox.options.sessions = ["lint", "generated", "types", "fast"]
 
-CODE = ["src", "tests", "examples", "bench", "conftest.py", "noxfile.py"]
+CODE = ["src", "tests", "examples", "bench", "tools", "conftest.py", "noxfile.py"]
 
 
 @nox.session
@@ -22,6 +22,12 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", *CODE)
     session.run("ruff", "format", "--check", *CODE)
     session.run("lint-imports")
+
+
+@nox.session
+def generated(session: nox.Session) -> None:
+    """The blocking driver is what tools/async_to_sync.py makes of the asyncio one."""
+    session.run("python", "tools/async_to_sync.py", "--check")
 
 
 @nox.session

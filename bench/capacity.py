@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 import pgusers
-from pgusers._core import queries
+from pgusers._core.sessions import CHECK_KEY
 from pgusers._core.sql import render
 from shared import CHEAP_HASHER, CHECK_KEY_WITH_WRITES, analyze_as_autovacuum_would
 
@@ -60,7 +60,7 @@ def script(sessions: int, statement: str) -> str:
 
 def scripts(sessions: int, hot: int) -> dict[str, str]:
     """pgbench scripts: what each line of the report runs."""
-    check = for_pgbench(queries.CHECK_KEY)
+    check = for_pgbench(CHECK_KEY)
     bare = f"SELECT s.expires_at FROM {SCHEMA}.sessions s WHERE s.key = 'bench-' || :n;\n"
     return {
         f"the bare select, {hot:,} hot sessions": script(hot, bare),
@@ -88,7 +88,7 @@ def side_by_side(command: str, where: Path, args: argparse.Namespace) -> None:
     and half in one pgbench run over the hot sessions: the same load on the server
     for both, so their mean latencies compare what each costs it."""
     labels = {
-        "check_key's statement": queries.CHECK_KEY,
+        "check_key's statement": CHECK_KEY,
         "the same, its writes as CTEs (as at schema 6)": CHECK_KEY_WITH_WRITES,
     }
     texts = [script(args.hot, for_pgbench(statement)) for statement in labels.values()]

@@ -10,7 +10,7 @@ from psycopg import sql
 
 import pgusers
 from context import HERE, SCHEMA, Row
-from pgusers._drivers import loops
+from pgusers._drivers import driver_sync
 from shared import (
     CHEAP_HASHER,
     execute,
@@ -50,14 +50,14 @@ def cache_rows(conninfo: str, trials: int) -> list[Row]:
         hit_median, hit_p99 = percentiles(hits)
 
         sent = 0
-        real_fetch = loops._fetch
+        real_fetch = driver_sync.fetch
 
         def counting(cursor: psycopg.Cursor[tuple[object, ...]], fetch: object) -> object:
             nonlocal sent
             sent += 1
             return real_fetch(cursor, fetch)  # type: ignore[arg-type]
 
-        with mock.patch.object(loops, "_fetch", counting):
+        with mock.patch.object(driver_sync, "fetch", counting):
             for i in range(CACHE_CHECKS):
                 usp.check_key(keys[i % CACHE_SESSIONS])
 

@@ -48,11 +48,11 @@ def key_mode_rows(ctx: Context) -> list[Row]:
     the userspace keeping keys hashed."""
     usp, conninfo, key, select_one = ctx.usp, ctx.conninfo, ctx.key, ctx.select_one
     iterations, size = ctx.iterations, ctx.size
-    from pgusers._core import queries  # noqa: PLC0415 - the statements, as pgusers sends them
     from pgusers._core.keys import stored_form  # noqa: PLC0415
+    from pgusers._core.sessions import CHECK_KEY  # noqa: PLC0415 - the statements, as pgusers sends them
 
     before = CHECK_KEY_BEFORE_SESSION_IDS.replace("{schema}", SCHEMA)
-    today = render(queries.CHECK_KEY, SCHEMA)
+    today = render(CHECK_KEY, SCHEMA)
     rows: list[Row] = []
     with psycopg.connect(conninfo, **DRIVER) as conn:
 

@@ -36,8 +36,8 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 import pgusers
-from pgusers._core import queries
 from pgusers._core.keys import stored_form
+from pgusers._core.sessions import CHECK_KEY
 from pgusers._core.sql import render
 from shared import (
     CHECK_KEY_WITH_WRITES,
@@ -152,7 +152,7 @@ def sync_rows(
     usp: pgusers.UserSpace, conninfo: str, key: str, cpu: int | None, iterations: int
 ) -> list[Sample]:
     schema = usp._core.schema
-    statement = render(queries.CHECK_KEY, schema)
+    statement = render(CHECK_KEY, schema)
     with_writes = render(CHECK_KEY_WITH_WRITES, schema)
     bare = sql.SQL("SELECT s.expires_at FROM {}.sessions s WHERE s.key = %(key)s").format(
         sql.Identifier(schema)
@@ -200,7 +200,7 @@ async def _async_rows(
     usp: pgusers.UserSpace, conninfo: str, key: str, cpu: int | None, iterations: int
 ) -> list[Sample]:
     schema = usp._core.schema
-    statement = render(queries.CHECK_KEY, schema)
+    statement = render(CHECK_KEY, schema)
     try:
         import asyncpg  # type: ignore[import-not-found]  # noqa: PLC0415 - optional
 

@@ -9,7 +9,7 @@ import psycopg
 from argon2 import PasswordHasher
 from psycopg import sql
 
-from pgusers._core import queries
+from pgusers._core.sessions import CHECK_KEY
 
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 """Logins in the benchmarks test the database, not Argon2id."""
@@ -66,7 +66,7 @@ def drop_database(conninfo: str, name: str) -> None:
 # check_key's statement with its two writes carried as data-modifying CTEs, as it was
 # at schema version 6: timed beside today's, where they are functions called only
 # when due. The lookup is today's, so that only the writes differ.
-_LOOKUP, _ = queries.CHECK_KEY.split("\n    )\n    SELECT current")
+_LOOKUP, _ = CHECK_KEY.split("\n    )\n    SELECT current")
 CHECK_KEY_WITH_WRITES = (
     _LOOKUP
     + """

@@ -282,10 +282,10 @@ def test_changes_that_fail_or_find_nothing_leave_no_event(usp, ada):
 def test_a_rolled_back_transaction_takes_its_event_with_it(usp, ada, sql_conn, schema):
     """The event is part of the change's own statement: run that statement in a
     transaction that rolls back, and neither the change nor the event remains."""
-    from pgusers._core import audit, queries
+    from pgusers._core import recording, users
 
-    statement = render(queries.SET_ADMIN, schema, log=LOG_EVENTS, logged=LOGGED)
-    params = {"admin": True, "userid": ada, **audit.parameters(0.0)}
+    statement = render(users.SET_ADMIN, schema, log=LOG_EVENTS, logged=LOGGED)
+    params = {"admin": True, "userid": ada, **recording.parameters(0.0)}
     with pytest.raises(psycopg.errors.QueryCanceled), sql_conn.transaction():
         sql_conn.execute(statement, params)
         sql_conn.execute("SET LOCAL statement_timeout = 1")
@@ -390,7 +390,7 @@ def test_a_login_refuses_control_characters_and_writes_nothing(usp, ada, field):
 
 
 def test_the_event_log_line_escapes_control_characters(caplog):
-    from pgusers._core import audit
+    from pgusers._core import recording
 
     event = {
         "id": 1,
@@ -403,7 +403,7 @@ def test_the_event_log_line_escapes_control_characters(caplog):
         "detail": {},
     }
     with caplog.at_level("INFO", logger="pgusers.events"):
-        audit.emit([event])
+        recording.emit([event])
     [line] = caplog.messages
     assert line == "login.failed userid=None actor=a\\x0ab source=\\x1b[31m"
 

@@ -14,10 +14,10 @@ import pytest
 
 import pgusers
 from pgusers import EXPIRED, NOT_FOUND, OK
-from pgusers._core import queries
-from pgusers._core.operations import LOGS
+from pgusers._core import users
+from pgusers._core.base import LOGS
 from pgusers._core.sql import render
-from pgusers._drivers import loops
+from pgusers._drivers import driver_async, driver_sync
 
 from .support import FAST_HASHER, Clock
 
@@ -72,13 +72,13 @@ def peer(cached, dsn, schema):
 def statements(monkeypatch):
     """The statements pgusers sends from now on, in this process."""
     sent = []
-    real_fetch = loops._fetch
+    real_fetch = driver_sync.fetch
 
     def counting(cursor, fetch):
         sent.append(cursor._query.query)
         return real_fetch(cursor, fetch)
 
-    monkeypatch.setattr(loops, "_fetch", counting)
+    monkeypatch.setattr(driver_sync, "fetch", counting)
     return sent
 
 
@@ -252,7 +252,7 @@ def test_a_rolled_back_change_invalidates_nothing(cached, ada, sql_conn, stateme
     key = cached.login("ada", "s3cret").key
     warm(cached, key)
     params = {"userid": ada, "admin": True, "now": time.time(), "actor": None}
-    change = render(queries.SET_ADMIN, cached._core.schema, **LOGS)
+    change = render(users.SET_ADMIN, cached._core.schema, **LOGS)
     with pytest.raises(psycopg.errors.QueryCanceled), sql_conn.transaction():
         assert sql_conn.execute(change, {**params, "event_source": None}).fetchone()
         sql_conn.execute("SET LOCAL statement_timeout = 1")
@@ -281,13 +281,13 @@ def test_the_async_api_serves_from_memory_too(dsn, schema, statements, monkeypat
     if os.environ.get("PGUSERS_TEST_PGBOUNCER"):
         pytest.skip("LISTEN needs the server itself")
     sent = []
-    real = loops._fetch_async
+    real = driver_async.fetch_async
 
     async def counting(cursor, fetch):
         sent.append(cursor._query.query)
         return await real(cursor, fetch)
 
-    monkeypatch.setattr(loops, "_fetch_async", counting)
+    monkeypatch.setattr(driver_async, "fetch_async", counting)
 
     async def main():
         async with pgusers.AsyncUserSpace(

@@ -5,7 +5,7 @@ import psycopg.errors
 import pytest
 
 from pgusers import NOT_FOUND, OK, REJECTED
-from pgusers._core import queries
+from pgusers._core import sessions
 from pgusers._core.codec import Codec
 from pgusers._core.operations import Core
 from pgusers._core.passwords import Passwords
@@ -54,12 +54,12 @@ def test_other_errors_do_not_run_again(core):
 def test_kill_sessions_deletes_in_batches_until_one_is_short(core):
     operation = core.kill_sessions(0, False)
     step = next(operation)
-    assert (step.fetch, step.params["batch"]) == (Fetch.ONE, queries.KILL_BATCH)
+    assert (step.fetch, step.params["batch"]) == (Fetch.ONE, sessions.KILL_BATCH)
     assert step.params["first"] is True  # the first batch records the event in any case
     for _ in range(2):
-        step = operation.send((queries.KILL_BATCH, None))
+        step = operation.send((sessions.KILL_BATCH, None))
         assert step.params["first"] is False
-    assert finish(operation, (12, None)) == 2 * queries.KILL_BATCH + 12
+    assert finish(operation, (12, None)) == 2 * sessions.KILL_BATCH + 12
 
 
 def test_kill_sessions_of_expired_ones_leaves_live_sessions_alone(core):

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from pgusers import EXPIRED, NOT_FOUND, OK, BadCallError, Session
-from pgusers._core import queries
+from pgusers._core import sessions
 
 DAY = 86400.0
 
@@ -288,7 +288,7 @@ def test_conversion_under_sixteen_checking_threads_loses_nothing(
 ):
     """Keys are converted in small batches while sixteen threads check them and new
     logins arrive: no check answers anything but OK, and every key ends up hashed."""
-    monkeypatch.setattr(queries, "CONVERT_BATCH", 50)
+    monkeypatch.setattr(sessions, "CONVERT_BATCH", 50)
     usp.set_sessions_per_user(None)  # 1,500 sessions of one user, and logins on top
     keys = [login(usp) for _ in range(20)]
     userid = sql_conn.execute(f"SELECT userid FROM {schema}.users").fetchone()[0]

@@ -53,7 +53,7 @@ def cut_the_pooled_connection(usp, api, loop_thread):
 def test_a_connection_lost_mid_call_is_retried_for_reads(
     open_userspace, api, dsn, schema, loop_thread, monkeypatch
 ):
-    from pgusers._drivers import loops
+    from pgusers._drivers import driver_async, driver_sync
 
     usp = open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, pool_max=1)
     try:
@@ -62,13 +62,14 @@ def test_a_connection_lost_mid_call_is_retried_for_reads(
         # Hand out the first connection unchecked, so that the failure comes from the
         # query itself, as when the connection dies while the query is on its way.
         checks = []
-        real_check = loops.needs_check
+        real_check = driver_sync.needs_check
 
         def first_unchecked(conn):
             checks.append(conn)
             return len(checks) > 1 and real_check(conn)
 
-        monkeypatch.setattr(loops, "needs_check", first_unchecked)
+        monkeypatch.setattr(driver_sync, "needs_check", first_unchecked)
+        monkeypatch.setattr(driver_async, "needs_check", first_unchecked)
         cut_the_pooled_connection(usp, api, loop_thread)
         checks.clear()
         assert usp.check_key(key)[0] == OK  # retried on a new connection
@@ -151,7 +152,7 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(dsn, sc
     import multiprocessing
 
     import pgusers
-    from pgusers._drivers import loops
+    from pgusers._drivers import shared
 
     usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, pool_max=1)
     try:
@@ -174,7 +175,7 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(dsn, sc
         conn = usp._driver._pool.getconn()
         try:
             assert conn.info.backend_pid == parent_backend
-            assert loops._answers(conn)
+            assert shared.answers(conn)
             assert conn.execute("SELECT 1").fetchone() == (1,)
         finally:
             usp._driver._pool.putconn(conn)

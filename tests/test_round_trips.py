@@ -2,7 +2,7 @@
 
 import pytest
 
-from pgusers._drivers import loops
+from pgusers._drivers import driver_async, driver_sync
 
 
 def throttle_a_source(usp):
@@ -64,7 +64,7 @@ def test_statements_per_call(usp, api, monkeypatch, name, call, statements):
     key = usp.validate_user("ada", "pw")[0]
     SETUP.get(name, lambda usp: None)(usp)
     sent = []
-    real_fetch, real_fetch_async = loops._fetch, loops._fetch_async
+    real_fetch, real_fetch_async = driver_sync.fetch, driver_async.fetch_async
 
     def counting(cursor, fetch):
         sent.append(cursor._query.query)
@@ -74,7 +74,7 @@ def test_statements_per_call(usp, api, monkeypatch, name, call, statements):
         sent.append(cursor._query.query)
         return await real_fetch_async(cursor, fetch)
 
-    monkeypatch.setattr(loops, "_fetch", counting)
-    monkeypatch.setattr(loops, "_fetch_async", counting_async)
+    monkeypatch.setattr(driver_sync, "fetch", counting)
+    monkeypatch.setattr(driver_async, "fetch_async", counting_async)
     call(usp, key)
     assert len(sent) == statements, sent

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from pgusers._core.base import Query
 from pgusers._core.codec import Codec
-from pgusers._core.operations import Core, Query
+from pgusers._core.operations import Core
 from pgusers._core.passwords import Passwords
 from pgusers._core.steps import Stepper
 from pgusers._results import Account, ApiKey, Event, Session, SessionRow, Settings, UserRow

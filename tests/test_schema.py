@@ -61,7 +61,7 @@ def test_schema_has_the_documented_tables_indexes_and_constraints(usp, sql_conn,
 
 
 def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
-    from pgusers._core import queries
+    from pgusers._core import sessions
 
     sql_conn.execute(
         f"""INSERT INTO {schema}.users
@@ -73,7 +73,7 @@ def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
         SELECT md5(i::text), 1, now() FROM generate_series(1, 20000) i"""
     )
     sql_conn.execute(f"ANALYZE {schema}.sessions")
-    query = render(queries.CHECK_KEY, schema)
+    query = render(sessions.CHECK_KEY, schema)
     plan = "\n".join(
         row[0]
         for row in sql_conn.execute(
@@ -88,11 +88,11 @@ def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
 
 def check_key_statement(schema, key):
     """check_key's statement and its parameters for ``key``, as pgusers sends them."""
-    from pgusers._core import queries
+    from pgusers._core import sessions
     from pgusers._core.keys import stored_form
 
     params = {"key": key, "stored": stored_form(key), "legacy": False, "now": time.time()}
-    return render(queries.CHECK_KEY, schema), params
+    return render(sessions.CHECK_KEY, schema), params
 
 
 def analyze_as_autovacuum_would(sql_conn, schema, userid):
@@ -138,7 +138,7 @@ def test_check_key_keeps_one_generic_plan_on_analysed_tables(usp, server_dsn, sq
 def test_set_session_data_keeps_one_generic_plan_on_analysed_tables(
     usp, server_dsn, sql_conn, schema
 ):
-    from pgusers._core import queries
+    from pgusers._core import sessions
     from pgusers._core.keys import stored_form
 
     for n in range(20):
@@ -147,7 +147,7 @@ def test_set_session_data_keeps_one_generic_plan_on_analysed_tables(
     analyze_as_autovacuum_would(sql_conn, schema, usp.find_user("user0")["userid"])
     params = {"key": key, "stored": stored_form(key), "legacy": False, "data": None}
     params["now"] = time.time()
-    query = render(queries.SET_SESSION_DATA, schema)
+    query = render(sessions.SET_SESSION_DATA, schema)
     generic, custom = plans_of(server_dsn, query, params, "extra_data = ")
     assert custom <= 5
     assert generic >= 15
@@ -293,7 +293,7 @@ def test_migration_7_keeps_sessions_working_and_their_writes_happen(
 def test_the_api_key_lookup_keeps_one_generic_plan_on_analysed_tables(
     space, server_dsn, sql_conn, schema
 ):
-    from pgusers._core import queries
+    from pgusers._core import service
     from pgusers._core.keys import digest
 
     from .support import make_api_key
@@ -302,7 +302,7 @@ def test_the_api_key_lookup_keeps_one_generic_plan_on_analysed_tables(
         space.create_user(f"user{n}", "s3cret", f"user{n}@example.org")
     _, key = make_api_key(space, "check")
     analyze_as_autovacuum_would(sql_conn, schema, 1)
-    query = render(queries.API_KEY_SCOPE, schema)
+    query = render(service.API_KEY_SCOPE, schema)
     generic, custom = plans_of(server_dsn, query, (digest(key),), "maker_userid")
     assert custom <= 5
     assert generic >= 15

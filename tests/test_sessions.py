@@ -170,9 +170,9 @@ def test_kill_expired_sessions_keeps_live_ones(usp, ada, clock):
 
 
 def test_kill_sessions_works_in_batches_past_the_batch_size(usp, ada, sql_conn, schema):
-    from pgusers._core import queries
+    from pgusers._core import sessions
 
-    count = queries.KILL_BATCH * 2 + 17
+    count = sessions.KILL_BATCH * 2 + 17
     sql_conn.execute(
         f"""INSERT INTO {schema}.sessions (key, userid, expires_at)
         SELECT md5(i::text), %s, now() + interval '1 day' FROM generate_series(1, %s) i""",

@@ -10,7 +10,7 @@ For asyncio applications, :class:`AsyncUserSpace` has the same methods as corout
 """
 
 from pgusers._aio import AsyncUserSpace
-from pgusers._core.audit import acting_as
+from pgusers._core.recording import acting_as
 from pgusers._errors import (
     BadCallError,
     DatabaseError,

@@ -1,7 +1,7 @@
 """AsyncUserSpace: the asyncio API, sharing every rule and statement with UserSpace.
 
 The operations come from :class:`pgusers._core.operations.Core` unchanged; only
-the driver differs (:class:`pgusers._drivers.loops.AsyncDriver`).
+the driver differs (:class:`pgusers._drivers.driver_async.AsyncDriver`).
 """
 
 import asyncio
@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from pgusers._core.operations import Core
-from pgusers._drivers.loops import AsyncDriver
+from pgusers._drivers.driver_async import AsyncDriver
 from pgusers._drivers.target import Target
 from pgusers._errors import BadCallError
 from pgusers._opening import Opening

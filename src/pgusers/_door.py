@@ -14,12 +14,14 @@ from types import MethodType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pgusers._aio import AsyncUserSpace
-from pgusers._core.audit import KINDS, acting_as
+from pgusers._core.audit import KINDS
+from pgusers._core.base import Query
 from pgusers._core.codec import Codec
 from pgusers._core.identities import fold
 from pgusers._core.importer import RESOLUTIONS, SESSION_MODES
 from pgusers._core.keys import looks_like_api_key
-from pgusers._core.operations import Core, Query
+from pgusers._core.operations import Core
+from pgusers._core.recording import acting_as
 from pgusers._core.retries import MARK, is_retry_safe
 from pgusers._core.steps import Operation
 from pgusers._options import hasher_for_tests

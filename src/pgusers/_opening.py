@@ -6,7 +6,8 @@ from argon2 import PasswordHasher
 
 from pgusers._core.codec import Serializer
 from pgusers._core.operations import Core
-from pgusers._drivers.loops import AsyncDriver, SyncDriver
+from pgusers._drivers.driver_async import AsyncDriver
+from pgusers._drivers.driver_sync import SyncDriver
 from pgusers._drivers.target import Target
 from pgusers._options import Options, prepare
 from pgusers._registry import Registry

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from pgusers._core.operations import Core
-from pgusers._drivers.loops import SyncDriver
+from pgusers._drivers.driver_sync import SyncDriver
 from pgusers._drivers.target import Target
 from pgusers._opening import Opening
 from pgusers._options import Options

@@ -1,22 +1,16 @@
-"""Who is acting, and the events each change records.
+"""The audit trail: the kinds of event pgusers writes, reading events back, and
+purging old ones. The events themselves are written by the statements that make
+each change (see :data:`pgusers._core.sql.LOG_EVENTS`)."""
 
-The actor is a :mod:`contextvars` value, so it is right per thread and per asyncio
-task: ``with pgusers.acting_as("admin:42"): ...`` marks every change made inside the
-block. The events themselves are written by the SQL statements that make the
-changes (see :data:`pgusers._core.sql.LOG_EVENTS`); the statements hand them
-back, and :func:`emit` passes them on to the ``pgusers.events`` logger.
-"""
-
-import logging
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+import time
 from typing import Any, Final
 
-from pgusers._core import checks
-
-MAX_ACTOR: Final = 255
-MAX_SOURCE: Final = 255
+from pgusers._core import checks, recording
+from pgusers._core.base import Part, Query
+from pgusers._core.retries import retry_safe
+from pgusers._core.sql import LOGGED, conjunction
+from pgusers._core.steps import Operation
+from pgusers._results import Event
 
 KINDS: Final = frozenset(
     {
@@ -45,62 +39,83 @@ KINDS: Final = frozenset(
 )
 """Every kind of event pgusers writes."""
 
-_acting: ContextVar[tuple[str | None, str | None]] = ContextVar(
-    "pgusers_acting_as", default=(None, None)
-)
+EVENTS: Final = """
+    SELECT id, at, kind, userid, actor, source, session_id, detail
+    FROM {schema}.events WHERE {where} ORDER BY {order}
+"""
 
-logger = logging.getLogger("pgusers.events")
+EVENTS_BY: Final = {
+    "userid": "userid = %(userid)s",
+    "kinds": "kind = ANY(%(kinds)s)",
+    "since": "at >= to_timestamp(%(since)s)",
+    "until": "at < to_timestamp(%(until)s)",
+}
 
+NEWEST_FIRST: Final = "id DESC"
 
-@contextmanager
-def acting_as(actor: str, *, source: str | None = None) -> Iterator[None]:
-    """Record ``actor`` (and ``source``, such as the client's address) as who made the
-    changes inside the ``with`` block: ``with pgusers.acting_as("admin:42"): ...``.
+OLDEST_FIRST: Final = "id"
 
-    The value is context-local: other threads and asyncio tasks keep their own.
-    Blocks nest; the innermost wins.
-    """
-    checked = (
-        checks.label(actor, "actor", MAX_ACTOR),
-        None if source is None else checks.label(source, "source", MAX_SOURCE),
-    )
-    token = _acting.set(checked)
-    try:
-        yield
-    finally:
-        _acting.reset(token)
-
-
-def current_actor() -> tuple[str | None, str | None]:
-    """Return the actor and source set by the innermost :func:`acting_as`, or Nones."""
-    return _acting.get()
-
-
-def parameters(now: float, source: str | None = None) -> dict[str, Any]:
-    """The parameters every statement that writes events takes: the time, the actor,
-    and the source (``source`` if given, else the one :func:`acting_as` set)."""
-    actor, acting_source = _acting.get()
-    return {"now": now, "actor": actor, "event_source": source or acting_source}
-
-
-def emit(events: Iterable[dict[str, Any]] | None) -> None:
-    """Log events a statement wrote, each with its fields as the record's ``extra``."""
-    for event in events or ():
-        fields = {
-            "event_id": event["id"],
-            "at": event["at"],
-            "kind": event["kind"],
-            "userid": event["userid"],
-            "actor": event["actor"],
-            "source": event["source"],
-            "session_id": event["session_id"],
-            "detail": event["detail"],
-        }
-        logger.info(
-            "%s userid=%s actor=%s source=%s",
-            event["kind"],
-            event["userid"],
-            checks.printable(event["actor"]),
-            checks.printable(event["source"]),
-            extra=fields,
+# An explicit purge is recorded too, in the statement that deletes (one event per
+# batch that deleted any).
+PURGE_EVENTS: Final = """
+    WITH purged AS (
+        DELETE FROM {schema}.events WHERE id IN (
+            SELECT id FROM {schema}.events WHERE at < to_timestamp(%(before)s)
+            ORDER BY at LIMIT %(batch)s
         )
+        RETURNING 1
+    ), happened AS (
+        SELECT 'events.purged' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               jsonb_build_object('count', count(*), 'before', %(before)s::float8) AS detail
+        FROM purged HAVING count(*) > 0
+    ), logged AS (
+        INSERT INTO {schema}.events (at, kind, userid, actor, source, session_id, detail)
+        SELECT to_timestamp(%(now)s), h.kind, h.userid, %(actor)s::text, %(event_source)s::text,
+               h.session_id, h.detail
+        FROM happened h
+        RETURNING id, extract(epoch FROM at)::float8 AS at, kind, userid, actor, source,
+                  session_id, detail
+    ), notified AS (  -- a purge of events changes no session: nothing to announce
+        SELECT WHERE false
+    )
+    SELECT (SELECT count(*) FROM purged), {logged}
+"""
+
+PURGE_BATCH: Final = 5000
+
+
+class AuditPart(Part):
+    """The operations on the audit trail."""
+
+    @retry_safe
+    def events(
+        self, userid: object, kinds: object, since: object, until: object, newest_first: object
+    ) -> Query[Event]:
+        params: dict[str, Any] = {}
+        if userid is not None:
+            params["userid"] = checks.userid(userid)
+        if kinds is not None:
+            params["kinds"] = checks.names(kinds, "kinds", KINDS)
+        if since is not None:
+            params["since"] = checks.moment(since, "since")
+        if until is not None:
+            params["until"] = checks.moment(until, "until")
+        newest = checks.flag(newest_first, "newest_first")
+        order = NEWEST_FIRST if newest else OLDEST_FIRST
+        where = conjunction([EVENTS_BY[name] for name in params])
+        return Query(self._sql(EVENTS, where=where, order=order), params, _event)
+
+    @retry_safe
+    def purge_events(self, before: object) -> Operation[int]:
+        params = {
+            "before": checks.moment(before, "before"),
+            "batch": PURGE_BATCH,
+            **recording.parameters(time.time()),
+        }
+        query = self._sql(PURGE_EVENTS, logged=LOGGED)
+        return self._in_batches(query, params, PURGE_BATCH)
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    event_id, at, kind, userid, actor, source, session_id, detail = row
+    return Event(event_id, at.timestamp(), kind, userid, actor, source, session_id, detail)

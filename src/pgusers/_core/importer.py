@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from pgusers._core import identities, legacy, queries
+from pgusers._core import checks, identities, legacy, recording
+from pgusers._core.base import Part
 from pgusers._core.codec import TAG, Codec
 from pgusers._core.keys import STORED_PREFIX
 from pgusers._core.sql import (
@@ -95,6 +96,215 @@ def _resolution_for(problem: str) -> str | None:
     raise AssertionError(f"a problem of no known kind: {problem}")
 
 
+# -- the statements ---------------------------------------------------------------
+
+LEGACY_COLUMNS: Final = """
+    SELECT table_name::text, array_agg(column_name::text ORDER BY ordinal_position)
+    FROM information_schema.columns
+    WHERE table_schema = %(from_schema)s AND table_name IN ('users', 'sessions')
+    GROUP BY table_name
+"""
+
+PREVIOUS_IMPORT: Final = """
+    SELECT extract(epoch FROM at)::float8, users, sessions FROM {schema}.legacy_imports
+    WHERE from_schema = %(from_schema)s
+"""
+
+STAGE: Final = """
+    CREATE TEMPORARY TABLE pgusers_legacy_stage (
+        userid        bigint PRIMARY KEY,
+        username      text,
+        username_key  text COLLATE "C",
+        skeleton      text COLLATE "C",
+        email         text,
+        email_key     text COLLATE "C",
+        password_hash text,
+        admin         boolean NOT NULL,
+        extra_data    jsonb,
+        own_problems  jsonb NOT NULL,
+        problems      jsonb NOT NULL,
+        skipped       boolean NOT NULL DEFAULT false
+    ) ON COMMIT DROP
+"""
+
+LEGACY_USERS_PAGE: Final = """
+    SELECT userid, username, email, salt, kpasswd, admin, extra_data
+    FROM {legacy}.users WHERE userid > %s ORDER BY userid LIMIT %s
+"""
+
+STAGE_USERS: Final = """
+    INSERT INTO pgusers_legacy_stage (
+        userid, username, username_key, skeleton, email, email_key, password_hash, admin,
+        extra_data, own_problems, problems
+    )
+    SELECT v.*, v.own_problems FROM unnest(
+        %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+        %s::boolean[], %s::jsonb[], %s::jsonb[]
+    ) AS v(userid, username, username_key, skeleton, email, email_key, password_hash, admin,
+           extra_data, own_problems)
+"""
+
+RESET_PROBLEMS: Final = """
+    UPDATE pgusers_legacy_stage SET problems = own_problems
+    WHERE NOT skipped AND problems <> own_problems
+"""
+
+# All but the lowest userid of each group sharing a value are marked.
+MARK_DUPLICATES: Final = """
+    UPDATE pgusers_legacy_stage s
+    SET problems = s.problems || to_jsonb(%(problem)s || ' (as userid ' || d.first || ')')
+    FROM (
+        SELECT userid, min(userid) OVER (PARTITION BY {column}) AS first
+        FROM pgusers_legacy_stage WHERE {column} IS NOT NULL AND NOT skipped
+    ) d
+    WHERE d.userid = s.userid AND d.userid <> d.first
+"""
+
+DUPLICATE_COLUMNS: Final = {
+    "username_key": "username_key",
+    "skeleton": "skeleton",
+    "email_key": "email_key",
+}
+
+MARK_TAKEN: Final = """
+    UPDATE pgusers_legacy_stage s
+    SET problems = s.problems || to_jsonb(%(problem)s || ' (by userid ' || u.userid || ')')
+    FROM {schema}.users u
+    WHERE {match} AND NOT s.skipped
+"""
+
+TAKEN_MATCHES: Final = {
+    "userid": "u.userid = s.userid",
+    "username": "u.username_key = s.username_key",
+    "look-alike username": "u.username_skeleton = s.skeleton AND u.username_key <> s.username_key",
+    "email": "u.email_key = s.email_key",
+}
+
+PROBLEM_PAGE: Final = """
+    SELECT userid, username, email, password_hash IS NULL, problems FROM pgusers_legacy_stage
+    WHERE userid > %s AND NOT skipped AND jsonb_array_length(problems) > 0
+    ORDER BY userid LIMIT %s
+"""
+
+RESOLVE: Final = """
+    UPDATE pgusers_legacy_stage s SET
+        username = coalesce(v.username, s.username),
+        username_key = coalesce(v.username_key, s.username_key),
+        skeleton = coalesce(v.skeleton, s.skeleton),
+        email = coalesce(v.email, s.email),
+        email_key = coalesce(v.email_key, s.email_key),
+        password_hash = coalesce(v.password_hash, s.password_hash),
+        own_problems = v.own_problems, skipped = v.skipped
+    FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                %s::text[], %s::jsonb[], %s::boolean[])
+        AS v(userid, username, username_key, skeleton, email, email_key, password_hash,
+             own_problems, skipped)
+    WHERE s.userid = v.userid
+"""
+
+COPY_USERS: Final = """
+    INSERT INTO {schema}.users (
+        userid, username, username_key, username_skeleton, email, email_key, password_hash,
+        admin, extra_data, email_verified, created_at
+    )
+    OVERRIDING SYSTEM VALUE
+    SELECT userid, username, username_key, skeleton, email, email_key, password_hash, admin,
+           extra_data, false, to_timestamp(%(now)s)
+    FROM pgusers_legacy_stage WHERE NOT skipped
+"""
+
+# The next userid follows the largest of pgusers' own, the legacy table's and what
+# the legacy sequence handed out, so the ids of deleted legacy users never return.
+MOVE_USERIDS: Final = """
+    SELECT setval(pg_get_serial_sequence(%(users)s, 'userid'), greatest(
+        (SELECT max(userid) FROM {schema}.users),
+        (SELECT max(userid) FROM {legacy}.users),
+        (SELECT pg_sequence_last_value(pg_get_serial_sequence(%(legacy_users)s, 'userid'))),
+        1))
+"""
+
+COUNT_LEGACY_SESSIONS: Final = """
+    SELECT count(*),
+           count(*) FILTER (WHERE s.userid IS NULL),
+           count(*) FILTER (WHERE s.skipped),
+           count(*) FILTER (WHERE NOT s.skipped AND NOT {key_shape}),
+           count(*) FILTER (WHERE NOT s.skipped AND {key_shape}
+                            AND NOT coalesce(l.expiration::float8 > %(now)s, false))
+    FROM {legacy}.sessions l LEFT JOIN pgusers_legacy_stage s ON s.userid = l.userid
+"""
+
+LEGACY_KEY_SHAPE: Final = "(length(l.key) = 32 AND l.key ~ '^[0-9a-f]+$')"
+"""A key as pgusers 0.9 made it: 32 lower-case hex characters."""
+
+LIVE_SESSIONS: Final = """
+    CREATE TEMPORARY TABLE pgusers_legacy_live ON COMMIT DROP AS
+    SELECT DISTINCT ON (l.key) l.key, l.userid, l.expiration::float8 AS expiration,
+           l.extra_data,
+           l.extra_data IS NULL OR l.extra_data IN (
+               '\\x4e2e'::bytea, '\\x80024e2e', '\\x80034e2e', '\\x80044e2e', '\\x80054e2e'
+           ) AS plain
+    FROM {legacy}.sessions l
+    JOIN pgusers_legacy_stage s ON s.userid = l.userid AND NOT s.skipped
+    WHERE {key_shape} AND l.expiration::float8 > %(now)s
+    ORDER BY l.key, l.expiration DESC
+"""
+"""The live sessions of imported users (of two rows with the same key, which 0.9 did
+not prevent, the later-expiring one); ``plain``: no data, or None pickled (by any
+protocol), so Python need not read it."""
+
+OPEN_LIVE_SESSIONS: Final = """
+    DECLARE pgusers_legacy_sessions NO SCROLL CURSOR FOR
+    SELECT key, userid, expiration, extra_data FROM pgusers_legacy_live WHERE NOT plain
+"""
+
+# Imported sessions, from {rows}: their key stored as the userspace keeps keys, and
+# their 0.9 expiry as the end they never slide past.
+COPY_SESSIONS: Final = """
+    INSERT INTO {schema}.sessions (
+        key, userid, created_at, expires_at, ends_at, extra_data, generation, legacy
+    )
+    SELECT CASE WHEN t.key_storage = 'hashed'
+                THEN %(prefix)s || encode(sha256(convert_to(v.key, 'UTF8')), 'hex')
+                ELSE v.key END,
+           v.userid, to_timestamp(%(now)s), to_timestamp(v.expiration),
+           to_timestamp(v.expiration), v.extra_data, u.generation + t.generation, true
+    FROM {rows}
+    JOIN {schema}.users u ON u.userid = v.userid
+    CROSS JOIN {settings} t
+"""
+
+PLAIN_LIVE_SESSIONS: Final = """(
+    SELECT key, userid, expiration, NULL::jsonb AS extra_data
+    FROM pgusers_legacy_live WHERE plain) AS v"""
+"""COPY_SESSIONS' {rows}: the live sessions without data, copied in one statement."""
+
+CONVERTED_SESSIONS: Final = """unnest(%(keys)s::text[], %(userids)s::bigint[],
+    %(expirations)s::float8[], %(extra)s::jsonb[]) AS v(key, userid, expiration, extra_data)"""
+"""COPY_SESSIONS' {rows}: a page of sessions whose data Python converted."""
+
+NEXT_LEGACY_SESSIONS: Final = "FETCH 5000 FROM pgusers_legacy_sessions"
+"""The next IMPORT_BATCH sessions (FETCH takes no parameter)."""
+
+RECORD_IMPORT: Final = """
+    WITH recorded AS (
+        INSERT INTO {schema}.legacy_imports (from_schema, at, users, sessions, report)
+        VALUES (%(from_schema)s, to_timestamp(%(now)s), %(users)s, %(sessions)s, %(report)s)
+        RETURNING 1
+    ), happened AS (
+        SELECT 'legacy.imported' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               %(summary)s::jsonb AS detail
+        FROM recorded
+        UNION ALL
+        SELECT 'legacy.resolved', r.userid, NULL, r.detail
+        FROM unnest(%(resolved_userids)s::bigint[], %(resolved_details)s::jsonb[])
+            AS r(userid, detail)
+    ), {log}
+    SELECT {logged}
+"""
+
+IMPORT_BATCH: Final = 5000
+
+
 @dataclass
 class _Staged:
     """One page of legacy users, as the staging table's columns."""
@@ -151,15 +361,11 @@ class Importer:
     def run(self) -> Operation[ImportReport]:
         started = time.perf_counter()
         now = self.audit["now"]
-        tables = dict(
-            (yield Execute(queries.LEGACY_COLUMNS, {"from_schema": self.from_schema}, Fetch.ALL))
-        )
+        tables = dict((yield Execute(LEGACY_COLUMNS, {"from_schema": self.from_schema}, Fetch.ALL)))
         self._check_tables(tables)
         yield Execute(BEGIN, fetch=Fetch.ROWCOUNT)
         yield Execute(ADVISORY_LOCK, (lock_id("import", self.schema),))
-        previous = yield Execute(
-            self._sql(queries.PREVIOUS_IMPORT), {"from_schema": self.from_schema}
-        )
+        previous = yield Execute(self._sql(PREVIOUS_IMPORT), {"from_schema": self.from_schema})
         if previous is not None:
             at, users, sessions = previous
             when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
@@ -168,13 +374,13 @@ class Importer:
                 f"({users} users, {sessions} sessions); importing again could bring back "
                 "what was deleted or ended since, so nothing was done"
             )
-        yield Execute(queries.STAGE, fetch=Fetch.ROWCOUNT)
+        yield Execute(STAGE, fetch=Fetch.ROWCOUNT)
         yield from self._stage_users()
         yield from self._settle_problems()
-        users = yield Execute(self._sql(queries.COPY_USERS), {"now": now}, Fetch.ROWCOUNT)
+        users = yield Execute(self._sql(COPY_USERS), {"now": now}, Fetch.ROWCOUNT)
         self._say("users imported", users)
         yield Execute(
-            self._sql(queries.MOVE_USERIDS),
+            self._sql(MOVE_USERIDS),
             {
                 "users": _qualified(self.schema, "users"),
                 "legacy_users": _qualified(self.from_schema, "users"),
@@ -198,9 +404,7 @@ class Importer:
         events = yield from self._record(report, now)
         yield Execute(ROLLBACK if self.dry_run else COMMIT, fetch=Fetch.ROWCOUNT)
         if not self.dry_run:
-            from pgusers._core import audit  # noqa: PLC0415 - the logger, once committed
-
-            audit.emit(events)
+            recording.emit(events)
         return report._replace(seconds=time.perf_counter() - started)
 
     def _check_tables(self, tables: dict[str, list[str]]) -> None:
@@ -230,14 +434,14 @@ class Importer:
         (Unicode and email rules, in Python) runs between the statements: overlapping
         it with the server's reading, on a thread, made a 100,000-user import no
         faster (7.6 to 8.0 s with the thread, 6.9 to 7.6 s without)."""
-        page = self._sql(queries.LEGACY_USERS_PAGE)
+        page = self._sql(LEGACY_USERS_PAGE)
         last = 0
         while True:
-            rows = yield Execute(page, (last, queries.IMPORT_BATCH), Fetch.ALL)
+            rows = yield Execute(page, (last, IMPORT_BATCH), Fetch.ALL)
             if not rows:
                 return
             staged = self._stage_page(rows)
-            yield Execute(queries.STAGE_USERS, staged.columns, Fetch.ROWCOUNT)
+            yield Execute(STAGE_USERS, staged.columns, Fetch.ROWCOUNT)
             self.tally.opaque_users += staged.opaque
             self.tally.users_read += len(staged.columns[0])
             self._say("users read", self.tally.users_read)
@@ -298,10 +502,10 @@ class Importer:
             changes = [self._resolve(row) for row in found]
             if self.tally.unresolved:
                 raise LegacyImportError(self._refusal(), self._partial_report())
-            for start in range(0, len(changes), queries.IMPORT_BATCH):
-                batch = changes[start : start + queries.IMPORT_BATCH]
+            for start in range(0, len(changes), IMPORT_BATCH):
+                batch = changes[start : start + IMPORT_BATCH]
                 columns = [list(column) for column in zip(*batch, strict=True)]
-                yield Execute(queries.RESOLVE, columns, Fetch.ROWCOUNT)
+                yield Execute(RESOLVE, columns, Fetch.ROWCOUNT)
         raise LegacyImportError(
             f"resolving the problems found still left users in conflict after {PASSES} "
             "passes; nothing was imported",
@@ -309,18 +513,16 @@ class Importer:
         )
 
     def _mark_problems(self) -> Operation[None]:
-        yield Execute(queries.RESET_PROBLEMS, fetch=Fetch.ROWCOUNT)
+        yield Execute(RESET_PROBLEMS, fetch=Fetch.ROWCOUNT)
         for column, problem in _DUPLICATE_PROBLEMS.items():
             yield Execute(
-                render(
-                    queries.MARK_DUPLICATES, self.schema, column=queries.DUPLICATE_COLUMNS[column]
-                ),
+                render(MARK_DUPLICATES, self.schema, column=DUPLICATE_COLUMNS[column]),
                 {"problem": problem},
                 Fetch.ROWCOUNT,
             )
         for what, problem in _TAKEN_PROBLEMS.items():
             yield Execute(
-                render(queries.MARK_TAKEN, self.schema, match=queries.TAKEN_MATCHES[what]),
+                render(MARK_TAKEN, self.schema, match=TAKEN_MATCHES[what]),
                 {"problem": problem},
                 Fetch.ROWCOUNT,
             )
@@ -329,7 +531,7 @@ class Importer:
         found: list[tuple[Any, ...]] = []
         last = 0
         while True:
-            rows = yield Execute(queries.PROBLEM_PAGE, (last, queries.IMPORT_BATCH), Fetch.ALL)
+            rows = yield Execute(PROBLEM_PAGE, (last, IMPORT_BATCH), Fetch.ALL)
             if not rows:
                 return found
             found += rows
@@ -397,8 +599,8 @@ class Importer:
     def _sessions(self, present: bool, now: float) -> Operation[tuple[int, dict[str, int]]]:
         if not present:
             return 0, {}
-        shape = {"key_shape": queries.LEGACY_KEY_SHAPE}
-        counts = yield Execute(self._sql(queries.COUNT_LEGACY_SESSIONS, **shape), {"now": now})
+        shape = {"key_shape": LEGACY_KEY_SHAPE}
+        counts = yield Execute(self._sql(COUNT_LEGACY_SESSIONS, **shape), {"now": now})
         total, orphans, of_skipped, malformed, expired = counts
         skipped = {
             "orphan (no such user)": orphans,
@@ -410,19 +612,19 @@ class Importer:
         if self.sessions == "end":
             skipped["ended (sessions='end')"] = live
             return 0, {reason: n for reason, n in skipped.items() if n}
-        yield Execute(self._sql(queries.LIVE_SESSIONS, **shape), {"now": now}, Fetch.ROWCOUNT)
+        yield Execute(self._sql(LIVE_SESSIONS, **shape), {"now": now}, Fetch.ROWCOUNT)
         # Sessions without data (most) go over in one statement; the others pass
         # through Python, which reads their pickles.
         imported = yield Execute(
-            self._sql(queries.COPY_SESSIONS, rows=queries.PLAIN_LIVE_SESSIONS),
+            self._sql(COPY_SESSIONS, rows=PLAIN_LIVE_SESSIONS),
             {"now": now, "prefix": STORED_PREFIX},
             Fetch.ROWCOUNT,
         )
         self._say("sessions imported", imported)
-        yield Execute(queries.OPEN_LIVE_SESSIONS, fetch=Fetch.ROWCOUNT)
-        insert = self._sql(queries.COPY_SESSIONS, rows=queries.CONVERTED_SESSIONS)
+        yield Execute(OPEN_LIVE_SESSIONS, fetch=Fetch.ROWCOUNT)
+        insert = self._sql(COPY_SESSIONS, rows=CONVERTED_SESSIONS)
         while True:
-            rows = yield Execute(queries.NEXT_LEGACY_SESSIONS, fetch=Fetch.ALL)
+            rows = yield Execute(NEXT_LEGACY_SESSIONS, fetch=Fetch.ALL)
             if not rows:
                 break
             params = yield Offload(self._session_page, (rows, now), in_transaction=True)
@@ -476,7 +678,7 @@ class Importer:
             ],
             **self.audit,
         }
-        query = render(queries.RECORD_IMPORT, self.schema, log=LOG_EVENTS, logged=LOGGED)
+        query = render(RECORD_IMPORT, self.schema, log=LOG_EVENTS, logged=LOGGED)
         (events,) = yield Execute(query, params)
         return list(events or ())
 
@@ -522,3 +724,39 @@ def _renamed(userid: int, username: str | None, problems: Iterable[str]) -> str:
         except BadCallError:
             pass
     return f"user-{userid}"
+
+
+class LegacyPart(Part):
+    """The operation that imports pgusers 0.9's tables."""
+
+    def import_legacy(
+        self,
+        from_schema: object,
+        dry_run: object,
+        sessions: object,
+        on_conflict: object,
+        progress: object,
+    ) -> Operation[ImportReport]:
+        source = checks.text(from_schema, "from_schema", 63)
+        if len(source.encode()) > 63:
+            raise BadCallError("from_schema is longer than PostgreSQL's 63-byte names")
+        if source == self.schema:
+            raise BadCallError(
+                f"from_schema {source!r} is pgusers' own schema; name the schema of the "
+                "pgusers 0.9 tables (usually 'public')"
+            )
+        if not isinstance(sessions, str) or sessions not in SESSION_MODES:
+            raise BadCallError(f"sessions must be {' or '.join(map(repr, SESSION_MODES))}")
+        allowed = checks.names(on_conflict, "on_conflict", RESOLUTIONS)
+        if progress is not None and not callable(progress):
+            raise BadCallError("progress must be a callable taking a stage and a count")
+        importer = Importer(
+            self.schema,
+            source,
+            dry_run=checks.flag(dry_run, "dry_run"),
+            sessions=sessions,
+            resolutions=frozenset(allowed),
+            progress=progress,
+            audit=recording.parameters(time.time()),
+        )
+        return importer.run()

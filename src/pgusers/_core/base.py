@@ -1,0 +1,124 @@
+"""What every domain's operations share: the userspace's state, and running a
+statement that writes events.
+
+Each public method of a part checks its arguments, then returns an
+:data:`~pgusers._core.steps.Operation`: a generator that yields the SQL statements
+and password work it needs (see :mod:`pgusers._core.steps`). Arguments are checked
+before the first step, so a bad call never reaches the database. The parts are put
+together as :class:`pgusers._core.operations.Core`.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+from psycopg import errors as pgerrors
+
+from pgusers._core import recording
+from pgusers._core.cache import SessionCache
+from pgusers._core.codec import Codec
+from pgusers._core.passwords import Passwords
+from pgusers._core.sql import LOG_EVENTS, LOGGED, SESSION_CHANGES, render
+from pgusers._core.steps import Execute, Operation
+from pgusers._errors import BadCallError
+from pgusers._results import NOT_FOUND, OK, Status
+
+DEFAULT_TTL = 864000.0
+
+MAX_SOURCE: Final = 255
+
+LOGS: Final = {"log": LOG_EVENTS, "logged": LOGGED}
+"""The fragments of a statement that writes events: where they are written, and the
+column that returns them."""
+
+_DUPLICATES = {
+    "users_username_key": "a user with that username already exists",
+    "users_email_key": "a user with that email already exists",
+    "users_username_skeleton_key": (
+        "a user with a username that looks the same (confusable characters) already exists"
+    ),
+}
+
+
+def duplicate(error: pgerrors.UniqueViolation) -> BadCallError:
+    return BadCallError(
+        _DUPLICATES.get(
+            error.diag.constraint_name or "", "a user with that username or email already exists"
+        )
+    )
+
+
+R = TypeVar("R")
+"""What a streamed query's rows become."""
+
+
+@dataclass(frozen=True, slots=True)
+class Query(Generic[R]):
+    """A streamed query: the SQL, its parameters and how each row becomes a result."""
+
+    sql: str
+    params: dict[str, Any]
+    convert: Callable[[Any], R]
+
+
+class Part:
+    """What a UserSpace knows besides its connections: schema, codec, hasher, TTL,
+    and its session cache, if any."""
+
+    def __init__(
+        self, schema: str, codec: Codec, passwords: Passwords, cache: SessionCache | None = None
+    ) -> None:
+        self.schema = schema
+        self.cache = cache
+        self.codec = codec
+        self.passwords = passwords
+        self.ttl = DEFAULT_TTL
+
+    def _sql(self, template: str, **fragments: str) -> str:
+        return render(template, self.schema, **fragments)
+
+    def _decode(self, data: Any) -> Any:
+        return None if data is None else self.codec.decode(data)
+
+    def _logged(self, query: str, params: Any) -> Operation[tuple[Any, ...] | None]:
+        """Run a statement that writes events (its last column); log them and return
+        the rest of its row, or None when it returned no row."""
+        row = yield Execute(query, params)
+        if row is None:
+            return None
+        *values, events = row
+        recording.emit(events)
+        if self.cache is not None and events:
+            for event in events:  # this process forgets at once; others hear the NOTIFY
+                if event["kind"] in SESSION_CHANGES:
+                    self.cache.apply(event)
+        return tuple(values)
+
+    def _status_of(self, query: str, params: Any) -> Operation[Status]:
+        """Run a statement that returns the row it changed (and its events): OK, or
+        NOT_FOUND."""
+        try:
+            row = yield from self._logged(query, params)
+        except pgerrors.UniqueViolation as error:
+            raise duplicate(error) from None
+        return NOT_FOUND if row is None else OK
+
+    def _count(self, query: str, params: Any) -> Operation[int]:
+        """Run a statement that returns a count (and its events); return the count."""
+        row = yield from self._logged(query, params)
+        assert row is not None  # the statement always returns one row
+        return int(row[0])
+
+    def _change(self, query: str, params: dict[str, Any]) -> Operation[None]:
+        yield from self._logged(query, params)
+
+    def _in_batches(self, query: str, params: dict[str, Any], batch: int) -> Operation[int]:
+        """Run a statement that deletes up to ``batch`` rows (returning the count and its
+        events) until a batch comes up short; return the total. ``first`` tells the
+        statement whether it runs for the first time."""
+        done = 0
+        while True:
+            count = yield from self._count(query, {**params, "first": not done})
+            done += count
+            if count < batch:
+                return done

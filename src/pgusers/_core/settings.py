@@ -1,0 +1,84 @@
+"""The userspace's settings: one row, read whole, changed one value at a time,
+each change recorded.
+"""
+
+import time
+from typing import Any, Final
+
+from pgusers._core import checks, recording
+from pgusers._core.base import LOGS, Part
+from pgusers._core.retries import retry_safe
+from pgusers._core.steps import Execute, Operation
+from pgusers._results import Settings
+
+GET_TTL: Final = "SELECT session_ttl FROM {schema}.settings"
+
+SET_SETTING: Final = """
+    WITH changed AS (
+        UPDATE {schema}.settings SET {column} = %(value)s RETURNING 1
+    ), happened AS (
+        SELECT 'settings.changed' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               jsonb_build_object(%(name)s::text, %(value)s::float8) AS detail
+        FROM changed
+    ), {log}
+    SELECT {logged}
+"""
+"""Set one numeric setting ({column}, a name from SETTING_COLUMNS), with its event."""
+
+SETTING_COLUMNS: Final = {
+    "session_ttl": "session_ttl",
+    "session_max_age": "session_max_age",
+    "event_retention": "event_retention",
+    "sessions_per_user": "sessions_per_user",
+}
+
+READ_SETTINGS: Final = """
+    SELECT session_ttl, session_max_age, key_storage, event_retention, free_failures,
+           max_backoff, source_limit, source_window, source_block, sessions_per_user
+    FROM {schema}.settings
+"""
+
+MAX_RETENTION_DAYS: Final = 100 * 365.0
+
+
+class SettingsPart(Part):
+    """The operations on settings."""
+
+    @retry_safe
+    def settings(self) -> Operation[Settings]:
+        row = yield Execute(self._sql(READ_SETTINGS), ())
+        return Settings._make(row)
+
+    def load_ttl(self) -> Operation[float]:
+        row = yield Execute(self._sql(GET_TTL))
+        self.ttl = float(row[0])
+        return self.ttl
+
+    @retry_safe
+    def set_session_TTL(self, secs: object) -> Operation[None]:  # noqa: N802 - the seed's name
+        seconds = checks.ttl(secs)
+        return self._set_ttl(seconds, self._setting("session_ttl", "session_ttl", seconds))
+
+    def _set_ttl(self, seconds: float, change: tuple[str, dict[str, Any]]) -> Operation[None]:
+        yield from self._logged(*change)
+        self.ttl = seconds
+
+    def _setting(self, column: str, name: str, value: float | None) -> tuple[str, dict[str, Any]]:
+        """The statement and parameters that set one numeric setting, with its event."""
+        query = self._sql(SET_SETTING, column=SETTING_COLUMNS[column], **LOGS)
+        return query, {"value": value, "name": name, **recording.parameters(time.time())}
+
+    @retry_safe
+    def set_session_max_age(self, secs: object) -> Operation[None]:
+        seconds = checks.optional_seconds(secs, "maximum age", checks.MAX_TTL)
+        return self._change(*self._setting("session_max_age", "session_max_age", seconds))
+
+    @retry_safe
+    def set_sessions_per_user(self, count: object) -> Operation[None]:
+        most = None if count is None else checks.count(count, "sessions_per_user", 1, 100_000)
+        return self._change(*self._setting("sessions_per_user", "sessions_per_user", most))
+
+    @retry_safe
+    def set_event_retention(self, days: object) -> Operation[None]:
+        kept = checks.optional_seconds(days, "retention", MAX_RETENTION_DAYS, "days")
+        return self._change(*self._setting("event_retention", "event_retention_days", kept))
