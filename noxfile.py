@@ -32,7 +32,7 @@ def generated(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy, strict, on the package."""
+    """mypy, strict, on the package, its tests and its tools."""
     session.run("mypy")
 
 

@@ -107,7 +107,10 @@ def create_app(
     async def request_verification(request: Request, user: User) -> dict[str, str]:
         usp = await auth.userspace()
         token = await usp.issue_token(user.userid, "verify_email")
-        address = (await usp.find_user(userid=user.userid))["email"]
+        account = await usp.find_user(userid=user.userid)
+        if account is None:  # deleted since this request's session was checked
+            raise HTTPException(401, "no such user")
+        address = account["email"]
         link = f"{request.base_url}verify-email?token={token}"
         send_mail(address, "Confirm your email", f"Open {link}")
         return {"detail": "a confirmation link is on its way"}

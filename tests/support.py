@@ -3,6 +3,7 @@ PgBouncer in front of a server, and schema clean-up."""
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -11,19 +12,51 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg_pool import ConnectionPool
+from werkzeug.test import TestResponse
 
 import pgusers
 import pgusers.testing
+from pgusers import FoundUser
 from pgusers import _door as door
 from pgusers._door import Core
 
 # Real Argon2id, with parameters small enough that hundreds of hashes take a second.
 FAST_HASHER = pgusers.testing.FAST_HASHER
+
+
+class Answer(Protocol):
+    """What a test reads of an HTTP answer from Starlette's or httpx's client."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def headers(self) -> Any: ...
+    @property
+    def cookies(self) -> Any: ...
+    def json(self) -> Any: ...
+
+
+def found(user: FoundUser | None) -> FoundUser:
+    """The user a lookup found; the test fails when it found none."""
+    assert user is not None
+    return user
+
+
+def matched(pattern: str, text: str) -> str:
+    """The first group of ``pattern``'s first match in ``text``; the test fails when
+    there is none."""
+    match = re.search(pattern, text)
+    assert match is not None, text
+    return match.group(1)
+
 
 STREAMS = frozenset({"all_users", "list_sessions", "login_failures", "sessions", "events"})
 
@@ -271,3 +304,29 @@ def configure_django(urlconf: str) -> None:
         LOGIN_URL="/login",
     )
     django.setup()
+
+
+def only(row: tuple[Any, ...] | None) -> Any:
+    """The first value of a row a query must have returned."""
+    assert row is not None
+    return row[0]
+
+
+def row_of(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
+    """A row a query must have returned."""
+    assert row is not None
+    return row
+
+
+def pool_of(space: pgusers.UserSpace) -> ConnectionPool[Any]:
+    """The pool of an open blocking userspace."""
+    pool = space._driver._pool
+    assert pool is not None
+    return pool
+
+
+def json_of(answer: TestResponse) -> Any:
+    """The JSON body of a Flask test client's answer, which must have one."""
+    body = answer.json
+    assert body is not None, answer.text
+    return body

@@ -5,6 +5,7 @@ import os
 import sys
 import threading
 import time
+from typing import Literal
 
 import pytest
 from argon2 import PasswordHasher
@@ -15,8 +16,8 @@ from pgusers import OK, BadCallError
 from .support import FAST_HASHER
 
 
-def test_async_with_opens_and_closes(dsn, schema):
-    async def main():
+def test_async_with_opens_and_closes(dsn: str, schema: str) -> None:
+    async def main() -> None:
         async with pgusers.AsyncUserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
             uid = await usp.create_user("ada", "pw", "ada@example.com")
             key, _, _ = await usp.validate_user("ada", "pw")
@@ -32,8 +33,8 @@ def test_async_with_opens_and_closes(dsn, schema):
     asyncio.run(main())
 
 
-def test_connect_and_close(dsn, schema):
-    async def main():
+def test_connect_and_close(dsn: str, schema: str) -> None:
+    async def main() -> None:
         usp = await pgusers.AsyncUserSpace.connect(conninfo=dsn, schema=schema)
         assert usp.ttl == 864000.0
         await usp.close()
@@ -42,8 +43,8 @@ def test_connect_and_close(dsn, schema):
     asyncio.run(main())
 
 
-def test_same_target_same_object_within_one_loop_only(dsn, schema):
-    async def open_twice():
+def test_same_target_same_object_within_one_loop_only(dsn: str, schema: str) -> None:
+    async def open_twice() -> pgusers.AsyncUserSpace:
         first = await pgusers.AsyncUserSpace.connect(conninfo=dsn, schema=schema)
         second = await pgusers.AsyncUserSpace.connect(conninfo=dsn, schema=schema)
         assert first is second
@@ -53,13 +54,13 @@ def test_same_target_same_object_within_one_loop_only(dsn, schema):
     assert asyncio.run(open_twice()) is not asyncio.run(open_twice())
 
 
-def test_creating_outside_an_event_loop_is_a_bad_call(dsn):
+def test_creating_outside_an_event_loop_is_a_bad_call(dsn: str) -> None:
     with pytest.raises(BadCallError, match="event loop"):
         pgusers.AsyncUserSpace(conninfo=dsn)
 
 
-def test_calls_before_opening_are_bad_calls(dsn, schema):
-    async def main():
+def test_calls_before_opening_are_bad_calls(dsn: str, schema: str) -> None:
+    async def main() -> None:
         usp = pgusers.AsyncUserSpace(conninfo=dsn, schema=schema)
         with pytest.raises(BadCallError, match="not open"):
             await usp.is_admin(1)
@@ -68,18 +69,18 @@ def test_calls_before_opening_are_bad_calls(dsn, schema):
     asyncio.run(main())
 
 
-def test_password_hashing_does_not_block_the_event_loop(dsn, schema):
+def test_password_hashing_does_not_block_the_event_loop(dsn: str, schema: str) -> None:
     """Eight logins with the default (about 0.1 s) Argon2id parameters run while a
     ticker on the same loop keeps ticking: a hash on the loop would stall it for a
     whole hash."""
 
-    async def main():
+    async def main() -> float:
         async with pgusers.AsyncUserSpace(conninfo=dsn, schema=schema) as usp:
             await usp.create_user("ada", "pw", "ada@example.com")
-            gaps = []
+            gaps: list[float] = []
             done = asyncio.Event()
 
-            async def ticker():
+            async def ticker() -> None:
                 last = time.perf_counter()
                 while not done.is_set():
                     await asyncio.sleep(0.001)
@@ -102,28 +103,28 @@ def test_password_hashing_does_not_block_the_event_loop(dsn, schema):
 class PriorityRecordingHasher(PasswordHasher):
     """A real (cheap) Argon2id hasher that notes the priority of the thread it runs on."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
-        self.priorities = []
+        self.priorities: list[int] = []
 
-    def _note(self):
+    def _note(self) -> None:
         self.priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
 
-    def hash(self, password, *, salt=None):
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
         self._note()
         return super().hash(password, salt=salt)
 
-    def verify(self, hash, password):
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
         self._note()
         return super().verify(hash, password)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
-def test_passwords_are_hashed_below_the_event_loops_priority(dsn, schema):
+def test_passwords_are_hashed_below_the_event_loops_priority(dsn: str, schema: str) -> None:
     hasher = PriorityRecordingHasher()
     loop_priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
-    async def main():
+    async def main() -> int:
         async with pgusers.AsyncUserSpace(conninfo=dsn, schema=schema, hasher=hasher) as usp:
             await usp.create_user("ada", "pw", "ada@example.com")
             await usp.login("ada", "pw")

@@ -4,7 +4,9 @@ from where; nothing secret is ever in it; old events go by themselves."""
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
@@ -14,41 +16,41 @@ from pgusers import OK, BadCallError, Event, acting_as
 from pgusers._core.audit import KINDS
 from pgusers._core.sql import LOG_EVENTS, LOGGED, render
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, Clock
 
 DAY = 86400.0
 
 
 @pytest.fixture
-def ada(usp):
-    return usp.create_user("ada", "s3cret", "ada@example.com")
+def ada(usp: Any) -> int:
+    return int(usp.create_user("ada", "s3cret", "ada@example.com"))
 
 
-def all_events(usp):
+def all_events(usp: Any) -> list[Event]:
     return list(usp.events(newest_first=False))
 
 
-def new_events(usp, call):
+def new_events(usp: Any, call: Callable[[], object]) -> list[Event]:
     """Run ``call()``; return the events it wrote, oldest first."""
     known = {event.id for event in all_events(usp)}
     call()
     return [event for event in all_events(usp) if event.id not in known]
 
 
-def ended_by(usp, how):
+def ended_by(usp: Any, how: str) -> Callable[[Event], bool]:
     return lambda event: event.detail.get("how") == how
 
 
-def a_key(usp, name="ada", password="s3cret"):
-    return usp.login(name, password, source="192.0.2.1").key
+def a_key(usp: Any, name: str = "ada", password: str = "s3cret") -> str:
+    return str(usp.login(name, password, source="192.0.2.1").key)
 
 
-def session_id_of(usp, key):
-    return next(row.session_id for row in usp.sessions(key=key) if row.current)
+def session_id_of(usp: Any, key: str) -> str:
+    return str(next(row.session_id for row in usp.sessions(key=key) if row.current))
 
 
 # Each change, and the events it writes: (kind, detail fields that must match).
-CHANGES = {
+CHANGES: dict[str, tuple[Callable[[Any, int], object], list[tuple[str, dict[str, Any]]]]] = {
     "create_user": (
         lambda usp, ada: usp.create_user("bob", "pw", "bob@example.com", admin=True),
         [("user.created", {"username": "bob", "email": "bob@example.com", "admin": True})],
@@ -185,7 +187,7 @@ CHANGES = {
 
 
 @pytest.mark.parametrize("name", CHANGES)
-def test_each_change_writes_its_events_once(usp, ada, name):
+def test_each_change_writes_its_events_once(usp: Any, ada: int, name: Any) -> None:
     a_key(usp)  # a live session, so that calls ending sessions end one
     call, expected = CHANGES[name]
     with acting_as("admin:7", source="203.0.113.9"):
@@ -205,7 +207,9 @@ def test_each_change_writes_its_events_once(usp, ada, name):
             assert event.userid == ada, event
 
 
-def test_a_purge_of_expired_sessions_is_one_event_with_a_count(usp, ada, clock):
+def test_a_purge_of_expired_sessions_is_one_event_with_a_count(
+    usp: Any, ada: int, clock: Clock
+) -> None:
     for _ in range(3):
         a_key(usp)
     clock.advance(usp.ttl + 1)
@@ -218,7 +222,7 @@ def test_a_purge_of_expired_sessions_is_one_event_with_a_count(usp, ada, clock):
     )
 
 
-def test_a_login_event_names_the_session_it_opened(usp, ada):
+def test_a_login_event_names_the_session_it_opened(usp: Any, ada: int) -> None:
     (event,) = new_events(usp, lambda: a_key(usp))
     (row,) = usp.sessions(ada)
     assert (event.kind, event.session_id, event.source) == (
@@ -228,13 +232,13 @@ def test_a_login_event_names_the_session_it_opened(usp, ada):
     )
 
 
-def test_a_failed_login_of_an_unknown_name_records_no_name(usp):
+def test_a_failed_login_of_an_unknown_name_records_no_name(usp: Any) -> None:
     (event,) = new_events(usp, lambda: usp.login("hunter2-typed-as-name", "x", source="192.0.2.5"))
     assert (event.kind, event.userid, event.source) == ("login.failed", None, "192.0.2.5")
     assert "hunter2" not in repr(event)
 
 
-def test_every_kind_is_written_by_some_change():
+def test_every_kind_is_written_by_some_change() -> None:
     kinds = {kind for _, expected in CHANGES.values() for kind, _ in expected}
     # The purge, the import's (test_legacy_import.py) and the API keys' (test_web_api.py)
     # are tested on their own.
@@ -242,7 +246,7 @@ def test_every_kind_is_written_by_some_change():
     assert kinds | on_their_own | {"apikey.created", "apikey.revoked"} == KINDS
 
 
-def test_check_key_and_reads_write_no_event(usp, ada):
+def test_check_key_and_reads_write_no_event(usp: Any, ada: int) -> None:
     key = a_key(usp)
     written = new_events(
         usp,
@@ -260,9 +264,9 @@ def test_check_key_and_reads_write_no_event(usp, ada):
     assert written == []
 
 
-def test_changes_that_fail_or_find_nothing_leave_no_event(usp, ada):
+def test_changes_that_fail_or_find_nothing_leave_no_event(usp: Any, ada: int) -> None:
     usp.create_user("bob", "pw", "bob@example.com")
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: usp.create_user("ADA", "pw", "x@example.com"),
         lambda: usp.modify_user(ada, username="Bob"),
     ]
@@ -279,7 +283,9 @@ def test_changes_that_fail_or_find_nothing_leave_no_event(usp, ada):
     assert all_events(usp) == before
 
 
-def test_a_rolled_back_transaction_takes_its_event_with_it(usp, ada, sql_conn, schema):
+def test_a_rolled_back_transaction_takes_its_event_with_it(
+    usp: Any, ada: int, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     """The event is part of the change's own statement: run that statement in a
     transaction that rolls back, and neither the change nor the event remains."""
     from pgusers._core import recording, users
@@ -294,7 +300,9 @@ def test_a_rolled_back_transaction_takes_its_event_with_it(usp, ada, sql_conn, s
     assert [event.kind for event in all_events(usp)] == ["user.created"]
 
 
-def test_no_password_key_token_or_hash_is_ever_in_the_events(usp, sql_conn, schema):
+def test_no_password_key_token_or_hash_is_ever_in_the_events(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     secrets_seen = ["first-Pa55word", "second-Pa55word", "third-Pa55word"]
     userid = usp.create_user("ada", secrets_seen[0], "ada@example.com")
     key = usp.login("ada", secrets_seen[0], source="192.0.2.1").key
@@ -319,13 +327,13 @@ def test_no_password_key_token_or_hash_is_ever_in_the_events(usp, sql_conn, sche
 # -- who acted -------------------------------------------------------------------------
 
 
-def test_without_acting_as_the_actor_is_empty(usp, ada):
+def test_without_acting_as_the_actor_is_empty(usp: Any, ada: int) -> None:
     ((event,),) = [new_events(usp, lambda: usp.set_admin(ada))]
     assert (event.actor, event.source) == (None, None)
 
 
-def test_acting_as_nests_and_ends_with_its_block(usp, ada):
-    def change():
+def test_acting_as_nests_and_ends_with_its_block(usp: Any, ada: int) -> None:
+    def change() -> str | None:
         return new_events(usp, lambda: usp.set_admin(ada))[0].actor
 
     with acting_as("outer"):
@@ -335,10 +343,10 @@ def test_acting_as_nests_and_ends_with_its_block(usp, ada):
     assert change() is None
 
 
-def test_acting_as_is_per_thread(usp, ada):
+def test_acting_as_is_per_thread(usp: Any, ada: int) -> None:
     barrier = threading.Barrier(2)
 
-    def act(name):
+    def act(name: str) -> None:
         with acting_as(name):
             barrier.wait()
             usp.modify_user(ada, extra_data={"by": name})
@@ -349,15 +357,15 @@ def test_acting_as_is_per_thread(usp, ada):
     for thread in threads:
         thread.join()
     modified = [e for e in all_events(usp) if e.kind == "user.modified"]
-    assert sorted(e.actor for e in modified) == ["worker:0", "worker:1"]
+    assert sorted(str(e.actor) for e in modified) == ["worker:0", "worker:1"]
 
 
-def test_acting_as_is_per_asyncio_task(dsn, schema):
-    async def main():
+def test_acting_as_is_per_asyncio_task(dsn: str, schema: str) -> None:
+    async def main() -> tuple[list[int], list[Event]]:
         async with pgusers.AsyncUserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
             ids = [await usp.create_user(f"u{n}", "pw", f"u{n}@example.com") for n in range(4)]
 
-            async def act(userid):
+            async def act(userid: int) -> None:
                 with acting_as(f"task:{userid}"):
                     await asyncio.sleep(0.01)
                     await usp.set_admin(userid)
@@ -370,26 +378,28 @@ def test_acting_as_is_per_asyncio_task(dsn, schema):
 
 
 @pytest.mark.parametrize("bad", [None, "", 7, "x" * 256, "a\x00b", "a\r\nb", "a\x1b[2Jb"])
-def test_acting_as_refuses_bad_actors(bad):
+def test_acting_as_refuses_bad_actors(bad: Any) -> None:
     with pytest.raises(BadCallError), acting_as(bad):
         pass
 
 
 @pytest.mark.parametrize("bad", ["10.0.0.1\nlogin.succeeded userid=1", "\x1b[2J"])
-def test_acting_as_refuses_a_source_with_control_characters(bad):
+def test_acting_as_refuses_a_source_with_control_characters(bad: Any) -> None:
     with pytest.raises(BadCallError, match="control characters"), acting_as("ok", source=bad):
         pass
 
 
 @pytest.mark.parametrize("field", ["source", "user_agent"])
-def test_a_login_refuses_control_characters_and_writes_nothing(usp, ada, field):
+def test_a_login_refuses_control_characters_and_writes_nothing(
+    usp: Any, ada: int, field: Any
+) -> None:
     before = len(list(usp.events()))
     with pytest.raises(BadCallError, match="control characters"):
         usp.login("ada", "s3cret", **{field: "x\r\nforged line"})
     assert len(list(usp.events())) == before
 
 
-def test_the_event_log_line_escapes_control_characters(caplog):
+def test_the_event_log_line_escapes_control_characters(caplog: pytest.LogCaptureFixture) -> None:
     from pgusers._core import recording
 
     event = {
@@ -411,7 +421,7 @@ def test_the_event_log_line_escapes_control_characters(caplog):
 # -- reading, purging, retention ------------------------------------------------------
 
 
-def test_events_are_filtered_and_ordered(usp, ada, clock):
+def test_events_are_filtered_and_ordered(usp: Any, ada: int, clock: Clock) -> None:
     start = clock.now
     bob = usp.create_user("bob", "pw", "bob@example.com")
     clock.advance(60)
@@ -442,12 +452,12 @@ def test_events_are_filtered_and_ordered(usp, ada, clock):
         {"newest_first": None},
     ],
 )
-def test_events_refuses_bad_filters(usp, arguments):
+def test_events_refuses_bad_filters(usp: Any, arguments: Any) -> None:
     with pytest.raises(BadCallError):
         list(usp.events(**arguments))
 
 
-def test_purge_events_deletes_only_older_ones_and_says_so(usp, ada, clock):
+def test_purge_events_deletes_only_older_ones_and_says_so(usp: Any, ada: int, clock: Clock) -> None:
     clock.advance(DAY)
     usp.set_admin(ada)
     assert usp.purge_events(clock.now - 1) == 1
@@ -459,7 +469,9 @@ def test_purge_events_deletes_only_older_ones_and_says_so(usp, ada, clock):
         usp.purge_events("now")
 
 
-def test_retention_removes_old_events_as_part_of_normal_work(usp, ada, clock):
+def test_retention_removes_old_events_as_part_of_normal_work(
+    usp: Any, ada: int, clock: Clock
+) -> None:
     usp.set_event_retention(2)
     clock.advance(DAY)
     usp.set_admin(ada)  # a day old when the check runs: stays
@@ -469,7 +481,7 @@ def test_retention_removes_old_events_as_part_of_normal_work(usp, ada, clock):
     assert kinds == ["admin.changed", "admin.changed"]
 
 
-def test_no_retention_keeps_events_forever(usp, ada, clock):
+def test_no_retention_keeps_events_forever(usp: Any, ada: int, clock: Clock) -> None:
     usp.set_event_retention(None)
     clock.advance(3650 * DAY)
     usp.set_admin(ada)
@@ -477,7 +489,7 @@ def test_no_retention_keeps_events_forever(usp, ada, clock):
 
 
 @pytest.mark.parametrize("bad", [0, -1, "90", True, 10**9])
-def test_set_event_retention_refuses_bad_values(usp, bad):
+def test_set_event_retention_refuses_bad_values(usp: Any, bad: Any) -> None:
     with pytest.raises(BadCallError):
         usp.set_event_retention(bad)
 
@@ -485,25 +497,30 @@ def test_set_event_retention_refuses_bad_values(usp, bad):
 # -- the logger ------------------------------------------------------------------------
 
 
-def test_events_go_to_the_pgusers_events_logger_with_their_fields(usp, ada, caplog):
+def test_events_go_to_the_pgusers_events_logger_with_their_fields(
+    usp: Any, ada: int, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="pgusers.events")
     with acting_as("admin:1", source="203.0.113.2"):
         usp.set_admin(ada)
     (record,) = [r for r in caplog.records if r.name == "pgusers.events"]
+    fields: Any = record  # the logger puts the event's fields on the record
     (event,) = usp.events(kinds="admin.changed")
-    assert (record.event_id, record.kind, record.userid, record.actor, record.source) == (
+    assert (fields.event_id, fields.kind, fields.userid, fields.actor, fields.source) == (
         event.id,
         "admin.changed",
         ada,
         "admin:1",
         "203.0.113.2",
     )
-    assert record.detail == {"admin": True}
-    assert record.at == pytest.approx(event.at)
+    assert fields.detail == {"admin": True}
+    assert fields.at == pytest.approx(event.at)
     assert "admin.changed" in record.getMessage()
 
 
-def test_a_change_that_fails_logs_nothing(usp, ada, caplog):
+def test_a_change_that_fails_logs_nothing(
+    usp: Any, ada: int, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="pgusers.events")
     with pytest.raises(BadCallError):
         usp.create_user("ada", "pw", "other@example.com")

@@ -1,17 +1,20 @@
 """Bad arguments get a clear BadCallError and leave the database as it was."""
 
+from typing import Any
+
+import psycopg
 import pytest
 
 from pgusers import BadCallError
 
-from .support import snapshot
+from .support import only, snapshot
 
 
 @pytest.fixture
-def populated(usp):
+def populated(usp: Any) -> int:
     uid = usp.create_user("ada", "s3cret", "ada@example.com", extra_data=[1])
     usp.validate_user("ada", "s3cret")
-    return uid
+    return int(uid)
 
 
 BAD_CALLS = {
@@ -81,7 +84,9 @@ BAD_CALLS = {
 
 
 @pytest.mark.parametrize("call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
-def test_bad_call_raises_and_changes_nothing(usp, populated, sql_conn, schema, call):
+def test_bad_call_raises_and_changes_nothing(
+    usp: Any, populated: int, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str, call: Any
+) -> None:
     before = snapshot(sql_conn, schema)
     with pytest.raises(BadCallError) as raised:
         call(usp)
@@ -89,7 +94,7 @@ def test_bad_call_raises_and_changes_nothing(usp, populated, sql_conn, schema, c
     assert snapshot(sql_conn, schema) == before
 
 
-def test_messages_say_what_was_wrong(usp):
+def test_messages_say_what_was_wrong(usp: Any) -> None:
     with pytest.raises(BadCallError, match="username must be a str, not int"):
         usp.create_user(5, "pw", "x@example.com")
     with pytest.raises(
@@ -100,16 +105,18 @@ def test_messages_say_what_was_wrong(usp):
         usp.is_admin(-1)
 
 
-def test_messages_never_repeat_a_password(usp):
+def test_messages_never_repeat_a_password(usp: Any) -> None:
     secret = "hunter2\x00"
     with pytest.raises(BadCallError) as raised:
         usp.create_user("ada", secret, "ada@example.com")
     assert "hunter2" not in str(raised.value)
 
 
-def test_sql_fragments_are_data_not_code(usp, sql_conn, schema):
+def test_sql_fragments_are_data_not_code(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     name = "x'; DROP TABLE users; --"
     uid = usp.create_user(name, "pw", "robert@example.com")
     assert usp.find_user(username=name)["userid"] == uid
     assert usp.validate_user("' OR '1'='1", "pw") == ("", False, None)
-    assert sql_conn.execute(f"SELECT count(*) FROM {schema}.users").fetchone()[0] == 1
+    assert only(sql_conn.execute(f"SELECT count(*) FROM {schema}.users").fetchone()) == 1

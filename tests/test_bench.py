@@ -10,7 +10,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
 
-def test_benchmark_smoke_run_prints_its_table(dsn):
+def test_benchmark_smoke_run_prints_its_table(dsn: str) -> None:
     result = subprocess.run(
         [
             sys.executable,
@@ -64,7 +64,7 @@ def test_benchmark_smoke_run_prints_its_table(dsn):
 CAPACITY = BENCH.parent / "capacity.py"
 
 
-def test_capacity_smoke_run_prints_statements_per_second(server_dsn):
+def test_capacity_smoke_run_prints_statements_per_second(server_dsn: str) -> None:
     # pgbench talks to the server itself, never through PgBouncer.
     result = subprocess.run(
         [sys.executable, str(CAPACITY), "--dsn", server_dsn, "--seconds", "1",

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -17,9 +19,9 @@ from pgusers import EXPIRED, NOT_FOUND, OK
 from pgusers._core import users
 from pgusers._core.base import LOGS
 from pgusers._core.sql import render
-from pgusers._drivers import driver_async, driver_sync
+from pgusers._drivers import driver_async, driver_sync, shared
 
-from .support import FAST_HASHER, Clock
+from .support import FAST_HASHER, Clock, only
 
 PEER = Path(__file__).resolve().parent / "cache_peer.py"
 DEADLINE = 10.0
@@ -28,7 +30,7 @@ milliseconds; the bound only keeps a broken build from hanging)."""
 
 
 @pytest.fixture
-def cached(dsn, schema):
+def cached(dsn: str, schema: str) -> Iterator[pgusers.UserSpace]:
     if os.environ.get("PGUSERS_TEST_PGBOUNCER"):
         pytest.skip("LISTEN needs the server itself: see the PgBouncer test")
     usp = pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, session_cache=True)
@@ -39,42 +41,44 @@ def cached(dsn, schema):
 class Peer:
     """Another process with the same userspace, driven line by line."""
 
-    def __init__(self, dsn, schema):
+    def __init__(self, dsn: str, schema: str) -> None:
         self.process = subprocess.Popen(
             [sys.executable, str(PEER), dsn, schema],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert json.loads(self.process.stdout.readline()) == {"ready": True}
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.commands, self.answers = self.process.stdin, self.process.stdout
+        assert json.loads(self.answers.readline()) == {"ready": True}
 
-    def __call__(self, call, *args, **kwargs):
-        self.process.stdin.write(json.dumps({"call": call, "args": args, "kwargs": kwargs}) + "\n")
-        self.process.stdin.flush()
-        answer = json.loads(self.process.stdout.readline())
+    def __call__(self, call: str, *args: Any, **kwargs: Any) -> Any:
+        self.commands.write(json.dumps({"call": call, "args": args, "kwargs": kwargs}) + "\n")
+        self.commands.flush()
+        answer = json.loads(self.answers.readline())
         assert "error" not in answer, answer
         return answer["result"]
 
-    def close(self):
-        self.process.stdin.close()
+    def close(self) -> None:
+        self.commands.close()
         self.process.wait(30)
-        self.process.stdout.close()
+        self.answers.close()
 
 
 @pytest.fixture
-def peer(cached, dsn, schema):
+def peer(cached: pgusers.UserSpace, dsn: str, schema: str) -> Iterator[Peer]:
     other = Peer(dsn, schema)
     yield other
     other.close()
 
 
 @pytest.fixture
-def statements(monkeypatch):
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The statements pgusers sends from now on, in this process."""
     sent = []
-    real_fetch = driver_sync.fetch
+    real_fetch = shared.fetch
 
-    def counting(cursor, fetch):
+    def counting(cursor: Any, fetch: Any) -> Any:
         sent.append(cursor._query.query)
         return real_fetch(cursor, fetch)
 
@@ -83,11 +87,11 @@ def statements(monkeypatch):
 
 
 @pytest.fixture
-def ada(cached):
+def ada(cached: pgusers.UserSpace) -> int:
     return cached.create_user("ada", "s3cret", "ada@example.com")
 
 
-def warm(usp, key):
+def warm(usp: Any, key: str) -> Any:
     """Check a key until its answer comes from memory; return that answer. The
     notification of this process's own last change may still be on its way: until
     the listener has read it, the cache rightly keeps nothing."""
@@ -101,14 +105,16 @@ def warm(usp, key):
     return answer
 
 
-def eventually(check, expected):
+def eventually(check: Callable[[], object], expected: object) -> object:
     deadline = time.monotonic() + DEADLINE
     while (answer := check()) != expected and time.monotonic() < deadline:
         time.sleep(0.005)
     return answer
 
 
-def test_a_recent_answer_comes_from_memory(cached, ada, statements):
+def test_a_recent_answer_comes_from_memory(
+    cached: pgusers.UserSpace, ada: int, statements: list[str]
+) -> None:
     key = cached.login("ada", "s3cret", extra_data={"cart": []}).key
     first = cached.check_key(key)
     statements.clear()
@@ -116,13 +122,13 @@ def test_a_recent_answer_comes_from_memory(cached, ada, statements):
     assert statements == []
 
 
-def test_the_session_data_served_is_a_copy(cached, ada):
+def test_the_session_data_served_is_a_copy(cached: pgusers.UserSpace, ada: int) -> None:
     key = cached.login("ada", "s3cret", extra_data={"cart": []}).key
     warm(cached, key).extra_data["cart"].append("changed by the caller")
     assert cached.check_key(key).extra_data == {"cart": []}
 
 
-def test_the_cache_is_off_by_default(space, statements):
+def test_the_cache_is_off_by_default(space: pgusers.UserSpace, statements: list[str]) -> None:
     space.create_user("ada", "s3cret", "ada@example.com")
     key = space.validate_user("ada", "s3cret")[0]
     space.check_key(key)
@@ -131,17 +137,23 @@ def test_the_cache_is_off_by_default(space, statements):
     assert len(statements) == 1
 
 
-def test_the_backstop_bounds_an_answers_age(cached, ada, statements, monkeypatch):
+def test_the_backstop_bounds_an_answers_age(
+    cached: pgusers.UserSpace, ada: int, statements: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = cached.login("ada", "s3cret").key
     warm(cached, key)
-    later = time.monotonic() + cached._core.cache.backstop
+    cache = cached._core.cache
+    assert cache is not None
+    later = time.monotonic() + cache.backstop
     monkeypatch.setattr(time, "monotonic", lambda: later)
     statements.clear()
     assert cached.check_key(key).status == OK
     assert len(statements) == 1
 
 
-def test_the_expiry_still_slides(cached, ada, statements, monkeypatch):
+def test_the_expiry_still_slides(
+    cached: pgusers.UserSpace, ada: int, statements: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = Clock(monkeypatch)
     key = cached.login("ada", "s3cret").key
     warm(cached, key)
@@ -154,7 +166,9 @@ def test_the_expiry_still_slides(cached, ada, statements, monkeypatch):
     assert after.expires_at == pytest.approx(before.expires_at + 120, abs=1)
 
 
-def test_an_expired_session_is_never_served(cached, ada, monkeypatch):
+def test_an_expired_session_is_never_served(
+    cached: pgusers.UserSpace, ada: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = Clock(monkeypatch)
     key = cached.login("ada", "s3cret").key
     warm(cached, key)
@@ -162,7 +176,7 @@ def test_an_expired_session_is_never_served(cached, ada, monkeypatch):
     assert cached.check_key(key).status == EXPIRED
 
 
-def test_changes_made_by_this_process_are_seen_at_once(cached, ada):
+def test_changes_made_by_this_process_are_seen_at_once(cached: pgusers.UserSpace, ada: int) -> None:
     key = cached.login("ada", "s3cret").key
     warm(cached, key)
     cached.set_session_data(key, "new")
@@ -186,7 +200,9 @@ ENDINGS = {
 
 
 @pytest.mark.parametrize("end", ENDINGS.values(), ids=ENDINGS.keys())
-def test_an_ending_in_another_process_is_seen(cached, peer, ada, end):
+def test_an_ending_in_another_process_is_seen(
+    cached: pgusers.UserSpace, peer: Peer, ada: int, end: Any
+) -> None:
     key = cached.login("ada", "s3cret").key
     other_key = cached.login("ada", "s3cret").key
     (session,) = [s for s in cached.sessions(ada, key=key) if s.current]
@@ -212,7 +228,9 @@ CHANGES = {
 
 
 @pytest.mark.parametrize(("change", "seen"), CHANGES.values(), ids=CHANGES.keys())
-def test_a_change_in_another_process_is_seen(cached, peer, ada, change, seen):
+def test_a_change_in_another_process_is_seen(
+    cached: pgusers.UserSpace, peer: Peer, ada: int, change: Any, seen: Any
+) -> None:
     key = cached.login("ada", "s3cret").key
     warm(cached, key)
     change(peer, ada, key)
@@ -221,25 +239,30 @@ def test_a_change_in_another_process_is_seen(cached, peer, ada, change, seen):
 
 @pytest.mark.parametrize("change", ["set_admin", "set_session_TTL"])
 def test_other_changes_to_a_user_or_the_settings_forget_the_answers(
-    cached, peer, ada, change, statements
-):
+    cached: pgusers.UserSpace, peer: Peer, ada: int, change: Any, statements: list[str]
+) -> None:
     key = cached.login("ada", "s3cret").key
     warm(cached, key)
     peer(change, *((ada, True) if change == "set_admin" else (3600,)))
     assert eventually(lambda: cached._core.cached(key), None) is None
 
 
-def listener_pid(usp):
-    return usp._driver._listener._conn.info.backend_pid
+def listener_pid(usp: Any) -> int:
+    return int(usp._driver._listener._conn.info.backend_pid)
 
 
-def test_a_killed_listener_connection_never_leaves_a_stale_ok(cached, peer, ada, sql_conn):
+def test_a_killed_listener_connection_never_leaves_a_stale_ok(
+    cached: pgusers.UserSpace,
+    peer: Peer,
+    ada: int,
+    sql_conn: psycopg.Connection[tuple[Any, ...]],
+) -> None:
     key = cached.login("ada", "s3cret").key
     warm(cached, key)
     pid = listener_pid(cached)
     sql_conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
     gone = "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s)"
-    assert eventually(lambda: sql_conn.execute(gone, (pid,)).fetchone()[0], True)
+    assert eventually(lambda: only(sql_conn.execute(gone, (pid,)).fetchone()), True)
     peer("kill_sessions", ada)
     assert cached.check_key(key).status == NOT_FOUND  # at once: no waiting here
     # The listener comes back and the cache serves again.
@@ -248,7 +271,12 @@ def test_a_killed_listener_connection_never_leaves_a_stale_ok(cached, peer, ada,
     assert served and listener_pid(cached) != pid
 
 
-def test_a_rolled_back_change_invalidates_nothing(cached, ada, sql_conn, statements):
+def test_a_rolled_back_change_invalidates_nothing(
+    cached: pgusers.UserSpace,
+    ada: int,
+    sql_conn: psycopg.Connection[tuple[Any, ...]],
+    statements: list[str],
+) -> None:
     key = cached.login("ada", "s3cret").key
     warm(cached, key)
     params = {"userid": ada, "admin": True, "now": time.time(), "actor": None}
@@ -263,7 +291,7 @@ def test_a_rolled_back_change_invalidates_nothing(cached, ada, sql_conn, stateme
     assert statements == []
 
 
-def test_a_forked_child_starts_with_an_empty_cache(cached, ada):
+def test_a_forked_child_starts_with_an_empty_cache(cached: pgusers.UserSpace, ada: int) -> None:
     key = cached.login("ada", "s3cret").key
     warm(cached, key)
     child = os.fork()
@@ -275,21 +303,23 @@ def test_a_forked_child_starts_with_an_empty_cache(cached, ada):
     assert cached._core.cached(key) is not None  # the parent's cache is its own
 
 
-def test_the_async_api_serves_from_memory_too(dsn, schema, statements, monkeypatch):
+def test_the_async_api_serves_from_memory_too(
+    dsn: str, schema: str, statements: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import asyncio
 
     if os.environ.get("PGUSERS_TEST_PGBOUNCER"):
         pytest.skip("LISTEN needs the server itself")
     sent = []
-    real = driver_async.fetch_async
+    real = shared.fetch_async
 
-    async def counting(cursor, fetch):
+    async def counting(cursor: Any, fetch: Any) -> Any:
         sent.append(cursor._query.query)
         return await real(cursor, fetch)
 
     monkeypatch.setattr(driver_async, "fetch_async", counting)
 
-    async def main():
+    async def main() -> pgusers.CheckResult:
         async with pgusers.AsyncUserSpace(
             conninfo=dsn, schema=schema, hasher=FAST_HASHER, session_cache=True
         ) as usp:
@@ -313,12 +343,14 @@ def test_the_async_api_serves_from_memory_too(dsn, schema, statements, monkeypat
     ],
     ids=["not a bool", "no backstop", "long backstop", "listen without cache"],
 )
-def test_bad_cache_options_are_refused(dsn, schema, options):
+def test_bad_cache_options_are_refused(dsn: str, schema: str, options: Any) -> None:
     with pytest.raises(pgusers.BadCallError):
         pgusers.UserSpace(conninfo=dsn, schema=schema, **options)
 
 
-def test_behind_pgbouncer_the_cache_asks_for_the_server_itself(dsn, server_dsn, schema):
+def test_behind_pgbouncer_the_cache_asks_for_the_server_itself(
+    dsn: str, server_dsn: str, schema: str
+) -> None:
     if not os.environ.get("PGUSERS_TEST_PGBOUNCER"):
         pytest.skip("runs in the PgBouncer run")
     with pytest.raises(pgusers.BadCallError, match="listen_conninfo"):

@@ -6,6 +6,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -14,15 +17,17 @@ from click.testing import CliRunner
 import pgusers
 from pgusers.cli import main
 
+from .support import Clock, row_of
+
 PASSWORD = "op3rator-pw"
 
 
 @pytest.fixture
-def cli(dsn, schema):
+def cli(dsn: str, schema: str) -> Callable[..., tuple[int, str, str]]:
     """Run ``pgusers --dsn DSN --schema SCHEMA ARGS...``; return (exit code, stdout, stderr)."""
     runner = CliRunner()
 
-    def run(*args, stdin=None):
+    def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
         result = runner.invoke(main, ["--dsn", dsn, "--schema", schema, *args], input=stdin)
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
@@ -32,7 +37,7 @@ def cli(dsn, schema):
 
 
 @pytest.fixture
-def ada(cli):
+def ada(cli: Callable[..., tuple[int, str, str]]) -> int:
     code, out, _ = cli(
         "adduser", "ada@example.com", "ada", "--password-stdin", stdin=PASSWORD + "\n"
     )
@@ -40,12 +45,14 @@ def ada(cli):
     return 1
 
 
-def users_in(dsn, schema):
+def users_in(dsn: str, schema: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(f"SELECT userid, username, email, admin FROM {schema}.users").fetchall()
 
 
-def test_adduser_with_password_on_stdin(cli, dsn, schema):
+def test_adduser_with_password_on_stdin(
+    cli: Callable[..., tuple[int, str, str]], dsn: str, schema: str
+) -> None:
     code, out, _ = cli("adduser", "--admin", "root@example.com", "--password-stdin", stdin="pw\n")
     assert (code, out) == (0, "created user 'root@example.com' with userid 1 (admin)\n")
     assert users_in(dsn, schema) == [(1, "root@example.com", "root@example.com", True)]
@@ -53,7 +60,9 @@ def test_adduser_with_password_on_stdin(cli, dsn, schema):
         assert usp.validate_user("root@example.com", "pw")[2] == 1
 
 
-def test_adduser_without_terminal_or_flag_refuses(cli, dsn, schema):
+def test_adduser_without_terminal_or_flag_refuses(
+    cli: Callable[..., tuple[int, str, str]], dsn: str, schema: str
+) -> None:
     code, _, err = cli("adduser", "x@example.com")
     assert code == 2
     assert "--password-stdin" in err
@@ -61,7 +70,9 @@ def test_adduser_without_terminal_or_flag_refuses(cli, dsn, schema):
     assert users_in(dsn, schema) == []
 
 
-def test_adduser_duplicate_and_malformed_email(cli, ada, dsn, schema):
+def test_adduser_duplicate_and_malformed_email(
+    cli: Callable[..., tuple[int, str, str]], ada: int, dsn: str, schema: str
+) -> None:
     code, _, err = cli("adduser", "ADA@example.com", "other", "--password-stdin", stdin="pw\n")
     assert code == 2
     assert "already exists" in err
@@ -73,13 +84,17 @@ def test_adduser_duplicate_and_malformed_email(cli, ada, dsn, schema):
     assert len(users_in(dsn, schema)) == 1
 
 
-def test_empty_password_on_stdin_is_refused(cli, dsn, schema):
+def test_empty_password_on_stdin_is_refused(
+    cli: Callable[..., tuple[int, str, str]], dsn: str, schema: str
+) -> None:
     code, _, err = cli("adduser", "x@example.com", "--password-stdin", stdin="\n")
     assert code == 2
     assert "no password" in err
 
 
-def test_cpasswd_by_username_email_or_userid(cli, ada):
+def test_cpasswd_by_username_email_or_userid(
+    cli: Callable[..., tuple[int, str, str]], ada: int
+) -> None:
     for user, password in (("ada", "pw-1"), ("ada@example.com", "pw-2"), ("1", "pw-3")):
         code, out, _ = cli("cpasswd", user, "--password-stdin", stdin=password + "\n")
         assert (code, out) == (0, "password of 'ada' changed\n")
@@ -87,7 +102,7 @@ def test_cpasswd_by_username_email_or_userid(cli, ada):
         assert code == 0
 
 
-def test_unknown_user_exits_1(cli):
+def test_unknown_user_exits_1(cli: Callable[..., tuple[int, str, str]]) -> None:
     for args in (
         ("cpasswd", "ghost", "--password-stdin"),
         ("delete", "ghost"),
@@ -99,14 +114,16 @@ def test_unknown_user_exits_1(cli):
         assert (code, out, err) == (1, "", "pgusers: no user 'ghost'\n".replace("ghost", args[1]))
 
 
-def test_setadmin_and_remove(cli, ada, dsn, schema):
+def test_setadmin_and_remove(
+    cli: Callable[..., tuple[int, str, str]], ada: int, dsn: str, schema: str
+) -> None:
     assert cli("setadmin", "ada") == (0, "'ada' is now an administrator\n", "")
     assert users_in(dsn, schema)[0][3] is True
     assert cli("setadmin", "--remove", "ada")[0] == 0
     assert users_in(dsn, schema)[0][3] is False
 
 
-def test_list_as_table_and_json(cli, ada):
+def test_list_as_table_and_json(cli: Callable[..., tuple[int, str, str]], ada: int) -> None:
     cli("adduser", "--admin", "bob@example.com", "bob", "--password-stdin", stdin="pw\n")
     code, out, _ = cli("list")
     assert code == 0
@@ -122,7 +139,9 @@ def test_list_as_table_and_json(cli, ada):
     ]
 
 
-def test_info_shows_extra_data(cli, ada, dsn, schema):
+def test_info_shows_extra_data(
+    cli: Callable[..., tuple[int, str, str]], ada: int, dsn: str, schema: str
+) -> None:
     with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
         usp.modify_user(1, extra_data={"tags": ("a", "b")})
     code, out, _ = cli("info", "ada")
@@ -135,7 +154,9 @@ def test_info_shows_extra_data(cli, ada, dsn, schema):
     assert json.loads(out)["extra_data"] == {"tags": {"$type": "tuple", "items": ["a", "b"]}}
 
 
-def test_login_prints_a_key_that_check_accepts(cli, ada):
+def test_login_prints_a_key_that_check_accepts(
+    cli: Callable[..., tuple[int, str, str]], ada: int
+) -> None:
     code, out, _ = cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")
     key = out.strip()
     assert code == 0 and len(key) == 43
@@ -144,7 +165,7 @@ def test_login_prints_a_key_that_check_accepts(cli, ada):
     assert json.loads(out) == {"status": "OK", "username": "ada", "userid": 1, "extra_data": None}
 
 
-def test_login_json_and_rejection(cli, ada):
+def test_login_json_and_rejection(cli: Callable[..., tuple[int, str, str]], ada: int) -> None:
     code, out, _ = cli("login", "ada", "--json", "--password-stdin", stdin=PASSWORD + "\n")
     assert code == 0
     assert json.loads(out)["userid"] == 1
@@ -156,20 +177,24 @@ def test_login_json_and_rejection(cli, ada):
     assert cli("login", "ghost", "--password-stdin", stdin="wrong\n")[0] == 1
 
 
-def test_check_reads_the_key_from_stdin_given_a_dash(cli, ada):
+def test_check_reads_the_key_from_stdin_given_a_dash(
+    cli: Callable[..., tuple[int, str, str]], ada: int
+) -> None:
     key = cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")[1].strip()
     assert cli("check", "-", stdin=key + "\n") == (0, "OK: 'ada' (userid 1)\n", "")
     assert cli("check", "-", stdin="A" * 43 + "\n") == (1, "NOT_FOUND\n", "")
 
 
-def test_check_unknown_key_exits_1(cli):
+def test_check_unknown_key_exits_1(cli: Callable[..., tuple[int, str, str]]) -> None:
     assert cli("check", "A" * 43) == (1, "NOT_FOUND\n", "")
     code, out, _ = cli("check", "A" * 43, "--json")
     assert code == 1
     assert json.loads(out)["status"] == "NOT_FOUND"
 
 
-def test_listsessions_masks_keys_unless_asked(cli, ada):
+def test_listsessions_masks_keys_unless_asked(
+    cli: Callable[..., tuple[int, str, str]], ada: int
+) -> None:
     key = cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")[1].strip()
     code, out, _ = cli("listsessions", "ada")
     assert code == 0
@@ -181,21 +206,23 @@ def test_listsessions_masks_keys_unless_asked(cli, ada):
     assert cli("listsessions", "--all", "--expired", "--json")[1].strip() == "[]"
 
 
-def test_listsessions_needs_a_user_or_all(cli, ada):
+def test_listsessions_needs_a_user_or_all(
+    cli: Callable[..., tuple[int, str, str]], ada: int
+) -> None:
     code, _, err = cli("listsessions")
     assert code == 2
     assert "--all" in err
     assert cli("listsessions", "--all", "ada")[0] == 2
 
 
-def test_killsessions_prints_the_count(cli, ada):
+def test_killsessions_prints_the_count(cli: Callable[..., tuple[int, str, str]], ada: int) -> None:
     for _ in range(2):
         cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")
     assert cli("killsessions", "--all", "--expired") == (0, "ended 0 sessions\n", "")
     assert cli("killsessions", "ada") == (0, "ended 2 sessions\n", "")
 
 
-def test_ttl_show_and_set(cli):
+def test_ttl_show_and_set(cli: Callable[..., tuple[int, str, str]]) -> None:
     assert cli("ttl") == (0, "session TTL: 864000 s (10 days, 0:00:00)\n", "")
     assert cli("ttl", "3600") == (0, "session TTL: 3600 s (1:00:00)\n", "")
     assert cli("ttl")[1] == "session TTL: 3600 s (1:00:00)\n"
@@ -204,26 +231,30 @@ def test_ttl_show_and_set(cli):
     assert "TTL" in err
 
 
-def test_delete_removes_user_and_sessions(cli, ada, dsn, schema):
+def test_delete_removes_user_and_sessions(
+    cli: Callable[..., tuple[int, str, str]], ada: int, dsn: str, schema: str
+) -> None:
     cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")
     code, out, _ = cli("delete", "ada")
     assert (code, out) == (0, "deleted user 'ada' (userid 1) and its sessions\n")
     assert users_in(dsn, schema) == []
 
 
-def test_unreachable_database_exits_3():
+def test_unreachable_database_exits_3() -> None:
     result = CliRunner().invoke(main, ["--dsn", "host=127.0.0.1 port=1 dbname=x", "list"])
     assert result.exit_code == 3
     assert result.stderr.startswith("pgusers: database")
     assert result.stderr.count("\n") == 1
 
 
-def test_usage_error_exits_2(cli):
+def test_usage_error_exits_2(cli: Callable[..., tuple[int, str, str]]) -> None:
     assert cli("no-such-command")[0] == 2
     assert cli("adduser")[0] == 2
 
 
-def run_pgusers(*args, stdin=None, env=None):
+def run_pgusers(
+    *args: str | bytes, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The installed console script, as a user runs it (no terminal on stdin)."""
     command = [os.path.join(os.path.dirname(sys.executable), "pgusers"), *args]
     return subprocess.run(
@@ -231,7 +262,9 @@ def run_pgusers(*args, stdin=None, env=None):
     )
 
 
-def test_console_script_reads_the_password_from_stdin_and_never_prints_it(dsn, schema):
+def test_console_script_reads_the_password_from_stdin_and_never_prints_it(
+    dsn: str, schema: str
+) -> None:
     secret = "never-shown-pw"
     added = run_pgusers(
         "--dsn",
@@ -264,7 +297,7 @@ def test_console_script_reads_the_password_from_stdin_and_never_prints_it(dsn, s
         assert secret not in result.stdout + result.stderr
 
 
-def test_demo_on_a_given_database_leaves_nothing_behind(dsn):
+def test_demo_on_a_given_database_leaves_nothing_behind(dsn: str) -> None:
     with psycopg.connect(dsn) as conn:
         schemas_before = conn.execute("SELECT nspname FROM pg_namespace").fetchall()
     result = run_pgusers("--dsn", dsn, "demo")
@@ -276,7 +309,7 @@ def test_demo_on_a_given_database_leaves_nothing_behind(dsn):
         assert conn.execute("SELECT nspname FROM pg_namespace").fetchall() == schemas_before
 
 
-def test_embedded_default_demo_and_server_commands():
+def test_embedded_default_demo_and_server_commands() -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
     # Run as root, the embedded server drops to a user of its own, which must be able
     # to reach the data directory: a directory of its own, not one in pytest's tree.
@@ -308,7 +341,7 @@ def test_embedded_default_demo_and_server_commands():
     shutil.rmtree(place, ignore_errors=True)
 
 
-def test_unwritable_data_directory_exits_3(tmp_path):
+def test_unwritable_data_directory_exits_3(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
@@ -319,7 +352,7 @@ def test_unwritable_data_directory_exits_3(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_password_prompt_on_a_terminal_asks_twice_without_echo(dsn, schema):
+def test_password_prompt_on_a_terminal_asks_twice_without_echo(dsn: str, schema: str) -> None:
     pexpect = pytest.importorskip("pexpect")
     command = os.path.join(os.path.dirname(sys.executable), "pgusers")
     child = pexpect.spawn(
@@ -340,7 +373,9 @@ def test_password_prompt_on_a_terminal_asks_twice_without_echo(dsn, schema):
         assert usp.validate_user("tty@example.com", "typed-secret")[2] == 1
 
 
-def test_keys_hash_shows_its_progress_in_place_on_a_terminal(space, dsn, schema):
+def test_keys_hash_shows_its_progress_in_place_on_a_terminal(
+    space: pgusers.UserSpace, dsn: str, schema: str
+) -> None:
     pexpect = pytest.importorskip("pexpect")
     space.create_user("ada", "ada-pw-123", "ada@example.com")
     for _ in range(3):
@@ -364,12 +399,14 @@ def test_keys_hash_shows_its_progress_in_place_on_a_terminal(space, dsn, schema)
 # -- which user an argument names ------------------------------------------------------
 
 
-def add(cli, email, username):
+def add(cli: Callable[..., tuple[int, str, str]], email: str, username: str) -> None:
     code, _, err = cli("adduser", email, username, "--password-stdin", stdin="pw\n")
     assert code == 0, err
 
 
-def test_an_argument_naming_two_users_is_refused_with_both(cli, dsn, schema):
+def test_an_argument_naming_two_users_is_refused_with_both(
+    cli: Callable[..., tuple[int, str, str]], dsn: str, schema: str
+) -> None:
     add(cli, "owner@example.com", "admin2@example.com")  # userid 1: the name looks like an email
     add(cli, "admin2@example.com", "alice")  # userid 2: the owner of that email
     code, out, err = cli("setadmin", "admin2@example.com")
@@ -383,7 +420,9 @@ def test_an_argument_naming_two_users_is_refused_with_both(cli, dsn, schema):
     assert [row[3] for row in sorted(users_in(dsn, schema))] == [False, True]
 
 
-def test_a_number_that_is_also_a_username_is_refused(cli):
+def test_a_number_that_is_also_a_username_is_refused(
+    cli: Callable[..., tuple[int, str, str]],
+) -> None:
     add(cli, "ada@example.com", "ada")
     add(cli, "two@example.com", "1")
     code, _, err = cli("info", "1")
@@ -398,7 +437,9 @@ def test_a_number_that_is_also_a_username_is_refused(cli):
 @pytest.mark.parametrize(
     "digits", ["\u00b2", "\u0661", "\uff12"], ids=["superscript", "arabic", "fullwidth"]
 )
-def test_digits_of_other_scripts_are_not_userids(cli, digits):
+def test_digits_of_other_scripts_are_not_userids(
+    cli: Callable[..., tuple[int, str, str]], digits: Any
+) -> None:
     add(cli, "ada@example.com", "ada")
     add(cli, "bob@example.com", "bob")
     code, out, err = cli("info", digits)
@@ -409,7 +450,9 @@ def test_digits_of_other_scripts_are_not_userids(cli, digits):
     assert "is not a userid" in err
 
 
-def test_a_huge_number_is_no_user_and_no_traceback(cli):
+def test_a_huge_number_is_no_user_and_no_traceback(
+    cli: Callable[..., tuple[int, str, str]],
+) -> None:
     add(cli, "ada@example.com", "ada")
     code, _, err = cli("info", "9" * 5000)
     assert code == 1
@@ -418,7 +461,9 @@ def test_a_huge_number_is_no_user_and_no_traceback(cli):
     assert code == 2
 
 
-def test_stored_data_pgusers_cannot_read_is_one_line_exit_3(cli, dsn, schema):
+def test_stored_data_pgusers_cannot_read_is_one_line_exit_3(
+    cli: Callable[..., tuple[int, str, str]], dsn: str, schema: str
+) -> None:
     add(cli, "ada@example.com", "ada")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"""UPDATE {schema}.users SET extra_data = '{{"$type": "nope"}}'""")
@@ -428,7 +473,9 @@ def test_stored_data_pgusers_cannot_read_is_one_line_exit_3(cli, dsn, schema):
     assert err.count("\n") == 1
 
 
-def test_control_characters_in_stored_data_reach_no_terminal(cli, dsn, schema):
+def test_control_characters_in_stored_data_reach_no_terminal(
+    cli: Callable[..., tuple[int, str, str]], dsn: str, schema: str
+) -> None:
     add(cli, "ada@example.com", "ada")
     with psycopg.connect(dsn, autocommit=True) as conn:
         # As another program, or an older pgusers, could have stored it.
@@ -444,14 +491,14 @@ def test_control_characters_in_stored_data_reach_no_terminal(cli, dsn, schema):
     assert "ada\\x1b[2J\\x07@example.com" in out
 
 
-def test_a_dsn_that_is_not_utf8_is_one_line_exit_2(schema):
+def test_a_dsn_that_is_not_utf8_is_one_line_exit_2(schema: str) -> None:
     result = run_pgusers("--dsn", b"host=\xff\xfe", "--schema", schema, "list")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
 
 
-def test_disable_and_enable(cli, ada):
+def test_disable_and_enable(cli: Callable[..., tuple[int, str, str]], ada: int) -> None:
     code, key, _ = cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")
     assert code == 0
     assert cli("disable", "ada")[:2] == (0, "'ada' is disabled; its sessions ended\n")
@@ -463,7 +510,9 @@ def test_disable_and_enable(cli, ada):
     assert cli("disable", "nobody")[0] == 1
 
 
-def test_reset_token_prints_a_token_that_resets_the_password(cli, ada, dsn, schema):
+def test_reset_token_prints_a_token_that_resets_the_password(
+    cli: Callable[..., tuple[int, str, str]], ada: int, dsn: str, schema: str
+) -> None:
     code, out, _ = cli("reset-token", "ada")
     assert code == 0
     token = out.strip()
@@ -475,11 +524,15 @@ def test_reset_token_prints_a_token_that_resets_the_password(cli, ada, dsn, sche
     assert cli("reset-token", "--ttl", "-5", "ada")[0] == 2
 
 
-def test_check_takes_a_key_that_begins_with_a_dash(cli):
+def test_check_takes_a_key_that_begins_with_a_dash(
+    cli: Callable[..., tuple[int, str, str]],
+) -> None:
     assert cli("check", "-" + "A" * 42) == (1, "NOT_FOUND\n", "")
 
 
-def test_throttle_clear_lifts_a_users_throttle(cli, ada, dsn, schema, clock):
+def test_throttle_clear_lifts_a_users_throttle(
+    cli: Callable[..., tuple[int, str, str]], ada: int, dsn: str, schema: str, clock: Clock
+) -> None:
     with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
         usp.set_login_policy(free_failures=1, max_backoff=3600)
         usp.login("ada", "wrong", source="198.51.100.7")
@@ -491,7 +544,9 @@ def test_throttle_clear_lifts_a_users_throttle(cli, ada, dsn, schema, clock):
     assert cli("throttle", "clear")[0] == 2
 
 
-def test_throttle_list_and_info_show_the_throttle(cli, ada, dsn, schema, clock):
+def test_throttle_list_and_info_show_the_throttle(
+    cli: Callable[..., tuple[int, str, str]], ada: int, dsn: str, schema: str, clock: Clock
+) -> None:
     with pgusers.UserSpace(conninfo=dsn, schema=schema) as usp:
         usp.set_login_policy(free_failures=1, max_backoff=3600)
         usp.login("ADA", "wrong", source="198.51.100.7")
@@ -506,13 +561,15 @@ def test_throttle_list_and_info_show_the_throttle(cli, ada, dsn, schema, clock):
     assert json.loads(cli("info", "ada", "--json")[1])["throttled_for"] > 0
 
 
-def login_key(cli):
+def login_key(cli: Callable[..., tuple[int, str, str]]) -> str:
     code, out, _ = cli("login", "ada", "--password-stdin", stdin=PASSWORD + "\n")
     assert code == 0
     return out.strip()
 
 
-def test_sessions_lists_ids_never_keys_and_endsession_ends_one(cli, ada, dsn, schema):
+def test_sessions_lists_ids_never_keys_and_endsession_ends_one(
+    cli: Callable[..., tuple[int, str, str]], ada: int, dsn: str, schema: str
+) -> None:
     keys = [login_key(cli), login_key(cli)]
     code, out, _ = cli("sessions", "ada")
     assert code == 0
@@ -539,7 +596,9 @@ def test_sessions_lists_ids_never_keys_and_endsession_ends_one(cli, ada, dsn, sc
     assert sorted(statuses) == [0, 1]
 
 
-def test_events_show_the_operating_system_user_as_actor(cli, ada):
+def test_events_show_the_operating_system_user_as_actor(
+    cli: Callable[..., tuple[int, str, str]], ada: int
+) -> None:
     import getpass
 
     code, out, _ = cli("setadmin", "ada")
@@ -558,14 +617,16 @@ def test_events_show_the_operating_system_user_as_actor(cli, ada):
     assert out.splitlines()[1:] == []
 
 
-def test_events_refuses_a_time_it_cannot_read(cli):
+def test_events_refuses_a_time_it_cannot_read(cli: Callable[..., tuple[int, str, str]]) -> None:
     code, _, err = cli("events", "--since", "last tuesday")
     assert code == 2 and "ISO 8601" in err
     code, _, err = cli("events", "--kind", "user.exploded")
     assert code == 2
 
 
-def test_keys_hash_asks_first_then_converts_with_progress(cli, ada, dsn, schema):
+def test_keys_hash_asks_first_then_converts_with_progress(
+    cli: Callable[..., tuple[int, str, str]], ada: int, dsn: str, schema: str
+) -> None:
     key = login_key(cli)
     code, _, err = cli("keys", "hash")
     assert code == 2 and "--yes" in err
@@ -579,13 +640,13 @@ def test_keys_hash_asks_first_then_converts_with_progress(cli, ada, dsn, schema)
     assert (code, out) == (0, "session keys are already kept hashed; nothing to do\n")
     assert cli("check", key)[0] == 0
     with psycopg.connect(dsn) as conn:
-        (stored,) = conn.execute(f"SELECT key FROM {schema}.sessions").fetchone()
+        (stored,) = row_of(conn.execute(f"SELECT key FROM {schema}.sessions").fetchone())
     assert stored.startswith("sha256:") and key not in stored
     code, out, _ = cli("listsessions", "ada", "--show-keys")
     assert key not in out
 
 
-def test_maxage_and_retention_settings(cli, ada):
+def test_maxage_and_retention_settings(cli: Callable[..., tuple[int, str, str]], ada: int) -> None:
     assert cli("maxage", "3600")[1] == "sessions end 3600 s (1:00:00) after their login\n"
     assert cli("maxage", "none")[1] == "sessions have no maximum age\n"
     assert cli("maxage", "-1")[0] == 2
@@ -598,20 +659,24 @@ def test_maxage_and_retention_settings(cli, ada):
     assert len(json.loads(out)) == 4
 
 
-def test_a_session_id_that_begins_with_a_dash_is_an_id_not_an_option(cli, ada):
+def test_a_session_id_that_begins_with_a_dash_is_an_id_not_an_option(
+    cli: Callable[..., tuple[int, str, str]], ada: int
+) -> None:
     code, _, err = cli("endsession", "-AbCdEfGhIjKlMnO")
     assert code == 1 and "no session" in err
     assert cli("check", "-" + "A" * 42)[0] == 1
 
 
-def test_the_version_is_written_once_and_read_everywhere():
+def test_the_version_is_written_once_and_read_everywhere() -> None:
     from importlib.metadata import version
 
     assert pgusers.__version__ == version("pgusers")
     assert run_pgusers("--version").stdout == f"pgusers, version {pgusers.__version__}\n"
 
 
-def test_adduser_takes_extra_data_and_modify_changes_a_user(cli, dsn, schema):
+def test_adduser_takes_extra_data_and_modify_changes_a_user(
+    cli: Callable[..., tuple[int, str, str]], dsn: str, schema: str
+) -> None:
     code, out, _ = cli(
         "adduser",
         "bo@example.com",
@@ -637,7 +702,7 @@ def test_adduser_takes_extra_data_and_modify_changes_a_user(cli, dsn, schema):
     assert cli("modify", "nobody", "--new-email", "n@example.com")[0] == 1
 
 
-def test_empty_results_say_so(cli):
+def test_empty_results_say_so(cli: Callable[..., tuple[int, str, str]]) -> None:
     assert cli("list")[1] == "no users\n"
     assert cli("sessions", "--all")[1] == "no sessions\n"
     assert cli("listsessions", "--all")[1] == "no sessions\n"
@@ -645,7 +710,7 @@ def test_empty_results_say_so(cli):
     assert cli("apikey", "list")[1] == "no API keys\n"
 
 
-def test_help_reads_well_at_eighty_columns():
+def test_help_reads_well_at_eighty_columns() -> None:
     groups = [[], ["apikey"], ["keys"], ["server"], ["throttle"]]
     for group in groups:
         result = CliRunner().invoke(main, [*group, "--help"], terminal_width=80)
@@ -655,7 +720,7 @@ def test_help_reads_well_at_eighty_columns():
     assert "USER is an email address." in info and "a email" not in info
 
 
-def test_none_is_no_limit_on_the_command_line_too(cli):
+def test_none_is_no_limit_on_the_command_line_too(cli: Callable[..., tuple[int, str, str]]) -> None:
     assert cli("maxsessions", "5")[1] == "a user may have at most 5 sessions at once\n"
     assert cli("maxsessions", "none")[1] == "a user may have any number of sessions\n"
     code, _, err = cli("maxsessions", "0")

@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import IO, Any
 
 import pytest
 from click.testing import CliRunner
@@ -16,12 +18,12 @@ from click.testing import CliRunner
 import pgusers
 from pgusers.cli import main
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, matched
 
 
 @pytest.fixture
-def cli(dsn, schema):
-    def run(*args):
+def cli(dsn: str, schema: str) -> Callable[..., tuple[int, str, str]]:
+    def run(*args: str) -> tuple[int, str, str]:
         result = CliRunner().invoke(main, ["--dsn", dsn, "--schema", schema, *args])
         if result.exception and not isinstance(result.exception, SystemExit):
             raise result.exception
@@ -30,7 +32,9 @@ def cli(dsn, schema):
     return run
 
 
-def test_apikey_create_prints_the_key_once_and_list_never_shows_it(cli, dsn, schema):
+def test_apikey_create_prints_the_key_once_and_list_never_shows_it(
+    cli: Callable[..., tuple[int, str, str]], dsn: str, schema: str
+) -> None:
     code, out, _ = cli("apikey", "create", "shop", "--scope", "admin", "--json")
     assert code == 0
     made = json.loads(out)
@@ -43,7 +47,7 @@ def test_apikey_create_prints_the_key_once_and_list_never_shows_it(cli, dsn, sch
         assert found == (made["key_id"], "admin", None)
 
 
-def test_apikey_revoke_and_an_unknown_id(cli):
+def test_apikey_revoke_and_an_unknown_id(cli: Callable[..., tuple[int, str, str]]) -> None:
     _, out, _ = cli("apikey", "create", "shop", "--json")
     key_id = json.loads(out)["key_id"]
     assert cli("apikey", "revoke", key_id)[0] == 0
@@ -53,20 +57,22 @@ def test_apikey_revoke_and_an_unknown_id(cli):
     assert json.loads(listed)[0]["revoked_at"] is not None
 
 
-def test_apikey_refuses_a_bad_scope_and_an_empty_name(cli):
+def test_apikey_refuses_a_bad_scope_and_an_empty_name(
+    cli: Callable[..., tuple[int, str, str]],
+) -> None:
     assert cli("apikey", "create", "x", "--scope", "root")[0] == 2
     code, _, err = cli("apikey", "create", "")
     assert code == 2 and "name" in err
 
 
-def free_port():
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])
 
 
 @contextmanager
-def serving(dsn, schema, *options):
+def serving(dsn: str, schema: str, *options: str) -> Iterator[tuple[int, IO[str]]]:
     """``pgusers serve`` in a subprocess on a free port: (port, its stderr)."""
     port = free_port()
     command = os.path.join(os.path.dirname(sys.executable), "pgusers")
@@ -74,6 +80,7 @@ def serving(dsn, schema, *options):
     server = subprocess.Popen(
         [command, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
+    assert server.stderr is not None
     try:
         yield port, server.stderr
     finally:
@@ -82,7 +89,7 @@ def serving(dsn, schema, *options):
         server.stderr.close()
 
 
-def test_serve_prints_a_setup_link_that_opens_the_console(dsn, schema):
+def test_serve_prints_a_setup_link_that_opens_the_console(dsn: str, schema: str) -> None:
     with serving(dsn, schema) as (port, stderr):
         link = None
         deadline = time.monotonic() + 60
@@ -101,9 +108,11 @@ def test_serve_prints_a_setup_link_that_opens_the_console(dsn, schema):
         assert "/v1/check" in spec["paths"]
 
 
-def test_serve_prints_no_setup_link_once_there_is_an_admin(space, dsn, schema):
+def test_serve_prints_no_setup_link_once_there_is_an_admin(
+    space: pgusers.UserSpace, dsn: str, schema: str
+) -> None:
     space.create_user("root", "root-pw-1", "root@example.com", admin=True)
-    lines = []
+    lines: list[str] = []
     with serving(dsn, schema) as (_, stderr):
         while not any("Uvicorn running" in line for line in lines):
             lines.append(stderr.readline())
@@ -111,12 +120,14 @@ def test_serve_prints_no_setup_link_once_there_is_an_admin(space, dsn, schema):
     assert not any("setup" in line for line in lines)
 
 
-def test_apikey_revoke_takes_an_id_that_begins_with_a_dash(cli):
+def test_apikey_revoke_takes_an_id_that_begins_with_a_dash(
+    cli: Callable[..., tuple[int, str, str]],
+) -> None:
     code, _, err = cli("apikey", "revoke", "-AbCdEfG")
     assert code == 1 and "no live API key" in err
 
 
-def wait_for(port):
+def wait_for(port: int) -> Any:
     for _ in range(300):
         try:
             return urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/openapi.json", timeout=5)
@@ -125,7 +136,7 @@ def wait_for(port):
     raise AssertionError("pgusers serve did not answer")
 
 
-def log_in(port, forwarded_for):
+def log_in(port: int, forwarded_for: str) -> Any:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/v1/login",
         data=json.dumps({"username": "ada", "password": "s3cret-pw"}).encode(),
@@ -134,7 +145,9 @@ def log_in(port, forwarded_for):
     return json.load(urllib.request.urlopen(request, timeout=10))
 
 
-def test_serve_trusts_no_forwarded_header_unless_told(space, dsn, schema):
+def test_serve_trusts_no_forwarded_header_unless_told(
+    space: pgusers.UserSpace, dsn: str, schema: str
+) -> None:
     userid = space.create_user("ada", "s3cret-pw", "ada@example.com")
     with serving(dsn, schema) as (port, _):
         wait_for(port)
@@ -142,13 +155,13 @@ def test_serve_trusts_no_forwarded_header_unless_told(space, dsn, schema):
     with serving(dsn, schema, "--forwarded-allow-ips", "127.0.0.1") as (port, _):
         wait_for(port)
         log_in(port, "203.0.113.7")
-    assert sorted(session.source for session in space.sessions(userid)) == [
+    assert sorted(str(session.source) for session in space.sessions(userid)) == [
         "127.0.0.1",
         "203.0.113.7",
     ]
 
 
-def test_the_setup_link_stays_out_of_the_access_log(dsn, schema):
+def test_the_setup_link_stays_out_of_the_access_log(dsn: str, schema: str) -> None:
     port = free_port()
     command = os.path.join(os.path.dirname(sys.executable), "pgusers")
     args = ["--dsn", dsn, "--schema", schema, "serve", "--port", str(port)]
@@ -156,29 +169,33 @@ def test_the_setup_link_stays_out_of_the_access_log(dsn, schema):
     server = subprocess.Popen(
         [command, *args], stderr=subprocess.STDOUT, stdout=subprocess.PIPE, text=True
     )
+    assert server.stdout is not None
+    output = server.stdout
     try:
-        lines = []
+        lines: list[str] = []
         while not any("Uvicorn running" in line for line in lines):
-            lines.append(server.stdout.readline())
+            lines.append(output.readline())
             assert lines[-1], "".join(lines)
-        token = re.search(r"token=(\S+)", "".join(lines)).group(1)
+        token = matched(r"token=(\S+)", "".join(lines))
         page = urllib.request.urlopen(
             f"http://127.0.0.1:{port}/console/setup?token={token}", timeout=10
         )
         assert page.status == 200
-        access = server.stdout.readline()
+        access = output.readline()
         while "/console/setup" not in access:
-            access = server.stdout.readline()
+            access = output.readline()
             assert access
     finally:
         server.terminate()
         server.wait(30)
-        server.stdout.close()
+        output.close()
     assert token not in access
     assert "token=[hidden]" in access
 
 
-def test_logins_through_serve_are_not_recorded_as_the_operator(space, dsn, schema):
+def test_logins_through_serve_are_not_recorded_as_the_operator(
+    space: pgusers.UserSpace, dsn: str, schema: str
+) -> None:
     userid = space.create_user("ada", "s3cret-pw", "ada@example.com")
     with serving(dsn, schema) as (port, _):
         wait_for(port)

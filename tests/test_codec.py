@@ -5,8 +5,11 @@ import json
 import math
 import uuid
 import zoneinfo
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
+import psycopg
 import pytest
 
 from pgusers import BadCallError, StoredDataError
@@ -48,7 +51,7 @@ ROUND_TRIPS = {
 
 
 @pytest.mark.parametrize("value", ROUND_TRIPS.values(), ids=ROUND_TRIPS.keys())
-def test_user_extra_data_round_trips_exactly(usp, value):
+def test_user_extra_data_round_trips_exactly(usp: Any, value: Any) -> None:
     uid = usp.create_user("ada", "pw", "ada@example.com", extra_data=value)
     stored = usp.find_user(userid=uid)["extra_data"]
     if isinstance(value, Decimal) and value.is_nan():
@@ -61,13 +64,13 @@ def test_user_extra_data_round_trips_exactly(usp, value):
 
 
 @pytest.mark.parametrize("value", [("a", 1), {"k": {1, 2}}, dt.datetime(2026, 1, 1)])
-def test_session_extra_data_round_trips(usp, value):
+def test_session_extra_data_round_trips(usp: Any, value: Any) -> None:
     usp.create_user("ada", "pw", "ada@example.com")
     key = usp.validate_user("ada", "pw", extra_data=value)[0]
     assert usp.check_key(key)[3] == value
 
 
-def test_nested_types_keep_their_types():
+def test_nested_types_keep_their_types() -> None:
     codec = Codec()
     value = [(1,), {2: {3}}, [frozenset()]]
     decoded = codec.decode(codec.encode(value))
@@ -76,7 +79,9 @@ def test_nested_types_keep_their_types():
     assert type(decoded[2][0]) is frozenset
 
 
-def test_plain_json_is_stored_readably(usp, sql_conn, schema):
+def test_plain_json_is_stored_readably(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     uid = usp.create_user("ada", "pw", "ada@example.com", extra_data={"plan": "pro", "seats": 3})
     row = sql_conn.execute(
         f"SELECT extra_data ->> 'plan', (extra_data ->> 'seats')::int FROM {schema}.users "
@@ -87,13 +92,13 @@ def test_plain_json_is_stored_readably(usp, sql_conn, schema):
 
 
 class Custom:
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Custom)
 
     __hash__ = object.__hash__
 
 
-def test_unsupported_type_is_refused_naming_the_type_and_the_opt_in(usp):
+def test_unsupported_type_is_refused_naming_the_type_and_the_opt_in(usp: Any) -> None:
     with pytest.raises(BadCallError, match=r"Custom.*serializer='pickle'"):
         usp.create_user("ada", "pw", "ada@example.com", extra_data={"x": Custom()})
     assert usp.find_user(username="ada") is None
@@ -104,12 +109,12 @@ def test_unsupported_type_is_refused_naming_the_type_and_the_opt_in(usp):
     ["nul \x00 inside", "lone \ud800 surrogate", {"k\x00": 1}, 10**5000],
     ids=["nul", "surrogate", "nul key", "huge int"],
 )
-def test_unstorable_values_are_refused(usp, value):
+def test_unstorable_values_are_refused(usp: Any, value: Any) -> None:
     with pytest.raises(BadCallError):
         usp.create_user("ada", "pw", "ada@example.com", extra_data=value)
 
 
-def test_subclasses_are_refused_rather_than_changed():
+def test_subclasses_are_refused_rather_than_changed() -> None:
     class Flag(int):
         pass
 
@@ -117,19 +122,21 @@ def test_subclasses_are_refused_rather_than_changed():
         Codec().encode(Flag(1))
 
 
-def test_self_referencing_value_is_refused():
+def test_self_referencing_value_is_refused() -> None:
     loop: list[object] = []
     loop.append(loop)
     with pytest.raises(BadCallError, match="nested"):
         Codec().encode(loop)
 
 
-def test_oversized_value_is_refused():
+def test_oversized_value_is_refused() -> None:
     with pytest.raises(BadCallError, match="limit"):
         Codec().dumps("x" * (2 << 20))
 
 
-def test_pickle_serializer_stores_arbitrary_objects(open_userspace, dsn, schema):
+def test_pickle_serializer_stores_arbitrary_objects(
+    open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     with open_userspace(
         conninfo=dsn, schema=schema, serializer="pickle", hasher=FAST_HASHER
     ) as usp:
@@ -137,7 +144,9 @@ def test_pickle_serializer_stores_arbitrary_objects(open_userspace, dsn, schema)
         assert usp.find_user(userid=uid)["extra_data"] == {"obj": Custom(), "n": 1}
 
 
-def test_json_serializer_will_not_unpickle(open_userspace, dsn, schema):
+def test_json_serializer_will_not_unpickle(
+    open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     with open_userspace(
         conninfo=dsn, schema=schema, serializer="pickle", hasher=FAST_HASHER
     ) as usp:
@@ -149,7 +158,9 @@ def test_json_serializer_will_not_unpickle(open_userspace, dsn, schema):
         usp.find_user(username="ada")
 
 
-def test_unknown_serializer_is_a_bad_call(open_userspace, dsn, schema):
+def test_unknown_serializer_is_a_bad_call(
+    open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     with pytest.raises(BadCallError, match="serializer"):
         open_userspace(conninfo=dsn, schema=schema, serializer="yaml")
 
@@ -164,19 +175,19 @@ ZONED = {
 
 
 @pytest.mark.parametrize("value", ZONED.values(), ids=ZONED.keys())
-def test_a_zoneinfo_zone_is_kept(usp, value):
+def test_a_zoneinfo_zone_is_kept(usp: Any, value: Any) -> None:
     uid = usp.create_user("ada", "pw", "ada@example.com", extra_data=value)
     back = usp.find_user(userid=uid)["extra_data"]
     assert (back, back.tzinfo, back.fold) == (value, value.tzinfo, value.fold)
 
 
-def test_the_size_limit_counts_bytes():
+def test_the_size_limit_counts_bytes() -> None:
     text = "\u00e9" * 600_000  # 600,000 characters, 1.2 MB of UTF-8
     with pytest.raises(BadCallError, match="bytes as JSON; the limit is 1048576"):
         Codec().dumps(text)
 
 
-def test_a_message_names_extra_data_once():
+def test_a_message_names_extra_data_once() -> None:
     deep: list[object] = []
     for _ in range(150):
         deep = [deep]
@@ -203,7 +214,9 @@ FOREIGN = {
 
 
 @pytest.mark.parametrize("data", FOREIGN.values(), ids=FOREIGN.keys())
-def test_data_written_by_other_software_is_a_stored_data_error(usp, sql_conn, schema, data):
+def test_data_written_by_other_software_is_a_stored_data_error(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str, data: Any
+) -> None:
     uid = usp.create_user("ada", "pw", "ada@example.com")
     key = usp.validate_user("ada", "pw")[0]
     for table in ("users", "sessions"):

@@ -1,6 +1,9 @@
 """The core's rules, with no database: operations fed scripted results, as a driver
 would feed them, the way h11 tests its protocol without sockets."""
 
+from collections.abc import Generator, Mapping
+from typing import Any, Literal
+
 import psycopg.errors
 import pytest
 
@@ -10,24 +13,42 @@ from pgusers._core.codec import Codec
 from pgusers._core.operations import Core
 from pgusers._core.passwords import Passwords
 from pgusers._core.retries import STATEMENT_RETRIES
-from pgusers._core.steps import Execute, Fetch, Offload, Stepper
+from pgusers._core.steps import Execute, Fetch, Offload, Step, Stepper
 
 from .support import FAST_HASHER
 
 
 @pytest.fixture(scope="module")
-def core():
+def core() -> Core:
     return Core("pgusers", Codec(), Passwords(FAST_HASHER))
 
 
-def finish(operation, result):
+def executed(step: Step | None) -> Execute:
+    """A step that must be a statement."""
+    assert isinstance(step, Execute), step
+    return step
+
+
+def offloaded(step: Step | None) -> Offload:
+    """A step that must be password work."""
+    assert isinstance(step, Offload), step
+    return step
+
+
+def named(step: Execute) -> Mapping[str, Any]:
+    """A statement's named parameters."""
+    assert isinstance(step.params, Mapping), step.params
+    return step.params
+
+
+def finish(operation: Generator[Any, Any, Any], result: object) -> Any:
     """Send ``result`` into ``operation``, which must then end; return its value."""
     with pytest.raises(StopIteration) as stop:
         operation.send(result)
     return stop.value.value
 
 
-def test_a_deadlock_victim_runs_again_up_to_the_limit(core):
+def test_a_deadlock_victim_runs_again_up_to_the_limit(core: Core) -> None:
     stepper = Stepper(core.set_session_TTL(60))
     step = stepper.start()
     deadlock = psycopg.errors.DeadlockDetected("deadlock detected")
@@ -37,74 +58,74 @@ def test_a_deadlock_victim_runs_again_up_to_the_limit(core):
         stepper.fail(deadlock, undone=True)
 
 
-def test_a_statement_that_left_a_transaction_open_does_not_run_again(core):
+def test_a_statement_that_left_a_transaction_open_does_not_run_again(core: Core) -> None:
     stepper = Stepper(core.set_session_TTL(60))
     stepper.start()
     with pytest.raises(psycopg.errors.SerializationFailure):
         stepper.fail(psycopg.errors.SerializationFailure("conflict"), undone=False)
 
 
-def test_other_errors_do_not_run_again(core):
+def test_other_errors_do_not_run_again(core: Core) -> None:
     stepper = Stepper(core.set_session_TTL(60))
     stepper.start()
     with pytest.raises(psycopg.errors.UniqueViolation):
         stepper.fail(psycopg.errors.UniqueViolation("duplicate"), undone=True)
 
 
-def test_kill_sessions_deletes_in_batches_until_one_is_short(core):
+def test_kill_sessions_deletes_in_batches_until_one_is_short(core: Core) -> None:
     operation = core.kill_sessions(0, False)
-    step = next(operation)
-    assert (step.fetch, step.params["batch"]) == (Fetch.ONE, sessions.KILL_BATCH)
-    assert step.params["first"] is True  # the first batch records the event in any case
+    step = executed(next(operation))
+    assert (step.fetch, named(step)["batch"]) == (Fetch.ONE, sessions.KILL_BATCH)
+    assert named(step)["first"] is True  # the first batch records the event in any case
     for _ in range(2):
-        step = operation.send((sessions.KILL_BATCH, None))
-        assert step.params["first"] is False
+        step = executed(operation.send((sessions.KILL_BATCH, None)))
+        assert named(step)["first"] is False
     assert finish(operation, (12, None)) == 2 * sessions.KILL_BATCH + 12
 
 
-def test_kill_sessions_of_expired_ones_leaves_live_sessions_alone(core):
-    step = next(core.kill_sessions(7, True))
-    assert step.params["end_live"] is False
-    step = next(core.kill_sessions(7, False))
-    assert step.params["end_live"] is True
+def test_kill_sessions_of_expired_ones_leaves_live_sessions_alone(core: Core) -> None:
+    step = executed(next(core.kill_sessions(7, True)))
+    assert named(step)["end_live"] is False
+    step = executed(next(core.kill_sessions(7, False)))
+    assert named(step)["end_live"] is True
 
 
-def test_change_password_loses_a_race_with_another_change_as_rejected(core):
+def test_change_password_loses_a_race_with_another_change_as_rejected(core: Core) -> None:
     old_hash = FAST_HASHER.hash("old")
     operation = core.change_password(1, "new", "old", False)
     read = next(operation)
     assert isinstance(read, Execute)
-    verify = operation.send((old_hash,))
+    verify = offloaded(operation.send((old_hash,)))
     assert isinstance(verify, Offload)
-    write = operation.send(verify.func(*verify.args))
-    assert write.params["old_hash"] == old_hash
+    write = executed(operation.send(verify.func(*verify.args)))
+    assert named(write)["old_hash"] == old_hash
     # No row updated: the hash changed after it was read.
     assert finish(operation, None) == REJECTED
 
 
-def test_change_password_with_a_wrong_old_password_is_rejected_without_writing(core):
+def test_change_password_with_a_wrong_old_password_is_rejected_without_writing(core: Core) -> None:
     operation = core.change_password(1, "new", "wrong", False)
     next(operation)
-    verify = operation.send((FAST_HASHER.hash("old"),))
+    verify = offloaded(operation.send((FAST_HASHER.hash("old"),)))
     assert finish(operation, verify.func(*verify.args)) == REJECTED
 
 
-def test_change_password_of_an_unknown_user_is_not_found(core):
+def test_change_password_of_an_unknown_user_is_not_found(core: Core) -> None:
     operation = core.change_password(1, "new", "old", False)
     next(operation)
     assert finish(operation, None) == NOT_FOUND
 
 
-def test_a_login_whose_session_insert_found_nothing_fails(core):
+def test_a_login_whose_session_insert_found_nothing_fails(core: Core) -> None:
     operation = core.validate_user("ada", "pw", None)
     next(operation)
-    verify = operation.send((1, FAST_HASHER.hash("pw"), 0, 0, False, 0.0, False, None))
-    insert = operation.send(verify.func(*verify.args))
-    assert (insert.params["user_generation"], insert.params["space_generation"]) == (0, 0)
+    verify = offloaded(operation.send((1, FAST_HASHER.hash("pw"), 0, 0, False, 0.0, False, None)))
+    insert = executed(operation.send(verify.func(*verify.args)))
+    assert (named(insert)["user_generation"], named(insert)["space_generation"]) == (0, 0)
     assert finish(operation, (False, None, None)) == ("", False, None)
 
 
-def test_check_key_of_a_session_ended_by_a_race_is_not_found(core):
+def test_check_key_of_a_session_ended_by_a_race_is_not_found(core: Core) -> None:
     key = "k" * 43
     operation = core.check_key(key)
     next(operation)
@@ -121,7 +142,9 @@ def test_check_key_of_a_session_ended_by_a_race_is_not_found(core):
     assert finish(operation, (True, True, *row)) == (OK, "ada", 1, None)
 
 
-def test_a_failed_login_costs_the_same_work_whatever_the_hash(monkeypatch):
+def test_a_failed_login_costs_the_same_work_whatever_the_hash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """While legacy (PBKDF2) hashes remain, a failure costs one Argon2id and one PBKDF2
     verification whatever the user's hash, or whether the user exists; without them,
     one Argon2id. Counted on the real functions, which still run."""
@@ -134,11 +157,11 @@ def test_a_failed_login_costs_the_same_work_whatever_the_hash(monkeypatch):
     real_pbkdf2 = legacy.verify
 
     class Counting(PasswordHasher):
-        def verify(self, stored, password):
+        def verify(self, stored: str | bytes, password: str | bytes) -> Literal[True]:
             calls["argon2"] += 1
             return super().verify(stored, password)
 
-    def pbkdf2(*args):
+    def pbkdf2(*args: Any) -> bool:
         calls["pbkdf2"] += 1
         return real_pbkdf2(*args)
 

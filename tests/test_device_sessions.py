@@ -4,39 +4,44 @@ absolute lifetime, and keys kept only as digests."""
 import hashlib
 import random
 import threading
+from collections.abc import Callable
+from typing import Any
 
+import psycopg
 import pytest
 
 from pgusers import EXPIRED, NOT_FOUND, OK, BadCallError, Session
 from pgusers._core import sessions
 
+from .support import Clock, only, row_of
+
 DAY = 86400.0
 
 
 @pytest.fixture
-def ada(usp):
-    return usp.create_user("ada", "s3cret", "ada@example.com")
+def ada(usp: Any) -> int:
+    return int(usp.create_user("ada", "s3cret", "ada@example.com"))
 
 
 @pytest.fixture
-def bob(usp):
-    return usp.create_user("bob", "hunter2", "bob@example.com")
+def bob(usp: Any) -> int:
+    return int(usp.create_user("bob", "hunter2", "bob@example.com"))
 
 
-def login(usp, name="ada", password="s3cret", **kwargs):
+def login(usp: Any, name: str = "ada", password: str = "s3cret", **kwargs: Any) -> str:
     outcome = usp.login(name, password, **kwargs)
     assert outcome.status == OK
-    return outcome.key
+    return str(outcome.key)
 
 
-def stored_keys(sql_conn, schema):
+def stored_keys(sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> set[str]:
     return {row[0] for row in sql_conn.execute(f"SELECT key FROM {schema}.sessions")}
 
 
 # -- listing ------------------------------------------------------------------------
 
 
-def test_sessions_lists_devices_without_their_keys(usp, ada, clock):
+def test_sessions_lists_devices_without_their_keys(usp: Any, ada: int, clock: Clock) -> None:
     first = login(usp, source="192.0.2.1", user_agent="Firefox/140")
     clock.advance(10)
     second = login(usp, source="2001:db8::7", user_agent="curl/8")
@@ -54,7 +59,7 @@ def test_sessions_lists_devices_without_their_keys(usp, ada, clock):
         assert first not in row and second not in row
 
 
-def test_session_ids_are_short_random_and_unrelated_to_the_key(usp, ada):
+def test_session_ids_are_short_random_and_unrelated_to_the_key(usp: Any, ada: int) -> None:
     keys = [login(usp) for _ in range(5)]
     ids = [row.session_id for row in usp.sessions(ada)]
     assert len(set(ids)) == 5
@@ -64,13 +69,15 @@ def test_session_ids_are_short_random_and_unrelated_to_the_key(usp, ada):
         assert all(session_id not in hashlib.sha256(key.encode()).hexdigest() for key in keys)
 
 
-def test_validate_user_leaves_source_and_agent_empty(usp, ada):
+def test_validate_user_leaves_source_and_agent_empty(usp: Any, ada: int) -> None:
     usp.validate_user("ada", "s3cret")
     (row,) = usp.sessions(ada)
     assert (row.source, row.user_agent, row.current) == (None, None, False)
 
 
-def test_sessions_of_everyone_and_only_expired_ones(usp, ada, bob, clock):
+def test_sessions_of_everyone_and_only_expired_ones(
+    usp: Any, ada: int, bob: int, clock: Clock
+) -> None:
     login(usp)
     clock.advance(DAY)
     login(usp, "bob", "hunter2")
@@ -80,7 +87,7 @@ def test_sessions_of_everyone_and_only_expired_ones(usp, ada, bob, clock):
     assert [row.username for row in usp.sessions(bob)] == ["bob"]
 
 
-def test_last_seen_moves_with_the_expiry_slide(usp, ada, clock):
+def test_last_seen_moves_with_the_expiry_slide(usp: Any, ada: int, clock: Clock) -> None:
     key = login(usp)
     clock.advance(3600)
     assert usp.check_key(key).status == OK
@@ -90,13 +97,14 @@ def test_last_seen_moves_with_the_expiry_slide(usp, ada, clock):
     assert row.expires_at == pytest.approx(clock.now + usp.ttl)
 
 
-def test_sessions_refuses_bad_arguments(usp):
-    for call in (
+def test_sessions_refuses_bad_arguments(usp: Any) -> None:
+    calls: list[Callable[[], Any]] = [
         lambda: usp.sessions("1"),
         lambda: usp.sessions(-1),
         lambda: usp.sessions(0, expired=1),
         lambda: usp.sessions(0, key=b"k"),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(BadCallError):
             list(call())
 
@@ -104,7 +112,7 @@ def test_sessions_refuses_bad_arguments(usp):
 # -- ending one, or all others --------------------------------------------------------
 
 
-def test_end_session_ends_that_session_only(usp, ada):
+def test_end_session_ends_that_session_only(usp: Any, ada: int) -> None:
     keep, end = login(usp), login(usp)
     target = next(row.session_id for row in usp.sessions(ada, key=end) if row.current)
     assert usp.end_session(target) == 1
@@ -113,7 +121,7 @@ def test_end_session_ends_that_session_only(usp, ada):
     assert usp.end_session(target) == 0
 
 
-def test_end_session_of_an_unknown_or_malformed_id_is_zero(usp, ada):
+def test_end_session_of_an_unknown_or_malformed_id_is_zero(usp: Any, ada: int) -> None:
     login(usp)
     assert usp.end_session("A" * 16) == 0
     assert usp.end_session("not an id; DROP TABLE") == 0
@@ -123,20 +131,26 @@ def test_end_session_of_an_unknown_or_malformed_id_is_zero(usp, ada):
             usp.end_session(bad)
 
 
-def test_logging_out_by_key_ends_that_session_only(usp, ada, bob, sql_conn, schema):
+def test_logging_out_by_key_ends_that_session_only(
+    usp: Any, ada: int, bob: int, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     # What the HTTP service and the framework integrations call to log out.
     keep, end, bobs = login(usp), login(usp), login(usp, "bob", "hunter2")
     assert usp.logout(end) == 1
     assert usp.check_key(end).status == NOT_FOUND
     assert [usp.check_key(key).status for key in (keep, bobs)] == [OK, OK]
     assert usp.logout(end) == 0
-    (kind, userid, detail) = sql_conn.execute(
-        f"SELECT kind, userid, detail FROM {schema}.events ORDER BY id DESC LIMIT 1"
-    ).fetchone()
+    (kind, userid, detail) = row_of(
+        sql_conn.execute(
+            f"SELECT kind, userid, detail FROM {schema}.events ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    )
     assert (kind, userid, detail) == ("session.ended", ada, {"how": "end_session", "count": 1})
 
 
-def test_logging_out_by_key_leaves_what_is_not_a_live_session(usp, ada, clock):
+def test_logging_out_by_key_leaves_what_is_not_a_live_session(
+    usp: Any, ada: int, clock: Clock
+) -> None:
     live = login(usp)
     for not_live in ("B" * 43, "not a key", "\ud800", "0" * 32):
         assert usp.logout(not_live) == 0
@@ -151,7 +165,7 @@ def test_logging_out_by_key_leaves_what_is_not_a_live_session(usp, ada, clock):
     assert usp.logout(live) == 0
 
 
-def test_end_other_sessions_keeps_exactly_the_current_one(usp, ada, bob):
+def test_end_other_sessions_keeps_exactly_the_current_one(usp: Any, ada: int, bob: int) -> None:
     others = [login(usp) for _ in range(3)]
     current = login(usp)
     bobs = login(usp, "bob", "hunter2")
@@ -166,7 +180,9 @@ def test_end_other_sessions_keeps_exactly_the_current_one(usp, ada, bob):
     assert usp.check_key(current).status == OK
 
 
-def test_end_other_sessions_with_a_key_that_is_not_live_ends_nothing(usp, ada, clock):
+def test_end_other_sessions_with_a_key_that_is_not_live_ends_nothing(
+    usp: Any, ada: int, clock: Clock
+) -> None:
     live = login(usp)
     assert usp.end_other_sessions("B" * 43) == 0
     assert usp.end_other_sessions("not a key") == 0
@@ -182,7 +198,9 @@ def test_end_other_sessions_with_a_key_that_is_not_live_ends_nothing(usp, ada, c
 # -- maximum age --------------------------------------------------------------------
 
 
-def test_a_session_ends_at_its_maximum_age_however_often_it_is_used(usp, ada, clock):
+def test_a_session_ends_at_its_maximum_age_however_often_it_is_used(
+    usp: Any, ada: int, clock: Clock
+) -> None:
     usp.set_session_max_age(3600)
     key = login(usp)
     for _ in range(5):
@@ -195,7 +213,9 @@ def test_a_session_ends_at_its_maximum_age_however_often_it_is_used(usp, ada, cl
     assert usp.check_key(key).status == NOT_FOUND
 
 
-def test_a_maximum_age_applies_to_sessions_opened_before_it(usp, ada, clock):
+def test_a_maximum_age_applies_to_sessions_opened_before_it(
+    usp: Any, ada: int, clock: Clock
+) -> None:
     key = login(usp)
     clock.advance(7200)
     assert usp.check_key(key).status == OK
@@ -204,7 +224,9 @@ def test_a_maximum_age_applies_to_sessions_opened_before_it(usp, ada, clock):
     assert usp.check_key(key).status == EXPIRED
 
 
-def test_expired_purge_includes_sessions_past_the_maximum_age(usp, ada, clock):
+def test_expired_purge_includes_sessions_past_the_maximum_age(
+    usp: Any, ada: int, clock: Clock
+) -> None:
     old = login(usp)
     clock.advance(7200)
     young = login(usp)
@@ -214,7 +236,7 @@ def test_expired_purge_includes_sessions_past_the_maximum_age(usp, ada, clock):
     assert usp.check_key(old).status == NOT_FOUND
 
 
-def test_no_maximum_age_again_with_none(usp, ada, clock):
+def test_no_maximum_age_again_with_none(usp: Any, ada: int, clock: Clock) -> None:
     usp.set_session_max_age(60)
     usp.set_session_max_age(None)
     key = login(usp)
@@ -223,7 +245,7 @@ def test_no_maximum_age_again_with_none(usp, ada, clock):
 
 
 @pytest.mark.parametrize("bad", [0, -5, float("nan"), "60", True, 10**20])
-def test_set_session_max_age_refuses_bad_values(usp, bad):
+def test_set_session_max_age_refuses_bad_values(usp: Any, bad: Any) -> None:
     with pytest.raises(BadCallError):
         usp.set_session_max_age(bad)
 
@@ -231,13 +253,15 @@ def test_set_session_max_age_refuses_bad_values(usp, bad):
 # -- keys kept hashed ----------------------------------------------------------------
 
 
-def digest_of(key):
+def digest_of(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
-def test_hashed_storage_keeps_only_digests_and_every_key_works(usp, ada, sql_conn, schema):
+def test_hashed_storage_keeps_only_digests_and_every_key_works(
+    usp: Any, ada: int, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     before = [login(usp) for _ in range(3)]
-    seen = []
+    seen: list[int] = []
     assert usp.set_session_key_storage("hashed", progress=seen.append) == 3
     assert seen == [3]
     after = login(usp)
@@ -248,7 +272,7 @@ def test_hashed_storage_keeps_only_digests_and_every_key_works(usp, ada, sql_con
     assert usp.check_key(digest_of(after)).status == NOT_FOUND
 
 
-def test_hashed_storage_lists_session_ids_where_keys_were(usp, ada):
+def test_hashed_storage_lists_session_ids_where_keys_were(usp: Any, ada: int) -> None:
     key = login(usp)
     usp.set_session_key_storage("hashed")
     ((username, listed, _),) = usp.list_sessions(ada)
@@ -258,7 +282,7 @@ def test_hashed_storage_lists_session_ids_where_keys_were(usp, ada):
     assert usp.check_key(key).status == NOT_FOUND
 
 
-def test_hashed_storage_ends_sessions_as_before(usp, ada, bob):
+def test_hashed_storage_ends_sessions_as_before(usp: Any, ada: int, bob: int) -> None:
     usp.set_session_key_storage("hashed")
     current, other = login(usp), login(usp)
     bobs = login(usp, "bob", "hunter2")
@@ -269,7 +293,7 @@ def test_hashed_storage_ends_sessions_as_before(usp, ada, bob):
     assert usp.check_key(bobs).status == OK
 
 
-def test_hashed_storage_is_one_way_and_repeatable(usp, ada):
+def test_hashed_storage_is_one_way_and_repeatable(usp: Any, ada: int) -> None:
     assert usp.set_session_key_storage("plain") == 0
     login(usp)
     assert usp.set_session_key_storage("hashed") == 1
@@ -284,14 +308,19 @@ def test_hashed_storage_is_one_way_and_repeatable(usp, ada):
 
 
 def test_conversion_under_sixteen_checking_threads_loses_nothing(
-    usp, api, ada, sql_conn, schema, monkeypatch
-):
+    usp: Any,
+    api: str,
+    ada: int,
+    sql_conn: psycopg.Connection[tuple[Any, ...]],
+    schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Keys are converted in small batches while sixteen threads check them and new
     logins arrive: no check answers anything but OK, and every key ends up hashed."""
     monkeypatch.setattr(sessions, "CONVERT_BATCH", 50)
     usp.set_sessions_per_user(None)  # 1,500 sessions of one user, and logins on top
     keys = [login(usp) for _ in range(20)]
-    userid = sql_conn.execute(f"SELECT userid FROM {schema}.users").fetchone()[0]
+    userid = only(sql_conn.execute(f"SELECT userid FROM {schema}.users").fetchone())
     bulk = [f"{i:043d}" for i in range(1500)]
     with (
         sql_conn.cursor() as cursor,
@@ -305,7 +334,7 @@ def test_conversion_under_sixteen_checking_threads_loses_nothing(
     wrong = []
     done = threading.Event()
 
-    def check(seed):
+    def check(seed: int) -> None:
         chooser = random.Random(seed)
         while not done.is_set():
             key = chooser.choice(keys)

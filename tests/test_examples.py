@@ -5,10 +5,10 @@ from fastapi.testclient import TestClient
 import pgusers
 from examples.fastapi_app import create_app
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, found, json_of
 
 
-def test_fastapi_register_login_session_cookie_and_logout(dsn, schema):
+def test_fastapi_register_login_session_cookie_and_logout(dsn: str, schema: str) -> None:
     app = create_app(dsn, schema=schema, hasher=FAST_HASHER)
     with TestClient(app, base_url="https://testserver") as client:
         form = {"username": "ada", "password": "s3cret", "email": "ada@example.com"}
@@ -27,7 +27,7 @@ def test_fastapi_register_login_session_cookie_and_logout(dsn, schema):
         assert client.get("/me").status_code == 401
 
 
-def test_fastapi_over_plain_http_with_secure_off(dsn, schema):
+def test_fastapi_over_plain_http_with_secure_off(dsn: str, schema: str) -> None:
     with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
         usp.create_user("ada", "s3cret", "ada@example.com")
     for secure, remembered in ((True, False), (False, True)):
@@ -37,14 +37,14 @@ def test_fastapi_over_plain_http_with_secure_off(dsn, schema):
             assert (client.get("/me").status_code == 200) is remembered
 
 
-def test_fastapi_refuses_a_forged_cookie(dsn, schema):
+def test_fastapi_refuses_a_forged_cookie(dsn: str, schema: str) -> None:
     app = create_app(dsn, schema=schema, hasher=FAST_HASHER)
     with TestClient(app, base_url="https://testserver") as client:
         client.cookies.set("session", "A" * 43)
         assert client.get("/me").status_code == 401
 
 
-def test_fastapi_answers_a_long_or_odd_cookie_with_401(dsn, schema):
+def test_fastapi_answers_a_long_or_odd_cookie_with_401(dsn: str, schema: str) -> None:
     app = create_app(dsn, schema=schema, hasher=FAST_HASHER)
     with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
         for cookie in ("A" * 4000, "%00" * 50):
@@ -52,7 +52,7 @@ def test_fastapi_answers_a_long_or_odd_cookie_with_401(dsn, schema):
             assert client.get("/me").status_code == 401, cookie[:10]
 
 
-def test_fastapi_forgot_password_and_reset(dsn, schema):
+def test_fastapi_forgot_password_and_reset(dsn: str, schema: str) -> None:
     with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
         usp.create_user("ada", "s3cret", "ada@example.com")
     sent = []
@@ -73,7 +73,7 @@ def test_fastapi_forgot_password_and_reset(dsn, schema):
         assert client.post("/login", json={"username": "ada", "password": "n3w-pw"}).is_success
 
 
-def test_fastapi_verify_email_link(dsn, schema):
+def test_fastapi_verify_email_link(dsn: str, schema: str) -> None:
     with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
         uid = usp.create_user("ada", "s3cret", "ada@example.com")
     sent = []
@@ -88,10 +88,10 @@ def test_fastapi_verify_email_link(dsn, schema):
         assert client.get(link).json() == {"detail": "email confirmed"}
         assert client.get(link).status_code == 400
     with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
-        assert usp.find_user(userid=uid)["email_verified"] is True
+        assert found(usp.find_user(userid=uid))["email_verified"] is True
 
 
-def test_the_flask_example_logs_in_and_out(space, dsn, schema):
+def test_the_flask_example_logs_in_and_out(space: pgusers.UserSpace, dsn: str, schema: str) -> None:
     from examples.flask_app import app
 
     app.config.update(
@@ -103,10 +103,10 @@ def test_the_flask_example_logs_in_and_out(space, dsn, schema):
     form = {"username": "ada", "password": "s3cret", "email": "ada@example.com"}
     registered = client.post("/register", data=form, **https)
     assert registered.status_code == 201
-    uid = registered.json["userid"]
-    assert space.find_user(userid=uid)["username"] == "ada"
+    uid = json_of(registered)["userid"]
+    assert found(space.find_user(userid=uid))["username"] == "ada"
     taken = client.post("/register", data=form, **https)
-    assert (taken.status_code, taken.json["error"]) == (
+    assert (taken.status_code, json_of(taken)["error"]) == (
         400,
         "a user with that username already exists",
     )

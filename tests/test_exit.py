@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,9 @@ print("end")
 
 
 @pytest.mark.parametrize("script", SCRIPTS.values(), ids=SCRIPTS.keys())
-def test_a_program_that_never_closes_its_userspace_ends_quietly(script, dsn, schema):
+def test_a_program_that_never_closes_its_userspace_ends_quietly(
+    script: Any, dsn: str, schema: str
+) -> None:
     for _ in range(RUNS):
         # The timeout only keeps a hang from stopping the suite; a run that ends
         # takes about a second.

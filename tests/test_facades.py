@@ -1,6 +1,7 @@
 """UserSpace and AsyncUserSpace: one API, blocking and asyncio."""
 
 import inspect
+from typing import Any
 
 import pytest
 
@@ -10,26 +11,26 @@ from tests.support import STREAMS
 ASYNC_ONLY = {"connect"}
 
 
-def public(cls):
+def public(cls: type) -> set[str]:
     return {name for name in dir(cls) if not name.startswith("_")}
 
 
-def test_both_apis_offer_the_same_methods():
+def test_both_apis_offer_the_same_methods() -> None:
     assert public(pgusers.UserSpace) == public(pgusers.AsyncUserSpace) - ASYNC_ONLY
 
 
 @pytest.mark.parametrize("name", sorted(public(pgusers.UserSpace) - {"ttl"}))
-def test_each_method_has_the_same_signature_on_both_apis(name):
+def test_each_method_has_the_same_signature_on_both_apis(name: Any) -> None:
     sync = inspect.signature(getattr(pgusers.UserSpace, name))
     asynchronous = inspect.signature(getattr(pgusers.AsyncUserSpace, name))
     assert list(sync.parameters.values()) == list(asynchronous.parameters.values())
 
 
-def test_both_constructors_take_the_same_arguments():
+def test_both_constructors_take_the_same_arguments() -> None:
     assert inspect.signature(pgusers.UserSpace) == inspect.signature(pgusers.AsyncUserSpace)
 
 
-def test_the_async_methods_are_coroutines_and_the_streams_async_iterators():
+def test_the_async_methods_are_coroutines_and_the_streams_async_iterators() -> None:
     streams = STREAMS
     for name in public(pgusers.UserSpace) - {"ttl"} - streams:
         assert inspect.iscoroutinefunction(getattr(pgusers.AsyncUserSpace, name)), name
@@ -38,7 +39,7 @@ def test_the_async_methods_are_coroutines_and_the_streams_async_iterators():
 
 
 @pytest.mark.parametrize("name", sorted(public(pgusers.UserSpace) - {"ttl"}))
-def test_each_method_is_documented_on_both_apis_in_the_same_words(name):
+def test_each_method_is_documented_on_both_apis_in_the_same_words(name: Any) -> None:
     sync = inspect.getdoc(getattr(pgusers.UserSpace, name))
     asynchronous = inspect.getdoc(getattr(pgusers.AsyncUserSpace, name))
     assert sync and asynchronous and not asynchronous.startswith("See ")

@@ -13,7 +13,9 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -22,7 +24,7 @@ import pgusers
 from pgusers import OK
 from pgusers.cli._embedded import quiet_runtime_dir
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, found, only
 
 pytestmark = [pytest.mark.slow, pytest.mark.failover]
 
@@ -34,7 +36,7 @@ RESUME_WITHIN = 5.0
 """Seconds after the promotion by which calls must succeed again."""
 
 
-def wait_for(condition, what, seconds=30.0):
+def wait_for(condition: Callable[[], object], what: str, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
@@ -43,7 +45,7 @@ def wait_for(condition, what, seconds=30.0):
 
 
 @contextlib.contextmanager
-def replicated_pair():
+def replicated_pair() -> Iterator[tuple[str, Callable[[], None], Callable[[], None]]]:
     """A primary and a synchronous streaming standby; yields (conninfo of both,
     stop the primary, promote the standby)."""
     root = Path(tempfile.mkdtemp(prefix="pgusers-failover-"))
@@ -70,20 +72,20 @@ def replicated_pair():
         with psycopg.connect(f"host={primary_dir} user=postgres dbname=postgres") as conn:
             conn.autocommit = True
             streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
-            wait_for(lambda: conn.execute(streaming).fetchone()[0] == 1, "the standby")
+            wait_for(lambda: only(conn.execute(streaming).fetchone()) == 1, "the standby")
             conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
             conn.execute("SELECT pg_reload_conf()")
             synced = "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
-            wait_for(lambda: conn.execute(synced).fetchone()[0] == 1, "synchronous replication")
+            wait_for(lambda: only(conn.execute(synced).fetchone()) == 1, "synchronous replication")
         conninfo = (
             f"host={primary_dir},{socket_dir} port=5432,5432 user=postgres dbname=postgres "
             "target_session_attrs=read-write connect_timeout=2"
         )
 
-        def stop_primary():
+        def stop_primary() -> None:
             commands.pg_ctl(["-m", "immediate", "stop"], pgdata=primary_dir, timeout=60, **run_as)
 
-        def promote_standby():
+        def promote_standby() -> None:
             commands.pg_ctl(["-w", "promote"], pgdata=standby, timeout=60, **run_as)
 
         yield conninfo, stop_primary, promote_standby
@@ -106,7 +108,7 @@ def replicated_pair():
     ],
     ids=["short-outage", "outage-past-the-pool-backoff"],
 )
-def test_calls_resume_on_the_promoted_standby_and_nothing_committed_is_lost(outage):
+def test_calls_resume_on_the_promoted_standby_and_nothing_committed_is_lost(outage: Any) -> None:
     with replicated_pair() as (conninfo, stop_primary, promote_standby):
         usp = pgusers.UserSpace(
             conninfo=conninfo, schema="pgusers_failover", hasher=FAST_HASHER, pool_timeout=2
@@ -117,7 +119,7 @@ def test_calls_resume_on_the_promoted_standby_and_nothing_committed_is_lost(outa
         calls, opened, unexpected = [], [], []
         done = threading.Event()
 
-        def load(name):
+        def load(name: str) -> None:
             while not done.is_set():
                 try:
                     outcome = usp.login(name, "pw-123456")
@@ -157,7 +159,7 @@ def test_calls_resume_on_the_promoted_standby_and_nothing_committed_is_lost(outa
         assert unexpected == []
         assert resumed - promoted < RESUME_WITHIN
         # Synchronous replication: every login that returned is on the new primary.
-        assert {usp.find_user(username=name)["userid"] for name in names} == set(userids)
+        assert {found(usp.find_user(username=name))["userid"] for name in names} == set(userids)
         lost = [key for key in committed_before if usp.check_key(key).status != OK]
         assert lost == []
         usp.close()

@@ -3,6 +3,8 @@
 import os
 import socket
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -10,20 +12,26 @@ import pytest
 import pgusers
 from pgusers import OK, BadCallError, DatabaseUnavailableError
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, LoopThread, found, only, pool_of
 
 
-def terminate_backends(sql_conn):
+def terminate_backends(sql_conn: psycopg.Connection[tuple[Any, ...]]) -> int:
     """End every other connection to this database (as a restart or an admin would),
     waiting until their server processes are gone."""
-    return sql_conn.execute(
-        "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-        "AND backend_type = 'client backend'"
-    ).fetchone()[0]
+    return int(
+        only(
+            sql_conn.execute(
+                "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
+            ).fetchone()
+        )
+    )
 
 
-def test_calls_succeed_after_the_server_dropped_the_pooled_connections(usp, sql_conn):
+def test_calls_succeed_after_the_server_dropped_the_pooled_connections(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]]
+) -> None:
     uid = usp.create_user("ada", "pw", "ada@example.com")
     key = usp.validate_user("ada", "pw")[0]
     assert terminate_backends(sql_conn) >= 1
@@ -34,7 +42,7 @@ def test_calls_succeed_after_the_server_dropped_the_pooled_connections(usp, sql_
     assert usp.delete_user(username="bob") == OK
 
 
-def cut_the_pooled_connection(usp, api, loop_thread):
+def cut_the_pooled_connection(usp: Any, api: str, loop_thread: LoopThread) -> None:
     """Shut the socket of the userspace's one pooled connection, as a dead network or
     a server gone away would, without the connection noticing yet."""
     space = usp.space if api == "async" else usp
@@ -51,9 +59,14 @@ def cut_the_pooled_connection(usp, api, loop_thread):
 
 
 def test_a_connection_lost_mid_call_is_retried_for_reads(
-    open_userspace, api, dsn, schema, loop_thread, monkeypatch
-):
-    from pgusers._drivers import driver_async, driver_sync
+    open_userspace: Callable[..., Any],
+    api: str,
+    dsn: str,
+    schema: str,
+    loop_thread: LoopThread,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pgusers._drivers import connections, driver_async, driver_sync
 
     usp = open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, pool_max=1)
     try:
@@ -62,9 +75,9 @@ def test_a_connection_lost_mid_call_is_retried_for_reads(
         # Hand out the first connection unchecked, so that the failure comes from the
         # query itself, as when the connection dies while the query is on its way.
         checks = []
-        real_check = driver_sync.needs_check
+        real_check = connections.needs_check
 
-        def first_unchecked(conn):
+        def first_unchecked(conn: Any) -> bool:
             checks.append(conn)
             return len(checks) > 1 and real_check(conn)
 
@@ -82,14 +95,16 @@ def test_a_connection_lost_mid_call_is_retried_for_reads(
         usp.close()
 
 
-def test_unreachable_server_during_a_call_raises_the_documented_error(usp, api, loop_thread):
+def test_unreachable_server_during_a_call_raises_the_documented_error(
+    usp: Any, api: str, loop_thread: LoopThread
+) -> None:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
     nowhere = "host=127.0.0.1 port=1 dbname=none connect_timeout=1"
     space = usp.space if api == "async" else usp
     if api == "async":
         loop_thread.run(space._driver._pool.close())
-        pool = AsyncConnectionPool(nowhere, min_size=0, max_size=1, timeout=1, open=False)
+        pool: Any = AsyncConnectionPool(nowhere, min_size=0, max_size=1, timeout=1, open=False)
         loop_thread.run(pool.open())
     else:
         space._driver._pool.close()
@@ -99,11 +114,11 @@ def test_unreachable_server_during_a_call_raises_the_documented_error(usp, api, 
         usp.find_user(username="ada")
 
 
-def test_racing_creates_of_the_same_user_give_one_success(usp):
+def test_racing_creates_of_the_same_user_give_one_success(usp: Any) -> None:
     barrier = threading.Barrier(8)
     outcomes = []
 
-    def create(i):
+    def create(i: int) -> None:
         barrier.wait()
         try:
             outcomes.append(
@@ -124,11 +139,11 @@ def test_racing_creates_of_the_same_user_give_one_success(usp):
     assert len(list(usp.all_users())) == 1
 
 
-def test_logins_on_many_threads(usp):
+def test_logins_on_many_threads(usp: Any) -> None:
     usp.create_user("ada", "pw", "ada@example.com")
     keys = []
 
-    def login():
+    def login() -> None:
         for _ in range(5):
             keys.append(usp.validate_user("ada", "pw")[0])
 
@@ -141,14 +156,16 @@ def test_logins_on_many_threads(usp):
     assert all(usp.check_key(key)[0] == OK for key in keys)
 
 
-def _use_in_child(usp, key, results):
+def _use_in_child(usp: Any, key: str, results: Any) -> None:
     answers = (usp.check_key(key)[0], usp.create_user("child", "pw", "child@example.com"))
     conn = usp._driver._pool.getconn()
     results.put((*answers, conn.info.backend_pid))
     usp._driver._pool.putconn(conn)
 
 
-def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(dsn, schema, sql_conn):
+def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(
+    dsn: str, schema: str, sql_conn: psycopg.Connection[tuple[Any, ...]]
+) -> None:
     import multiprocessing
 
     import pgusers
@@ -158,9 +175,9 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(dsn, sc
     try:
         usp.create_user("ada", "pw", "ada@example.com")
         key = usp.validate_user("ada", "pw")[0]
-        conn = usp._driver._pool.getconn()
+        conn = pool_of(usp).getconn()
         parent_backend = conn.info.backend_pid
-        usp._driver._pool.putconn(conn)
+        pool_of(usp).putconn(conn)
         context = multiprocessing.get_context("fork")
         results = context.Queue()
         child = context.Process(target=_use_in_child, args=(usp, key, results))
@@ -172,26 +189,32 @@ def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents(dsn, sc
         assert child_backend != parent_backend  # the child had connections of its own
         # The parent's connection is the one it had, and the server did not close it
         # (a child that closed it would have sent the server a goodbye on it).
-        conn = usp._driver._pool.getconn()
+        conn = pool_of(usp).getconn()
         try:
             assert conn.info.backend_pid == parent_backend
             assert shared.answers(conn)
             assert conn.execute("SELECT 1").fetchone() == (1,)
         finally:
-            usp._driver._pool.putconn(conn)
-        assert usp.find_user(username="child")["userid"] == 2
+            pool_of(usp).putconn(conn)
+        assert found(usp.find_user(username="child"))["userid"] == 2
     finally:
         usp.close()
 
 
-def deadlocks_so_far(sql_conn):
+def deadlocks_so_far(sql_conn: psycopg.Connection[tuple[Any, ...]]) -> int:
     sql_conn.execute("SELECT pg_stat_clear_snapshot()")
-    return sql_conn.execute(
-        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
-    ).fetchone()[0]
+    return int(
+        only(
+            sql_conn.execute(
+                "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+            ).fetchone()
+        )
+    )
 
 
-def test_a_statement_chosen_as_deadlock_victim_runs_again(usp, sql_conn, server_dsn, schema):
+def test_a_statement_chosen_as_deadlock_victim_runs_again(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], server_dsn: str, schema: str
+) -> None:
     import time
 
     uid = usp.create_user("ada", "pw", "ada@example.com")
@@ -219,8 +242,11 @@ def test_a_statement_chosen_as_deadlock_victim_runs_again(usp, sql_conn, server_
 
 
 def test_a_statement_the_database_refuses_raises_database_error(
-    open_userspace, dsn, schema, sql_conn
-):
+    open_userspace: Callable[..., Any],
+    dsn: str,
+    schema: str,
+    sql_conn: psycopg.Connection[tuple[Any, ...]],
+) -> None:
     if os.environ.get("PGUSERS_TEST_PGBOUNCER"):
         pytest.skip("a per-connection lock_timeout is a startup option PgBouncer drops")
     usp = open_userspace(

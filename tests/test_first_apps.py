@@ -22,7 +22,7 @@ def libpq_environment(conninfo: str) -> dict[str, str]:
     return environment
 
 
-def test_the_django_project_passes_its_own_tests(server_dsn):
+def test_the_django_project_passes_its_own_tests(server_dsn: str) -> None:
     environment = libpq_environment(server_dsn)
     environment["PGUSERS_DSN"] = f"dbname=pgusers_example_{uuid.uuid4().hex[:8]}"
     result = subprocess.run(

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -61,15 +62,18 @@ scalars = st.one_of(
     ),
     st.sampled_from(["ada", "pw", "ada@example.com", "x@y.z", 1, 0, True, 3600.0]),
 )
-anything = st.recursive(
-    scalars,
-    lambda inner: (
+
+
+def nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Lists, dicts and tuples of ``inner``."""
+    return (
         st.lists(inner, max_size=3)
         | st.dictionaries(st.text(max_size=4), inner, max_size=3)
         | st.tuples(inner)
-    ),
-    max_leaves=4,
-)
+    )
+
+
+anything = st.recursive(scalars, nested, max_leaves=4)
 
 
 def is_status(*allowed: Status) -> Callable[[Any], bool]:
@@ -165,7 +169,9 @@ TRIED: Counter[str] = Counter()
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_arbitrary_arguments_give_documented_outcomes_only(usp, sql_conn, schema, method):
+def test_arbitrary_arguments_give_documented_outcomes_only(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str, method: Any
+) -> None:
     arity, writes, valid = METHODS[method]
     usp.create_user("ada", "pw", "ada@example.com")
     usp.validate_user("ada", "pw")

@@ -1,5 +1,8 @@
 """Usernames and emails: what is refused, what folds together, what looks alike."""
 
+from collections.abc import Callable
+from typing import Any
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -10,7 +13,7 @@ from pgusers._core import identities, migrations
 from pgusers._core import schema as schema_sql
 from pgusers._core.sql import render
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, only
 
 INVISIBLE = {
     "zero-width space": "admin\u200b",
@@ -31,52 +34,54 @@ LOOKALIKES = {
 
 
 @pytest.fixture
-def admin(usp):
-    return usp.create_user("admin", "pw", "admin@example.com", admin=True)
+def admin(usp: Any) -> int:
+    return int(usp.create_user("admin", "pw", "admin@example.com", admin=True))
 
 
 @pytest.mark.parametrize("name", INVISIBLE.values(), ids=INVISIBLE.keys())
-def test_invisible_and_format_characters_are_refused(usp, admin, name):
+def test_invisible_and_format_characters_are_refused(usp: Any, admin: int, name: Any) -> None:
     with pytest.raises(BadCallError, match="not allowed"):
         usp.create_user(name, "pw", "other@example.com")
     assert [row[1] for row in usp.all_users()] == ["admin"]
 
 
 @pytest.mark.parametrize("name", LOOKALIKES.values(), ids=LOOKALIKES.keys())
-def test_a_username_that_looks_like_another_cannot_be_created(usp, admin, name):
+def test_a_username_that_looks_like_another_cannot_be_created(
+    usp: Any, admin: int, name: Any
+) -> None:
     with pytest.raises(BadCallError, match="already exists"):
         usp.create_user(name, "pw", "other@example.com")
     assert [row[1] for row in usp.all_users()] == ["admin"]
 
 
 @pytest.mark.parametrize("name", LOOKALIKES.values(), ids=LOOKALIKES.keys())
-def test_no_user_can_be_renamed_to_look_like_another(usp, admin, name):
+def test_no_user_can_be_renamed_to_look_like_another(usp: Any, admin: int, name: Any) -> None:
     other = usp.create_user("mallory", "pw", "mallory@example.com")
     with pytest.raises(BadCallError, match="already exists"):
         usp.modify_user(other, username=name)
     assert usp.find_user(userid=other)["username"] == "mallory"
 
 
-def test_canonically_equal_usernames_are_the_same_user(usp):
+def test_canonically_equal_usernames_are_the_same_user(usp: Any) -> None:
     composed = usp.create_user("Jos\u00e9", "pw", "jose@example.com")
     with pytest.raises(BadCallError, match="already exists"):
         usp.create_user("Jose\u0301", "pw", "jose2@example.com")
     assert usp.find_user(username="JOSE\u0301")["userid"] == composed
 
 
-def test_full_case_folding_and_runs_of_spaces(usp):
+def test_full_case_folding_and_runs_of_spaces(usp: Any) -> None:
     userid = usp.create_user("Ada  Stra\u00dfe", "pw", "ada@example.com")
     assert usp.find_user(username="ada strasse")["userid"] == userid
     assert usp.validate_user("ADA\u00a0STRASSE", "pw")[2] == userid
 
 
-def test_a_username_is_stored_and_shown_as_given(usp):
+def test_a_username_is_stored_and_shown_as_given(usp: Any) -> None:
     userid = usp.create_user("\uff21da", "pw", "ada@example.com")
     assert usp.find_user(userid=userid)["username"] == "\uff21da"
     assert usp.find_user(username="ada")["userid"] == userid
 
 
-def test_names_in_other_scripts_are_welcome(usp):
+def test_names_in_other_scripts_are_welcome(usp: Any) -> None:
     for number, name in enumerate(
         ["\u65e5\u672c\u8a9e", "\u0391\u03b8\u03b7\u03bd\u03ac", "O'Brien"]
     ):
@@ -89,27 +94,27 @@ def test_names_in_other_scripts_are_welcome(usp):
     ["x\x1b@example.com", "x\x07@example.com", "x\x7f@example.com", "x@exa\x1bmple.com"],
     ids=["ESC", "BEL", "DEL", "ESC in domain"],
 )
-def test_emails_with_control_characters_are_refused(usp, address):
+def test_emails_with_control_characters_are_refused(usp: Any, address: Any) -> None:
     with pytest.raises(BadCallError, match="email is not a valid address"):
         usp.create_user("ada", "pw", address)
     assert list(usp.all_users()) == []
 
 
-def test_emails_fold_case_and_domain_forms(usp):
+def test_emails_fold_case_and_domain_forms(usp: Any) -> None:
     userid = usp.create_user("ada", "pw", "Ada@B\u00fccher.example")
     assert usp.find_user(email="ADA@b\u00fccher.EXAMPLE")["userid"] == userid
     with pytest.raises(BadCallError, match="email already exists"):
         usp.create_user("ada2", "pw", "ada@B\u00dcCHER.example")
 
 
-def test_the_swapped_password_never_appears_in_the_message(usp):
+def test_the_swapped_password_never_appears_in_the_message(usp: Any) -> None:
     with pytest.raises(BadCallError) as raised:
         usp.create_user("ada", "ada@example.com", "pa ss@w!rd\x1b")
     assert "pa ss" not in str(raised.value)
     assert "w!rd" not in str(raised.value)
 
 
-def test_fold_and_skeleton_come_from_the_unicode_data():
+def test_fold_and_skeleton_come_from_the_unicode_data() -> None:
     assert identities.fold("\U0001d41a\uff24MIN") == "admin"
     assert identities.skeleton(identities.fold("\u0430dmin")) == identities.skeleton("admin")
     assert identities.skeleton("admin") != identities.skeleton("bdmin")
@@ -145,14 +150,21 @@ def make_version_1(conn: psycopg.Connection, schema: str, users: list[tuple[str,
 
 
 def version_of(conn: psycopg.Connection, schema: str) -> int:
-    return conn.execute(
-        sql.SQL("SELECT version FROM {}").format(sql.Identifier(schema, "schema_version"))
-    ).fetchone()[0]
+    return int(
+        only(
+            conn.execute(
+                sql.SQL("SELECT version FROM {}").format(sql.Identifier(schema, "schema_version"))
+            ).fetchone()
+        )
+    )
 
 
 def test_migration_2_refuses_users_that_would_collide_and_changes_nothing(
-    open_userspace, dsn, schema, sql_conn
-):
+    open_userspace: Callable[..., Any],
+    dsn: str,
+    schema: str,
+    sql_conn: psycopg.Connection[tuple[Any, ...]],
+) -> None:
     make_version_1(
         sql_conn,
         schema,
@@ -171,17 +183,22 @@ def test_migration_2_refuses_users_that_would_collide_and_changes_nothing(
     assert "look-alike username: userids 3, 4" in message
     assert "nothing was changed" in message
     assert version_of(sql_conn, schema) == 1
-    columns = sql_conn.execute(
-        "SELECT count(*) FROM information_schema.columns "
-        "WHERE table_schema = %s AND column_name = 'username_skeleton'",
-        (schema,),
-    ).fetchone()[0]
+    columns = only(
+        sql_conn.execute(
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_schema = %s AND column_name = 'username_skeleton'",
+            (schema,),
+        ).fetchone()
+    )
     assert columns == 0
 
 
 def test_migration_2_and_later_rekey_every_user_and_keep_sessions(
-    open_userspace, dsn, schema, sql_conn
-):
+    open_userspace: Callable[..., Any],
+    dsn: str,
+    schema: str,
+    sql_conn: psycopg.Connection[tuple[Any, ...]],
+) -> None:
     make_version_1(sql_conn, schema, [("Jos\u00e9", "J@Example.com"), ("\uff22ob", "b@x.org")])
     sql_conn.execute(
         sql.SQL("INSERT INTO {} (key, userid, expires_at) VALUES (%s, 1, now() + '1 day')").format(
@@ -223,7 +240,7 @@ ADDRESSES = [
 
 
 @pytest.mark.parametrize("address", ADDRESSES)
-def test_the_remembered_domains_give_what_whole_validation_gives(address):
+def test_the_remembered_domains_give_what_whole_validation_gives(address: Any) -> None:
     """identities remembers validated domains (an import checks a million addresses
     of a few domains); an address must come out exactly as email-validator makes it
     whole, or be refused the same."""

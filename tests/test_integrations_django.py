@@ -2,11 +2,13 @@
 database of Django's), through Django's test clients."""
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_required, user_passes_test
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import engines
 from django.test import AsyncClient, Client, override_settings
 from django.urls import path
@@ -24,7 +26,7 @@ from .support import FAST_HASHER, configure_django
 configure_django(__name__)
 
 
-def login_view(request):
+def login_view(request: HttpRequest) -> JsonResponse:
     response = JsonResponse({})
     user = pgusers_login(request, response, request.POST["username"], request.POST["password"])
     if user is None:
@@ -35,14 +37,14 @@ def login_view(request):
     return response
 
 
-def logout_view(request):
+def logout_view(request: HttpRequest) -> JsonResponse:
     response = JsonResponse({})
     response.content = json.dumps({"ended": pgusers_logout(request, response)}).encode()
     return response
 
 
 @login_required
-def me(request):
+def me(request: HttpRequest) -> JsonResponse:
     user = request.user
     return JsonResponse(
         {"pk": user.pk, "username": user.username, "email": user.email, "data": user.session_data}
@@ -50,11 +52,11 @@ def me(request):
 
 
 @user_passes_test(lambda user: user.is_staff)
-def staff(request):
+def staff(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"staff": request.user.username})
 
 
-def page(request):
+def page(request: HttpRequest) -> HttpResponse:
     template = engines["django"].from_string(
         "{% if user.is_authenticated %}Hello {{ user.username }}"
         "{% if user.is_staff %} (staff){% endif %}{% else %}Hello stranger{% endif %}"
@@ -63,13 +65,13 @@ def page(request):
 
 
 @login_required
-async def async_me(request):
+async def async_me(request: HttpRequest) -> JsonResponse:
     user = await request.auser()
     return JsonResponse({"pk": user.pk, "username": user.username})
 
 
 @login_required
-def cart(request):
+def cart(request: HttpRequest) -> JsonResponse:
     status = pgusers_set_session_data(request, json.loads(request.body))
     return JsonResponse({"status": status.name})
 
@@ -86,22 +88,22 @@ urlpatterns = [
 
 
 @pytest.fixture(autouse=True)
-def pgusers_settings(dsn, schema):
+def pgusers_settings(dsn: str, schema: str) -> Iterator[None]:
     configured = {"DSN": dsn, "SCHEMA": schema, "OPTIONS": {"hasher": FAST_HASHER}}
     with override_settings(PGUSERS=configured, ROOT_URLCONF=__name__):
         yield
 
 
 @pytest.fixture
-def ada(space):
+def ada(space: pgusers.UserSpace) -> int:
     return space.create_user("ada", "ada-pw-123", "ada@example.com")
 
 
-def log_in(client, username="ada", password="ada-pw-123"):
+def log_in(client: Client, username: str = "ada", password: str = "ada-pw-123") -> Any:
     return client.post("/login", {"username": username, "password": password}, secure=True)
 
 
-def test_login_sets_the_cookie_and_request_user_follows_it(ada):
+def test_login_sets_the_cookie_and_request_user_follows_it(ada: int) -> None:
     client = Client()
     answer = log_in(client)
     assert answer.json() == {"userid": ada}
@@ -112,22 +114,25 @@ def test_login_sets_the_cookie_and_request_user_follows_it(ada):
     assert me == {"pk": ada, "username": "ada", "email": "ada@example.com", "data": None}
 
 
-def test_login_required_redirects_the_anonymous(ada):
+def test_login_required_redirects_the_anonymous(ada: int) -> None:
     answer = Client().get("/me", secure=True)
     assert answer.status_code == 302 and answer["location"].startswith("/login")
 
 
-def test_authenticate_checks_pgusers_passwords(ada):
+def test_authenticate_checks_pgusers_passwords(ada: int) -> None:
     assert isinstance(authenticate(None, username="ada", password="ada-pw-123"), PgUser)
     assert authenticate(None, username="ada", password="wrong") is None
     assert authenticate(None, username="x" * 5000, password="y") is None
 
 
-def test_the_backend_gives_no_user_for_a_disabled_account(space, ada):
+def test_the_backend_gives_no_user_for_a_disabled_account(
+    space: pgusers.UserSpace, ada: int
+) -> None:
     from pgusers.integrations.django import PgUsersBackend
 
     admin = space.create_user("root", "root-pw-123", "root@example.com", admin=True)
-    assert PgUsersBackend().get_user(admin).is_staff
+    user = PgUsersBackend().get_user(admin)
+    assert user is not None and user.is_staff
     space.disable_user(admin)
     space.disable_user(ada)
     assert PgUsersBackend().get_user(admin) is None
@@ -139,7 +144,9 @@ def test_the_backend_gives_no_user_for_a_disabled_account(space, ada):
     [("x" * 151, "pw"), ("a\x00b", "pw"), ("ada", "p" * 1025)],
     ids=["long name", "NUL name", "long password"],
 )
-def test_malformed_credentials_are_a_refused_login_with_its_outcome(ada, username, password):
+def test_malformed_credentials_are_a_refused_login_with_its_outcome(
+    ada: int, username: Any, password: Any
+) -> None:
     from django.test import RequestFactory
 
     request = RequestFactory().post("/login")
@@ -147,7 +154,9 @@ def test_malformed_credentials_are_a_refused_login_with_its_outcome(ada, usernam
     assert request.pgusers_outcome.status == pgusers.REJECTED
 
 
-def test_logging_in_again_ends_the_session_the_cookie_held(space, ada):
+def test_logging_in_again_ends_the_session_the_cookie_held(
+    space: pgusers.UserSpace, ada: int
+) -> None:
     client = Client()
     log_in(client)
     space.create_user("bob", "bob-pw-123", "bob@example.com")
@@ -156,7 +165,7 @@ def test_logging_in_again_ends_the_session_the_cookie_held(space, ada):
     assert client.get("/me", secure=True).json()["username"] == "bob"
 
 
-def test_a_throttled_login_says_so(space, ada):
+def test_a_throttled_login_says_so(space: pgusers.UserSpace, ada: int) -> None:
     space.set_login_policy(free_failures=1)
     client = Client()
     assert log_in(client, password="no").status_code == 401
@@ -164,7 +173,7 @@ def test_a_throttled_login_says_so(space, ada):
     assert log_in(client).status_code == 429
 
 
-def test_is_staff_is_the_admin_flag(space, ada):
+def test_is_staff_is_the_admin_flag(space: pgusers.UserSpace, ada: int) -> None:
     client = Client()
     log_in(client)
     assert client.get("/staff", secure=True).status_code == 302
@@ -172,7 +181,7 @@ def test_is_staff_is_the_admin_flag(space, ada):
     assert client.get("/staff", secure=True).json() == {"staff": "ada"}
 
 
-def test_templates_see_the_user(space, ada):
+def test_templates_see_the_user(space: pgusers.UserSpace, ada: int) -> None:
     client = Client()
     assert client.get("/page", secure=True).content == b"Hello stranger"
     log_in(client)
@@ -180,10 +189,10 @@ def test_templates_see_the_user(space, ada):
     assert client.get("/page", secure=True).content == b"Hello ada (staff)"
 
 
-def test_async_views_get_the_user_too(ada):
+def test_async_views_get_the_user_too(ada: int) -> None:
     import asyncio
 
-    async def scenario():
+    async def scenario() -> Any:
         client = AsyncClient()
         await client.post("/login", {"username": "ada", "password": "ada-pw-123"}, secure=True)
         return (await client.get("/async-me", secure=True)).json()
@@ -191,7 +200,7 @@ def test_async_views_get_the_user_too(ada):
     assert asyncio.run(scenario()) == {"pk": ada, "username": "ada"}
 
 
-def test_logout_ends_the_session_and_clears_the_cookie(space, ada):
+def test_logout_ends_the_session_and_clears_the_cookie(space: pgusers.UserSpace, ada: int) -> None:
     client = Client()
     log_in(client)
     other = space.login("ada", "ada-pw-123").key
@@ -202,14 +211,14 @@ def test_logout_ends_the_session_and_clears_the_cookie(space, ada):
     assert space.check_key(other).status == pgusers.OK
 
 
-def test_a_killed_session_is_anonymous_at_once(space, ada):
+def test_a_killed_session_is_anonymous_at_once(space: pgusers.UserSpace, ada: int) -> None:
     client = Client()
     log_in(client)
     space.kill_sessions(ada)
     assert client.get("/me", secure=True).status_code == 302
 
 
-def test_session_data_changes_during_the_session(ada):
+def test_session_data_changes_during_the_session(ada: int) -> None:
     client = Client()
     log_in(client)
     answer = client.post("/cart", b'{"cart": ["tea"]}', "application/json", secure=True)
@@ -217,7 +226,9 @@ def test_session_data_changes_during_the_session(ada):
     assert client.get("/me", secure=True).json()["data"] == {"cart": ["tea"]}
 
 
-def test_the_cookie_name_and_secure_flag_come_from_settings(dsn, schema, ada):
+def test_the_cookie_name_and_secure_flag_come_from_settings(
+    dsn: str, schema: str, ada: int
+) -> None:
     configured = {
         "DSN": dsn,
         "SCHEMA": schema,

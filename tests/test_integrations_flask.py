@@ -1,17 +1,22 @@
 """pgusers.integrations.flask in a real Flask application with Flask-Login, through
 Flask's test client."""
 
+from typing import Any
+
 import pytest
 from flask import Flask, jsonify, request
+from flask.testing import FlaskClient
+from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
+from werkzeug.test import TestResponse
 
 import pgusers
 from pgusers.integrations.flask import PgUser, PgUsers
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, json_of
 
 
-def make_app(dsn, schema, **config):
+def make_app(dsn: str, schema: str, **config: Any) -> Flask:
     app = Flask(__name__)
     app.config.update(
         PGUSERS_DSN=dsn, PGUSERS_SCHEMA=schema, PGUSERS_OPTIONS={"hasher": FAST_HASHER}, **config
@@ -19,7 +24,7 @@ def make_app(dsn, schema, **config):
     ext = PgUsers(app)
 
     @app.post("/login")
-    def log_in():
+    def log_in() -> ResponseReturnValue:
         outcome = ext.login(request.form["username"], request.form["password"])
         if outcome.status == pgusers.THROTTLED:
             wait = str(int(outcome.retry_after) + 1)
@@ -30,12 +35,12 @@ def make_app(dsn, schema, **config):
 
     @app.post("/logout")
     @login_required
-    def log_out():
+    def log_out() -> ResponseReturnValue:
         return jsonify(ended=ext.logout())
 
     @app.get("/me")
     @login_required
-    def me():
+    def me() -> ResponseReturnValue:
         user = current_user
         return jsonify(
             userid=user.userid, username=user.username, admin=user.is_admin, data=user.session_data
@@ -43,33 +48,37 @@ def make_app(dsn, schema, **config):
 
     @app.post("/cart")
     @login_required
-    def cart():
+    def cart() -> ResponseReturnValue:
         return jsonify(status=ext.set_session_data(request.get_json()).name)
 
     return app
 
 
 @pytest.fixture
-def app(space, dsn, schema):
+def app(space: pgusers.UserSpace, dsn: str, schema: str) -> Flask:
     return make_app(dsn, schema)
 
 
 @pytest.fixture
-def ada(space):
+def ada(space: pgusers.UserSpace) -> int:
     return space.create_user("ada", "ada-pw-123", "ada@example.com")
 
 
-def log_in(client, username="ada", password="ada-pw-123"):
+def log_in(
+    client: FlaskClient, username: str = "ada", password: str = "ada-pw-123"
+) -> TestResponse:
     return client.post(
         "/login", data={"username": username, "password": password}, base_url="https://localhost"
     )
 
 
-def get(client, path):
+def get(client: FlaskClient, path: str) -> TestResponse:
     return client.get(path, base_url="https://localhost")
 
 
-def test_login_sets_the_cookie_and_current_user_follows_it(app, space, ada):
+def test_login_sets_the_cookie_and_current_user_follows_it(
+    app: Flask, space: pgusers.UserSpace, ada: int
+) -> None:
     client = app.test_client()
     assert get(client, "/me").status_code == 401
     answer = log_in(client)
@@ -81,7 +90,7 @@ def test_login_sets_the_cookie_and_current_user_follows_it(app, space, ada):
     assert me == {"userid": ada, "username": "ada", "admin": False, "data": None}
 
 
-def test_current_user_is_a_flask_login_user(app, ada):
+def test_current_user_is_a_flask_login_user(app: Flask, ada: int) -> None:
     client = app.test_client()
     log_in(client)
     with client:
@@ -90,7 +99,7 @@ def test_current_user_is_a_flask_login_user(app, ada):
         assert current_user.is_authenticated and current_user.get_id() == str(ada)
 
 
-def test_refused_and_throttled_logins(app, space, ada):
+def test_refused_and_throttled_logins(app: Flask, space: pgusers.UserSpace, ada: int) -> None:
     client = app.test_client()
     assert log_in(client, password="no").status_code == 401
     space.set_login_policy(free_failures=1)
@@ -104,11 +113,15 @@ def test_refused_and_throttled_logins(app, space, ada):
     [("x" * 151, "pw"), ("a\x00b", "pw"), ("ada", "p" * 1025)],
     ids=["long name", "NUL name", "long password"],
 )
-def test_malformed_credentials_are_a_refused_login(app, ada, username, password):
+def test_malformed_credentials_are_a_refused_login(
+    app: Flask, ada: int, username: Any, password: Any
+) -> None:
     assert log_in(app.test_client(), username, password).status_code == 401
 
 
-def test_logging_in_again_ends_the_session_the_cookie_held(app, space, ada):
+def test_logging_in_again_ends_the_session_the_cookie_held(
+    app: Flask, space: pgusers.UserSpace, ada: int
+) -> None:
     client = app.test_client()
     log_in(client)
     space.create_user("bob", "bob-pw-123", "bob@example.com")
@@ -117,7 +130,7 @@ def test_logging_in_again_ends_the_session_the_cookie_held(app, space, ada):
     assert get(client, "/me").get_json()["username"] == "bob"
 
 
-def test_logout_ends_this_session_only(app, space, ada):
+def test_logout_ends_this_session_only(app: Flask, space: pgusers.UserSpace, ada: int) -> None:
     other = space.login("ada", "ada-pw-123").key
     client = app.test_client()
     log_in(client)
@@ -128,32 +141,38 @@ def test_logout_ends_this_session_only(app, space, ada):
     assert space.check_key(other).status == pgusers.OK
 
 
-def test_a_killed_session_is_anonymous_at_once(app, space, ada):
+def test_a_killed_session_is_anonymous_at_once(
+    app: Flask, space: pgusers.UserSpace, ada: int
+) -> None:
     client = app.test_client()
     log_in(client)
     space.kill_sessions(ada)
     assert get(client, "/me").status_code == 401
 
 
-def test_session_data_changes_during_the_session(app, ada):
+def test_session_data_changes_during_the_session(app: Flask, ada: int) -> None:
     client = app.test_client()
     log_in(client)
     answer = client.post("/cart", json={"cart": ["tea"]}, base_url="https://localhost")
     assert answer.json == {"status": "OK"}
-    assert get(client, "/me").json["data"] == {"cart": ["tea"]}
+    assert json_of(get(client, "/me"))["data"] == {"cart": ["tea"]}
 
 
-def test_the_admin_flag_is_read_from_the_database(app, space, ada):
+def test_the_admin_flag_is_read_from_the_database(
+    app: Flask, space: pgusers.UserSpace, ada: int
+) -> None:
     client = app.test_client()
     log_in(client)
     space.set_admin(ada, True)
-    assert get(client, "/me").json["admin"] is True
+    assert json_of(get(client, "/me"))["admin"] is True
 
 
-def test_the_cookie_name_and_secure_flag_come_from_the_config(space, dsn, schema, ada):
+def test_the_cookie_name_and_secure_flag_come_from_the_config(
+    space: pgusers.UserSpace, dsn: str, schema: str, ada: int
+) -> None:
     app = make_app(dsn, schema, PGUSERS_COOKIE_NAME="sid", PGUSERS_COOKIE_SECURE=False)
     client = app.test_client()
     answer = client.post("/login", data={"username": "ada", "password": "ada-pw-123"})
     cookie = answer.headers["Set-Cookie"]
     assert cookie.startswith("sid=") and "Secure" not in cookie
-    assert client.get("/me").json["userid"] == ada
+    assert json_of(client.get("/me"))["userid"] == ada

@@ -1,8 +1,9 @@
 """pgusers.integrations.starlette on real Starlette and FastAPI applications, through
 their test client, on a real PostgreSQL."""
 
+from collections.abc import Iterator
 from functools import partial
-from typing import Annotated
+from typing import Annotated, Any
 
 import pytest
 from fastapi import Depends, FastAPI, Request, Response
@@ -25,13 +26,13 @@ from pgusers.integrations.starlette import (
     set_session_data,
 )
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, Answer
 
 User = Annotated[PgUser, Depends(current_user)]
 Admin = Annotated[PgUser, Depends(require_admin)]
 
 
-def fastapi_app(dsn, schema, **options):
+def fastapi_app(dsn: str, schema: str, **options: Any) -> FastAPI:
     opener = partial(
         pgusers.AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER
     )
@@ -40,46 +41,48 @@ def fastapi_app(dsn, schema, **options):
     app.add_middleware(AuthenticationMiddleware, backend=auth.backend)
 
     @app.post("/login")
-    async def log_in(request: Request, response: Response):
+    async def log_in(request: Request, response: Response) -> dict[str, int | None]:
         body = await request.json()
         outcome = await login(request, response, body["username"], body["password"])
         return {"userid": outcome.userid}
 
     @app.post("/logout")
-    async def log_out(request: Request, response: Response):
+    async def log_out(request: Request, response: Response) -> dict[str, int]:
         return {"ended": await logout(request, response)}
 
     @app.get("/me")
-    async def me(user: User):
+    async def me(user: User) -> dict[str, Any]:
         return {"userid": user.userid, "username": user.username, "data": user.session_data}
 
     @app.get("/admin")
-    async def admin_only(user: Admin):
+    async def admin_only(user: Admin) -> dict[str, str]:
         return {"admin": user.username}
 
     @app.post("/cart")
-    async def cart(request: Request, user: User):
+    async def cart(request: Request, user: User) -> dict[str, str]:
         return {"status": (await set_session_data(request, await request.json())).name}
 
     return app
 
 
 @pytest.fixture
-def client(space, dsn, schema):
+def client(space: pgusers.UserSpace, dsn: str, schema: str) -> Iterator[TestClient]:
     with TestClient(fastapi_app(dsn, schema), base_url="https://testserver") as client:
         yield client
 
 
 @pytest.fixture
-def ada(space):
+def ada(space: pgusers.UserSpace) -> int:
     return space.create_user("ada", "ada-pw-123", "ada@example.com")
 
 
-def log_in(client, username="ada", password="ada-pw-123"):
+def log_in(client: TestClient, username: str = "ada", password: str = "ada-pw-123") -> Answer:
     return client.post("/login", json={"username": username, "password": password})
 
 
-def test_login_sets_a_session_cookie_with_the_right_flags(client, space, ada):
+def test_login_sets_a_session_cookie_with_the_right_flags(
+    client: TestClient, space: pgusers.UserSpace, ada: int
+) -> None:
     answer = log_in(client)
     assert answer.json() == {"userid": ada}
     cookie = answer.headers["set-cookie"]
@@ -89,13 +92,15 @@ def test_login_sets_a_session_cookie_with_the_right_flags(client, space, ada):
     assert cookie.startswith("pgusers_session=")
 
 
-def test_request_user_comes_from_the_cookie(client, ada):
+def test_request_user_comes_from_the_cookie(client: TestClient, ada: int) -> None:
     assert client.get("/me").status_code == 401
     log_in(client)
     assert client.get("/me").json() == {"userid": ada, "username": "ada", "data": None}
 
 
-def test_login_records_the_client_and_user_agent(client, space, ada):
+def test_login_records_the_client_and_user_agent(
+    client: TestClient, space: pgusers.UserSpace, ada: int
+) -> None:
     client.post(
         "/login",
         json={"username": "ada", "password": "ada-pw-123"},
@@ -105,7 +110,9 @@ def test_login_records_the_client_and_user_agent(client, space, ada):
     assert (session.source, session.user_agent) == ("testclient", "Integration/1.0")
 
 
-def test_wrong_password_is_401_disabled_403_throttled_429(client, space, ada):
+def test_wrong_password_is_401_disabled_403_throttled_429(
+    client: TestClient, space: pgusers.UserSpace, ada: int
+) -> None:
     assert log_in(client, password="nope").status_code == 401
     space.set_login_policy(free_failures=1)
     log_in(client, password="nope")
@@ -122,11 +129,15 @@ def test_wrong_password_is_401_disabled_403_throttled_429(client, space, ada):
     [("x" * 151, "pw"), ("a\x00b", "pw"), ("ada", "p" * 1025)],
     ids=["long name", "NUL name", "long password"],
 )
-def test_malformed_credentials_are_a_refused_login(client, ada, username, password):
+def test_malformed_credentials_are_a_refused_login(
+    client: TestClient, ada: int, username: Any, password: Any
+) -> None:
     assert log_in(client, username, password).status_code == 401
 
 
-def test_logging_in_again_ends_the_session_the_cookie_held(client, space, ada):
+def test_logging_in_again_ends_the_session_the_cookie_held(
+    client: TestClient, space: pgusers.UserSpace, ada: int
+) -> None:
     log_in(client)
     space.create_user("bob", "bob-pw-123", "bob@example.com")
     log_in(client, "bob", "bob-pw-123")
@@ -134,7 +145,9 @@ def test_logging_in_again_ends_the_session_the_cookie_held(client, space, ada):
     assert client.get("/me").json()["username"] == "bob"
 
 
-def test_logout_ends_this_session_only_and_clears_the_cookie(client, space, ada):
+def test_logout_ends_this_session_only_and_clears_the_cookie(
+    client: TestClient, space: pgusers.UserSpace, ada: int
+) -> None:
     other = space.login("ada", "ada-pw-123").key
     log_in(client)
     answer = client.post("/logout")
@@ -145,13 +158,15 @@ def test_logout_ends_this_session_only_and_clears_the_cookie(client, space, ada)
     assert space.check_key(other).status == pgusers.OK
 
 
-def test_a_killed_session_is_refused_at_once(client, space, ada):
+def test_a_killed_session_is_refused_at_once(
+    client: TestClient, space: pgusers.UserSpace, ada: int
+) -> None:
     log_in(client)
     space.kill_sessions(ada)
     assert client.get("/me").status_code == 401
 
 
-def test_require_admin_asks_now(client, space, ada):
+def test_require_admin_asks_now(client: TestClient, space: pgusers.UserSpace, ada: int) -> None:
     log_in(client)
     assert client.get("/admin").status_code == 403
     space.set_admin(ada, True)
@@ -160,29 +175,31 @@ def test_require_admin_asks_now(client, space, ada):
     assert client.get("/admin").status_code == 403
 
 
-def test_session_data_changes_during_the_session(client, ada):
+def test_session_data_changes_during_the_session(client: TestClient, ada: int) -> None:
     log_in(client)
     assert client.post("/cart", json={"cart": ["tea"]}).json() == {"status": "OK"}
     assert client.get("/me").json()["data"] == {"cart": ["tea"]}
 
 
-def test_a_forged_cookie_is_anonymous(client, ada):
+def test_a_forged_cookie_is_anonymous(client: TestClient, ada: int) -> None:
     client.cookies.set("pgusers_session", "A" * 43)
     assert client.get("/me").status_code == 401
 
 
-def test_plain_starlette_requires_scopes(space, dsn, schema, ada):
+def test_plain_starlette_requires_scopes(
+    space: pgusers.UserSpace, dsn: str, schema: str, ada: int
+) -> None:
     opener = partial(
         pgusers.AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER
     )
     auth = PgUsers(opener, admin_scope=True)
 
     @requires("authenticated")
-    async def home(request):
+    async def home(request: Request) -> JSONResponse:
         return JSONResponse({"user": request.user.display_name, "scopes": request.auth.scopes})
 
     @requires("admin")
-    async def admin(request):
+    async def admin(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
     app = Starlette(
@@ -199,11 +216,13 @@ def test_plain_starlette_requires_scopes(space, dsn, schema, ada):
         assert client.get("/admin").json() == {"ok": True}
 
 
-def test_without_the_middleware_the_helpers_say_what_is_missing(space, dsn, schema):
+def test_without_the_middleware_the_helpers_say_what_is_missing(
+    space: pgusers.UserSpace, dsn: str, schema: str
+) -> None:
     app = FastAPI()
 
     @app.get("/me")
-    async def me(user: User):
+    async def me(user: User) -> dict[str, str]:
         return {}
 
     with (
@@ -213,14 +232,18 @@ def test_without_the_middleware_the_helpers_say_what_is_missing(space, dsn, sche
         client.get("/me")
 
 
-def test_secure_can_be_turned_off_for_local_http(space, dsn, schema, ada):
+def test_secure_can_be_turned_off_for_local_http(
+    space: pgusers.UserSpace, dsn: str, schema: str, ada: int
+) -> None:
     with TestClient(fastapi_app(dsn, schema, secure=False)) as client:
         answer = log_in(client)
         assert "secure" not in answer.headers["set-cookie"].lower()
         assert client.get("/me").status_code == 200
 
 
-def test_one_app_serves_requests_from_new_event_loops(space, dsn, schema, ada):
+def test_one_app_serves_requests_from_new_event_loops(
+    space: pgusers.UserSpace, dsn: str, schema: str, ada: int
+) -> None:
     app = fastapi_app(dsn, schema)
     for _ in range(2):  # each "with" runs the app in a new event loop
         with TestClient(app, base_url="https://testserver") as client:

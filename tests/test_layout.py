@@ -48,7 +48,7 @@ def imports_of(name: str) -> set[str]:
     return {module for module in found if module in MODULES and module != name}
 
 
-def test_the_import_graph_has_no_cycle():
+def test_the_import_graph_has_no_cycle() -> None:
     graph = {name: imports_of(name) for name in MODULES}
     done: set[str] = set()
 
@@ -66,13 +66,13 @@ def test_the_import_graph_has_no_cycle():
         visit(name, [])
 
 
-def test_only_the_public_modules_have_public_names():
+def test_only_the_public_modules_have_public_names() -> None:
     for name in MODULES:
         private = any(part.startswith("_") for part in name.split(".")[1:])
         assert private or name in PUBLIC_MODULES, f"{name} should be private (_name)"
 
 
-def test_internal_modules_do_not_import_the_package_front():
+def test_internal_modules_do_not_import_the_package_front() -> None:
     # The front (pgusers/__init__) imports everything; a module inside importing it
     # back would make a cycle through the front.
     for name in MODULES:

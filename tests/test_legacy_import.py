@@ -11,7 +11,9 @@ import subprocess
 import sys
 import uuid
 import venv
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,7 +22,7 @@ from psycopg import sql
 import pgusers
 from pgusers import EXPIRED, NOT_FOUND, OK, BadCallError, LegacyImportError
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, Clock, only, row_of
 
 ORIGINAL = "0.9.4"
 DRIVER = Path(__file__).resolve().parent / "legacy_driver.py"
@@ -31,7 +33,7 @@ ENVIRONMENT = Path(
 
 
 @pytest.fixture(scope="session")
-def original_python():
+def original_python() -> str:
     """The Python of a virtual environment with the original pgusers installed."""
     python = ENVIRONMENT / "bin" / "python"
     if not python.exists():
@@ -39,11 +41,11 @@ def original_python():
         subprocess.run(
             [str(python), "-m", "pip", "install", "-q", f"pgusers=={ORIGINAL}"], check=True
         )
-    return python
+    return str(python)
 
 
 @pytest.fixture
-def legacy_database(server_dsn, dsn):
+def legacy_database(server_dsn: str, dsn: str) -> Iterator[tuple[str, str]]:
     """A new database for a 0.9 application: (its conninfo on the server, the same
     database as the userspaces under test reach it)."""
     name = f"pgusers_legacy_{uuid.uuid4().hex[:10]}"
@@ -60,7 +62,7 @@ def legacy_database(server_dsn, dsn):
 
 
 @pytest.fixture
-def legacy(original_python, legacy_database):
+def legacy(original_python: str, legacy_database: tuple[str, str]) -> tuple[str, str, Any]:
     """Legacy data made by pgusers 0.9.4 itself: (direct conninfo, conninfo for the
     userspace, what the driver made)."""
     direct, through = legacy_database
@@ -86,24 +88,30 @@ def legacy(original_python, legacy_database):
     return direct, through, made
 
 
-def value_of(text):
+def value_of(text: str) -> Any:
     """The value the driver printed with repr()."""
     names = {"datetime": datetime, "Decimal": decimal.Decimal, "UUID": uuid.UUID}
     return eval(text, names)
 
 
-def legacy_digest(conninfo):
+def legacy_digest(conninfo: str) -> str:
     with psycopg.connect(conninfo) as conn:
-        return conn.execute(
-            """SELECT md5(coalesce((SELECT string_agg(u::text, '|' ORDER BY userid)
+        return str(
+            only(
+                conn.execute(
+                    """SELECT md5(coalesce((SELECT string_agg(u::text, '|' ORDER BY userid)
                                     FROM public.users u), '')
                        || coalesce((SELECT string_agg(s::text, '|' ORDER BY key, userid)
                                     FROM public.sessions s), ''))"""
-        ).fetchone()[0]
+                ).fetchone()
+            )
+        )
 
 
 @pytest.fixture
-def target(open_userspace, legacy):
+def target(
+    open_userspace: Callable[..., Any], legacy: tuple[str, str, Any]
+) -> Iterator[tuple[Any, Any, str]]:
     """The userspace (API under test) in the legacy database, and what 0.9.4 made."""
     direct, through, made = legacy
     usp = open_userspace(conninfo=through, hasher=FAST_HASHER)
@@ -111,7 +119,7 @@ def target(open_userspace, legacy):
     usp.close()
 
 
-def test_users_and_live_sessions_come_over_and_work(target):
+def test_users_and_live_sessions_come_over_and_work(target: tuple[Any, Any, str]) -> None:
     usp, made, direct = target
     before = legacy_digest(direct)
     report = usp.import_legacy()
@@ -134,25 +142,31 @@ def test_users_and_live_sessions_come_over_and_work(target):
     assert legacy_digest(direct) == before
 
 
-def test_a_login_upgrades_the_old_hash_to_argon2id(target, sql_conn):
+def test_a_login_upgrades_the_old_hash_to_argon2id(
+    target: tuple[Any, Any, str], sql_conn: psycopg.Connection[tuple[Any, ...]]
+) -> None:
     usp, made, direct = target
     usp.import_legacy()
     user = made["users"][1]
     with psycopg.connect(direct) as conn:
-        stored = conn.execute(
-            "SELECT password_hash FROM pgusers.users WHERE userid = %s", (user["userid"],)
-        ).fetchone()[0]
+        stored = only(
+            conn.execute(
+                "SELECT password_hash FROM pgusers.users WHERE userid = %s", (user["userid"],)
+            ).fetchone()
+        )
         assert stored.startswith("$pbkdf2-sha512$i=100000$")
         assert usp.validate_user(user["username"], user["password"]).key
-        stored = conn.execute(
-            "SELECT password_hash FROM pgusers.users WHERE userid = %s", (user["userid"],)
-        ).fetchone()[0]
+        stored = only(
+            conn.execute(
+                "SELECT password_hash FROM pgusers.users WHERE userid = %s", (user["userid"],)
+            ).fetchone()
+        )
     assert stored.startswith("$argon2id$")
     assert usp.validate_user(user["username"], user["password"]).key
     assert usp.change_password(user["userid"], "new", user["password"]) == OK
 
 
-def test_change_password_checks_an_old_legacy_hash(target):
+def test_change_password_checks_an_old_legacy_hash(target: tuple[Any, Any, str]) -> None:
     usp, made, _ = target
     usp.import_legacy()
     user = made["users"][3]  # ada, who changed her password under 0.9
@@ -161,7 +175,7 @@ def test_change_password_checks_an_old_legacy_hash(target):
     assert usp.validate_user("ada", "third-pw").key
 
 
-def test_userids_keep_their_gaps_and_new_ones_follow(target):
+def test_userids_keep_their_gaps_and_new_ones_follow(target: tuple[Any, Any, str]) -> None:
     usp, made, _ = target
     usp.import_legacy()
     largest = max(user["userid"] for user in made["users"])
@@ -170,14 +184,18 @@ def test_userids_keep_their_gaps_and_new_ones_follow(target):
     assert new > max(largest, made["deleted_userid"], made["users"][-1]["userid"])
 
 
-def test_imported_sessions_stop_at_their_old_expiry(target, clock):
+def test_imported_sessions_stop_at_their_old_expiry(
+    target: tuple[Any, Any, str], clock: Clock
+) -> None:
     usp, made, direct = target
     usp.import_legacy()
     key = made["sessions"][0]["key"]
     with psycopg.connect(direct) as conn:
-        (ends,) = conn.execute(
-            "SELECT expiration::float8 FROM public.sessions WHERE key = %s", (key,)
-        ).fetchone()
+        (ends,) = row_of(
+            conn.execute(
+                "SELECT expiration::float8 FROM public.sessions WHERE key = %s", (key,)
+            ).fetchone()
+        )
     while clock.now + 3600 < ends:
         clock.advance(3600 * 24)
         if clock.now < ends:
@@ -186,7 +204,7 @@ def test_imported_sessions_stop_at_their_old_expiry(target, clock):
     assert usp.check_key(key).status == EXPIRED
 
 
-def test_a_second_import_is_refused_and_changes_nothing(target):
+def test_a_second_import_is_refused_and_changes_nothing(target: tuple[Any, Any, str]) -> None:
     usp, made, _ = target
     usp.import_legacy()
     key = made["sessions"][1]["key"]
@@ -196,7 +214,7 @@ def test_a_second_import_is_refused_and_changes_nothing(target):
     assert usp.check_key(key).status == NOT_FOUND
 
 
-def test_dry_run_reports_and_writes_nothing(target):
+def test_dry_run_reports_and_writes_nothing(target: tuple[Any, Any, str]) -> None:
     usp, _, _ = target
     report = usp.import_legacy(dry_run=True)
     assert (report.dry_run, report.users, report.sessions) == (True, 4, 3)
@@ -204,7 +222,7 @@ def test_dry_run_reports_and_writes_nothing(target):
     assert usp.import_legacy().users == 4
 
 
-def test_sessions_end_imports_users_only(target):
+def test_sessions_end_imports_users_only(target: tuple[Any, Any, str]) -> None:
     usp, made, _ = target
     report = usp.import_legacy(sessions="end")
     assert (report.users, report.sessions) == (4, 0)
@@ -212,7 +230,7 @@ def test_sessions_end_imports_users_only(target):
     assert usp.check_key(made["sessions"][0]["key"]).status == NOT_FOUND
 
 
-def test_the_import_is_recorded_in_the_audit_trail(target):
+def test_the_import_is_recorded_in_the_audit_trail(target: tuple[Any, Any, str]) -> None:
     usp, _, _ = target
     with pgusers.acting_as("cli:operator"):
         usp.import_legacy()
@@ -227,7 +245,7 @@ def test_the_import_is_recorded_in_the_audit_trail(target):
 # -- rows that break the rules -----------------------------------------------------------
 
 
-def add_legacy_rows(conninfo, rows):
+def add_legacy_rows(conninfo: str, rows: list[tuple[Any, ...]]) -> None:
     """Insert users as another program writing 0.9's tables could have (no checks)."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for userid, username, email, salt, kpasswd in rows:
@@ -251,7 +269,9 @@ BROKEN = [
 ]
 
 
-def test_rule_breakers_are_listed_and_nothing_is_imported(target, sql_conn):
+def test_rule_breakers_are_listed_and_nothing_is_imported(
+    target: tuple[Any, Any, str], sql_conn: psycopg.Connection[tuple[Any, ...]]
+) -> None:
     usp, _, direct = target
     add_legacy_rows(direct, BROKEN)
     before = legacy_digest(direct)
@@ -277,7 +297,7 @@ def test_rule_breakers_are_listed_and_nothing_is_imported(target, sql_conn):
     assert legacy_digest(direct) == before
 
 
-def test_resolutions_import_every_row_and_are_recorded(target):
+def test_resolutions_import_every_row_and_are_recorded(target: tuple[Any, Any, str]) -> None:
     usp, _, direct = target
     add_legacy_rows(direct, BROKEN)
     report = usp.import_legacy(
@@ -300,14 +320,16 @@ def test_resolutions_import_every_row_and_are_recorded(target):
     assert usp.validate_user("root", "r00t-Pa55").userid == 1
 
 
-def test_skip_users_leaves_out_the_rest_and_their_sessions(target):
+def test_skip_users_leaves_out_the_rest_and_their_sessions(target: tuple[Any, Any, str]) -> None:
     usp, _, direct = target
     add_legacy_rows(direct, BROKEN)
     report = usp.import_legacy(on_conflict="skip-users")
     assert (report.users, report.users_skipped) == (4, len(BROKEN))
 
 
-def test_a_malicious_pickle_is_refused_without_running_it(target, tmp_path):
+def test_a_malicious_pickle_is_refused_without_running_it(
+    target: tuple[Any, Any, str], tmp_path: Path
+) -> None:
     usp, made, direct = target
     marker = tmp_path / "ran"
     evil = b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
@@ -323,16 +345,16 @@ def test_a_malicious_pickle_is_refused_without_running_it(target, tmp_path):
         usp.find_user(userid=made["users"][0]["userid"])
 
 
-def billion_laughs(depth):
+def billion_laughs(depth: int) -> bytes:
     """A pickle of a few hundred bytes: a list holding one list twice, ``depth`` deep,
     which unfolds to 2**depth values when every reference is followed."""
-    value = []
+    value: list[Any] = []
     for _ in range(depth):
         value = [value, value]
     return pickle.dumps(value, protocol=2)
 
 
-def test_a_pickle_that_unfolds_past_the_limit_is_refused():
+def test_a_pickle_that_unfolds_past_the_limit_is_refused() -> None:
     from pgusers._core import legacy
 
     assert len(billion_laughs(60)) < 500
@@ -341,7 +363,7 @@ def test_a_pickle_that_unfolds_past_the_limit_is_refused():
     assert legacy.unpickle(billion_laughs(10))  # 2**11 values: well within
 
 
-def test_an_import_keeps_an_unfolding_pickle_opaque(target):
+def test_an_import_keeps_an_unfolding_pickle_opaque(target: tuple[Any, Any, str]) -> None:
     usp, made, direct = target
     with psycopg.connect(direct, autocommit=True) as conn:
         conn.execute(
@@ -352,7 +374,7 @@ def test_an_import_keeps_an_unfolding_pickle_opaque(target):
     assert report.opaque_extra_data == (made["users"][0]["userid"],)
 
 
-def test_safe_types_in_pickles_come_back_equal():
+def test_safe_types_in_pickles_come_back_equal() -> None:
     from pgusers._core import legacy
 
     value = {
@@ -384,14 +406,14 @@ def test_safe_types_in_pickles_come_back_equal():
         {"progress": "print"},
     ],
 )
-def test_bad_arguments_are_refused(target, arguments):
+def test_bad_arguments_are_refused(target: tuple[Any, Any, str], arguments: Any) -> None:
     usp, _, _ = target
     with pytest.raises(BadCallError):
         usp.import_legacy(**arguments)
     assert list(usp.all_users()) == []
 
 
-def test_a_schema_without_legacy_tables_is_refused(target):
+def test_a_schema_without_legacy_tables_is_refused(target: tuple[Any, Any, str]) -> None:
     usp, _, _ = target
     with pytest.raises(BadCallError, match="no table 'users'"):
         usp.import_legacy("nowhere")
@@ -400,7 +422,7 @@ def test_a_schema_without_legacy_tables_is_refused(target):
 # -- the command -------------------------------------------------------------------------
 
 
-def run_cli(conninfo, *args, stdin=None):
+def run_cli(conninfo: str, *args: str, stdin: str | None = None) -> tuple[int, str, str]:
     from click.testing import CliRunner
 
     from pgusers.cli import main
@@ -411,7 +433,9 @@ def run_cli(conninfo, *args, stdin=None):
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_the_command_dry_runs_asks_and_imports(legacy, sql_conn):
+def test_the_command_dry_runs_asks_and_imports(
+    legacy: tuple[str, str, Any], sql_conn: psycopg.Connection[tuple[Any, ...]]
+) -> None:
     _, through, made = legacy
     code, out, _ = run_cli(through, "import-legacy", "--dry-run")
     assert code == 0
@@ -428,7 +452,7 @@ def test_the_command_dry_runs_asks_and_imports(legacy, sql_conn):
     assert code == 0
 
 
-def test_the_command_lists_every_problem_and_exits_2(legacy):
+def test_the_command_lists_every_problem_and_exits_2(legacy: tuple[str, str, Any]) -> None:
     direct, through, _ = legacy
     add_legacy_rows(direct, BROKEN)
     code, out, err = run_cli(through, "import-legacy", "--yes")

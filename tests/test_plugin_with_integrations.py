@@ -3,8 +3,9 @@ developers would: the application opens its userspace itself, with no hasher giv
 on the schema the fixtures made."""
 
 import json
+from typing import Any
 
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.test import Client, override_settings
 from django.urls import path
 from fastapi import FastAPI, Request, Response
@@ -20,7 +21,9 @@ from pgusers.integrations import starlette as pgusers_starlette
 from .support import configure_django
 
 
-def test_a_starlette_application(userspace, make_user, pgusers_dsn, pgusers_schema):
+def test_a_starlette_application(
+    userspace: Any, make_user: Any, pgusers_dsn: str, pgusers_schema: str
+) -> None:
     userid = make_user("ada", "s3cret-pw")
     auth = pgusers_starlette.PgUsers(
         lambda: pgusers.AsyncUserSpace.connect(conninfo=pgusers_dsn, schema=pgusers_schema)
@@ -41,7 +44,9 @@ def test_a_starlette_application(userspace, make_user, pgusers_dsn, pgusers_sche
         assert answer.json() == {"userid": userid}
 
 
-def test_a_flask_application(userspace, make_user, pgusers_dsn, pgusers_schema):
+def test_a_flask_application(
+    userspace: Any, make_user: Any, pgusers_dsn: str, pgusers_schema: str
+) -> None:
     userid = make_user("ada", "s3cret-pw")
     app = Flask(__name__)
     app.config.update(PGUSERS_DSN=pgusers_dsn, PGUSERS_SCHEMA=pgusers_schema)
@@ -57,7 +62,7 @@ def test_a_flask_application(userspace, make_user, pgusers_dsn, pgusers_schema):
     assert answer.json == {"userid": userid}
 
 
-def django_login(request):
+def django_login(request: HttpRequest) -> JsonResponse:
     response = JsonResponse({})
     user = pgusers_django.pgusers_login(
         request, response, request.POST["username"], request.POST["password"]
@@ -69,7 +74,9 @@ def django_login(request):
 urlpatterns = [path("login", django_login)]
 
 
-def test_a_django_application(userspace, make_user, pgusers_dsn, pgusers_schema):
+def test_a_django_application(
+    userspace: Any, make_user: Any, pgusers_dsn: str, pgusers_schema: str
+) -> None:
     configure_django(__name__)
     userid = make_user("ada", "s3cret-pw")
     configured = {"DSN": pgusers_dsn, "SCHEMA": pgusers_schema}

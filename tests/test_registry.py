@@ -1,6 +1,8 @@
 """One UserSpace per connection target; connection parameters; close()."""
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 import pytest
@@ -11,15 +13,19 @@ from pgusers import BadCallError, DatabaseUnavailableError
 from .support import FAST_HASHER, unwrap
 
 
-def params_of(dsn):
+def params_of(dsn: str) -> dict[str, Any]:
     return psycopg.conninfo.conninfo_to_dict(dsn)
 
 
-def test_same_target_gives_the_same_object(usp, open_userspace, dsn, schema):
+def test_same_target_gives_the_same_object(
+    usp: Any, open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     assert unwrap(open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)) is unwrap(usp)
 
 
-def test_dbname_positional_keyword_or_in_conninfo(open_userspace, dsn, schema):
+def test_dbname_positional_keyword_or_in_conninfo(
+    open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     params = params_of(dsn)
     dbname = params.pop("dbname")
     with open_userspace(dbname, schema=schema, **params) as first:
@@ -27,7 +33,9 @@ def test_dbname_positional_keyword_or_in_conninfo(open_userspace, dsn, schema):
         assert unwrap(open_userspace(conninfo=dsn, schema=schema)) is unwrap(first)
 
 
-def test_libpq_environment_variables_are_used(open_userspace, dsn, schema, monkeypatch):
+def test_libpq_environment_variables_are_used(
+    open_userspace: Callable[..., Any], dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     params = params_of(dsn)
     for name, env in (
         ("host", "PGHOST"),
@@ -44,7 +52,9 @@ def test_libpq_environment_variables_are_used(open_userspace, dsn, schema, monke
         )
 
 
-def test_other_schema_is_another_userspace(usp, open_userspace, dsn, schema):
+def test_other_schema_is_another_userspace(
+    usp: Any, open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     from .support import drop_schema
 
     other = open_userspace(conninfo=dsn, schema=schema + "_b", hasher=FAST_HASHER)
@@ -57,7 +67,7 @@ def test_other_schema_is_another_userspace(usp, open_userspace, dsn, schema):
         drop_schema(dsn, schema + "_b")
 
 
-def test_two_servers_sharing_a_database_name_are_two_targets():
+def test_two_servers_sharing_a_database_name_are_two_targets() -> None:
     from pgusers._drivers import target
 
     first = target.resolve("userlist", "", {"host": "db1.example.com", "user": "app"})
@@ -67,7 +77,9 @@ def test_two_servers_sharing_a_database_name_are_two_targets():
     assert first.identity == same.identity
 
 
-def test_missing_database_name_is_a_bad_call(open_userspace, monkeypatch):
+def test_missing_database_name_is_a_bad_call(
+    open_userspace: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("PGDATABASE", raising=False)
     with pytest.raises(BadCallError, match="database"):
         open_userspace(host="127.0.0.1")
@@ -86,18 +98,22 @@ def test_missing_database_name_is_a_bad_call(open_userspace, monkeypatch):
         {"dbname": "x", "hasher": "argon2"},
     ],
 )
-def test_bad_constructor_arguments(open_userspace, kwargs):
+def test_bad_constructor_arguments(open_userspace: Callable[..., Any], kwargs: Any) -> None:
     with pytest.raises(BadCallError):
         open_userspace(**kwargs)
 
 
-def test_conflicting_options_for_an_open_userspace(usp, open_userspace, dsn, schema):
+def test_conflicting_options_for_an_open_userspace(
+    usp: Any, open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     with pytest.raises(BadCallError, match="serializer"):
         open_userspace(conninfo=dsn, schema=schema, serializer="pickle", hasher=FAST_HASHER)
     assert unwrap(open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)) is unwrap(usp)
 
 
-def test_opening_without_a_serializer_never_gives_a_pickling_userspace(open_userspace, dsn, schema):
+def test_opening_without_a_serializer_never_gives_a_pickling_userspace(
+    open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     with open_userspace(conninfo=dsn, schema=schema, serializer="pickle", hasher=FAST_HASHER):
         with pytest.raises(BadCallError, match="decide security are never taken over"):
             open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
@@ -107,8 +123,8 @@ def test_opening_without_a_serializer_never_gives_a_pickling_userspace(open_user
 
 @pytest.mark.pgusers_real_hasher  # the library default, not the plugin's in tests
 def test_opening_without_a_hasher_never_gives_one_with_other_parameters(
-    usp, open_userspace, dsn, schema
-):
+    usp: Any, open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     with pytest.raises(BadCallError, match="another hasher"):
         open_userspace(conninfo=dsn, schema=schema)
     same_parameters = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -128,13 +144,15 @@ def test_opening_without_a_hasher_never_gives_one_with_other_parameters(
     ],
 )
 def test_a_security_parameter_is_never_taken_over_from_an_open_userspace(
-    usp, open_userspace, dsn, schema, parameter, value
-):
+    usp: Any, open_userspace: Callable[..., Any], dsn: str, schema: str, parameter: Any, value: Any
+) -> None:
     with pytest.raises(BadCallError, match=f"another {parameter};"):
         open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, **{parameter: value})
 
 
-def test_a_security_parameter_left_out_is_no_match_for_one_given(open_userspace, dsn, schema):
+def test_a_security_parameter_left_out_is_no_match_for_one_given(
+    open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     with (
         open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, sslmode="disable"),
         pytest.raises(BadCallError, match="another sslmode"),
@@ -142,7 +160,9 @@ def test_a_security_parameter_left_out_is_no_match_for_one_given(open_userspace,
         open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
 
 
-def test_defaults_given_explicitly_are_the_same_userspace(open_userspace, dsn, sql_conn):
+def test_defaults_given_explicitly_are_the_same_userspace(
+    open_userspace: Callable[..., Any], dsn: str, sql_conn: psycopg.Connection[tuple[Any, ...]]
+) -> None:
     try:
         with open_userspace(conninfo=dsn, hasher=FAST_HASHER) as first:
             again = open_userspace(
@@ -153,7 +173,9 @@ def test_defaults_given_explicitly_are_the_same_userspace(open_userspace, dsn, s
         sql_conn.execute("DROP SCHEMA IF EXISTS pgusers CASCADE")
 
 
-def test_close_is_idempotent_and_reopening_works(open_userspace, dsn, schema):
+def test_close_is_idempotent_and_reopening_works(
+    open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     usp = open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
     usp.create_user("ada", "pw", "ada@example.com")
     usp.close()
@@ -168,17 +190,17 @@ def test_close_is_idempotent_and_reopening_works(open_userspace, dsn, schema):
         again.close()
 
 
-def test_context_manager_closes(open_userspace, dsn, schema):
+def test_context_manager_closes(open_userspace: Callable[..., Any], dsn: str, schema: str) -> None:
     with open_userspace(conninfo=dsn, schema=schema) as usp:
         assert usp.ttl == 864000.0
     assert "closed" in repr(usp)
 
 
-def test_registry_is_thread_safe(open_userspace, dsn, schema):
+def test_registry_is_thread_safe(open_userspace: Callable[..., Any], dsn: str, schema: str) -> None:
     barrier = threading.Barrier(8)
     found = []
 
-    def open_it():
+    def open_it() -> None:
         barrier.wait()
         found.append(unwrap(open_userspace(conninfo=dsn, schema=schema)))
 
@@ -192,6 +214,8 @@ def test_registry_is_thread_safe(open_userspace, dsn, schema):
     open_userspace(conninfo=dsn, schema=schema).close()
 
 
-def test_unreachable_server_raises_database_unavailable(open_userspace, schema):
+def test_unreachable_server_raises_database_unavailable(
+    open_userspace: Callable[..., Any], schema: str
+) -> None:
     with pytest.raises(DatabaseUnavailableError, match="unavailable"):
         open_userspace("nodb", host="127.0.0.1", port=1, schema=schema)

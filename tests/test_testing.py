@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,12 +15,14 @@ import pgusers
 from pgusers.testing import FAST_HASHER
 
 
-def test_userspace_is_empty_and_of_the_tests_own_schema(userspace, pgusers_schema):
+def test_userspace_is_empty_and_of_the_tests_own_schema(
+    userspace: Any, pgusers_schema: str
+) -> None:
     assert list(userspace.all_users()) == []
     assert repr(userspace).endswith(f"schema={pgusers_schema}>")
 
 
-def test_make_user_makes_users_with_names_of_its_own(userspace, make_user):
+def test_make_user_makes_users_with_names_of_its_own(userspace: Any, make_user: Any) -> None:
     first, second = make_user(), make_user(admin=True)
     named = make_user("ada", "s3cret", extra_data={"plan": "pro"})
     assert [row.username for row in userspace.all_users()] == ["ada", "user1", "user2"]
@@ -27,10 +31,10 @@ def test_make_user_makes_users_with_names_of_its_own(userspace, make_user):
     assert userspace.find_user(userid=named)["extra_data"] == {"plan": "pro"}
 
 
-def test_async_userspace_opens_in_the_tests_loop(make_user, async_userspace):
+def test_async_userspace_opens_in_the_tests_loop(make_user: Any, async_userspace: Any) -> None:
     userid = make_user("ada", "s3cret")
 
-    async def scenario():
+    async def scenario() -> tuple[int | None, pgusers.Status]:
         usp = await async_userspace()
         try:
             outcome = await usp.login("ada", "s3cret")
@@ -41,16 +45,20 @@ def test_async_userspace_opens_in_the_tests_loop(make_user, async_userspace):
     assert asyncio.run(scenario()) == (userid, pgusers.OK)
 
 
-def test_passwords_are_hashed_cheaply_by_default(userspace, make_user, pgusers_hasher):
+def test_passwords_are_hashed_cheaply_by_default(
+    userspace: Any, make_user: Any, pgusers_hasher: Any
+) -> None:
     assert pgusers_hasher is FAST_HASHER
 
 
 @pytest.mark.pgusers_real_hasher
-def test_the_marker_asks_for_the_real_parameters(pgusers_hasher):
+def test_the_marker_asks_for_the_real_parameters(pgusers_hasher: Any) -> None:
     assert pgusers_hasher is None
 
 
-def test_an_applications_suite_gets_the_fixtures_from_the_entry_point(tmp_path, server_dsn):
+def test_an_applications_suite_gets_the_fixtures_from_the_entry_point(
+    tmp_path: Path, server_dsn: str
+) -> None:
     (tmp_path / "test_app.py").write_text(
         textwrap.dedent(
             """
@@ -76,7 +84,7 @@ def test_an_applications_suite_gets_the_fixtures_from_the_entry_point(tmp_path, 
     assert "1 passed" in result.stdout
 
 
-def test_an_applications_suite_on_the_embedded_server_runs_free_of_warnings(tmp_path):
+def test_an_applications_suite_on_the_embedded_server_runs_free_of_warnings(tmp_path: Path) -> None:
     (tmp_path / "test_app.py").write_text(
         textwrap.dedent(
             """

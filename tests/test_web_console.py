@@ -7,24 +7,34 @@ directory.
 """
 
 import os
-import re
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import pgusers
 
-from .support import Clock, served, web_app
+from .support import Clock, found, matched, served, web_app
 
 pytestmark = pytest.mark.browser
 
 playwright_api = pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import (  # noqa: E402 - after the skip
+    Browser,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Request,
+    expect,
+)
+
 CHROMIUM = os.environ.get("PGUSERS_CHROMIUM") or shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser() -> Iterator[Browser]:
     if CHROMIUM is None:
         pytest.skip("no chromium executable (apt-get install chromium)")
     with playwright_api.sync_playwright() as playwright:
@@ -39,47 +49,45 @@ def browser():
 
 
 @pytest.fixture
-def app(space, dsn, schema):
+def app(space: pgusers.UserSpace, dsn: str, schema: str) -> Any:
     return web_app(dsn, schema, setup_link=True)
 
 
 @pytest.fixture
-def base_url(app):
+def base_url(app: Any) -> Iterator[str]:
     with served(app) as url:
         yield url
 
 
 @pytest.fixture
-def page(browser, base_url):
+def page(browser: Browser, base_url: str) -> Iterator[Page]:
     context = browser.new_context(base_url=base_url, user_agent="pgusers-console-test")
     yield context.new_page()
     context.close()
 
 
 @pytest.fixture
-def shots(tmp_path):
+def shots(tmp_path: Path) -> Callable[[Page, str], object]:
     folder = Path(os.environ.get("PGUSERS_SCREENSHOTS") or tmp_path / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     return lambda page, name: page.screenshot(path=folder / f"{name}.png", full_page=True)
 
 
 @pytest.fixture
-def root(space):
+def root(space: pgusers.UserSpace) -> int:
     return space.create_user("root", "root-pw-123", "root@example.com", admin=True)
 
 
-def log_in(page, username="root", password="root-pw-123"):
+def log_in(page: Page, username: str = "root", password: str = "root-pw-123") -> None:
     page.goto("/console/login")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
 
 
-def expect(locator):
-    return playwright_api.expect(locator)
-
-
-def test_the_setup_link_creates_the_first_admin_once(page, app, space, shots):
+def test_the_setup_link_creates_the_first_admin_once(
+    page: Page, app: Any, space: pgusers.UserSpace, shots: Callable[[Page, str], object]
+) -> None:
     page.goto(f"/console/setup?token={app.state.setup_token}")
     shots(page, "setup")
     page.get_by_label("Username").fill("founder")
@@ -87,18 +95,20 @@ def test_the_setup_link_creates_the_first_admin_once(page, app, space, shots):
     page.get_by_label("Password").fill("founder-pw-1")
     page.get_by_role("button", name="Create and log in").click()
     expect(page.get_by_role("heading", name="Users")).to_be_visible()
-    assert space.is_admin(space.find_user(username="founder")["userid"])
+    assert space.is_admin(found(space.find_user(username="founder"))["userid"])
     page.goto(f"/console/setup?token={app.state.setup_token}")
     expect(page.get_by_role("alert")).to_contain_text("has been used")
 
 
-def test_a_wrong_setup_token_is_refused(page, space):
+def test_a_wrong_setup_token_is_refused(page: Page, space: pgusers.UserSpace) -> None:
     page.goto("/console/setup?token=guess")
     expect(page.get_by_role("alert")).to_contain_text("not valid")
     assert list(space.all_users()) == []
 
 
-def test_an_admin_logs_in_finds_a_user_and_disables_them(page, space, root, shots):
+def test_an_admin_logs_in_finds_a_user_and_disables_them(
+    page: Page, space: pgusers.UserSpace, root: int, shots: Callable[[Page, str], object]
+) -> None:
     ada = space.create_user("ada", "ada-pw-123", "ada@example.com", extra_data={"plan": "pro"})
     key = space.login("ada", "ada-pw-123", source="203.0.113.9", user_agent="Firefox").key
     for i in range(3):
@@ -117,10 +127,10 @@ def test_an_admin_logs_in_finds_a_user_and_disables_them(page, space, root, shot
     expect(page.get_by_role("status")).to_have_text("User disabled.")
     expect(page.get_by_text("No live sessions.")).to_be_visible()
     assert space.check_key(key).status == pgusers.NOT_FOUND
-    assert space.find_user(userid=ada)["disabled"] is True
+    assert found(space.find_user(userid=ada))["disabled"] is True
 
 
-def test_an_admin_ends_one_session(page, space, root):
+def test_an_admin_ends_one_session(page: Page, space: pgusers.UserSpace, root: int) -> None:
     ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
     first = space.login("ada", "ada-pw-123").key
     second = space.login("ada", "ada-pw-123").key
@@ -132,7 +142,9 @@ def test_an_admin_ends_one_session(page, space, root):
     assert statuses == [pgusers.OK, pgusers.NOT_FOUND]
 
 
-def test_an_admin_changes_the_ttl_and_sees_every_action_in_the_event_log(page, space, root, shots):
+def test_an_admin_changes_the_ttl_and_sees_every_action_in_the_event_log(
+    page: Page, space: pgusers.UserSpace, root: int, shots: Callable[[Page, str], object]
+) -> None:
     ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
     log_in(page)
     page.goto("/console/settings")
@@ -157,7 +169,7 @@ def test_an_admin_changes_the_ttl_and_sees_every_action_in_the_event_log(page, s
     expect(page.locator("tbody tr")).to_have_count(1)
 
 
-def test_a_non_admin_is_refused(page, space):
+def test_a_non_admin_is_refused(page: Page, space: pgusers.UserSpace) -> None:
     space.create_user("ada", "ada-pw-123", "ada@example.com")
     log_in(page, "ada", "ada-pw-123")
     expect(page.get_by_role("alert")).to_contain_text("administrators only")
@@ -167,7 +179,9 @@ def test_a_non_admin_is_refused(page, space):
     assert session_count == 0
 
 
-def test_a_form_posted_without_its_csrf_token_is_refused(page, space, root):
+def test_a_form_posted_without_its_csrf_token_is_refused(
+    page: Page, space: pgusers.UserSpace, root: int
+) -> None:
     ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
     log_in(page)
     page.goto(f"/console/users/{ada}")
@@ -175,15 +189,20 @@ def test_a_form_posted_without_its_csrf_token_is_refused(page, space, root):
     form.locator("input[name=csrf]").evaluate("input => input.remove()")
     form.get_by_role("button", name="Disable").click()
     expect(page.get_by_role("alert")).to_contain_text("did not come from here")
-    assert space.find_user(userid=ada)["disabled"] is False
+    assert found(space.find_user(userid=ada))["disabled"] is False
 
 
-def test_a_stored_script_tag_shows_as_text(page, space, root):
+def test_a_stored_script_tag_shows_as_text(page: Page, space: pgusers.UserSpace, root: int) -> None:
     evil = "<script>alert(1)</script>"
     userid = space.create_user("mallory", "pw-1234567", "m@example.com", extra_data={"bio": evil})
     space.login("mallory", "pw-1234567", user_agent=evil)
-    dialogs = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    dialogs: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     log_in(page)
     page.goto(f"/console/users/{userid}")
     expect(page.locator("td.agent")).to_have_text(evil)
@@ -192,7 +211,9 @@ def test_a_stored_script_tag_shows_as_text(page, space, root):
     assert dialogs == []
 
 
-def test_writes_need_a_password_entered_in_the_last_ten_minutes(page, space, root, monkeypatch):
+def test_writes_need_a_password_entered_in_the_last_ten_minutes(
+    page: Page, space: pgusers.UserSpace, root: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
     log_in(page)
     clock = Clock(monkeypatch)
@@ -200,7 +221,7 @@ def test_writes_need_a_password_entered_in_the_last_ten_minutes(page, space, roo
     page.goto(f"/console/users/{ada}")
     page.get_by_role("button", name="Disable").click()
     expect(page.get_by_role("heading", name="Confirm your password")).to_be_visible()
-    assert space.find_user(userid=ada)["disabled"] is False
+    assert found(space.find_user(userid=ada))["disabled"] is False
     page.get_by_label("Password").fill("root-pw-123")
     page.get_by_role("button", name="Confirm").click()
     expect(page.get_by_role("heading", name="ada")).to_be_visible()
@@ -208,7 +229,9 @@ def test_writes_need_a_password_entered_in_the_last_ten_minutes(page, space, roo
     expect(page.get_by_role("status")).to_have_text("User disabled.")
 
 
-def test_a_sibling_subdomain_cannot_forge_a_console_write(browser, app, space, root):
+def test_a_sibling_subdomain_cannot_forge_a_console_write(
+    browser: Browser, app: Any, space: pgusers.UserSpace, root: int
+) -> None:
     """evil.pgusers.test plants a CSRF seed cookie for the parent domain, with a token
     made for that seed by the console's own login page, and posts a form that would
     make its user an administrator on admin.pgusers.test, where root is signed in."""
@@ -224,7 +247,7 @@ def test_a_sibling_subdomain_cannot_forge_a_console_write(browser, app, space, r
         console = f"http://admin.pgusers.test:{urlsplit(console_url).port}"
         login_page = httpx.get(f"{console_url}/console/login")
         seed = login_page.cookies["pgusers_console_csrf"]
-        token = re.search(r'name="csrf" value="([0-9a-f]+)"', login_page.text).group(1)
+        token = matched(r'name="csrf" value="([0-9a-f]+)"', login_page.text)
         attack = f"""<!doctype html><body>
             <form method="post" action="{console}/console/users/{mallory}/admin">
               <input name="csrf" value="{token}"><input name="value" value="true">
@@ -247,13 +270,20 @@ def test_a_sibling_subdomain_cannot_forge_a_console_write(browser, app, space, r
     assert not space.is_admin(mallory)
 
 
-def test_the_api_documentation_renders_offline_under_its_policy(page, root):
-    refused = []
-    page.on("console", lambda message: message.type == "error" and refused.append(message.text))
-    outside = []
-    page.on(
-        "request", lambda request: "127.0.0.1" not in request.url and outside.append(request.url)
-    )
+def test_the_api_documentation_renders_offline_under_its_policy(page: Page, root: int) -> None:
+    refused: list[str] = []
+    outside: list[str] = []
+
+    def note_error(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            refused.append(message.text)
+
+    def note_outside(request: Request) -> None:
+        if "127.0.0.1" not in request.url:
+            outside.append(request.url)
+
+    page.on("console", note_error)
+    page.on("request", note_outside)
     log_in(page)
     page.get_by_role("link", name="API documentation").click()
     expect(page.locator(".swagger-ui .info .title")).to_contain_text("pgusers")
@@ -261,7 +291,9 @@ def test_the_api_documentation_renders_offline_under_its_policy(page, root):
     assert refused == [] and outside == []
 
 
-def test_an_admin_creates_a_user_then_deletes_them_after_confirming(page, space, root):
+def test_an_admin_creates_a_user_then_deletes_them_after_confirming(
+    page: Page, space: pgusers.UserSpace, root: int
+) -> None:
     log_in(page)
     page.get_by_role("link", name="New user").click()
     page.get_by_label("Username").fill("ada")

@@ -3,35 +3,40 @@ redirections, through Starlette's test client on the real application."""
 
 import re
 import time
+from collections.abc import Awaitable
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from starlette.testclient import TestClient
 
 import pgusers
 
-from .support import Clock, web_app
+from .support import Answer, Clock, found, matched, web_app
 
 
 @pytest.fixture
-def app(space, dsn, schema):
+def app(space: pgusers.UserSpace, dsn: str, schema: str) -> Any:
     return web_app(dsn, schema, setup_link=True)
 
 
-def client_at(app, base_url):
+def client_at(app: Any, base_url: str) -> TestClient:
     return TestClient(app, base_url=base_url, follow_redirects=False)
 
 
 @pytest.fixture
-def root(space):
+def root(space: pgusers.UserSpace) -> int:
     return space.create_user("root", "root-pw-123", "root@example.com", admin=True)
 
 
-def csrf_of(page):
-    return re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+def csrf_of(page: Answer) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert found is not None, page.text
+    return found.group(1)
 
 
-def log_in(client, username="root", password="root-pw-123"):
+def log_in(client: TestClient, username: str = "root", password: str = "root-pw-123") -> Answer:
     form = client.get("/console/login")
     return client.post(
         "/console/login",
@@ -39,8 +44,8 @@ def log_in(client, username="root", password="root-pw-123"):
     )
 
 
-def cookie_header(answer, name):
-    return next(v for v in answer.headers.get_list("set-cookie") if v.startswith(f"{name}="))
+def cookie_header(answer: Answer, name: str) -> str:
+    return str(next(v for v in answer.headers.get_list("set-cookie") if v.startswith(f"{name}=")))
 
 
 SERVED = {
@@ -50,14 +55,14 @@ SERVED = {
 }
 
 
-def flags_of(header):
+def flags_of(header: str) -> set[str]:
     return {part.strip().lower() for part in header.split(";")[1:]}
 
 
 @pytest.mark.parametrize(("base_url", "secure"), SERVED.values(), ids=SERVED.keys())
 def test_console_cookies_are_httponly_strict_and_secure_unless_loopback_http(
-    app, root, base_url, secure
-):
+    app: Any, root: int, base_url: str, secure: bool
+) -> None:
     https = base_url.startswith("https")
     # Over HTTPS, __Host- cookies: only this host can set them (Secure, path /, no Domain).
     prefix, path = ("__Host-", "path=/") if https else ("", "path=/console")
@@ -75,21 +80,23 @@ def test_console_cookies_are_httponly_strict_and_secure_unless_loopback_http(
     assert ("secure" in flags) is secure
 
 
-def test_pages_need_an_admin_session(app, root):
+def test_pages_need_an_admin_session(app: Any, root: int) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         for path in ("/console/users", "/console/events", "/console/settings"):
             answer = client.get(path)
             assert (answer.status_code, answer.headers["location"]) == (303, "/console/login")
 
 
-def test_a_wrong_password_shows_the_form_again_with_401(app, root):
+def test_a_wrong_password_shows_the_form_again_with_401(app: Any, root: int) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         answer = log_in(client, password="wrong")
     assert answer.status_code == 401
     assert "Wrong username or password" in answer.text
 
 
-def test_the_setup_link_expires_after_15_minutes(app, space, monkeypatch):
+def test_the_setup_link_expires_after_15_minutes(
+    app: Any, space: pgusers.UserSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     clock = Clock(monkeypatch)
     clock.advance(15 * 60 + 1)
     with client_at(app, "http://127.0.0.1") as client:
@@ -98,32 +105,36 @@ def test_the_setup_link_expires_after_15_minutes(app, space, monkeypatch):
     assert list(space.all_users()) == []
 
 
-def test_the_setup_link_stops_working_once_an_admin_exists(app, root):
+def test_the_setup_link_stops_working_once_an_admin_exists(app: Any, root: int) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         answer = client.get(f"/console/setup?token={app.state.setup_token}")
     assert answer.status_code == 404
 
 
-def test_no_setup_link_unless_asked(space, dsn, schema):
+def test_no_setup_link_unless_asked(space: pgusers.UserSpace, dsn: str, schema: str) -> None:
     app = web_app(dsn, schema)
     assert app.state.setup_token is None
     with client_at(app, "http://127.0.0.1") as client:
         assert client.get("/console/setup?token=x").status_code == 404
 
 
-def test_a_reset_token_is_shown_once_in_the_page_never_in_a_url(app, space, root):
+def test_a_reset_token_is_shown_once_in_the_page_never_in_a_url(
+    app: Any, space: pgusers.UserSpace, root: int
+) -> None:
     ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
     with client_at(app, "http://127.0.0.1") as client:
         log_in(client)
         page = client.get(f"/console/users/{ada}")
         answer = client.post(f"/console/users/{ada}/reset-token", data={"csrf": csrf_of(page)})
     assert answer.status_code == 200
-    token = re.search(r'id="reset-token">([^<]+)<', answer.text).group(1)
+    token = matched(r'id="reset-token">([^<]+)<', answer.text)
     assert "location" not in answer.headers
     assert space.reset_password(token, "new-ada-pw-1") == pgusers.OK
 
 
-def test_a_redirect_after_a_write_stays_inside_the_console(app, space, root):
+def test_a_redirect_after_a_write_stays_inside_the_console(
+    app: Any, space: pgusers.UserSpace, root: int
+) -> None:
     ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
     space.login("ada", "ada-pw-123")
     (session,) = space.sessions(ada)
@@ -139,7 +150,7 @@ def test_a_redirect_after_a_write_stays_inside_the_console(app, space, root):
     assert list(space.sessions(ada)) == []
 
 
-def test_console_pages_carry_the_security_headers(app):
+def test_console_pages_carry_the_security_headers(app: Any) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         headers = client.get("/console/login").headers
     assert "script-src" not in headers["content-security-policy"]
@@ -147,7 +158,9 @@ def test_console_pages_carry_the_security_headers(app):
     assert headers["referrer-policy"] == "no-referrer"
 
 
-def test_an_admin_deletes_a_user_from_their_page_after_confirming(app, space, root):
+def test_an_admin_deletes_a_user_from_their_page_after_confirming(
+    app: Any, space: pgusers.UserSpace, root: int
+) -> None:
     ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
     with client_at(app, "http://127.0.0.1") as client:
         log_in(client)
@@ -162,7 +175,7 @@ def test_an_admin_deletes_a_user_from_their_page_after_confirming(app, space, ro
     assert space.find_user(userid=ada) is None
 
 
-def confirmed_post(client, path, **fields):
+def confirmed_post(client: TestClient, path: str, **fields: str) -> tuple[Answer, Answer]:
     """Post a console form, then its confirmation: (the question page, the answer)."""
     page = client.get("/console/users")
     asked = client.post(path, data={"csrf": csrf_of(page), **fields})
@@ -171,7 +184,9 @@ def confirmed_post(client, path, **fields):
     return asked, client.post(path, data=form)
 
 
-def test_ending_all_sessions_and_hashing_keys_ask_first(app, space, root, dsn, schema):
+def test_ending_all_sessions_and_hashing_keys_ask_first(
+    app: Any, space: pgusers.UserSpace, root: int, dsn: str, schema: str
+) -> None:
     ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
     space.login("ada", "ada-pw-123")
     with client_at(app, "http://127.0.0.1") as client:
@@ -187,7 +202,9 @@ def test_ending_all_sessions_and_hashing_keys_ask_first(app, space, root, dsn, s
     assert storage == "hashed"
 
 
-def test_an_admin_creates_a_user_and_edits_them(app, space, root):
+def test_an_admin_creates_a_user_and_edits_them(
+    app: Any, space: pgusers.UserSpace, root: int
+) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         log_in(client)
         form = client.get("/console/users/new")
@@ -202,7 +219,7 @@ def test_an_admin_creates_a_user_and_edits_them(app, space, root):
             },
         )
         assert made.status_code == 303
-        ada = space.find_user("ada")
+        ada = found(space.find_user("ada"))
         assert (ada["extra_data"], ada["admin"]) == ({"plan": "pro"}, False)
         assert made.headers["location"].startswith(f"/console/users/{ada['userid']}?")
         edit = {
@@ -223,25 +240,27 @@ def test_an_admin_creates_a_user_and_edits_them(app, space, root):
             "/console/users/new", data={**edit, "username": "root", "password": "x-pw-1234"}
         )
         assert taken.status_code == 400 and "already exists" in taken.text
-    found = space.find_user(userid=ada["userid"])
-    assert (found["username"], found["email"], found["extra_data"]) == (
+    user = found(space.find_user(userid=ada["userid"]))
+    assert (user["username"], user["email"], user["extra_data"]) == (
         "ada2",
         "ada2@example.com",
         {"plan": "team"},
     )
-    assert (found["admin"], found["disabled"]) == (True, True)
+    assert (user["admin"], user["disabled"]) == (True, True)
     actors = {event.actor for event in space.events(userid=ada["userid"])}
-    assert actors == {f"console:user:{space.find_user('root')['userid']}"}
+    assert actors == {f"console:user:{found(space.find_user('root'))['userid']}"}
 
 
-def test_api_keys_are_made_shown_once_and_revoked_from_the_console(app, space, root):
+def test_api_keys_are_made_shown_once_and_revoked_from_the_console(
+    app: Any, space: pgusers.UserSpace, root: int
+) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         log_in(client)
         page = client.get("/console/api-keys")
         made = client.post(
             "/console/api-keys", data={"csrf": csrf_of(page), "name": "shop", "scope": "check"}
         )
-        key = re.search(r'id="api-key">([^<]+)<', made.text).group(1)
+        key = matched(r'id="api-key">([^<]+)<', made.text)
         assert key not in client.get("/console/api-keys").text
         check = client.post(
             "/v1/check", json={"key": "A" * 43}, headers={"authorization": f"Bearer {key}"}
@@ -256,7 +275,9 @@ def test_api_keys_are_made_shown_once_and_revoked_from_the_console(app, space, r
     assert check.json()["error"]["message"] == "the API key is revoked or unknown"
 
 
-def test_numbers_and_times_read_as_people_write_them(app, space, root, monkeypatch):
+def test_numbers_and_times_read_as_people_write_them(
+    app: Any, space: pgusers.UserSpace, root: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     space.set_login_policy(max_backoff=900)
     clock = Clock(monkeypatch)
     before = clock.now = float(int(clock.now) - 10 * 86400)
@@ -273,7 +294,9 @@ def test_numbers_and_times_read_as_people_write_them(app, space, root, monkeypat
     assert f"&#34;before&#34;: &#34;{purged}&#34;" in events
 
 
-def test_errors_unknown_pages_the_landing_page_and_the_icon(app, space, root):
+def test_errors_unknown_pages_the_landing_page_and_the_icon(
+    app: Any, space: pgusers.UserSpace, root: int
+) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         assert client.get("/").headers["location"] == "/console/"
         stranger = client.get("/console/users/999")
@@ -291,7 +314,7 @@ def test_errors_unknown_pages_the_landing_page_and_the_icon(app, space, root):
         assert client.get("/favicon.ico", follow_redirects=True).status_code == 200
 
 
-def test_the_api_documentation_is_served_from_the_package(app):
+def test_the_api_documentation_is_served_from_the_package(app: Any) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         page = client.get("/v1/docs")
         scripts = re.findall(r'(?:src|href)="([^"]+)"', page.text)
@@ -302,7 +325,9 @@ def test_the_api_documentation_is_served_from_the_package(app):
         assert "script-src 'self'" in policy and "unsafe-eval" not in policy
 
 
-def test_an_unknown_action_on_a_user_is_404_and_changes_nothing(app, space, root):
+def test_an_unknown_action_on_a_user_is_404_and_changes_nothing(
+    app: Any, space: pgusers.UserSpace, root: int
+) -> None:
     ada = space.create_user("ada", "ada-pw-123", "ada@example.com")
     with client_at(app, "http://127.0.0.1") as client:
         log_in(client)
@@ -311,10 +336,10 @@ def test_an_unknown_action_on_a_user_is_404_and_changes_nothing(app, space, root
             f"/console/users/{ada}/email_verified", data={"csrf": csrf_of(page), "value": "true"}
         )
     assert answer.status_code == 404
-    assert space.find_user(userid=ada)["email_verified"] is False
+    assert found(space.find_user(userid=ada))["email_verified"] is False
 
 
-def test_a_link_cannot_make_a_page_say_what_it_likes(app, root):
+def test_a_link_cannot_make_a_page_say_what_it_likes(app: Any, root: int) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         log_in(client)
         page = client.get("/console/users?done=Your+account+is+locked,+call+us")
@@ -323,12 +348,12 @@ def test_a_link_cannot_make_a_page_say_what_it_likes(app, root):
     assert 'role="status">Saved.<' in saved.text
 
 
-def test_racing_posts_of_the_setup_link_create_one_administrator(app, space):
+def test_racing_posts_of_the_setup_link_create_one_administrator(
+    app: Any, space: pgusers.UserSpace
+) -> None:
     import asyncio
 
-    import httpx
-
-    async def race():
+    async def race() -> list[Answer]:
         transport = httpx.ASGITransport(app=app)
         async with (
             app.router.lifespan_context(app),
@@ -337,7 +362,7 @@ def test_racing_posts_of_the_setup_link_create_one_administrator(app, space):
             form = await client.get(f"/console/setup?token={app.state.setup_token}")
             fields = {"csrf": csrf_of(form), "token": app.state.setup_token}
 
-            def post(n):
+            def post(n: int) -> Awaitable[Answer]:
                 return client.post(
                     "/console/setup",
                     data={
@@ -359,7 +384,9 @@ def test_racing_posts_of_the_setup_link_create_one_administrator(app, space):
 @pytest.mark.parametrize(
     "going_to", ["/console/users/é", "/console/users\r\nSet-Cookie: x=1", "/console/\\evil"]
 )
-def test_confirm_sends_an_unsendable_next_to_the_user_list_and_keeps_a_session(app, root, going_to):
+def test_confirm_sends_an_unsendable_next_to_the_user_list_and_keeps_a_session(
+    app: Any, root: int, going_to: str
+) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         log_in(client)
         form = client.get("/console/confirm")
@@ -372,7 +399,7 @@ def test_confirm_sends_an_unsendable_next_to_the_user_list_and_keeps_a_session(a
         assert client.get("/console/users").status_code == 200
 
 
-def test_a_user_page_shows_no_token_from_its_url(app, root):
+def test_a_user_page_shows_no_token_from_its_url(app: Any, root: int) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         log_in(client)
         answer = client.get(f"/console/users/{root}?token=send-this-to-evil.example")
@@ -380,7 +407,7 @@ def test_a_user_page_shows_no_token_from_its_url(app, root):
     assert "send-this-to-evil.example" not in answer.text
 
 
-def test_a_console_session_key_is_refused_by_the_api(app, root):
+def test_a_console_session_key_is_refused_by_the_api(app: Any, root: int) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         key = log_in(client).cookies["pgusers_console"]
         answer = client.post(
@@ -392,7 +419,7 @@ def test_a_console_session_key_is_refused_by_the_api(app, root):
     assert answer.json()["error"]["message"] == "a console session is for the console only"
 
 
-def mallory_and_a_signed_in_root(app, space):
+def mallory_and_a_signed_in_root(app: Any, space: pgusers.UserSpace) -> tuple[int, TestClient]:
     mallory = space.create_user("mallory", "m4llory-pw", "mallory@example.com")
     client = client_at(app, "http://127.0.0.1")
     log_in(client)
@@ -404,7 +431,9 @@ def mallory_and_a_signed_in_root(app, space):
     [{"sec-fetch-site": "same-site"}, {"origin": "http://evil.example"}],
     ids=["another site by Sec-Fetch-Site", "another origin"],
 )
-def test_a_write_from_elsewhere_is_refused(app, space, root, foreign):
+def test_a_write_from_elsewhere_is_refused(
+    app: Any, space: pgusers.UserSpace, root: int, foreign: dict[str, str]
+) -> None:
     mallory, client = mallory_and_a_signed_in_root(app, space)
     with client:
         token = csrf_of(client.get("/console/users"))
@@ -417,7 +446,9 @@ def test_a_write_from_elsewhere_is_refused(app, space, root, foreign):
     assert not space.is_admin(mallory)
 
 
-def test_a_token_made_for_a_seed_is_refused_once_signed_in(app, space, root):
+def test_a_token_made_for_a_seed_is_refused_once_signed_in(
+    app: Any, space: pgusers.UserSpace, root: int
+) -> None:
     mallory, client = mallory_and_a_signed_in_root(app, space)
     with client, client_at(app, "http://127.0.0.1") as stranger:
         session = client.cookies["pgusers_console"]
@@ -433,7 +464,7 @@ def test_a_token_made_for_a_seed_is_refused_once_signed_in(app, space, root):
     assert not space.is_admin(mallory)
 
 
-def test_two_cookies_of_one_name_are_refused(app, space, root):
+def test_two_cookies_of_one_name_are_refused(app: Any, space: pgusers.UserSpace, root: int) -> None:
     mallory, client = mallory_and_a_signed_in_root(app, space)
     with client:
         token = csrf_of(client.get("/console/users"))
@@ -447,12 +478,14 @@ def test_two_cookies_of_one_name_are_refused(app, space, root):
     assert not space.is_admin(mallory)
 
 
-def test_settings_forms_read_an_empty_field_as_no_limit(app, space, root):
+def test_settings_forms_read_an_empty_field_as_no_limit(
+    app: Any, space: pgusers.UserSpace, root: int
+) -> None:
     with client_at(app, "http://127.0.0.1") as client:
         log_in(client)
         csrf = csrf_of(client.get("/console/settings"))
 
-        def post(**fields):
+        def post(**fields: str) -> Answer:
             return client.post("/console/settings", data={"csrf": csrf, **fields})
 
         assert post(setting="max_age", session_max_age="3600").status_code == 303

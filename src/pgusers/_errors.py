@@ -1,5 +1,7 @@
 """The exceptions pgusers raises."""
 
+from pgusers._results import ImportReport
+
 
 class PgUsersError(Exception):
     """Base class of every exception pgusers raises on purpose."""
@@ -57,6 +59,6 @@ class LegacyImportError(BadCallError):
     resolution allowed for them: nothing was imported. ``report`` lists each
     problem (an :class:`~pgusers.ImportReport`)."""
 
-    def __init__(self, message: str, report: object) -> None:
+    def __init__(self, message: str, report: ImportReport) -> None:
         super().__init__(message)
         self.report = report

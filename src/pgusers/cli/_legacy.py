@@ -4,7 +4,6 @@ import click
 
 from pgusers._door import RESOLUTIONS, SESSION_MODES
 from pgusers._errors import LegacyImportError
-from pgusers._results import ImportReport
 from pgusers._userspace import UserSpace
 from pgusers.cli._group import confirm_or_refuse, main, with_userspace
 from pgusers.cli._input import json_option
@@ -86,7 +85,7 @@ def import_legacy(
             for stage in stages.values():
                 stage.finish()
     except LegacyImportError as refused:
-        found: ImportReport = refused.report  # type: ignore[assignment]
+        found = refused.report
         if as_json:
             print_json(found._asdict())
         else:

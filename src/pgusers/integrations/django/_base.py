@@ -31,6 +31,7 @@ class PgUserBehaviour:
     is_anonymous = False
     session_data: Any = None
     key: str | None = None
+    pk: int
     username: str
 
     @property
