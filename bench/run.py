@@ -19,6 +19,7 @@ from psycopg import sql
 import pgusers
 from case_baselines import measure_original, redis_call
 from case_cache import CACHE_TRIALS, cache_rows
+from case_factors import factor_rows
 from case_hotpath import hotpath_rows
 from case_import import import_rows
 from case_keys import key_mode_rows
@@ -174,8 +175,8 @@ def run_only(
     """One part of the benchmark on its own: "keys" (check_key with keys as given
     and as digests, at the largest size), "import" (import_legacy), "http" (the
     check endpoint under load, beside check_key in-process), "cache" (the session
-    cache) or "hotpath" (check_key layer by layer, async, and beside Django and
-    FastAPI-Users)."""
+    cache), "hotpath" (check_key layer by layer, async, and beside Django and
+    FastAPI-Users) or "factors" (check_session beside check_key, second factors)."""
     execute(conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
     usp = pgusers.UserSpace(conninfo=conninfo, schema=SCHEMA, hasher=CHEAP_HASHER)
     with floor_call(conninfo) as select_one:
@@ -193,6 +194,8 @@ def run_only(
             ctx = Context(conninfo, usp, key, userid, select_one, iterations, size, cpu, rivals)
             if part == "hotpath":
                 return rows + hotpath_rows(ctx)
+            if part == "factors":
+                return rows + factor_rows(ctx)
             if part == "http":
                 ((median, p99), (floor, _)) = timed(
                     lambda: usp.check_key(key), select_one, iterations=iterations
@@ -234,9 +237,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("keys", "import", "http", "cache", "hotpath"),
+        choices=("keys", "import", "http", "cache", "hotpath", "factors"),
         help="run one part on its own: check_key in both key modes, the import, HTTP, "
-        "the session cache, or the per-request path taken apart and compared",
+        "the session cache, the per-request path taken apart and compared, or second "
+        "factors (check_session beside check_key, logins with a TOTP code)",
     )
     parser.add_argument(
         "--cpu",

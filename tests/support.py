@@ -224,6 +224,9 @@ TABLES = (
     "events",
     "legacy_imports",
     "api_keys",
+    "factors",
+    "recovery_codes",
+    "login_tickets",
 )
 """Every table pgusers keeps in its schema."""
 

@@ -17,6 +17,7 @@ from pgusers._core.audit import KINDS
 from pgusers._core.sql import LOG_EVENTS, LOGGED, render
 
 from .support import FAST_HASHER, Clock
+from .test_factors import FACTOR_KINDS
 
 DAY = 86400.0
 
@@ -243,6 +244,8 @@ def test_every_kind_is_written_by_some_change() -> None:
     # The purge, the import's (test_legacy_import.py) and the API keys' (test_web_api.py)
     # are tested on their own.
     on_their_own = {"events.purged", "legacy.imported", "legacy.resolved"}
+    # The second factors' are tested in test_factors.py.
+    on_their_own |= FACTOR_KINDS | {"secrets.resealed"}
     assert kinds | on_their_own | {"apikey.created", "apikey.revoked"} == KINDS
 
 

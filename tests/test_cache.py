@@ -247,6 +247,21 @@ def test_other_changes_to_a_user_or_the_settings_forget_the_answers(
     assert eventually(lambda: cached._core.cached(key), None) is None
 
 
+def test_check_session_is_served_and_forgotten_as_check_key_is(
+    cached: pgusers.UserSpace, peer: Peer, ada: int
+) -> None:
+    key = cached.login("ada", "s3cret").key
+    warm(cached, key)
+    before = cached._core.cached_session(key)
+    assert before is not None and before[:4] == cached.check_key(key)
+    assert cached.check_session(key) == before
+    assert peer("reauthenticate", key, password="s3cret") == OK
+    assert eventually(lambda: cached._core.cached_session(key), None) is None
+    after = cached.check_session(key)
+    assert after.authenticated_at is not None and before.authenticated_at is not None
+    assert after.authenticated_at > before.authenticated_at
+
+
 def listener_pid(usp: Any) -> int:
     return int(usp._driver._listener._conn.info.backend_pid)
 

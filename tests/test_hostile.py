@@ -16,12 +16,16 @@ from hypothesis import strategies as st
 
 from pgusers import (
     EXPIRED,
+    MFA_REQUIRED,
     NOT_FOUND,
     OK,
     REJECTED,
     THROTTLED,
     BadCallError,
+    Enrollment,
+    Factors,
     ImportReport,
+    SessionInfo,
     Status,
 )
 
@@ -95,14 +99,20 @@ def is_check(result: Any) -> bool:
 
 
 def is_outcome(result: Any) -> bool:
-    status, key, admin, userid, retry_after = result
+    status, key, admin, userid, retry_after, ticket, factors = result
     if status == OK:
         return type(key) is str and type(admin) is bool and type(userid) is int
+    if status == MFA_REQUIRED:
+        return type(ticket) is str and type(userid) is int and "totp" in factors
     return (
         type(status) is Status
-        and (key, admin, userid) == ("", False, None)
+        and (key, admin, userid, ticket, factors) == ("", False, None, None, ())
         and (retry_after > 0 if status == THROTTLED else retry_after == 0)
     )
+
+
+def is_session_info(result: Any) -> bool:
+    return isinstance(result, SessionInfo) and is_check(result.checked())
 
 
 def is_user(result: Any) -> bool:
@@ -157,12 +167,23 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "purge_events": (1, True, is_count),
     "set_event_retention": (1, True, lambda result: result is None),
     "import_legacy": (5, True, lambda result: isinstance(result, ImportReport)),
+    "check_session": (1, True, is_session_info),
+    "complete_login": (5, True, is_outcome),
+    "reauthenticate": (4, True, is_status(OK, REJECTED, THROTTLED, NOT_FOUND)),
+    "begin_totp": (2, True, lambda result: isinstance(result, Enrollment)),
+    "confirm_totp": (3, True, is_status(OK, REJECTED, NOT_FOUND)),
+    "new_recovery_codes": (1, True, lambda result: len(result) == 10),
+    "factors": (1, False, lambda result: isinstance(result, Factors)),
+    "remove_factor": (2, True, is_status(OK, NOT_FOUND)),
 }
 KEYWORDS = {
     "sessions": ("expired", "key"),
     "set_session_key_storage": ("progress",),
     "events": ("userid", "kinds", "since", "until", "newest_first"),
     "import_legacy": ("dry_run", "sessions", "on_conflict", "progress"),
+    "complete_login": ("totp", "recovery_code", "source", "user_agent"),
+    "reauthenticate": ("password", "totp", "recovery_code"),
+    "begin_totp": ("label",),
 }
 """The arguments of a method that are keyword-only, given by name (the last ones)."""
 TRIED: Counter[str] = Counter()

@@ -10,18 +10,20 @@ from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_required, user_passes_test
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import engines
-from django.test import AsyncClient, Client, override_settings
+from django.test import AsyncClient, Client, RequestFactory, override_settings
 from django.urls import path
 
 import pgusers
 from pgusers.integrations.django import (
     PgUser,
+    PgUsersMiddleware,
     pgusers_login,
     pgusers_logout,
     pgusers_set_session_data,
+    userspace,
 )
 
-from .support import FAST_HASHER, configure_django
+from .support import FAST_HASHER, Clock, configure_django
 
 configure_django(__name__)
 
@@ -241,3 +243,52 @@ def test_the_cookie_name_and_secure_flag_come_from_settings(
         answer = log_in(client)
         assert not answer.cookies["sid"]["secure"]
         assert client.get("/me").json()["pk"] == ada
+
+
+def test_a_second_factor_and_a_recent_proof(dsn: str, schema: str, clock: Clock) -> None:
+    from pgusers._core.factors import TOTP_PERIOD, totp_code
+    from pgusers.integrations.django import (
+        close_userspaces,
+        pgusers_complete_login,
+        require_recent_auth,
+    )
+
+    key = "a-test-secret-key-long-enough-for-aes"
+    clock.now = (clock.now // TOTP_PERIOD) * TOTP_PERIOD + 1
+    factory = RequestFactory()
+    configured = {
+        "DSN": dsn,
+        "SCHEMA": schema,
+        "OPTIONS": {"hasher": FAST_HASHER, "secret_key": key},
+    }
+    close_userspaces()
+    with override_settings(PGUSERS=configured):
+        usp = userspace()
+        ada = usp.create_user("ada", "ada-pw-123", "ada@example.com")
+        enrollment = usp.begin_totp(ada)
+        usp.confirm_totp(ada, enrollment.factor_id, totp_code(enrollment.secret, clock.now))
+        clock.advance(TOTP_PERIOD)
+        request = factory.post("/login")
+        response = HttpResponse()
+        assert pgusers_login(request, response, "ada", "ada-pw-123") is None
+        outcome = request.pgusers_outcome
+        assert outcome.status == pgusers.MFA_REQUIRED
+        code = totp_code(enrollment.secret, clock.now)
+        user = pgusers_complete_login(request, response, outcome.ticket, totp=code)
+        assert user is not None and user.pk == ada
+        cookie = response.cookies["pgusers_session"].value
+
+        @require_recent_auth(60)
+        def sensitive(request: HttpRequest) -> HttpResponse:
+            return HttpResponse(",".join(request.user.auth_methods))
+
+        middleware = PgUsersMiddleware(sensitive)
+        asked = factory.post("/sensitive")
+        asked.COOKIES["pgusers_session"] = cookie
+        assert middleware(asked).content == b"password,totp"
+        clock.advance(61)
+        late = factory.post("/sensitive")
+        late.COOKIES["pgusers_session"] = cookie
+        refused = middleware(late)
+        assert refused.status_code == 403 and refused["X-Reauthenticate"] == "required"
+        close_userspaces()

@@ -13,7 +13,7 @@ from werkzeug.test import TestResponse
 import pgusers
 from pgusers.integrations.flask import PgUser, PgUsers
 
-from .support import FAST_HASHER, json_of
+from .support import FAST_HASHER, Clock, json_of
 
 
 def make_app(dsn: str, schema: str, **config: Any) -> Flask:
@@ -176,3 +176,55 @@ def test_the_cookie_name_and_secure_flag_come_from_the_config(
     cookie = answer.headers["Set-Cookie"]
     assert cookie.startswith("sid=") and "Secure" not in cookie
     assert json_of(client.get("/me"))["userid"] == ada
+
+
+def test_a_second_factor_and_a_recent_proof(dsn: str, schema: str, clock: Clock) -> None:
+    from pgusers._core.factors import TOTP_PERIOD, totp_code
+    from pgusers.integrations.flask import require_recent_auth
+
+    key = "a-test-secret-key-long-enough-for-aes"
+    clock.now = (clock.now // TOTP_PERIOD) * TOTP_PERIOD + 1
+    app = Flask(__name__)
+    app.config.update(
+        PGUSERS_DSN=dsn,
+        PGUSERS_SCHEMA=schema,
+        PGUSERS_OPTIONS={"hasher": FAST_HASHER, "secret_key": key},
+    )
+    ext = PgUsers(app)
+
+    @app.post("/login")
+    def log_in() -> ResponseReturnValue:
+        outcome = ext.login(request.form["username"], request.form["password"])
+        return jsonify(status=outcome.status.name, ticket=outcome.ticket)
+
+    @app.post("/login/complete")
+    def finish() -> ResponseReturnValue:
+        outcome = ext.complete_login(request.form["ticket"], totp=request.form["totp"])
+        return jsonify(status=outcome.status.name)
+
+    @app.post("/sensitive")
+    @require_recent_auth(60)
+    def sensitive() -> ResponseReturnValue:
+        return jsonify(methods=list(current_user.auth_methods))
+
+    with app.app_context():
+        usp = ext.userspace
+        ada = usp.create_user("ada", "ada-pw-123", "ada@example.com")
+        enrollment = usp.begin_totp(ada)
+        usp.confirm_totp(ada, enrollment.factor_id, totp_code(enrollment.secret, clock.now))
+    clock.advance(TOTP_PERIOD)
+    client = app.test_client()
+    https = {"base_url": "https://localhost"}
+    started = client.post("/login", data={"username": "ada", "password": "ada-pw-123"}, **https)
+    assert json_of(started)["status"] == "MFA_REQUIRED"
+    assert client.post("/sensitive", **https).status_code == 401  # no session yet
+    code = totp_code(enrollment.secret, clock.now)
+    ticket = json_of(started)["ticket"]
+    done = client.post("/login/complete", data={"ticket": ticket, "totp": code}, **https)
+    assert json_of(done) == {"status": "OK"}
+    assert json_of(client.post("/sensitive", **https)) == {"methods": ["password", "totp"]}
+    clock.advance(61)
+    late = client.post("/sensitive", **https)
+    assert late.status_code == 403 and late.headers["X-Reauthenticate"] == "required"
+    with app.app_context():
+        ext.userspace.close()

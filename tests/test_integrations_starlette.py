@@ -26,7 +26,7 @@ from pgusers.integrations.starlette import (
     set_session_data,
 )
 
-from .support import FAST_HASHER, Answer
+from .support import FAST_HASHER, Answer, Clock
 
 User = Annotated[PgUser, Depends(current_user)]
 Admin = Annotated[PgUser, Depends(require_admin)]
@@ -252,3 +252,62 @@ def test_one_app_serves_requests_from_new_event_loops(
     loose = TestClient(app, base_url="https://testserver")  # a loop per request
     assert log_in(loose).status_code == 200
     assert loose.get("/me").json()["userid"] == ada
+
+
+def test_a_second_factor_and_a_recent_proof(dsn: str, schema: str, clock: Clock) -> None:
+    from pgusers._core.factors import TOTP_PERIOD, totp_code
+    from pgusers.integrations.starlette import complete_login, require_recent_auth
+
+    key = "a-test-secret-key-long-enough-for-aes"
+    clock.now = (clock.now // TOTP_PERIOD) * TOTP_PERIOD + 1
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, secret_key=key) as usp:
+        ada = usp.create_user("ada", "ada-pw-123", "ada@example.com")
+        enrollment = usp.begin_totp(ada)
+        usp.confirm_totp(ada, enrollment.factor_id, totp_code(enrollment.secret, clock.now))
+    clock.advance(TOTP_PERIOD)
+    opener = partial(
+        pgusers.AsyncUserSpace.connect,
+        conninfo=dsn,
+        schema=schema,
+        hasher=FAST_HASHER,
+        secret_key=key,
+    )
+    auth = PgUsers(opener)
+    app = FastAPI()
+    app.add_middleware(AuthenticationMiddleware, backend=auth.backend)
+
+    @app.post("/login")
+    async def log_in(request: Request, response: Response) -> dict[str, Any]:
+        body = await request.json()
+        outcome = await login(request, response, body["username"], body["password"])
+        return {"status": outcome.status.name, "ticket": outcome.ticket}
+
+    @app.post("/login/complete")
+    async def finish(request: Request, response: Response) -> dict[str, Any]:
+        body = await request.json()
+        outcome = await complete_login(request, response, body["ticket"], totp=body["totp"])
+        return {"userid": outcome.userid}
+
+    @app.post("/sensitive")
+    async def sensitive(
+        user: Annotated[PgUser, Depends(require_recent_auth(60))],
+    ) -> dict[str, Any]:
+        return {"methods": list(user.auth_methods)}
+
+    with TestClient(app, base_url="https://testserver") as client:
+        started = client.post("/login", json={"username": "ada", "password": "ada-pw-123"})
+        assert started.json()["status"] == "MFA_REQUIRED"
+        assert "set-cookie" not in started.headers
+        code = totp_code(enrollment.secret, clock.now)
+        finished = client.post(
+            "/login/complete", json={"ticket": started.json()["ticket"], "totp": code}
+        )
+        assert finished.json() == {"userid": ada}
+        assert client.post("/sensitive").json() == {"methods": ["password", "totp"]}
+        clock.advance(61)
+        late = client.post("/sensitive")
+        assert late.status_code == 403 and late.headers["x-reauthenticate"] == "required"
+        again = client.post(
+            "/login/complete", json={"ticket": started.json()["ticket"], "totp": code}
+        )
+        assert again.status_code == 401

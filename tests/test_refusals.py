@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from pgusers import DISABLED, OK, REJECTED, THROTTLED, LoginOutcome
+from pgusers import DISABLED, MFA_REQUIRED, OK, REJECTED, THROTTLED, LoginOutcome
 from pgusers.integrations._common import Refusal, refusal
 
 
@@ -28,3 +28,5 @@ def test_the_other_refusals_and_a_success() -> None:
     assert (disabled.status, disabled.code, disabled.headers()) == (403, "account_disabled", {})
     assert (rejected.status, rejected.code) == (401, "login_failed")
     assert refusal(LoginOutcome(OK, "k" * 43, False, 1, 0.0)) is None
+    due = refusal(LoginOutcome(MFA_REQUIRED, "", False, 1, 0.0, "t" * 43, ("totp",)))
+    assert due is not None and (due.status, due.code) == (401, "mfa_required")

@@ -1,10 +1,16 @@
 """How many statements (round trips) each call sends: the figures the library's page gives."""
 
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import pytest
 
+from pgusers import Enrollment
+from pgusers._core.factors import TOTP_PERIOD, totp_code
 from pgusers._drivers import driver_async, driver_sync, shared
+
+from .support import FAST_HASHER, Clock
 
 
 def throttle_a_source(usp: Any) -> None:
@@ -31,6 +37,7 @@ EXPECTED = [
     ("login, disabled", lambda u, key: u.login("ada", "pw"), 2),
     ("check_key", lambda u, key: u.check_key(key), 1),
     ("check_key, malformed key", lambda u, key: u.check_key("not a key"), 0),
+    ("check_session", lambda u, key: u.check_session(key), 1),
     ("set_session_TTL", lambda u, key: u.set_session_TTL(3600), 1),
     ("find_user", lambda u, key: u.find_user(username="ada"), 1),
     ("modify_user", lambda u, key: u.modify_user(1, email="ada2@example.com"), 1),
@@ -60,6 +67,24 @@ EXPECTED = [
 ]
 
 
+def counting(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The statements either driver sends from now on."""
+    sent: list[bytes] = []
+    real_fetch, real_fetch_async = shared.fetch, shared.fetch_async
+
+    def count(cursor: Any, fetch: Any) -> Any:
+        sent.append(cursor._query.query)
+        return real_fetch(cursor, fetch)
+
+    async def count_async(cursor: Any, fetch: Any) -> Any:
+        sent.append(cursor._query.query)
+        return await real_fetch_async(cursor, fetch)
+
+    monkeypatch.setattr(driver_sync, "fetch", count)
+    monkeypatch.setattr(driver_async, "fetch_async", count_async)
+    return sent
+
+
 @pytest.mark.parametrize(("name", "call", "statements"), EXPECTED, ids=[e[0] for e in EXPECTED])
 def test_statements_per_call(
     usp: Any, api: str, monkeypatch: pytest.MonkeyPatch, name: Any, call: Any, statements: int
@@ -67,18 +92,88 @@ def test_statements_per_call(
     usp.create_user("ada", "pw", "ada@example.com")
     key = usp.validate_user("ada", "pw")[0]
     SETUP.get(name, lambda usp: None)(usp)
-    sent: list[str] = []
-    real_fetch, real_fetch_async = shared.fetch, shared.fetch_async
-
-    def counting(cursor: Any, fetch: Any) -> Any:
-        sent.append(cursor._query.query)
-        return real_fetch(cursor, fetch)
-
-    async def counting_async(cursor: Any, fetch: Any) -> Any:
-        sent.append(cursor._query.query)
-        return await real_fetch_async(cursor, fetch)
-
-    monkeypatch.setattr(driver_sync, "fetch", counting)
-    monkeypatch.setattr(driver_async, "fetch_async", counting_async)
+    sent = counting(monkeypatch)
     call(usp, key)
+    assert len(sent) == statements, sent
+
+
+class Enrolled(NamedTuple):
+    """A user with a confirmed TOTP factor and recovery codes, at a new time step."""
+
+    userid: int
+    factor: Enrollment
+    codes: list[str]
+    key: str
+
+
+def enrolled(usp: Any, clock: Clock) -> Enrolled:
+    clock.now = (clock.now // TOTP_PERIOD) * TOTP_PERIOD + 1
+    userid = usp.create_user("ada", "pw", "ada@example.com")
+    key = usp.login("ada", "pw").key
+    factor = usp.begin_totp(userid)
+    usp.confirm_totp(userid, factor.factor_id, totp_code(factor.secret, clock.now))
+    clock.advance(TOTP_PERIOD)
+    return Enrolled(userid, factor, usp.new_recovery_codes(userid), key)
+
+
+def now_code(e: Enrolled) -> str:
+    return totp_code(e.factor.secret, time.time())
+
+
+FACTOR_CALLS: list[tuple[str, Callable[[Any, Enrolled], object], int]] = [
+    ("check_session", lambda u, e: u.check_session(e.key), 1),
+    ("check_session, malformed key", lambda u, e: u.check_session("x"), 0),
+    ("begin_totp", lambda u, e: u.begin_totp(e.userid), 1),
+    ("new_recovery_codes", lambda u, e: u.new_recovery_codes(e.userid), 1),
+    ("factors", lambda u, e: u.factors(e.userid), 1),
+    ("remove_factor", lambda u, e: u.remove_factor(e.userid, e.factor.factor_id), 1),
+    ("login, second factor due", lambda u, e: u.login("ada", "pw"), 2),
+    ("validate_user, second factor due", lambda u, e: u.validate_user("ada", "pw"), 2),
+    ("reauthenticate, password", lambda u, e: u.reauthenticate(e.key, password="pw"), 2),
+    ("reauthenticate, totp", lambda u, e: u.reauthenticate(e.key, totp=now_code(e)), 2),
+]
+"""What each call of second factors sends, on a userspace with a secret key."""
+
+TICKET_CALLS: list[tuple[str, Callable[[Any, Enrolled, str], object], int]] = [
+    ("complete_login, totp", lambda u, e, t: u.complete_login(t, totp=now_code(e)), 2),
+    (
+        "complete_login, recovery code",
+        lambda u, e, t: u.complete_login(t, recovery_code=e.codes[0]),
+        2,
+    ),
+    ("complete_login, wrong code", lambda u, e, t: u.complete_login(t, totp="12345x"), 2),
+    ("complete_login, malformed ticket", lambda u, e, t: u.complete_login("x", totp="123456"), 0),
+]
+"""What each answer to a login's ticket sends (the login itself not counted)."""
+
+
+@pytest.fixture
+def keyed(open_userspace: Callable[..., Any], dsn: str, schema: str) -> Iterator[Any]:
+    space = open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, secret_key="k" * 32)
+    yield space
+    space.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "call", "statements"), FACTOR_CALLS, ids=[e[0] for e in FACTOR_CALLS]
+)
+def test_statements_per_second_factor_call(
+    keyed: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, name: str, call: Any, statements: int
+) -> None:
+    e = enrolled(keyed, clock)
+    sent = counting(monkeypatch)
+    call(keyed, e)
+    assert len(sent) == statements, sent
+
+
+@pytest.mark.parametrize(
+    ("name", "call", "statements"), TICKET_CALLS, ids=[e[0] for e in TICKET_CALLS]
+)
+def test_statements_per_answer_to_a_ticket(
+    keyed: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch, name: str, call: Any, statements: int
+) -> None:
+    e = enrolled(keyed, clock)
+    ticket = keyed.login("ada", "pw").ticket
+    sent = counting(monkeypatch)
+    call(keyed, e, ticket)
     assert len(sent) == statements, sent

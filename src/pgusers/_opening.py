@@ -36,6 +36,7 @@ class Opening:
         session_cache: bool | None = None,
         cache_backstop: float | None = None,
         listen_conninfo: str | None = None,
+        secret_key: str | bytes | list[str | bytes] | None = None,
         **conn_kwargs: Any,
     ) -> Self:
         options = Options(
@@ -48,6 +49,7 @@ class Opening:
             session_cache,
             cache_backstop,
             listen_conninfo,
+            secret_key,
         )
         where, core, space_key = prepare(options, dbname, conninfo, conn_kwargs)
         key = cls._registry_key(space_key)

@@ -11,6 +11,7 @@ from pgusers._core.cache import SessionCache
 from pgusers._core.codec import Codec, Serializer
 from pgusers._core.operations import Core
 from pgusers._core.passwords import Passwords, parameters
+from pgusers._core.sealing import box_for, keys_of
 from pgusers._drivers import target
 from pgusers._drivers.wiring import Wiring
 from pgusers._errors import BadCallError
@@ -18,7 +19,7 @@ from pgusers._errors import BadCallError
 DEFAULT_BACKSTOP: Final = 2.0
 POOL_SETTING: Final = {"pool_min": "min_size", "pool_max": "max_size", "pool_timeout": "timeout"}
 
-SECURITY_OPTIONS: Final = frozenset({"serializer", "hasher"})
+SECURITY_OPTIONS: Final = frozenset({"serializer", "hasher", "secret_key"})
 """Options compared with an open userspace's even when not given."""
 
 _test_hasher: list[PasswordHasher | None] = [None]
@@ -63,6 +64,7 @@ class Options:
     session_cache: bool | None = None
     cache_backstop: float | None = None
     listen_conninfo: str | None = None
+    secret_key: str | bytes | list[str | bytes] | None = None
 
     def check(self) -> None:
         """Raise :class:`BadCallError` for an option of the wrong type or range."""
@@ -93,6 +95,8 @@ class Options:
             if not self.session_cache:
                 raise BadCallError("listen_conninfo is for session_cache=True")
             target.resolve(None, self.listen_conninfo, {})  # checked like any conninfo
+        if self.secret_key is not None:
+            keys_of(self.secret_key)
 
     def _in_force(self, name: str) -> object:
         """An option's value with its default applied, so that giving the default
@@ -110,6 +114,9 @@ class Options:
             return bool(value)
         if name == "cache_backstop":
             return value or DEFAULT_BACKSTOP
+        if name == "secret_key":  # compared by the keys' ids, never shown
+            box = box_for(value)
+            return None if box is None else box.key_ids
         return value
 
     def conflicts(self, other: "Options") -> list[str]:
@@ -132,6 +139,7 @@ class Options:
             Codec(self.serializer or "json"),
             Passwords(self.hasher or default_hasher()),
             cache,
+            box_for(self.secret_key),
         )
 
     def pool_settings(self) -> dict[str, Any]:

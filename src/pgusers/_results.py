@@ -29,6 +29,9 @@ class Status(IntEnum):
     """Too many failed logins: the login was refused without checking the password."""
     DISABLED = 5
     """The password was right, but the account is disabled."""
+    MFA_REQUIRED = 6
+    """The password was right, and the user has a second factor: the login goes on
+    with ``complete_login`` and the outcome's ``ticket``."""
 
 
 OK = Status.OK
@@ -37,6 +40,7 @@ EXPIRED = Status.EXPIRED
 REJECTED = Status.REJECTED
 THROTTLED = Status.THROTTLED
 DISABLED = Status.DISABLED
+MFA_REQUIRED = Status.MFA_REQUIRED
 
 
 class LoginResult(NamedTuple):
@@ -48,14 +52,19 @@ class LoginResult(NamedTuple):
 
 
 class LoginOutcome(NamedTuple):
-    """What ``login`` returns: a key, the admin flag and the userid when ``status`` is
-    ``OK``; with ``THROTTLED``, the seconds to wait in ``retry_after``."""
+    """What ``login`` and ``complete_login`` return: a key, the admin flag and the
+    userid when ``status`` is ``OK``; with ``THROTTLED``, the seconds to wait in
+    ``retry_after``; with ``MFA_REQUIRED``, the ``ticket`` that ``complete_login``
+    takes (valid 5 minutes, for at most 5 answers) and the ``factors`` the user can
+    answer with (``"totp"``, ``"recovery_code"``)."""
 
     status: Status
     key: str
     admin: bool
     userid: int | None
     retry_after: float
+    ticket: str | None = None
+    factors: tuple[str, ...] = ()
 
 
 REJECTED_LOGIN: Final = LoginOutcome(REJECTED, "", False, None, 0.0)
@@ -71,6 +80,57 @@ class CheckResult(NamedTuple):
     username: str | None
     userid: int | None
     extra_data: Any
+
+
+class SessionInfo(NamedTuple):
+    """What ``check_session`` returns: ``check_key``'s four fields first, then the
+    admin flag, the session's id, how its user proved who they are (``"password"``,
+    ``"totp"``, ``"recovery_code"``) and when they last did (a Unix time). Every field
+    after ``status`` is None (``auth_methods`` empty) unless ``status`` is ``OK``."""
+
+    status: Status
+    username: str | None
+    userid: int | None
+    extra_data: Any
+    admin: bool | None = None
+    session_id: str | None = None
+    auth_methods: tuple[str, ...] = ()
+    authenticated_at: float | None = None
+
+    def checked(self) -> CheckResult:
+        """The answer ``check_key`` gives for the same session."""
+        return CheckResult(self.status, self.username, self.userid, self.extra_data)
+
+
+class Enrollment(NamedTuple):
+    """A TOTP factor being set up, as ``begin_totp`` returns it: show the QR code
+    (or the secret, for typing in), then ``confirm_totp`` with a code the app shows.
+    ``uri`` is the ``otpauth://`` URI the QR code holds; ``qr_svg`` an SVG image."""
+
+    factor_id: str
+    secret: str
+    uri: str
+    qr_svg: str
+
+
+class Factor(NamedTuple):
+    """One second factor of a user (times are Unix times; ``last_used_at`` is None
+    until it is used, ``confirmed`` false until ``confirm_totp``)."""
+
+    factor_id: str
+    kind: str
+    label: str | None
+    created_at: float
+    last_used_at: float | None
+    confirmed: bool
+
+
+class Factors(NamedTuple):
+    """What ``factors`` returns: the user's factors, oldest first, and how many
+    recovery codes remain unused."""
+
+    factors: tuple[Factor, ...]
+    recovery_codes: int
 
 
 class UserRow(NamedTuple):
@@ -215,6 +275,7 @@ class LoginFailureRow(NamedTuple):
 
 FAILED_LOGIN = LoginResult("", False, None)
 NO_SESSION = CheckResult(NOT_FOUND, None, None, None)
+NO_SESSION_INFO = SessionInfo(NOT_FOUND, None, None, None)
 
 
 class Rows(Generic[T]):

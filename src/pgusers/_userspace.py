@@ -13,7 +13,9 @@ from pgusers._options import Options
 from pgusers._registry import Registry
 from pgusers._results import (
     CheckResult,
+    Enrollment,
     Event,
+    Factors,
     FoundUser,
     ImportReport,
     LoginFailureRow,
@@ -21,6 +23,7 @@ from pgusers._results import (
     LoginResult,
     Rows,
     Session,
+    SessionInfo,
     SessionRow,
     Settings,
     Status,
@@ -282,6 +285,85 @@ class UserSpace(Opening):
         0 when it has none (unknown, expired or already ended). The other sessions of
         its user stay; :meth:`kill_sessions` ends them all."""
         return self._driver.run(self._core.end_key_session, key)
+
+    # -- second factors -------------------------------------------------------------
+
+    def check_session(self, key: str) -> SessionInfo:
+        """Check a session key as :meth:`check_key` does (the same one statement, the
+        same cache), and say more: ``check_key``'s four fields, then ``admin``,
+        ``session_id``, ``auth_methods`` (how the user proved who they are, such as
+        ``("password", "totp")``) and ``authenticated_at`` (when they last did, a Unix
+        time), for a framework to ask for a recent proof before a sensitive change."""
+        cached = self._core.cached_session(key)
+        if cached is not None:
+            return cached
+        return self._driver.run(self._core.check_session, key)
+
+    def complete_login(
+        self,
+        ticket: str,
+        *,
+        totp: str | None = None,
+        recovery_code: str | None = None,
+        source: str | None = None,
+        user_agent: str | None = None,
+    ) -> LoginOutcome:
+        """Finish a login that answered ``MFA_REQUIRED``, with one answer: a code of
+        the user's authenticator app (``totp``) or one of their recovery codes.
+
+        ``status`` is ``OK`` (with a new session key), ``REJECTED`` (a wrong or reused
+        answer, which counts as a failed login; or the password changed, the user was
+        disabled or their sessions ended since the ticket was issued), ``THROTTLED``,
+        ``EXPIRED`` (the ticket is past its 5 minutes or its 5 answers) or
+        ``NOT_FOUND`` (no such ticket, or it was used). Each code is accepted once.
+        """
+        return self._driver.run(
+            self._core.complete_login, ticket, totp, recovery_code, source, user_agent
+        )
+
+    def reauthenticate(
+        self,
+        key: str,
+        *,
+        password: str | None = None,
+        totp: str | None = None,
+        recovery_code: str | None = None,
+    ) -> Status:
+        """Prove again who the user of session ``key`` is, with one of their password,
+        a TOTP code or a recovery code: ``OK`` (the session's ``authenticated_at`` is
+        now, and the method joins its ``auth_methods``), ``REJECTED`` (counted as a
+        failed login), ``THROTTLED`` or ``NOT_FOUND`` (no live session)."""
+        return self._driver.run(self._core.reauthenticate, key, password, totp, recovery_code)
+
+    def begin_totp(self, userid: int, *, label: str | None = None) -> Enrollment:
+        """Start setting up a TOTP factor (an authenticator app) for a user: its id,
+        the secret, the ``otpauth://`` URI and its QR code as SVG. The factor is used
+        once :meth:`confirm_totp` has seen a code from the app, within 15 minutes.
+        Needs the userspace's ``secret_key``, under which the secret is stored."""
+        return self._driver.run(self._core.begin_totp, userid, label)
+
+    def confirm_totp(self, userid: int, factor_id: str, code: str) -> Status:
+        """Confirm a factor :meth:`begin_totp` started, with a code the app shows:
+        ``OK`` (from now on a login asks for a code), ``REJECTED`` (wrong code) or
+        ``NOT_FOUND`` (no such unconfirmed factor, or its 15 minutes are over)."""
+        return self._driver.run(self._core.confirm_totp, userid, factor_id, code)
+
+    def new_recovery_codes(self, userid: int) -> list[str]:
+        """Make a user's recovery codes: 10 new ones, each usable once instead of a
+        code from the app, replacing any earlier set. Only their digests are stored:
+        show them to the user now."""
+        return self._driver.run(self._core.new_recovery_codes, userid)
+
+    def factors(self, userid: int) -> Factors:
+        """A user's second factors (id, kind, label, created, last used, confirmed),
+        oldest first, and how many recovery codes remain."""
+        return self._driver.run(self._core.factors, userid)
+
+    def remove_factor(self, userid: int, factor_id: str) -> Status:
+        """Remove one of a user's factors: ``OK`` or ``NOT_FOUND``. With the last
+        confirmed factor, the recovery codes go too, and logins need the password
+        alone again."""
+        return self._driver.run(self._core.remove_factor, userid, factor_id)
 
     def settings(self) -> Settings:
         """Return the userspace's stored settings (:class:`Settings`): the session TTL

@@ -35,6 +35,14 @@ KINDS: Final = frozenset(
         "legacy.resolved",
         "apikey.created",
         "apikey.revoked",
+        "login.mfa_required",
+        "login.mfa_failed",
+        "mfa.enrolled",
+        "mfa.removed",
+        "mfa.recovery_codes_generated",
+        "mfa.recovery_code_used",
+        "session.reauthenticated",
+        "secrets.resealed",
     }
 )
 """Every kind of event pgusers writes."""

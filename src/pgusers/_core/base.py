@@ -18,6 +18,7 @@ from pgusers._core import recording
 from pgusers._core.cache import SessionCache
 from pgusers._core.codec import Codec
 from pgusers._core.passwords import Passwords
+from pgusers._core.sealing import HOW_TO_SET, SecretBox
 from pgusers._core.sql import LOG_EVENTS, LOGGED, SESSION_CHANGES, render
 from pgusers._core.steps import Execute, Operation
 from pgusers._errors import BadCallError
@@ -66,16 +67,29 @@ class Part:
     and its session cache, if any."""
 
     def __init__(
-        self, schema: str, codec: Codec, passwords: Passwords, cache: SessionCache | None = None
+        self,
+        schema: str,
+        codec: Codec,
+        passwords: Passwords,
+        cache: SessionCache | None = None,
+        box: SecretBox | None = None,
     ) -> None:
         self.schema = schema
         self.cache = cache
+        self.box = box
         self.codec = codec
         self.passwords = passwords
         self.ttl = DEFAULT_TTL
 
     def _sql(self, template: str, **fragments: str) -> str:
         return render(template, self.schema, **fragments)
+
+    def _sealing(self) -> SecretBox:
+        """The box that seals secrets the server must read again, or a refusal that
+        says how to give one."""
+        if self.box is None:
+            raise BadCallError(f"this needs a secret key to seal secrets with: {HOW_TO_SET}")
+        return self.box
 
     def _decode(self, data: Any) -> Any:
         return None if data is None else self.codec.decode(data)

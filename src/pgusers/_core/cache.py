@@ -1,5 +1,6 @@
-"""The session cache: recent ``check_key`` answers kept in process memory, and the
-rules for forgetting them. No I/O: a listener in the drivers tells it what changed.
+"""The session cache: recent ``check_key`` and ``check_session`` answers kept in
+process memory, and the rules for forgetting them. No I/O: a listener in the drivers
+tells it what changed.
 
 An answer is served from memory only while all of these hold: the listener is
 connected and has caught up (``live``); the answer is younger than the backstop; a
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pgusers._results import OK, CheckResult
+from pgusers._results import OK, SessionInfo
 
 MAX_ENTRIES: Final = 100_000
 """Answers kept at most; past that the cache starts again empty."""
@@ -27,7 +28,7 @@ _IMMUTABLE: Final = (str, int, float, bool, bytes, type(None))
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    result: CheckResult
+    result: SessionInfo
     session_id: str
     userid: int
     verified: float
@@ -37,7 +38,8 @@ class Entry:
 
 
 class SessionCache:
-    """Answers of ``check_key`` by key, thread-safe."""
+    """Answers about sessions by key (what ``check_session`` answers; ``check_key``'s
+    are its first four fields), thread-safe."""
 
     def __init__(self, backstop: float) -> None:
         self.backstop = backstop
@@ -51,7 +53,7 @@ class SessionCache:
 
     # -- serving ---------------------------------------------------------------------
 
-    def get(self, key: str) -> CheckResult | None:
+    def get(self, key: str) -> SessionInfo | None:
         """The answer for ``key`` if it may be served now, else None."""
         entry = self._entries.get(key)
         if entry is None or not self._live or self._busy or not self.quiet():
@@ -67,7 +69,7 @@ class SessionCache:
     def keep(
         self,
         key: str,
-        result: CheckResult,
+        result: SessionInfo,
         *,
         session_id: str,
         stored_expiry: float,
@@ -141,7 +143,7 @@ class SessionCache:
         )
 
 
-def _copied(result: CheckResult) -> CheckResult:
+def _copied(result: SessionInfo) -> SessionInfo:
     """The answer with session data of its own: a caller may change the copy it got."""
     if isinstance(result.extra_data, _IMMUTABLE):
         return result

@@ -6,7 +6,7 @@ Failures are counted per *subject*: a login name, a name from one source (the
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -15,13 +15,14 @@ from psycopg.types.json import Jsonb
 
 from pgusers._core import checks, identities, recording
 from pgusers._core.base import LOGS, MAX_SOURCE, Part, Query
-from pgusers._core.keys import new_session_key, stored_form
+from pgusers._core.keys import digest, new_session_key, new_token, stored_form
 from pgusers._core.retries import retry_safe
 from pgusers._core.steps import Execute, Offload, Operation
 from pgusers._errors import BadCallError
 from pgusers._results import (
     DISABLED,
     FAILED_LOGIN,
+    MFA_REQUIRED,
     NOT_FOUND,
     OK,
     REJECTED,
@@ -102,7 +103,12 @@ LOGIN_LOOKUP: Final = counted("""
                EXISTS (
                    SELECT 1 FROM {schema}.users
                    WHERE starts_with(password_hash, '$pbkdf2-sha512$')
-               ) AS legacy_present
+               ) AS legacy_present,
+               ARRAY(SELECT DISTINCT f.kind FROM {schema}.factors f
+                     WHERE f.userid = u.userid AND f.confirmed_at IS NOT NULL
+                     ORDER BY f.kind) AS factor_kinds,
+               EXISTS (SELECT 1 FROM {schema}.recovery_codes c WHERE c.userid = u.userid)
+                   AS has_codes
         FROM {settings} t
         LEFT JOIN {schema}.users u ON u.username_key = %(name_key)s
     ), happened AS (
@@ -121,7 +127,7 @@ LOGIN_LOOKUP: Final = counted("""
                 AND e.source IS NOT DISTINCT FROM %(event_source)s::text)
     ), {log}
     SELECT userid, password_hash, user_generation, space_generation, disabled, wait,
-           legacy_present, {logged}
+           legacy_present, factor_kinds, has_codes, {logged}
     FROM looked
 """)
 
@@ -142,14 +148,15 @@ END""".replace("{ceiling}", str(NAME_CEILING))
 """Until when the failures of row ``f`` throttle, under the policy in ``t``: LOGIN_LOOKUP's
 and LIST_LOGIN_FAILURES' {until}."""
 
-# A failed login counts once against its name from its source, once against its
-# name, and once against its source, each in one atomic upsert, so failures at the
-# same moment are all counted. A name's count
+# A failed login (or a wrong answer to a second factor) counts once against its name
+# from its source, once against its name, and once against its source, each in one
+# atomic upsert, so failures at the same moment are all counted. A name's count
 # starts again after a day without failures, a source's when its window has passed.
 # Rows a day past their last failure no longer throttle anything (the policy's
 # durations are at most a day) and go, a few at a time, as part of this statement.
 # The attempt's name is recorded only as the userid of an existing user: a name that
-# matches no user may be a password typed into the wrong field.
+# matches no user may be a password typed into the wrong field. The event's kind and
+# reason are parameters; {also} may add a step of the caller's (a CTE and a comma).
 RECORD_FAILURE: Final = counted("""
     WITH policy AS (
         SELECT source_window, to_timestamp(%(now)s) AS now FROM {schema}.settings
@@ -171,9 +178,10 @@ RECORD_FAILURE: Final = counted("""
             WHERE last_at < p.now - interval '1 day'
             LIMIT 100
         )
-    ), happened AS (
-        SELECT 'login.failed' AS kind, %(userid)s::bigint AS userid, NULL::text AS session_id,
-               jsonb_build_object('reason', 'password') AS detail
+    ), {also}happened AS (
+        SELECT %(failure_kind)s::text AS kind, %(userid)s::bigint AS userid,
+               NULL::text AS session_id,
+               jsonb_build_object('reason', %(failure_reason)s::text) AS detail
     ), {log}
     SELECT (SELECT count(*) FROM counted), {logged}
 """)
@@ -184,6 +192,24 @@ COUNT_RESTARTS: Final = """(CASE WHEN starts_with(f.subject, %(source_prefix)s)
     ELSE f.last_at < excluded.last_at - interval '1 day' END)"""
 """Whether a failure starts its subject's count again: RECORD_FAILURE's {restart}."""
 
+SESSION_CAP: Final = """capped AS (  -- past the cap, the oldest sessions make room for the new one
+        DELETE FROM {schema}.sessions WHERE key IN (
+            SELECT r.key FROM (
+                SELECT s.key, row_number() OVER (
+                           ORDER BY s.created_at DESC, s.session_id DESC) AS newer
+                FROM {schema}.sessions s WHERE s.userid = (SELECT userid FROM opened)
+            ) r CROSS JOIN {settings} t
+            WHERE r.newer >= t.sessions_per_user
+        )
+        RETURNING userid
+    )"""
+"""The step of a statement that opens a session (CTE ``opened``) which ends the user's
+oldest sessions past sessions_per_user; CAPPED_EVENT is its event."""
+
+CAPPED_EVENT: Final = """SELECT 'session.ended', min(userid), NULL,
+               jsonb_build_object('how', 'sessions_per_user', 'count', count(*))
+        FROM capped HAVING count(*) > 0"""
+
 # A login verifies the password between LOGIN_LOOKUP and this statement, which takes
 # a tenth of a second or more. The session is opened only if, meanwhile, the password
 # hash did not change and no call ended the user's sessions (the user's generation)
@@ -193,7 +219,8 @@ COUNT_RESTARTS: Final = """(CASE WHEN starts_with(f.subject, %(source_prefix)s)
 # either. That also ends a session whose insert races a call ending sessions, which
 # the DELETE of that call cannot see. The key is stored as given, or as its digest
 # once the userspace keeps keys hashed (%(stored)s).
-OPEN_SESSION: Final = counted("""
+OPEN_SESSION: Final = (
+    counted("""
     WITH upgrade AS (
         UPDATE {schema}.users SET password_hash = %(new_hash)s::text
         WHERE userid = %(userid)s AND password_hash = %(old_hash)s
@@ -212,17 +239,7 @@ OPEN_SESSION: Final = counted("""
         WHERE u.userid = %(userid)s AND u.password_hash = %(old_hash)s AND NOT u.disabled
           AND u.generation = %(user_generation)s AND t.generation = %(space_generation)s
         RETURNING userid, session_id
-    ), capped AS (  -- past the cap, the oldest sessions make room for the new one
-        DELETE FROM {schema}.sessions WHERE key IN (
-            SELECT r.key FROM (
-                SELECT s.key, row_number() OVER (
-                           ORDER BY s.created_at DESC, s.session_id DESC) AS newer
-                FROM {schema}.sessions s WHERE s.userid = (SELECT userid FROM opened)
-            ) r CROSS JOIN {settings} t
-            WHERE r.newer >= t.sessions_per_user
-        )
-        RETURNING userid
-    ), cleared AS (  -- a success clears the name's failures, and its source's for it
+    ), {cap}, cleared AS (  -- a success clears the name's failures, and its source's for it
         DELETE FROM {schema}.login_failures
         WHERE subject IN ({name_count}, {pair_count}) AND EXISTS (SELECT 1 FROM opened)
     ), happened AS (
@@ -231,9 +248,7 @@ OPEN_SESSION: Final = counted("""
                    AS detail
         FROM opened
         UNION ALL
-        SELECT 'session.ended', min(userid), NULL,
-               jsonb_build_object('how', 'sessions_per_user', 'count', count(*))
-        FROM capped HAVING count(*) > 0
+        {capped_event}
         UNION ALL
         SELECT 'login.failed', %(userid)s::bigint, NULL,
                jsonb_build_object('reason', 'sessions ended meanwhile')
@@ -243,6 +258,68 @@ OPEN_SESSION: Final = counted("""
            (SELECT u.admin FROM opened o JOIN {schema}.users u ON u.userid = o.userid),
            {logged}
 """)
+    .replace("{cap}", SESSION_CAP)
+    .replace("{capped_event}", CAPPED_EVENT)
+)
+
+TICKET_LIFETIME: Final = 300.0
+"""Seconds a login's ticket waits for its second factor."""
+
+TICKET_ATTEMPTS: Final = 5
+"""Wrong answers a ticket takes before it is spent."""
+
+TICKETS_PER_USER: Final = 5
+"""Tickets a user has at most: a newer login's replaces the oldest."""
+
+# The password was right and a second factor is due: instead of a session, the login
+# leaves a ticket (its digest) that complete_login turns into one. It holds what the
+# session will need and what it was issued under: the login name (for the throttle),
+# the digest of the password hash and the sum of the generations, so that a password
+# changed, a user disabled or sessions ended meanwhile voids it (see OPEN_SESSION).
+# A stale hash is upgraded here as on any login. Spent and expired tickets go a few
+# at a time, and a user keeps at most TICKETS_PER_USER.
+OPEN_TICKET: Final = """
+    WITH upgrade AS (
+        UPDATE {schema}.users SET password_hash = %(new_hash)s::text
+        WHERE userid = %(userid)s AND password_hash = %(old_hash)s
+          AND %(new_hash)s::text IS NOT NULL
+    ), issued AS (
+        INSERT INTO {schema}.login_tickets (
+            digest, userid, name_key, password_digest, generation, expires_at, source,
+            user_agent, extra_data
+        )
+        SELECT %(ticket)s, u.userid, %(name_key)s,
+               sha256(convert_to(coalesce(%(new_hash)s::text, u.password_hash), 'UTF8')),
+               u.generation + t.generation,
+               to_timestamp(%(now)s) + make_interval(secs => %(lifetime)s),
+               %(source)s, %(user_agent)s, %(extra_data)s::jsonb
+        FROM {schema}.users u CROSS JOIN {settings} t
+        WHERE u.userid = %(userid)s AND u.password_hash = %(old_hash)s AND NOT u.disabled
+          AND u.generation = %(user_generation)s AND t.generation = %(space_generation)s
+        RETURNING userid
+    ), crowded AS (
+        DELETE FROM {schema}.login_tickets WHERE digest IN (
+            SELECT digest FROM {schema}.login_tickets
+            WHERE userid = (SELECT userid FROM issued)
+            ORDER BY expires_at DESC OFFSET %(kept)s
+        )
+    ), tidied AS (
+        DELETE FROM {schema}.login_tickets WHERE digest IN (
+            SELECT digest FROM {schema}.login_tickets
+            WHERE expires_at < to_timestamp(%(now)s) LIMIT 100
+        )
+    ), happened AS (
+        SELECT 'login.mfa_required' AS kind, userid, NULL::text AS session_id,
+               jsonb_strip_nulls(jsonb_build_object('user_agent', %(user_agent)s::text))
+                   AS detail
+        FROM issued
+        UNION ALL
+        SELECT 'login.failed', %(userid)s::bigint, NULL,
+               jsonb_build_object('reason', 'sessions ended meanwhile')
+        WHERE NOT EXISTS (SELECT 1 FROM issued)
+    ), {log}
+    SELECT EXISTS (SELECT 1 FROM issued), {logged}
+"""
 
 RECORD_EVENT: Final = """
     WITH happened AS (
@@ -333,6 +410,9 @@ SET_PASSWORD: Final = """
 
 MAX_AGENT: Final = 512
 
+PASSWORD_FAILURE: Final = {"failure_kind": "login.failed", "failure_reason": "password"}
+"""RECORD_FAILURE's event for a wrong password."""
+
 SUBJECT_PREFIXES: Final = {
     "name_prefix": NAME_SUBJECT,
     "pair_prefix": PAIR_SUBJECT,
@@ -350,6 +430,9 @@ class Attempt:
     user_agent: str | None
     extra: str | None
     audit: dict[str, Any]
+    may_continue: bool = True
+    """Whether a second factor may follow (``login``), or a login that needs one fails
+    (``validate_user``, the original's call, which has no way to ask for it)."""
 
 
 class LoginsPart(Part):
@@ -360,7 +443,7 @@ class LoginsPart(Part):
         self, username: object, password: object, extra_data: object
     ) -> Operation[LoginResult]:
         attempt = self._attempt(username, password, None, None, extra_data)
-        return self._validate_user(attempt)
+        return self._validate_user(replace(attempt, may_continue=False))
 
     def _validate_user(self, attempt: Attempt) -> Operation[LoginResult]:
         outcome = yield from self._login(attempt)
@@ -411,19 +494,23 @@ class LoginsPart(Part):
         query = self._sql(LOGIN_LOOKUP, until=THROTTLED_UNTIL, **LOGS)
         row = yield from self._logged(query, params)
         assert row is not None  # the statement always returns one row
-        userid, stored_hash, user_generation, space_generation, disabled, wait, legacy = row
+        (userid, stored_hash, user_generation, space_generation, disabled, wait, legacy,
+         kinds, has_codes) = row  # fmt: skip
         if wait > 0:  # refused without checking the password
             return LoginOutcome(THROTTLED, "", False, None, wait)
         params["userid"] = userid
         verdict = yield Offload(self.passwords.verify, (stored_hash, attempt.secret, legacy))
         if not verdict.matches:
-            query = self._sql(RECORD_FAILURE, restart=COUNT_RESTARTS, **LOGS)
-            yield from self._logged(query, params)
+            query = self._sql(RECORD_FAILURE, restart=COUNT_RESTARTS, also="", **LOGS)
+            yield from self._logged(query, params | PASSWORD_FAILURE)
             return REJECTED_LOGIN
         if disabled:
             refused = {"kind": "login.failed", "detail": Jsonb({"reason": "disabled"})}
             yield from self._logged(self._sql(RECORD_EVENT, **LOGS), params | refused)
             return LoginOutcome(DISABLED, "", False, None, 0.0)
+        if kinds:
+            factors = (*kinds, "recovery_code") if has_codes else tuple(kinds)
+            return (yield from self._ticket(attempt, params, factors, verdict.upgraded_hash, row))
         key = new_session_key()
         params.update(
             key=key,
@@ -447,6 +534,41 @@ class LoginsPart(Part):
             # ended: this login belongs to the past.
             return REJECTED_LOGIN
         return LoginOutcome(OK, key, bool(admin), userid, 0.0)
+
+    def _ticket(
+        self,
+        attempt: Attempt,
+        params: dict[str, Any],
+        factors: tuple[str, ...],
+        upgraded_hash: str | None,
+        looked: tuple[Any, ...],
+    ) -> Operation[LoginOutcome]:
+        """The password was right and a second factor is due: leave a ticket for it,
+        or, for ``validate_user``, fail."""
+        if not attempt.may_continue:
+            refused = {"kind": "login.failed", "detail": Jsonb({"reason": "second factor due"})}
+            yield from self._logged(self._sql(RECORD_EVENT, **LOGS), params | refused)
+            return REJECTED_LOGIN
+        ticket = new_token()
+        params.update(
+            ticket=digest(ticket),
+            old_hash=looked[1],
+            new_hash=upgraded_hash,
+            user_generation=looked[2],
+            space_generation=looked[3],
+            user_agent=attempt.user_agent,
+            extra_data=attempt.extra,
+            lifetime=TICKET_LIFETIME,
+            kept=TICKETS_PER_USER,
+        )
+        try:
+            row = yield from self._logged(self._sql(OPEN_TICKET, **LOGS), params)
+        except pgerrors.ForeignKeyViolation:  # the user was deleted meanwhile
+            return REJECTED_LOGIN
+        assert row is not None  # the statement always returns one row
+        if not row[0]:  # changed meanwhile, as for a session (see OPEN_SESSION)
+            return REJECTED_LOGIN
+        return LoginOutcome(MFA_REQUIRED, "", False, looked[0], 0.0, ticket, factors)
 
     def change_password(
         self, userid: object, newpassword: object, oldpassword: object, end_sessions: object

@@ -85,6 +85,10 @@ def _migration_8(schema: str) -> Operation[None]:
     yield Execute(render(schema_sql.MIGRATION_8, schema), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_9(schema: str) -> Operation[None]:
+    yield Execute(render(schema_sql.MIGRATION_9, schema), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
@@ -94,6 +98,7 @@ MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_6,
     _migration_7,
     _migration_8,
+    _migration_9,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

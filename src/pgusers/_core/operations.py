@@ -3,6 +3,7 @@ parts put together as the one :class:`Core` the facades hold."""
 
 from pgusers._core.audit import AuditPart
 from pgusers._core.base import Part
+from pgusers._core.factors import FactorsPart
 from pgusers._core.importer import LegacyPart
 from pgusers._core.logins import LoginsPart
 from pgusers._core.service import ServicePart
@@ -17,6 +18,7 @@ class Core(
     LoginsPart,
     TokensPart,
     SessionsPart,
+    FactorsPart,
     SettingsPart,
     AuditPart,
     ServicePart,

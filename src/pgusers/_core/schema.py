@@ -245,3 +245,48 @@ MIGRATION_8: Final = """
             DEFAULT sha256(uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()));
     CREATE INDEX events_throttled_idx ON {schema}.events (at) WHERE kind = 'login.throttled';
 """
+
+# Version 9: second factors. A factor is a TOTP seed (sealed under the application's
+# secret key, see pgusers._core.sealing) with the last time step it accepted, so a
+# code is accepted once; recovery codes are kept as digests, each usable once. A
+# login whose password was right for a user with a factor leaves a ticket (a digest,
+# with the password hash's digest and the generations it was issued under), which
+# one factor answer turns into a session. Sessions record how and when their user
+# last proved who they are (NULL: when the session was opened).
+MIGRATION_9: Final = """
+    CREATE TABLE {schema}.factors (
+        factor_id    text COLLATE "C" PRIMARY KEY,
+        userid       bigint NOT NULL REFERENCES {schema}.users (userid) ON DELETE CASCADE,
+        kind         text NOT NULL CHECK (kind IN ('totp')),
+        label        text,
+        secret       text NOT NULL,
+        created_at   timestamptz NOT NULL,
+        confirmed_at timestamptz,
+        last_used_at timestamptz,
+        last_step    bigint
+    );
+    CREATE INDEX factors_userid_idx ON {schema}.factors (userid);
+    CREATE TABLE {schema}.recovery_codes (
+        digest     bytea PRIMARY KEY,
+        userid     bigint NOT NULL REFERENCES {schema}.users (userid) ON DELETE CASCADE,
+        created_at timestamptz NOT NULL
+    );
+    CREATE INDEX recovery_codes_userid_idx ON {schema}.recovery_codes (userid);
+    CREATE TABLE {schema}.login_tickets (
+        digest          bytea PRIMARY KEY,
+        userid          bigint NOT NULL REFERENCES {schema}.users (userid) ON DELETE CASCADE,
+        name_key        text COLLATE "C" NOT NULL,
+        password_digest bytea NOT NULL,
+        generation      bigint NOT NULL,
+        expires_at      timestamptz NOT NULL,
+        attempts        integer NOT NULL DEFAULT 0,
+        source          text,
+        user_agent      text,
+        extra_data      jsonb
+    );
+    CREATE INDEX login_tickets_userid_idx ON {schema}.login_tickets (userid);
+    CREATE INDEX login_tickets_expires_at_idx ON {schema}.login_tickets (expires_at);
+    ALTER TABLE {schema}.sessions
+        ADD COLUMN auth_methods text[] NOT NULL DEFAULT '{{password}}',
+        ADD COLUMN authenticated_at timestamptz;
+"""

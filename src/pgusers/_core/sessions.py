@@ -23,11 +23,12 @@ from pgusers._core.steps import Execute, Fetch, Operation
 from pgusers._errors import BadCallError
 from pgusers._results import (
     EXPIRED,
-    NO_SESSION,
+    NO_SESSION_INFO,
     NOT_FOUND,
     OK,
     CheckResult,
     Session,
+    SessionInfo,
     SessionRow,
     Status,
 )
@@ -58,6 +59,8 @@ maximum age and an imported end are all ahead."""
 CHECK_KEY: Final = """
     WITH looked AS (
         SELECT s.key, s.userid, s.session_id, s.expires_at, s.extra_data, u.username,
+               u.admin, s.auth_methods, coalesce(s.authenticated_at, s.created_at)
+                   AS authenticated_at,
                t.session_ttl, to_timestamp(%(now)s) AS now,
                least(to_timestamp(%(now)s) + make_interval(secs => t.session_ttl),
                      s.created_at + make_interval(secs => t.session_max_age),
@@ -78,17 +81,19 @@ CHECK_KEY: Final = """
     )
     SELECT current, alive, username, userid, extra_data, session_ttl, session_id,
            extract(epoch FROM CASE WHEN slides THEN target ELSE expires_at END)::float8,
-           extract(epoch FROM hard_end)::float8,
+           extract(epoch FROM hard_end)::float8, admin, auth_methods, authenticated_at,
            CASE WHEN NOT (alive AND current) THEN {schema}.remove_session(key)
                 WHEN slides THEN {schema}.slide_session(key, target, now)
            END
     FROM found
 """.replace("{current}", SESSION_CURRENT).replace("{alive}", SESSION_ALIVE)
-"""The per-request statement: a plain SELECT that slides the expiry, or removes a
-session that can no longer answer, by calling the schema's functions (version 7) only
-when that is due. Besides the answer, it returns what a session cache needs: the
-session id, its expiry as stored after this call, and its hard end (the maximum age
-or an imported end; NULL for none); its last column is what a function returned
+"""The per-request statement of both check_key and check_session: a plain SELECT that
+slides the expiry, or removes a session that can no longer answer, by calling the
+schema's functions (version 7) only when that is due. Besides the answer, it returns
+what a session cache needs: the session id, its expiry as stored after this call,
+and its hard end (the maximum age or an imported end; NULL for none); then what
+check_session adds (the admin flag, how and when the user last proved who they
+are); its last column is what a function returned
 (NULL when none ran). Settings come as ``{settings}``, which the planner knows to be
 one row: it then keeps one generic plan for the statement, analysed tables or not,
 instead of planning it again on every call."""
@@ -292,21 +297,40 @@ class SessionsPart(Part):
         return self._check_key(text)
 
     def _check_key(self, key: str) -> Operation[CheckResult]:
+        info = yield from self._check_session(key)
+        return info.checked()
+
+    @retry_safe
+    def check_session(self, key: object) -> Operation[SessionInfo]:
+        text = checks.session_key(key)
+        return self._check_session(text)
+
+    def _check_session(self, key: str) -> Operation[SessionInfo]:
         legacy = looks_like_legacy_key(key)
         if not (legacy or looks_like_session_key(key)):
-            return NO_SESSION
+            return NO_SESSION_INFO
         params = {"key": key, "stored": stored_form(key), "legacy": legacy, "now": time.time()}
         epoch = 0 if self.cache is None else self.cache.epoch
         row = yield Execute(self._sql(CHECK_KEY), params)
         if row is None:
-            return NO_SESSION
-        current, alive, username, userid, extra_data, ttl, session_id, expiry, hard_end, _ = row
+            return NO_SESSION_INFO
+        (current, alive, username, userid, extra_data, ttl, session_id, expiry, hard_end,
+         admin, methods, proved, _) = row  # fmt: skip
         self.ttl = ttl
         if not current:  # ended by a call that raced its login
-            return NO_SESSION
+            return NO_SESSION_INFO
         if not alive:
-            return CheckResult(EXPIRED, None, None, None)
-        result = CheckResult(OK, username, userid, self._decode(extra_data))
+            return SessionInfo(EXPIRED, None, None, None)
+        result = SessionInfo(
+            OK,
+            username,
+            userid,
+            self._decode(extra_data),
+            admin,
+            session_id,
+            tuple(methods),
+            proved.timestamp(),
+        )
         if self.cache is not None:
             self.cache.keep(
                 key,
@@ -321,6 +345,13 @@ class SessionsPart(Part):
 
     def cached(self, key: object) -> CheckResult | None:
         """check_key's answer from the session cache, when it may be served now."""
+        if self.cache is None or not isinstance(key, str):
+            return None
+        info = self.cache.get(key)
+        return None if info is None else info.checked()
+
+    def cached_session(self, key: object) -> SessionInfo | None:
+        """check_session's answer from the session cache, when it may be served now."""
         if self.cache is None or not isinstance(key, str):
             return None
         return self.cache.get(key)

@@ -44,6 +44,7 @@ SESSION_CHANGES: Final = frozenset(
         "settings.changed",
         "token.used",
         "legacy.imported",
+        "session.reauthenticated",
     }
 )
 """The kinds of event that may change what check_key answers: the statements that

@@ -15,6 +15,15 @@ LIBPQ_TARGET_VARIABLES: Final = ("PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE",
 line connects where they say instead of using the embedded server."""
 
 
+def secret_key_from_environment() -> str | list[str | bytes] | None:
+    """The secret key PGUSERS_SECRET_KEY gives: one key, or several separated by spaces
+    (the first seals; the others only open, while rotating)."""
+    keys = os.environ.get("PGUSERS_SECRET_KEY", "").split()
+    if not keys:
+        return None
+    return keys[0] if len(keys) == 1 else list(keys)
+
+
 @dataclass
 class Database:
     """The command line's database, and its userspace, opened on first use."""
@@ -55,7 +64,9 @@ class Database:
 
     def open(self) -> UserSpace:
         if self._space is None:
-            self._space = UserSpace(schema=self.schema, **self.connection())
+            self._space = UserSpace(
+                schema=self.schema, secret_key=secret_key_from_environment(), **self.connection()
+            )
         return self._space
 
     def close(self) -> None:

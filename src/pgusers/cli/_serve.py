@@ -14,7 +14,7 @@ from pgusers._aio import AsyncUserSpace
 from pgusers._door import Core
 from pgusers._results import NOT_FOUND
 from pgusers._userspace import UserSpace
-from pgusers.cli._database import Database
+from pgusers.cli._database import Database, secret_key_from_environment
 from pgusers.cli._group import NegativeAnswerError, with_userspace
 from pgusers.cli._input import DASH_ARGUMENT, json_option
 from pgusers.cli._output import print_json, print_table, timestamp
@@ -161,7 +161,12 @@ def serve(
     first_admin = not door.run(usp, Core.accounts, None, 0, 1, {"admin": True})
     database.close()
     app = create_app(
-        partial(AsyncUserSpace.connect, schema=database.schema, **connection),
+        partial(
+            AsyncUserSpace.connect,
+            schema=database.schema,
+            secret_key=secret_key_from_environment(),
+            **connection,
+        ),
         registration=registration,
         console=not no_console,
         setup_link=first_admin and not no_console,

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pgusers._results import DISABLED, OK, THROTTLED, LoginOutcome
+from pgusers._results import DISABLED, MFA_REQUIRED, OK, THROTTLED, LoginOutcome
 
 COOKIE_NAME: Final = "pgusers_session"
 MAX_AGENT: Final = 512
@@ -56,4 +56,6 @@ def refusal(outcome: LoginOutcome) -> Refusal | None:
         return Refusal(429, "throttled", f"too many failed logins: try again in {wait} s", wait)
     if outcome.status == DISABLED:
         return Refusal(403, "account_disabled", "this account is disabled")
+    if outcome.status == MFA_REQUIRED:
+        return Refusal(401, "mfa_required", "this account needs a second factor to sign in")
     return Refusal(401, "login_failed", "wrong username or password")

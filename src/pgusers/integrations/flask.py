@@ -18,9 +18,12 @@ documents; Flask's own session and ``SECRET_KEY`` are not needed. Configuration:
 (more keyword arguments for :class:`~pgusers.UserSpace`).
 """
 
-from typing import Any
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, Final, TypeVar
 
-from flask import Flask, Response, after_this_request, current_app, request
+from flask import Flask, Response, abort, after_this_request, current_app, request
 from flask_login import LoginManager, UserMixin
 
 from pgusers._errors import BadCallError
@@ -28,31 +31,82 @@ from pgusers._results import OK, REJECTED_LOGIN, LoginOutcome, Status
 from pgusers._userspace import UserSpace
 from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope, user_agent
 
-__all__ = ["PgUser", "PgUsers"]
+__all__ = ["PgUser", "PgUsers", "require_recent_auth"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class PgUser(UserMixin):  # type: ignore[misc]  # Flask-Login is untyped
     """The user of a request's pgusers session, as Flask-Login expects one."""
 
-    def __init__(self, userid: int, username: str, session_data: Any, key: str) -> None:
+    def __init__(
+        self,
+        userid: int,
+        username: str,
+        session_data: Any,
+        key: str,
+        *,
+        admin: bool | None = None,
+        auth_methods: tuple[str, ...] = (),
+        authenticated_at: float | None = None,
+    ) -> None:
         self.userid = userid
         self.username = username
         self.session_data = session_data
         self.key = key
-        self._admin: bool | None = None
+        self._admin = admin
+        self.auth_methods = auth_methods
+        """How the user proved who they are (``"password"``, ``"totp"``, ...)."""
+        self.authenticated_at = authenticated_at
+        """When they last did (a Unix time): see :func:`require_recent_auth`."""
 
     def get_id(self) -> str:
         return str(self.userid)
 
     @property
     def is_admin(self) -> bool:
-        """The admin flag, asked of the database the first time it is read."""
+        """The admin flag, as the request's check found it (or asked of the database
+        the first time it is read)."""
         if self._admin is None:
             self._admin = _extension().userspace.is_admin(self.userid)
         return self._admin
 
     def __repr__(self) -> str:
         return f"<PgUser {self.userid} {self.username!r}>"
+
+
+RECENT_AUTH: Final = 600.0
+"""Seconds a proof of who the user is counts as recent, by default."""
+
+
+def require_recent_auth(max_age: float = RECENT_AUTH) -> Callable[[F], F]:
+    """A view decorator: the view runs for a logged-in user who proved who they are
+    (logged in, or ``reauthenticate``) within ``max_age`` seconds; otherwise 401, or
+    403 with ``X-Reauthenticate: required`` for the client to ask for a proof::
+
+        @app.post("/email")
+        @require_recent_auth(300)
+        def change_email(): ...
+    """
+    if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0:
+        raise BadCallError("max_age must be a number of seconds, more than 0")
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def recent(*args: Any, **kwargs: Any) -> Any:
+            user = _extension()._user_of_request(request)
+            if user is None:
+                abort(401)
+            proved = user.authenticated_at
+            if proved is None or time.time() - proved > max_age:
+                refused = Response("prove who you are again", 403)
+                refused.headers["X-Reauthenticate"] = "required"
+                abort(refused)
+            return view(*args, **kwargs)
+
+        return recent  # type: ignore[return-value]
+
+    return decorate
 
 
 def _extension() -> "PgUsers":
@@ -98,10 +152,18 @@ class PgUsers:
         key = incoming.cookies.get(current_app.config["PGUSERS_COOKIE_NAME"])
         if not key:
             return None
-        checked = self.userspace.check_key(key)
+        checked = self.userspace.check_session(key)
         if checked.status != OK or checked.userid is None or checked.username is None:
             return None
-        return PgUser(checked.userid, checked.username, checked.extra_data, key)
+        return PgUser(
+            checked.userid,
+            checked.username,
+            checked.extra_data,
+            key,
+            admin=checked.admin,
+            auth_methods=checked.auth_methods,
+            authenticated_at=checked.authenticated_at,
+        )
 
     def _user_by_id(self, user_id: str) -> PgUser | None:
         # Only the cookie's own user: an id in Flask's session alone opens nothing.
@@ -112,9 +174,11 @@ class PgUsers:
         """Log in with the client's address and user agent; on success the response
         sets the session cookie (``current_user`` follows from the next request).
         Returns the ``LoginOutcome``: ``status`` says ``OK``, ``REJECTED``,
-        ``DISABLED`` or ``THROTTLED`` (with ``retry_after`` seconds); a name or
-        password too malformed to be anyone's is ``REJECTED`` too. The session the
-        request's cookie held, if any, ends when the new one replaces it."""
+        ``DISABLED``, ``THROTTLED`` (with ``retry_after`` seconds) or
+        ``MFA_REQUIRED`` (ask for a code, then :meth:`complete_login` with the
+        ``ticket``); a name or password too malformed to be anyone's is ``REJECTED``
+        too. The session the request's cookie held, if any, ends when the new one
+        replaces it."""
         space = self.userspace
         try:
             outcome = space.login(
@@ -128,6 +192,29 @@ class PgUsers:
             if extra_data is not None:  # the caller's own data: its mistake, said as such
                 raise
             return REJECTED_LOGIN
+        self._set_cookie_of(outcome)
+        return outcome
+
+    def complete_login(
+        self, ticket: str, *, totp: str | None = None, recovery_code: str | None = None
+    ) -> LoginOutcome:
+        """Finish a login that answered ``MFA_REQUIRED`` with one answer; on success
+        the response sets the session cookie. Returns the ``LoginOutcome``: ``OK``,
+        ``REJECTED`` (a wrong or used answer), ``THROTTLED``, ``EXPIRED`` or
+        ``NOT_FOUND`` (start the login again)."""
+        outcome = self.userspace.complete_login(
+            ticket,
+            totp=totp,
+            recovery_code=recovery_code,
+            source=request.remote_addr,
+            user_agent=user_agent(request.headers.get("User-Agent")),
+        )
+        self._set_cookie_of(outcome)
+        return outcome
+
+    def _set_cookie_of(self, outcome: LoginOutcome) -> None:
+        """Have the response set the cookie of a login that opened a session."""
+        space = self.userspace
         if outcome.status == OK:
             config = current_app.config
             replaced = request.cookies.get(config["PGUSERS_COOKIE_NAME"])
@@ -139,8 +226,6 @@ class PgUsers:
             def set_cookie(response: Response) -> Response:
                 response.set_cookie(config["PGUSERS_COOKIE_NAME"], outcome.key, **flags)
                 return response
-
-        return outcome
 
     def logout(self) -> int:
         """End this request's session (1, or 0 if it had none); the response clears

@@ -21,7 +21,9 @@
 Starlette's ``requires(...)`` works as it documents.
 """
 
-from typing import Any
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
 
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
 from starlette.exceptions import HTTPException
@@ -30,7 +32,15 @@ from starlette.responses import Response
 
 from pgusers._aio import AsyncUserSpace, Opener, PerLoop
 from pgusers._errors import BadCallError
-from pgusers._results import OK, REJECTED_LOGIN, LoginOutcome, Status
+from pgusers._results import (
+    EXPIRED,
+    MFA_REQUIRED,
+    NOT_FOUND,
+    OK,
+    REJECTED_LOGIN,
+    LoginOutcome,
+    Status,
+)
 from pgusers.integrations._common import (
     COOKIE_NAME,
     cookie_flags,
@@ -43,10 +53,12 @@ __all__ = [
     "PgUser",
     "PgUsers",
     "PgUsersBackend",
+    "complete_login",
     "current_user",
     "login",
     "logout",
     "require_admin",
+    "require_recent_auth",
     "set_session_data",
 ]
 
@@ -61,6 +73,9 @@ class PgUser(BaseUser):
         session_data: Any,
         key: str,
         admin: bool | None = None,
+        *,
+        auth_methods: tuple[str, ...] = (),
+        authenticated_at: float | None = None,
     ) -> None:
         self.userid = userid
         self.username = username
@@ -68,7 +83,11 @@ class PgUser(BaseUser):
         """The session's data (``extra_data`` at login, or ``set_session_data``)."""
         self.key = key
         self.admin = admin
-        """Whether the user is an administrator, when known (``admin_scope``)."""
+        """Whether the user is an administrator, as the request's check found it."""
+        self.auth_methods = auth_methods
+        """How the user proved who they are (``"password"``, ``"totp"``, ...)."""
+        self.authenticated_at = authenticated_at
+        """When they last did (a Unix time): see :func:`require_recent_auth`."""
 
     @property
     def is_authenticated(self) -> bool:
@@ -116,7 +135,8 @@ class PgUsers:
 
 
 class PgUsersBackend(AuthenticationBackend):
-    """Authenticates a request by its pgusers session cookie: one ``check_key``."""
+    """Authenticates a request by its pgusers session cookie: one ``check_session``
+    (``check_key``'s statement, which also tells the admin flag and the proof)."""
 
     def __init__(self, pgusers: PgUsers) -> None:
         self.pgusers = pgusers
@@ -127,15 +147,21 @@ class PgUsersBackend(AuthenticationBackend):
         if not key:
             return None
         space = await self.pgusers.userspace()
-        checked = await space.check_key(key)
+        checked = await space.check_session(key)
         if checked.status != OK or checked.userid is None or checked.username is None:
             return None
         scopes = ["authenticated"]
-        admin = None
-        if self.pgusers.admin_scope:
-            admin = await space.is_admin(checked.userid)
-            scopes += ["admin"] if admin else []
-        user = PgUser(checked.userid, checked.username, checked.extra_data, key, admin)
+        if self.pgusers.admin_scope and checked.admin:
+            scopes.append("admin")
+        user = PgUser(
+            checked.userid,
+            checked.username,
+            checked.extra_data,
+            key,
+            checked.admin,
+            auth_methods=checked.auth_methods,
+            authenticated_at=checked.authenticated_at,
+        )
         return AuthCredentials(scopes), user
 
 
@@ -169,6 +195,35 @@ async def require_admin(request: Request) -> PgUser:
     return user
 
 
+RECENT_AUTH: Final = 600.0
+"""Seconds a proof of who the user is counts as recent, by default."""
+
+
+def require_recent_auth(
+    max_age: float = RECENT_AUTH,
+) -> Callable[[Request], Coroutine[Any, Any, PgUser]]:
+    """FastAPI dependency factory: the logged-in user if they proved who they are
+    (logged in, or ``reauthenticate``) within ``max_age`` seconds; else 401, or 403
+    with ``X-Reauthenticate: required`` for the client to ask for a proof::
+
+        @app.post("/email")
+        async def change_email(user: PgUser = Depends(require_recent_auth(300))): ...
+    """
+    if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0:
+        raise BadCallError("max_age must be a number of seconds, more than 0")
+
+    async def recent(request: Request) -> PgUser:
+        user = await current_user(request)
+        proved = user.authenticated_at
+        if proved is None or time.time() - proved > max_age:
+            raise HTTPException(
+                403, "prove who you are again", headers={"X-Reauthenticate": "required"}
+            )
+        return user
+
+    return recent
+
+
 async def login(
     request: Request,
     response: Response,
@@ -181,7 +236,9 @@ async def login(
 
     A wrong name or password raises 401 (so does one too malformed to be anyone's),
     a disabled account 403, a throttled login 429 with ``Retry-After``. The session
-    the request's cookie held, if any, ends when the new one replaces it.
+    the request's cookie held, if any, ends when the new one replaces it. For a user
+    with a second factor the outcome is ``MFA_REQUIRED`` and no cookie is set: ask
+    for a code, then call :func:`complete_login` with the outcome's ``ticket``.
     """
     pgusers = _pgusers(request)
     space = await pgusers.userspace()
@@ -197,6 +254,42 @@ async def login(
         if extra_data is not None:  # the caller's own data: its mistake, said as such
             raise
         outcome = REJECTED_LOGIN
+    if outcome.status == MFA_REQUIRED:
+        return outcome
+    return await _opened(request, response, space, outcome)
+
+
+async def complete_login(
+    request: Request,
+    response: Response,
+    ticket: str,
+    *,
+    totp: str | None = None,
+    recovery_code: str | None = None,
+) -> LoginOutcome:
+    """Finish a login that answered ``MFA_REQUIRED`` with one answer, and set the
+    session cookie. A wrong or used answer raises 401 (it counts as a failed login),
+    an unknown, used or expired ticket 401 too, a throttled one 429."""
+    pgusers = _pgusers(request)
+    space = await pgusers.userspace()
+    outcome = await space.complete_login(
+        ticket,
+        totp=totp,
+        recovery_code=recovery_code,
+        source=request.client.host if request.client else None,
+        user_agent=user_agent(request.headers.get("user-agent")),
+    )
+    if outcome.status in (NOT_FOUND, EXPIRED):
+        raise HTTPException(401, "this sign-in has expired: start again")
+    return await _opened(request, response, space, outcome)
+
+
+async def _opened(
+    request: Request, response: Response, space: AsyncUserSpace, outcome: LoginOutcome
+) -> LoginOutcome:
+    """Set the cookie of a login that opened a session; raise the refusal of one
+    that did not."""
+    pgusers = _pgusers(request)
     refused = refusal(outcome)
     if refused is not None:
         raise HTTPException(refused.status, refused.message, refused.headers() or None)

@@ -8,6 +8,7 @@ user's own sessions; scope ``check``: ``POST /v1/check`` only).
 
 import json
 import math
+import time
 import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
@@ -19,11 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pgusers._aio import AsyncUserSpace
 from pgusers._door import acting_as, looks_like_api_key
 from pgusers._results import (
+    EXPIRED,
+    MFA_REQUIRED,
     NOT_FOUND,
     OK,
+    REJECTED,
+    THROTTLED,
     Account,
     ApiKey,
     Event,
+    Factor,
+    LoginOutcome,
     Session,
     Settings,
     Status,
@@ -192,6 +199,26 @@ class IssueBody(Body):
     ttl: float | None = None
 
 
+class CompleteBody(Body):
+    ticket: str
+    totp: str | None = Field(None, description="a code of the authenticator app")
+    recovery_code: str | None = None
+
+
+class ProofBody(Body):
+    password: str | None = None
+    totp: str | None = None
+    recovery_code: str | None = None
+
+
+class LabelBody(Body):
+    label: str | None = None
+
+
+class CodeBody(Body):
+    code: str
+
+
 class ApiKeyBody(Body):
     name: str
     scope: Literal["admin", "check"] = "check"
@@ -259,13 +286,40 @@ AccountAnswer = model_of(Account)
 EventAnswer = model_of(Event)
 ApiKeyAnswer = model_of(ApiKey)
 SettingsAnswer = model_of(Settings)
+FactorAnswer = model_of(Factor)
 
 
 class LoggedIn(BaseModel):
-    key: str = Field(description="the new session key: send it as 'Authorization: Bearer'")
+    status: Literal["ok", "mfa_required"] = Field(
+        "ok",
+        description="mfa_required: the password was right and a second factor is due; "
+        "send one answer with the ticket to POST /v1/login/complete",
+    )
+    key: str | None = Field(
+        description="the new session key: send it as 'Authorization: Bearer' (null "
+        "while a second factor is due)"
+    )
     userid: int
     admin: bool
     ttl: float = Field(description="seconds the session lives without being used")
+    ticket: str | None = Field(None, description="with mfa_required: valid 5 minutes")
+    factors: list[str] = Field([], description="with mfa_required: what the user can answer with")
+
+
+class Factorlist(BaseModel):
+    factors: list[FactorAnswer]  # type: ignore[valid-type]
+    recovery_codes: int = Field(description="recovery codes left")
+
+
+class EnrollmentAnswer(BaseModel):
+    factor_id: str
+    secret: str = Field(description="shown only here: for typing into an authenticator app")
+    uri: str = Field(description="the otpauth:// URI the QR code holds")
+    qr_svg: str = Field(description="the QR code, an SVG image")
+
+
+class RecoveryCodes(BaseModel):
+    codes: list[str] = Field(description="shown only here: each usable once")
 
 
 class Registered(BaseModel):
@@ -335,15 +389,45 @@ async def login(body: LoginBody, request: Request, space: Space) -> dict[str, An
         user_agent=user_agent(request.headers.get("user-agent")),
         extra_data=body.extra_data,
     )
+    if outcome.status == MFA_REQUIRED:
+        return {
+            "status": "mfa_required",
+            "key": None,
+            "userid": outcome.userid,
+            "admin": False,
+            "ttl": space.ttl,
+            "ticket": outcome.ticket,
+            "factors": list(outcome.factors),
+        }
+    return logged_in(outcome, space)
+
+
+def logged_in(outcome: LoginOutcome, space: AsyncUserSpace) -> dict[str, Any]:
+    """The answer to a login that opened a session, or the refusal of one that did not."""
     refused = refusal(outcome)
     if refused is not None:
         raise ApiError(refused.status, refused.code, refused.message, refused.headers())
-    return {
-        "key": outcome.key,
-        "userid": outcome.userid,
-        "admin": outcome.admin,
-        "ttl": space.ttl,
-    }
+    return {"key": outcome.key, "userid": outcome.userid, "admin": outcome.admin, "ttl": space.ttl}
+
+
+@router.post("/login/complete", tags=["sessions"], response_model=LoggedIn)
+async def complete_login(body: CompleteBody, request: Request, space: Space) -> dict[str, Any]:
+    """Finish a login that answered ``mfa_required``, with one answer: ``totp`` (a code
+    of the authenticator app) or ``recovery_code``. 401 ``mfa_failed`` for a wrong or
+    used answer (it counts as a failed login), 401 ``invalid_ticket`` for a ticket
+    that is unknown, used or expired, 429 when throttled."""
+    outcome = await space.complete_login(
+        body.ticket,
+        totp=body.totp,
+        recovery_code=body.recovery_code,
+        source=client_address(request),
+        user_agent=user_agent(request.headers.get("user-agent")),
+    )
+    if outcome.status in (NOT_FOUND, EXPIRED):
+        raise ApiError(401, "invalid_ticket", "this ticket is unknown, used or expired")
+    if outcome.status == REJECTED:
+        raise ApiError(401, "mfa_failed", "wrong or used code, or the account changed")
+    return logged_in(outcome, space)
 
 
 @router.post("/register", status_code=201, tags=["users"], response_model=Registered)
@@ -459,6 +543,95 @@ async def end_my_session(session_id: str, who: User, space: Space) -> dict[str, 
         raise ApiError(404, "not_found", "no such session of yours")
     with acting_as(who.actor, source=who.source):
         return {"ended": await space.end_session(session_id)}
+
+
+# -- a user's own second factors ------------------------------------------------------------
+
+RECENT_AUTH: Final = 600.0
+"""Seconds a proof of who the user is counts as recent, for changing their factors."""
+
+
+async def recently_proved(who: Caller, space: AsyncUserSpace) -> None:
+    """Refuse, with 403 ``reauthentication_required``, a session whose user last proved
+    who they are more than RECENT_AUTH seconds ago."""
+    assert who.key is not None
+    info = await space.check_session(who.key)
+    proved = info.authenticated_at or 0.0
+    if time.time() - proved > RECENT_AUTH:
+        raise ApiError(
+            403,
+            "reauthentication_required",
+            "prove who you are again first (POST /v1/reauthenticate)",
+        )
+
+
+@router.post("/reauthenticate", tags=["factors"], response_model=Done)
+async def reauthenticate(body: ProofBody, who: User, space: Space) -> dict[str, str]:
+    """Prove again who this session's user is, with one of ``password``, ``totp`` and
+    ``recovery_code``: for the next ten minutes the session may change the user's
+    second factors. 401 ``reauthentication_failed`` (it counts as a failed login),
+    429 when throttled."""
+    assert who.key is not None
+    with acting_as(who.actor, source=who.source):
+        status = await space.reauthenticate(
+            who.key, password=body.password, totp=body.totp, recovery_code=body.recovery_code
+        )
+    if status == THROTTLED:
+        raise ApiError(429, "throttled", "too many failed attempts: try again later")
+    if status != OK:
+        raise ApiError(401, "reauthentication_failed", "that proof is wrong or was used")
+    return {"status": "ok"}
+
+
+@router.get("/factors", tags=["factors"], response_model=Factorlist)
+async def my_factors(who: User, space: Space) -> dict[str, Any]:
+    """This user's second factors, and how many recovery codes remain."""
+    assert who.userid is not None
+    listed = await space.factors(who.userid)
+    return {
+        "factors": [f._asdict() for f in listed.factors],
+        "recovery_codes": listed.recovery_codes,
+    }
+
+
+@router.post("/factors/totp", status_code=201, tags=["factors"], response_model=EnrollmentAnswer)
+async def begin_totp(body: LabelBody, who: User, space: Space) -> dict[str, str]:
+    """Start adding an authenticator app (after a recent proof): its secret, URI and
+    QR code; confirm it within 15 minutes with a code it shows."""
+    assert who.userid is not None
+    await recently_proved(who, space)
+    enrollment = await space.begin_totp(who.userid, label=body.label)
+    return enrollment._asdict()
+
+
+@router.post("/factors/{factor_id}/confirm", tags=["factors"], response_model=Done)
+async def confirm_totp(factor_id: str, body: CodeBody, who: User, space: Space) -> dict[str, str]:
+    """Confirm an authenticator app with a code it shows: from then on, logins ask
+    for a code. 400 ``wrong_code``; 404 when there is no such factor to confirm."""
+    assert who.userid is not None
+    with acting_as(who.actor, source=who.source):
+        status = await space.confirm_totp(who.userid, factor_id, body.code)
+    if status == REJECTED:
+        raise ApiError(400, "wrong_code", "that code is not the app's current one")
+    return found(status, "factor to confirm")
+
+
+@router.delete("/factors/{factor_id}", tags=["factors"], response_model=Done)
+async def remove_factor(factor_id: str, who: User, space: Space) -> dict[str, str]:
+    """Remove one of this user's factors (after a recent proof)."""
+    assert who.userid is not None
+    await recently_proved(who, space)
+    with acting_as(who.actor, source=who.source):
+        return found(await space.remove_factor(who.userid, factor_id), "factor")
+
+
+@router.post("/recovery-codes", status_code=201, tags=["factors"], response_model=RecoveryCodes)
+async def new_recovery_codes(who: User, space: Space) -> dict[str, list[str]]:
+    """Ten new recovery codes, replacing any earlier ones (after a recent proof)."""
+    assert who.userid is not None
+    await recently_proved(who, space)
+    with acting_as(who.actor, source=who.source):
+        return {"codes": await space.new_recovery_codes(who.userid)}
 
 
 # -- administrators -----------------------------------------------------------------------

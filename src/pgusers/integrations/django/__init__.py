@@ -31,9 +31,10 @@ cookie in a worker thread before the view runs.
 """
 
 import threading
+import time
 from collections.abc import Awaitable, Callable
-from functools import cache
-from typing import Any, Final
+from functools import cache, wraps
+from typing import Any, Final, TypeVar
 
 import psycopg
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -60,11 +61,15 @@ __all__ = [
     "PgUsersMiddleware",
     "PgUsersTestRunner",
     "close_userspaces",
+    "pgusers_complete_login",
     "pgusers_login",
     "pgusers_logout",
     "pgusers_set_session_data",
+    "require_recent_auth",
     "userspace",
 ]
+
+V = TypeVar("V", bound=Callable[..., Any])
 
 APP: Final = "pgusers.integrations.django"
 """The Django application that holds the :class:`~.models.User` model."""
@@ -269,10 +274,15 @@ class PgUsersBackend:
 def _user_of(request: HttpRequest) -> PgUserBehaviour | AnonymousPgUser:
     key = request.COOKIES.get(_setting("COOKIE_NAME"))
     if key:
-        checked = userspace().check_key(key)
+        checked = userspace().check_session(key)
         if checked.status == OK and checked.userid is not None and checked.username:
             data = checked.extra_data
-            return _user(checked.userid, checked.username, session_data=data, key=key)
+            user = _user(
+                checked.userid, checked.username, session_data=data, key=key, admin=checked.admin
+            )
+            user.auth_methods = checked.auth_methods
+            user.authenticated_at = checked.authenticated_at
+            return user
     return AnonymousPgUser()
 
 
@@ -324,7 +334,7 @@ def _set_cookie(request: HttpRequest, response: HttpResponseBase) -> HttpRespons
 
 class PgUsersMiddleware:
     """Sets ``request.user`` (and ``request.auser``) from the pgusers cookie: one
-    ``check_key`` per request that reads it (lazily in sync views). Sets or clears the
+    ``check_session`` per request that reads it (lazily in sync views). Sets or clears the
     cookie when the view called ``django.contrib.auth.login()`` or ``logout()``."""
 
     sync_capable = True
@@ -375,6 +385,66 @@ def pgusers_login(
     response.set_cookie(_setting("COOKIE_NAME"), user.key, **flags)
     request.user = user
     return user
+
+
+def pgusers_complete_login(
+    request: HttpRequest,
+    response: HttpResponse,
+    ticket: str,
+    *,
+    totp: str | None = None,
+    recovery_code: str | None = None,
+) -> PgUserBehaviour | None:
+    """Finish a login that ``pgusers_login`` left at ``MFA_REQUIRED``
+    (``request.pgusers_outcome.ticket``) with one answer; on success set the session
+    cookie on ``response`` and ``request.user``, and return the user. On failure
+    return None, with ``request.pgusers_outcome`` saying why (``REJECTED``,
+    ``THROTTLED``, ``EXPIRED`` or ``NOT_FOUND``)."""
+    source, agent = _client(request)
+    outcome = userspace().complete_login(
+        ticket, totp=totp, recovery_code=recovery_code, source=source, user_agent=agent
+    )
+    request.pgusers_outcome = outcome
+    if outcome.status != OK or outcome.userid is None:
+        return None
+    found = userspace().find_user(userid=outcome.userid)
+    if found is None:
+        return None
+    user = _user(outcome.userid, found["username"], key=outcome.key, admin=outcome.admin)
+    _end_replaced(request, outcome.key)
+    flags = cookie_flags(userspace().ttl, secure=_setting("COOKIE_SECURE"))
+    response.set_cookie(_setting("COOKIE_NAME"), outcome.key, **flags)
+    request.user = user
+    return user
+
+
+RECENT_AUTH: Final = 600.0
+"""Seconds a proof of who the user is counts as recent, by default."""
+
+
+def require_recent_auth(max_age: float = RECENT_AUTH) -> Callable[[V], V]:
+    """A view decorator: the view runs for a logged-in user who proved who they are
+    (logged in, or ``reauthenticate``) within ``max_age`` seconds; otherwise 401, or
+    403 with ``X-Reauthenticate: required`` for the client to ask for a proof."""
+    if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0:
+        raise BadCallError("max_age must be a number of seconds, more than 0")
+
+    def decorate(view: V) -> V:
+        @wraps(view)
+        def recent(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            user = request.user
+            if not isinstance(user, PgUserBehaviour):
+                return HttpResponse("log in first", status=401)
+            proved = user.authenticated_at
+            if proved is None or time.time() - proved > max_age:
+                refused = HttpResponse("prove who you are again", status=403)
+                refused["X-Reauthenticate"] = "required"
+                return refused
+            return view(request, *args, **kwargs)
+
+        return recent  # type: ignore[return-value]
+
+    return decorate
 
 
 def pgusers_logout(request: HttpRequest, response: HttpResponse) -> int:

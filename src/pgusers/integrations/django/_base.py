@@ -31,6 +31,10 @@ class PgUserBehaviour:
     is_anonymous = False
     session_data: Any = None
     key: str | None = None
+    auth_methods: tuple[str, ...] = ()
+    """How the user of the request's session proved who they are."""
+    authenticated_at: float | None = None
+    """When they last did (a Unix time): see ``require_recent_auth``."""
     pk: int
     username: str
 

@@ -1,0 +1,78 @@
+"""The commands of second factors: mfa list, mfa reset, rotate-secret-key."""
+
+import click
+
+from pgusers import _door as door
+from pgusers._door import Core
+from pgusers._userspace import UserSpace
+from pgusers.cli._group import confirm_or_refuse, main, with_userspace
+from pgusers.cli._input import find, json_option, user_selector
+from pgusers.cli._output import Progress, print_json, print_table, timestamp
+
+
+@main.group()
+def mfa() -> None:
+    """A user's second factors: list them, or remove them all."""
+
+
+@mfa.command(name="list")
+@json_option
+@user_selector
+@click.argument("user")
+@with_userspace
+def list_factors(usp: UserSpace, user: str, by: str | None, as_json: bool) -> None:
+    """List USER's second factors and how many recovery codes remain."""
+    found = find(usp, user, by)
+    factors, codes = usp.factors(found["userid"])
+    if as_json:
+        print_json({"factors": [f._asdict() for f in factors], "recovery_codes": codes})
+        return
+    rows = [
+        (
+            f.factor_id,
+            f.kind,
+            f.label or "",
+            timestamp(f.created_at),
+            "never" if f.last_used_at is None else timestamp(f.last_used_at),
+            "yes" if f.confirmed else "not yet",
+        )
+        for f in factors
+    ]
+    print_table(
+        ("factor", "kind", "label", "created", "last used", "confirmed"),
+        rows,
+        empty=f"{found['username']!r} has no second factor",
+    )
+    click.echo(f"recovery codes left: {codes}")
+
+
+@mfa.command()
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@user_selector
+@click.argument("user")
+@with_userspace
+def reset(usp: UserSpace, user: str, by: str | None, yes: bool) -> None:
+    """Remove all of USER's second factors and recovery codes (for a user who lost
+    them): their next login needs the password only."""
+    found = find(usp, user, by)
+    confirm_or_refuse(
+        f"Remove every second factor of {found['username']!r}? Their logins will need "
+        "the password only.",
+        yes,
+    )
+    removed = door.run(usp, Core.reset_factors, found["userid"])
+    click.echo(
+        f"removed {removed} second factors of {found['username']!r}, and their recovery codes"
+    )
+
+
+@main.command(name="rotate-secret-key")
+@with_userspace
+def rotate_secret_key(usp: UserSpace) -> None:
+    """Seal every stored secret again under the first key of PGUSERS_SECRET_KEY.
+
+    Give the new key first and the old ones after it, separated by spaces
+    (PGUSERS_SECRET_KEY="NEW OLD"); once this is done the old keys can go."""
+    with Progress("resealed", "secrets") as progress:
+        count = door.run(usp, Core.reseal_secrets, progress.update)
+    click.echo(f"resealed {count:,} secrets under the current key")
