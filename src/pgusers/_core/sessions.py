@@ -81,7 +81,8 @@ CHECK_KEY: Final = """
     )
     SELECT current, alive, username, userid, extra_data, session_ttl, session_id,
            extract(epoch FROM CASE WHEN slides THEN target ELSE expires_at END)::float8,
-           extract(epoch FROM hard_end)::float8, admin, auth_methods, authenticated_at,
+           extract(epoch FROM hard_end)::float8, admin, array_to_string(auth_methods, ' '),
+           extract(epoch FROM authenticated_at)::float8,
            CASE WHEN NOT (alive AND current) THEN {schema}.remove_session(key)
                 WHEN slides THEN {schema}.slide_session(key, target, now)
            END
@@ -93,7 +94,8 @@ schema's functions (version 7) only when that is due. Besides the answer, it ret
 what a session cache needs: the session id, its expiry as stored after this call,
 and its hard end (the maximum age or an imported end; NULL for none); then what
 check_session adds (the admin flag, how and when the user last proved who they
-are); its last column is what a function returned
+are: as text and a number, which cost the client less to read than an array and a
+timestamp); its last column is what a function returned
 (NULL when none ran). Settings come as ``{settings}``, which the planner knows to be
 one row: it then keeps one generic plan for the statement, analysed tables or not,
 instead of planning it again on every call."""
@@ -328,8 +330,8 @@ class SessionsPart(Part):
             self._decode(extra_data),
             admin,
             session_id,
-            tuple(methods),
-            proved.timestamp(),
+            tuple(methods.split()),
+            proved,
         )
         if self.cache is not None:
             self.cache.keep(
