@@ -119,7 +119,9 @@ def test_change_password_of_an_unknown_user_is_not_found(core: Core) -> None:
 def test_a_login_whose_session_insert_found_nothing_fails(core: Core) -> None:
     operation = core.validate_user("ada", "pw", None)
     next(operation)
-    verify = offloaded(operation.send((1, FAST_HASHER.hash("pw"), 0, 0, False, 0.0, False, None)))
+    # userid, hash, generations, disabled, wait, legacy, factor kinds, codes, events
+    looked: tuple[Any, ...] = (1, FAST_HASHER.hash("pw"), 0, 0, False, 0.0, False, [], False, None)
+    verify = offloaded(operation.send(looked))
     insert = executed(operation.send(verify.func(*verify.args)))
     assert (named(insert)["user_generation"], named(insert)["space_generation"]) == (0, 0)
     assert finish(operation, (False, None, None)) == ("", False, None)
@@ -129,8 +131,9 @@ def test_check_key_of_a_session_ended_by_a_race_is_not_found(core: Core) -> None
     key = "k" * 43
     operation = core.check_key(key)
     next(operation)
-    # username, userid, data, TTL, session id, expiry, hard end, what a write returned
-    row = ("ada", 1, None, 864000.0, "session-id-16chr", 1e10, None, None)
+    # username, userid, data, TTL, session id, expiry, hard end, admin, methods,
+    # proved at, what a write returned
+    row = ("ada", 1, None, 864000.0, "session-id-16chr", 1e10, None, False, "password", 1.0, None)
     assert finish(operation, (False, True, *row)) == (
         NOT_FOUND,
         None,

@@ -218,24 +218,41 @@ def test_a_statement_chosen_as_deadlock_victim_runs_again(
     import time
 
     uid = usp.create_user("ada", "pw", "ada@example.com")
-    first, second = (usp.validate_user("ada", "pw")[0] for _ in range(2))
     before = deadlocks_so_far(sql_conn)
-    ended = []
-    with psycopg.connect(server_dsn) as other:
-        # The other transaction waits longest before looking for deadlocks, so the
-        # server picks pgusers' statement as the victim.
-        other.execute("SET deadlock_timeout = '10s'")
-        touch = f"UPDATE {schema}.sessions SET extra_data = '1' WHERE key = %s"
-        other.execute(touch, (second,))
-        killer = threading.Thread(target=lambda: ended.append(usp.kill_sessions(uid)))
-        killer.start()
-        time.sleep(0.5)  # kill_sessions holds the first session and waits for the second
-        other.execute(touch, (first,))
-        other.commit()
-        killer.join(30)
-    assert ended == [2]
-    assert usp.check_key(first)[0] == usp.check_key(second)[0] == pgusers.NOT_FOUND
-    deadline = time.monotonic() + 5
+    touch = f"UPDATE {schema}.sessions SET extra_data = '1' WHERE key = %s"
+    deadlocked = False
+
+    def kill_into(ended: list[int]) -> None:
+        ended.append(usp.kill_sessions(uid))
+
+    # kill_sessions locks the user's two sessions in an order of the planner's: the
+    # other transaction holds one of them, then asks for the other. When it asked for
+    # one kill_sessions did not hold yet, there was no deadlock: try the other order.
+    for attempt in range(6):
+        keys = [usp.validate_user("ada", "pw")[0] for _ in range(2)]
+        held, wanted = keys if attempt % 2 == 0 else keys[::-1]
+        ended: list[int] = []
+        with psycopg.connect(server_dsn) as other:
+            # The other transaction waits longest before looking for deadlocks, so the
+            # server picks pgusers' statement as the victim.
+            other.execute("SET deadlock_timeout = '10s'")
+            other.execute(touch, (held,))
+            killer = threading.Thread(target=kill_into, args=(ended,))
+            killer.start()
+            time.sleep(0.5)  # kill_sessions holds one session and waits for the other
+            asked = time.monotonic()
+            other.execute(touch, (wanted,))
+            deadlocked = time.monotonic() - asked > 0.2  # it waited for kill_sessions
+            other.commit()
+            killer.join(30)
+        assert ended == [2]
+        assert usp.check_key(held)[0] == usp.check_key(wanted)[0] == pgusers.NOT_FOUND
+        if deadlocked:
+            break
+    assert deadlocked
+    # The server counts the deadlock when the victim's backend next reports its
+    # statistics: when it goes idle, at most every 10 s (PostgreSQL 15).
+    deadline = time.monotonic() + 25
     while deadlocks_so_far(sql_conn) == before and time.monotonic() < deadline:
         time.sleep(0.2)
     assert deadlocks_so_far(sql_conn) > before  # the deadlock did happen

@@ -112,7 +112,7 @@ def test_failures_spread_over_more_than_the_window_do_not_block_a_source(
 def test_a_disabled_account_is_told_only_after_the_right_password(usp: Any, ada: int) -> None:
     usp.disable_user(ada)
     assert usp.login("ada", "wrong").status == REJECTED
-    assert usp.login("ada", "s3cret") == (DISABLED, "", False, None, 0.0)
+    assert usp.login("ada", "s3cret")[:5] == (DISABLED, "", False, None, 0.0)
 
 
 def test_a_reset_works_while_throttled_and_lifts_the_throttle(

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 import pgusers
 
-from .support import Answer, Clock, found, matched, web_app
+from .support import FAST_HASHER, Answer, Clock, found, matched, web_app
 
 
 @pytest.fixture
@@ -501,3 +501,52 @@ def test_settings_forms_read_an_empty_field_as_no_limit(
     assert blank_ttl.status_code == 400 and "session_ttl needs a number" in blank_ttl.text
     assert half.status_code == 400 and "whole number" in half.text
     assert space.settings().session_max_age is None and space.settings().sessions_per_user == 5
+
+
+def test_an_administrator_with_a_second_factor_logs_in_with_a_code(
+    dsn: str, schema: str, clock: Clock
+) -> None:
+    from functools import partial
+
+    from pgusers._core.factors import TOTP_PERIOD, totp_code
+    from pgusers.web import create_app
+
+    key = "a-test-secret-key-long-enough-for-aes"
+    clock.now = (clock.now // TOTP_PERIOD) * TOTP_PERIOD + 1
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, secret_key=key) as usp:
+        root = usp.create_user("root", "root-pw-123", "root@example.com", admin=True)
+        enrollment = usp.begin_totp(root)
+        usp.confirm_totp(root, enrollment.factor_id, totp_code(enrollment.secret, clock.now))
+        (recovery, *_) = usp.new_recovery_codes(root)
+    clock.advance(TOTP_PERIOD)
+    opener = partial(
+        pgusers.AsyncUserSpace.connect,
+        conninfo=dsn,
+        schema=schema,
+        hasher=FAST_HASHER,
+        secret_key=key,
+    )
+    app = create_app(opener)
+    with client_at(app, "http://127.0.0.1") as client:
+        asked = log_in(client)
+        assert asked.status_code == 200 and "Second factor" in asked.text
+        assert "pgusers_console" not in asked.headers.get("set-cookie", "")
+        ticket = matched(r'name="ticket" value="([^"]+)"', asked.text)
+        wrong = client.post(
+            "/console/login/code", data={"csrf": csrf_of(asked), "ticket": ticket, "code": "1"}
+        )
+        assert wrong.status_code == 401 and "wrong or was used" in wrong.text
+        code = totp_code(enrollment.secret, clock.now)
+        done = client.post(
+            "/console/login/code", data={"csrf": csrf_of(wrong), "ticket": ticket, "code": code}
+        )
+        assert (done.status_code, done.headers["location"]) == (303, "/console/users")
+        assert client.get("/console/users").status_code == 200
+    # A recovery code works too, and a spent ticket sends back to the start.
+    with client_at(app, "http://127.0.0.1") as client:
+        again = log_in(client)
+        form = {"csrf": csrf_of(again), "ticket": ticket, "code": recovery.upper()}
+        spent = client.post("/console/login/code", data=form)
+        assert spent.status_code == 401 and "log in again" in spent.text
+        form["ticket"] = matched(r'name="ticket" value="([^"]+)"', again.text)
+        assert client.post("/console/login/code", data=form).status_code == 303

@@ -12,7 +12,7 @@ from pgusers.cli._input import find, json_option, moment, user_selector
 from pgusers.cli._output import print_json, print_table, timestamp
 
 
-@main.command()
+@main.command(short_help="Show the audit trail, newest first.")
 @click.option(
     "--kind",
     "kinds",

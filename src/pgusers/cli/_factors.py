@@ -52,8 +52,9 @@ def list_factors(usp: UserSpace, user: str, by: str | None, as_json: bool) -> No
 @click.argument("user")
 @with_userspace
 def reset(usp: UserSpace, user: str, by: str | None, yes: bool) -> None:
-    """Remove all of USER's second factors and recovery codes (for a user who lost
-    them): their next login needs the password only."""
+    """Remove all of USER's second factors and recovery codes.
+
+    For a user who lost them: their next login needs the password only."""
     found = find(usp, user, by)
     confirm_or_refuse(
         f"Remove every second factor of {found['username']!r}? Their logins will need "
@@ -66,7 +67,9 @@ def reset(usp: UserSpace, user: str, by: str | None, yes: bool) -> None:
     )
 
 
-@main.command(name="rotate-secret-key")
+@main.command(
+    name="rotate-secret-key", short_help="Seal stored secrets under the current secret key."
+)
 @with_userspace
 def rotate_secret_key(usp: UserSpace) -> None:
     """Seal every stored secret again under the first key of PGUSERS_SECRET_KEY.

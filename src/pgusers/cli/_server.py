@@ -49,7 +49,7 @@ def stop() -> None:
     click.echo("stopped" if embedded.stop() else "not running")
 
 
-@main.command()
+@main.command(short_help="Walk through a user's life in a throw-away database.")
 @click.pass_obj
 def demo(database: Database) -> None:
     """Walk through a user's whole life in a throw-away database."""

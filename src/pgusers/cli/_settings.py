@@ -23,7 +23,7 @@ def ttl(usp: UserSpace, seconds: str | None) -> None:
     click.echo(f"session TTL: {usp.ttl:g} s ({dt.timedelta(seconds=usp.ttl)})")
 
 
-@main.command()
+@main.command(short_help="Set when sessions end after login (SECONDS or none).")
 @click.argument("seconds", required=False)
 @with_userspace
 def maxage(usp: UserSpace, seconds: str | None) -> None:
@@ -36,7 +36,7 @@ def maxage(usp: UserSpace, seconds: str | None) -> None:
         click.echo(f"sessions end {value:g} s ({dt.timedelta(seconds=value)}) after their login")
 
 
-@main.command(name="maxsessions")
+@main.command(name="maxsessions", short_help="Set the sessions one user may have (COUNT or none).")
 @click.argument("count", required=False)
 @with_userspace
 def max_sessions(usp: UserSpace, count: str | None) -> None:
@@ -49,7 +49,7 @@ def max_sessions(usp: UserSpace, count: str | None) -> None:
         click.echo(f"a user may have at most {value} sessions at once")
 
 
-@main.command()
+@main.command(short_help="Keep events DAYS days (default 90), or none: forever.")
 @click.argument("days", required=False)
 @with_userspace
 def retention(usp: UserSpace, days: str | None) -> None:

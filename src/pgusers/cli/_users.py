@@ -125,7 +125,7 @@ def enable(usp: UserSpace, user: str, by: str | None) -> None:
     click.echo(f"{found['username']!r} is enabled")
 
 
-@main.command(name="reset-token")
+@main.command(name="reset-token", short_help="Print a password-reset token for USER.")
 @click.option("--ttl", type=float, help="Seconds the token lives [default: 3600].")
 @json_option
 @user_selector

@@ -26,7 +26,7 @@ from fastapi.templating import Jinja2Templates
 from pgusers._aio import AsyncUserSpace
 from pgusers._door import KINDS, acting_as
 from pgusers._errors import BadCallError
-from pgusers._results import OK
+from pgusers._results import EXPIRED, MFA_REQUIRED, NOT_FOUND, OK, REJECTED, LoginOutcome
 from pgusers._settings import POLICY, plan, read
 from pgusers.integrations._common import refusal, user_agent
 from pgusers.web._service import (
@@ -410,6 +410,14 @@ async def start_session(request: Request, username: str, password: str) -> Respo
         user_agent=user_agent(request.headers.get("user-agent")),
         extra_data=CONSOLE_SESSION,
     )
+    if outcome.status == MFA_REQUIRED:
+        return page(request, "login_code.html", {"ticket": outcome.ticket})
+    return await opened(request, space, outcome)
+
+
+async def opened(request: Request, space: AsyncUserSpace, outcome: LoginOutcome) -> Response:
+    """The console's answer to a login that ended: its session cookie for an
+    administrator, the form again for a wrong answer, a refusal for the rest."""
     refused = refusal(outcome)
     if refused is not None and refused.status == 401:  # the form again, with the reason
         return page(request, "login.html", {"error": sentence(refused.message)}, 401)
@@ -441,6 +449,30 @@ async def login_page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     form = await form_of(request)
     return await start_session(request, form.get("username", ""), form.get("password", ""))
+
+
+@router.post("/login/code")
+async def login_code(request: Request) -> Response:
+    """A login's second step: a code of the authenticator app (six digits) or a
+    recovery code, for the ticket the first step gave."""
+    form = await form_of(request)
+    ticket, code = form.get("ticket", ""), form.get("code", "").strip()
+    space = await space_of(request)
+    is_totp = code.replace(" ", "").isdigit()
+    outcome = await space.complete_login(
+        ticket,
+        totp=code if is_totp else None,
+        recovery_code=None if is_totp else code,
+        source=client_address(request),
+        user_agent=user_agent(request.headers.get("user-agent")),
+    )
+    if outcome.status in (NOT_FOUND, EXPIRED):
+        error = "This sign-in has expired: log in again."
+        return page(request, "login.html", {"error": error}, 401)
+    if outcome.status == REJECTED:
+        error = "That code is wrong or was used already."
+        return page(request, "login_code.html", {"ticket": ticket, "error": error}, 401)
+    return await opened(request, space, outcome)
 
 
 @router.post("/logout")
