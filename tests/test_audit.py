@@ -246,6 +246,7 @@ def test_every_kind_is_written_by_some_change() -> None:
     on_their_own = {"events.purged", "legacy.imported", "legacy.resolved"}
     # The second factors' are tested in test_factors.py.
     on_their_own |= FACTOR_KINDS | {"secrets.resealed"}
+    on_their_own.add("password.breach_check_failed")  # test_password_policy.py
     assert kinds | on_their_own | {"apikey.created", "apikey.revoked"} == KINDS
 
 

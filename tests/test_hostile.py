@@ -175,6 +175,7 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "new_recovery_codes": (1, True, lambda result: len(result) == 10),
     "factors": (1, False, lambda result: isinstance(result, Factors)),
     "remove_factor": (2, True, is_status(OK, NOT_FOUND)),
+    "set_password_policy": (3, True, lambda result: result is None),
 }
 KEYWORDS = {
     "sessions": ("expired", "key"),
@@ -184,6 +185,7 @@ KEYWORDS = {
     "complete_login": ("totp", "recovery_code", "source", "user_agent"),
     "reauthenticate": ("password", "totp", "recovery_code"),
     "begin_totp": ("label",),
+    "set_password_policy": ("min_length", "max_length", "breached"),
 }
 """The arguments of a method that are keyword-only, given by name (the last ones)."""
 TRIED: Counter[str] = Counter()

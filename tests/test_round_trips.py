@@ -27,7 +27,7 @@ SETUP = {"login, throttled": throttle_a_source, "login, disabled": disable_ada}
 
 
 EXPECTED = [
-    ("create_user", lambda u, key: u.create_user("bob", "pw", "bob@example.com"), 1),
+    ("create_user", lambda u, key: u.create_user("bob", "pw", "bob@example.com"), 2),
     ("validate_user", lambda u, key: u.validate_user("ada", "pw"), 2),
     ("validate_user, wrong password", lambda u, key: u.validate_user("ada", "no"), 2),
     ("validate_user, unknown user", lambda u, key: u.validate_user("nobody", "no"), 2),
@@ -43,14 +43,14 @@ EXPECTED = [
     ("modify_user", lambda u, key: u.modify_user(1, email="ada2@example.com"), 1),
     ("is_admin", lambda u, key: u.is_admin(1), 1),
     ("set_admin", lambda u, key: u.set_admin(1), 1),
-    ("change_password", lambda u, key: u.change_password(1, "pw2"), 1),
-    ("change_password, with the old one", lambda u, key: u.change_password(1, "pw2", "pw"), 2),
+    ("change_password", lambda u, key: u.change_password(1, "pw2"), 2),
+    ("change_password, with the old one", lambda u, key: u.change_password(1, "pw2", "pw"), 3),
     ("kill_sessions", lambda u, key: u.kill_sessions(1), 1),
     ("delete_user", lambda u, key: u.delete_user(userid=1), 1),
     ("disable_user", lambda u, key: u.disable_user(1), 1),
     ("issue_token", lambda u, key: u.issue_token(1, "verify_email"), 1),
     ("verify_email", lambda u, key: u.verify_email(u.issue_token(1, "verify_email")), 2),
-    ("reset_password", lambda u, key: u.reset_password(u.issue_token(1, "reset_password"), "x"), 3),
+    ("reset_password", lambda u, key: u.reset_password(u.issue_token(1, "reset_password"), "x"), 4),
     ("reset_password, unknown token", lambda u, key: u.reset_password("A" * 43, "x"), 1),
     ("end_session", lambda u, key: u.end_session("A" * 16), 1),
     ("end_other_sessions", lambda u, key: u.end_other_sessions(key), 1),
@@ -60,6 +60,7 @@ EXPECTED = [
     ("set_session_data, malformed key", lambda u, key: u.set_session_data("x", 1), 0),
     ("set_session_max_age", lambda u, key: u.set_session_max_age(60), 1),
     ("set_event_retention", lambda u, key: u.set_event_retention(30), 1),
+    ("set_password_policy", lambda u, key: u.set_password_policy(breached="off"), 1),
     ("purge_events", lambda u, key: u.purge_events(0), 1),
     ("clear_login_failures", lambda u, key: u.clear_login_failures("ada"), 1),
     # BEGIN, LOCK, switch, COMMIT, then one batch that converts and one that finds none

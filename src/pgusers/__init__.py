@@ -21,6 +21,7 @@ from pgusers._errors import (
     PoolExhaustedError,
     SchemaVersionError,
     StoredDataError,
+    WeakPasswordError,
 )
 from pgusers._results import (
     DISABLED,
@@ -89,5 +90,6 @@ __all__ = [
     "StoredDataError",
     "UserRow",
     "UserSpace",
+    "WeakPasswordError",
     "acting_as",
 ]

@@ -411,6 +411,22 @@ class AsyncUserSpace(Opening):
         database, so every process follows it; it applies to existing sessions too."""
         await self._driver.run(self._core.set_session_max_age, secs)
 
+    async def set_password_policy(
+        self,
+        *,
+        min_length: int | None = 8,
+        max_length: int | None = None,
+        breached: str = "best_effort",
+    ) -> None:
+        """Set the password policy that ``create_user``, ``change_password`` and
+        ``reset_password`` apply (stored in the database): the shortest and longest
+        password (None: no rule; no composition rules) and the breached-password check
+        (``"off"``, ``"best_effort"``: a check that cannot be made lets the password
+        through and is recorded, or ``"required"``). A refused password raises
+        :class:`WeakPasswordError`. The check sends only the first five hex digits of
+        the password's SHA-1 to the range API (``breach_source=``)."""
+        await self._driver.run(self._core.set_password_policy, min_length, max_length, breached)
+
     async def set_session_key_storage(
         self, mode: str, *, progress: Callable[[int], object] | None = None
     ) -> int:

@@ -49,6 +49,11 @@ class MigrationError(PgUsersError):
     why and what to change. Nothing was changed."""
 
 
+class WeakPasswordError(BadCallError):
+    """A password the userspace's password policy refuses: too short, too long, or
+    found in known data breaches. The message says which rule, never the password."""
+
+
 class StoredDataError(PgUsersError):
     """Data read from the database cannot be decoded (written by other software,
     or damaged): for example an ``extra_data`` with an unknown ``$type`` tag."""

@@ -37,6 +37,7 @@ class Opening:
         cache_backstop: float | None = None,
         listen_conninfo: str | None = None,
         secret_key: str | bytes | list[str | bytes] | None = None,
+        breach_source: str | None = None,
         **conn_kwargs: Any,
     ) -> Self:
         options = Options(
@@ -50,6 +51,7 @@ class Opening:
             cache_backstop,
             listen_conninfo,
             secret_key,
+            breach_source,
         )
         where, core, space_key = prepare(options, dbname, conninfo, conn_kwargs)
         key = cls._registry_key(space_key)

@@ -13,6 +13,7 @@ from pgusers._core.operations import Core
 from pgusers._core.passwords import Passwords, parameters
 from pgusers._core.sealing import box_for, keys_of
 from pgusers._drivers import target
+from pgusers._drivers.breaches import DEFAULT_SOURCE, BreachedPasswords
 from pgusers._drivers.wiring import Wiring
 from pgusers._errors import BadCallError
 
@@ -65,6 +66,7 @@ class Options:
     cache_backstop: float | None = None
     listen_conninfo: str | None = None
     secret_key: str | bytes | list[str | bytes] | None = None
+    breach_source: str | None = None
 
     def check(self) -> None:
         """Raise :class:`BadCallError` for an option of the wrong type or range."""
@@ -95,8 +97,17 @@ class Options:
             if not self.session_cache:
                 raise BadCallError("listen_conninfo is for session_cache=True")
             target.resolve(None, self.listen_conninfo, {})  # checked like any conninfo
+        self._check_password_options()
+
+    def _check_password_options(self) -> None:
+        """The secret key and the breached-password source."""
         if self.secret_key is not None:
             keys_of(self.secret_key)
+        source = self.breach_source
+        if source is not None and (not isinstance(source, str) or not source.strip()):
+            raise BadCallError(
+                "breach_source must be the URL of a range API or a directory of range files"
+            )
 
     def _in_force(self, name: str) -> object:
         """An option's value with its default applied, so that giving the default
@@ -139,7 +150,8 @@ class Options:
             Codec(self.serializer or "json"),
             Passwords(self.hasher or default_hasher()),
             cache,
-            box_for(self.secret_key),
+            box=box_for(self.secret_key),
+            breaches=BreachedPasswords(self.breach_source or DEFAULT_SOURCE).count,
         )
 
     def pool_settings(self) -> dict[str, Any]:

@@ -235,6 +235,9 @@ class Settings(NamedTuple):
     source_window: float
     source_block: float
     sessions_per_user: int | None = None
+    password_min_length: int | None = None
+    password_max_length: int | None = None
+    breached_check: str = "off"
 
 
 class ImportReport(NamedTuple):

@@ -383,6 +383,22 @@ class UserSpace(Opening):
         however often it logs in, fills the database. Stored in the database."""
         self._driver.run(self._core.set_sessions_per_user, count)
 
+    def set_password_policy(
+        self,
+        *,
+        min_length: int | None = 8,
+        max_length: int | None = None,
+        breached: str = "best_effort",
+    ) -> None:
+        """Set the password policy that ``create_user``, ``change_password`` and
+        ``reset_password`` apply (stored in the database): the shortest and longest
+        password (None: no rule; no composition rules) and the breached-password check
+        (``"off"``, ``"best_effort"``: a check that cannot be made lets the password
+        through and is recorded, or ``"required"``). A refused password raises
+        :class:`WeakPasswordError`. The check sends only the first five hex digits of
+        the password's SHA-1 to the range API (``breach_source=``)."""
+        self._driver.run(self._core.set_password_policy, min_length, max_length, breached)
+
     def set_session_key_storage(
         self, mode: str, *, progress: Callable[[int], object] | None = None
     ) -> int:

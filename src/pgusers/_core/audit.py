@@ -43,6 +43,7 @@ KINDS: Final = frozenset(
         "mfa.recovery_code_used",
         "session.reauthenticated",
         "secrets.resealed",
+        "password.breach_check_failed",
     }
 )
 """Every kind of event pgusers writes."""

@@ -8,11 +8,13 @@ before the first step, so a bad call never reaches the database. The parts are p
 together as :class:`pgusers._core.operations.Core`.
 """
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from psycopg import errors as pgerrors
+from psycopg.types.json import Jsonb
 
 from pgusers._core import recording
 from pgusers._core.cache import SessionCache
@@ -20,8 +22,8 @@ from pgusers._core.codec import Codec
 from pgusers._core.passwords import Passwords
 from pgusers._core.sealing import HOW_TO_SET, SecretBox
 from pgusers._core.sql import LOG_EVENTS, LOGGED, SESSION_CHANGES, render
-from pgusers._core.steps import Execute, Operation
-from pgusers._errors import BadCallError
+from pgusers._core.steps import Execute, Offload, Operation
+from pgusers._errors import BadCallError, WeakPasswordError
 from pgusers._results import NOT_FOUND, OK, Status
 
 DEFAULT_TTL = 864000.0
@@ -53,6 +55,25 @@ R = TypeVar("R")
 """What a streamed query's rows become."""
 
 
+BreachLookup = Callable[[str], tuple[int | None, str]]
+"""How often the password of a SHA-1 (hex, upper case) appears in known breaches: the
+count, or None and why the source could not answer (see pgusers._drivers.breaches)."""
+
+PASSWORD_POLICY: Final = """
+    SELECT password_min_length, password_max_length, breached_check FROM {schema}.settings
+"""
+
+RECORD_EVENT: Final = """
+    WITH happened AS (
+        SELECT %(kind)s::text AS kind, %(userid)s::bigint AS userid,
+               NULL::text AS session_id, %(detail)s::jsonb AS detail
+    ), {log}
+    SELECT {logged}
+"""
+"""Write one event that comes with no change of its own (a login of a disabled user, a
+breach check that could not be made)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Query(Generic[R]):
     """A streamed query: the SQL, its parameters and how each row becomes a result."""
@@ -72,11 +93,14 @@ class Part:
         codec: Codec,
         passwords: Passwords,
         cache: SessionCache | None = None,
+        *,
         box: SecretBox | None = None,
+        breaches: BreachLookup | None = None,
     ) -> None:
         self.schema = schema
         self.cache = cache
         self.box = box
+        self.breaches = breaches
         self.codec = codec
         self.passwords = passwords
         self.ttl = DEFAULT_TTL
@@ -90,6 +114,38 @@ class Part:
         if self.box is None:
             raise BadCallError(f"this needs a secret key to seal secrets with: {HOW_TO_SET}")
         return self.box
+
+    def _policy_allows(
+        self, secret: str, what: str, logging: dict[str, Any], userid: int | None = None
+    ) -> Operation[None]:
+        """Refuse ``secret`` with :class:`WeakPasswordError` when the password policy
+        does: too short, too long, or found in known breaches. When the breach check
+        cannot be made, ``best_effort`` lets the password through and records why,
+        ``required`` refuses."""
+        shortest, longest, mode = yield Execute(self._sql(PASSWORD_POLICY))
+        if shortest is not None and len(secret) < shortest:
+            raise WeakPasswordError(f"{what} must be at least {shortest} characters long")
+        if longest is not None and len(secret) > longest:
+            raise WeakPasswordError(f"{what} must be at most {longest} characters long")
+        if mode == "off" or self.breaches is None:
+            return
+        sha1 = hashlib.sha1(secret.encode(), usedforsecurity=False).hexdigest().upper()
+        seen, why = yield Offload(self.breaches, (sha1,))
+        if seen:
+            raise WeakPasswordError(
+                f"{what} appears in {seen:,} known data breaches: choose another"
+            )
+        if seen is None:
+            if mode == "required":
+                raise BadCallError(
+                    f"the breached-password check could not be made ({why}): try again later"
+                )
+            unchecked = {
+                "kind": "password.breach_check_failed",
+                "userid": userid,
+                "detail": Jsonb({"reason": why}),
+            }
+            yield from self._logged(self._sql(RECORD_EVENT, **LOGS), {**logging, **unchecked})
 
     def _decode(self, data: Any) -> Any:
         return None if data is None else self.codec.decode(data)

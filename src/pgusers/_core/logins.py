@@ -14,7 +14,7 @@ from psycopg import errors as pgerrors
 from psycopg.types.json import Jsonb
 
 from pgusers._core import checks, identities, recording
-from pgusers._core.base import LOGS, MAX_SOURCE, Part, Query
+from pgusers._core.base import LOGS, MAX_SOURCE, RECORD_EVENT, Part, Query
 from pgusers._core.keys import digest, new_session_key, new_token, stored_form
 from pgusers._core.retries import retry_safe
 from pgusers._core.steps import Execute, Offload, Operation
@@ -321,15 +321,6 @@ OPEN_TICKET: Final = """
     SELECT EXISTS (SELECT 1 FROM issued), {logged}
 """
 
-RECORD_EVENT: Final = """
-    WITH happened AS (
-        SELECT %(kind)s::text AS kind, %(userid)s::bigint AS userid,
-               NULL::text AS session_id, %(detail)s::jsonb AS detail
-    ), {log}
-    SELECT {logged}
-"""
-"""Write one event that comes with no change of its own (a login of a disabled user)."""
-
 # Clearing a name clears its counts from every source; clearing a source, every
 # name's count from it.
 CLEAR_LOGIN_FAILURES: Final = counted("""
@@ -585,6 +576,7 @@ class LoginsPart(Part):
         self, uid: int, new: str, old: str | None, ending: bool, logging: dict[str, Any]
     ) -> Operation[Status]:
         old_hash = None
+        yield from self._policy_allows(new, "newpassword", logging, uid)
         if old is None:
             new_hash = yield Offload(self.passwords.hash, (new,))
         else:

@@ -89,6 +89,10 @@ def _migration_9(schema: str) -> Operation[None]:
     yield Execute(render(schema_sql.MIGRATION_9, schema), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_10(schema: str) -> Operation[None]:
+    yield Execute(render(schema_sql.MIGRATION_10, schema), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
@@ -99,6 +103,7 @@ MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_7,
     _migration_8,
     _migration_9,
+    _migration_10,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

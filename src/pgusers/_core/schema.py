@@ -290,3 +290,13 @@ MIGRATION_9: Final = """
         ADD COLUMN auth_methods text[] NOT NULL DEFAULT '{{password}}',
         ADD COLUMN authenticated_at timestamptz;
 """
+
+# Version 10: a password policy, in the settings: a shortest and a longest length
+# (NULL: no rule beyond pgusers' own bounds) and the breached-password check.
+MIGRATION_10: Final = """
+    ALTER TABLE {schema}.settings
+        ADD COLUMN password_min_length integer CHECK (password_min_length > 0),
+        ADD COLUMN password_max_length integer CHECK (password_max_length > 0),
+        ADD COLUMN breached_check text NOT NULL DEFAULT 'off'
+            CHECK (breached_check IN ('off', 'best_effort', 'required'));
+"""

@@ -9,6 +9,7 @@ from pgusers._core import checks, recording
 from pgusers._core.base import LOGS, Part
 from pgusers._core.retries import retry_safe
 from pgusers._core.steps import Execute, Operation
+from pgusers._errors import BadCallError
 from pgusers._results import Settings
 
 GET_TTL: Final = "SELECT session_ttl FROM {schema}.settings"
@@ -34,9 +35,30 @@ SETTING_COLUMNS: Final = {
 
 READ_SETTINGS: Final = """
     SELECT session_ttl, session_max_age, key_storage, event_retention, free_failures,
-           max_backoff, source_limit, source_window, source_block, sessions_per_user
+           max_backoff, source_limit, source_window, source_block, sessions_per_user,
+           password_min_length, password_max_length, breached_check
     FROM {schema}.settings
 """
+
+SET_PASSWORD_POLICY: Final = """
+    WITH changed AS (
+        UPDATE {schema}.settings SET
+            password_min_length = %(min_length)s,
+            password_max_length = %(max_length)s,
+            breached_check = %(breached)s
+        RETURNING 1
+    ), happened AS (
+        SELECT 'settings.changed' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
+               jsonb_build_object(
+                   'password_min_length', %(min_length)s::integer,
+                   'password_max_length', %(max_length)s::integer,
+                   'breached_check', %(breached)s::text) AS detail
+        FROM changed
+    ), {log}
+    SELECT {logged}
+"""
+
+BREACHED_CHECKS: Final = ("off", "best_effort", "required")
 
 MAX_RETENTION_DAYS: Final = 100 * 365.0
 
@@ -77,6 +99,24 @@ class SettingsPart(Part):
     def set_sessions_per_user(self, count: object) -> Operation[None]:
         most = None if count is None else checks.count(count, "sessions_per_user", 1, 100_000)
         return self._change(*self._setting("sessions_per_user", "sessions_per_user", most))
+
+    @retry_safe
+    def set_password_policy(
+        self, min_length: object, max_length: object, breached: object
+    ) -> Operation[None]:
+        shortest = None if min_length is None else checks.count(min_length, "min_length", 1, 1024)
+        longest = None if max_length is None else checks.count(max_length, "max_length", 1, 1024)
+        if shortest is not None and longest is not None and longest < shortest:
+            raise BadCallError("max_length must be at least min_length")
+        if not isinstance(breached, str) or breached not in BREACHED_CHECKS:
+            raise BadCallError(f"breached must be one of {', '.join(BREACHED_CHECKS)}")
+        params = {
+            "min_length": shortest,
+            "max_length": longest,
+            "breached": breached,
+            **recording.parameters(time.time()),
+        }
+        return self._change(self._sql(SET_PASSWORD_POLICY, **LOGS), params)
 
     @retry_safe
     def set_event_retention(self, days: object) -> Operation[None]:

@@ -181,7 +181,8 @@ class TokensPart(Part):
         state = yield Execute(self._sql(TOKEN_STATE), params)
         if state is None:
             return NOT_FOUND
-        if state[0]:  # alive: hash only for a token that can be used
+        if state[0]:  # alive: check and hash only for a token that can be used
+            yield from self._policy_allows(secret, "newpassword", params)
             params["new_hash"] = yield Offload(self.passwords.hash, (secret,))
         used = yield from self._logged(self._sql(RESET_PASSWORD, **LOGS), params)
         return _token_status(used)

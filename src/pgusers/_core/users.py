@@ -151,6 +151,7 @@ class UsersPart(Part):
         return self._create_user(secret, params)
 
     def _create_user(self, secret: str, params: dict[str, Any]) -> Operation[int]:
+        yield from self._policy_allows(secret, "password", params)
         params["password_hash"] = yield Offload(self.passwords.hash, (secret,))
         try:
             row = yield from self._logged(self._sql(CREATE_USER, **LOGS), params)

@@ -1,0 +1,169 @@
+"""The password policy: lengths, and the breached-password check against a range API
+played by a server on localhost, which records what it was sent."""
+
+import hashlib
+import http.server
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgusers import OK, BadCallError, WeakPasswordError
+
+from .support import FAST_HASHER
+
+BREACHED = "correct horse battery staple"
+"""A password the range server says was seen in 42 breaches."""
+
+
+def sha1_of(password: str) -> str:
+    return hashlib.sha1(password.encode(), usedforsecurity=False).hexdigest().upper()
+
+
+class RangeServer:
+    """Answers ``GET /range/<PREFIX>`` as the range API does (padded), and records the
+    paths and headers it was sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.failing = False
+        known = sha1_of(BREACHED)
+        served = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                served.requests.append((self.path, dict(self.headers)))
+                if served.failing:
+                    self.send_error(503)
+                    return
+                lines = [f"{'0' * 35}:0" for _ in range(50)]  # padding
+                if self.path == f"/range/{known[:5]}":
+                    lines.append(f"{known[5:]}:42")
+                body = "\r\n".join(lines).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/range/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def ranges() -> Iterator[RangeServer]:
+    server = RangeServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def usp(
+    open_userspace: Callable[..., Any], dsn: str, schema: str, ranges: RangeServer
+) -> Iterator[Any]:
+    space = open_userspace(
+        conninfo=dsn, schema=schema, hasher=FAST_HASHER, breach_source=ranges.url
+    )
+    yield space
+    space.close()
+
+
+def test_without_a_policy_any_password_goes_as_in_0_9(usp: Any, ranges: RangeServer) -> None:
+    assert usp.create_user("ada", "pw", "ada@example.com") == 1
+    assert usp.settings()[-3:] == (None, None, "off")
+    assert ranges.requests == []  # nothing is asked while the check is off
+
+
+def test_the_policy_refuses_short_and_long_passwords_and_writes_nothing(usp: Any) -> None:
+    usp.set_password_policy(min_length=8, max_length=64, breached="off")
+    with pytest.raises(WeakPasswordError, match="at least 8 characters") as refused:
+        usp.create_user("ada", "short", "ada@example.com")
+    assert "short" not in str(refused.value)
+    with pytest.raises(WeakPasswordError, match="at most 64"):
+        usp.create_user("ada", "x" * 65, "ada@example.com")
+    assert usp.find_user(username="ada") is None
+    uid = usp.create_user("ada", "long enough", "ada@example.com")
+    with pytest.raises(WeakPasswordError):
+        usp.change_password(uid, "short")
+    token = usp.issue_token(uid, "reset_password")
+    with pytest.raises(WeakPasswordError):
+        usp.reset_password(token, "short")
+    assert usp.reset_password(token, "long enough too") == OK
+    assert isinstance(WeakPasswordError("x"), BadCallError)
+
+
+def test_a_breached_password_is_refused_and_only_a_prefix_leaves(
+    usp: Any, ranges: RangeServer
+) -> None:
+    usp.set_password_policy()
+    with pytest.raises(WeakPasswordError, match="42 known data breaches"):
+        usp.create_user("ada", BREACHED, "ada@example.com")
+    uid = usp.create_user("ada", "a fresh and long passphrase", "ada@example.com")
+    (breached_path, headers), (fresh_path, _) = ranges.requests
+    assert breached_path == f"/range/{sha1_of(BREACHED)[:5]}"
+    assert fresh_path == f"/range/{sha1_of('a fresh and long passphrase')[:5]}"
+    assert headers.get("Add-Padding") == "true"
+    sent = repr(ranges.requests)
+    assert sha1_of(BREACHED)[5:] not in sent and BREACHED not in sent
+    with pytest.raises(WeakPasswordError):
+        usp.change_password(uid, BREACHED)
+
+
+def test_best_effort_lets_a_password_through_when_the_check_fails_and_says_so(
+    usp: Any, ranges: RangeServer
+) -> None:
+    usp.set_password_policy(breached="best_effort")
+    ranges.failing = True
+    uid = usp.create_user("ada", BREACHED, "ada@example.com")
+    (event,) = usp.events(kinds="password.breach_check_failed")
+    assert event.detail == {"reason": "HTTPError"}
+    usp.set_password_policy(breached="required")
+    with pytest.raises(BadCallError, match="could not be made"):
+        usp.change_password(uid, "another long passphrase")
+    ranges.failing = False
+    assert usp.change_password(uid, "another long passphrase") == OK
+
+
+def test_an_offline_directory_of_range_files_is_a_source_too(
+    open_userspace: Callable[..., Any], dsn: str, schema: str, tmp_path: Path
+) -> None:
+    digest = sha1_of(BREACHED)
+    (tmp_path / digest[:5]).write_text(f"{digest[5:]}:7\r\n{'1' * 35}:0\r\n")
+    usp = open_userspace(
+        conninfo=dsn, schema=schema, hasher=FAST_HASHER, breach_source=str(tmp_path)
+    )
+    try:
+        usp.set_password_policy(breached="required")
+        with pytest.raises(WeakPasswordError, match="7 known data breaches"):
+            usp.create_user("ada", BREACHED, "ada@example.com")
+        # A prefix without its file is a check that could not be made.
+        with pytest.raises(BadCallError, match="could not be made"):
+            usp.create_user("ada", "another long passphrase", "ada@example.com")
+    finally:
+        usp.close()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"min_length": 0},
+        {"min_length": "8"},
+        {"max_length": 2000},
+        {"min_length": 10, "max_length": 9},
+        {"breached": "sometimes"},
+    ],
+)
+def test_a_bad_policy_is_refused(usp: Any, bad: dict[str, Any]) -> None:
+    with pytest.raises(BadCallError):
+        usp.set_password_policy(**bad)
+    assert usp.settings()[-3:] == (None, None, "off")
