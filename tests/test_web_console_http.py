@@ -542,6 +542,25 @@ def test_an_administrator_with_a_second_factor_logs_in_with_a_code(
         )
         assert (done.status_code, done.headers["location"]) == (303, "/console/users")
         assert client.get("/console/users").status_code == 200
+        # Entering the password again before a change asks for a code too, then goes on.
+        clock.advance(TOTP_PERIOD)
+        form = client.get("/console/confirm?next=/console/settings")
+        asked = client.post(
+            "/console/confirm",
+            data={"csrf": csrf_of(form), "next": "/console/settings", "password": "root-pw-123"},
+        )
+        assert "Second factor" in asked.text
+        ticket = matched(r'name="ticket" value="([^"]+)"', asked.text)
+        code = totp_code(enrollment.secret, clock.now)
+        fields = {
+            "csrf": csrf_of(asked),
+            "ticket": ticket,
+            "code": code,
+            "next": "/console/settings",
+        }
+        confirmed = client.post("/console/login/code", data=fields)
+        assert (confirmed.status_code, confirmed.headers["location"]) == (303, "/console/settings")
+        assert client.get("/console/settings").status_code == 200
     # A recovery code works too, and a spent ticket sends back to the start.
     with client_at(app, "http://127.0.0.1") as client:
         again = log_in(client)
@@ -550,3 +569,11 @@ def test_an_administrator_with_a_second_factor_logs_in_with_a_code(
         assert spent.status_code == 401 and "log in again" in spent.text
         form["ticket"] = matched(r'name="ticket" value="([^"]+)"', again.text)
         assert client.post("/console/login/code", data=form).status_code == 303
+        # The user's page lists the factors; an administrator may remove them.
+        mine = client.get(f"/console/users/{root}").text
+        assert "totp" in mine and "Recovery codes left: 9" in mine
+        _, removed = confirmed_post(
+            client, f"/console/users/{root}/factors/reset", back=f"/console/users/{root}"
+        )
+        assert removed.headers["location"].endswith("done=factors-removed")
+        assert "No second factor." in client.get(f"/console/users/{root}").text

@@ -23,8 +23,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from pgusers import _door as door
 from pgusers._aio import AsyncUserSpace
-from pgusers._door import KINDS, acting_as
+from pgusers._door import KINDS, Core, acting_as
 from pgusers._errors import BadCallError
 from pgusers._results import EXPIRED, MFA_REQUIRED, NOT_FOUND, OK, REJECTED, LoginOutcome
 from pgusers._settings import POLICY, plan, read
@@ -349,6 +350,7 @@ DONE: Final = {
     "admin": "Made an administrator.",
     "not-admin": "No longer an administrator.",
     "sessions-ended": "The user's sessions ended.",
+    "factors-removed": "The user's second factors were removed.",
     "session-ended": "Session ended.",
     "session-gone": "That session had already ended.",
     "deleted": "User deleted.",
@@ -400,8 +402,11 @@ def sentence(message: str) -> str:
     return message[:1].upper() + message[1:] + "."
 
 
-async def start_session(request: Request, username: str, password: str) -> Response:
-    """Log in for the console; only administrators get a session cookie."""
+async def start_session(
+    request: Request, username: str, password: str, going_to: str = ""
+) -> Response:
+    """Log in for the console; only administrators get a session cookie. With a second
+    factor, the page that asks for a code (which goes on to ``going_to``)."""
     space = await space_of(request)
     outcome = await space.login(
         username,
@@ -411,7 +416,7 @@ async def start_session(request: Request, username: str, password: str) -> Respo
         extra_data=CONSOLE_SESSION,
     )
     if outcome.status == MFA_REQUIRED:
-        return page(request, "login_code.html", {"ticket": outcome.ticket})
+        return page(request, "login_code.html", {"ticket": outcome.ticket, "next": going_to})
     return await opened(request, space, outcome)
 
 
@@ -457,6 +462,7 @@ async def login_code(request: Request) -> Response:
     recovery code, for the ticket the first step gave."""
     form = await form_of(request)
     ticket, code = form.get("ticket", ""), form.get("code", "").strip()
+    going_to = safe_path(form.get("next", "")) if form.get("next") else ""
     space = await space_of(request)
     is_totp = code.replace(" ", "").isdigit()
     outcome = await space.complete_login(
@@ -471,8 +477,15 @@ async def login_code(request: Request) -> Response:
         return page(request, "login.html", {"error": error}, 401)
     if outcome.status == REJECTED:
         error = "That code is wrong or was used already."
-        return page(request, "login_code.html", {"ticket": ticket, "error": error}, 401)
-    return await opened(request, space, outcome)
+        context = {"ticket": ticket, "error": error, "next": going_to}
+        return page(request, "login_code.html", context, 401)
+    replaced = cookie(request, SESSION_COOKIE)
+    response = await opened(request, space, outcome)
+    if isinstance(response, RedirectResponse) and going_to:  # a confirmation's second step
+        if replaced:
+            await space.logout(replaced)
+        response.headers["location"] = going_to
+    return response
 
 
 @router.post("/logout")
@@ -530,7 +543,7 @@ async def confirm(request: Request) -> Response:
     admin = await admin_of(request)
     form = await form_of(request)
     going_to = safe_path(form.get("next", ""))  # before anything changes
-    response = await start_session(request, admin.username, form.get("password", ""))
+    response = await start_session(request, admin.username, form.get("password", ""), going_to)
     if isinstance(response, RedirectResponse):
         await (await space_of(request)).logout(admin.key)
         response.headers["location"] = going_to
@@ -618,6 +631,7 @@ async def user_page(request: Request, userid: int, token: str | None = None) -> 
     context = {
         "admin": admin,
         "account": account,
+        "factors": await space.factors(userid),
         "extra_data": json.dumps(account.extra_data, indent=2, ensure_ascii=False, default=str),
         "sessions": sessions,
         "events": events,
@@ -687,6 +701,22 @@ async def end_all_sessions(request: Request, userid: int) -> Response:
     with acting_as(admin.actor, source=admin.source):
         await (await space_of(request)).kill_sessions(userid)
     return back_to(f"/console/users/{userid}", "sessions-ended")
+
+
+@router.post("/users/{userid}/factors/reset")
+async def reset_factors(request: Request, userid: int) -> Response:
+    admin, form = await writer_of(request)
+    ask_first(
+        request,
+        admin,
+        form,
+        "Remove every second factor of this user, and their recovery codes? Their next "
+        "login needs the password only.",
+        "Remove second factors",
+    )
+    with acting_as(admin.actor, source=admin.source):
+        await door.arun(await space_of(request), Core.reset_factors, userid)
+    return back_to(f"/console/users/{userid}", "factors-removed")
 
 
 @router.post("/sessions/{session_id}/end")
