@@ -544,10 +544,10 @@ def test_an_administrator_with_a_second_factor_logs_in_with_a_code(
         assert client.get("/console/users").status_code == 200
         # Entering the password again before a change asks for a code too, then goes on.
         clock.advance(TOTP_PERIOD)
-        form = client.get("/console/confirm?next=/console/settings")
+        page = client.get("/console/confirm?next=/console/settings")
         asked = client.post(
             "/console/confirm",
-            data={"csrf": csrf_of(form), "next": "/console/settings", "password": "root-pw-123"},
+            data={"csrf": csrf_of(page), "next": "/console/settings", "password": "root-pw-123"},
         )
         assert "Second factor" in asked.text
         ticket = matched(r'name="ticket" value="([^"]+)"', asked.text)
