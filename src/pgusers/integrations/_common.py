@@ -3,9 +3,11 @@ flags, how a request's user agent is recorded, and how a refused login is answer
 
 import math
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pgusers._errors import BadCallError
 from pgusers._results import DISABLED, MFA_REQUIRED, OK, THROTTLED, LoginOutcome
 
 COOKIE_NAME: Final = "pgusers_session"
@@ -59,3 +61,20 @@ def refusal(outcome: LoginOutcome) -> Refusal | None:
     if outcome.status == MFA_REQUIRED:
         return Refusal(401, "mfa_required", "this account needs a second factor to sign in")
     return Refusal(401, "login_failed", "wrong username or password")
+
+
+RECENT_AUTH: Final = 600.0
+"""Seconds a proof of who the user is counts as recent, by default: for changing
+their second factors in the service, and ``require_recent_auth`` in every integration."""
+
+
+def recent_auth_window(max_age: object) -> float:
+    """``require_recent_auth``'s ``max_age``, checked: seconds, more than 0."""
+    if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0:
+        raise BadCallError("max_age must be a number of seconds, more than 0")
+    return float(max_age)
+
+
+def proved_recently(authenticated_at: float | None, max_age: float) -> bool:
+    """Whether a session's user proved who they are within ``max_age`` seconds."""
+    return authenticated_at is not None and time.time() - authenticated_at <= max_age

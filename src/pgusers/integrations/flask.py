@@ -18,10 +18,9 @@ documents; Flask's own session and ``SECRET_KEY`` are not needed. Configuration:
 (more keyword arguments for :class:`~pgusers.UserSpace`).
 """
 
-import time
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, Response, abort, after_this_request, current_app, request
 from flask_login import LoginManager, UserMixin
@@ -29,7 +28,15 @@ from flask_login import LoginManager, UserMixin
 from pgusers._errors import BadCallError
 from pgusers._results import OK, REJECTED_LOGIN, LoginOutcome, Status
 from pgusers._userspace import UserSpace
-from pgusers.integrations._common import COOKIE_NAME, cookie_flags, cookie_scope, user_agent
+from pgusers.integrations._common import (
+    COOKIE_NAME,
+    RECENT_AUTH,
+    cookie_flags,
+    cookie_scope,
+    proved_recently,
+    recent_auth_window,
+    user_agent,
+)
 
 __all__ = ["PgUser", "PgUsers", "require_recent_auth"]
 
@@ -75,10 +82,6 @@ class PgUser(UserMixin):  # type: ignore[misc]  # Flask-Login is untyped
         return f"<PgUser {self.userid} {self.username!r}>"
 
 
-RECENT_AUTH: Final = 600.0
-"""Seconds a proof of who the user is counts as recent, by default."""
-
-
 def require_recent_auth(max_age: float = RECENT_AUTH) -> Callable[[F], F]:
     """A view decorator: the view runs for a logged-in user who proved who they are
     (logged in, or ``reauthenticate``) within ``max_age`` seconds; otherwise 401, or
@@ -88,8 +91,7 @@ def require_recent_auth(max_age: float = RECENT_AUTH) -> Callable[[F], F]:
         @require_recent_auth(300)
         def change_email(): ...
     """
-    if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0:
-        raise BadCallError("max_age must be a number of seconds, more than 0")
+    window = recent_auth_window(max_age)
 
     def decorate(view: F) -> F:
         @wraps(view)
@@ -97,8 +99,7 @@ def require_recent_auth(max_age: float = RECENT_AUTH) -> Callable[[F], F]:
             user = _extension()._user_of_request(request)
             if user is None:
                 abort(401)
-            proved = user.authenticated_at
-            if proved is None or time.time() - proved > max_age:
+            if not proved_recently(user.authenticated_at, window):
                 refused = Response("prove who you are again", 403)
                 refused.headers["X-Reauthenticate"] = "required"
                 abort(refused)

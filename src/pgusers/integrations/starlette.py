@@ -21,9 +21,8 @@
 Starlette's ``requires(...)`` works as it documents.
 """
 
-import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from typing import Any
 
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
 from starlette.exceptions import HTTPException
@@ -43,8 +42,11 @@ from pgusers._results import (
 )
 from pgusers.integrations._common import (
     COOKIE_NAME,
+    RECENT_AUTH,
     cookie_flags,
     cookie_scope,
+    proved_recently,
+    recent_auth_window,
     refusal,
     user_agent,
 )
@@ -195,10 +197,6 @@ async def require_admin(request: Request) -> PgUser:
     return user
 
 
-RECENT_AUTH: Final = 600.0
-"""Seconds a proof of who the user is counts as recent, by default."""
-
-
 def require_recent_auth(
     max_age: float = RECENT_AUTH,
 ) -> Callable[[Request], Coroutine[Any, Any, PgUser]]:
@@ -209,13 +207,11 @@ def require_recent_auth(
         @app.post("/email")
         async def change_email(user: PgUser = Depends(require_recent_auth(300))): ...
     """
-    if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0:
-        raise BadCallError("max_age must be a number of seconds, more than 0")
+    window = recent_auth_window(max_age)
 
     async def recent(request: Request) -> PgUser:
         user = await current_user(request)
-        proved = user.authenticated_at
-        if proved is None or time.time() - proved > max_age:
+        if not proved_recently(user.authenticated_at, window):
             raise HTTPException(
                 403, "prove who you are again", headers={"X-Reauthenticate": "required"}
             )

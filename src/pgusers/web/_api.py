@@ -8,7 +8,6 @@ user's own sessions; scope ``check``: ``POST /v1/check`` only).
 
 import json
 import math
-import time
 import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
@@ -36,7 +35,7 @@ from pgusers._results import (
     Status,
 )
 from pgusers._settings import SETTINGS, plan
-from pgusers.integrations._common import refusal, user_agent
+from pgusers.integrations._common import RECENT_AUTH, proved_recently, refusal, user_agent
 from pgusers.web import _check
 from pgusers.web._check import STATUS_NAMES
 from pgusers.web._errors import ApiError
@@ -547,17 +546,13 @@ async def end_my_session(session_id: str, who: User, space: Space) -> dict[str, 
 
 # -- a user's own second factors ------------------------------------------------------------
 
-RECENT_AUTH: Final = 600.0
-"""Seconds a proof of who the user is counts as recent, for changing their factors."""
-
 
 async def recently_proved(who: Caller, space: AsyncUserSpace) -> None:
     """Refuse, with 403 ``reauthentication_required``, a session whose user last proved
     who they are more than RECENT_AUTH seconds ago."""
     assert who.key is not None
     info = await space.check_session(who.key)
-    proved = info.authenticated_at or 0.0
-    if time.time() - proved > RECENT_AUTH:
+    if not proved_recently(info.authenticated_at, RECENT_AUTH):
         raise ApiError(
             403,
             "reauthentication_required",

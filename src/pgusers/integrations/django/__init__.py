@@ -31,7 +31,6 @@ cookie in a worker thread before the view runs.
 """
 
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from functools import cache, wraps
 from typing import Any, Final, TypeVar
@@ -50,7 +49,13 @@ from django.utils.functional import SimpleLazyObject
 from pgusers._errors import BadCallError
 from pgusers._results import OK, REJECTED_LOGIN, Status
 from pgusers._userspace import UserSpace
-from pgusers.integrations._common import cookie_flags, user_agent
+from pgusers.integrations._common import (
+    RECENT_AUTH,
+    cookie_flags,
+    proved_recently,
+    recent_auth_window,
+    user_agent,
+)
 from pgusers.integrations.django._base import PgUserBehaviour, _setting
 
 __all__ = [
@@ -418,16 +423,11 @@ def pgusers_complete_login(
     return user
 
 
-RECENT_AUTH: Final = 600.0
-"""Seconds a proof of who the user is counts as recent, by default."""
-
-
 def require_recent_auth(max_age: float = RECENT_AUTH) -> Callable[[V], V]:
     """A view decorator: the view runs for a logged-in user who proved who they are
     (logged in, or ``reauthenticate``) within ``max_age`` seconds; otherwise 401, or
     403 with ``X-Reauthenticate: required`` for the client to ask for a proof."""
-    if isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age <= 0:
-        raise BadCallError("max_age must be a number of seconds, more than 0")
+    window = recent_auth_window(max_age)
 
     def decorate(view: V) -> V:
         @wraps(view)
@@ -435,8 +435,7 @@ def require_recent_auth(max_age: float = RECENT_AUTH) -> Callable[[V], V]:
             user = request.user
             if not isinstance(user, PgUserBehaviour):
                 return HttpResponse("log in first", status=401)
-            proved = user.authenticated_at
-            if proved is None or time.time() - proved > max_age:
+            if not proved_recently(user.authenticated_at, window):
                 refused = HttpResponse("prove who you are again", status=403)
                 refused["X-Reauthenticate"] = "required"
                 return refused
