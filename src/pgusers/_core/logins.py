@@ -192,6 +192,14 @@ COUNT_RESTARTS: Final = """(CASE WHEN starts_with(f.subject, %(source_prefix)s)
     ELSE f.last_at < excluded.last_at - interval '1 day' END)"""
 """Whether a failure starts its subject's count again: RECORD_FAILURE's {restart}."""
 
+UPGRADE_HASH: Final = """upgrade AS (  -- a stale hash, verified just now, replaced
+        UPDATE {schema}.users SET password_hash = %(new_hash)s::text
+        WHERE userid = %(userid)s AND password_hash = %(old_hash)s
+          AND %(new_hash)s::text IS NOT NULL
+    )"""
+"""The step of a login that replaces the hash the password was verified against with
+an up-to-date one (``%(new_hash)s``; none when it is current)."""
+
 SESSION_CAP: Final = """capped AS (  -- past the cap, the oldest sessions make room for the new one
         DELETE FROM {schema}.sessions WHERE key IN (
             SELECT r.key FROM (
@@ -221,11 +229,7 @@ CAPPED_EVENT: Final = """SELECT 'session.ended', min(userid), NULL,
 # once the userspace keeps keys hashed (%(stored)s).
 OPEN_SESSION: Final = (
     counted("""
-    WITH upgrade AS (
-        UPDATE {schema}.users SET password_hash = %(new_hash)s::text
-        WHERE userid = %(userid)s AND password_hash = %(old_hash)s
-          AND %(new_hash)s::text IS NOT NULL
-    ), opened AS (
+    WITH {upgrade}, opened AS (
         INSERT INTO {schema}.sessions (
             key, userid, created_at, last_seen_at, expires_at, extra_data, generation,
             source, user_agent
@@ -258,6 +262,7 @@ OPEN_SESSION: Final = (
            (SELECT u.admin FROM opened o JOIN {schema}.users u ON u.userid = o.userid),
            {logged}
 """)
+    .replace("{upgrade}", UPGRADE_HASH)
     .replace("{cap}", SESSION_CAP)
     .replace("{capped_event}", CAPPED_EVENT)
 )
@@ -279,11 +284,7 @@ TICKETS_PER_USER: Final = 5
 # A stale hash is upgraded here as on any login. Spent and expired tickets go a few
 # at a time, and a user keeps at most TICKETS_PER_USER.
 OPEN_TICKET: Final = """
-    WITH upgrade AS (
-        UPDATE {schema}.users SET password_hash = %(new_hash)s::text
-        WHERE userid = %(userid)s AND password_hash = %(old_hash)s
-          AND %(new_hash)s::text IS NOT NULL
-    ), issued AS (
+    WITH {upgrade}, issued AS (
         INSERT INTO {schema}.login_tickets (
             digest, userid, name_key, password_digest, generation, expires_at, source,
             user_agent, extra_data
@@ -319,7 +320,7 @@ OPEN_TICKET: Final = """
         WHERE NOT EXISTS (SELECT 1 FROM issued)
     ), {log}
     SELECT EXISTS (SELECT 1 FROM issued), {logged}
-"""
+""".replace("{upgrade}", UPGRADE_HASH)
 
 # Clearing a name clears its counts from every source; clearing a source, every
 # name's count from it.
