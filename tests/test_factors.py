@@ -515,3 +515,17 @@ def test_a_secret_key_is_never_taken_over_from_an_open_userspace(
 def test_a_bad_secret_key_is_refused(dsn: str, schema: str, bad: Any) -> None:
     with pytest.raises(BadCallError, match="secret_key"):
         pgusers.UserSpace(conninfo=dsn, schema=schema, secret_key=bad)
+
+
+def test_enrolling_again_replaces_the_pending_enrollment_and_factors_are_bounded(
+    mfa: Any, ada: int, steady: Clock
+) -> None:
+    first = mfa.begin_totp(ada)
+    second = mfa.begin_totp(ada)
+    assert [f.factor_id for f in mfa.factors(ada).factors] == [second.factor_id]
+    assert mfa.confirm_totp(ada, first.factor_id, code(first, steady)) == NOT_FOUND
+    for n in range(10):
+        enroll(mfa, ada, steady, f"device {n}")
+    with pytest.raises(BadCallError, match="at most 10 second factors"):
+        mfa.begin_totp(ada)
+    assert len(mfa.factors(ada).factors) == 10

@@ -125,22 +125,30 @@ def _code(code: object, name: str = "totp") -> str | None:
 
 # -- enrolling, listing, removing -----------------------------------------------------
 
-# Enrolling leaves an unconfirmed factor; unconfirmed ones past their lifetime go
-# when the user next enrolls. The statement answers with the username, for the
-# authenticator app's label.
+# Enrolling leaves an unconfirmed factor, which replaces any earlier unconfirmed one
+# of the user, so repeated enrollments keep one row; a user has at most MAX_FACTORS
+# confirmed ones. The statement answers with the username (for the authenticator
+# app's label) and whether the user has room for another factor.
 BEGIN_TOTP: Final = """
-    WITH stale AS (
+    WITH owner AS (
+        SELECT u.userid, u.username,
+               (SELECT count(*) FROM {schema}.factors f
+                WHERE f.userid = u.userid AND f.confirmed_at IS NOT NULL) < %(most)s AS room
+        FROM {schema}.users u WHERE u.userid = %(userid)s
+    ), pending AS (
         DELETE FROM {schema}.factors
-        WHERE userid = %(userid)s AND confirmed_at IS NULL
-          AND created_at <= to_timestamp(%(now)s) - make_interval(secs => %(lifetime)s)
+        WHERE userid = %(userid)s AND confirmed_at IS NULL AND (SELECT room FROM owner)
     ), made AS (
         INSERT INTO {schema}.factors (factor_id, userid, kind, label, secret, created_at)
         SELECT %(factor_id)s, userid, 'totp', %(label)s, %(secret)s, to_timestamp(%(now)s)
-        FROM {schema}.users WHERE userid = %(userid)s
+        FROM owner WHERE room
         RETURNING userid
     )
-    SELECT u.username FROM made JOIN {schema}.users u ON u.userid = made.userid
+    SELECT username, room FROM owner
 """
+
+MAX_FACTORS: Final = 10
+"""Confirmed second factors a user may have."""
 
 FACTOR_SECRET: Final = """
     SELECT secret FROM {schema}.factors
@@ -481,7 +489,7 @@ class FactorsPart(Part):
             "factor_id": factor_id,
             "label": name,
             "secret": box.seal(seed.encode(), factor_id),
-            "lifetime": ENROLLMENT_LIFETIME,
+            "most": MAX_FACTORS,
             "now": time.time(),
         }
         return self._begin_totp(params, seed)
@@ -490,6 +498,8 @@ class FactorsPart(Part):
         row = yield Execute(self._sql(BEGIN_TOTP), params)
         if row is None:
             raise BadCallError(f"no user has userid {params['userid']}")
+        if not row[1]:
+            raise BadCallError(f"a user has at most {MAX_FACTORS} second factors")
         pyotp = _totp()
         uri = pyotp.TOTP(seed, digits=TOTP_DIGITS, interval=TOTP_PERIOD).provisioning_uri(
             name=row[0], issuer_name=self.issuer
