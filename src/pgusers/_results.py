@@ -209,6 +209,7 @@ class Account(NamedTuple):
     created_at: float
     throttled: bool
     extra_data: Any
+    second_factor: bool = False
 
 
 class ApiKey(NamedTuple):
@@ -238,6 +239,7 @@ class Settings(NamedTuple):
     password_min_length: int | None = None
     password_max_length: int | None = None
     breached_check: str = "off"
+    admins_need_mfa: bool = False
 
 
 class ImportReport(NamedTuple):

@@ -120,12 +120,16 @@ class UserSpace(Opening):
         source_limit: int | None = None,
         source_window: float | None = None,
         source_block: float | None = None,
+        admins_need_mfa: bool | None = None,
     ) -> None:
-        """Change the login throttle (None leaves a value as it is; stored in the
+        """Change the login policy (None leaves a value as it is; stored in the
         database, so every process follows it): ``free_failures`` per username
         (default 5) before a wait that doubles from 1 s up to ``max_backoff``
         (900 s); ``source_limit`` failures (50) from one source within
-        ``source_window`` seconds (600) block it for ``source_block`` (600)."""
+        ``source_window`` seconds (600) block it for ``source_block`` (600).
+        With ``admins_need_mfa``, the service's pages send an administrator without
+        a second factor to enroll one before anything else, and its API refuses
+        their session the admin endpoints (see :meth:`needs_enrollment`)."""
         self._driver.run(
             self._core.set_login_policy,
             free_failures,
@@ -133,6 +137,7 @@ class UserSpace(Opening):
             source_limit,
             source_window,
             source_block,
+            admins_need_mfa,
         )
 
     def login_failures(self) -> Rows[LoginFailureRow]:
@@ -358,6 +363,12 @@ class UserSpace(Opening):
         """A user's second factors (id, kind, label, created, last used, confirmed),
         oldest first, and how many recovery codes remain."""
         return self._driver.run(self._core.factors, userid)
+
+    def needs_enrollment(self, userid: int) -> bool:
+        """Whether the login policy (``admins_need_mfa``) holds this user to a second
+        factor they have not confirmed yet: an administrator without one, while the
+        policy says so. False for no such user."""
+        return self._driver.run(self._core.needs_enrollment, userid)
 
     def remove_factor(self, userid: int, factor_id: str) -> Status:
         """Remove one of a user's factors: ``OK`` or ``NOT_FOUND``. With the last

@@ -207,6 +207,15 @@ LIST_FACTORS: Final = """
     ORDER BY f.created_at, f.factor_id
 """
 
+# Whether the login policy holds this user to a second factor they do not have yet.
+NEEDS_ENROLLMENT: Final = """
+    SELECT u.admin AND s.admins_need_mfa AND NOT EXISTS (
+               SELECT 1 FROM {schema}.factors f
+               WHERE f.userid = u.userid AND f.confirmed_at IS NOT NULL)
+    FROM {schema}.users u CROSS JOIN {schema}.settings s
+    WHERE u.userid = %(userid)s
+"""
+
 # With the last confirmed factor, the recovery codes go too: they stand in for a
 # factor, and a user with none is asked for none.
 REMOVE_FACTOR: Final = """
@@ -568,6 +577,11 @@ class FactorsPart(Part):
             if factor_id is not None
         )
         return Factors(listed, int(rows[0][0]))
+
+    @retry_safe
+    def needs_enrollment(self, userid: object) -> Operation[bool]:
+        row = yield Execute(self._sql(NEEDS_ENROLLMENT), {"userid": checks.userid(userid)})
+        return bool(row and row[0])
 
     def remove_factor(self, userid: object, factor_id: object) -> Operation[Status]:
         params = {

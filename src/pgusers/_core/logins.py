@@ -356,8 +356,9 @@ SET_LOGIN_POLICY: Final = """
             max_backoff = coalesce(%(max_backoff)s, max_backoff),
             source_limit = coalesce(%(source_limit)s, source_limit),
             source_window = coalesce(%(source_window)s, source_window),
-            source_block = coalesce(%(source_block)s, source_block)
-        RETURNING free_failures, max_backoff, source_limit, source_window, source_block
+            source_block = coalesce(%(source_block)s, source_block),
+            admins_need_mfa = coalesce(%(admins_need_mfa)s, admins_need_mfa)
+        RETURNING 1
     ), happened AS (
         SELECT 'settings.changed' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
                jsonb_strip_nulls(jsonb_build_object(
@@ -365,7 +366,8 @@ SET_LOGIN_POLICY: Final = """
                    'max_backoff', %(max_backoff)s::float8,
                    'source_limit', %(source_limit)s::integer,
                    'source_window', %(source_window)s::float8,
-                   'source_block', %(source_block)s::float8)) AS detail
+                   'source_block', %(source_block)s::float8,
+                   'admins_need_mfa', %(admins_need_mfa)s::boolean)) AS detail
         FROM changed
     ), {log}
     SELECT {logged}
@@ -623,13 +625,14 @@ class LoginsPart(Part):
         return self._count(self._sql(CLEAR_LOGIN_FAILURES, **LOGS), params)
 
     @retry_safe
-    def set_login_policy(
+    def set_login_policy(  # noqa: PLR0917 - the facades pass them in order
         self,
         free_failures: object,
         max_backoff: object,
         source_limit: object,
         source_window: object,
         source_block: object,
+        admins_need_mfa: object = None,
     ) -> Operation[None]:
         params = {
             "free_failures": checks.optional_count(free_failures, "free_failures", 0),
@@ -637,6 +640,9 @@ class LoginsPart(Part):
             "source_limit": checks.optional_count(source_limit, "source_limit", 1),
             "source_window": checks.optional_duration(source_window, "source_window"),
             "source_block": checks.optional_duration(source_block, "source_block"),
+            "admins_need_mfa": None
+            if admins_need_mfa is None
+            else checks.flag(admins_need_mfa, "admins_need_mfa"),
             **recording.parameters(time.time()),
         }
         return self._change(self._sql(SET_LOGIN_POLICY, **LOGS), params)

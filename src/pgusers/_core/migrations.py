@@ -93,6 +93,10 @@ def _migration_10(schema: str) -> Operation[None]:
     yield Execute(render(schema_sql.MIGRATION_10, schema), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_11(schema: str) -> Operation[None]:
+    yield Execute(render(schema_sql.MIGRATION_11, schema), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
@@ -104,6 +108,7 @@ MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_8,
     _migration_9,
     _migration_10,
+    _migration_11,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

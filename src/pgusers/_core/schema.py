@@ -300,3 +300,8 @@ MIGRATION_10: Final = """
         ADD COLUMN breached_check text NOT NULL DEFAULT 'off'
             CHECK (breached_check IN ('off', 'best_effort', 'required'));
 """
+
+# Version 11: the login policy may require a second factor of every administrator.
+MIGRATION_11: Final = """
+    ALTER TABLE {schema}.settings ADD COLUMN admins_need_mfa boolean NOT NULL DEFAULT false;
+"""

@@ -70,7 +70,9 @@ USER_THROTTLED: Final = """EXISTS (
 ADMIN_USERS: Final = """
     SELECT u.userid, u.username, u.email, u.admin, u.disabled, u.email_verified,
            extract(epoch FROM u.created_at)::float8 AS created_at, {throttled} AS throttled,
-           u.extra_data
+           u.extra_data,
+           EXISTS (SELECT 1 FROM {schema}.factors f
+                   WHERE f.userid = u.userid AND f.confirmed_at IS NOT NULL) AS second_factor
     FROM {schema}.users u
     WHERE u.userid > %(after)s AND {where}
     ORDER BY u.userid LIMIT %(limit)s
@@ -83,6 +85,9 @@ ADMIN_USERS_BY: Final = {
     "disabled": "u.disabled = %(disabled)s",
     "verified": "u.email_verified = %(verified)s",
     "throttled": USER_THROTTLED + " = %(throttled)s",
+    "admins_without_factor": """(u.admin AND NOT EXISTS (
+        SELECT 1 FROM {schema}.factors f
+        WHERE f.userid = u.userid AND f.confirmed_at IS NOT NULL)) = %(admins_without_factor)s""",
 }
 
 API_KEY_SCOPES: Final = ("admin", "check")
@@ -91,7 +96,7 @@ MAX_API_KEY_NAME: Final = 100
 
 MAX_PAGE: Final = 1000
 
-ACCOUNT_FILTERS: Final = ("admin", "disabled", "verified", "throttled")
+ACCOUNT_FILTERS: Final = ("admin", "disabled", "verified", "throttled", "admins_without_factor")
 
 
 class ServicePart(Part):
@@ -183,5 +188,5 @@ class ServicePart(Part):
         names = [name for name in ADMIN_USERS_BY if name in params]
         where = conjunction([ADMIN_USERS_BY[name] for name in names])
         rows = yield Execute(self._sql(ADMIN_USERS, where=where), params, Fetch.ALL)
-        # extra_data is the last column, decoded like everywhere else
-        return [Account._make((*row[:-1], self._decode(row[-1]))) for row in rows]
+        # extra_data is decoded like everywhere else
+        return [Account._make((*row[:-2], self._decode(row[-2]), row[-1])) for row in rows]

@@ -36,7 +36,7 @@ SETTING_COLUMNS: Final = {
 READ_SETTINGS: Final = """
     SELECT session_ttl, session_max_age, key_storage, event_retention, free_failures,
            max_backoff, source_limit, source_window, source_block, sessions_per_user,
-           password_min_length, password_max_length, breached_check
+           password_min_length, password_max_length, breached_check, admins_need_mfa
     FROM {schema}.settings
 """
 

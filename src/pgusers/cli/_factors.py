@@ -1,4 +1,4 @@
-"""The commands of second factors: mfa list, mfa reset, rotate-secret-key."""
+"""The commands of second factors: mfa list, mfa reset, mfa admins, rotate-secret-key."""
 
 import click
 
@@ -65,6 +65,21 @@ def reset(usp: UserSpace, user: str, by: str | None, yes: bool) -> None:
     click.echo(
         f"removed {removed} second factors of {found['username']!r}, and their recovery codes"
     )
+
+
+@mfa.command(name="admins")
+@click.argument("required", required=False, type=click.Choice(["required", "optional"]))
+@with_userspace
+def admins(usp: UserSpace, required: str | None) -> None:
+    """Show, or set, whether every administrator needs a second factor.
+
+    With "required", an administrator without one is sent to add one before anything
+    else in the console and the account pages, and the API refuses their session
+    the admin endpoints."""
+    if required is not None:
+        usp.set_login_policy(admins_need_mfa=required == "required")
+    state = "required" if usp.settings().admins_need_mfa else "optional"
+    click.echo(f"a second factor is {state} for administrators")
 
 
 @main.command(

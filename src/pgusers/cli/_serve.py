@@ -108,7 +108,8 @@ def apikey_revoke(usp: UserSpace, key_id: str) -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--dsn", help="libpq connection string (else the command line's database).")
 @click.option("--registration", is_flag=True, help="Let anyone sign up (POST /v1/register).")
-@click.option("--no-console", is_flag=True, help="Serve the JSON API only.")
+@click.option("--no-console", is_flag=True, help="Leave the admin console out.")
+@click.option("--no-account-pages", is_flag=True, help="Leave the users' own pages (/account) out.")
 @click.option(
     "--access-log/--no-access-log", default=True, show_default=True, help="A line per request."
 )
@@ -135,13 +136,15 @@ def serve(
     dsn: str | None,
     registration: bool,
     no_console: bool,
+    no_account_pages: bool,
     access_log: bool,
     max_body: int,
     forwarded_allow_ips: str | None,
 ) -> None:
-    """Serve the JSON API and the admin console over HTTP.
+    """Serve the JSON API, the admin console and the account pages over HTTP.
 
-    The API is under /v1 (its documentation at /v1/docs), the console under /console.
+    The API is under /v1 (its documentation at /v1/docs), the console under /console,
+    and the pages where users sign in and manage their own security under /account.
 
     While the userspace has no administrator, a one-time link to create the
     first one is printed (it works once, for 15 minutes).
@@ -169,12 +172,16 @@ def serve(
         ),
         registration=registration,
         console=not no_console,
+        account_pages=not no_account_pages,
         setup_link=first_admin and not no_console,
         max_body=max_body,
     )
     shown = f"[{bind}]" if ":" in bind else bind
     base = f"http://{shown}:{port}"
-    click.echo(f"pgusers: serving {base}/v1 (API) and {base}/console (console)", err=True)
+    served = [f"{base}/v1 (API)"]
+    served += [] if no_console else [f"{base}/console (console)"]
+    served += [] if no_account_pages else [f"{base}/account (users' pages)"]
+    click.echo(f"pgusers: serving {', '.join(served)}", err=True)
     if app.state.setup_token:
         click.echo(
             "pgusers: no administrator yet; create the first one (this link works once, "

@@ -130,9 +130,20 @@ async def session_caller(who: Annotated[Caller, Depends(caller)]) -> Caller:
     return who
 
 
-async def admin_caller(who: Annotated[Caller, Depends(caller)]) -> Caller:
+async def admin_caller(request: Request, who: Annotated[Caller, Depends(caller)]) -> Caller:
+    """An administrator: an admin API key, or the session of an administrator who has
+    the second factor the login policy may ask of them (``admins_need_mfa``)."""
     if who.scope != "admin":
         raise ApiError(403, "forbidden", "this endpoint is for administrators")
+    if who.userid is not None and who.key is not None:
+        space = await service_of(request).space()
+        if await space.needs_enrollment(who.userid):
+            raise ApiError(
+                403,
+                "mfa_enrollment_required",
+                "add a second factor first (POST /v1/factors/totp): the login policy "
+                "asks one of every administrator",
+            )
     return who
 
 
@@ -234,6 +245,9 @@ class SettingsBody(Body):
     source_limit: int | None = None
     source_window: float | None = None
     source_block: float | None = None
+    admins_need_mfa: bool | None = Field(
+        None, description="administrators must have a second factor before anything else"
+    )
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -818,6 +832,8 @@ async def change_settings(
     with acting_as(who.actor, source=who.source):
         for call in plan(changes):
             await call(space)
+        if body.admins_need_mfa is not None:
+            await space.set_login_policy(admins_need_mfa=body.admins_need_mfa)
         if body.key_storage is not None:
             await space.set_session_key_storage(body.key_storage)
     return (await service_of(request).settings())._asdict()

@@ -14,9 +14,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgusers._aio import AsyncUserSpace, Opener, PerLoop
 from pgusers._errors import BadCallError
-from pgusers.web import _api, _console, _docs
+from pgusers.web import _account, _api, _console, _docs
 from pgusers.web._check import CheckEndpoint
 from pgusers.web._errors import ApiError, error_body, send_json
+from pgusers.web._pages import Answer, Redirect, RefusedError
 from pgusers.web._service import Service, SetupLink
 
 MAX_BODY: Final = 64 * 1024
@@ -113,6 +114,7 @@ def create_app(
     *,
     registration: bool = False,
     console: bool = True,
+    account_pages: bool = True,
     setup_link: bool = False,
     secret: bytes | None = None,
     api_key_cache: float = 5.0,
@@ -125,7 +127,9 @@ def create_app(
     arguments that returns one when awaited (``functools.partial(AsyncUserSpace.connect,
     ...)``): it is then called on the first request, in the server's event loop, and
     closed at shutdown. ``registration`` opens ``POST /v1/register`` to anyone;
-    ``console=False`` leaves the console out. With ``setup_link``, the application
+    ``console=False`` leaves the console out, ``account_pages=False`` the pages
+    under ``/account`` where users sign in and manage their second factors,
+    password and sessions. With ``setup_link``, the application
     makes a one-time link for creating the first administrator (valid 15 minutes,
     and only while there is none): ``app.state.setup_token`` holds its token.
     ``secret`` keys the console's CSRF tokens; give the same one to every process
@@ -172,6 +176,22 @@ def create_app(
     _docs.mount(app)
     if console:
         _console.mount(app)
+    if account_pages:
+        _account.mount(app)
+
+    @app.exception_handler(Redirect)
+    async def redirect(request: Request, error: Redirect) -> Response:
+        return RedirectResponse(error.url, 303)
+
+    @app.exception_handler(Answer)
+    async def answered(request: Request, answer: Answer) -> Response:
+        return answer.response
+
+    @app.exception_handler(RefusedError)
+    async def refused(request: Request, error: RefusedError) -> Response:
+        if request.url.path.startswith("/account"):
+            return await _account.refused(request, error)
+        return await _console.refused(request, error)
 
     @app.get("/", include_in_schema=False)
     async def landing() -> Response:

@@ -6,22 +6,14 @@ session's own login, or a confirmation, which opens a fresh session); every writ
 runs as ``console:user:<userid>`` in the audit trail. The pages load no script.
 """
 
-import hashlib
-import hmac
-import ipaddress
 import json
-import re
-import secrets
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from pgusers import _door as door
 from pgusers._aio import AsyncUserSpace
@@ -30,6 +22,20 @@ from pgusers._errors import BadCallError
 from pgusers._results import EXPIRED, MFA_REQUIRED, NOT_FOUND, OK, REJECTED, LoginOutcome
 from pgusers._settings import POLICY, plan, read
 from pgusers.integrations._common import refusal, user_agent
+from pgusers.web import _enrolling as enrolling
+from pgusers.web import _pages as pages
+from pgusers.web._pages import (
+    HERE,
+    Answer,
+    Area,
+    Redirect,
+    RefusedError,
+    TwoCookiesError,
+    Visitor,
+    cookie,
+    is_totp_code,
+    sentence,
+)
 from pgusers.web._service import (
     CONSOLE_SESSION,
     client_address,
@@ -38,7 +44,6 @@ from pgusers.web._service import (
     service_of,
 )
 
-HERE: Final = Path(__file__).parent
 SESSION_COOKIE: Final = "pgusers_console"
 CSRF_COOKIE: Final = "pgusers_console_csrf"
 CONFIRM_WINDOW: Final = 600.0
@@ -49,300 +54,8 @@ FILTERS: Final = {
     "disabled": ("disabled", True),
     "unverified": ("verified", False),
     "throttled": ("throttled", True),
+    "admins-without-factor": ("admins_without_factor", True),
 }
-
-
-def when(moment: float | None) -> str:
-    """A Unix time as people read it, in UTC."""
-    return "" if moment is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
-
-
-def plain(value: Any) -> Any:
-    """A number as people write it: ``900``, not ``900.0``."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-DURATION_UNITS: Final = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
-
-
-def duration(seconds: float | None) -> str:
-    """Seconds as people say them: ``15 min``, ``1 d 2 h``, ``90 s`` → ``1 min 30 s``."""
-    if seconds is None:
-        return ""
-    left, parts = round(seconds), []
-    for unit, size in DURATION_UNITS:
-        if left >= size:
-            parts.append(f"{left // size} {unit}")
-            left %= size
-    return " ".join(parts[:2]) or "0 s"
-
-
-TIME_DETAILS: Final = frozenset({"before", "until", "expires_at", "created_at"})
-"""Event details that hold a Unix time, shown as dates."""
-
-
-def readable_detail(detail: Any) -> str:
-    """An event's detail as one line of JSON, with its times as dates and its whole
-    numbers without a decimal point."""
-    if not isinstance(detail, dict):
-        return json.dumps(detail, ensure_ascii=False, default=str)
-    shown = {
-        name: when(value)
-        if name in TIME_DETAILS and isinstance(value, int | float)
-        else plain(value)
-        for name, value in detail.items()
-    }
-    return json.dumps(shown, ensure_ascii=False, default=str)
-
-
-templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters["when"] = when
-templates.env.filters["plain"] = plain
-templates.env.filters["duration"] = duration
-templates.env.filters["detail"] = readable_detail
-router = APIRouter(prefix="/console", include_in_schema=False)
-
-
-class Redirect(Exception):  # noqa: N818 - an answer, not a failure
-    """Answer with a redirection (to the login page, or to confirm a password)."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.url = url
-
-
-class RefusedError(Exception):
-    """Answer with an error page."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Admin:
-    """The administrator a console request comes from."""
-
-    userid: int
-    username: str
-    key: str
-    actor: str
-    source: str | None
-
-
-def mount(app: FastAPI) -> None:
-    # The files first: the router ends with a page for every other console address.
-    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
-    app.include_router(router)
-
-    @app.exception_handler(Redirect)
-    async def redirect(request: Request, error: Redirect) -> Response:
-        return RedirectResponse(error.url, 303)
-
-    app.add_exception_handler(RefusedError, refused)  # type: ignore[arg-type]
-    app.add_exception_handler(Answer, answered)  # type: ignore[arg-type]
-
-
-async def answered(request: Request, answer: "Answer") -> Response:
-    return answer.response
-
-
-async def refused(request: Request, error: RefusedError) -> Response:
-    """The error page: its message once, and a way on for whoever is looking."""
-    admin = None if isinstance(error, TwoCookiesError) else await signed_in(request)
-    return page(request, "message.html", {"error": error.message, "admin": admin}, error.status)
-
-
-async def not_found(request: Request) -> Response:
-    """The page for a console address that names nothing."""
-    return await refused(request, RefusedError(404, "There is no such page."))
-
-
-# -- plumbing: cookies, CSRF, who is asking ------------------------------------------
-
-
-def secure(request: Request) -> bool:
-    """Cookies are ``Secure`` unless the console is served over plain HTTP on a
-    loopback address (a laptop); plain HTTP elsewhere gets no working login."""
-    if request.url.scheme == "https":
-        return True
-    server = request.scope.get("server")
-    try:
-        return not (server and ipaddress.ip_address(server[0]).is_loopback)
-    except ValueError:
-        return server is None or server[0] != "localhost"
-
-
-class TwoCookiesError(RefusedError):
-    """A request with two console cookies of one name."""
-
-
-def cookie_name(request: Request, name: str) -> str:
-    """A console cookie's name: over HTTPS with the ``__Host-`` prefix, which the
-    browser keeps only as set by this very host (Secure, path /, no Domain), so that a
-    sibling subdomain cannot plant a cookie of that name for it."""
-    return f"__Host-{name}" if request.url.scheme == "https" else name
-
-
-def cookie_path(request: Request) -> str:
-    return "/" if request.url.scheme == "https" else "/console"
-
-
-def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
-    response.set_cookie(
-        cookie_name(request, name),
-        value,
-        path=cookie_path(request),
-        httponly=True,
-        samesite="strict",
-        secure=secure(request),
-    )
-
-
-def delete_cookie(request: Request, response: Response, name: str) -> None:
-    response.delete_cookie(cookie_name(request, name), path=cookie_path(request))
-
-
-def cookie(request: Request, name: str) -> str | None:
-    """The console cookie ``name`` of the request. Two cookies of one name (one set by
-    this host, one planted for a parent domain) are refused: which one a server reads
-    is not for the sender to choose."""
-    wanted = cookie_name(request, name)
-    found: list[str] = []
-    for header, value in request.scope["headers"]:
-        if header == b"cookie":
-            for pair in value.decode("latin-1").split(";"):
-                key, _, text = pair.strip().partition("=")
-                if key == wanted:
-                    found.append(text)
-    if len(found) > 1:
-        raise TwoCookiesError(
-            400, "This request carries two console cookies of one name. Clear this site's cookies."
-        )
-    return found[0] if found else None
-
-
-def csrf_token(request: Request, seed: str | None = None) -> str | None:
-    """The CSRF token this request's forms carry: derived from its console session
-    when it has one (which no other site can read or set), otherwise from the seed
-    cookie (the login and setup forms, before there is a session)."""
-    key = cookie(request, SESSION_COOKIE)
-    basis = f"session:{key}" if key else (f"seed:{seed}" if seed else None)
-    if basis is None:
-        return None
-    secret = service_of(request).secret
-    return hmac.new(secret, basis.encode(), hashlib.sha256).hexdigest()
-
-
-def page(
-    request: Request, template: str, context: dict[str, Any], status: int = 200
-) -> HTMLResponse:
-    """Render a page, with a CSRF token for its forms (and the cookie it derives from);
-    the page that refuses two cookies of one name has none."""
-    try:
-        given_seed = cookie(request, CSRF_COOKIE)
-        seed: str | None = given_seed or secrets.token_urlsafe(32)
-        token = csrf_token(request, seed)
-    except TwoCookiesError:
-        given_seed = seed = token = None
-    said = DONE.get(request.query_params.get("done", ""))
-    response = templates.TemplateResponse(
-        request,
-        template,
-        {"csrf": token, "message": said, **context},
-        status_code=status,
-    )
-    if seed is not None and given_seed != seed:
-        set_cookie(request, response, CSRF_COOKIE, seed)
-    return response
-
-
-SAFE_FETCH_SITES: Final = frozenset({"same-origin", "none"})
-
-
-def same_origin(request: Request) -> bool:
-    """Whether a write comes from the console's own pages, by what the browser says
-    of it: ``Sec-Fetch-Site`` (same-origin, or typed by the user) and ``Origin`` (this
-    host; the console's ``no-referrer`` policy makes browsers send ``null`` for it
-    on its own forms, which says nothing). A browser that sends neither is judged by
-    the CSRF token alone."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site not in SAFE_FETCH_SITES:
-        return False
-    origin = request.headers.get("origin")
-    if origin is not None and origin != "null":
-        return urlsplit(origin).netloc == request.headers.get("host", "")
-    return True
-
-
-async def form_of(request: Request) -> dict[str, str]:
-    """The posted form, after its origin and CSRF token are checked."""
-    if not same_origin(request):
-        raise RefusedError(403, "This form did not come from this console.")
-    form = await request.form()
-    fields = {name: value for name, value in form.items() if isinstance(value, str)}
-    expected = csrf_token(request, cookie(request, CSRF_COOKIE))
-    given = fields.get("csrf", "")
-    if expected is None or not hmac.compare_digest(given, expected):
-        raise RefusedError(403, "This form has expired or did not come from here. Reload it.")
-    return fields
-
-
-async def space_of(request: Request) -> AsyncUserSpace:
-    return await service_of(request).space()
-
-
-async def admin_of(request: Request) -> Admin:
-    """The administrator whose console session this is; otherwise to the login page."""
-    key = cookie(request, SESSION_COOKIE)
-    space = await space_of(request)
-    checked = await space.check_key(key) if key else None
-    if (
-        checked
-        and checked.status == OK
-        and checked.userid
-        and checked.username
-        and await space.is_admin(checked.userid)
-    ):
-        actor = f"console:user:{checked.userid}"
-        return Admin(checked.userid, checked.username, key or "", actor, client_address(request))
-    raise Redirect("/console/login")
-
-
-async def signed_in(request: Request) -> Admin | None:
-    """The administrator of this request's console session, or None (for pages that
-    show either way, such as an error page)."""
-    try:
-        return await admin_of(request)
-    except (Redirect, RefusedError):
-        return None
-
-
-async def writer_of(request: Request) -> tuple[Admin, dict[str, str]]:
-    """The administrator and the form of a write: CSRF checked, and a password entered
-    within CONFIRM_WINDOW (else to the confirmation page, then back)."""
-    admin = await admin_of(request)
-    form = await form_of(request)
-    session = await current_session(await space_of(request), admin.userid, admin.key)
-    if session is None or time.time() - session.created_at > CONFIRM_WINDOW:
-        back = form.get("back") or "/console/users"
-        raise Redirect("/console/confirm?" + urlencode({"next": safe_path(back)}))
-    return admin, form
-
-
-CONSOLE_PATH: Final = re.compile(r"/console/[A-Za-z0-9/_.~%?=&+-]*")
-"""A path inside the console made only of characters a Location header carries as
-they are (no line break, no character outside ASCII, no backslash)."""
-
-
-def safe_path(path: str) -> str:
-    """A path inside the console to go back to (never another site, never a header
-    the server cannot send)."""
-    return path if CONSOLE_PATH.fullmatch(path) else "/console/users"
-
 
 DONE: Final = {
     "disabled": "User disabled.",
@@ -359,17 +72,109 @@ DONE: Final = {
     "unchanged": "Nothing to change.",
     "key-revoked": "API key revoked.",
     "key-gone": "That API key was already revoked.",
+    "enrolled": "Your authenticator app is set up.",
 }
-"""What a page says after a change, by the code a redirect carries: a link cannot make
-the console say anything else."""
+"""What a console page says after a change, by the code a redirect carries."""
+
+CONSOLE: Final = Area("/console", SESSION_COOKIE, CSRF_COOKIE, "/console/users", DONE)
+
+router = APIRouter(prefix="/console", include_in_schema=False)
 
 
-class Answer(Exception):  # noqa: N818 - an answer, not a failure
-    """Answer with this page instead of going on (a question before a change)."""
+Admin = Visitor
+"""The administrator a console request comes from."""
 
-    def __init__(self, response: Response) -> None:
-        super().__init__("answered")
-        self.response = response
+
+def mount(app: FastAPI) -> None:
+    # The files first: the router ends with a page for every other console address.
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(router)
+
+
+async def refused(request: Request, error: RefusedError) -> Response:
+    """The error page: its message once, and a way on for whoever is looking."""
+    admin = None if isinstance(error, TwoCookiesError) else await signed_in(request)
+    return page(request, "message.html", {"error": error.message, "admin": admin}, error.status)
+
+
+async def not_found(request: Request) -> Response:
+    """The page for a console address that names nothing."""
+    return await refused(request, RefusedError(404, "There is no such page."))
+
+
+# -- plumbing: the console's pages, forms and cookies, and who is asking ------------------
+
+
+def page(
+    request: Request, template: str, context: dict[str, Any], status: int = 200
+) -> HTMLResponse:
+    return pages.page(request, CONSOLE, template, context, status)
+
+
+async def form_of(request: Request) -> dict[str, str]:
+    return await pages.form_of(request, CONSOLE)
+
+
+def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
+    pages.set_cookie(request, CONSOLE, response, name, value)
+
+
+def delete_cookie(request: Request, response: Response, name: str) -> None:
+    pages.delete_cookie(request, CONSOLE, response, name)
+
+
+def safe_path(path: str) -> str:
+    return CONSOLE.path(path)
+
+
+def back_to(path: str, done: str) -> RedirectResponse:
+    return pages.back_to(CONSOLE, path, done)
+
+
+async def space_of(request: Request) -> AsyncUserSpace:
+    return await service_of(request).space()
+
+
+async def admin_of(request: Request, *, enrolling: bool = False) -> Admin:
+    """The administrator whose console session this is; otherwise to the login page.
+    When the login policy asks administrators for a second factor and this one has
+    none, to the page that adds one (unless ``enrolling``: that page itself)."""
+    key = cookie(request, SESSION_COOKIE)
+    space = await space_of(request)
+    checked = await space.check_key(key) if key else None
+    if (
+        checked
+        and checked.status == OK
+        and checked.userid
+        and checked.username
+        and await space.is_admin(checked.userid)
+    ):
+        if not enrolling and await space.needs_enrollment(checked.userid):
+            raise Redirect("/console/enroll")
+        actor = f"console:user:{checked.userid}"
+        return Admin(checked.userid, checked.username, key or "", actor, client_address(request))
+    raise Redirect("/console/login")
+
+
+async def signed_in(request: Request) -> Admin | None:
+    """The administrator of this request's console session, or None (for pages that
+    show either way, such as an error page)."""
+    try:
+        return await admin_of(request)
+    except (Redirect, RefusedError):
+        return None
+
+
+async def writer_of(request: Request, *, enrolling: bool = False) -> tuple[Admin, dict[str, str]]:
+    """The administrator and the form of a write: CSRF checked, and a password entered
+    within CONFIRM_WINDOW (else to the confirmation page, then back)."""
+    admin = await admin_of(request, enrolling=enrolling)
+    form = await form_of(request)
+    session = await current_session(await space_of(request), admin.userid, admin.key)
+    if session is None or time.time() - session.created_at > CONFIRM_WINDOW:
+        back = form.get("back") or ("/console/enroll" if enrolling else "/console/users")
+        raise Redirect("/console/confirm?" + urlencode({"next": safe_path(back)}))
+    return admin, form
 
 
 def ask_first(
@@ -390,16 +195,6 @@ def ask_first(
         "cancel": safe_path(form.get("back", "")),
     }
     raise Answer(page(request, "sure.html", context))
-
-
-def back_to(path: str, done: str) -> RedirectResponse:
-    """Back to a console page, which then says the DONE message of code ``done``."""
-    return RedirectResponse(f"{safe_path(path)}?done={quote(done)}", 303)
-
-
-def sentence(message: str) -> str:
-    """A message of the API's (``wrong username or password``) as a page says it."""
-    return message[:1].upper() + message[1:] + "."
 
 
 async def start_session(
@@ -464,7 +259,7 @@ async def login_code(request: Request) -> Response:
     ticket, code = form.get("ticket", ""), form.get("code", "").strip()
     going_to = safe_path(form.get("next", "")) if form.get("next") else ""
     space = await space_of(request)
-    is_totp = code.replace(" ", "").isdigit()
+    is_totp = is_totp_code(code)
     outcome = await space.complete_login(
         ticket,
         totp=code if is_totp else None,
@@ -490,7 +285,7 @@ async def login_code(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    admin = await admin_of(request)
+    admin = await admin_of(request, enrolling=True)
     await form_of(request)
     space = await space_of(request)
     with acting_as(admin.actor, source=admin.source):
@@ -533,14 +328,14 @@ async def setup(request: Request) -> Response:
 
 @router.get("/confirm")
 async def confirm_page(request: Request, next: str = "/console/users") -> Response:
-    admin = await admin_of(request)
+    admin = await admin_of(request, enrolling=True)
     return page(request, "confirm.html", {"admin": admin, "next": safe_path(next)})
 
 
 @router.post("/confirm")
 async def confirm(request: Request) -> Response:
     """Enter the password again: a fresh console session replaces this one."""
-    admin = await admin_of(request)
+    admin = await admin_of(request, enrolling=True)
     form = await form_of(request)
     going_to = safe_path(form.get("next", ""))  # before anything changes
     response = await start_session(request, admin.username, form.get("password", ""), going_to)
@@ -548,6 +343,34 @@ async def confirm(request: Request) -> Response:
         await (await space_of(request)).logout(admin.key)
         response.headers["location"] = going_to
     return response
+
+
+# -- an administrator's own second factor, when the login policy asks for one -------------
+
+
+@router.get("/enroll")
+async def enroll_page(request: Request) -> Response:
+    admin = await admin_of(request, enrolling=True)
+    context = {"admin": admin, "enrolling": True, "required": True}
+    return page(request, "enroll.html", context)
+
+
+@router.post("/totp")
+async def begin_totp(request: Request) -> Response:
+    admin, _ = await writer_of(request, enrolling=True)
+    context = {"admin": admin, "enrolling": True, "required": True}
+    return await enrolling.begin(request, CONSOLE, await space_of(request), admin.userid, context)
+
+
+@router.post("/totp/confirm")
+async def confirm_totp(request: Request) -> Response:
+    admin, form = await writer_of(request, enrolling=True)
+    context = {"admin": admin, "enrolling": True, "required": True}
+    who = (admin.userid, admin.actor, admin.source)
+    space = await space_of(request)
+    return await enrolling.confirm(
+        request, CONSOLE, space, form, who=who, context=context, going_to="/console/users"
+    )
 
 
 # -- users ---------------------------------------------------------------------------------

@@ -1,0 +1,358 @@
+"""The account pages: server-rendered pages under ``/account`` where every user signs
+in (with their second factor), adds or removes an authenticator app, makes new
+recovery codes, changes their password, and sees and ends their sessions.
+
+They follow the console's rules (see :mod:`pgusers.web._pages`: CSRF, same origin,
+no script) with the user's own session: changing a second factor or the recovery
+codes needs a proof of who they are made in the last ten minutes (signing in, or
+the confirmation page, which re-authenticates this very session); changing the
+password needs the current one. Changes run as ``user:<userid>`` in the audit trail.
+"""
+
+from typing import Any, Final
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from pgusers._aio import AsyncUserSpace
+from pgusers._door import acting_as
+from pgusers._errors import BadCallError
+from pgusers._results import (
+    EXPIRED,
+    MFA_REQUIRED,
+    NOT_FOUND,
+    OK,
+    REJECTED,
+    THROTTLED,
+    LoginOutcome,
+)
+from pgusers.integrations._common import RECENT_AUTH, proved_recently, refusal, user_agent
+from pgusers.web import _enrolling as enrolling
+from pgusers.web import _pages as pages
+from pgusers.web._pages import (
+    HERE,
+    Area,
+    Redirect,
+    RefusedError,
+    Visitor,
+    cookie,
+    is_totp_code,
+    sentence,
+)
+from pgusers.web._service import client_address, service_of
+
+SESSION_COOKIE: Final = "pgusers_account"
+CSRF_COOKIE: Final = "pgusers_account_csrf"
+
+DONE: Final = {
+    "enrolled": "Your authenticator app is set up: signing in now asks for its code.",
+    "factor-removed": "That second factor was removed.",
+    "factor-gone": "That second factor was already gone.",
+    "password-changed": "Your password was changed.",
+    "session-ended": "That session ended.",
+    "others-ended": "Your other sessions ended.",
+    "confirmed": "Thank you. You can make the change now.",
+}
+
+ACCOUNT: Final = Area("/account", SESSION_COOKIE, CSRF_COOKIE, "/account", DONE)
+
+router = APIRouter(prefix="/account", include_in_schema=False)
+
+
+Person = Visitor
+"""The user an account page is for."""
+
+
+def mount(app: FastAPI) -> None:
+    app.mount("/account/static", StaticFiles(directory=HERE / "static"), name="account-static")
+    app.include_router(router)
+
+
+def page(request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
+    return pages.page(request, ACCOUNT, template, context, status)
+
+
+async def space_of(request: Request) -> AsyncUserSpace:
+    return await service_of(request).space()
+
+
+async def person_of(request: Request) -> Person:
+    """The user whose account session this is; otherwise to the sign-in page."""
+    key = cookie(request, SESSION_COOKIE)
+    if key:
+        info = await (await space_of(request)).check_session(key)
+        if info.status == OK and info.userid is not None and info.username is not None:
+            return Person(
+                info.userid,
+                info.username,
+                key,
+                f"user:{info.userid}",
+                client_address(request),
+                info.authenticated_at,
+            )
+    raise Redirect("/account/login")
+
+
+async def writer_of(request: Request, *, recent: bool = False) -> tuple[Person, dict[str, str]]:
+    """The user and the form of a change: CSRF checked; with ``recent``, a proof of
+    who they are made in the last ten minutes (else to the confirmation page)."""
+    person = await person_of(request)
+    form = await pages.form_of(request, ACCOUNT)
+    if recent and not proved_recently(person.authenticated_at, RECENT_AUTH):
+        raise Redirect("/account/confirm")
+    return person, form
+
+
+def signed_in_response(request: Request, key: str, going_to: str = "/account") -> Response:
+    response = RedirectResponse(ACCOUNT.path(going_to), 303)
+    pages.set_cookie(request, ACCOUNT, response, SESSION_COOKIE, key)
+    return response
+
+
+async def opened(request: Request, outcome: LoginOutcome) -> Response:
+    """The answer to a sign-in that ended: the session cookie, or the form again."""
+    refused = refusal(outcome)
+    if refused is not None:
+        return page(request, "login.html", {"error": sentence(refused.message)}, refused.status)
+    return signed_in_response(request, outcome.key)
+
+
+# -- signing in and out --------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    return page(request, "login.html", {})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await pages.form_of(request, ACCOUNT)
+    outcome = await (await space_of(request)).login(
+        form.get("username", ""),
+        form.get("password", ""),
+        source=client_address(request),
+        user_agent=user_agent(request.headers.get("user-agent")),
+    )
+    if outcome.status == MFA_REQUIRED:
+        return page(request, "login_code.html", {"ticket": outcome.ticket})
+    return await opened(request, outcome)
+
+
+@router.post("/login/code")
+async def login_code(request: Request) -> Response:
+    """The second step: a code of the authenticator app, or a recovery code."""
+    form = await pages.form_of(request, ACCOUNT)
+    ticket, code = form.get("ticket", ""), form.get("code", "").strip()
+    totp = is_totp_code(code)
+    outcome = await (await space_of(request)).complete_login(
+        ticket,
+        totp=code if totp else None,
+        recovery_code=None if totp else code,
+        source=client_address(request),
+        user_agent=user_agent(request.headers.get("user-agent")),
+    )
+    if outcome.status in (NOT_FOUND, EXPIRED):
+        error = "This sign-in has expired: sign in again."
+        return page(request, "login.html", {"error": error}, 401)
+    if outcome.status == REJECTED:
+        context = {"ticket": ticket, "error": "That code is wrong or was used already."}
+        return page(request, "login_code.html", context, 401)
+    return await opened(request, outcome)
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    person, _ = await writer_of(request)
+    with acting_as(person.actor, source=person.source):
+        await (await space_of(request)).logout(person.key)
+    response = RedirectResponse("/account/login", 303)
+    pages.delete_cookie(request, ACCOUNT, response, SESSION_COOKIE)
+    return response
+
+
+@router.get("/confirm")
+async def confirm_page(request: Request) -> Response:
+    person = await person_of(request)
+    factors = await (await space_of(request)).factors(person.userid)
+    context = {"person": person, "has_factor": any(f.confirmed for f in factors.factors)}
+    return page(request, "account_confirm.html", context)
+
+
+@router.post("/confirm")
+async def confirm(request: Request) -> Response:
+    """Prove again who you are, with the password or a code: this session counts as
+    recently authenticated for the next ten minutes."""
+    person, form = await writer_of(request)
+    password, code = form.get("password"), form.get("code", "").strip()
+    totp = is_totp_code(code)
+    space = await space_of(request)
+    try:
+        with acting_as(person.actor, source=person.source):
+            status = await space.reauthenticate(
+                person.key,
+                password=password if password else None,
+                totp=code if code and not password and totp else None,
+                recovery_code=code if code and not password and not totp else None,
+            )
+    except BadCallError:
+        status = REJECTED
+    if status == OK:
+        return pages.back_to(ACCOUNT, "/account", "confirmed")
+    error = (
+        "Too many failed attempts: try again later."
+        if status == THROTTLED
+        else "That is not right, or the code was used already."
+    )
+    factors = await space.factors(person.userid)
+    context = {
+        "person": person,
+        "has_factor": any(f.confirmed for f in factors.factors),
+        "error": error,
+    }
+    return page(request, "account_confirm.html", context, 429 if status == THROTTLED else 401)
+
+
+# -- the security page -----------------------------------------------------------------------
+
+
+@router.get("")
+@router.get("/")
+async def security(request: Request) -> Response:
+    return await security_page(request, await person_of(request))
+
+
+async def security_page(
+    request: Request, person: Person, extra: dict[str, object] | None = None, status: int = 200
+) -> Response:
+    """The security page; for an administrator the login policy holds to a second
+    factor they do not have, the page that adds one instead."""
+    space = await space_of(request)
+    if await space.needs_enrollment(person.userid):
+        return page(request, "enroll.html", {"person": person, "required": True})
+    async with space.sessions(person.userid, key=person.key) as rows:
+        sessions = [session async for session in rows]
+    context = {
+        "person": person,
+        "factors": await space.factors(person.userid),
+        "sessions": sessions,
+        **(extra or {}),
+    }
+    return page(request, "account.html", context, status)
+
+
+@router.post("/totp")
+async def begin_totp(request: Request) -> Response:
+    person, _ = await writer_of(request, recent=True)
+    space = await space_of(request)
+    context = {"person": person, "required": await space.needs_enrollment(person.userid)}
+    return await enrolling.begin(request, ACCOUNT, space, person.userid, context)
+
+
+@router.post("/totp/confirm")
+async def confirm_totp(request: Request) -> Response:
+    person, form = await writer_of(request)
+    space = await space_of(request)
+    return await enrolling.confirm(
+        request,
+        ACCOUNT,
+        space,
+        form,
+        who=(person.userid, person.actor, person.source),
+        context={"person": person},
+        going_to="/account",
+    )
+
+
+@router.post("/recovery-codes")
+async def new_recovery_codes(request: Request) -> Response:
+    person, _ = await writer_of(request, recent=True)
+    with acting_as(person.actor, source=person.source):
+        codes = await (await space_of(request)).new_recovery_codes(person.userid)
+    return page(
+        request, "recovery_codes.html", {"person": person, "codes": codes, "next": "/account"}
+    )
+
+
+@router.post("/factors/{factor_id}/remove")
+async def remove_factor(request: Request, factor_id: str) -> Response:
+    person, form = await writer_of(request, recent=True)
+    if form.get("confirmed") != "yes":
+        context = {
+            "person": person,
+            "question": "Remove this second factor? If it is your last one, signing in "
+            "needs your password only, and your recovery codes stop working.",
+            "button": "Remove",
+            "action": f"/account/factors/{factor_id}/remove",
+            "fields": {},
+            "cancel": "/account",
+        }
+        return page(request, "sure.html", context)
+    space = await space_of(request)
+    try:
+        with acting_as(person.actor, source=person.source):
+            status = await space.remove_factor(person.userid, factor_id)
+    except BadCallError:
+        status = NOT_FOUND
+    return pages.back_to(ACCOUNT, "/account", "factor-removed" if status == OK else "factor-gone")
+
+
+@router.post("/password")
+async def change_password(request: Request) -> Response:
+    """A new password, given the current one (which counts as a proof, throttled like
+    a login); optionally ending every other session."""
+    person, form = await writer_of(request)
+    current, new = form.get("current_password", ""), form.get("new_password", "")
+    space = await space_of(request)
+    error = None
+    try:
+        with acting_as(person.actor, source=person.source):
+            proved = await space.reauthenticate(person.key, password=current)
+            if proved == OK:
+                await space.change_password(person.userid, new)
+                if form.get("end_others") == "on":
+                    await space.end_other_sessions(person.key)
+    except BadCallError as refused:
+        proved, error = REJECTED, sentence(str(refused).rstrip("."))
+    if proved == OK and error is None:
+        return pages.back_to(ACCOUNT, "/account", "password-changed")
+    if error is None:
+        error = (
+            "Too many failed attempts: try again later."
+            if proved == THROTTLED
+            else "Your current password is not right."
+        )
+    status = 429 if proved == THROTTLED else 400
+    return await security_page(request, person, {"password_error": error}, status)
+
+
+@router.post("/sessions/{session_id}/end")
+async def end_session(request: Request, session_id: str) -> Response:
+    person, _ = await writer_of(request)
+    space = await space_of(request)
+    mine = {session.session_id async for session in space.sessions(person.userid)}
+    ended = 0
+    if session_id in mine:
+        with acting_as(person.actor, source=person.source):
+            ended = await space.end_session(session_id)
+    if not ended:
+        raise RefusedError(404, "You have no such session.")
+    return pages.back_to(ACCOUNT, "/account", "session-ended")
+
+
+@router.post("/sessions/end-others")
+async def end_other_sessions(request: Request) -> Response:
+    person, _ = await writer_of(request)
+    with acting_as(person.actor, source=person.source):
+        await (await space_of(request)).end_other_sessions(person.key)
+    return pages.back_to(ACCOUNT, "/account", "others-ended")
+
+
+async def refused(request: Request, error: RefusedError) -> Response:
+    """The error page of the account pages."""
+    try:
+        person: Person | None = await person_of(request)
+    except (Redirect, RefusedError):
+        person = None
+    return page(request, "message.html", {"error": error.message, "person": person}, error.status)
