@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import pgusers
 from pgusers import OK, BadCallError, WeakPasswordError
 
 from .support import FAST_HASHER
@@ -80,7 +81,7 @@ def usp(
 
 def test_without_a_policy_any_password_goes_as_in_0_9(usp: Any, ranges: RangeServer) -> None:
     assert usp.create_user("ada", "pw", "ada@example.com") == 1
-    assert usp.settings()[-3:] == (None, None, "off")
+    assert usp.settings()[-4:-1] == (None, None, "off")
     assert ranges.requests == []  # nothing is asked while the check is off
 
 
@@ -166,4 +167,65 @@ def test_an_offline_directory_of_range_files_is_a_source_too(
 def test_a_bad_policy_is_refused(usp: Any, bad: dict[str, Any]) -> None:
     with pytest.raises(BadCallError):
         usp.set_password_policy(**bad)
-    assert usp.settings()[-3:] == (None, None, "off")
+    assert usp.settings()[-4:-1] == (None, None, "off")
+
+
+# -- the offline source, made by the command line ---------------------------------------------
+
+
+def test_the_command_line_makes_a_directory_the_check_reads(
+    dsn: str, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from pgusers.cli import main
+
+    breached = ["password1", "letmein", "hunter22"]
+    hashes = sorted(f"{sha1_of(p)}:{i + 7}" for i, p in enumerate(breached))
+    # Other hashes, one of them under the prefix of a password no breach holds (a
+    # full download has every prefix).
+    fine = sha1_of("not-in-the-list")
+    unrelated = [f"{'0' * 35}{n:05X}:1" for n in range(3)] + [f"{fine[:5]}{'F' * 35}:2"]
+    download = tmp_path / "pwned.txt"
+    # Sorted as downloaded, with one line out of order at the end, in lower case.
+    download.write_text("\n".join([*unrelated, *hashes[1:], hashes[0].lower()]) + "\n")
+    into = tmp_path / "ranges"
+    runner = CliRunner()
+    base = ["--dsn", dsn, "--schema", schema]
+    made = runner.invoke(main, [*base, "breached-passwords", "import", str(download), str(into)])
+    assert made.exit_code == 0, made.output
+    assert "range files" in made.stdout
+    first = sha1_of("password1")
+    assert (into / first[:5]).read_text().splitlines().count(f"{first[5:]}:7") == 1
+    again = runner.invoke(main, [*base, "breached-passwords", "import", str(download), str(into)])
+    assert again.exit_code == 2 and "exists already" in again.stderr
+
+    monkeypatch.setenv("PGUSERS_BREACH_SOURCE", str(into))
+    added = runner.invoke(
+        main, [*base, "adduser", "eve@example.com", "--password-stdin"], input="password1\n"
+    )
+    assert added.exit_code == 0, added.output  # no policy yet
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, breach_source=str(into)) as usp:
+        usp.set_password_policy(min_length=None, breached="required")
+    refused = runner.invoke(
+        main, [*base, "adduser", "mallory@example.com", "--password-stdin"], input="letmein\n"
+    )
+    assert refused.exit_code == 2 and "breach" in refused.stderr
+    allowed = runner.invoke(
+        main, [*base, "adduser", "ada@example.com", "--password-stdin"], input="not-in-the-list\n"
+    )
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_a_malformed_download_leaves_no_directory(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pgusers.cli import main
+
+    download = tmp_path / "pwned.txt"
+    download.write_text(f"{sha1_of('a')}:1\nnot a hash\n")
+    into = tmp_path / "ranges"
+    answer = CliRunner().invoke(main, ["breached-passwords", "import", str(download), str(into)])
+    assert answer.exit_code == 2
+    assert "line 2 of SOURCE is not HASH:COUNT" in answer.stderr
+    assert list(tmp_path.iterdir()) == [download]

@@ -6,7 +6,16 @@ read.
 """
 
 # Each module adds its commands to the group as it is imported.
-from pgusers.cli import _audit, _factors, _legacy, _server, _sessions, _settings, _users
+from pgusers.cli import (
+    _audit,
+    _breaches,
+    _factors,
+    _legacy,
+    _server,
+    _sessions,
+    _settings,
+    _users,
+)
 from pgusers.cli._group import main
 from pgusers.cli._serve import apikey, serve
 
@@ -14,4 +23,4 @@ main.add_command(apikey)
 main.add_command(serve)
 
 __all__ = ["main"]
-del _audit, _factors, _legacy, _server, _sessions, _settings, _users
+del _audit, _breaches, _factors, _legacy, _server, _sessions, _settings, _users

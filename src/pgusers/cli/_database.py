@@ -24,6 +24,17 @@ def secret_key_from_environment() -> str | list[str | bytes] | None:
     return keys[0] if len(keys) == 1 else list(keys)
 
 
+def options_from_environment() -> dict[str, Any]:
+    """The userspace's options the environment gives the command line and the service:
+    ``PGUSERS_SECRET_KEY`` (see :func:`secret_key_from_environment`) and
+    ``PGUSERS_BREACH_SOURCE`` (where the breached-password check asks: a range API's
+    URL, or a directory ``pgusers breached-passwords import`` made)."""
+    return {
+        "secret_key": secret_key_from_environment(),
+        "breach_source": os.environ.get("PGUSERS_BREACH_SOURCE") or None,
+    }
+
+
 @dataclass
 class Database:
     """The command line's database, and its userspace, opened on first use."""
@@ -65,7 +76,7 @@ class Database:
     def open(self) -> UserSpace:
         if self._space is None:
             self._space = UserSpace(
-                schema=self.schema, secret_key=secret_key_from_environment(), **self.connection()
+                schema=self.schema, **options_from_environment(), **self.connection()
             )
         return self._space
 

@@ -14,7 +14,7 @@ from pgusers._aio import AsyncUserSpace
 from pgusers._door import Core
 from pgusers._results import NOT_FOUND
 from pgusers._userspace import UserSpace
-from pgusers.cli._database import Database, secret_key_from_environment
+from pgusers.cli._database import Database, options_from_environment
 from pgusers.cli._group import NegativeAnswerError, with_userspace
 from pgusers.cli._input import DASH_ARGUMENT, json_option
 from pgusers.cli._output import print_json, print_table, timestamp
@@ -167,7 +167,7 @@ def serve(
         partial(
             AsyncUserSpace.connect,
             schema=database.schema,
-            secret_key=secret_key_from_environment(),
+            **options_from_environment(),
             **connection,
         ),
         registration=registration,
