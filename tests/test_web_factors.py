@@ -133,5 +133,52 @@ def test_the_factor_endpoints_are_in_the_openapi_document(client: TestClient) ->
         "/v1/factors",
         "/v1/factors/totp",
         "/v1/recovery-codes",
+        "/v1/password",
     ):
         assert path in paths
+
+
+def test_the_session_says_how_its_user_proved_who_they_are(
+    client: TestClient, ada: int, steady: Clock
+) -> None:
+    _, enrollment = signed_up(client, steady)
+    ticket = log_in(client).json()["ticket"]
+    code = totp_code(enrollment["secret"], steady.now)
+    done = client.post("/v1/login/complete", json={"ticket": ticket, "totp": code})
+    answer = client.get("/v1/session", headers=bearer(done.json()["key"])).json()
+    assert answer["auth_methods"] == ["password", "totp"]
+    assert abs(answer["authenticated_at"] - steady.now) < 1
+
+
+def test_a_user_changes_their_password_with_the_current_one(
+    client: TestClient, space: pgusers.UserSpace, ada: int
+) -> None:
+    key = log_in(client).json()["key"]
+    other = log_in(client).json()["key"]
+    wrong = client.post(
+        "/v1/password",
+        json={"current_password": "nope", "new_password": "a-new-password"},
+        headers=bearer(key),
+    )
+    assert (wrong.status_code, wrong.json()["error"]["code"]) == (401, "wrong_password")
+    space.set_password_policy(min_length=20, breached="off")
+    weak = client.post(
+        "/v1/password",
+        json={"current_password": PASSWORD, "new_password": "a-new-password"},
+        headers=bearer(key),
+    )
+    assert weak.status_code == 400 and "at least 20" in weak.json()["error"]["message"]
+    assert space.login("ada", PASSWORD).status == pgusers.OK
+    done = client.post(
+        "/v1/password",
+        json={
+            "current_password": PASSWORD,
+            "new_password": "a-new-password-long-enough",
+            "end_other_sessions": True,
+        },
+        headers=bearer(key),
+    )
+    assert done.status_code == 200, done.text
+    assert space.login("ada", PASSWORD).status == pgusers.REJECTED
+    assert space.check_key(other).status == pgusers.NOT_FOUND
+    assert space.check_key(key).status == pgusers.OK

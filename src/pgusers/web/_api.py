@@ -229,6 +229,12 @@ class CodeBody(Body):
     code: str
 
 
+class PasswordBody(Body):
+    current_password: str
+    new_password: str
+    end_other_sessions: bool = Field(False, description="sign out this user's other sessions")
+
+
 class ApiKeyBody(Body):
     name: str
     scope: Literal["admin", "check"] = "check"
@@ -351,6 +357,10 @@ class Whoami(BaseModel):
     userid: int | None
     username: str | None
     admin: bool
+    auth_methods: list[str] = Field(
+        [], description="how this session's user proved who they are: password, totp, ..."
+    )
+    authenticated_at: float | None = Field(None, description="when they last did (Unix time)")
 
 
 class Sessions(BaseModel):
@@ -516,8 +526,34 @@ async def check(request: Request, _: Bearer = None) -> dict[str, Any]:
 
 @router.get("/session", tags=["sessions"], response_model=Whoami)
 async def this_session(who: User, space: Space) -> dict[str, Any]:
-    """Who this session key belongs to."""
-    return {"userid": who.userid, "username": who.username, "admin": who.scope == "admin"}
+    """Who this session key belongs to, and how and when they last proved it."""
+    assert who.key is not None
+    info = await space.check_session(who.key)
+    return {
+        "userid": who.userid,
+        "username": who.username,
+        "admin": who.scope == "admin",
+        "auth_methods": list(info.auth_methods),
+        "authenticated_at": info.authenticated_at,
+    }
+
+
+@router.post("/password", tags=["sessions"], response_model=Done)
+async def change_password(body: PasswordBody, who: User, space: Space) -> dict[str, str]:
+    """Change this user's password, given the current one (a wrong one counts as a
+    failed login: 401 ``wrong_password``, 429 when throttled); 400 when the password
+    policy refuses the new one. ``end_other_sessions`` signs out everywhere else."""
+    assert who.key is not None and who.userid is not None
+    with acting_as(who.actor, source=who.source):
+        proved = await space.reauthenticate(who.key, password=body.current_password)
+        if proved == THROTTLED:
+            raise ApiError(429, "throttled", "too many failed attempts: try again later")
+        if proved != OK:
+            raise ApiError(401, "wrong_password", "the current password is not right")
+        await space.change_password(who.userid, body.new_password)
+        if body.end_other_sessions:
+            await space.end_other_sessions(who.key)
+    return {"status": "ok"}
 
 
 @router.post("/logout", tags=["sessions"], response_model=Ended)
