@@ -175,6 +175,7 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "new_recovery_codes": (1, True, lambda result: len(result) == 10),
     "factors": (1, False, lambda result: isinstance(result, Factors)),
     "remove_factor": (2, True, is_status(OK, NOT_FOUND)),
+    "needs_enrollment": (1, False, lambda result: type(result) is bool),
     "set_password_policy": (3, True, lambda result: result is None),
 }
 KEYWORDS = {
