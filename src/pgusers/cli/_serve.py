@@ -103,7 +103,7 @@ def apikey_revoke(usp: UserSpace, key_id: str) -> None:
     click.echo(f"revoked {key_id}")
 
 
-@click.command()
+@click.command(short_help="Serve the JSON API, the admin console and the account pages.")
 @click.option("--host", "bind", default="127.0.0.1", show_default=True, help="Listen here.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--dsn", help="libpq connection string (else the command line's database).")
