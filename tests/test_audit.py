@@ -247,6 +247,7 @@ def test_every_kind_is_written_by_some_change() -> None:
     # The second factors' are tested in test_factors.py.
     on_their_own |= FACTOR_KINDS | {"secrets.resealed"}
     on_their_own.add("password.breach_check_failed")  # test_password_policy.py
+    on_their_own |= {"mfa.renamed", "passkey.cloned", "passkey.flag_cleared"}  # test_passkeys.py
     assert kinds | on_their_own | {"apikey.created", "apikey.revoked"} == KINDS
 
 

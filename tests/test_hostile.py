@@ -176,6 +176,13 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "factors": (1, False, lambda result: isinstance(result, Factors)),
     "remove_factor": (2, True, is_status(OK, NOT_FOUND)),
     "needs_enrollment": (1, False, lambda result: type(result) is bool),
+    "set_webauthn": (3, True, lambda result: result is None),
+    "begin_passkey_registration": (2, True, lambda result: result.status in (NOT_FOUND,)),
+    "finish_passkey_registration": (3, True, lambda result: False),
+    "begin_passkey_login": (3, True, lambda result: len(result) == 3),
+    "finish_passkey_login": (4, True, is_outcome),
+    "clear_passkey_flag": (2, True, is_status(NOT_FOUND)),
+    "rename_factor": (3, True, is_status(NOT_FOUND)),
     "set_password_policy": (3, True, lambda result: result is None),
 }
 KEYWORDS = {
@@ -187,6 +194,9 @@ KEYWORDS = {
     "reauthenticate": ("password", "totp", "recovery_code"),
     "begin_totp": ("label",),
     "set_password_policy": ("min_length", "max_length", "breached"),
+    "begin_passkey_registration": ("label",),
+    "begin_passkey_login": ("ticket", "source"),
+    "finish_passkey_login": ("source", "user_agent"),
 }
 """The arguments of a method that are keyword-only, given by name (the last ones)."""
 TRIED: Counter[str] = Counter()

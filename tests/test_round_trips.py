@@ -178,3 +178,48 @@ def test_statements_per_answer_to_a_ticket(
     sent = counting(monkeypatch)
     call(keyed, e, ticket)
     assert len(sent) == statements, sent
+
+
+PASSKEY_CALLS: list[tuple[str, str, int]] = [
+    ("finish_passkey_login", "good", 2),
+    ("finish_passkey_login, wrong origin", "bent", 2),
+    ("finish_passkey_login, used challenge", "used", 2),
+    ("complete_login, passkey", "second step", 2),
+    ("begin_passkey_login", "begin", 1),
+]
+"""What a passkey login sends beside its signature check (the issue of passkeys asks
+two statements at most)."""
+
+
+@pytest.mark.parametrize(
+    ("name", "case", "statements"), PASSKEY_CALLS, ids=[e[0] for e in PASSKEY_CALLS]
+)
+def test_statements_per_passkey_login(
+    usp: Any, monkeypatch: pytest.MonkeyPatch, name: str, case: str, statements: int
+) -> None:
+    from .authenticator import Authenticator
+
+    origin = "https://example.com"
+    usp.set_webauthn("example.com", "Example", [origin])
+    usp.create_user("ada", "pw", "ada@example.com")
+    phone = Authenticator(origin)
+    key = usp.login("ada", "pw").key
+    begun = usp.begin_passkey_registration(key)
+    usp.finish_passkey_registration(key, begun.challenge_id, phone.create(begun.options))
+    if case == "second step":
+        ticket = usp.login("ada", "pw").ticket
+        begun = usp.begin_passkey_login(ticket=ticket)
+        answer = phone.get(begun.options)
+        sent = counting(monkeypatch)
+        assert usp.complete_login(ticket, passkey=answer).status == 0  # OK
+    elif case == "begin":
+        sent = counting(monkeypatch)
+        usp.begin_passkey_login()
+    else:
+        begun = usp.begin_passkey_login()
+        answer = phone.get(begun.options, origin="https://evil.test" if case == "bent" else None)
+        if case == "used":
+            usp.finish_passkey_login(begun.challenge_id, answer)
+        sent = counting(monkeypatch)
+        usp.finish_passkey_login(begun.challenge_id, answer)
+    assert len(sent) == statements, sent

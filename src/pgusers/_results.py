@@ -113,9 +113,23 @@ class Enrollment(NamedTuple):
     qr_svg: str
 
 
+class PasskeyChallenge(NamedTuple):
+    """What ``begin_passkey_registration`` and ``begin_passkey_login`` return: ``OK``
+    with the challenge's id (to send back with the answer) and the options for the
+    browser as JSON; ``NOT_FOUND`` (no live session, or no live ticket) or
+    ``REJECTED`` (a registration whose session last proved who its user is more than
+    ten minutes ago: ``reauthenticate`` first) with empty strings."""
+
+    status: Status
+    challenge_id: str
+    options: str
+
+
 class Factor(NamedTuple):
-    """One second factor of a user (times are Unix times; ``last_used_at`` is None
-    until it is used, ``confirmed`` false until ``confirm_totp``)."""
+    """One second factor of a user: ``kind`` is ``"totp"`` or ``"passkey"``; times are
+    Unix times; ``last_used_at`` is None until it is used, ``confirmed`` false until
+    ``confirm_totp``; ``cloned`` true for a passkey whose signature count went back,
+    refused until ``clear_passkey_flag``."""
 
     factor_id: str
     kind: str
@@ -123,6 +137,7 @@ class Factor(NamedTuple):
     created_at: float
     last_used_at: float | None
     confirmed: bool
+    cloned: bool = False
 
 
 class Factors(NamedTuple):
@@ -240,6 +255,9 @@ class Settings(NamedTuple):
     password_max_length: int | None = None
     breached_check: str = "off"
     admins_need_mfa: bool = False
+    webauthn_rp_id: str | None = None
+    webauthn_rp_name: str | None = None
+    webauthn_origins: list[str] | None = None
 
 
 class ImportReport(NamedTuple):

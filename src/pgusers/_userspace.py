@@ -21,6 +21,7 @@ from pgusers._results import (
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
+    PasskeyChallenge,
     Rows,
     Session,
     SessionInfo,
@@ -310,11 +311,14 @@ class UserSpace(Opening):
         *,
         totp: str | None = None,
         recovery_code: str | None = None,
+        passkey: str | dict[str, Any] | None = None,
         source: str | None = None,
         user_agent: str | None = None,
     ) -> LoginOutcome:
         """Finish a login that answered ``MFA_REQUIRED``, with one answer: a code of
-        the user's authenticator app (``totp``) or one of their recovery codes.
+        the user's authenticator app (``totp``), one of their recovery codes, or a
+        passkey's answer (``passkey``: the browser's JSON for the challenge of
+        ``begin_passkey_login(ticket=...)``).
 
         ``status`` is ``OK`` (with a new session key), ``REJECTED`` (a wrong or reused
         answer, which counts as a failed login; or the password changed, the user was
@@ -323,7 +327,7 @@ class UserSpace(Opening):
         ``NOT_FOUND`` (no such ticket, or it was used). Each code is accepted once.
         """
         return self._driver.run(
-            self._core.complete_login, ticket, totp, recovery_code, source, user_agent
+            self._core.complete_login, ticket, totp, recovery_code, source, user_agent, passkey
         )
 
     def reauthenticate(
@@ -363,6 +367,78 @@ class UserSpace(Opening):
         """A user's second factors (id, kind, label, created, last used, confirmed),
         oldest first, and how many recovery codes remain."""
         return self._driver.run(self._core.factors, userid)
+
+    def set_webauthn(self, rp_id: str, rp_name: str, origins: Iterable[str]) -> None:
+        """Set the relying party passkeys are bound to, stored in the database so every
+        process agrees: ``rp_id`` (the site's domain, such as ``example.com``),
+        ``rp_name`` (what the browser shows) and the ``origins`` the pages asking for
+        passkeys are served from (``https://example.com``; ``http://localhost:8000``
+        while developing), each on ``rp_id`` or below it."""
+        self._driver.run(self._core.set_webauthn, rp_id, rp_name, origins)
+
+    def begin_passkey_registration(self, key: str, *, label: str | None = None) -> PasskeyChallenge:
+        """Begin registering a passkey for the user of session ``key``, who must have
+        proved who they are in the last ten minutes (``REJECTED`` otherwise;
+        ``NOT_FOUND`` for no live session): the challenge's id and the creation
+        options for ``PublicKeyCredential.parseCreationOptionsFromJSON``, valid five
+        minutes."""
+        return self._driver.run(self._core.begin_passkey_registration, key, label)
+
+    def finish_passkey_registration(
+        self, key: str, challenge_id: str, credential: str | dict[str, Any]
+    ) -> str:
+        """Finish a registration with the browser's answer (the JSON of the
+        ``PublicKeyCredential`` that ``navigator.credentials.create`` gave), from the
+        session that began it: the new factor's id. A refused answer, a used or
+        expired challenge, or an authenticator registered already raise
+        ``BadCallError`` saying which."""
+        return self._driver.run(
+            self._core.finish_passkey_registration, key, challenge_id, credential
+        )
+
+    def begin_passkey_login(
+        self,
+        username: str | None = None,
+        *,
+        ticket: str | None = None,
+        source: str | None = None,
+    ) -> PasskeyChallenge:
+        """Begin signing in with a passkey: with no arguments, any passkey the browser
+        holds for this site (a discoverable credential); with ``username``, one of that
+        user's only; with the ``ticket`` of a login that answered ``MFA_REQUIRED``, the
+        challenge of its second step (``NOT_FOUND`` for a ticket that is not live),
+        answered through ``complete_login(ticket, passkey=...)``. ``source`` bounds how
+        many unanswered challenges one address holds."""
+        return self._driver.run(self._core.begin_passkey_login, username, ticket, source)
+
+    def finish_passkey_login(
+        self,
+        challenge_id: str,
+        credential: str | dict[str, Any],
+        *,
+        source: str | None = None,
+        user_agent: str | None = None,
+    ) -> LoginOutcome:
+        """Finish signing in with the browser's answer: ``OK`` with a session key
+        (whose ``auth_methods`` are ``("passkey",)``); ``REJECTED`` (an answer that
+        does not verify, an unknown or flagged credential, missing user
+        verification, a signature count that went back, which flags the credential);
+        ``EXPIRED`` or ``NOT_FOUND`` (a challenge past its time, used or unknown);
+        ``THROTTLED``; ``DISABLED``. Refusals count in the login throttle."""
+        return self._driver.run(
+            self._core.finish_passkey_login, challenge_id, credential, source, user_agent
+        )
+
+    def clear_passkey_flag(self, userid: int, factor_id: str) -> Status:
+        """Let a passkey flagged as cloned sign in again (once its owner is known to
+        hold the only copy): ``OK``, or ``NOT_FOUND`` for no flagged passkey of that
+        id."""
+        return self._driver.run(self._core.clear_passkey_flag, userid, factor_id)
+
+    def rename_factor(self, userid: int, factor_id: str, label: str | None) -> Status:
+        """Give one of a user's factors a new label (None: none): ``OK`` or
+        ``NOT_FOUND``."""
+        return self._driver.run(self._core.rename_factor, userid, factor_id, label)
 
     def needs_enrollment(self, userid: int) -> bool:
         """Whether the login policy (``admins_need_mfa``) holds this user to a second

@@ -18,7 +18,7 @@ import time
 from datetime import datetime
 from typing import Any, Final
 
-from pgusers._core import checks, recording
+from pgusers._core import checks, recording, relying_party
 from pgusers._core.base import LOGS, Part
 from pgusers._core.keys import (
     digest,
@@ -29,11 +29,14 @@ from pgusers._core.keys import (
 )
 from pgusers._core.logins import (
     CAPPED_EVENT,
+    CLEARED_ON_SUCCESS,
     COUNT_RESTARTS,
+    LIVE_SESSION,
     RECORD_FAILURE,
     SESSION_CAP,
     SOURCE_SUBJECT,
     SUBJECT_PREFIXES,
+    THROTTLE_WAIT,
     THROTTLED_UNTIL,
     TICKET_ATTEMPTS,
     counted,
@@ -198,7 +201,7 @@ NEW_RECOVERY_CODES: Final = """
 LIST_FACTORS: Final = """
     SELECT (SELECT count(*) FROM {schema}.recovery_codes c WHERE c.userid = %(userid)s),
            f.factor_id, f.kind, f.label, f.created_at, f.last_used_at,
-           f.confirmed_at IS NOT NULL
+           f.confirmed_at IS NOT NULL, f.cloned_at IS NOT NULL
     FROM (SELECT 1) AS one
     LEFT JOIN {schema}.factors f
         ON f.userid = %(userid)s
@@ -289,15 +292,6 @@ RESEAL_BATCH: Final = 500
 
 # -- answering ----------------------------------------------------------------------
 
-THROTTLE_WAIT: Final = counted("""greatest(0, extract(epoch FROM (
-        SELECT max({until}) FROM {schema}.login_failures f
-        WHERE f.subject IN ({pair_count}, %(source_subject)s)
-           OR (f.subject = {name_count} AND EXISTS (
-               SELECT 1 FROM {schema}.login_failures p WHERE p.subject = {pair_count}))
-    ) - to_timestamp(%(now)s)))::float8""")
-"""How long the login name ``%(name_key)s`` from ``%(source)s`` must still wait, as
-LOGIN_LOOKUP computes it."""
-
 TOTP_SEEDS: Final = """
     ARRAY(SELECT f.factor_id FROM {schema}.factors f
           WHERE f.userid = {owner} AND f.kind = 'totp' AND f.confirmed_at IS NOT NULL
@@ -325,6 +319,33 @@ TICKET_LOOKUP: Final = (
     )
     .replace("{seeds}", TOTP_SEEDS)
     .replace("{owner}", "k.userid")
+)
+
+# For a passkey answer, the same and more: the ticket's challenge, taken (deleted) so
+# that it is answered once, and the credential the answer names, if it is one of the
+# ticket's user's passkeys.
+TICKET_PASSKEY_LOOKUP: Final = """
+    WITH taken AS (
+        DELETE FROM {schema}.passkey_challenges
+        WHERE ticket = %(ticket)s AND purpose = 'second_factor'
+          AND expires_at > to_timestamp(%(now)s)
+        RETURNING challenge
+    )
+    SELECT k.userid, k.name_key, k.source,
+           k.expires_at > to_timestamp(%(now)s) AND k.attempts < %(attempts)s AS usable,
+           {wait}, (SELECT challenge FROM taken), f.factor_id, f.public_key, f.sign_count,
+           f.cloned_at IS NOT NULL, st.webauthn_rp_id, st.webauthn_rp_name,
+           st.webauthn_origins
+    FROM {schema}.login_tickets k CROSS JOIN {settings} t CROSS JOIN {schema}.settings st
+    LEFT JOIN {schema}.factors f
+        ON f.credential_id = %(credential_id)s AND f.kind = 'passkey'
+       AND f.userid = k.userid AND f.confirmed_at IS NOT NULL
+    WHERE k.digest = %(ticket)s
+""".replace(
+    "{wait}",
+    THROTTLE_WAIT.replace("%(name_key)s", "k.name_key")
+    .replace("%(source_subject)s", "(%(source_prefix)s || coalesce(%(source)s, k.source))")
+    .replace("%(source)s", "coalesce(%(source)s::text, k.source)"),
 )
 
 CODE_USED_EVENT: Final = """SELECT 'mfa.recovery_code_used', userid, NULL,
@@ -357,10 +378,18 @@ COMPLETE_LOGIN: Final = (
         DELETE FROM {schema}.recovery_codes c USING ticket k
         WHERE c.digest = %(code)s AND c.userid = k.userid
         RETURNING c.userid
+    ), keyed AS (  -- a passkey's count moves on from the value read, if not flagged
+        UPDATE {schema}.factors f
+        SET sign_count = %(sign_count)s, last_used_at = to_timestamp(%(now)s)
+        FROM ticket k
+        WHERE f.factor_id = %(passkey_id)s AND f.userid = k.userid AND f.kind = 'passkey'
+          AND f.sign_count = %(old_count)s AND f.cloned_at IS NULL
+        RETURNING f.userid
     ), used AS (
         DELETE FROM {schema}.login_tickets k
         WHERE k.digest = %(ticket)s
-          AND EXISTS (SELECT 1 FROM stepped UNION ALL SELECT 1 FROM spent)
+          AND EXISTS (SELECT 1 FROM stepped UNION ALL SELECT 1 FROM spent
+                      UNION ALL SELECT 1 FROM keyed)
         RETURNING k.*
     ), opened AS (
         INSERT INTO {schema}.sessions (
@@ -380,10 +409,7 @@ COMPLETE_LOGIN: Final = (
         WHERE NOT u.disabled AND u.generation + t.generation = k.generation
           AND sha256(convert_to(u.password_hash, 'UTF8')) = k.password_digest
         RETURNING userid, session_id
-    ), {cap}, cleared AS (  -- a success clears the name's failures, and its source's for it
-        DELETE FROM {schema}.login_failures
-        WHERE subject IN ({name_count}, {pair_count}) AND EXISTS (SELECT 1 FROM opened)
-    ), happened AS (
+    ), {cap}, {cleared}, happened AS (
         SELECT 'login.succeeded' AS kind, userid, session_id,
                jsonb_strip_nulls(jsonb_build_object(
                    'user_agent', %(user_agent)s::text, 'second_factor', %(method)s::text))
@@ -405,6 +431,7 @@ COMPLETE_LOGIN: Final = (
            {logged}
 """)
     .replace("{cap}", SESSION_CAP)
+    .replace("{cleared}", CLEARED_ON_SUCCESS)
     .replace("{capped_event}", CAPPED_EVENT)
     .replace("{code_used}", CODE_USED_EVENT)
 )
@@ -426,13 +453,9 @@ SESSION_PROOFS: Final = (
     FROM {schema}.sessions s
     JOIN {schema}.users u ON u.userid = s.userid
     CROSS JOIN {settings} t
-    WHERE s.key IN (%(key)s, %(stored)s) AND s.legacy = %(legacy)s
-      AND s.generation = u.generation + t.generation AND NOT u.disabled
-      AND s.expires_at > to_timestamp(%(now)s)
-      AND coalesce(s.created_at + make_interval(secs => t.session_max_age)
-                   > to_timestamp(%(now)s), true)
-      AND coalesce(s.ends_at > to_timestamp(%(now)s), true)
-""".replace("{wait}", THROTTLE_WAIT.replace("%(name_key)s", "u.username_key"))
+    WHERE {live}
+""".replace("{live}", LIVE_SESSION)
+    .replace("{wait}", THROTTLE_WAIT.replace("%(name_key)s", "u.username_key"))
     .replace("{seeds}", TOTP_SEEDS)
     .replace("{owner}", "u.userid")
 )
@@ -477,7 +500,14 @@ REAUTHENTICATE: Final = counted("""
     SELECT EXISTS (SELECT 1 FROM refreshed), {logged}
 """).replace("{code_used}", CODE_USED_EVENT)
 
-NO_PROOF: Final = {"step": None, "factor_id": None, "code": None}
+NO_PROOF: Final = {
+    "step": None,
+    "factor_id": None,
+    "code": None,
+    "passkey_id": None,
+    "sign_count": None,
+    "old_count": None,
+}
 
 
 class FactorsPart(Part):
@@ -572,8 +602,8 @@ class FactorsPart(Part):
     def _factors(self, params: dict[str, Any]) -> Operation[Factors]:
         rows = yield Execute(self._sql(LIST_FACTORS), params, Fetch.ALL)
         listed = tuple(
-            Factor(factor_id, kind, label, created.timestamp(), _when(used), confirmed)
-            for _, factor_id, kind, label, created, used, confirmed in rows
+            Factor(factor_id, kind, label, created.timestamp(), _when(used), confirmed, cloned)
+            for _, factor_id, kind, label, created, used, confirmed, cloned in rows
             if factor_id is not None
         )
         return Factors(listed, int(rows[0][0]))
@@ -628,19 +658,33 @@ class FactorsPart(Part):
 
     # -- answering ----------------------------------------------------------------------
 
-    def complete_login(
+    def complete_login(  # noqa: PLR0917 - the facades pass them in order
         self,
         ticket: object,
         totp: object,
         recovery_code: object,
         source: object,
         user_agent: object,
+        passkey: object = None,
     ) -> Operation[LoginOutcome]:
         text = checks.session_key(ticket)
+        if passkey is not None:
+            if totp is not None or recovery_code is not None:
+                raise BadCallError("give exactly one of totp, recovery_code and passkey")
+            credential = relying_party.credential_json(passkey, "passkey")
+            params = self._ticket_params(text, "passkey", source, user_agent)
+            params["credential_id"] = relying_party.credential_id(credential)
+            return self._complete_with_passkey(looks_like_session_key(text), credential, params)
         method, answer = _one_answer(totp, recovery_code)
+        params = self._ticket_params(text, method, source, user_agent)
+        return self._complete_login(looks_like_session_key(text), answer, params)
+
+    def _ticket_params(
+        self, text: str, method: str, source: object, user_agent: object
+    ) -> dict[str, Any]:
         checked_source = None if source is None else checks.label(source, "source", 255)
         agent = None if user_agent is None else checks.label(user_agent, "user_agent", 512)
-        params: dict[str, Any] = {
+        return {
             "ticket": digest(text),
             "attempts": TICKET_ATTEMPTS,
             "source": checked_source,
@@ -650,7 +694,46 @@ class FactorsPart(Part):
             **SUBJECT_PREFIXES,
             **recording.parameters(time.time(), checked_source),
         }
-        return self._complete_login(looks_like_session_key(text), answer, params)
+
+    def _complete_with_passkey(
+        self, well_formed: bool, credential: dict[str, Any], params: dict[str, Any]
+    ) -> Operation[LoginOutcome]:
+        if not well_formed:
+            return _refused(NOT_FOUND)
+        row = yield Execute(self._sql(TICKET_PASSKEY_LOOKUP, until=THROTTLED_UNTIL), params)
+        if row is None:
+            return _refused(NOT_FOUND)
+        userid, name_key, login_source, usable, wait, challenge, *passkey = row[:10]
+        factor_id, public_key, count, cloned = passkey
+        if not usable:
+            return _refused(EXPIRED)
+        if wait > 0:
+            return LoginOutcome(THROTTLED, "", False, None, wait)
+        self._answer_from(params, userid, name_key, login_source)
+        if challenge is None or factor_id is None or cloned:
+            return (yield from self._wrong_answer(params))
+        rp = relying_party.party(*row[10:])
+        checked = yield Offload(
+            relying_party.verify_assertion, (rp, bytes(challenge), credential, bytes(public_key))
+        )
+        if isinstance(checked, str) or relying_party.went_backwards(count, checked):
+            return (yield from self._wrong_answer(params))
+        proof = {**NO_PROOF, "passkey_id": factor_id, "sign_count": checked, "old_count": count}
+        return (yield from self._open_from_ticket(params, proof))
+
+    def _answer_from(
+        self, params: dict[str, Any], userid: int, name_key: str, login_source: str | None
+    ) -> None:
+        """Who a ticket's answer is counted against: the ticket's user and login name,
+        and the source the answer gives (else the login's)."""
+        source = params["source"] or login_source
+        params.update(
+            userid=userid,
+            name_key=name_key,
+            source=source,
+            source_subject=source and SOURCE_SUBJECT + source,
+            event_source=params["event_source"] or login_source,
+        )
 
     def _complete_login(
         self, well_formed: bool, answer: str | None, params: dict[str, Any]
@@ -665,17 +748,16 @@ class FactorsPart(Part):
             return _refused(EXPIRED)
         if wait > 0:
             return LoginOutcome(THROTTLED, "", False, None, wait)
-        source = params["source"] or login_source
-        params.update(
-            userid=userid,
-            name_key=name_key,
-            source=source,
-            source_subject=source and SOURCE_SUBJECT + source,
-            event_source=params["event_source"] or login_source,
-        )
+        self._answer_from(params, userid, name_key, login_source)
         proof = self._proof(params["method"], answer, factor_ids, seeds, params["now"])
         if proof is None:
             return (yield from self._wrong_answer(params))
+        return (yield from self._open_from_ticket(params, proof))
+
+    def _open_from_ticket(
+        self, params: dict[str, Any], proof: dict[str, Any]
+    ) -> Operation[LoginOutcome]:
+        """Consume the proof and the ticket, and open the session, in one statement."""
         key = new_session_key()
         params.update(proof, key=key, stored=stored_form(key))
         done = yield from self._logged(self._sql(COMPLETE_LOGIN, **LOGS), params)
@@ -687,7 +769,7 @@ class FactorsPart(Part):
             return (yield from self._wrong_answer(params))
         if not opened:  # the password changed or the sessions were ended meanwhile
             return REJECTED_LOGIN
-        return LoginOutcome(OK, key, bool(admin), userid, 0.0)
+        return LoginOutcome(OK, key, bool(admin), params["userid"], 0.0)
 
     def _proof(
         self,

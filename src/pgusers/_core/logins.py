@@ -131,6 +131,24 @@ LOGIN_LOOKUP: Final = counted("""
     FROM looked
 """)
 
+THROTTLE_WAIT: Final = counted("""greatest(0, extract(epoch FROM (
+        SELECT max({until}) FROM {schema}.login_failures f
+        WHERE f.subject IN ({pair_count}, %(source_subject)s)
+           OR (f.subject = {name_count} AND EXISTS (
+               SELECT 1 FROM {schema}.login_failures p WHERE p.subject = {pair_count}))
+    ) - to_timestamp(%(now)s)))::float8""")
+"""How long the login name ``%(name_key)s`` from ``%(source)s`` must still wait, as
+LOGIN_LOOKUP computes it."""
+
+LIVE_SESSION: Final = """s.key IN (%(key)s, %(stored)s) AND s.legacy = %(legacy)s
+      AND s.generation = u.generation + t.generation AND NOT u.disabled
+      AND s.expires_at > to_timestamp(%(now)s)
+      AND coalesce(s.created_at + make_interval(secs => t.session_max_age)
+                   > to_timestamp(%(now)s), true)
+      AND coalesce(s.ends_at > to_timestamp(%(now)s), true)"""
+"""Row ``s`` of sessions is the live session of the key ``%(key)s`` (stored as given or
+as ``%(stored)s``), row ``u`` its user and ``t`` the settings."""
+
 NAME_CEILING: Final = 20
 """How many times free_failures a login name may fail from all sources together
 before the sources that failed for it wait too."""
@@ -218,6 +236,19 @@ CAPPED_EVENT: Final = """SELECT 'session.ended', min(userid), NULL,
                jsonb_build_object('how', 'sessions_per_user', 'count', count(*))
         FROM capped HAVING count(*) > 0"""
 
+CLEARED_ON_SUCCESS: Final = counted("""cleared AS (  -- a success forgets the name's failures
+        DELETE FROM {schema}.login_failures
+        WHERE subject IN ({name_count}, {pair_count}) AND EXISTS (SELECT 1 FROM opened)
+    )""")
+"""The step of a statement that opens a session (CTE ``opened``) which forgets the
+failures of its login name, from every source and from this one."""
+
+OPENED_ANSWER: Final = """SELECT EXISTS (SELECT 1 FROM opened),
+           (SELECT u.admin FROM opened o JOIN {schema}.users u ON u.userid = o.userid),
+           {logged}"""
+"""What a statement that opens a session answers: whether it did, and the user's
+admin flag, read by the same statement."""
+
 # A login verifies the password between LOGIN_LOOKUP and this statement, which takes
 # a tenth of a second or more. The session is opened only if, meanwhile, the password
 # hash did not change and no call ended the user's sessions (the user's generation)
@@ -243,10 +274,7 @@ OPEN_SESSION: Final = (
         WHERE u.userid = %(userid)s AND u.password_hash = %(old_hash)s AND NOT u.disabled
           AND u.generation = %(user_generation)s AND t.generation = %(space_generation)s
         RETURNING userid, session_id
-    ), {cap}, cleared AS (  -- a success clears the name's failures, and its source's for it
-        DELETE FROM {schema}.login_failures
-        WHERE subject IN ({name_count}, {pair_count}) AND EXISTS (SELECT 1 FROM opened)
-    ), happened AS (
+    ), {cap}, {cleared}, happened AS (
         SELECT 'login.succeeded' AS kind, userid, session_id,
                jsonb_strip_nulls(jsonb_build_object('user_agent', %(user_agent)s::text))
                    AS detail
@@ -258,12 +286,12 @@ OPEN_SESSION: Final = (
                jsonb_build_object('reason', 'sessions ended meanwhile')
         WHERE NOT EXISTS (SELECT 1 FROM opened)
     ), {log}
-    SELECT EXISTS (SELECT 1 FROM opened),
-           (SELECT u.admin FROM opened o JOIN {schema}.users u ON u.userid = o.userid),
-           {logged}
+    {opened_answer}
 """)
     .replace("{upgrade}", UPGRADE_HASH)
     .replace("{cap}", SESSION_CAP)
+    .replace("{cleared}", CLEARED_ON_SUCCESS)
+    .replace("{opened_answer}", OPENED_ANSWER)
     .replace("{capped_event}", CAPPED_EVENT)
 )
 

@@ -6,6 +6,7 @@ from pgusers._core.base import Part
 from pgusers._core.factors import FactorsPart
 from pgusers._core.importer import LegacyPart
 from pgusers._core.logins import LoginsPart
+from pgusers._core.passkeys import PasskeysPart
 from pgusers._core.service import ServicePart
 from pgusers._core.sessions import SessionsPart
 from pgusers._core.settings import SettingsPart
@@ -19,6 +20,7 @@ class Core(
     TokensPart,
     SessionsPart,
     FactorsPart,
+    PasskeysPart,
     SettingsPart,
     AuditPart,
     ServicePart,

@@ -305,3 +305,40 @@ MIGRATION_10: Final = """
 MIGRATION_11: Final = """
     ALTER TABLE {schema}.settings ADD COLUMN admins_need_mfa boolean NOT NULL DEFAULT false;
 """
+
+# Version 12: passkeys (WebAuthn). A passkey is a factor of kind 'passkey' holding a
+# credential's id, public key, signature count and transports, all public; one whose
+# count went backwards is flagged as cloned and refused until an administrator
+# clears the flag. Each user gets a random handle for authenticators to store (never
+# the userid). A challenge is kept until it is answered once or expires, bound to
+# its purpose and, when known, its user, the session asking or the login ticket.
+# The relying party lives in the settings.
+MIGRATION_12: Final = """
+    ALTER TABLE {schema}.factors
+        DROP CONSTRAINT factors_kind_check,
+        ADD CONSTRAINT factors_kind_check CHECK (kind IN ('totp', 'passkey')),
+        ALTER COLUMN secret DROP NOT NULL,
+        ADD COLUMN credential_id bytea UNIQUE,
+        ADD COLUMN public_key bytea,
+        ADD COLUMN sign_count bigint,
+        ADD COLUMN transports text[],
+        ADD COLUMN cloned_at timestamptz;
+    ALTER TABLE {schema}.users ADD COLUMN passkey_handle bytea UNIQUE;
+    CREATE TABLE {schema}.passkey_challenges (
+        challenge_id text COLLATE "C" PRIMARY KEY,
+        challenge    bytea NOT NULL,
+        purpose      text NOT NULL CHECK (purpose IN ('register', 'login', 'second_factor')),
+        userid       bigint REFERENCES {schema}.users (userid) ON DELETE CASCADE,
+        session_id   text,
+        ticket       bytea,
+        label        text,
+        source       text,
+        expires_at   timestamptz NOT NULL
+    );
+    CREATE INDEX passkey_challenges_expires_at_idx ON {schema}.passkey_challenges (expires_at);
+    CREATE INDEX passkey_challenges_source_idx ON {schema}.passkey_challenges (source);
+    ALTER TABLE {schema}.settings
+        ADD COLUMN webauthn_rp_id text,
+        ADD COLUMN webauthn_rp_name text,
+        ADD COLUMN webauthn_origins text[];
+"""

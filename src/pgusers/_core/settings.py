@@ -36,7 +36,8 @@ SETTING_COLUMNS: Final = {
 READ_SETTINGS: Final = """
     SELECT session_ttl, session_max_age, key_storage, event_retention, free_failures,
            max_backoff, source_limit, source_window, source_block, sessions_per_user,
-           password_min_length, password_max_length, breached_check, admins_need_mfa
+           password_min_length, password_max_length, breached_check, admins_need_mfa,
+           webauthn_rp_id, webauthn_rp_name, webauthn_origins
     FROM {schema}.settings
 """
 
