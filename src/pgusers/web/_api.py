@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from pgusers._aio import AsyncUserSpace
 from pgusers._door import acting_as, looks_like_api_key
+from pgusers._errors import BadCallError
 from pgusers._results import (
     EXPIRED,
     MFA_REQUIRED,
@@ -30,6 +31,7 @@ from pgusers._results import (
     Event,
     Factor,
     LoginOutcome,
+    PasskeyChallenge,
     Session,
     Settings,
     Status,
@@ -213,6 +215,40 @@ class CompleteBody(Body):
     ticket: str
     totp: str | None = Field(None, description="a code of the authenticator app")
     recovery_code: str | None = None
+    passkey: dict[str, Any] | None = Field(
+        None,
+        description="the browser's PublicKeyCredential (toJSON()) for the challenge of "
+        "POST /v1/login/passkey",
+    )
+
+
+class TicketBody(Body):
+    ticket: str
+
+
+class PasskeyLoginBody(Body):
+    username: str | None = Field(
+        None, description="leave out for a discoverable passkey (no name typed)"
+    )
+
+
+class PasskeyAnswerBody(Body):
+    challenge_id: str
+    credential: dict[str, Any] = Field(
+        description="the browser's PublicKeyCredential, as its toJSON() gives it"
+    )
+
+
+class PasskeyChallengeAnswer(BaseModel):
+    challenge_id: str
+    options: dict[str, Any] = Field(
+        description="for PublicKeyCredential.parseCreationOptionsFromJSON (registering) "
+        "or parseRequestOptionsFromJSON (signing in)"
+    )
+
+
+class FactorMade(BaseModel):
+    factor_id: str
 
 
 class ProofBody(Body):
@@ -254,6 +290,11 @@ class SettingsBody(Body):
     admins_need_mfa: bool | None = Field(
         None, description="administrators must have a second factor before anything else"
     )
+    webauthn_rp_id: str | None = Field(
+        None, description="passkeys' relying party: give it with its name and origins"
+    )
+    webauthn_rp_name: str | None = None
+    webauthn_origins: list[str] | None = None
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -436,13 +477,15 @@ def logged_in(outcome: LoginOutcome, space: AsyncUserSpace) -> dict[str, Any]:
 @router.post("/login/complete", tags=["sessions"], response_model=LoggedIn)
 async def complete_login(body: CompleteBody, request: Request, space: Space) -> dict[str, Any]:
     """Finish a login that answered ``mfa_required``, with one answer: ``totp`` (a code
-    of the authenticator app) or ``recovery_code``. 401 ``mfa_failed`` for a wrong or
+    of the authenticator app), ``recovery_code``, or ``passkey`` (the answer to the
+    challenge of ``POST /v1/login/passkey``). 401 ``mfa_failed`` for a wrong or
     used answer (it counts as a failed login), 401 ``invalid_ticket`` for a ticket
     that is unknown, used or expired, 429 when throttled."""
     outcome = await space.complete_login(
         body.ticket,
         totp=body.totp,
         recovery_code=body.recovery_code,
+        passkey=body.passkey,
         source=client_address(request),
         user_agent=user_agent(request.headers.get("user-agent")),
     )
@@ -450,6 +493,51 @@ async def complete_login(body: CompleteBody, request: Request, space: Space) -> 
         raise ApiError(401, "invalid_ticket", "this ticket is unknown, used or expired")
     if outcome.status == REJECTED:
         raise ApiError(401, "mfa_failed", "wrong or used code, or the account changed")
+    return logged_in(outcome, space)
+
+
+def challenge_answer(begun: PasskeyChallenge) -> dict[str, Any]:
+    return {"challenge_id": begun.challenge_id, "options": json.loads(begun.options)}
+
+
+@router.post("/login/passkey", tags=["passkeys"], response_model=PasskeyChallengeAnswer)
+async def second_step_challenge(body: TicketBody, space: Space) -> dict[str, Any]:
+    """The challenge for answering a login's ``mfa_required`` with a passkey (the
+    user's passkeys listed); send the answer to ``POST /v1/login/complete`` as
+    ``passkey``. 401 ``invalid_ticket``."""
+    begun = await space.begin_passkey_login(ticket=body.ticket)
+    if begun.status != OK:
+        raise ApiError(401, "invalid_ticket", "this ticket is unknown, used or expired")
+    return challenge_answer(begun)
+
+
+@router.post("/passkeys/login/begin", tags=["passkeys"], response_model=PasskeyChallengeAnswer)
+async def begin_passkey_login(
+    body: PasskeyLoginBody, request: Request, space: Space
+) -> dict[str, Any]:
+    """Begin signing in with a passkey, without a password: the options for
+    ``navigator.credentials.get``, valid five minutes."""
+    begun = await space.begin_passkey_login(body.username, source=client_address(request))
+    return challenge_answer(begun)
+
+
+@router.post("/passkeys/login/finish", tags=["passkeys"], response_model=LoggedIn)
+async def finish_passkey_login(
+    body: PasskeyAnswerBody, request: Request, space: Space
+) -> dict[str, Any]:
+    """Finish signing in with a passkey: a session key, or 401 ``passkey_failed`` (the
+    answer does not verify, or names an unknown, removed or flagged passkey; it counts
+    as a failed login), 401 ``invalid_challenge`` (used, unknown or expired), 403, 429."""
+    outcome = await space.finish_passkey_login(
+        body.challenge_id,
+        body.credential,
+        source=client_address(request),
+        user_agent=user_agent(request.headers.get("user-agent")),
+    )
+    if outcome.status in (NOT_FOUND, EXPIRED):
+        raise ApiError(401, "invalid_challenge", "this challenge is unknown, used or expired")
+    if outcome.status == REJECTED:
+        raise ApiError(401, "passkey_failed", "this passkey's answer was refused")
     return logged_in(outcome, space)
 
 
@@ -649,6 +737,52 @@ async def begin_totp(body: LabelBody, who: User, space: Space) -> dict[str, str]
     return enrollment._asdict()
 
 
+@router.post(
+    "/passkeys/register/begin",
+    status_code=201,
+    tags=["passkeys"],
+    response_model=PasskeyChallengeAnswer,
+)
+async def begin_passkey_registration(body: LabelBody, who: User, space: Space) -> dict[str, Any]:
+    """Begin registering a passkey (after a proof of the last ten minutes): the
+    options for ``navigator.credentials.create``, valid five minutes. 403
+    ``reauthentication_required``."""
+    assert who.key is not None
+    begun = await space.begin_passkey_registration(who.key, label=body.label)
+    if begun.status == REJECTED:
+        raise ApiError(
+            403,
+            "reauthentication_required",
+            "prove who you are again first (POST /v1/reauthenticate)",
+        )
+    if begun.status != OK:
+        raise ApiError(401, "unauthorized", "this session has just ended")
+    return challenge_answer(begun)
+
+
+@router.post(
+    "/passkeys/register/finish", status_code=201, tags=["passkeys"], response_model=FactorMade
+)
+async def finish_passkey_registration(
+    body: PasskeyAnswerBody, who: User, space: Space
+) -> dict[str, str]:
+    """Finish registering a passkey with the browser's answer, from the session that
+    began it: the new factor's id. 400 when the answer is refused, the challenge is
+    used or expired, or the authenticator is registered already."""
+    assert who.key is not None
+    with acting_as(who.actor, source=who.source):
+        made = await space.finish_passkey_registration(who.key, body.challenge_id, body.credential)
+    return {"factor_id": made}
+
+
+@router.put("/factors/{factor_id}/label", tags=["factors"], response_model=Done)
+async def rename_factor(factor_id: str, body: LabelBody, who: User, space: Space) -> dict[str, str]:
+    """Give one of this user's factors a new label (null: none)."""
+    assert who.userid is not None
+    with acting_as(who.actor, source=who.source):
+        return found(await space.rename_factor(who.userid, factor_id, body.label), "factor")
+
+
 @router.post("/factors/{factor_id}/confirm", tags=["factors"], response_model=Done)
 async def confirm_totp(factor_id: str, body: CodeBody, who: User, space: Space) -> dict[str, str]:
     """Confirm an authenticator app with a code it shows: from then on, logins ask
@@ -784,6 +918,17 @@ async def issue_token(
     return {"token": token, "purpose": body.purpose}
 
 
+@router.post(
+    "/admin/users/{userid}/factors/{factor_id}/clear-flag", tags=["admin"], response_model=Done
+)
+async def clear_passkey_flag(
+    userid: int, factor_id: str, who: Admin, space: Space
+) -> dict[str, str]:
+    """Let a passkey flagged as cloned sign in again. 404 for no flagged passkey."""
+    with acting_as(who.actor, source=who.source):
+        return found(await space.clear_passkey_flag(userid, factor_id), "flagged passkey")
+
+
 @router.delete("/admin/users/{userid}", tags=["admin"], response_model=Done)
 async def delete_user(userid: int, who: Admin, space: Space) -> dict[str, str]:
     with acting_as(who.actor, source=who.source):
@@ -870,6 +1015,13 @@ async def change_settings(
             await call(space)
         if body.admins_need_mfa is not None:
             await space.set_login_policy(admins_need_mfa=body.admins_need_mfa)
+        party = (body.webauthn_rp_id, body.webauthn_rp_name, body.webauthn_origins)
+        if any(value is not None for value in party):
+            if body.webauthn_rp_id is None or body.webauthn_rp_name is None:
+                raise BadCallError("give webauthn_rp_id, webauthn_rp_name and webauthn_origins")
+            await space.set_webauthn(
+                body.webauthn_rp_id, body.webauthn_rp_name, body.webauthn_origins or []
+            )
         if body.key_storage is not None:
             await space.set_session_key_storage(body.key_storage)
     return (await service_of(request).settings())._asdict()
