@@ -413,3 +413,37 @@ def test_a_passkey_is_renamed_and_removed_like_any_factor(
     assert site.remove_factor(ada, factor_id) == OK
     assert sign_in(site, phone).status == REJECTED
     assert site.login("ada", PASSWORD).status == OK  # no second factor left
+
+
+def test_the_command_line_sets_the_party_and_clears_a_flag(
+    dsn: str, schema: str, phone: Authenticator
+) -> None:
+    from click.testing import CliRunner
+
+    from pgusers.cli import main
+
+    from .support import FAST_HASHER
+
+    def opened() -> pgusers.UserSpace:  # the command closes the one it used
+        return pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER)
+
+    runner = CliRunner()
+    base = ["--dsn", dsn, "--schema", schema]
+    bad = runner.invoke(main, [*base, "passkey", "setup", "example.com", "Ex", "https://evil.test"])
+    assert bad.exit_code == 2 and "not on example.com" in bad.stderr
+    done = runner.invoke(main, [*base, "passkey", "setup", "example.com", "Example", ORIGIN])
+    assert done.exit_code == 0, done.output
+    with opened() as usp:
+        assert usp.settings().webauthn_origins == [ORIGIN]
+        ada = usp.create_user("ada", PASSWORD, "ada@example.com")
+        factor_id = register(usp, phone)
+        assert sign_in(usp, phone, sign_count=5).status == OK
+        assert sign_in(usp, phone, sign_count=2).status == REJECTED  # flagged
+    listed = runner.invoke(main, [*base, "mfa", "list", "ada"])
+    assert "passkey" in listed.stdout and "FLAGGED as cloned" in listed.stdout
+    cleared = runner.invoke(main, [*base, "passkey", "clear-flag", "ada", factor_id])
+    assert cleared.exit_code == 0, cleared.output
+    again = runner.invoke(main, [*base, "passkey", "clear-flag", "ada", factor_id])
+    assert again.exit_code == 1 and "no flagged passkey" in again.stderr
+    with opened() as usp:
+        assert not usp.factors(ada).factors[0].cloned

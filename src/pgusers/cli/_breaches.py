@@ -25,7 +25,7 @@ def breached_passwords() -> None:
     """The breached-password check's offline source."""
 
 
-@breached_passwords.command(name="import")
+@breached_passwords.command(name="import", short_help="Make range files from a download.")
 @click.argument("source", type=click.File("r", encoding="ascii", errors="strict", lazy=True))
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def import_ranges(source: TextIO, directory: Path) -> None:

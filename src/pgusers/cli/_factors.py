@@ -1,11 +1,13 @@
-"""The commands of second factors: mfa list, mfa reset, mfa admins, rotate-secret-key."""
+"""The commands of second factors: mfa list, mfa reset, mfa admins, passkey setup,
+passkey clear-flag, rotate-secret-key."""
 
 import click
 
 from pgusers import _door as door
 from pgusers._door import Core
+from pgusers._results import OK
 from pgusers._userspace import UserSpace
-from pgusers.cli._group import confirm_or_refuse, main, with_userspace
+from pgusers.cli._group import NegativeAnswerError, confirm_or_refuse, main, with_userspace
 from pgusers.cli._input import find, json_option, user_selector
 from pgusers.cli._output import Progress, print_json, print_table, timestamp
 
@@ -34,12 +36,12 @@ def list_factors(usp: UserSpace, user: str, by: str | None, as_json: bool) -> No
             f.label or "",
             timestamp(f.created_at),
             "never" if f.last_used_at is None else timestamp(f.last_used_at),
-            "yes" if f.confirmed else "not yet",
+            "FLAGGED as cloned" if f.cloned else ("yes" if f.confirmed else "not yet"),
         )
         for f in factors
     ]
     print_table(
-        ("factor", "kind", "label", "created", "last used", "confirmed"),
+        ("factor", "kind", "label", "created", "last used", "usable"),
         rows,
         empty=f"{found['username']!r} has no second factor",
     )
@@ -80,6 +82,41 @@ def admins(usp: UserSpace, required: str | None) -> None:
         usp.set_login_policy(admins_need_mfa=required == "required")
     state = "required" if usp.settings().admins_need_mfa else "optional"
     click.echo(f"a second factor is {state} for administrators")
+
+
+@main.group()
+def passkey() -> None:
+    """Passkeys: their site, and flagged copies."""
+
+
+@passkey.command(name="setup", short_help="Bind passkeys to a site's domain and pages.")
+@click.argument("rp_id")
+@click.argument("name")
+@click.argument("origins", nargs=-1, required=True)
+@with_userspace
+def passkey_setup(usp: UserSpace, rp_id: str, name: str, origins: tuple[str, ...]) -> None:
+    """Bind passkeys to RP_ID (the site's domain), shown to users as NAME, for pages
+    served from ORIGINS (https://RP_ID or below it; http://localhost while
+    developing, with RP_ID localhost).
+
+    Passkeys registered under one RP_ID work for it only: changing it later leaves
+    the registered ones unusable."""
+    usp.set_webauthn(rp_id, name, origins)
+    click.echo(f"passkeys are bound to {rp_id.lower()} for {', '.join(origins)}")
+
+
+@passkey.command(name="clear-flag", short_help="Let a passkey flagged as cloned sign in.")
+@user_selector
+@click.argument("user")
+@click.argument("factor_id")
+@with_userspace
+def clear_flag(usp: UserSpace, user: str, by: str | None, factor_id: str) -> None:
+    """Let USER's passkey FACTOR_ID sign in again after it was flagged as cloned (its
+    signature count went back). Do it once the user is known to hold the only copy."""
+    found = find(usp, user, by)
+    if usp.clear_passkey_flag(found["userid"], factor_id) != OK:
+        raise NegativeAnswerError(f"{found['username']!r} has no flagged passkey {factor_id!r}")
+    click.echo(f"the passkey {factor_id} of {found['username']!r} signs in again")
 
 
 @main.command(
