@@ -5,6 +5,7 @@ login policy that holds administrators to a second factor (the console and the A
 too)."""
 
 import html
+import json
 import re
 from collections.abc import Iterator
 from functools import partial
@@ -125,7 +126,7 @@ def test_a_user_adds_an_app_then_signs_in_with_its_code(
         "/account/login/code",
         data={"csrf": csrf_of(asked), "ticket": ticket.group(1), "code": "000000"},
     )
-    assert wrong.status_code == 401 and "wrong or was used" in wrong.text
+    assert wrong.status_code == 401 and "wrong or used code" in wrong.text
     right = client.post(
         "/account/login/code",
         data={"csrf": csrf_of(asked), "ticket": ticket.group(1), "code": code},
@@ -351,3 +352,90 @@ def test_the_console_marks_admins_without_a_factor(
     assert space.factors(root).factors
     listed = client.get("/console/users?filter=admins-without-factor")
     assert ">eve</a>" in listed.text and ">root</a>" not in listed.text
+
+
+# -- passkeys -----------------------------------------------------------------------------
+
+
+def passkey_options(page: Answer) -> str:
+    found = re.search(r'data-options="([^"]+)"', page.text)
+    assert found is not None, page.text
+    return html.unescape(found.group(1))
+
+
+def test_a_user_adds_a_passkey_and_signs_in_with_it(
+    client: TestClient, space: pgusers.UserSpace, ada: int
+) -> None:
+    from .authenticator import Authenticator
+
+    origin = "http://localhost:8080"
+    space.set_webauthn("localhost", "Example", [origin])
+    phone = Authenticator(origin)
+    sign_in(client)
+    begun = post(client, "/account/passkeys", {"label": "laptop"})
+    assert begun.status_code == 200 and 'data-passkey="create"' in begun.text
+    assert "script-src 'self'" in begun.headers["content-security-policy"]
+    assert '<script src="/account/static/passkeys.js" defer>' in begun.text
+    challenge = re.search(r'name="challenge_id" value="([^"]+)"', begun.text)
+    assert challenge is not None
+    answer = json.dumps(phone.create(passkey_options(begun)))
+    done = client.post(
+        "/account/passkeys/finish",
+        data={"csrf": csrf_of(begun), "challenge_id": challenge.group(1), "credential": answer},
+    )
+    assert done.status_code == 303, done.text
+    page = client.get("/account")
+    assert "laptop" in page.text and "passkey" in page.text
+    post(client, "/account/logout", {})
+
+    form = client.get("/account/login")
+    challenge = re.search(r'name="challenge_id" value="([^"]+)"', form.text)
+    assert challenge is not None
+    answer = json.dumps(phone.get(passkey_options(form)))
+    signed = client.post(
+        "/account/login/passkey",
+        data={"csrf": csrf_of(form), "challenge_id": challenge.group(1), "credential": answer},
+    )
+    assert signed.status_code == 303 and signed.headers["location"] == "/account"
+    info = space.check_session(client.cookies["pgusers_account"])
+    assert info.auth_methods == ("passkey",)
+    client.cookies.delete("pgusers_account", path="/account")  # a stranger replays it
+    replayed = client.post(
+        "/account/login/passkey",
+        data={"csrf": csrf_of(form), "challenge_id": challenge.group(1), "credential": answer},
+    )
+    assert replayed.status_code == 401 and "expired" in replayed.text
+
+
+def test_the_second_step_offers_the_passkey(
+    client: TestClient, space: pgusers.UserSpace, ada: int
+) -> None:
+    from .authenticator import Authenticator
+
+    origin = "http://localhost:8080"
+    space.set_webauthn("localhost", "Example", [origin])
+    phone = Authenticator(origin)
+    key = space.login("ada", PASSWORD).key
+    begun = space.begin_passkey_registration(key)
+    space.finish_passkey_registration(key, begun.challenge_id, phone.create(begun.options))
+    asked = sign_in(client)
+    assert "Use a passkey" in asked.text
+    ticket = re.search(r'name="ticket" value="([^"]+)"', asked.text)
+    assert ticket is not None
+    answer = json.dumps(phone.get(passkey_options(asked)))
+    done = client.post(
+        "/account/login/code",
+        data={"csrf": csrf_of(asked), "ticket": ticket.group(1), "credential": answer},
+    )
+    assert done.status_code == 303, done.text
+    assert space.check_session(client.cookies["pgusers_account"]).auth_methods == (
+        "password",
+        "passkey",
+    )
+
+
+def test_only_the_pages_that_may_use_passkeys_may_load_a_script(client: TestClient) -> None:
+    for path in ("/account/login", "/console/login"):
+        assert "script-src 'self'" in client.get(path).headers["content-security-policy"]
+    for path in ("/console/users", "/v1/openapi.json"):
+        assert "script-src" not in client.get(path).headers["content-security-policy"]

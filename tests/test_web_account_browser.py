@@ -80,7 +80,7 @@ def sign_in(page: Page, username: str = "ada", password: str = PASSWORD) -> None
     page.goto("/account/login")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def add_app(page: Page, clock: Clock, start: str) -> tuple[str, list[str]]:
@@ -113,13 +113,13 @@ def test_a_user_sets_up_an_app_and_signs_in_with_it(
     sign_in(page)
     expect(page.get_by_role("heading", name="Second factor")).to_be_visible()
     page.get_by_role("textbox", name="Code").fill(pyotp.TOTP(secret).at(steady.now))
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.get_by_role("heading", name="Security")).to_be_visible()
 
     page.get_by_role("button", name="Sign out").click()
     sign_in(page)
     page.get_by_role("textbox", name="Code").fill(codes[0])
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.locator("#codes-left")).to_have_text("Recovery codes left: 9")
 
     steady.advance(601)  # new codes need a proof of the last ten minutes
@@ -152,3 +152,86 @@ def test_an_admin_is_sent_to_set_up_an_app_first(
     add_app(page, steady, "Set up an authenticator app")
     expect(page.get_by_role("heading", name="Users")).to_be_visible()
     assert space.factors(root).recovery_codes == 10
+
+
+# -- passkeys, with Chromium's virtual authenticator -------------------------------------------
+
+
+@pytest.fixture
+def localhost(base_url: str, space: pgusers.UserSpace) -> str:
+    """The service at http://localhost:PORT (WebAuthn takes no IP address as the
+    relying party), with passkeys bound to it."""
+    url = base_url.replace("127.0.0.1", "localhost")
+    space.set_webauthn("localhost", "pgusers tests", [url])
+    return url
+
+
+@pytest.fixture
+def device(browser: Browser, localhost: str) -> Iterator[tuple[Page, Any, str]]:
+    """A page whose browser has a platform authenticator with resident keys and user
+    verification (through the DevTools protocol), and that authenticator's id."""
+    context = browser.new_context(base_url=localhost)
+    page = context.new_page()
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if m.type == "error" else None)
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    made = cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    yield page, cdp, made["authenticatorId"]
+    context.close()
+    assert [text for text in refused if "Content Security Policy" in text] == []
+
+
+def test_a_passkey_registered_on_the_page_signs_in_with_no_name(
+    device: tuple[Page, Any, str], space: pgusers.UserSpace
+) -> None:
+    page, cdp, authenticator = device
+    ada = space.create_user("ada", PASSWORD, "ada@example.com")
+    sign_in(page)
+    page.get_by_label("Name").fill("laptop")
+    page.get_by_role("button", name="Add a passkey").click()
+    page.get_by_role("button", name="Create the passkey").click()
+    expect(page.get_by_role("status")).to_contain_text("Your passkey is added")
+    (factor,) = space.factors(ada).factors
+    assert (factor.kind, factor.label) == ("passkey", "laptop")
+    stored = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
+    assert len(stored["credentials"]) == 1 and stored["credentials"][0]["isResidentCredential"]
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign in with a passkey").click()  # no name typed
+    expect(page.get_by_role("heading", name="Security")).to_be_visible()
+    latest = max(space.sessions(ada), key=lambda s: s.created_at)
+    assert "passkey" in [e.detail.get("method") for e in space.events(userid=ada)]
+    assert latest.user_agent is not None
+
+    # After a password, the passkey is the second step.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page)
+    page.get_by_role("button", name="Use a passkey").click()
+    expect(page.get_by_role("heading", name="Security")).to_be_visible()
+
+    # An authenticator that cannot verify its user opens nothing.
+    page.get_by_role("button", name="Sign out").click()
+    before = len(list(space.sessions(ada)))
+    cdp.send(
+        "WebAuthn.setUserVerified", {"authenticatorId": authenticator, "isUserVerified": False}
+    )
+    page.goto("/account/login")
+    page.get_by_role("button", name="Sign in with a passkey").click()
+    expect(
+        page.get_by_text("No passkey was used").or_(page.get_by_text("not accepted"))
+    ).to_be_visible()
+    assert len(list(space.sessions(ada))) == before
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()

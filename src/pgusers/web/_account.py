@@ -19,6 +19,7 @@ from pgusers._aio import AsyncUserSpace
 from pgusers._door import acting_as
 from pgusers._errors import BadCallError
 from pgusers._results import (
+    DISABLED,
     EXPIRED,
     MFA_REQUIRED,
     NOT_FOUND,
@@ -26,6 +27,7 @@ from pgusers._results import (
     REJECTED,
     THROTTLED,
     LoginOutcome,
+    PasskeyChallenge,
 )
 from pgusers.integrations._common import RECENT_AUTH, proved_recently, refusal, user_agent
 from pgusers.web import _enrolling as enrolling
@@ -47,6 +49,7 @@ CSRF_COOKIE: Final = "pgusers_account_csrf"
 
 DONE: Final = {
     "enrolled": "Your authenticator app is set up: signing in now asks for its code.",
+    "passkey-added": "Your passkey is added: sign in with it, with no password.",
     "factor-removed": "That second factor was removed.",
     "factor-gone": "That second factor was already gone.",
     "password-changed": "Your password was changed.",
@@ -121,9 +124,55 @@ async def opened(request: Request, outcome: LoginOutcome) -> Response:
 # -- signing in and out --------------------------------------------------------------------
 
 
+async def login_challenge(request: Request) -> PasskeyChallenge | None:
+    """A passkey challenge for the sign-in page, or None where passkeys are not set up
+    (no relying party, or no WebAuthn library)."""
+    try:
+        space = await space_of(request)
+        return await space.begin_passkey_login(source=client_address(request))
+    except BadCallError:
+        return None
+
+
+async def second_step(
+    request: Request, ticket: str, factors: tuple[str, ...], **more: object
+) -> Response:
+    """The page of a sign-in's second step: a code, or the user's passkey."""
+    context: dict[str, object] = {"ticket": ticket, **more}
+    if "passkey" in factors:
+        begun = await (await space_of(request)).begin_passkey_login(ticket=ticket)
+        context["passkey"] = begun if begun.status == OK else None
+    status = 401 if "error" in more else 200
+    return page(request, "login_code.html", context, status)
+
+
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    return page(request, "login.html", {})
+    return page(request, "login.html", {"passkey": await login_challenge(request)})
+
+
+@router.post("/login/passkey")
+async def passkey_login(request: Request) -> Response:
+    """Sign in with a passkey and no password."""
+    form = await pages.form_of(request, ACCOUNT)
+    try:
+        outcome = await (await space_of(request)).finish_passkey_login(
+            form.get("challenge_id", ""),
+            form.get("credential", ""),
+            source=client_address(request),
+            user_agent=user_agent(request.headers.get("user-agent")),
+        )
+    except BadCallError:
+        outcome = LoginOutcome(REJECTED, "", False, None, 0.0)
+    if outcome.status in (OK, THROTTLED, DISABLED):
+        return await opened(request, outcome)
+    error = (
+        "This sign-in has expired: try again."
+        if outcome.status in (NOT_FOUND, EXPIRED)
+        else "That passkey was not accepted."
+    )
+    context = {"error": error, "passkey": await login_challenge(request)}
+    return page(request, "login.html", context, 401)
 
 
 @router.post("/login")
@@ -136,7 +185,7 @@ async def login(request: Request) -> Response:
         user_agent=user_agent(request.headers.get("user-agent")),
     )
     if outcome.status == MFA_REQUIRED:
-        return page(request, "login_code.html", {"ticket": outcome.ticket})
+        return await second_step(request, outcome.ticket or "", outcome.factors)
     return await opened(request, outcome)
 
 
@@ -145,20 +194,26 @@ async def login_code(request: Request) -> Response:
     """The second step: a code of the authenticator app, or a recovery code."""
     form = await pages.form_of(request, ACCOUNT)
     ticket, code = form.get("ticket", ""), form.get("code", "").strip()
+    passkey = form.get("credential") or None
     totp = is_totp_code(code)
-    outcome = await (await space_of(request)).complete_login(
-        ticket,
-        totp=code if totp else None,
-        recovery_code=None if totp else code,
-        source=client_address(request),
-        user_agent=user_agent(request.headers.get("user-agent")),
-    )
+    try:
+        outcome = await (await space_of(request)).complete_login(
+            ticket,
+            totp=code if totp and not passkey else None,
+            recovery_code=None if totp or passkey else code,
+            passkey=passkey,
+            source=client_address(request),
+            user_agent=user_agent(request.headers.get("user-agent")),
+        )
+    except BadCallError:
+        outcome = LoginOutcome(REJECTED, "", False, None, 0.0)
     if outcome.status in (NOT_FOUND, EXPIRED):
         error = "This sign-in has expired: sign in again."
-        return page(request, "login.html", {"error": error}, 401)
+        context = {"error": error, "passkey": await login_challenge(request)}
+        return page(request, "login.html", context, 401)
     if outcome.status == REJECTED:
-        context = {"ticket": ticket, "error": "That code is wrong or was used already."}
-        return page(request, "login_code.html", context, 401)
+        error = "That was not accepted: a wrong or used code, or another passkey."
+        return await second_step(request, ticket, ("passkey",) if passkey else (), error=error)
     return await opened(request, outcome)
 
 
@@ -263,6 +318,36 @@ async def confirm_totp(request: Request) -> Response:
         context={"person": person},
         going_to="/account",
     )
+
+
+@router.post("/passkeys")
+async def begin_passkey(request: Request) -> Response:
+    """The page that registers a passkey (after a recent proof)."""
+    person, form = await writer_of(request, recent=True)
+    space = await space_of(request)
+    label = form.get("label", "").strip() or None
+    try:
+        begun = await space.begin_passkey_registration(person.key, label=label)
+    except BadCallError as refused:
+        raise RefusedError(400, sentence(str(refused).rstrip("."))) from None
+    if begun.status == REJECTED:
+        raise Redirect("/account/confirm")
+    context = {"person": person, "passkey": begun}
+    return page(request, "passkey_add.html", context)
+
+
+@router.post("/passkeys/finish")
+async def finish_passkey(request: Request) -> Response:
+    person, form = await writer_of(request)
+    space = await space_of(request)
+    try:
+        with acting_as(person.actor, source=person.source):
+            await space.finish_passkey_registration(
+                person.key, form.get("challenge_id", ""), form.get("credential", "")
+            )
+    except BadCallError as refused:
+        raise RefusedError(400, sentence(str(refused).rstrip("."))) from None
+    return pages.back_to(ACCOUNT, "/account", "passkey-added")
 
 
 @router.post("/recovery-codes")
