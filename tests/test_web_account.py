@@ -357,6 +357,32 @@ def test_the_console_marks_admins_without_a_factor(
 # -- passkeys -----------------------------------------------------------------------------
 
 
+def with_passkey(space: pgusers.UserSpace, username: str) -> tuple[Any, str]:
+    """Passkeys bound to http://localhost:8080, and one registered for ``username``:
+    the authenticator holding it, and its factor id."""
+    from .authenticator import Authenticator
+
+    origin = "http://localhost:8080"
+    space.set_webauthn("localhost", "Example", [origin])
+    phone = Authenticator(origin)
+    key = space.login(username, PASSWORD).key
+    begun = space.begin_passkey_registration(key)
+    return phone, space.finish_passkey_registration(
+        key, begun.challenge_id, phone.create(begun.options)
+    )
+
+
+def passkey_sign_in(client: TestClient, phone: Any, area: str) -> tuple[Answer, dict[str, str]]:
+    """Sign in with the passkey button of ``area``'s login page: the answer, and the
+    form sent."""
+    form = client.get(f"{area}/login")
+    challenge = re.search(r'name="challenge_id" value="([^"]+)"', form.text)
+    assert challenge is not None
+    answer = json.dumps(phone.get(passkey_options(form)))
+    sent = {"csrf": csrf_of(form), "challenge_id": challenge.group(1), "credential": answer}
+    return client.post(f"{area}/login/passkey", data=sent), sent
+
+
 def passkey_options(page: Answer) -> str:
     found = re.search(r'data-options="([^"]+)"', page.text)
     assert found is not None, page.text
@@ -388,36 +414,19 @@ def test_a_user_adds_a_passkey_and_signs_in_with_it(
     assert "laptop" in page.text and "passkey" in page.text
     post(client, "/account/logout", {})
 
-    form = client.get("/account/login")
-    challenge = re.search(r'name="challenge_id" value="([^"]+)"', form.text)
-    assert challenge is not None
-    answer = json.dumps(phone.get(passkey_options(form)))
-    signed = client.post(
-        "/account/login/passkey",
-        data={"csrf": csrf_of(form), "challenge_id": challenge.group(1), "credential": answer},
-    )
+    signed, sent = passkey_sign_in(client, phone, "/account")
     assert signed.status_code == 303 and signed.headers["location"] == "/account"
     info = space.check_session(client.cookies["pgusers_account"])
     assert info.auth_methods == ("passkey",)
     client.cookies.delete("pgusers_account", path="/account")  # a stranger replays it
-    replayed = client.post(
-        "/account/login/passkey",
-        data={"csrf": csrf_of(form), "challenge_id": challenge.group(1), "credential": answer},
-    )
+    replayed = client.post("/account/login/passkey", data=sent)
     assert replayed.status_code == 401 and "expired" in replayed.text
 
 
 def test_the_second_step_offers_the_passkey(
     client: TestClient, space: pgusers.UserSpace, ada: int
 ) -> None:
-    from .authenticator import Authenticator
-
-    origin = "http://localhost:8080"
-    space.set_webauthn("localhost", "Example", [origin])
-    phone = Authenticator(origin)
-    key = space.login("ada", PASSWORD).key
-    begun = space.begin_passkey_registration(key)
-    space.finish_passkey_registration(key, begun.challenge_id, phone.create(begun.options))
+    phone, _ = with_passkey(space, "ada")
     asked = sign_in(client)
     assert "Use a passkey" in asked.text
     ticket = re.search(r'name="ticket" value="([^"]+)"', asked.text)
@@ -439,3 +448,27 @@ def test_only_the_pages_that_may_use_passkeys_may_load_a_script(client: TestClie
         assert "script-src 'self'" in client.get(path).headers["content-security-policy"]
     for path in ("/console/users", "/v1/openapi.json"):
         assert "script-src" not in client.get(path).headers["content-security-policy"]
+
+
+def test_an_administrator_logs_in_to_the_console_with_a_passkey(
+    client: TestClient, space: pgusers.UserSpace
+) -> None:
+    root = space.create_user("root", PASSWORD, "root@example.com", admin=True)
+    phone, factor_id = with_passkey(space, "root")
+    signed, _ = passkey_sign_in(client, phone, "/console")
+    assert signed.status_code == 303 and signed.headers["location"] == "/console/users"
+    console_key = client.cookies["pgusers_console"]
+    refused = client.get("/v1/session", headers={"authorization": f"Bearer {console_key}"})
+    assert refused.status_code == 401  # a console session is for the console only
+    # A flagged passkey is cleared from the user's page, after a question.
+    begun = space.begin_passkey_login()
+    space.finish_passkey_login(begun.challenge_id, phone.get(begun.options, sign_count=9))
+    begun = space.begin_passkey_login()
+    space.finish_passkey_login(begun.challenge_id, phone.get(begun.options, sign_count=3))
+    page = client.get(f"/console/users/{root}")
+    assert "flagged as cloned" in page.text
+    path = f"/console/users/{root}/factors/{factor_id}/clear-flag"
+    asked = client.post(path, data={"csrf": csrf_of(page), "back": f"/console/users/{root}"})
+    assert "Are you sure?" in asked.text and space.factors(root).factors[0].cloned
+    client.post(path, data={"csrf": csrf_of(page), "confirmed": "yes"})
+    assert not space.factors(root).factors[0].cloned

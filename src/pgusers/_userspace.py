@@ -418,15 +418,22 @@ class UserSpace(Opening):
         *,
         source: str | None = None,
         user_agent: str | None = None,
+        extra_data: Any = None,
     ) -> LoginOutcome:
         """Finish signing in with the browser's answer: ``OK`` with a session key
         (whose ``auth_methods`` are ``("passkey",)``); ``REJECTED`` (an answer that
         does not verify, an unknown or flagged credential, missing user
         verification, a signature count that went back, which flags the credential);
         ``EXPIRED`` or ``NOT_FOUND`` (a challenge past its time, used or unknown);
-        ``THROTTLED``; ``DISABLED``. Refusals count in the login throttle."""
+        ``THROTTLED``; ``DISABLED``. Refusals count in the login throttle.
+        ``extra_data`` is the new session's data, as in ``login``."""
         return self._driver.run(
-            self._core.finish_passkey_login, challenge_id, credential, source, user_agent
+            self._core.finish_passkey_login,
+            challenge_id,
+            credential,
+            source,
+            user_agent,
+            extra_data,
         )
 
     def clear_passkey_flag(self, userid: int, factor_id: str) -> Status:

@@ -256,8 +256,8 @@ OPEN_WITH_PASSKEY: Final = (
                u.userid, to_timestamp(%(now)s), to_timestamp(%(now)s),
                to_timestamp(%(now)s)
                    + make_interval(secs => least(t.session_ttl, t.session_max_age)),
-               NULL, u.generation + t.generation, %(source)s, %(user_agent)s,
-               ARRAY['passkey'], to_timestamp(%(now)s)
+               %(extra_data)s::jsonb, u.generation + t.generation, %(source)s,
+               %(user_agent)s, ARRAY['passkey'], to_timestamp(%(now)s)
         FROM counted_on c
         JOIN {schema}.users u ON u.userid = c.userid
         CROSS JOIN {settings} t
@@ -457,7 +457,12 @@ class PasskeysPart(Part):
         return PasskeyChallenge(OK, params["challenge_id"], options)
 
     def finish_passkey_login(
-        self, challenge_id: object, credential: object, source: object, user_agent: object
+        self,
+        challenge_id: object,
+        credential: object,
+        source: object,
+        user_agent: object,
+        extra_data: object = None,
     ) -> Operation[LoginOutcome]:
         answer = relying_party.credential_json(credential)
         checked_source = None if source is None else checks.label(source, "source", 255)
@@ -471,6 +476,7 @@ class PasskeysPart(Part):
             "user_agent": None
             if user_agent is None
             else checks.label(user_agent, "user_agent", 512),
+            "extra_data": self.codec.dumps(extra_data),
             **SUBJECT_PREFIXES,
             **recording.parameters(time.time(), checked_source),
         }

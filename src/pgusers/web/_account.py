@@ -27,7 +27,6 @@ from pgusers._results import (
     REJECTED,
     THROTTLED,
     LoginOutcome,
-    PasskeyChallenge,
 )
 from pgusers.integrations._common import RECENT_AUTH, proved_recently, refusal, user_agent
 from pgusers.web import _enrolling as enrolling
@@ -124,16 +123,6 @@ async def opened(request: Request, outcome: LoginOutcome) -> Response:
 # -- signing in and out --------------------------------------------------------------------
 
 
-async def login_challenge(request: Request) -> PasskeyChallenge | None:
-    """A passkey challenge for the sign-in page, or None where passkeys are not set up
-    (no relying party, or no WebAuthn library)."""
-    try:
-        space = await space_of(request)
-        return await space.begin_passkey_login(source=client_address(request))
-    except BadCallError:
-        return None
-
-
 async def second_step(
     request: Request, ticket: str, factors: tuple[str, ...], **more: object
 ) -> Response:
@@ -148,7 +137,7 @@ async def second_step(
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    return page(request, "login.html", {"passkey": await login_challenge(request)})
+    return page(request, "login.html", {"passkey": await pages.passkey_challenge(request)})
 
 
 @router.post("/login/passkey")
@@ -171,7 +160,7 @@ async def passkey_login(request: Request) -> Response:
         if outcome.status in (NOT_FOUND, EXPIRED)
         else "That passkey was not accepted."
     )
-    context = {"error": error, "passkey": await login_challenge(request)}
+    context = {"error": error, "passkey": await pages.passkey_challenge(request)}
     return page(request, "login.html", context, 401)
 
 
@@ -193,23 +182,11 @@ async def login(request: Request) -> Response:
 async def login_code(request: Request) -> Response:
     """The second step: a code of the authenticator app, or a recovery code."""
     form = await pages.form_of(request, ACCOUNT)
-    ticket, code = form.get("ticket", ""), form.get("code", "").strip()
-    passkey = form.get("credential") or None
-    totp = is_totp_code(code)
-    try:
-        outcome = await (await space_of(request)).complete_login(
-            ticket,
-            totp=code if totp and not passkey else None,
-            recovery_code=None if totp or passkey else code,
-            passkey=passkey,
-            source=client_address(request),
-            user_agent=user_agent(request.headers.get("user-agent")),
-        )
-    except BadCallError:
-        outcome = LoginOutcome(REJECTED, "", False, None, 0.0)
+    ticket, passkey = form.get("ticket", ""), form.get("credential")
+    outcome = await pages.answer_second_step(request, form)
     if outcome.status in (NOT_FOUND, EXPIRED):
         error = "This sign-in has expired: sign in again."
-        context = {"error": error, "passkey": await login_challenge(request)}
+        context = {"error": error, "passkey": await pages.passkey_challenge(request)}
         return page(request, "login.html", context, 401)
     if outcome.status == REJECTED:
         error = "That was not accepted: a wrong or used code, or another passkey."

@@ -19,7 +19,14 @@ from pgusers import _door as door
 from pgusers._aio import AsyncUserSpace
 from pgusers._door import KINDS, Core, acting_as
 from pgusers._errors import BadCallError
-from pgusers._results import EXPIRED, MFA_REQUIRED, NOT_FOUND, OK, REJECTED, LoginOutcome
+from pgusers._results import (
+    EXPIRED,
+    MFA_REQUIRED,
+    NOT_FOUND,
+    OK,
+    REJECTED,
+    LoginOutcome,
+)
 from pgusers._settings import POLICY, plan, read
 from pgusers.integrations._common import refusal, user_agent
 from pgusers.web import _enrolling as enrolling
@@ -33,7 +40,6 @@ from pgusers.web._pages import (
     TwoCookiesError,
     Visitor,
     cookie,
-    is_totp_code,
     sentence,
 )
 from pgusers.web._service import (
@@ -73,6 +79,7 @@ DONE: Final = {
     "key-revoked": "API key revoked.",
     "key-gone": "That API key was already revoked.",
     "enrolled": "Your authenticator app is set up.",
+    "flag-cleared": "The passkey signs in again.",
 }
 """What a console page says after a change, by the code a redirect carries."""
 
@@ -211,8 +218,19 @@ async def start_session(
         extra_data=CONSOLE_SESSION,
     )
     if outcome.status == MFA_REQUIRED:
-        return page(request, "login_code.html", {"ticket": outcome.ticket, "next": going_to})
+        return await second_step(request, outcome, going_to)
     return await opened(request, space, outcome)
+
+
+async def second_step(
+    request: Request, outcome: LoginOutcome, going_to: str, error: str | None = None
+) -> Response:
+    """The page of a login's second step: a code, or the administrator's passkey."""
+    context: dict[str, Any] = {"ticket": outcome.ticket, "next": going_to, "error": error}
+    if "passkey" in outcome.factors:
+        begun = await (await space_of(request)).begin_passkey_login(ticket=outcome.ticket)
+        context["passkey"] = begun if begun.status == OK else None
+    return page(request, "login_code.html", context, 401 if error else 200)
 
 
 async def opened(request: Request, space: AsyncUserSpace, outcome: LoginOutcome) -> Response:
@@ -242,7 +260,29 @@ async def home(request: Request) -> Response:
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    return page(request, "login.html", {})
+    return page(request, "login.html", {"passkey": await pages.passkey_challenge(request)})
+
+
+@router.post("/login/passkey")
+async def passkey_login(request: Request) -> Response:
+    """Log in with a passkey and no password (administrators only, as ever)."""
+    form = await form_of(request)
+    space = await space_of(request)
+    try:
+        outcome = await space.finish_passkey_login(
+            form.get("challenge_id", ""),
+            form.get("credential", ""),
+            source=client_address(request),
+            user_agent=user_agent(request.headers.get("user-agent")),
+            extra_data=CONSOLE_SESSION,
+        )
+    except BadCallError:
+        outcome = LoginOutcome(REJECTED, "", False, None, 0.0)
+    if outcome.status in (NOT_FOUND, EXPIRED, REJECTED):
+        error = "That passkey was not accepted, or this page had expired. Try again."
+        context = {"error": error, "passkey": await pages.passkey_challenge(request)}
+        return page(request, "login.html", context, 401)
+    return await opened(request, space, outcome)
 
 
 @router.post("/login")
@@ -256,24 +296,20 @@ async def login_code(request: Request) -> Response:
     """A login's second step: a code of the authenticator app (six digits) or a
     recovery code, for the ticket the first step gave."""
     form = await form_of(request)
-    ticket, code = form.get("ticket", ""), form.get("code", "").strip()
+    ticket, passkey = form.get("ticket", ""), form.get("credential")
     going_to = safe_path(form.get("next", "")) if form.get("next") else ""
     space = await space_of(request)
-    is_totp = is_totp_code(code)
-    outcome = await space.complete_login(
-        ticket,
-        totp=code if is_totp else None,
-        recovery_code=None if is_totp else code,
-        source=client_address(request),
-        user_agent=user_agent(request.headers.get("user-agent")),
-    )
+    outcome = await pages.answer_second_step(request, form)
     if outcome.status in (NOT_FOUND, EXPIRED):
         error = "This sign-in has expired: log in again."
-        return page(request, "login.html", {"error": error}, 401)
+        context = {"error": error, "passkey": await pages.passkey_challenge(request)}
+        return page(request, "login.html", context, 401)
     if outcome.status == REJECTED:
-        error = "That code is wrong or was used already."
-        context = {"ticket": ticket, "error": error, "next": going_to}
-        return page(request, "login_code.html", context, 401)
+        error = "That was not accepted: a wrong or used code, or another passkey."
+        asked = LoginOutcome(
+            MFA_REQUIRED, "", False, None, 0.0, ticket, ("passkey",) if passkey else ()
+        )
+        return await second_step(request, asked, going_to, error)
     replaced = cookie(request, SESSION_COOKIE)
     response = await opened(request, space, outcome)
     if isinstance(response, RedirectResponse) and going_to:  # a confirmation's second step
@@ -540,6 +576,23 @@ async def reset_factors(request: Request, userid: int) -> Response:
     with acting_as(admin.actor, source=admin.source):
         await door.arun(await space_of(request), Core.reset_factors, userid)
     return back_to(f"/console/users/{userid}", "factors-removed")
+
+
+@router.post("/users/{userid}/factors/{factor_id}/clear-flag")
+async def clear_passkey_flag(request: Request, userid: int, factor_id: str) -> Response:
+    admin, form = await writer_of(request)
+    ask_first(
+        request,
+        admin,
+        form,
+        "Let this passkey sign in again? Its signature count went back, as a copied "
+        "authenticator's does: clear the flag only once the user is known to hold the "
+        "only copy.",
+        "Clear the flag",
+    )
+    with acting_as(admin.actor, source=admin.source):
+        status = await (await space_of(request)).clear_passkey_flag(userid, factor_id)
+    return back_to(f"/console/users/{userid}", "flag-cleared" if status == OK else "unchanged")
 
 
 @router.post("/sessions/{session_id}/end")

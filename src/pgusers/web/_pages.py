@@ -24,7 +24,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from pgusers.web._service import service_of
+from pgusers._errors import BadCallError
+from pgusers._results import REJECTED, LoginOutcome, PasskeyChallenge
+from pgusers.integrations._common import user_agent
+from pgusers.web._service import client_address, service_of
 
 HERE: Final = Path(__file__).parent
 
@@ -281,7 +284,38 @@ def sentence(message: str) -> str:
     return message[:1].upper() + message[1:] + "."
 
 
+async def passkey_challenge(request: Request) -> PasskeyChallenge | None:
+    """A challenge for a sign-in page's passkey button, or None where passkeys are not
+    set up (no relying party, or no WebAuthn library)."""
+    try:
+        space = await service_of(request).space()
+        return await space.begin_passkey_login(source=client_address(request))
+    except BadCallError:
+        return None
+
+
 def is_totp_code(code: str) -> bool:
-    """Whether a code typed on a second-step form is an authenticator app's (digits)
-    rather than a recovery code."""
+    """Whether a code typed on a form is an authenticator app's (digits) rather than a
+    recovery code."""
     return code.replace(" ", "").isdigit()
+
+
+async def answer_second_step(request: Request, form: dict[str, str]) -> LoginOutcome:
+    """Answer a login's ticket with what its second-step form sent: a passkey's answer
+    (``credential``), else a ``code``: an authenticator app's (digits) or a recovery
+    code. A malformed answer is a wrong one."""
+    ticket, code = form.get("ticket", ""), form.get("code", "").strip()
+    passkey = form.get("credential") or None
+    totp = is_totp_code(code)
+    try:
+        space = await service_of(request).space()
+        return await space.complete_login(
+            ticket,
+            totp=code if totp and not passkey else None,
+            recovery_code=None if totp or passkey else code,
+            passkey=passkey,
+            source=client_address(request),
+            user_agent=user_agent(request.headers.get("user-agent")),
+        )
+    except BadCallError:
+        return LoginOutcome(REJECTED, "", False, None, 0.0)
