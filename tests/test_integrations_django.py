@@ -292,3 +292,47 @@ def test_a_second_factor_and_a_recent_proof(dsn: str, schema: str, clock: Clock)
         refused = middleware(late)
         assert refused.status_code == 403 and refused["X-Reauthenticate"] == "required"
         close_userspaces()
+
+
+def test_passkeys_register_and_sign_in(dsn: str, schema: str) -> None:
+    from pgusers.integrations.django import (
+        close_userspaces,
+        pgusers_begin_passkey_login,
+        pgusers_begin_passkey_registration,
+        pgusers_finish_passkey_login,
+        pgusers_finish_passkey_registration,
+    )
+
+    from .authenticator import Authenticator
+
+    origin = "https://testserver"
+    factory = RequestFactory()
+    close_userspaces()
+    with override_settings(
+        PGUSERS={"DSN": dsn, "SCHEMA": schema, "OPTIONS": {"hasher": FAST_HASHER}}
+    ):
+        usp = userspace()
+        usp.set_webauthn("testserver", "Tests", [origin])
+        ada = usp.create_user("ada", "ada-pw-123", "ada@example.com")
+        phone = Authenticator(origin)
+        request = factory.post("/login")
+        response = HttpResponse()
+        user = pgusers_login(request, response, "ada", "ada-pw-123")
+        assert user is not None
+        begun = pgusers_begin_passkey_registration(request, label="phone")
+        assert begun.status == pgusers.OK
+        pgusers_finish_passkey_registration(
+            request, begun.challenge_id, phone.create(begun.options)
+        )
+        assert [f.kind for f in usp.factors(ada).factors] == ["passkey"]
+
+        request, response = factory.post("/passkey"), HttpResponse()
+        begun = pgusers_begin_passkey_login(request)
+        answer = phone.get(begun.options)
+        signed = pgusers_finish_passkey_login(request, response, begun.challenge_id, answer)
+        assert signed is not None and signed.pk == ada
+        assert "pgusers_session" in response.cookies
+        again = pgusers_finish_passkey_login(request, HttpResponse(), begun.challenge_id, answer)
+        assert again is None and request.pgusers_outcome.status == pgusers.NOT_FOUND
+        assert pgusers_finish_passkey_login(request, HttpResponse(), "x", "not json") is None
+        close_userspaces()

@@ -228,3 +228,72 @@ def test_a_second_factor_and_a_recent_proof(dsn: str, schema: str, clock: Clock)
     assert late.status_code == 403 and late.headers["X-Reauthenticate"] == "required"
     with app.app_context():
         ext.userspace.close()
+
+
+def test_passkeys_register_and_sign_in(dsn: str, schema: str) -> None:
+    from .authenticator import Authenticator
+
+    origin = "https://localhost"
+    app = Flask(__name__)
+    app.config.update(
+        PGUSERS_DSN=dsn, PGUSERS_SCHEMA=schema, PGUSERS_OPTIONS={"hasher": FAST_HASHER}
+    )
+    ext = PgUsers(app)
+    phone = Authenticator(origin)
+
+    @app.post("/login")
+    def log_in() -> ResponseReturnValue:
+        outcome = ext.login(request.form["username"], request.form["password"])
+        return jsonify(status=outcome.status.name)
+
+    @app.post("/passkeys/<step>")
+    def passkeys(step: str) -> ResponseReturnValue:
+        body = request.get_json()
+        if step == "register":
+            begun = ext.begin_passkey_registration(label="phone")
+            return jsonify(id=begun.challenge_id, options=begun.options, status=begun.status.name)
+        if step == "registered":
+            return jsonify(
+                factor_id=ext.finish_passkey_registration(body["id"], body["credential"])
+            )
+        if step == "login":
+            begun = ext.begin_passkey_login()
+            return jsonify(id=begun.challenge_id, options=begun.options)
+        outcome = ext.finish_passkey_login(body["id"], body["credential"])
+        return jsonify(status=outcome.status.name, userid=outcome.userid)
+
+    @app.get("/me")
+    def me() -> ResponseReturnValue:
+        return (
+            jsonify(methods=list(current_user.auth_methods))
+            if current_user.is_authenticated
+            else ("", 401)
+        )
+
+    with app.app_context():
+        ext.userspace.set_webauthn("localhost", "Tests", [origin])
+        ada = ext.userspace.create_user("ada", "ada-pw-123", "ada@example.com")
+    client = app.test_client()
+    https = {"base_url": origin}
+    client.post("/login", data={"username": "ada", "password": "ada-pw-123"}, **https)
+    begun = json_of(client.post("/passkeys/register", json={}, **https))
+    assert begun["status"] == "OK"
+    answer = phone.create(begun["options"])
+    made = client.post(
+        "/passkeys/registered", json={"id": begun["id"], "credential": answer}, **https
+    )
+    assert made.status_code == 200
+    client.delete_cookie("pgusers_session", domain="localhost")
+    begun = json_of(client.post("/passkeys/login", json={}, **https))
+    answer = phone.get(begun["options"])
+    signed = client.post(
+        "/passkeys/finish", json={"id": begun["id"], "credential": answer}, **https
+    )
+    assert json_of(signed) == {"status": "OK", "userid": ada}
+    assert json_of(client.get("/me", **https)) == {"methods": ["passkey"]}
+    replay = client.post(
+        "/passkeys/finish", json={"id": begun["id"], "credential": answer}, **https
+    )
+    assert json_of(replay)["status"] == "NOT_FOUND"
+    with app.app_context():
+        ext.userspace.close()

@@ -311,3 +311,77 @@ def test_a_second_factor_and_a_recent_proof(dsn: str, schema: str, clock: Clock)
             "/login/complete", json={"ticket": started.json()["ticket"], "totp": code}
         )
         assert again.status_code == 401
+
+
+def test_passkeys_register_and_sign_in(dsn: str, schema: str) -> None:
+    import json
+
+    from pgusers.integrations.starlette import (
+        begin_passkey_login,
+        begin_passkey_registration,
+        finish_passkey_login,
+        finish_passkey_registration,
+    )
+
+    from .authenticator import Authenticator
+
+    origin = "https://testserver"
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        usp.set_webauthn("testserver", "Tests", [origin])
+        ada = usp.create_user("ada", "ada-pw-123", "ada@example.com")
+    opener = partial(
+        pgusers.AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER
+    )
+    auth = PgUsers(opener)
+    app = FastAPI()
+    app.add_middleware(AuthenticationMiddleware, backend=auth.backend)
+    phone = Authenticator(origin)
+
+    @app.post("/login")
+    async def log_in(request: Request, response: Response) -> dict[str, Any]:
+        body = await request.json()
+        outcome = await login(request, response, body["username"], body["password"])
+        return {"status": outcome.status.name}
+
+    @app.post("/passkeys/{step}")
+    async def passkeys(step: str, request: Request, response: Response) -> dict[str, Any]:
+        body = await request.json()
+        if step == "register":
+            begun = await begin_passkey_registration(request, label="phone")
+            return {"challenge_id": begun.challenge_id, "options": begun.options}
+        if step == "registered":
+            made = await finish_passkey_registration(request, body["id"], body["credential"])
+            return {"factor_id": made}
+        if step == "login":
+            begun = await begin_passkey_login(request)
+            return {"challenge_id": begun.challenge_id, "options": begun.options}
+        outcome = await finish_passkey_login(request, response, body["id"], body["credential"])
+        return {"userid": outcome.userid}
+
+    @app.get("/me")
+    async def me(user: Annotated[PgUser, Depends(current_user)]) -> dict[str, Any]:
+        return {"userid": user.userid, "methods": list(user.auth_methods)}
+
+    with TestClient(app, base_url=origin) as client:
+        client.post("/login", json={"username": "ada", "password": "ada-pw-123"})
+        begun = client.post("/passkeys/register", json={}).json()
+        answer = phone.create(begun["options"])
+        made = client.post(
+            "/passkeys/registered", json={"id": begun["challenge_id"], "credential": answer}
+        )
+        assert made.status_code == 200, made.text
+        client.cookies.clear()
+        assert client.get("/me").status_code == 401
+        begun = client.post("/passkeys/login", json={}).json()
+        answer = phone.get(begun["options"])
+        signed = client.post(
+            "/passkeys/finish", json={"id": begun["challenge_id"], "credential": answer}
+        )
+        assert signed.json() == {"userid": ada}
+        assert client.get("/me").json() == {"userid": ada, "methods": ["passkey"]}
+        replay = client.post(
+            "/passkeys/finish", json={"id": begun["challenge_id"], "credential": answer}
+        )
+        assert replay.status_code == 401
+        bad = client.post("/passkeys/registered", json={"id": "x", "credential": json.loads("{}")})
+        assert bad.status_code in (400, 422)

@@ -26,7 +26,7 @@ from flask import Flask, Response, abort, after_this_request, current_app, reque
 from flask_login import LoginManager, UserMixin
 
 from pgusers._errors import BadCallError
-from pgusers._results import OK, REJECTED_LOGIN, LoginOutcome, Status
+from pgusers._results import OK, REJECTED_LOGIN, LoginOutcome, PasskeyChallenge, Status
 from pgusers._userspace import UserSpace
 from pgusers.integrations._common import (
     COOKIE_NAME,
@@ -197,21 +197,75 @@ class PgUsers:
         return outcome
 
     def complete_login(
-        self, ticket: str, *, totp: str | None = None, recovery_code: str | None = None
+        self,
+        ticket: str,
+        *,
+        totp: str | None = None,
+        recovery_code: str | None = None,
+        passkey: str | dict[str, Any] | None = None,
     ) -> LoginOutcome:
-        """Finish a login that answered ``MFA_REQUIRED`` with one answer; on success
-        the response sets the session cookie. Returns the ``LoginOutcome``: ``OK``,
-        ``REJECTED`` (a wrong or used answer), ``THROTTLED``, ``EXPIRED`` or
-        ``NOT_FOUND`` (start the login again)."""
+        """Finish a login that answered ``MFA_REQUIRED`` with one answer (a code, a
+        recovery code, or a passkey's answer to :meth:`begin_passkey_login` with the
+        ticket); on success the response sets the session cookie. Returns the
+        ``LoginOutcome``: ``OK``, ``REJECTED`` (a wrong or used answer),
+        ``THROTTLED``, ``EXPIRED`` or ``NOT_FOUND`` (start the login again)."""
         outcome = self.userspace.complete_login(
             ticket,
             totp=totp,
             recovery_code=recovery_code,
+            passkey=passkey,
             source=request.remote_addr,
             user_agent=user_agent(request.headers.get("User-Agent")),
         )
         self._set_cookie_of(outcome)
         return outcome
+
+    def begin_passkey_login(
+        self, username: str | None = None, *, ticket: str | None = None
+    ) -> PasskeyChallenge:
+        """The challenge of a passkey sign-in (no ``username``: any passkey the browser
+        holds for the site), or of a login's second step (``ticket``; ``NOT_FOUND``
+        for one that is not live): send its ``options`` to the page."""
+        return self.userspace.begin_passkey_login(
+            username, ticket=ticket, source=request.remote_addr
+        )
+
+    def finish_passkey_login(
+        self, challenge_id: str, credential: str | dict[str, Any], *, extra_data: Any = None
+    ) -> LoginOutcome:
+        """Sign in with the browser's answer; on success the response sets the session
+        cookie. Returns the ``LoginOutcome`` (``OK``, ``REJECTED``, ``EXPIRED``,
+        ``NOT_FOUND``, ``THROTTLED``, ``DISABLED``); a malformed answer is
+        ``REJECTED``."""
+        try:
+            outcome = self.userspace.finish_passkey_login(
+                challenge_id,
+                credential,
+                source=request.remote_addr,
+                user_agent=user_agent(request.headers.get("User-Agent")),
+                extra_data=extra_data,
+            )
+        except BadCallError:
+            if extra_data is not None:  # the caller's own data: its mistake, said as such
+                raise
+            return REJECTED_LOGIN
+        self._set_cookie_of(outcome)
+        return outcome
+
+    def begin_passkey_registration(self, *, label: str | None = None) -> PasskeyChallenge:
+        """The challenge of registering a passkey for the signed-in user: ``OK``, or
+        ``REJECTED`` when they last proved who they are more than ten minutes ago
+        (``NOT_FOUND`` without a live session)."""
+        key = request.cookies.get(current_app.config["PGUSERS_COOKIE_NAME"], "")
+        return self.userspace.begin_passkey_registration(key, label=label)
+
+    def finish_passkey_registration(
+        self, challenge_id: str, credential: str | dict[str, Any]
+    ) -> str:
+        """Register the passkey of the browser's answer for the signed-in user: its
+        factor id (``BadCallError`` says why an answer is refused)."""
+        key = request.cookies.get(current_app.config["PGUSERS_COOKIE_NAME"], "")
+        return self.userspace.finish_passkey_registration(key, challenge_id, credential)
 
     def _set_cookie_of(self, outcome: LoginOutcome) -> None:
         """Have the response set the cookie of a login that opened a session."""

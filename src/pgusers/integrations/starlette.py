@@ -36,8 +36,10 @@ from pgusers._results import (
     MFA_REQUIRED,
     NOT_FOUND,
     OK,
+    REJECTED,
     REJECTED_LOGIN,
     LoginOutcome,
+    PasskeyChallenge,
     Status,
 )
 from pgusers.integrations._common import (
@@ -55,8 +57,12 @@ __all__ = [
     "PgUser",
     "PgUsers",
     "PgUsersBackend",
+    "begin_passkey_login",
+    "begin_passkey_registration",
     "complete_login",
     "current_user",
+    "finish_passkey_login",
+    "finish_passkey_registration",
     "login",
     "logout",
     "require_admin",
@@ -262,22 +268,94 @@ async def complete_login(
     *,
     totp: str | None = None,
     recovery_code: str | None = None,
+    passkey: str | dict[str, Any] | None = None,
 ) -> LoginOutcome:
-    """Finish a login that answered ``MFA_REQUIRED`` with one answer, and set the
-    session cookie. A wrong or used answer raises 401 (it counts as a failed login),
-    an unknown, used or expired ticket 401 too, a throttled one 429."""
+    """Finish a login that answered ``MFA_REQUIRED`` with one answer (a code, a
+    recovery code, or a passkey's answer to :func:`begin_passkey_login` with the
+    ticket), and set the session cookie. A wrong or used answer raises 401 (it counts
+    as a failed login), an unknown, used or expired ticket 401 too, a throttled one
+    429."""
     pgusers = _pgusers(request)
     space = await pgusers.userspace()
     outcome = await space.complete_login(
         ticket,
         totp=totp,
         recovery_code=recovery_code,
+        passkey=passkey,
         source=request.client.host if request.client else None,
         user_agent=user_agent(request.headers.get("user-agent")),
     )
     if outcome.status in (NOT_FOUND, EXPIRED):
         raise HTTPException(401, "this sign-in has expired: start again")
     return await _opened(request, response, space, outcome)
+
+
+async def begin_passkey_login(
+    request: Request, username: str | None = None, *, ticket: str | None = None
+) -> PasskeyChallenge:
+    """The challenge of a passkey sign-in (no ``username``: any passkey the browser
+    holds for the site), or of a login's second step (``ticket``): send its
+    ``options`` to the page, and its ``challenge_id`` back with the answer. An
+    unknown or expired ticket raises 401."""
+    space = await _pgusers(request).userspace()
+    begun = await space.begin_passkey_login(
+        username, ticket=ticket, source=request.client.host if request.client else None
+    )
+    if begun.status != OK:
+        raise HTTPException(401, "this sign-in has expired: start again")
+    return begun
+
+
+async def finish_passkey_login(
+    request: Request,
+    response: Response,
+    challenge_id: str,
+    credential: str | dict[str, Any],
+    *,
+    extra_data: Any = None,
+) -> LoginOutcome:
+    """Sign in with the browser's answer to :func:`begin_passkey_login`, and set the
+    session cookie. A refused answer raises 401 (it counts as a failed login), so
+    does a used or expired challenge; a throttled one 429, a disabled account 403."""
+    space = await _pgusers(request).userspace()
+    outcome = await space.finish_passkey_login(
+        challenge_id,
+        credential,
+        source=request.client.host if request.client else None,
+        user_agent=user_agent(request.headers.get("user-agent")),
+        extra_data=extra_data,
+    )
+    if outcome.status in (NOT_FOUND, EXPIRED):
+        raise HTTPException(401, "this sign-in has expired: start again")
+    return await _opened(request, response, space, outcome)
+
+
+async def begin_passkey_registration(
+    request: Request, *, label: str | None = None
+) -> PasskeyChallenge:
+    """The challenge of registering a passkey for the signed-in user, who must have
+    proved who they are in the last ten minutes (else 403, ``reauthenticate``)."""
+    user = await current_user(request)
+    space = await _pgusers(request).userspace()
+    begun = await space.begin_passkey_registration(user.key, label=label)
+    if begun.status == REJECTED:
+        raise HTTPException(403, "prove who you are again first")
+    if begun.status != OK:
+        raise HTTPException(401, "this session has ended")
+    return begun
+
+
+async def finish_passkey_registration(
+    request: Request, challenge_id: str, credential: str | dict[str, Any]
+) -> str:
+    """Register the passkey of the browser's answer for the signed-in user: its factor
+    id. A refused answer raises 400 with the reason."""
+    user = await current_user(request)
+    space = await _pgusers(request).userspace()
+    try:
+        return await space.finish_passkey_registration(user.key, challenge_id, credential)
+    except BadCallError as refused:
+        raise HTTPException(400, str(refused)) from None
 
 
 async def _opened(

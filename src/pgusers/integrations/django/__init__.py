@@ -47,7 +47,7 @@ from django.test.runner import DiscoverRunner
 from django.utils.functional import SimpleLazyObject
 
 from pgusers._errors import BadCallError
-from pgusers._results import OK, REJECTED_LOGIN, Status
+from pgusers._results import OK, REJECTED_LOGIN, LoginOutcome, PasskeyChallenge, Status
 from pgusers._userspace import UserSpace
 from pgusers.integrations._common import (
     RECENT_AUTH,
@@ -66,7 +66,11 @@ __all__ = [
     "PgUsersMiddleware",
     "PgUsersTestRunner",
     "close_userspaces",
+    "pgusers_begin_passkey_login",
+    "pgusers_begin_passkey_registration",
     "pgusers_complete_login",
+    "pgusers_finish_passkey_login",
+    "pgusers_finish_passkey_registration",
     "pgusers_login",
     "pgusers_logout",
     "pgusers_set_session_data",
@@ -399,16 +403,83 @@ def pgusers_complete_login(
     *,
     totp: str | None = None,
     recovery_code: str | None = None,
+    passkey: str | dict[str, Any] | None = None,
 ) -> PgUserBehaviour | None:
     """Finish a login that ``pgusers_login`` left at ``MFA_REQUIRED``
-    (``request.pgusers_outcome.ticket``) with one answer; on success set the session
-    cookie on ``response`` and ``request.user``, and return the user. On failure
-    return None, with ``request.pgusers_outcome`` saying why (``REJECTED``,
-    ``THROTTLED``, ``EXPIRED`` or ``NOT_FOUND``)."""
+    (``request.pgusers_outcome.ticket``) with one answer (a code, a recovery code, or
+    a passkey's answer to ``pgusers_begin_passkey_login`` with the ticket); on
+    success set the session cookie on ``response`` and ``request.user``, and return
+    the user. On failure return None, with ``request.pgusers_outcome`` saying why
+    (``REJECTED``, ``THROTTLED``, ``EXPIRED`` or ``NOT_FOUND``)."""
     source, agent = _client(request)
     outcome = userspace().complete_login(
-        ticket, totp=totp, recovery_code=recovery_code, source=source, user_agent=agent
+        ticket,
+        totp=totp,
+        recovery_code=recovery_code,
+        passkey=passkey,
+        source=source,
+        user_agent=agent,
     )
+    return _signed_in(request, response, outcome)
+
+
+def pgusers_begin_passkey_login(
+    request: HttpRequest, username: str | None = None, *, ticket: str | None = None
+) -> PasskeyChallenge:
+    """The challenge of a passkey sign-in (no ``username``: any passkey the browser
+    holds for the site), or of a login's second step (``ticket``; ``NOT_FOUND`` for
+    one that is not live): send its ``options`` to the page."""
+    source, _ = _client(request)
+    return userspace().begin_passkey_login(username, ticket=ticket, source=source)
+
+
+def pgusers_finish_passkey_login(
+    request: HttpRequest,
+    response: HttpResponse,
+    challenge_id: str,
+    credential: str | dict[str, Any],
+) -> PgUserBehaviour | None:
+    """Sign in with the browser's answer; on success set the session cookie on
+    ``response`` and ``request.user``, and return the user. On failure return None,
+    with ``request.pgusers_outcome`` saying why; a malformed answer is ``REJECTED``."""
+    source, agent = _client(request)
+    try:
+        outcome = userspace().finish_passkey_login(
+            challenge_id, credential, source=source, user_agent=agent
+        )
+    except BadCallError:
+        outcome = REJECTED_LOGIN
+    return _signed_in(request, response, outcome)
+
+
+def pgusers_begin_passkey_registration(
+    request: HttpRequest, *, label: str | None = None
+) -> PasskeyChallenge:
+    """The challenge of registering a passkey for the logged-in user: ``OK``, or
+    ``REJECTED`` when they last proved who they are more than ten minutes ago."""
+    return userspace().begin_passkey_registration(_key_of(request), label=label)
+
+
+def pgusers_finish_passkey_registration(
+    request: HttpRequest, challenge_id: str, credential: str | dict[str, Any]
+) -> str:
+    """Register the passkey of the browser's answer for the logged-in user: its factor
+    id (``BadCallError`` says why an answer is refused)."""
+    return userspace().finish_passkey_registration(_key_of(request), challenge_id, credential)
+
+
+def _key_of(request: HttpRequest) -> str:
+    key = getattr(request.user, "key", None)
+    if key is None:
+        raise BadCallError("this needs a logged-in request")
+    return str(key)
+
+
+def _signed_in(
+    request: HttpRequest, response: HttpResponse, outcome: LoginOutcome
+) -> PgUserBehaviour | None:
+    """The user of a login that opened a session, with its cookie set on
+    ``response``; None otherwise. ``request.pgusers_outcome`` holds the outcome."""
     request.pgusers_outcome = outcome
     if outcome.status != OK or outcome.userid is None:
         return None
