@@ -1,9 +1,11 @@
 """Second factors: check_session beside check_key, a login finished with a TOTP code,
-and a throttled answer."""
+a throttled answer, and the server's side of passkeys beside a password login."""
 
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from unittest import mock
 
 from psycopg import sql
@@ -12,6 +14,11 @@ import pgusers
 from context import SCHEMA, Context, Row, timed
 from pgusers._core.factors import TOTP_PERIOD, totp_code
 from shared import CHEAP_HASHER, execute, percentiles, progress
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' authenticator
+from tests.authenticator import Authenticator
+
+ORIGIN = "https://bench.example"
 
 SECRET_KEY = "the benchmark's own secret key, not a real one"  # noqa: S105 - a test key
 
@@ -51,6 +58,7 @@ def factor_rows(ctx: Context) -> list[Row]:
     )
     try:
         rows += _login_rows(keyed, max(50, iterations // 20))
+        rows += _passkey_rows(keyed, max(50, iterations // 20))
     finally:
         keyed.close()
         execute(ctx.conninfo, sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
@@ -92,6 +100,42 @@ def _login_rows(usp: pgusers.UserSpace, logins: int) -> list[Row]:
     ]
 
 
-def _row(operation: str, samples: list[float]) -> Row:
+def _passkey_rows(usp: pgusers.UserSpace, rounds: int) -> list[Row]:
+    """The server's side only: the authenticator's own work (making keys, signing) is
+    left out of each figure."""
+    progress(f"timing {rounds} passkey registrations and logins beside password logins")
+    usp.set_webauthn("bench.example", "Bench", [ORIGIN])
+    usp.set_login_policy(free_failures=5)
+    registering, signing_in, password = [], [], []
+    for round_ in range(rounds):
+        name = f"passkey{round_}"
+        usp.create_user(name, "pk-password", f"{name}@example.com")
+        device = Authenticator(ORIGIN)
+        started = time.perf_counter()
+        key = usp.login(name, "pk-password").key
+        password.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        begun = usp.begin_passkey_registration(key)
+        server = time.perf_counter() - started
+        answer = device.create(begun.options)
+        started = time.perf_counter()
+        usp.finish_passkey_registration(key, begun.challenge_id, answer)
+        registering.append((server + time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        begun = usp.begin_passkey_login()
+        server = time.perf_counter() - started
+        answer = device.get(begun.options)
+        started = time.perf_counter()
+        outcome = usp.finish_passkey_login(begun.challenge_id, answer)
+        signing_in.append((server + time.perf_counter() - started) * 1000)
+        assert outcome.status == pgusers.OK
+    return [
+        _row("password login (the same run)", password),
+        _row("passkey registration, server side (begin + finish)", registering, "ES256"),
+        _row("passkey login, server side (begin + finish: 3 statements)", signing_in, "ES256"),
+    ]
+
+
+def _row(operation: str, samples: list[float], note: str = "cheap Argon2id parameters") -> Row:
     median, p99 = percentiles(samples)
-    return Row(operation, "1", median, p99, note="cheap Argon2id parameters")
+    return Row(operation, "1", median, p99, note=note)
