@@ -168,7 +168,7 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "set_event_retention": (1, True, lambda result: result is None),
     "import_legacy": (5, True, lambda result: isinstance(result, ImportReport)),
     "check_session": (1, True, is_session_info),
-    "complete_login": (5, True, is_outcome),
+    "complete_login": (6, True, is_outcome),
     "reauthenticate": (4, True, is_status(OK, REJECTED, THROTTLED, NOT_FOUND)),
     "begin_totp": (2, True, lambda result: isinstance(result, Enrollment)),
     "confirm_totp": (3, True, is_status(OK, REJECTED, NOT_FOUND)),
@@ -180,7 +180,7 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "begin_passkey_registration": (2, True, lambda result: result.status in (NOT_FOUND,)),
     "finish_passkey_registration": (3, True, lambda result: False),
     "begin_passkey_login": (3, True, lambda result: len(result) == 3),
-    "finish_passkey_login": (4, True, is_outcome),
+    "finish_passkey_login": (5, True, is_outcome),
     "clear_passkey_flag": (2, True, is_status(NOT_FOUND)),
     "rename_factor": (3, True, is_status(NOT_FOUND)),
     "set_password_policy": (3, True, lambda result: result is None),
@@ -190,13 +190,13 @@ KEYWORDS = {
     "set_session_key_storage": ("progress",),
     "events": ("userid", "kinds", "since", "until", "newest_first"),
     "import_legacy": ("dry_run", "sessions", "on_conflict", "progress"),
-    "complete_login": ("totp", "recovery_code", "source", "user_agent"),
+    "complete_login": ("totp", "recovery_code", "passkey", "source", "user_agent"),
     "reauthenticate": ("password", "totp", "recovery_code"),
     "begin_totp": ("label",),
     "set_password_policy": ("min_length", "max_length", "breached"),
     "begin_passkey_registration": ("label",),
     "begin_passkey_login": ("ticket", "source"),
-    "finish_passkey_login": ("source", "user_agent"),
+    "finish_passkey_login": ("source", "user_agent", "extra_data"),
 }
 """The arguments of a method that are keyword-only, given by name (the last ones)."""
 TRIED: Counter[str] = Counter()
