@@ -212,6 +212,14 @@ def deadlocks_so_far(sql_conn: psycopg.Connection[tuple[Any, ...]]) -> int:
     )
 
 
+def blocked_by(conn: psycopg.Connection[tuple[Any, ...]], pid: int) -> bool:
+    """Whether some backend waits for a lock the backend ``pid`` holds."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def test_a_statement_chosen_as_deadlock_victim_runs_again(
     usp: Any, sql_conn: psycopg.Connection[tuple[Any, ...]], server_dsn: str, schema: str
 ) -> None:
@@ -248,7 +256,12 @@ def test_a_statement_chosen_as_deadlock_victim_runs_again(
             other.execute(touch, (held,))
             killer = threading.Thread(target=kill_into, args=(ended,))
             killer.start()
-            time.sleep(0.5)  # kill_sessions holds one session and waits for the other
+            # On to the second step once kill_sessions waits for the session held here
+            # (as the server says, not after a pause that may be too short when busy).
+            waiting_since = time.monotonic()
+            while not blocked_by(sql_conn, other.info.backend_pid):
+                assert time.monotonic() - waiting_since < 30, "kill_sessions never waited"
+                time.sleep(0.02)
             asked = time.monotonic()
             other.execute(touch, (wanted,))
             deadlocked = time.monotonic() - asked > 0.2  # it waited for kill_sessions
