@@ -227,6 +227,7 @@ TABLES = (
     "factors",
     "recovery_codes",
     "login_tickets",
+    "passkey_challenges",
 )
 """Every table pgusers keeps in its schema."""
 
