@@ -52,6 +52,7 @@ def factor_rows(ctx: Context) -> list[Row]:
             note=f"x{session / check:.3f} check_key, same run",
         ),
     ]
+    rows += _roles_rows(ctx)
     schema = SCHEMA + "_factors"
     keyed = pgusers.UserSpace(
         conninfo=ctx.conninfo, schema=schema, hasher=CHEAP_HASHER, secret_key=SECRET_KEY
@@ -63,6 +64,45 @@ def factor_rows(ctx: Context) -> list[Row]:
         keyed.close()
         execute(ctx.conninfo, sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
     return rows
+
+
+def _roles_rows(ctx: Context) -> list[Row]:
+    """check_session for a user with 10 roles granting 50 permissions, beside check_key
+    in the same run, the new tables analyzed as production's would be."""
+    usp, key = ctx.usp, ctx.key
+    for role in range(10):
+        permissions = [f"resource{role}:action{n}" for n in range(5)]
+        usp.define_role(f"role{role}", permissions)
+        usp.grant_role(ctx.userid, f"role{role}")
+    for other in range(200):  # other users' grants, so the index has company
+        userid = usp.create_user(f"holder{other}", "holder-password", f"h{other}@example.com")
+        usp.grant_role(userid, f"role{other % 10}")
+    execute(
+        ctx.conninfo,
+        sql.SQL("ANALYZE {}, {}").format(
+            sql.Identifier(SCHEMA, "grants"), sql.Identifier(SCHEMA, "roles")
+        ),
+    )
+    info = usp.check_session(key)
+    assert len(info.roles) == 10 and len(info.permissions) == 50, info
+    progress("timing check_session with 10 roles and 50 permissions beside check_key")
+    ((check, check_p99), (session, session_p99), (floor, _)) = timed(
+        lambda: usp.check_key(key),
+        lambda: usp.check_session(key),
+        ctx.select_one,
+        iterations=ctx.iterations,
+    )
+    return [
+        Row("check_key (beside the roles)", "1", check, check_p99, floor, note="x1.00 check_key"),
+        Row(
+            "check_session, 10 roles and 50 permissions",
+            "1",
+            session,
+            session_p99,
+            floor,
+            note=f"x{session / check:.3f} check_key, same run",
+        ),
+    ]
 
 
 def _login_rows(usp: pgusers.UserSpace, logins: int) -> list[Row]:

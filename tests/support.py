@@ -58,7 +58,17 @@ def matched(pattern: str, text: str) -> str:
     return match.group(1)
 
 
-STREAMS = frozenset({"all_users", "list_sessions", "login_failures", "sessions", "events"})
+STREAMS = frozenset(
+    {
+        "all_users",
+        "list_sessions",
+        "login_failures",
+        "sessions",
+        "events",
+        "users_with_role",
+        "org_members",
+    }
+)
 
 
 class LoopThread:
@@ -228,6 +238,10 @@ TABLES = (
     "recovery_codes",
     "login_tickets",
     "passkey_challenges",
+    "roles",
+    "orgs",
+    "members",
+    "grants",
 )
 """Every table pgusers keeps in its schema."""
 

@@ -91,17 +91,20 @@ def ada(cached: pgusers.UserSpace) -> int:
     return cached.create_user("ada", "s3cret", "ada@example.com")
 
 
-def warm(usp: Any, key: str) -> Any:
+def warm(usp: Any, key: str, *, session: bool = False) -> Any:
     """Check a key until its answer comes from memory; return that answer. The
     notification of this process's own last change may still be on its way: until
-    the listener has read it, the cache rightly keeps nothing."""
+    the listener has read it, the cache rightly keeps nothing. With ``session``,
+    through check_session, whose answers the cache keeps with the roles."""
+    check = usp.check_session if session else usp.check_key
+    kept = usp._core.cached_session if session else usp._core.cached
     deadline = time.monotonic() + DEADLINE
     while True:
-        answer = usp.check_key(key)
-        if usp._core.cached(key) == answer or time.monotonic() > deadline:
+        answer = check(key)
+        if kept(key) == answer or time.monotonic() > deadline:
             break
         time.sleep(0.005)
-    assert usp._core.cached(key) == answer
+    assert kept(key) == answer
     return answer
 
 
@@ -251,15 +254,44 @@ def test_check_session_is_served_and_forgotten_as_check_key_is(
     cached: pgusers.UserSpace, peer: Peer, ada: int
 ) -> None:
     key = cached.login("ada", "s3cret").key
-    warm(cached, key)
-    before = cached._core.cached_session(key)
-    assert before is not None and before[:4] == cached.check_key(key)
+    before = warm(cached, key, session=True)
+    assert before[:4] == cached.check_key(key) == cached._core.cached(key)
     assert cached.check_session(key) == before
     assert peer("reauthenticate", key, password="s3cret") == OK
     assert eventually(lambda: cached._core.cached_session(key), None) is None
     after = cached.check_session(key)
     assert after.authenticated_at is not None and before.authenticated_at is not None
     assert after.authenticated_at > before.authenticated_at
+
+
+def test_check_key_s_answer_is_not_served_as_check_session_s(
+    cached: pgusers.UserSpace, ada: int
+) -> None:
+    cached.define_role("billing", ["invoice:write"])
+    cached.grant_role(ada, "billing")
+    key = cached.login("ada", "s3cret").key
+    warm(cached, key)
+    assert cached._core.cached_session(key) is None  # it holds no roles
+    assert cached.check_session(key).permissions == ("invoice:write",)
+
+
+@pytest.mark.parametrize("change", ["revoke_role", "define_role", "delete_role"])
+def test_a_role_changed_in_another_process_is_seen(
+    cached: pgusers.UserSpace, peer: Peer, ada: int, change: str
+) -> None:
+    cached.define_role("billing", ["invoice:write"])
+    cached.grant_role(ada, "billing")
+    key = cached.login("ada", "s3cret").key
+    before = warm(cached, key, session=True)
+    assert before.permissions == ("invoice:write",)
+    arguments = {
+        "revoke_role": (ada, "billing"),
+        "define_role": ("billing", ["invoice:read"]),
+        "delete_role": ("billing",),
+    }[change]
+    peer(change, *arguments)
+    assert eventually(lambda: cached._core.cached_session(key), None) is None
+    assert cached.check_session(key).permissions != before.permissions
 
 
 def listener_pid(usp: Any) -> int:

@@ -28,7 +28,11 @@ from pgusers._results import (
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
+    Member,
+    Org,
     PasskeyChallenge,
+    Role,
+    RoleGrant,
     Session,
     SessionInfo,
     SessionRow,
@@ -328,16 +332,19 @@ class AsyncUserSpace(Opening):
 
     # -- second factors -------------------------------------------------------------
 
-    async def check_session(self, key: str) -> SessionInfo:
+    async def check_session(self, key: str, *, org: int | str | None = None) -> SessionInfo:
         """Check a session key as :meth:`check_key` does (the same one statement, the
         same cache), and say more: ``check_key``'s four fields, then ``admin``,
         ``session_id``, ``auth_methods`` (how the user proved who they are, such as
         ``("password", "totp")``) and ``authenticated_at`` (when they last did, a Unix
-        time), for a framework to ask for a recent proof before a sensitive change."""
-        cached = self._core.cached_session(key)
+        time), for a framework to ask for a recent proof before a sensitive change;
+        then the ``roles`` the user holds and the ``permissions`` they grant, held
+        everywhere or (with ``org``, an organization's id or slug) there too. One
+        statement; answers for no ``org`` come from the cache when it holds them."""
+        cached = None if org is not None else self._core.cached_session(key)
         if cached is not None:
             return cached
-        return await self._driver.run(self._core.check_session, key)
+        return await self._driver.run(self._core.check_session, key, org)
 
     async def complete_login(
         self,
@@ -482,6 +489,78 @@ class AsyncUserSpace(Opening):
         """Give one of a user's factors a new label (None: none): ``OK`` or
         ``NOT_FOUND``."""
         return await self._driver.run(self._core.rename_factor, userid, factor_id, label)
+
+    # -- roles, permissions, organizations -------------------------------------------
+
+    async def define_role(
+        self, name: str, permissions: Iterable[str], *, description: str | None = None
+    ) -> None:
+        """Define a role, or change what it grants: ``permissions`` are names the
+        application chooses (``"invoice:write"``; letters, digits and ``_ . : / * -``).
+        Holders' sessions answer the new permissions at once, in every process."""
+        await self._driver.run(self._core.define_role, name, permissions, description)
+
+    async def delete_role(self, name: str) -> Status:
+        """Delete a role and every grant of it: ``OK`` or ``NOT_FOUND``."""
+        return await self._driver.run(self._core.delete_role, name)
+
+    async def roles(self) -> list[Role]:
+        """Every role, by name, with its permissions and description."""
+        return await self._driver.run(self._core.roles)
+
+    async def grant_role(self, userid: int, role: str, *, org: int | str | None = None) -> Status:
+        """Give a user a role everywhere, or only in the organization ``org`` (its id
+        or slug; the user must be a member): ``OK`` (held already included), or
+        ``NOT_FOUND`` for no such user, role or organization."""
+        return await self._driver.run(self._core.grant_role, userid, role, org)
+
+    async def revoke_role(self, userid: int, role: str, *, org: int | str | None = None) -> Status:
+        """Take a role back (everywhere, or in ``org``): ``OK`` or ``NOT_FOUND``. An
+        organization's last owner keeps ``"owner"`` there (``BadCallError``)."""
+        return await self._driver.run(self._core.revoke_role, userid, role, org)
+
+    async def user_roles(self, userid: int) -> list[RoleGrant]:
+        """The roles a user holds: everywhere (``org_id`` None) first, then by
+        organization."""
+        return await self._driver.run(self._core.user_roles, userid)
+
+    def users_with_role(self, role: str, *, org: int | str | None = None) -> AsyncRows[UserRow]:
+        """Yield the users who hold ``role`` everywhere (or in ``org``), by userid."""
+        return AsyncRows(self._driver.stream(self._core.users_with_role, role, org))
+
+    async def has_permission(
+        self, userid: int, permission: str, *, org: int | str | None = None
+    ) -> bool:
+        """Whether a user holds a role granting ``permission`` everywhere, or in
+        ``org``: for code that has a userid and no session."""
+        return await self._driver.run(self._core.has_permission, userid, permission, org)
+
+    async def create_org(self, name: str, *, slug: str | None = None) -> int:
+        """Create an organization; ``slug`` (made from the name when not given) names
+        it in URLs and calls. Returns its id."""
+        return await self._driver.run(self._core.create_org, name, slug)
+
+    async def delete_org(self, org: int | str) -> Status:
+        """Delete an organization, its memberships and the roles held there."""
+        return await self._driver.run(self._core.delete_org, org)
+
+    async def orgs(self, userid: int) -> list[Org]:
+        """The organizations a user is a member of."""
+        return await self._driver.run(self._core.orgs, userid)
+
+    def org_members(self, org: int | str) -> AsyncRows[Member]:
+        """Yield an organization's members, by userid, with the roles they hold there."""
+        return AsyncRows(self._driver.stream(self._core.org_members, org))
+
+    async def add_member(self, org: int | str, userid: int, role: str) -> Status:
+        """Make a user a member of an organization with ``role`` there: ``OK``, or
+        ``NOT_FOUND`` for no such organization, user or role."""
+        return await self._driver.run(self._core.add_member, org, userid, role)
+
+    async def remove_member(self, org: int | str, userid: int) -> Status:
+        """Remove a member, and the roles they hold there: ``OK`` or ``NOT_FOUND``. An
+        organization's last owner cannot leave (``BadCallError``)."""
+        return await self._driver.run(self._core.remove_member, org, userid)
 
     async def needs_enrollment(self, userid: int) -> bool:
         """Whether the login policy (``admins_need_mfa``) holds this user to a second

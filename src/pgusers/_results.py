@@ -85,8 +85,10 @@ class CheckResult(NamedTuple):
 class SessionInfo(NamedTuple):
     """What ``check_session`` returns: ``check_key``'s four fields first, then the
     admin flag, the session's id, how its user proved who they are (``"password"``,
-    ``"totp"``, ``"recovery_code"``) and when they last did (a Unix time). Every field
-    after ``status`` is None (``auth_methods`` empty) unless ``status`` is ``OK``."""
+    ``"totp"``, ``"recovery_code"``, ``"passkey"``) and when they last did (a Unix
+    time), then the roles the user holds and the permissions they grant (sorted; in
+    one organization when asked about one, with those held everywhere). Every field
+    after ``status`` is None (the tuples empty) unless ``status`` is ``OK``."""
 
     status: Status
     username: str | None
@@ -96,6 +98,8 @@ class SessionInfo(NamedTuple):
     session_id: str | None = None
     auth_methods: tuple[str, ...] = ()
     authenticated_at: float | None = None
+    roles: tuple[str, ...] = ()
+    permissions: tuple[str, ...] = ()
 
     def checked(self) -> CheckResult:
         """The answer ``check_key`` gives for the same session."""
@@ -111,6 +115,42 @@ class Enrollment(NamedTuple):
     secret: str
     uri: str
     qr_svg: str
+
+
+class Role(NamedTuple):
+    """A role, as ``roles`` lists it: its name, the permissions it grants (sorted), its
+    description, and when it was first defined (a Unix time)."""
+
+    name: str
+    permissions: tuple[str, ...]
+    description: str | None
+    created_at: float
+
+
+class RoleGrant(NamedTuple):
+    """A role a user holds: everywhere (``org_id`` None) or in one organization."""
+
+    role: str
+    org_id: int | None
+    org_slug: str | None
+
+
+class Org(NamedTuple):
+    """An organization: its id, its slug (for URLs), its name, when it was made."""
+
+    org_id: int
+    slug: str
+    name: str
+    created_at: float
+
+
+class Member(NamedTuple):
+    """A member of an organization, with the roles they hold there."""
+
+    userid: int
+    username: str
+    roles: tuple[str, ...]
+    joined_at: float
 
 
 class PasskeyChallenge(NamedTuple):

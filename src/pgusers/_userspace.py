@@ -21,7 +21,11 @@ from pgusers._results import (
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
+    Member,
+    Org,
     PasskeyChallenge,
+    Role,
+    RoleGrant,
     Rows,
     Session,
     SessionInfo,
@@ -294,16 +298,19 @@ class UserSpace(Opening):
 
     # -- second factors -------------------------------------------------------------
 
-    def check_session(self, key: str) -> SessionInfo:
+    def check_session(self, key: str, *, org: int | str | None = None) -> SessionInfo:
         """Check a session key as :meth:`check_key` does (the same one statement, the
         same cache), and say more: ``check_key``'s four fields, then ``admin``,
         ``session_id``, ``auth_methods`` (how the user proved who they are, such as
         ``("password", "totp")``) and ``authenticated_at`` (when they last did, a Unix
-        time), for a framework to ask for a recent proof before a sensitive change."""
-        cached = self._core.cached_session(key)
+        time), for a framework to ask for a recent proof before a sensitive change;
+        then the ``roles`` the user holds and the ``permissions`` they grant, held
+        everywhere or (with ``org``, an organization's id or slug) there too. One
+        statement; answers for no ``org`` come from the cache when it holds them."""
+        cached = None if org is not None else self._core.cached_session(key)
         if cached is not None:
             return cached
-        return self._driver.run(self._core.check_session, key)
+        return self._driver.run(self._core.check_session, key, org)
 
     def complete_login(
         self,
@@ -446,6 +453,76 @@ class UserSpace(Opening):
         """Give one of a user's factors a new label (None: none): ``OK`` or
         ``NOT_FOUND``."""
         return self._driver.run(self._core.rename_factor, userid, factor_id, label)
+
+    # -- roles, permissions, organizations -------------------------------------------
+
+    def define_role(
+        self, name: str, permissions: Iterable[str], *, description: str | None = None
+    ) -> None:
+        """Define a role, or change what it grants: ``permissions`` are names the
+        application chooses (``"invoice:write"``; letters, digits and ``_ . : / * -``).
+        Holders' sessions answer the new permissions at once, in every process."""
+        self._driver.run(self._core.define_role, name, permissions, description)
+
+    def delete_role(self, name: str) -> Status:
+        """Delete a role and every grant of it: ``OK`` or ``NOT_FOUND``."""
+        return self._driver.run(self._core.delete_role, name)
+
+    def roles(self) -> list[Role]:
+        """Every role, by name, with its permissions and description."""
+        return self._driver.run(self._core.roles)
+
+    def grant_role(self, userid: int, role: str, *, org: int | str | None = None) -> Status:
+        """Give a user a role everywhere, or only in the organization ``org`` (its id
+        or slug; the user must be a member): ``OK`` (held already included), or
+        ``NOT_FOUND`` for no such user, role or organization."""
+        return self._driver.run(self._core.grant_role, userid, role, org)
+
+    def revoke_role(self, userid: int, role: str, *, org: int | str | None = None) -> Status:
+        """Take a role back (everywhere, or in ``org``): ``OK`` or ``NOT_FOUND``. An
+        organization's last owner keeps ``"owner"`` there (``BadCallError``)."""
+        return self._driver.run(self._core.revoke_role, userid, role, org)
+
+    def user_roles(self, userid: int) -> list[RoleGrant]:
+        """The roles a user holds: everywhere (``org_id`` None) first, then by
+        organization."""
+        return self._driver.run(self._core.user_roles, userid)
+
+    def users_with_role(self, role: str, *, org: int | str | None = None) -> Rows[UserRow]:
+        """Yield the users who hold ``role`` everywhere (or in ``org``), by userid."""
+        return Rows(self._driver.stream(self._core.users_with_role, role, org))
+
+    def has_permission(self, userid: int, permission: str, *, org: int | str | None = None) -> bool:
+        """Whether a user holds a role granting ``permission`` everywhere, or in
+        ``org``: for code that has a userid and no session."""
+        return self._driver.run(self._core.has_permission, userid, permission, org)
+
+    def create_org(self, name: str, *, slug: str | None = None) -> int:
+        """Create an organization; ``slug`` (made from the name when not given) names
+        it in URLs and calls. Returns its id."""
+        return self._driver.run(self._core.create_org, name, slug)
+
+    def delete_org(self, org: int | str) -> Status:
+        """Delete an organization, its memberships and the roles held there."""
+        return self._driver.run(self._core.delete_org, org)
+
+    def orgs(self, userid: int) -> list[Org]:
+        """The organizations a user is a member of."""
+        return self._driver.run(self._core.orgs, userid)
+
+    def org_members(self, org: int | str) -> Rows[Member]:
+        """Yield an organization's members, by userid, with the roles they hold there."""
+        return Rows(self._driver.stream(self._core.org_members, org))
+
+    def add_member(self, org: int | str, userid: int, role: str) -> Status:
+        """Make a user a member of an organization with ``role`` there: ``OK``, or
+        ``NOT_FOUND`` for no such organization, user or role."""
+        return self._driver.run(self._core.add_member, org, userid, role)
+
+    def remove_member(self, org: int | str, userid: int) -> Status:
+        """Remove a member, and the roles they hold there: ``OK`` or ``NOT_FOUND``. An
+        organization's last owner cannot leave (``BadCallError``)."""
+        return self._driver.run(self._core.remove_member, org, userid)
 
     def needs_enrollment(self, userid: int) -> bool:
         """Whether the login policy (``admins_need_mfa``) holds this user to a second

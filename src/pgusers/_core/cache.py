@@ -35,6 +35,8 @@ class Entry:
     """When the statement answered (``time.monotonic``)."""
     serve_until: float
     """The Unix time from which a check would write the expiry, or the session ends."""
+    full: bool = False
+    """Whether ``result`` holds the roles and permissions too (check_session's)."""
 
 
 class SessionCache:
@@ -53,10 +55,13 @@ class SessionCache:
 
     # -- serving ---------------------------------------------------------------------
 
-    def get(self, key: str) -> SessionInfo | None:
-        """The answer for ``key`` if it may be served now, else None."""
+    def get(self, key: str, *, full: bool = False) -> SessionInfo | None:
+        """The answer for ``key`` if it may be served now (with ``full``, only one that
+        holds the roles and permissions), else None."""
         entry = self._entries.get(key)
         if entry is None or not self._live or self._busy or not self.quiet():
+            return None
+        if full and not entry.full:
             return None
         if time.monotonic() - entry.verified >= self.backstop or time.time() >= entry.serve_until:
             return None
@@ -76,6 +81,7 @@ class SessionCache:
         hard_end: float | None,
         ttl: float,
         epoch: int,
+        full: bool = False,
     ) -> None:
         """Keep an ``OK`` answer that a statement gave, unless something was forgotten
         since ``epoch`` (read before the statement ran)."""
@@ -85,7 +91,9 @@ class SessionCache:
         # "now + TTL"; until then it writes nothing, and the answer may be reused.
         slide_due = stored_expiry - ttl + min(60.0, ttl / 100)
         serve_until = min(slide_due, stored_expiry, hard_end or stored_expiry)
-        entry = Entry(_copied(result), session_id, result.userid, time.monotonic(), serve_until)
+        entry = Entry(
+            _copied(result), session_id, result.userid, time.monotonic(), serve_until, full
+        )
         with self._lock:
             if epoch != self._epoch or not self._live:
                 return

@@ -3,7 +3,7 @@
 import re
 from collections.abc import Collection
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from pgusers._errors import BadCallError
 
@@ -164,3 +164,17 @@ def names(value: object, what: str, known: Collection[str]) -> list[str]:
             f"{what}: unknown {', '.join(unknown)}; the choices are {', '.join(sorted(known))}"
         )
     return sorted(wanted)
+
+
+def org(value: object) -> dict[str, Any]:
+    """The parameters that name an organization: its id (``org_id``) or its slug
+    (``org_slug``), and ``org_given``, false for None (everywhere)."""
+    if value is None:
+        return {"org_id": None, "org_slug": None, "org_given": False}
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_USERID:
+            raise BadCallError("org must be a positive id (or a slug)")
+        return {"org_id": value, "org_slug": None, "org_given": True}
+    if isinstance(value, str):
+        return {"org_id": None, "org_slug": text(value, "org", 63), "org_given": True}
+    raise BadCallError(f"org must be an organization's id or slug, not {type(value).__name__}")

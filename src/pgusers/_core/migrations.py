@@ -101,6 +101,10 @@ def _migration_12(schema: str) -> Operation[None]:
     yield Execute(render(schema_sql.MIGRATION_12, schema), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_13(schema: str) -> Operation[None]:
+    yield Execute(render(schema_sql.MIGRATION_13, schema), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
@@ -114,6 +118,7 @@ MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_10,
     _migration_11,
     _migration_12,
+    _migration_13,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

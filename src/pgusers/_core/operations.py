@@ -7,6 +7,7 @@ from pgusers._core.factors import FactorsPart
 from pgusers._core.importer import LegacyPart
 from pgusers._core.logins import LoginsPart
 from pgusers._core.passkeys import PasskeysPart
+from pgusers._core.roles import RolesPart
 from pgusers._core.service import ServicePart
 from pgusers._core.sessions import SessionsPart
 from pgusers._core.settings import SettingsPart
@@ -21,6 +22,7 @@ class Core(
     SessionsPart,
     FactorsPart,
     PasskeysPart,
+    RolesPart,
     SettingsPart,
     AuditPart,
     ServicePart,

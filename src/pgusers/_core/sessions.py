@@ -100,6 +100,28 @@ timestamp); its last column is what a function returned
 one row: it then keeps one generic plan for the statement, analysed tables or not,
 instead of planning it again on every call."""
 
+GRANTS: Final = """(
+        SELECT string_agg(g.role, ' ') || chr(31) || string_agg(r.permission_text, ' ')
+        FROM {schema}.grants g JOIN {schema}.roles r ON r.name = g.role
+        WHERE g.userid = found.userid AND {scope}),
+           CASE WHEN NOT (alive AND current)"""
+"""check_session's roles and permissions, put before CHECK_KEY's last column: the
+names of the roles held, a unit separator, then their permissions, each list
+space-separated (the names hold no space), with repetitions the reader drops; NULL
+for none."""
+
+IN_ORG: Final = """(g.org_id IS NULL OR g.org_id = (
+            SELECT o.org_id FROM {schema}.orgs o
+            WHERE o.org_id = %(org_id)s OR o.slug = %(org_slug)s))"""
+
+LAST_COLUMN: Final = "           CASE WHEN NOT (alive AND current)"
+
+CHECK_SESSION: Final = CHECK_KEY.replace(LAST_COLUMN, GRANTS.replace("{scope}", "g.org_id IS NULL"))
+"""CHECK_KEY, answering also the roles held everywhere and their permissions."""
+
+CHECK_SESSION_IN_ORG: Final = CHECK_KEY.replace(LAST_COLUMN, GRANTS.replace("{scope}", IN_ORG))
+"""CHECK_SESSION for one organization: the roles held there too."""
+
 # Replace a live session's data. An expired or raced session is left for check_key
 # to remove; the answer tells which it was. Processes that cache sessions hear of it.
 SET_SESSION_DATA: Final = """
@@ -299,30 +321,40 @@ class SessionsPart(Part):
         return self._check_key(text)
 
     def _check_key(self, key: str) -> Operation[CheckResult]:
-        info = yield from self._check_session(key)
+        info = yield from self._check_session(key, None)
         return info.checked()
 
     @retry_safe
-    def check_session(self, key: object) -> Operation[SessionInfo]:
+    def check_session(self, key: object, org: object = None) -> Operation[SessionInfo]:
         text = checks.session_key(key)
-        return self._check_session(text)
+        scope = checks.org(org)
+        return self._check_session(text, scope)
 
-    def _check_session(self, key: str) -> Operation[SessionInfo]:
+    def _check_session(self, key: str, scope: dict[str, Any] | None) -> Operation[SessionInfo]:
+        """check_key's statement (``scope`` None) or check_session's, which answers the
+        roles too: everywhere, or in the organization ``scope`` names as well."""
         legacy = looks_like_legacy_key(key)
         if not (legacy or looks_like_session_key(key)):
             return NO_SESSION_INFO
         params = {"key": key, "stored": stored_form(key), "legacy": legacy, "now": time.time()}
         epoch = 0 if self.cache is None else self.cache.epoch
-        row = yield Execute(self._sql(CHECK_KEY), params)
+        if scope is None:
+            template = CHECK_KEY
+        elif scope["org_given"]:
+            template, params = CHECK_SESSION_IN_ORG, {**params, **scope}
+        else:
+            template = CHECK_SESSION
+        row = yield Execute(self._sql(template), params)
         if row is None:
             return NO_SESSION_INFO
         (current, alive, username, userid, extra_data, ttl, session_id, expiry, hard_end,
-         admin, methods, proved, _) = row  # fmt: skip
+         admin, methods, proved) = row[:12]  # fmt: skip
         self.ttl = ttl
         if not current:  # ended by a call that raced its login
             return NO_SESSION_INFO
         if not alive:
             return SessionInfo(EXPIRED, None, None, None)
+        held, _, granted = (row[12] if scope is not None and row[12] else "").partition("\x1f")
         result = SessionInfo(
             OK,
             username,
@@ -332,8 +364,10 @@ class SessionsPart(Part):
             session_id,
             tuple(methods.split()),
             proved,
+            tuple(sorted(set(held.split()))),
+            tuple(sorted(set(granted.split()))),
         )
-        if self.cache is not None:
+        if self.cache is not None and (scope is None or not scope["org_given"]):
             self.cache.keep(
                 key,
                 result,
@@ -342,6 +376,7 @@ class SessionsPart(Part):
                 hard_end=hard_end,
                 ttl=ttl,
                 epoch=epoch,
+                full=scope is not None,
             )
         return result
 
@@ -356,7 +391,7 @@ class SessionsPart(Part):
         """check_session's answer from the session cache, when it may be served now."""
         if self.cache is None or not isinstance(key, str):
             return None
-        return self.cache.get(key)
+        return self.cache.get(key, full=True)
 
     @retry_safe  # writing the same data twice leaves what writing it once does
     def set_session_data(self, key: object, data: object) -> Operation[Status]:

@@ -45,6 +45,12 @@ SESSION_CHANGES: Final = frozenset(
         "token.used",
         "legacy.imported",
         "session.reauthenticated",
+        "role.defined",
+        "role.deleted",
+        "role.granted",
+        "role.revoked",
+        "org.deleted",
+        "org.member_removed",
     }
 )
 """The kinds of event that may change what check_key answers: the statements that

@@ -1,0 +1,173 @@
+"""Roles, permissions and organizations on both APIs: defining and granting roles,
+check_session answering them in its one statement, organizations and their members,
+the last owner, and the events every change writes."""
+
+from typing import Any
+
+import pytest
+
+import pgusers
+from pgusers import NOT_FOUND, OK, BadCallError
+
+
+@pytest.fixture
+def ada(usp: Any) -> int:
+    return int(usp.create_user("ada", "ada-pw", "ada@example.com"))
+
+
+@pytest.fixture
+def bob(usp: Any) -> int:
+    return int(usp.create_user("bob", "bob-pw", "bob@example.com"))
+
+
+def test_a_role_grants_its_permissions(usp: Any, ada: int) -> None:
+    usp.define_role("billing", ["invoice:read", "invoice:write"], description="Bills")
+    usp.define_role("viewer", ["invoice:read", "report:read"])
+    assert usp.grant_role(ada, "billing") == OK
+    assert usp.grant_role(ada, "viewer") == OK
+    assert usp.grant_role(ada, "viewer") == OK  # held already: nothing changes
+    key = usp.login("ada", "ada-pw").key
+    info = usp.check_session(key)
+    assert info.roles == ("billing", "viewer")
+    assert info.permissions == ("invoice:read", "invoice:write", "report:read")
+    assert usp.has_permission(ada, "invoice:write")
+    assert not usp.has_permission(ada, "admin:everything")
+    assert usp.check_key(key) == info.checked()  # check_key is as it was
+    roles = {role.name: role for role in usp.roles()}
+    assert roles["billing"].permissions == ("invoice:read", "invoice:write")
+    assert roles["billing"].description == "Bills"
+    assert [g.role for g in usp.user_roles(ada)] == ["billing", "viewer"]
+    assert [u.username for u in usp.users_with_role("viewer")] == ["ada"]
+
+
+def test_a_change_is_seen_at_once(usp: Any, ada: int) -> None:
+    usp.define_role("billing", ["invoice:read"])
+    usp.grant_role(ada, "billing")
+    key = usp.login("ada", "ada-pw").key
+    assert usp.check_session(key).permissions == ("invoice:read",)
+    usp.define_role("billing", ["invoice:read", "invoice:write"])
+    assert usp.check_session(key).permissions == ("invoice:read", "invoice:write")
+    assert usp.revoke_role(ada, "billing") == OK
+    assert usp.revoke_role(ada, "billing") == NOT_FOUND
+    assert usp.check_session(key).roles == ()
+    usp.grant_role(ada, "billing")
+    assert usp.delete_role("billing") == OK
+    assert usp.check_session(key).permissions == ()
+    assert usp.delete_role("billing") == NOT_FOUND
+
+
+def test_unknown_users_and_roles_are_not_found(usp: Any, ada: int) -> None:
+    usp.define_role("viewer", ["report:read"])
+    assert usp.grant_role(10**6, "viewer") == NOT_FOUND
+    assert usp.grant_role(ada, "nobody") == NOT_FOUND
+    assert usp.grant_role(ada, "viewer", org="no-such-org") == NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda u: u.define_role("bad name", []), "letters, digits"),
+        (lambda u: u.define_role("r", ["ok", "line\nbreak"]), "permission"),
+        (lambda u: u.define_role("r", "invoice:read"), "a list of names"),
+        (lambda u: u.define_role("r", ["p"] * 0 + [f"p{i}" for i in range(201)]), "at most 200"),
+        (lambda u: u.define_role("x" * 65, []), "64"),
+        (lambda u: u.grant_role(1, "r", org=True), "org must be"),
+        (lambda u: u.create_org("Acme", slug="Not A Slug"), "slug must be"),
+    ],
+)
+def test_bad_names_are_refused_and_change_nothing(usp: Any, call: Any, message: str) -> None:
+    with pytest.raises(BadCallError, match=message):
+        call(usp)
+    assert usp.roles() == []
+
+
+def test_a_role_in_an_organization_holds_there_only(usp: Any, ada: int) -> None:
+    usp.define_role("owner", ["org:manage"])
+    usp.define_role("editor", ["doc:write"])
+    usp.define_role("reader", ["doc:read"])
+    acme = usp.create_org("Acme Inc.")
+    globex = usp.create_org("Globex", slug="globex")
+    assert [o.slug for o in usp.orgs(ada)] == []
+    assert usp.add_member(acme, ada, "editor") == OK
+    assert usp.add_member("globex", ada, "reader") == OK
+    usp.grant_role(ada, "reader")  # everywhere
+    key = usp.login("ada", "ada-pw").key
+    assert usp.check_session(key).permissions == ("doc:read",)
+    assert usp.check_session(key, org=acme).permissions == ("doc:read", "doc:write")
+    assert usp.check_session(key, org="acme-inc").roles == ("editor", "reader")
+    assert usp.has_permission(ada, "doc:write", org=acme)
+    assert not usp.has_permission(ada, "doc:write")
+    assert not usp.has_permission(ada, "doc:write", org=globex)
+    assert [o.slug for o in usp.orgs(ada)] == ["acme-inc", "globex"]
+    members = list(usp.org_members(acme))
+    assert [(m.username, m.roles) for m in members] == [("ada", ("editor",))]
+    with pytest.raises(BadCallError, match="add_member first"):
+        usp.grant_role(usp.create_user("eve", "pw", "eve@example.com"), "editor", org=acme)
+    assert usp.remove_member(acme, ada) == OK
+    assert usp.check_session(key, org=acme).permissions == ("doc:read",)
+    assert usp.delete_org(globex) == OK
+    assert [o.slug for o in usp.orgs(ada)] == []
+    assert usp.delete_org(globex) == NOT_FOUND
+
+
+def test_the_last_owner_stays(usp: Any, ada: int, bob: int) -> None:
+    usp.define_role("owner", ["org:manage"])
+    acme = usp.create_org("Acme")
+    usp.add_member(acme, ada, "owner")
+    with pytest.raises(BadCallError, match="last owner"):
+        usp.remove_member(acme, ada)
+    with pytest.raises(BadCallError, match="last owner"):
+        usp.revoke_role(ada, "owner", org=acme)
+    usp.add_member(acme, bob, "owner")
+    assert usp.revoke_role(ada, "owner", org=acme) == OK
+    assert usp.remove_member(acme, ada) == OK
+    with pytest.raises(BadCallError, match="last owner"):
+        usp.remove_member(acme, bob)
+    assert [m.userid for m in usp.org_members(acme)] == [bob]
+
+
+def test_a_slug_is_made_from_the_name_and_is_unique(usp: Any) -> None:
+    assert usp.create_org("  Ünïcode & Co.  ") > 0
+    with pytest.raises(BadCallError, match="already"):
+        usp.create_org("Other", slug="n-code-co")
+    with pytest.raises(BadCallError, match="already"):
+        usp.create_org("Acme")  # "acme"
+        usp.create_org("ACME!")
+
+
+def test_every_change_writes_its_event(usp: Any, ada: int, bob: int) -> None:
+    usp.define_role("owner", ["org:manage"])
+    acme = usp.create_org("Acme")
+    usp.add_member(acme, ada, "owner")
+    usp.add_member(acme, bob, "owner")
+    usp.remove_member(acme, bob)
+    usp.define_role("viewer", ["x"])
+    usp.grant_role(ada, "viewer")
+    usp.revoke_role(ada, "viewer")
+    usp.delete_role("viewer")
+    usp.delete_org(acme)
+    kinds = {e.kind for e in usp.events()}
+    expected = {
+        "role.defined",
+        "role.deleted",
+        "role.granted",
+        "role.revoked",
+        "org.created",
+        "org.deleted",
+        "org.member_added",
+        "org.member_removed",
+    }
+    assert expected <= kinds, expected - kinds
+
+
+def test_the_admin_flag_is_not_a_role(usp: Any, ada: int) -> None:
+    usp.define_role("admin", ["everything"])
+    usp.grant_role(ada, "admin")
+    assert not usp.is_admin(ada)
+    usp.set_admin(ada, True)
+    assert usp.check_session(usp.login("ada", "ada-pw").key).admin is True
+    assert [g.role for g in usp.user_roles(ada)] == ["admin"]
+
+
+def test_check_session_is_one_statement_with_roles(usp: Any, ada: int) -> None:
+    assert isinstance(usp.check_session("x" * 43), pgusers.SessionInfo)
