@@ -5,6 +5,8 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
+import psycopg
+
 from pgusers._core.operations import Core
 from pgusers._drivers.driver_sync import SyncDriver
 from pgusers._drivers.target import Target
@@ -311,6 +313,19 @@ class UserSpace(Opening):
         if cached is not None:
             return cached
         return self._driver.run(self._core.check_session, key, org)
+
+    def authorize(
+        self, conn: psycopg.Connection[Any], key: str, *, org: int | str | None = None
+    ) -> SessionInfo:
+        """Check ``key`` on the application's own connection ``conn``, inside its open
+        transaction, and, for a live session, set for the rest of that transaction
+        what row-level security policies read: ``<schema>.current_userid()``,
+        ``<schema>.current_org()`` (``org``'s id) and ``<schema>.has_permission(text)``.
+        One statement; it answers as :meth:`check_session` does. A key that is not live
+        sets nothing (the answer's status says so). The settings are local to the
+        transaction (``set_config(..., true)``): open one first (``with
+        conn.transaction():``), or they end with the statement."""
+        return self._driver.run_on(conn, self._core.authorize, key, org)
 
     def complete_login(
         self,

@@ -105,6 +105,10 @@ def _migration_13(schema: str) -> Operation[None]:
     yield Execute(render(schema_sql.MIGRATION_13, schema), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_14(schema: str) -> Operation[None]:
+    yield Execute(render(schema_sql.MIGRATION_14, schema), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
@@ -119,6 +123,7 @@ MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_11,
     _migration_12,
     _migration_13,
+    _migration_14,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

@@ -380,3 +380,19 @@ MIGRATION_13: Final = """
     CREATE UNIQUE INDEX grants_key ON {schema}.grants (userid, role, org_id) NULLS NOT DISTINCT;
     CREATE INDEX grants_role_idx ON {schema}.grants (role, org_id);
 """
+
+# Version 14: what row-level security policies in the application's own tables read:
+# the user, organization and permissions that authorize() set for the current
+# transaction (NULL, NULL and false outside one it authorized).
+MIGRATION_14: Final = """
+    CREATE FUNCTION {schema}.current_userid() RETURNS bigint
+        LANGUAGE sql STABLE PARALLEL SAFE
+        AS $$ SELECT nullif(current_setting('pgusers.userid', true), '')::bigint $$;
+    CREATE FUNCTION {schema}.current_org() RETURNS bigint
+        LANGUAGE sql STABLE PARALLEL SAFE
+        AS $$ SELECT nullif(current_setting('pgusers.org_id', true), '')::bigint $$;
+    CREATE FUNCTION {schema}.has_permission(permission text) RETURNS boolean
+        LANGUAGE sql STABLE PARALLEL SAFE
+        AS $$ SELECT coalesce(permission = ANY (string_to_array(
+                  nullif(current_setting('pgusers.permissions', true), ''), ' ')), false) $$;
+"""

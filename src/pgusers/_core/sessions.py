@@ -100,27 +100,66 @@ timestamp); its last column is what a function returned
 one row: it then keeps one generic plan for the statement, analysed tables or not,
 instead of planning it again on every call."""
 
-GRANTS: Final = """(
+GRANTS_OF: Final = """(
         SELECT string_agg(g.role, ' ') || chr(31) || string_agg(r.permission_text, ' ')
         FROM {schema}.grants g JOIN {schema}.roles r ON r.name = g.role
-        WHERE g.userid = found.userid AND {scope}),
-           CASE WHEN NOT (alive AND current)"""
-"""check_session's roles and permissions, put before CHECK_KEY's last column: the
-names of the roles held, a unit separator, then their permissions, each list
-space-separated (the names hold no space), with repetitions the reader drops; NULL
-for none."""
+        WHERE g.userid = found.userid AND {scope})"""
+"""A user's roles and permissions: the names of the roles held, a unit separator, then
+their permissions, each list space-separated (the names hold no space), with
+repetitions the reader drops; NULL for none."""
 
-IN_ORG: Final = """(g.org_id IS NULL OR g.org_id = (
+EVERYWHERE: Final = "g.org_id IS NULL"
+
+ORG_NAMED: Final = """(
             SELECT o.org_id FROM {schema}.orgs o
-            WHERE o.org_id = %(org_id)s OR o.slug = %(org_slug)s))"""
+            WHERE o.org_id = %(org_id)s OR o.slug = %(org_slug)s)"""
+
+IN_ORG: Final = "(g.org_id IS NULL OR g.org_id = {org})".replace("{org}", ORG_NAMED)
 
 LAST_COLUMN: Final = "           CASE WHEN NOT (alive AND current)"
 
-CHECK_SESSION: Final = CHECK_KEY.replace(LAST_COLUMN, GRANTS.replace("{scope}", "g.org_id IS NULL"))
+WITH_GRANTS: Final = """{grants},
+           CASE WHEN NOT (alive AND current)"""
+
+CHECK_SESSION: Final = CHECK_KEY.replace(
+    LAST_COLUMN, WITH_GRANTS.replace("{grants}", GRANTS_OF).replace("{scope}", EVERYWHERE)
+)
 """CHECK_KEY, answering also the roles held everywhere and their permissions."""
 
-CHECK_SESSION_IN_ORG: Final = CHECK_KEY.replace(LAST_COLUMN, GRANTS.replace("{scope}", IN_ORG))
+CHECK_SESSION_IN_ORG: Final = CHECK_KEY.replace(
+    LAST_COLUMN, WITH_GRANTS.replace("{grants}", GRANTS_OF).replace("{scope}", IN_ORG)
+)
 """CHECK_SESSION for one organization: the roles held there too."""
+
+# authorize(): check_session's answer, and, for a live session, the claims the
+# schema's functions read (current_userid(), current_org(), has_permission()) set
+# for the rest of the caller's transaction. For a key that is not live nothing is set.
+CLAIMS: Final = """claims.grants,
+           CASE WHEN alive AND current THEN concat(
+               set_config('pgusers.userid', userid::text, true),
+               set_config('pgusers.org_id', coalesce(claims.org_id::text, ''), true),
+               set_config('pgusers.permissions',
+                          coalesce(split_part(claims.grants, chr(31), 2), ''), true))
+           END,
+           CASE WHEN NOT (alive AND current)"""
+
+CLAIMS_FROM: Final = """    FROM found CROSS JOIN LATERAL (
+        SELECT {grants} AS grants, {org} AS org_id) AS claims
+"""
+
+AUTHORIZE: Final = CHECK_KEY.replace(LAST_COLUMN, CLAIMS).replace(
+    "    FROM found\n",
+    CLAIMS_FROM.replace("{grants}", GRANTS_OF)
+    .replace("{scope}", EVERYWHERE)
+    .replace("{org}", "NULL::bigint"),
+)
+
+AUTHORIZE_IN_ORG: Final = CHECK_KEY.replace(LAST_COLUMN, CLAIMS).replace(
+    "    FROM found\n",
+    CLAIMS_FROM.replace("{grants}", GRANTS_OF)
+    .replace("{scope}", IN_ORG)
+    .replace("{org}", ORG_NAMED),
+)
 
 # Replace a live session's data. An expired or raced session is left for check_key
 # to remove; the answer tells which it was. Processes that cache sessions hear of it.
@@ -330,9 +369,16 @@ class SessionsPart(Part):
         scope = checks.org(org)
         return self._check_session(text, scope)
 
-    def _check_session(self, key: str, scope: dict[str, Any] | None) -> Operation[SessionInfo]:
+    def authorize(self, key: object, org: object = None) -> Operation[SessionInfo]:
+        text = checks.session_key(key)
+        return self._check_session(text, checks.org(org), claims=True)
+
+    def _check_session(
+        self, key: str, scope: dict[str, Any] | None, *, claims: bool = False
+    ) -> Operation[SessionInfo]:
         """check_key's statement (``scope`` None) or check_session's, which answers the
-        roles too: everywhere, or in the organization ``scope`` names as well."""
+        roles too: everywhere, or in the organization ``scope`` names as well; with
+        ``claims``, authorize's, which also sets them for the caller's transaction."""
         legacy = looks_like_legacy_key(key)
         if not (legacy or looks_like_session_key(key)):
             return NO_SESSION_INFO
@@ -341,9 +387,10 @@ class SessionsPart(Part):
         if scope is None:
             template = CHECK_KEY
         elif scope["org_given"]:
-            template, params = CHECK_SESSION_IN_ORG, {**params, **scope}
+            template = AUTHORIZE_IN_ORG if claims else CHECK_SESSION_IN_ORG
+            params = {**params, **scope}
         else:
-            template = CHECK_SESSION
+            template = AUTHORIZE if claims else CHECK_SESSION
         row = yield Execute(self._sql(template), params)
         if row is None:
             return NO_SESSION_INFO
@@ -367,7 +414,7 @@ class SessionsPart(Part):
             tuple(sorted(set(held.split()))),
             tuple(sorted(set(granted.split()))),
         )
-        if self.cache is not None and (scope is None or not scope["org_given"]):
+        if self.cache is not None and not claims and (scope is None or not scope["org_given"]):
             self.cache.keep(
                 key,
                 result,

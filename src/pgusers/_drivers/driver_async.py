@@ -26,6 +26,7 @@ from pgusers._core.steps import Execute, Operation, Step, Stepper
 from pgusers._drivers.connections import (
     STREAM_BATCH,
     STREAM_CURSOR,
+    failure,
     needs_check,
     refusal,
     statement_undone,
@@ -225,6 +226,26 @@ class AsyncDriver:
                 give_up_unless(attempt == 1, self.target, error, method)
             operation = method(*args)
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def run_on(
+        self, conn: AsyncConn, method: Callable[..., Operation[T]], *args: object
+    ) -> T:
+        """Run ``method(*args)`` on the application's own connection, in whatever
+        transaction it is in; never again on failure (the transaction is the
+        application's to retry)."""
+        self._live_pool()
+        operation = method(*args)  # arguments are checked before any I/O
+
+        async def given() -> AsyncConn:
+            return conn
+
+        async def kept(_: AsyncConn) -> None:
+            return None
+
+        try:
+            return await self._drive(operation, given, kept)
+        except psycopg.Error as error:
+            raise failure(self.target, error) from None
 
     async def _getconn(self) -> AsyncConn:
         pool = await self._pool_of_this_process()

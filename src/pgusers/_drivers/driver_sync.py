@@ -23,6 +23,7 @@ from pgusers._core.steps import Execute, Operation, Step, Stepper
 from pgusers._drivers.connections import (
     STREAM_BATCH,
     STREAM_CURSOR,
+    failure,
     needs_check,
     refusal,
     statement_undone,
@@ -193,6 +194,24 @@ class SyncDriver:
                 give_up_unless(attempt == 1, self.target, error, method)
             operation = method(*args)
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def run_on(self, conn: Conn, method: Callable[..., Operation[T]], *args: object) -> T:
+        """Run ``method(*args)`` on the application's own connection, in whatever
+        transaction it is in; never again on failure (the transaction is the
+        application's to retry)."""
+        self._live_pool()
+        operation = method(*args)  # arguments are checked before any I/O
+
+        def given() -> Conn:
+            return conn
+
+        def kept(_: Conn) -> None:
+            return None
+
+        try:
+            return self._drive(operation, given, kept)
+        except psycopg.Error as error:
+            raise failure(self.target, error) from None
 
     def _getconn(self) -> Conn:
         pool = self._pool_of_this_process()
