@@ -196,6 +196,7 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "org_members": (1, False, lambda rows: list(rows) == []),
     "add_member": (3, True, is_status(NOT_FOUND)),
     "remove_member": (2, True, is_status(NOT_FOUND)),
+    "accept_invite": (2, True, is_status(NOT_FOUND)),
     "set_password_policy": (3, True, lambda result: result is None),
 }
 KEYWORDS = {

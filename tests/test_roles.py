@@ -171,3 +171,57 @@ def test_the_admin_flag_is_not_a_role(usp: Any, ada: int) -> None:
 
 def test_check_session_is_one_statement_with_roles(usp: Any, ada: int) -> None:
     assert isinstance(usp.check_session("x" * 43), pgusers.SessionInfo)
+
+
+# -- invitations ------------------------------------------------------------------------
+
+
+def verified(usp: Any, userid: int) -> None:
+    assert usp.verify_email(usp.issue_token(userid, "verify_email")) == OK
+
+
+def test_an_invitation_is_accepted_by_its_verified_address(usp: Any, ada: int, bob: int) -> None:
+    usp.define_role("editor", ["doc:write"])
+    acme = usp.create_org("Acme")
+    token = usp.issue_token(ada, "invite", org=acme, role="editor", email="BOB@example.com")
+    bob_key = usp.login("bob", "bob-pw").key
+    assert usp.accept_invite(token, bob_key) == pgusers.REJECTED  # not verified yet
+    eve = usp.create_user("eve", "eve-pw", "eve@example.com")
+    verified(usp, eve)
+    assert usp.accept_invite(token, usp.login("eve", "eve-pw").key) == pgusers.REJECTED
+    verified(usp, bob)
+    assert usp.accept_invite(token, bob_key) == OK
+    assert usp.check_session(bob_key, org=acme).permissions == ("doc:write",)
+    assert usp.accept_invite(token, bob_key) == NOT_FOUND  # used
+    assert [m.username for m in usp.org_members(acme)] == ["bob"]
+
+
+def test_an_invitation_to_anyone_and_its_expiry(usp: Any, ada: int, bob: int, clock: Any) -> None:
+    usp.define_role("reader", ["doc:read"])
+    usp.create_org("Acme", slug="acme")
+    open_link = usp.issue_token(ada, "invite", org="acme", role="reader", anyone=True)
+    assert usp.accept_invite(open_link, usp.login("bob", "bob-pw").key) == OK
+    late = usp.issue_token(ada, "invite", org="acme", role="reader", anyone=True, ttl=60)
+    clock.advance(61)
+    assert usp.accept_invite(late, usp.login("ada", "ada-pw").key) == pgusers.EXPIRED
+    assert usp.accept_invite(late, "x" * 43) == pgusers.EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"role": "reader", "anyone": True}, "needs org="),
+        ({"org": "acme", "anyone": True}, "needs role="),
+        ({"org": "acme", "role": "reader"}, "email=.*or anyone=True"),
+        ({"org": "nowhere", "role": "reader", "anyone": True}, "no such user"),
+    ],
+)
+def test_a_bad_invitation_is_refused(
+    usp: Any, ada: int, arguments: dict[str, Any], message: str
+) -> None:
+    usp.define_role("reader", ["doc:read"])
+    usp.create_org("Acme", slug="acme")
+    with pytest.raises(BadCallError, match=message):
+        usp.issue_token(ada, "invite", **arguments)
+    with pytest.raises(BadCallError, match="invite"):
+        usp.issue_token(ada, "reset_password", org="acme")

@@ -10,6 +10,7 @@ import psycopg
 from pgusers._core.operations import Core
 from pgusers._drivers.driver_sync import SyncDriver
 from pgusers._drivers.target import Target
+from pgusers._errors import BadCallError
 from pgusers._opening import Opening
 from pgusers._options import Options
 from pgusers._registry import Registry
@@ -224,15 +225,38 @@ class UserSpace(Opening):
         return self._driver.run(self._core.disable_user, userid, disabled)
 
     def issue_token(
-        self, userid: int, purpose: str, *, ttl: float | None = None, email: str | None = None
+        self,
+        userid: int,
+        purpose: str,
+        *,
+        ttl: float | None = None,
+        email: str | None = None,
+        org: int | str | None = None,
+        role: str | None = None,
+        anyone: bool = False,
     ) -> str:
         """Return a one-time token for ``purpose``: ``"reset_password"``,
-        ``"verify_email"`` or ``"change_email"`` (with ``email=``, the new address).
+        ``"verify_email"`` or ``"change_email"`` (with ``email=``, the new address),
+        or ``"invite"``: an invitation made by ``userid`` to organization ``org``
+        with ``role`` there, for the user whose verified address is ``email=``, or,
+        with ``anyone=True``, for whoever has the token (see :meth:`accept_invite`).
 
-        The token lives ``ttl`` seconds (default one hour for a reset, three days
-        otherwise) and revokes the user's older tokens of the same purpose.
+        The token lives ``ttl`` seconds (default one hour for a reset, seven days for
+        an invitation, three days otherwise); a reset or a verification revokes the
+        user's older tokens of the same purpose.
         """
+        if purpose == "invite":
+            return self._driver.run(self._core.issue_invite, userid, org, role, email, anyone, ttl)
+        if org is not None or role is not None or anyone:
+            raise BadCallError('org=, role= and anyone= are for purpose="invite"')
         return self._driver.run(self._core.issue_token, userid, purpose, ttl, email)
+
+    def accept_invite(self, token: str, key: str) -> Status:
+        """Accept an invitation for the user of session ``key``: they join its
+        organization with its role. ``OK``; ``REJECTED`` when the invitation names
+        another address, or one the user has not verified, or ``key`` is no live
+        session; ``NOT_FOUND`` (unknown or used) or ``EXPIRED``."""
+        return self._driver.run(self._core.accept_invite, token, key)
 
     def reset_password(self, token: str, newpassword: str, *, end_sessions: bool = True) -> Status:
         """Set a new password with a ``"reset_password"`` token: ``OK``, ``NOT_FOUND``

@@ -109,6 +109,10 @@ def _migration_14(schema: str) -> Operation[None]:
     yield Execute(render(schema_sql.MIGRATION_14, schema), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_15(schema: str) -> Operation[None]:
+    yield Execute(render(schema_sql.MIGRATION_15, schema), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
@@ -124,6 +128,7 @@ MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_12,
     _migration_13,
     _migration_14,
+    _migration_15,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

@@ -17,12 +17,24 @@ from typing import Any, Final
 
 from psycopg import errors as pgerrors
 
-from pgusers._core import checks, recording
+from pgusers._core import checks, identities, keys, recording
 from pgusers._core.base import LOGS, Part, Query
+from pgusers._core.logins import LIVE_SESSION
 from pgusers._core.retries import retry_safe
 from pgusers._core.steps import Execute, Fetch, Operation
 from pgusers._errors import BadCallError
-from pgusers._results import NOT_FOUND, OK, Member, Org, Role, RoleGrant, Status, UserRow
+from pgusers._results import (
+    EXPIRED,
+    NOT_FOUND,
+    OK,
+    REJECTED,
+    Member,
+    Org,
+    Role,
+    RoleGrant,
+    Status,
+    UserRow,
+)
 
 NAME_SHAPE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/*-]{0,63}")
 """A role's or a permission's name: letters, digits and ``_ . : / * -``, 64 at most,
@@ -233,6 +245,87 @@ REMOVE_MEMBER: Final = """
 """
 
 
+INVITE_LIFETIME: Final = 7 * 86400.0
+"""How long an invitation lives unless told otherwise."""
+INVITES_PER_USER: Final = 1000
+"""Live invitations one user may have made: more are refused until some are used."""
+
+ISSUE_INVITE: Final = """
+    WITH target AS (
+        SELECT u.userid, {org} AS org_id, r.name AS role
+        FROM {schema}.users u CROSS JOIN {schema}.roles r
+        WHERE u.userid = %(userid)s AND r.name = %(role)s AND {org} IS NOT NULL
+    ), room AS (
+        SELECT count(*) < %(most)s AS room FROM {schema}.tokens k
+        WHERE k.userid = %(userid)s AND k.purpose = 'invite'
+          AND k.expires_at > to_timestamp(%(now)s)
+    ), issued AS (
+        INSERT INTO {schema}.tokens (digest, userid, purpose, email, email_key, expires_at,
+                                     org_id, role, open_to_anyone)
+        SELECT %(digest)s, t.userid, 'invite', %(email)s, %(email_key)s,
+               to_timestamp(%(now)s) + make_interval(secs => %(ttl)s), t.org_id, t.role,
+               %(anyone)s
+        FROM target t, room WHERE room.room
+        RETURNING userid, email, org_id, role, expires_at
+    ), happened AS (
+        SELECT 'token.issued' AS kind, userid, NULL::text AS session_id,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'purpose', 'invite', 'email', email, 'org_id', org_id, 'role', role,
+                   'expires_at', extract(epoch FROM expires_at)::float8)) AS detail
+        FROM issued
+    ), {log}
+    SELECT EXISTS (SELECT 1 FROM target), (SELECT room FROM room),
+           EXISTS (SELECT 1 FROM issued), {logged}
+"""
+
+# Accepting: the invitation is taken (deleted) by the live session's user when it is
+# open to anyone or names their verified address; they join with its role, in the
+# same statement.
+ACCEPT_INVITE: Final = """
+    WITH who AS (
+        SELECT s.userid, u.email_key, u.email_verified
+        FROM {schema}.sessions s
+        JOIN {schema}.users u ON u.userid = s.userid
+        CROSS JOIN {settings} t
+        WHERE {live}
+    ), invite AS (
+        SELECT k.digest, k.org_id, k.role, k.email_key, k.open_to_anyone,
+               k.expires_at > to_timestamp(%(now)s) AS live
+        FROM {schema}.tokens k
+        WHERE k.digest = %(digest)s AND k.purpose = 'invite'
+    ), usable AS (
+        SELECT i.*, w.userid AS accepter FROM invite i, who w
+        WHERE i.live AND (i.open_to_anyone OR (w.email_verified AND w.email_key = i.email_key))
+    ), used AS (
+        DELETE FROM {schema}.tokens k USING usable u
+        WHERE k.digest = u.digest
+        RETURNING u.org_id, u.role, u.accepter
+    ), joined AS (
+        INSERT INTO {schema}.members (org_id, userid, joined_at)
+        SELECT org_id, accepter, to_timestamp(%(now)s) FROM used
+        ON CONFLICT DO NOTHING
+        RETURNING org_id, userid
+    ), granted AS (
+        INSERT INTO {schema}.grants (userid, role, org_id, granted_at)
+        SELECT accepter, role, org_id, to_timestamp(%(now)s) FROM used
+        ON CONFLICT DO NOTHING
+        RETURNING userid, role, org_id
+    ), happened AS (
+        SELECT 'token.used' AS kind, accepter AS userid, NULL::text AS session_id,
+               jsonb_build_object('purpose', 'invite', 'org_id', org_id) AS detail
+        FROM used
+        UNION ALL
+        SELECT 'org.member_added', userid, NULL, jsonb_build_object('org_id', org_id)
+        FROM joined
+        UNION ALL
+        SELECT 'role.granted', userid, NULL, jsonb_build_object('role', role, 'org_id', org_id)
+        FROM granted
+    ), {log}
+    SELECT EXISTS (SELECT 1 FROM who), EXISTS (SELECT 1 FROM invite),
+           (SELECT live FROM invite), EXISTS (SELECT 1 FROM used), {logged}
+"""
+
+
 def name(value: object, what: str) -> str:
     """A role's or a permission's name, checked."""
     text = checks.text(value, what, 64)
@@ -354,6 +447,79 @@ class RolesPart(Part):
         }
         row = yield Execute(self._sql_org(HAS_PERMISSION), params)
         return bool(row and row[0])
+
+    # -- invitations -------------------------------------------------------------------
+
+    def issue_invite(  # noqa: PLR0917 - the facades pass them in order
+        self,
+        userid: object,
+        org: object,
+        role: object,
+        email: object,
+        anyone: object,
+        ttl: object,
+    ) -> Operation[str]:
+        scope = checks.org(org)
+        if not scope["org_given"]:
+            raise BadCallError("an invitation needs org= (an organization's id or slug)")
+        if role is None:
+            raise BadCallError("an invitation needs role= (the role it gives there)")
+        open_to_anyone = checks.flag(anyone, "anyone")
+        if email is None and not open_to_anyone:
+            raise BadCallError(
+                "an invitation needs email= (accepted by that verified address), or anyone=True"
+            )
+        address, address_key = (None, None) if email is None else identities.email(email)
+        token = keys.new_token()
+        params = {
+            "userid": checks.userid(userid),
+            "role": name(role, "role"),
+            **scope,
+            "email": address,
+            "email_key": address_key,
+            "anyone": open_to_anyone,
+            "digest": keys.digest(token),
+            "ttl": INVITE_LIFETIME if ttl is None else checks.ttl(ttl),
+            "most": INVITES_PER_USER,
+            **recording.parameters(time.time()),
+        }
+        return self._issue_invite(token, params)
+
+    def _issue_invite(self, token: str, params: dict[str, Any]) -> Operation[str]:
+        row = yield from self._logged(self._sql_org(ISSUE_INVITE, **LOGS), params)
+        assert row is not None  # the statement always returns one row
+        found, room, issued = row[:3]
+        if not found:
+            raise BadCallError("no such user, organization or role")
+        if not room or not issued:
+            raise BadCallError(
+                f"a user may have {INVITES_PER_USER} live invitations at most: let some be used"
+            )
+        return token
+
+    def accept_invite(self, token: object, key: object) -> Operation[Status]:
+        token_text, key_text = checks.session_key(token), checks.session_key(key)
+        params = {
+            "digest": keys.digest(token_text),
+            "key": key_text,
+            "stored": keys.stored_form(key_text),
+            "legacy": keys.looks_like_legacy_key(key_text),
+            **recording.parameters(time.time()),
+        }
+        return self._accept(params)
+
+    def _accept(self, params: dict[str, Any]) -> Operation[Status]:
+        query = self._sql(ACCEPT_INVITE.replace("{live}", LIVE_SESSION), **LOGS)
+        row = yield from self._logged(query, params)
+        assert row is not None  # the statement always returns one row
+        signed_in, exists, live, used = row[:4]
+        if not exists:
+            return NOT_FOUND
+        if not live:
+            return EXPIRED
+        if not signed_in or not used:
+            return REJECTED
+        return OK
 
     # -- organizations ---------------------------------------------------------------------
 

@@ -396,3 +396,16 @@ MIGRATION_14: Final = """
         AS $$ SELECT coalesce(permission = ANY (string_to_array(
                   nullif(current_setting('pgusers.permissions', true), ''), ' ')), false) $$;
 """
+
+# Version 15: invitations to organizations are one-time tokens: made by a user (the
+# token's userid), for an organization and a role there, to an address (accepted by
+# a user whose verified address it is) or to anyone with the link.
+MIGRATION_15: Final = """
+    ALTER TABLE {schema}.tokens
+        DROP CONSTRAINT tokens_purpose_check,
+        ADD CONSTRAINT tokens_purpose_check
+            CHECK (purpose IN ('reset_password', 'verify_email', 'change_email', 'invite')),
+        ADD COLUMN org_id bigint REFERENCES {schema}.orgs (org_id) ON DELETE CASCADE,
+        ADD COLUMN role text COLLATE "C" REFERENCES {schema}.roles (name) ON DELETE CASCADE,
+        ADD COLUMN open_to_anyone boolean NOT NULL DEFAULT false;
+"""
