@@ -388,7 +388,18 @@ def test_check_session_answers_what_check_key_does_and_more(mfa: Any, ada: int) 
     assert info[:4] == mfa.check_key(key) == (OK, "ada", ada, {"cart": 1})
     assert (info.admin, info.auth_methods) == (False, ("password",))
     assert info.session_id == next(iter(mfa.sessions(ada))).session_id
-    assert mfa.check_session("no such key") == (NOT_FOUND, None, None, None, None, None, (), None, (), ())
+    assert mfa.check_session("no such key") == (
+        NOT_FOUND,
+        None,
+        None,
+        None,
+        None,
+        None,
+        (),
+        None,
+        (),
+        (),
+    )
 
 
 def test_reauthenticating_moves_the_proof_on(mfa: Any, ada: int, steady: Clock) -> None:

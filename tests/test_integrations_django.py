@@ -336,3 +336,41 @@ def test_passkeys_register_and_sign_in(dsn: str, schema: str) -> None:
         assert again is None and request.pgusers_outcome.status == pgusers.NOT_FOUND
         assert pgusers_finish_passkey_login(request, HttpResponse(), "x", "not json") is None
         close_userspaces()
+
+
+def test_permission_required_reads_pgusers_permissions(dsn: str, schema: str) -> None:
+    from django.contrib.auth.decorators import permission_required
+
+    from pgusers.integrations.django import close_userspaces
+
+    factory = RequestFactory()
+    close_userspaces()
+    with override_settings(
+        PGUSERS={"DSN": dsn, "SCHEMA": schema, "OPTIONS": {"hasher": FAST_HASHER}}
+    ):
+        usp = userspace()
+        usp.define_role("billing", ["invoice:write"])
+        ada = usp.create_user("ada", "ada-pw-123", "ada@example.com")
+        usp.create_user("bob", "bob-pw-123", "bob@example.com")
+        usp.grant_role(ada, "billing")
+
+        @permission_required("invoice:write", raise_exception=True)
+        def invoices(request: HttpRequest) -> HttpResponse:
+            return HttpResponse(",".join(request.user.roles))
+
+        middleware = PgUsersMiddleware(invoices)
+        for name, expected in (("ada", 200), ("bob", 403)):
+            request, response = factory.post("/login"), HttpResponse()
+            assert pgusers_login(request, response, name, f"{name}-pw-123") is not None
+            asked = factory.post("/invoices")
+            asked.COOKIES["pgusers_session"] = response.cookies["pgusers_session"].value
+            from django.core.exceptions import PermissionDenied
+
+            try:
+                answer = middleware(asked)
+            except PermissionDenied:
+                answer = HttpResponse(status=403)
+            assert answer.status_code == expected
+            if expected == 200:
+                assert answer.content == b"billing"
+        close_userspaces()

@@ -297,3 +297,48 @@ def test_passkeys_register_and_sign_in(dsn: str, schema: str) -> None:
     assert json_of(replay)["status"] == "NOT_FOUND"
     with app.app_context():
         ext.userspace.close()
+
+
+def test_a_permission_guards_a_view(dsn: str, schema: str) -> None:
+    from pgusers.integrations.flask import require_permission
+
+    app = Flask(__name__)
+    app.config.update(
+        PGUSERS_DSN=dsn, PGUSERS_SCHEMA=schema, PGUSERS_OPTIONS={"hasher": FAST_HASHER}
+    )
+    ext = PgUsers(app)
+
+    @app.post("/login")
+    def log_in() -> ResponseReturnValue:
+        ext.login(request.form["username"], request.form["password"])
+        return ""
+
+    @app.post("/invoices")
+    @require_permission("invoice:write")
+    def invoices() -> ResponseReturnValue:
+        return jsonify(roles=list(current_user.roles))
+
+    @app.get("/orgs/<slug>/docs")
+    @require_permission("doc:read", org=lambda slug: slug)
+    def docs(slug: str) -> ResponseReturnValue:
+        return jsonify(slug=slug)
+
+    with app.app_context():
+        usp = ext.userspace
+        usp.define_role("billing", ["invoice:write"])
+        usp.define_role("member", ["doc:read"])
+        ada = usp.create_user("ada", "ada-pw-123", "ada@example.com")
+        usp.create_user("bob", "bob-pw-123", "bob@example.com")
+        usp.grant_role(ada, "billing")
+        usp.add_member(usp.create_org("Acme", slug="acme"), ada, "member")
+    https = {"base_url": "https://localhost"}
+    client = app.test_client()
+    assert client.post("/invoices", **https).status_code == 401
+    client.post("/login", data={"username": "bob", "password": "bob-pw-123"}, **https)
+    assert client.post("/invoices", **https).status_code == 403
+    client.post("/login", data={"username": "ada", "password": "ada-pw-123"}, **https)
+    assert json_of(client.post("/invoices", **https)) == {"roles": ["billing"]}
+    assert json_of(client.get("/orgs/acme/docs", **https)) == {"slug": "acme"}
+    assert client.get("/orgs/other/docs", **https).status_code == 403
+    with app.app_context():
+        ext.userspace.close()

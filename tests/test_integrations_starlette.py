@@ -385,3 +385,55 @@ def test_passkeys_register_and_sign_in(dsn: str, schema: str) -> None:
         assert replay.status_code == 401
         bad = client.post("/passkeys/registered", json={"id": "x", "credential": json.loads("{}")})
         assert bad.status_code in (400, 422)
+
+
+def test_a_permission_guards_a_route(dsn: str, schema: str) -> None:
+    from pgusers.integrations.starlette import require_permission
+
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        usp.define_role("billing", ["invoice:write"])
+        ada = usp.create_user("ada", "ada-pw-123", "ada@example.com")
+        usp.create_user("bob", "bob-pw-123", "bob@example.com")
+        usp.grant_role(ada, "billing")
+        acme = usp.create_org("Acme", slug="acme")
+        usp.define_role("member", ["doc:read"])
+        usp.add_member(acme, ada, "member")
+    opener = partial(
+        pgusers.AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER
+    )
+    auth = PgUsers(opener)
+    app = FastAPI()
+    app.add_middleware(AuthenticationMiddleware, backend=auth.backend)
+
+    @app.post("/login")
+    async def log_in(request: Request, response: Response) -> dict[str, Any]:
+        body = await request.json()
+        await login(request, response, body["username"], body["password"])
+        return {}
+
+    @app.post("/invoices")
+    async def invoices(
+        user: Annotated[PgUser, Depends(require_permission("invoice:write"))],
+    ) -> dict[str, Any]:
+        return {"roles": list(user.roles), "permissions": sorted(user.permissions)}
+
+    @app.get("/orgs/{slug}/docs")
+    async def docs(
+        user: Annotated[
+            PgUser, Depends(require_permission("doc:read", org=lambda r: r.path_params["slug"]))
+        ],
+    ) -> dict[str, Any]:
+        return {"userid": user.userid}
+
+    with TestClient(app, base_url="https://testserver") as client:
+        assert client.post("/invoices").status_code == 401
+        client.post("/login", json={"username": "bob", "password": "bob-pw-123"})
+        assert client.post("/invoices").status_code == 403
+        assert client.get("/orgs/acme/docs").status_code == 403
+        client.post("/login", json={"username": "ada", "password": "ada-pw-123"})
+        assert client.post("/invoices").json() == {
+            "roles": ["billing"],
+            "permissions": ["invoice:write"],
+        }
+        assert client.get("/orgs/acme/docs").json() == {"userid": ada}
+        assert client.get("/orgs/other/docs").status_code == 403

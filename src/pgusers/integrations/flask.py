@@ -38,7 +38,7 @@ from pgusers.integrations._common import (
     user_agent,
 )
 
-__all__ = ["PgUser", "PgUsers", "require_recent_auth"]
+__all__ = ["PgUser", "PgUsers", "require_permission", "require_recent_auth"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,6 +56,8 @@ class PgUser(UserMixin):  # type: ignore[misc]  # Flask-Login is untyped
         admin: bool | None = None,
         auth_methods: tuple[str, ...] = (),
         authenticated_at: float | None = None,
+        roles: tuple[str, ...] = (),
+        permissions: tuple[str, ...] = (),
     ) -> None:
         self.userid = userid
         self.username = username
@@ -66,6 +68,10 @@ class PgUser(UserMixin):  # type: ignore[misc]  # Flask-Login is untyped
         """How the user proved who they are (``"password"``, ``"totp"``, ...)."""
         self.authenticated_at = authenticated_at
         """When they last did (a Unix time): see :func:`require_recent_auth`."""
+        self.roles = roles
+        """The roles the user holds everywhere (the request's one check)."""
+        self.permissions = frozenset(permissions)
+        """The permissions those roles grant: see :func:`require_permission`."""
 
     def get_id(self) -> str:
         return str(self.userid)
@@ -106,6 +112,39 @@ def require_recent_auth(max_age: float = RECENT_AUTH) -> Callable[[F], F]:
             return view(*args, **kwargs)
 
         return recent  # type: ignore[return-value]
+
+    return decorate
+
+
+def require_permission(
+    permission: str, *, org: Callable[..., int | str | None] | None = None
+) -> Callable[[F], F]:
+    """A view decorator: the view runs for a logged-in user whose roles grant
+    ``permission`` (everywhere; or, with ``org``, a function of the view's arguments
+    giving an organization's id or slug, there, asked now); otherwise 401 or 403::
+
+        @app.post("/invoices")
+        @require_permission("invoice:write")
+        def new_invoice(): ...
+    """
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def permitted(*args: Any, **kwargs: Any) -> Any:
+            extension = _extension()
+            user = extension._user_of_request(request)
+            if user is None:
+                abort(401)
+            where = None if org is None else org(*args, **kwargs)
+            if where is None:
+                granted = permission in user.permissions
+            else:
+                granted = extension.userspace.has_permission(user.userid, permission, org=where)
+            if not granted:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return permitted  # type: ignore[return-value]
 
     return decorate
 
@@ -163,6 +202,8 @@ class PgUsers:
             key,
             admin=checked.admin,
             auth_methods=checked.auth_methods,
+            roles=checked.roles,
+            permissions=checked.permissions,
             authenticated_at=checked.authenticated_at,
         )
 

@@ -66,6 +66,7 @@ __all__ = [
     "login",
     "logout",
     "require_admin",
+    "require_permission",
     "require_recent_auth",
     "set_session_data",
 ]
@@ -84,6 +85,8 @@ class PgUser(BaseUser):
         *,
         auth_methods: tuple[str, ...] = (),
         authenticated_at: float | None = None,
+        roles: tuple[str, ...] = (),
+        permissions: tuple[str, ...] = (),
     ) -> None:
         self.userid = userid
         self.username = username
@@ -96,6 +99,10 @@ class PgUser(BaseUser):
         """How the user proved who they are (``"password"``, ``"totp"``, ...)."""
         self.authenticated_at = authenticated_at
         """When they last did (a Unix time): see :func:`require_recent_auth`."""
+        self.roles = roles
+        """The roles the user holds everywhere (the request's one check)."""
+        self.permissions = frozenset(permissions)
+        """The permissions those roles grant: see :func:`require_permission`."""
 
     @property
     def is_authenticated(self) -> bool:
@@ -168,6 +175,8 @@ class PgUsersBackend(AuthenticationBackend):
             key,
             checked.admin,
             auth_methods=checked.auth_methods,
+            roles=checked.roles,
+            permissions=checked.permissions,
             authenticated_at=checked.authenticated_at,
         )
         return AuthCredentials(scopes), user
@@ -201,6 +210,33 @@ async def require_admin(request: Request) -> PgUser:
     if not user.admin:
         raise HTTPException(403, "for administrators only")
     return user
+
+
+def require_permission(
+    permission: str, *, org: Callable[[Request], int | str | None] | None = None
+) -> Callable[[Request], Coroutine[Any, Any, PgUser]]:
+    """FastAPI dependency factory: the logged-in user if a role of theirs grants
+    ``permission`` (everywhere, as the request's one check found; or, with ``org``, a
+    function of the request giving an organization's id or slug, there, asked now);
+    else 401, or 403::
+
+        @app.post("/invoices")
+        async def new_invoice(user: PgUser = Depends(require_permission("invoice:write"))): ...
+    """
+
+    async def permitted(request: Request) -> PgUser:
+        user = await current_user(request)
+        where = None if org is None else org(request)
+        if where is None:
+            granted = permission in user.permissions
+        else:
+            space = await _pgusers(request).userspace()
+            granted = await space.has_permission(user.userid, permission, org=where)
+        if not granted:
+            raise HTTPException(403, f"this needs the permission {permission!r}")
+        return user
+
+    return permitted
 
 
 def require_recent_auth(

@@ -291,6 +291,8 @@ def _user_of(request: HttpRequest) -> PgUserBehaviour | AnonymousPgUser:
             )
             user.auth_methods = checked.auth_methods
             user.authenticated_at = checked.authenticated_at
+            user.roles = checked.roles
+            user.permissions = frozenset(checked.permissions)
             return user
     return AnonymousPgUser()
 

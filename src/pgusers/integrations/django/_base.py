@@ -35,6 +35,10 @@ class PgUserBehaviour:
     """How the user of the request's session proved who they are."""
     authenticated_at: float | None = None
     """When they last did (a Unix time): see ``require_recent_auth``."""
+    roles: tuple[str, ...] = ()
+    """The roles the user holds everywhere (the request's one check)."""
+    permissions: frozenset[str] = frozenset()
+    """The permissions those roles grant, which ``has_perm`` answers."""
     pk: int
     username: str
 
@@ -50,17 +54,19 @@ class PgUserBehaviour:
         return self.username
 
     def has_perm(self, perm: str, obj: object = None) -> bool:
-        """Administrators have every permission; pgusers knows no others."""
-        return self.is_superuser
+        """Whether a role of the user grants ``perm`` (so Django's
+        ``permission_required`` guards a view with pgusers' permissions);
+        administrators have every permission."""
+        return self.is_superuser or perm in self.permissions
 
     def has_perms(self, perms: Any, obj: object = None) -> bool:
-        return self.is_superuser
+        return all(self.has_perm(perm, obj) for perm in perms)
 
     def has_module_perms(self, app_label: str) -> bool:
-        return self.is_superuser
+        return self.is_superuser or any(p.startswith(f"{app_label}.") for p in self.permissions)
 
     def get_all_permissions(self, obj: object = None) -> set[str]:
-        return set()
+        return set(self.permissions)
 
     def __str__(self) -> str:
         return self.username
