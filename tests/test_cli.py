@@ -712,7 +712,7 @@ def test_empty_results_say_so(cli: Callable[..., tuple[int, str, str]]) -> None:
 
 def test_help_reads_well_at_eighty_columns() -> None:
     groups = [[], ["apikey"], ["keys"], ["mfa"], ["passkey"], ["breached-passwords"]]
-    groups += [["server"], ["throttle"]]
+    groups += [["server"], ["throttle"], ["role"], ["org"]]
     for group in groups:
         result = CliRunner().invoke(main, [*group, "--help"], terminal_width=80)
         listed = result.stdout.split("Commands:")[-1]

@@ -225,3 +225,41 @@ def test_a_bad_invitation_is_refused(
         usp.issue_token(ada, "invite", **arguments)
     with pytest.raises(BadCallError, match="invite"):
         usp.issue_token(ada, "reset_password", org="acme")
+
+
+def test_the_command_line_manages_roles_and_organizations(dsn: str, schema: str) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from pgusers.cli import main
+
+    from .support import FAST_HASHER
+
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        ada = usp.create_user("ada", "ada-pw", "ada@example.com")
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(main, ["--dsn", dsn, "--schema", schema, *args])
+
+    assert run("role", "define", "billing", "invoice:write", "invoice:read").exit_code == 0
+    assert run("role", "define", "bad name", "x").exit_code == 2
+    assert run("role", "grant", "ada", "billing").exit_code == 0
+    assert run("role", "grant", "ada", "nobody").exit_code == 1
+    listed = json.loads(run("role", "list", "--json").stdout)
+    assert listed[0]["permissions"] == ["invoice:read", "invoice:write"]
+    held = run("role", "list", "--user", "ada").stdout
+    assert "billing" in held and "everywhere" in held
+    assert run("org", "create", "Acme Inc.").exit_code == 0
+    assert run("role", "define", "owner", "org:manage").exit_code == 0
+    assert run("org", "add", "acme-inc", "ada", "owner").exit_code == 0
+    members = json.loads(run("org", "list", "acme-inc", "--json").stdout)
+    assert [(m["username"], m["roles"]) for m in members] == [("ada", ["owner"])]
+    last = run("org", "remove", "acme-inc", "ada")
+    assert last.exit_code == 2 and "last owner" in last.stderr
+    assert run("role", "revoke", "ada", "billing").exit_code == 0
+    assert run("role", "revoke", "ada", "billing").exit_code == 1
+    assert run("role", "delete", "billing", "--yes").exit_code == 0
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        assert [g.role for g in usp.user_roles(ada)] == ["owner"]
