@@ -31,7 +31,11 @@ from pgusers._results import (
     Event,
     Factor,
     LoginOutcome,
+    Member,
+    Org,
     PasskeyChallenge,
+    Role,
+    RoleGrant,
     Session,
     Settings,
     Status,
@@ -347,6 +351,49 @@ EventAnswer = model_of(Event)
 ApiKeyAnswer = model_of(ApiKey)
 SettingsAnswer = model_of(Settings)
 FactorAnswer = model_of(Factor)
+RoleAnswer = model_of(Role)
+RoleGrantAnswer = model_of(RoleGrant)
+OrgAnswer = model_of(Org)
+MemberAnswer = model_of(Member)
+
+
+class RoleBody(Body):
+    permissions: list[str] = Field(description="names the application chooses")
+    description: str | None = None
+
+
+class GrantBody(Body):
+    role: str
+    org: int | str | None = Field(None, description="only in this organization (id or slug)")
+
+
+class OrgBody(Body):
+    name: str
+    slug: str | None = None
+
+
+class MemberBody(Body):
+    role: str
+
+
+class Roles(BaseModel):
+    roles: list[RoleAnswer]  # type: ignore[valid-type]
+
+
+class Grants(BaseModel):
+    roles: list[RoleGrantAnswer]  # type: ignore[valid-type]
+
+
+class Orgs(BaseModel):
+    orgs: list[OrgAnswer]  # type: ignore[valid-type]
+
+
+class Members(BaseModel):
+    members: list[MemberAnswer]  # type: ignore[valid-type]
+
+
+class OrgMade(BaseModel):
+    org_id: int
 
 
 class LoggedIn(BaseModel):
@@ -402,6 +449,8 @@ class Whoami(BaseModel):
         [], description="how this session's user proved who they are: password, totp, ..."
     )
     authenticated_at: float | None = Field(None, description="when they last did (Unix time)")
+    roles: list[str] = Field([], description="the roles held everywhere")
+    permissions: list[str] = Field([], description="the permissions they grant")
 
 
 class Sessions(BaseModel):
@@ -623,6 +672,8 @@ async def this_session(who: User, space: Space) -> dict[str, Any]:
         "admin": who.scope == "admin",
         "auth_methods": list(info.auth_methods),
         "authenticated_at": info.authenticated_at,
+        "roles": list(info.roles),
+        "permissions": list(info.permissions),
     }
 
 
@@ -995,6 +1046,115 @@ async def revoke_api_key(key_id: str, request: Request, who: Admin) -> dict[str,
     cache's seconds in other processes serving the same userspace."""
     with acting_as(who.actor, source=who.source):
         return found(await service_of(request).revoke_api_key(key_id), "live API key")
+
+
+# -- roles and organizations ---------------------------------------------------------------
+
+
+def org_named(org: str) -> int | str:
+    """An organization in a path: its id (digits) or its slug."""
+    return int(org) if org.isdigit() else org
+
+
+@router.get("/admin/roles", tags=["roles"], response_model=Roles)
+async def list_roles(who: Admin, space: Space) -> dict[str, Any]:
+    """Every role and what it grants."""
+    return {"roles": [role._asdict() for role in await space.roles()]}
+
+
+@router.put("/admin/roles/{name}", tags=["roles"], response_model=Done)
+async def define_role(name: str, body: RoleBody, who: Admin, space: Space) -> dict[str, str]:
+    """Define a role, or change what it grants (its holders' sessions answer the new
+    permissions at once)."""
+    with acting_as(who.actor, source=who.source):
+        await space.define_role(name, body.permissions, description=body.description)
+    return {"status": "ok"}
+
+
+@router.delete("/admin/roles/{name}", tags=["roles"], response_model=Done)
+async def delete_role(name: str, who: Admin, space: Space) -> dict[str, str]:
+    """Delete a role and every grant of it."""
+    with acting_as(who.actor, source=who.source):
+        return found(await space.delete_role(name), "role")
+
+
+@router.get("/admin/users/{userid}/roles", tags=["roles"], response_model=Grants)
+async def roles_of(userid: int, who: Admin, space: Space) -> dict[str, Any]:
+    """The roles a user holds, everywhere and by organization."""
+    return {"roles": [grant._asdict() for grant in await space.user_roles(userid)]}
+
+
+@router.post("/admin/users/{userid}/roles", tags=["roles"], response_model=Done)
+async def grant_role(userid: int, body: GrantBody, who: Admin, space: Space) -> dict[str, str]:
+    """Give a user a role, everywhere or in one organization they are a member of."""
+    with acting_as(who.actor, source=who.source):
+        status = await space.grant_role(userid, body.role, org=body.org)
+    return found(status, "user, role or organization")
+
+
+@router.delete("/admin/users/{userid}/roles/{role}", tags=["roles"], response_model=Done)
+async def revoke_role(
+    userid: int, role: str, who: Admin, space: Space, org: str | None = None
+) -> dict[str, str]:
+    """Take a role back (``?org=`` for one granted in an organization)."""
+    with acting_as(who.actor, source=who.source):
+        status = await space.revoke_role(userid, role, org=None if org is None else org_named(org))
+    return found(status, "grant")
+
+
+@router.post("/admin/orgs", status_code=201, tags=["roles"], response_model=OrgMade)
+async def create_org(body: OrgBody, who: Admin, space: Space) -> dict[str, int]:
+    """Create an organization."""
+    with acting_as(who.actor, source=who.source):
+        return {"org_id": await space.create_org(body.name, slug=body.slug)}
+
+
+@router.delete("/admin/orgs/{org}", tags=["roles"], response_model=Done)
+async def delete_org(org: str, who: Admin, space: Space) -> dict[str, str]:
+    """Delete an organization, its memberships and the roles held there."""
+    with acting_as(who.actor, source=who.source):
+        return found(await space.delete_org(org_named(org)), "organization")
+
+
+async def org_manager(org: str, who: User, space: Space) -> Caller:
+    """A member allowed to manage organization ``org``: their roles there grant
+    ``org:manage``. Administrators use the admin endpoints."""
+    assert who.userid is not None
+    if not await space.has_permission(who.userid, "org:manage", org=org_named(org)):
+        raise ApiError(403, "forbidden", "this needs the permission 'org:manage' there")
+    return who
+
+
+OrgManager = Annotated[Caller, Depends(org_manager)]
+
+
+@router.get("/orgs", tags=["roles"], response_model=Orgs)
+async def my_orgs(who: User, space: Space) -> dict[str, Any]:
+    """The organizations this user is a member of."""
+    assert who.userid is not None
+    return {"orgs": [org._asdict() for org in await space.orgs(who.userid)]}
+
+
+@router.get("/orgs/{org}/members", tags=["roles"], response_model=Members)
+async def members_of(org: str, who: OrgManager, space: Space) -> dict[str, Any]:
+    """An organization's members and their roles there (for its managers)."""
+    return {"members": [m._asdict() async for m in space.org_members(org_named(org))]}
+
+
+@router.put("/orgs/{org}/members/{userid}", tags=["roles"], response_model=Done)
+async def add_member(
+    org: str, userid: int, body: MemberBody, who: OrgManager, space: Space
+) -> dict[str, str]:
+    """Add a member with a role there (for its managers)."""
+    with acting_as(who.actor, source=who.source):
+        return found(await space.add_member(org_named(org), userid, body.role), "user or role")
+
+
+@router.delete("/orgs/{org}/members/{userid}", tags=["roles"], response_model=Done)
+async def remove_member(org: str, userid: int, who: OrgManager, space: Space) -> dict[str, str]:
+    """Remove a member (for its managers); its last owner stays."""
+    with acting_as(who.actor, source=who.source):
+        return found(await space.remove_member(org_named(org), userid), "member")
 
 
 @router.get("/admin/settings", tags=["admin"], response_model=SettingsAnswer)
