@@ -90,3 +90,54 @@ def test_the_role_endpoints_are_in_the_openapi_document(client: TestClient) -> N
         "/v1/orgs/{org}/members",
     ):
         assert path in paths
+
+
+def test_the_console_defines_grants_and_revokes_roles(
+    space: pgusers.UserSpace, dsn: str, schema: str
+) -> None:
+    import re
+
+    space.create_user("root", "pw", "root@example.com", admin=True)
+    ada = space.create_user("ada", "pw", "ada@example.com")
+    acme = space.create_org("Acme", slug="acme")
+    space.define_role("member", ["doc:read"])
+    space.add_member(acme, ada, "member")
+
+    def csrf(page: str) -> str:
+        found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+        assert found is not None, page
+        return found.group(1)
+
+    with TestClient(web_app(dsn, schema), base_url="http://127.0.0.1", follow_redirects=False) as c:
+        form = c.get("/console/login").text
+        c.post("/console/login", data={"csrf": csrf(form), "username": "root", "password": "pw"})
+        page = c.get("/console/roles").text
+        defined = c.post(
+            "/console/roles",
+            data={
+                "csrf": csrf(page),
+                "name": "billing",
+                "permissions": "invoice:read invoice:write",
+            },
+        )
+        assert defined.status_code == 303
+        assert space.roles()[0].permissions == ("invoice:read", "invoice:write")
+        bad = c.post("/console/roles", data={"csrf": csrf(page), "name": "bad name"})
+        assert bad.status_code == 400 and [r.name for r in space.roles()] == ["billing", "member"]
+        user_page = c.get(f"/console/users/{ada}").text
+        assert "<code>member</code>" in user_page and "acme" in user_page
+        for data in ({"role": "billing", "org": ""}, {"role": "member", "org": "acme"}):
+            c.post(f"/console/users/{ada}/roles/grant", data={"csrf": csrf(user_page), **data})
+        assert [(g.role, g.org_slug) for g in space.user_roles(ada)] == [
+            ("billing", None),
+            ("member", "acme"),
+        ]
+        c.post(
+            f"/console/users/{ada}/roles/revoke",
+            data={"csrf": csrf(user_page), "role": "member", "org": str(acme)},
+        )
+        assert [g.role for g in space.user_roles(ada)] == ["billing"]
+        asked = c.post("/console/roles/billing/delete", data={"csrf": csrf(page)})
+        assert "Are you sure?" in asked.text and space.user_roles(ada)
+        c.post("/console/roles/billing/delete", data={"csrf": csrf(page), "confirmed": "yes"})
+        assert space.user_roles(ada) == []

@@ -80,6 +80,9 @@ DONE: Final = {
     "key-gone": "That API key was already revoked.",
     "enrolled": "Your authenticator app is set up.",
     "flag-cleared": "The passkey signs in again.",
+    "deleted-role": "Role deleted.",
+    "role-granted": "Role granted.",
+    "role-revoked": "Role revoked.",
 }
 """What a console page says after a change, by the code a redirect carries."""
 
@@ -491,6 +494,8 @@ async def user_page(request: Request, userid: int, token: str | None = None) -> 
         "admin": admin,
         "account": account,
         "factors": await space.factors(userid),
+        "grants": await space.user_roles(userid),
+        "roles": await space.roles(),
         "extra_data": json.dumps(account.extra_data, indent=2, ensure_ascii=False, default=str),
         "sessions": sessions,
         "events": events,
@@ -637,6 +642,77 @@ async def set_flag(request: Request, userid: int, flag: str) -> Response:
     with acting_as(admin.actor, source=admin.source):
         await getattr(await space_of(request), method)(userid, value)
     return back_to(f"/console/users/{userid}", said_set if value else said_cleared)
+
+
+# -- roles ---------------------------------------------------------------------------------
+
+
+def org_typed(text: str) -> int | str | None:
+    """An organization as a form field gives it: empty (everywhere), an id or a slug."""
+    typed = text.strip()
+    if not typed:
+        return None
+    return int(typed) if typed.isdigit() else typed
+
+
+@router.get("/roles")
+async def roles_page(request: Request) -> Response:
+    admin = await admin_of(request)
+    roles = await (await space_of(request)).roles()
+    return page(request, "roles.html", {"admin": admin, "roles": roles})
+
+
+@router.post("/roles")
+async def define_role(request: Request) -> Response:
+    admin, form = await writer_of(request)
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            await (await space_of(request)).define_role(
+                form.get("name", "").strip(),
+                form.get("permissions", "").split(),
+                description=form.get("description", "").strip() or None,
+            )
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    return back_to("/console/roles", "saved")
+
+
+@router.post("/roles/{name:path}/delete")
+async def delete_role(request: Request, name: str) -> Response:
+    admin, form = await writer_of(request)
+    ask_first(
+        request,
+        admin,
+        form,
+        f"Delete the role {name}? Everyone who holds it loses it, and its permissions.",
+        "Delete the role",
+    )
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            status = await (await space_of(request)).delete_role(name)
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    return back_to("/console/roles", "deleted-role" if status == OK else "unchanged")
+
+
+@router.post("/users/{userid}/roles/{change}")
+async def change_roles(request: Request, userid: int, change: str) -> Response:
+    """Grant or revoke one of a user's roles, everywhere or in an organization."""
+    if change not in ("grant", "revoke"):
+        raise RefusedError(404, "There is no such page.")
+    admin, form = await writer_of(request)
+    space = await space_of(request)
+    role, where = form.get("role", ""), org_typed(form.get("org", ""))
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            if change == "grant":
+                status = await space.grant_role(userid, role, org=where)
+            else:
+                status = await space.revoke_role(userid, role, org=where)
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    done = {"grant": "role-granted", "revoke": "role-revoked"}[change]
+    return back_to(f"/console/users/{userid}", done if status == OK else "unchanged")
 
 
 # -- settings and the event log ------------------------------------------------------------
