@@ -139,3 +139,72 @@ def test_authorize_is_one_statement(
         with app.transaction():
             assert space.authorize(app, key).status == pgusers.OK
     assert len(sent) == 1
+
+
+def test_the_integrations_authorize_a_request(
+    space: pgusers.UserSpace,
+    dsn: str,
+    schema: str,
+    sql_conn: psycopg.Connection[Any],
+    notes: tuple[str, str],
+) -> None:
+    from functools import partial
+
+    from fastapi import FastAPI, Request
+    from flask import Flask, jsonify
+    from starlette.middleware.authentication import AuthenticationMiddleware
+    from starlette.testclient import TestClient
+
+    from pgusers.integrations import flask as flask_pgusers
+    from pgusers.integrations import starlette as starlette_pgusers
+
+    table, role = notes
+    ada = space.create_user("ada", "pw", "ada@example.com")
+    sql_conn.execute(
+        sql.SQL("INSERT INTO public.{} (owner, body) VALUES (%s, 'mine'), (-1, 'theirs')").format(
+            sql.Identifier(table)
+        ),
+        (ada,),
+    )
+    key = space.login("ada", "pw").key
+    as_role = sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role))
+    select = sql.SQL("SELECT body FROM public.{}").format(sql.Identifier(table))
+
+    opener = partial(
+        pgusers.AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER
+    )
+    auth = starlette_pgusers.PgUsers(opener)
+    api = FastAPI()
+    api.add_middleware(AuthenticationMiddleware, backend=auth.backend)
+
+    @api.get("/notes")
+    async def read_notes(request: Request) -> list[str]:
+        async with await psycopg.AsyncConnection.connect(dsn) as conn, conn.transaction():
+            await conn.execute(as_role)
+            await starlette_pgusers.authorize(request, conn)
+            return [row[0] for row in await (await conn.execute(select)).fetchall()]
+
+    with TestClient(api, base_url="https://testserver") as client:
+        assert client.get("/notes").status_code == 401
+        client.cookies.set("pgusers_session", key)
+        assert client.get("/notes").json() == ["mine"]
+
+    app = Flask(__name__)
+    app.config.update(
+        PGUSERS_DSN=dsn, PGUSERS_SCHEMA=schema, PGUSERS_OPTIONS={"hasher": FAST_HASHER}
+    )
+    ext = flask_pgusers.PgUsers(app)
+
+    @app.get("/notes")
+    def flask_notes() -> Any:
+        with psycopg.connect(dsn) as conn, conn.transaction():
+            conn.execute(as_role)
+            ext.authorize(conn)
+            return jsonify([row[0] for row in conn.execute(select)])
+
+    web = app.test_client()
+    assert web.get("/notes", base_url="https://localhost").status_code == 401
+    web.set_cookie("pgusers_session", key, domain="localhost")
+    assert web.get("/notes", base_url="https://localhost").get_json() == ["mine"]
+    with app.app_context():
+        ext.userspace.close()

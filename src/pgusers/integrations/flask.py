@@ -22,11 +22,19 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
+import psycopg
 from flask import Flask, Response, abort, after_this_request, current_app, request
 from flask_login import LoginManager, UserMixin
 
 from pgusers._errors import BadCallError
-from pgusers._results import OK, REJECTED_LOGIN, LoginOutcome, PasskeyChallenge, Status
+from pgusers._results import (
+    OK,
+    REJECTED_LOGIN,
+    LoginOutcome,
+    PasskeyChallenge,
+    SessionInfo,
+    Status,
+)
 from pgusers._userspace import UserSpace
 from pgusers.integrations._common import (
     COOKIE_NAME,
@@ -307,6 +315,22 @@ class PgUsers:
         factor id (``BadCallError`` says why an answer is refused)."""
         key = request.cookies.get(current_app.config["PGUSERS_COOKIE_NAME"], "")
         return self.userspace.finish_passkey_registration(key, challenge_id, credential)
+
+    def authorize(
+        self, conn: "psycopg.Connection[Any]", *, org: int | str | None = None
+    ) -> SessionInfo:
+        """Hand this request's user to the database for the application's own tables:
+        on ``conn`` (the application's psycopg connection, inside its open transaction)
+        set what row-level security policies read (see ``UserSpace.authorize``). A
+        request without a live session is answered 401, and nothing is set."""
+        key = request.cookies.get(current_app.config["PGUSERS_COOKIE_NAME"], "")
+        try:
+            info = self.userspace.authorize(conn, key, org=org)
+        except BadCallError:  # a cookie too malformed to be a key
+            abort(401)
+        if info.status != OK:
+            abort(401)
+        return info
 
     def _set_cookie_of(self, outcome: LoginOutcome) -> None:
         """Have the response set the cookie of a login that opened a session."""

@@ -24,6 +24,7 @@ Starlette's ``requires(...)`` works as it documents.
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import psycopg
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
@@ -40,6 +41,7 @@ from pgusers._results import (
     REJECTED_LOGIN,
     LoginOutcome,
     PasskeyChallenge,
+    SessionInfo,
     Status,
 )
 from pgusers.integrations._common import (
@@ -57,6 +59,7 @@ __all__ = [
     "PgUser",
     "PgUsers",
     "PgUsersBackend",
+    "authorize",
     "begin_passkey_login",
     "begin_passkey_registration",
     "complete_login",
@@ -237,6 +240,30 @@ def require_permission(
         return user
 
     return permitted
+
+
+async def authorize(
+    request: Request, conn: "psycopg.AsyncConnection[Any]", *, org: int | str | None = None
+) -> SessionInfo:
+    """Hand this request's user to the database for the application's own tables: on
+    ``conn`` (the application's psycopg connection, inside its open transaction) set
+    what row-level security policies read (see ``AsyncUserSpace.authorize``). A request
+    without a live session raises 401, and nothing is set::
+
+        async with pool.connection() as conn, conn.transaction():
+            await authorize(request, conn)
+            notes = await (await conn.execute("SELECT * FROM notes")).fetchall()
+    """
+    pgusers = _pgusers(request)
+    key = request.cookies.get(pgusers.cookie_name, "")
+    space = await pgusers.userspace()
+    try:
+        info = await space.authorize(conn, key, org=org)
+    except BadCallError:  # a cookie too malformed to be a key
+        info = SessionInfo(NOT_FOUND, None, None, None)
+    if info.status != OK:
+        raise HTTPException(401, "log in first")
+    return info
 
 
 def require_recent_auth(

@@ -47,7 +47,14 @@ from django.test.runner import DiscoverRunner
 from django.utils.functional import SimpleLazyObject
 
 from pgusers._errors import BadCallError
-from pgusers._results import OK, REJECTED_LOGIN, LoginOutcome, PasskeyChallenge, Status
+from pgusers._results import (
+    OK,
+    REJECTED_LOGIN,
+    LoginOutcome,
+    PasskeyChallenge,
+    SessionInfo,
+    Status,
+)
 from pgusers._userspace import UserSpace
 from pgusers.integrations._common import (
     RECENT_AUTH,
@@ -66,6 +73,7 @@ __all__ = [
     "PgUsersMiddleware",
     "PgUsersTestRunner",
     "close_userspaces",
+    "pgusers_authorize",
     "pgusers_begin_passkey_login",
     "pgusers_begin_passkey_registration",
     "pgusers_complete_login",
@@ -468,6 +476,18 @@ def pgusers_finish_passkey_registration(
     """Register the passkey of the browser's answer for the logged-in user: its factor
     id (``BadCallError`` says why an answer is refused)."""
     return userspace().finish_passkey_registration(_key_of(request), challenge_id, credential)
+
+
+def pgusers_authorize(
+    request: HttpRequest, conn: "psycopg.Connection[Any]", *, org: int | str | None = None
+) -> SessionInfo:
+    """Hand the logged-in user to the database for the application's own tables: on
+    ``conn`` (a psycopg connection inside its open transaction, such as Django's own
+    ``connection.connection`` within ``transaction.atomic()``) set what row-level
+    security policies read (see ``UserSpace.authorize``). ``BadCallError`` for a
+    request without a logged-in user; the answer's status says whether the session
+    was still live (nothing is set otherwise)."""
+    return userspace().authorize(conn, _key_of(request), org=org)
 
 
 def _key_of(request: HttpRequest) -> str:
