@@ -141,3 +141,40 @@ def test_the_console_defines_grants_and_revokes_roles(
         assert "Are you sure?" in asked.text and space.user_roles(ada)
         c.post("/console/roles/billing/delete", data={"csrf": csrf(page), "confirmed": "yes"})
         assert space.user_roles(ada) == []
+
+
+def test_the_console_manages_organizations_and_members(
+    space: pgusers.UserSpace, dsn: str, schema: str
+) -> None:
+    import re
+
+    space.create_user("root", "pw", "root@example.com", admin=True)
+    ada = space.create_user("ada", "pw", "ada@example.com")
+    space.define_role("owner", ["org:manage"])
+
+    def csrf(page: str) -> str:
+        found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+        assert found is not None, page
+        return found.group(1)
+
+    with TestClient(web_app(dsn, schema), base_url="http://127.0.0.1", follow_redirects=False) as c:
+        form = c.get("/console/login").text
+        c.post("/console/login", data={"csrf": csrf(form), "username": "root", "password": "pw"})
+        listed = c.get("/console/orgs").text
+        made = c.post("/console/orgs", data={"csrf": csrf(listed), "name": "Acme Inc."})
+        assert made.status_code == 303
+        org_path = made.headers["location"].split("?")[0]
+        page = c.get(org_path).text
+        assert "acme-inc" in page
+        c.post(
+            f"{org_path}/members", data={"csrf": csrf(page), "userid": str(ada), "role": "owner"}
+        )
+        (org,) = space.orgs(ada)
+        assert [m.roles for m in space.org_members(org.org_id)] == [("owner",)]
+        last = c.post(f"{org_path}/members/{ada}/remove", data={"csrf": csrf(page)})
+        assert last.status_code == 400 and "last owner" in last.text
+        asked = c.post(f"{org_path}/delete", data={"csrf": csrf(page)})
+        assert "Are you sure?" in asked.text and space.orgs(ada)
+        c.post(f"{org_path}/delete", data={"csrf": csrf(page), "confirmed": "yes"})
+        assert space.orgs(ada) == []
+        assert c.get(org_path).status_code == 404

@@ -179,6 +179,17 @@ DELETE_ORG: Final = """
     SELECT org_id, {logged} FROM deleted
 """
 
+ALL_ORGS: Final = """
+    SELECT o.org_id, o.slug, o.name, extract(epoch FROM o.created_at)::float8
+    FROM {schema}.orgs o WHERE o.org_id > %(after)s
+    ORDER BY o.org_id LIMIT %(limit)s
+"""
+
+ORG_BY: Final = """
+    SELECT o.org_id, o.slug, o.name, extract(epoch FROM o.created_at)::float8
+    FROM {schema}.orgs o WHERE o.org_id = {org}
+"""
+
 ORGS_OF: Final = """
     SELECT o.org_id, o.slug, o.name, extract(epoch FROM o.created_at)::float8
     FROM {schema}.members m JOIN {schema}.orgs o ON o.org_id = m.org_id
@@ -541,6 +552,22 @@ class RolesPart(Part):
         if not params["org_given"]:
             raise BadCallError("delete_org needs an organization's id or slug")
         return self._status_of(self._sql_org(DELETE_ORG, **LOGS), params)
+
+    @retry_safe
+    def org_page(self, after: object, limit: object) -> Operation[list[Org]]:
+        """A page of every organization in id order after ``after`` (the console's)."""
+        params = {
+            "after": checks.userid(after, allow_all=True),
+            "limit": checks.count(limit, "limit", 1, 1000),
+        }
+        rows = yield Execute(self._sql(ALL_ORGS), params, Fetch.ALL)
+        return [Org._make(row) for row in rows]
+
+    @retry_safe
+    def org(self, org: object) -> Operation[Org | None]:
+        """One organization, by id or slug (the console's)."""
+        row = yield Execute(self._sql_org(ORG_BY), checks.org(org))
+        return None if row is None else Org._make(row)
 
     @retry_safe
     def orgs(self, userid: object) -> Operation[list[Org]]:

@@ -83,6 +83,9 @@ DONE: Final = {
     "deleted-role": "Role deleted.",
     "role-granted": "Role granted.",
     "role-revoked": "Role revoked.",
+    "member-added": "Member added.",
+    "member-removed": "Member removed.",
+    "org-deleted": "Organization deleted.",
 }
 """What a console page says after a change, by the code a redirect carries."""
 
@@ -713,6 +716,85 @@ async def change_roles(request: Request, userid: int, change: str) -> Response:
         raise RefusedError(400, str(error)) from None
     done = {"grant": "role-granted", "revoke": "role-revoked"}[change]
     return back_to(f"/console/users/{userid}", done if status == OK else "unchanged")
+
+
+# -- organizations -----------------------------------------------------------------------
+
+
+@router.get("/orgs")
+async def orgs_page(request: Request, after: int = 0) -> Response:
+    admin = await admin_of(request)
+    space = await space_of(request)
+    found = await door.arun(space, Core.org_page, after, PAGE)
+    more = "/console/orgs?" + urlencode({"after": found[-1].org_id}) if len(found) == PAGE else None
+    return page(request, "orgs.html", {"admin": admin, "orgs": found, "next": more})
+
+
+@router.post("/orgs")
+async def create_org(request: Request) -> Response:
+    admin, form = await writer_of(request)
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            org_id = await (await space_of(request)).create_org(
+                form.get("name", "").strip(), slug=form.get("slug", "").strip() or None
+            )
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    return back_to(f"/console/orgs/{org_id}", "saved")
+
+
+@router.get("/orgs/{org_id}")
+async def org_page(request: Request, org_id: int) -> Response:
+    admin = await admin_of(request)
+    space = await space_of(request)
+    found = await door.arun(space, Core.org, org_id)
+    if found is None:
+        raise RefusedError(404, "There is no such organization.")
+    members = await first(space.org_members(org_id), 1000)
+    context = {"admin": admin, "org": found, "members": members, "roles": await space.roles()}
+    return page(request, "org.html", context)
+
+
+@router.post("/orgs/{org_id}/members")
+async def add_member(request: Request, org_id: int) -> Response:
+    admin, form = await writer_of(request)
+    typed = form.get("userid", "").strip()
+    if not typed.isdigit():
+        raise RefusedError(400, "Give the new member's user ID.")
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            status = await (await space_of(request)).add_member(
+                org_id, int(typed), form.get("role", "")
+            )
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    return back_to(f"/console/orgs/{org_id}", "member-added" if status == OK else "unchanged")
+
+
+@router.post("/orgs/{org_id}/members/{userid}/remove")
+async def remove_member(request: Request, org_id: int, userid: int) -> Response:
+    admin, _ = await writer_of(request)
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            status = await (await space_of(request)).remove_member(org_id, userid)
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    return back_to(f"/console/orgs/{org_id}", "member-removed" if status == OK else "unchanged")
+
+
+@router.post("/orgs/{org_id}/delete")
+async def delete_org(request: Request, org_id: int) -> Response:
+    admin, form = await writer_of(request)
+    ask_first(
+        request,
+        admin,
+        form,
+        "Delete this organization? Its memberships and the roles held there end.",
+        "Delete organization",
+    )
+    with acting_as(admin.actor, source=admin.source):
+        await (await space_of(request)).delete_org(org_id)
+    return back_to("/console/orgs", "org-deleted")
 
 
 # -- settings and the event log ------------------------------------------------------------
