@@ -3,6 +3,7 @@ and organizations; a member whose roles there grant org:manage manages its membe
 a session says its roles and permissions."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from starlette.testclient import TestClient
@@ -15,6 +16,26 @@ from .support import web_app
 @pytest.fixture
 def client(space: pgusers.UserSpace, dsn: str, schema: str) -> Iterator[TestClient]:
     with TestClient(web_app(dsn, schema)) as client:
+        yield client
+
+
+def csrf(page: str) -> str:
+    import re
+
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert found is not None, page
+    return found.group(1)
+
+
+@contextmanager
+def console(dsn: str, schema: str) -> Iterator[TestClient]:
+    """The console, logged in as root (password "pw")."""
+    app = web_app(dsn, schema)
+    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False) as client:
+        form = client.get("/console/login").text
+        client.post(
+            "/console/login", data={"csrf": csrf(form), "username": "root", "password": "pw"}
+        )
         yield client
 
 
@@ -95,22 +116,13 @@ def test_the_role_endpoints_are_in_the_openapi_document(client: TestClient) -> N
 def test_the_console_defines_grants_and_revokes_roles(
     space: pgusers.UserSpace, dsn: str, schema: str
 ) -> None:
-    import re
-
     space.create_user("root", "pw", "root@example.com", admin=True)
     ada = space.create_user("ada", "pw", "ada@example.com")
     acme = space.create_org("Acme", slug="acme")
     space.define_role("member", ["doc:read"])
     space.add_member(acme, ada, "member")
 
-    def csrf(page: str) -> str:
-        found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
-        assert found is not None, page
-        return found.group(1)
-
-    with TestClient(web_app(dsn, schema), base_url="http://127.0.0.1", follow_redirects=False) as c:
-        form = c.get("/console/login").text
-        c.post("/console/login", data={"csrf": csrf(form), "username": "root", "password": "pw"})
+    with console(dsn, schema) as c:
         page = c.get("/console/roles").text
         defined = c.post(
             "/console/roles",
@@ -146,20 +158,11 @@ def test_the_console_defines_grants_and_revokes_roles(
 def test_the_console_manages_organizations_and_members(
     space: pgusers.UserSpace, dsn: str, schema: str
 ) -> None:
-    import re
-
     space.create_user("root", "pw", "root@example.com", admin=True)
     ada = space.create_user("ada", "pw", "ada@example.com")
     space.define_role("owner", ["org:manage"])
 
-    def csrf(page: str) -> str:
-        found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
-        assert found is not None, page
-        return found.group(1)
-
-    with TestClient(web_app(dsn, schema), base_url="http://127.0.0.1", follow_redirects=False) as c:
-        form = c.get("/console/login").text
-        c.post("/console/login", data={"csrf": csrf(form), "username": "root", "password": "pw"})
+    with console(dsn, schema) as c:
         listed = c.get("/console/orgs").text
         made = c.post("/console/orgs", data={"csrf": csrf(listed), "name": "Acme Inc."})
         assert made.status_code == 303
