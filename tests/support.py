@@ -242,6 +242,7 @@ TABLES = (
     "orgs",
     "members",
     "grants",
+    "grant_sums",
 )
 """Every table pgusers keeps in its schema."""
 

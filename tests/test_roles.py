@@ -263,3 +263,45 @@ def test_the_command_line_manages_roles_and_organizations(dsn: str, schema: str)
     assert run("role", "delete", "billing", "--yes").exit_code == 0
     with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
         assert [g.role for g in usp.user_roles(ada)] == ["owner"]
+
+
+def test_racing_grants_to_one_user_are_all_answered(dsn: str, schema: str) -> None:
+    """The sums check_session reads are made again under a lock on the user's row: of
+    eight grants racing for one user, none is lost."""
+    import threading
+
+    from .support import FAST_HASHER
+
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, pool_max=8) as usp:
+        ada = usp.create_user("ada", "ada-pw", "ada@example.com")
+        for n in range(8):
+            usp.define_role(f"r{n}", [f"p{n}"])
+        barrier = threading.Barrier(8)
+        answers: list[object] = []
+
+        def grant(n: int) -> None:
+            barrier.wait()
+            try:
+                answers.append(usp.grant_role(ada, f"r{n}"))
+            except pgusers.PgUsersError as error:  # a deadlock would be one
+                answers.append(error)
+
+        threads = [threading.Thread(target=grant, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert answers == [OK] * 8
+        info = usp.check_session(usp.login("ada", "ada-pw").key)
+        assert info.roles == tuple(f"r{n}" for n in range(8))
+        assert info.permissions == tuple(f"p{n}" for n in range(8))
+
+
+def test_names_come_in_one_order_whatever_the_database_s_collation(usp: Any, ada: int) -> None:
+    usp.define_role("Zeta", ["b:x", "B:y", "a_z", "A-z", "a.b"])
+    usp.define_role("alpha", ["a_z"])
+    usp.grant_role(ada, "Zeta")
+    usp.grant_role(ada, "alpha")
+    info = usp.check_session(usp.login("ada", "ada-pw").key)
+    assert info.roles == ("Zeta", "alpha") == tuple(sorted(info.roles))
+    assert info.permissions == tuple(sorted({"b:x", "B:y", "a_z", "A-z", "a.b"}))

@@ -113,6 +113,16 @@ def _migration_15(schema: str) -> Operation[None]:
     yield Execute(render(schema_sql.MIGRATION_15, schema), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_16(schema: str) -> Operation[None]:
+    statement = sql.SQL(schema_sql.MIGRATION_16).format(
+        schema=sql.Identifier(schema),
+        sum_grants=sql.Literal(render(schema_sql.SUM_GRANTS, schema)),
+        grants_changed=sql.Literal(render(schema_sql.GRANTS_CHANGED, schema)),
+        role_changed=sql.Literal(render(schema_sql.ROLE_CHANGED, schema)),
+    )
+    yield Execute(statement.as_string(), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
@@ -129,6 +139,7 @@ MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_13,
     _migration_14,
     _migration_15,
+    _migration_16,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

@@ -409,3 +409,76 @@ MIGRATION_15: Final = """
         ADD COLUMN role text COLLATE "C" REFERENCES {schema}.roles (name) ON DELETE CASCADE,
         ADD COLUMN open_to_anyone boolean NOT NULL DEFAULT false;
 """
+
+# Version 16: each user's roles and permissions, everywhere and in each organization,
+# kept summed up in one row per place (the roles' names and the union of their
+# permissions, each space-separated and sorted), so that check_session reads one row
+# by its key instead of joining grants to roles. Triggers keep the rows exact: a
+# grant made or ended (by any statement, cascades included), or a role's permissions
+# changed, sums up again the places it touches, each under a lock on its user's row so
+# that two transactions granting to one user at once cannot lose one of the grants
+# (FOR NO KEY UPDATE: the grants' foreign key already holds FOR KEY SHARE on that row,
+# which FOR UPDATE would wait for, each transaction for the other's).
+MIGRATION_16: Final = """
+    CREATE TABLE {schema}.grant_sums (
+        userid      bigint NOT NULL REFERENCES {schema}.users (userid) ON DELETE CASCADE,
+        org_id      bigint REFERENCES {schema}.orgs (org_id) ON DELETE CASCADE,
+        roles       text NOT NULL,
+        permissions text NOT NULL
+    );
+    CREATE UNIQUE INDEX grant_sums_key ON {schema}.grant_sums (userid, org_id)
+        NULLS NOT DISTINCT;
+    CREATE FUNCTION {schema}.sum_grants(who bigint, place bigint) RETURNS void
+        LANGUAGE plpgsql VOLATILE AS {sum_grants};
+    CREATE FUNCTION {schema}.grants_changed() RETURNS trigger
+        LANGUAGE plpgsql AS {grants_changed};
+    CREATE TRIGGER grants_summed AFTER INSERT OR DELETE ON {schema}.grants
+        FOR EACH ROW EXECUTE FUNCTION {schema}.grants_changed();
+    CREATE FUNCTION {schema}.role_changed() RETURNS trigger
+        LANGUAGE plpgsql AS {role_changed};
+    CREATE TRIGGER role_summed AFTER UPDATE OF permissions ON {schema}.roles
+        FOR EACH ROW WHEN (OLD.permissions IS DISTINCT FROM NEW.permissions)
+        EXECUTE FUNCTION {schema}.role_changed();
+    INSERT INTO {schema}.grant_sums (userid, org_id, roles, permissions)
+    SELECT g.userid, g.org_id, string_agg(DISTINCT g.role, ' ' ORDER BY g.role),
+           coalesce((SELECT string_agg(DISTINCT p COLLATE "C", ' ' ORDER BY p COLLATE "C")
+                     FROM {schema}.grants h
+                     JOIN {schema}.roles r ON r.name = h.role
+                     CROSS JOIN unnest(r.permissions) AS p
+                     WHERE h.userid = g.userid AND h.org_id IS NOT DISTINCT FROM g.org_id), '')
+    FROM {schema}.grants g GROUP BY g.userid, g.org_id;
+"""
+# The bodies, given as string literals (see MIGRATION_7).
+SUM_GRANTS: Final = """
+    BEGIN
+        PERFORM 1 FROM {schema}.users WHERE userid = who FOR NO KEY UPDATE;
+        DELETE FROM {schema}.grant_sums WHERE userid = who AND org_id IS NOT DISTINCT FROM place;
+        INSERT INTO {schema}.grant_sums (userid, org_id, roles, permissions)
+        SELECT who, place, string_agg(DISTINCT g.role, ' ' ORDER BY g.role),
+               coalesce((SELECT string_agg(DISTINCT p COLLATE "C", ' ' ORDER BY p COLLATE "C")
+                         FROM {schema}.grants h
+                         JOIN {schema}.roles r ON r.name = h.role
+                         CROSS JOIN unnest(r.permissions) AS p
+                         WHERE h.userid = who AND h.org_id IS NOT DISTINCT FROM place), '')
+        FROM {schema}.grants g
+        WHERE g.userid = who AND g.org_id IS NOT DISTINCT FROM place
+        HAVING count(*) > 0;
+    END
+"""
+GRANTS_CHANGED: Final = """
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            PERFORM {schema}.sum_grants(OLD.userid, OLD.org_id);
+        ELSE
+            PERFORM {schema}.sum_grants(NEW.userid, NEW.org_id);
+        END IF;
+        RETURN NULL;
+    END
+"""
+ROLE_CHANGED: Final = """
+    BEGIN
+        PERFORM {schema}.sum_grants(g.userid, g.org_id)
+        FROM (SELECT DISTINCT userid, org_id FROM {schema}.grants WHERE role = NEW.name) g;
+        RETURN NULL;
+    END
+"""

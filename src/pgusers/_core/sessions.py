@@ -101,33 +101,35 @@ one row: it then keeps one generic plan for the statement, analysed tables or no
 instead of planning it again on every call."""
 
 GRANTS_OF: Final = """(
-        SELECT string_agg(g.role, ' ') || chr(31) || string_agg(r.permission_text, ' ')
-        FROM {schema}.grants g JOIN {schema}.roles r ON r.name = g.role
-        WHERE g.userid = found.userid AND {scope})"""
-"""A user's roles and permissions: the names of the roles held, a unit separator, then
-their permissions, each list space-separated (the names hold no space), with
-repetitions the reader drops; NULL for none."""
+        SELECT gs.roles || chr(31) || gs.permissions FROM {schema}.grant_sums gs
+        WHERE gs.userid = found.userid AND gs.org_id IS NULL)"""
+"""A user's roles and permissions everywhere, read from their sum (one row by its
+key): the roles' names, a unit separator, then the permissions, each list sorted and
+space-separated (the names hold no space); NULL for none."""
 
-EVERYWHERE: Final = "g.org_id IS NULL"
+GRANTS_IN_ORG: Final = """(
+        SELECT string_agg(gs.roles, ' ') || chr(31) || string_agg(gs.permissions, ' ')
+        FROM {schema}.grant_sums gs
+        WHERE gs.userid = found.userid AND {scope})"""
+"""GRANTS_OF, with the sum in the organization asked about (a second row, whose names
+may repeat the first's: the reader drops repetitions)."""
 
 ORG_NAMED: Final = """(
             SELECT o.org_id FROM {schema}.orgs o
             WHERE o.org_id = %(org_id)s OR o.slug = %(org_slug)s)"""
 
-IN_ORG: Final = "(g.org_id IS NULL OR g.org_id = {org})".replace("{org}", ORG_NAMED)
+IN_ORG: Final = "(gs.org_id IS NULL OR gs.org_id = {org})".replace("{org}", ORG_NAMED)
 
 LAST_COLUMN: Final = "           CASE WHEN NOT (alive AND current)"
 
 WITH_GRANTS: Final = """{grants},
            CASE WHEN NOT (alive AND current)"""
 
-CHECK_SESSION: Final = CHECK_KEY.replace(
-    LAST_COLUMN, WITH_GRANTS.replace("{grants}", GRANTS_OF).replace("{scope}", EVERYWHERE)
-)
+CHECK_SESSION: Final = CHECK_KEY.replace(LAST_COLUMN, WITH_GRANTS.replace("{grants}", GRANTS_OF))
 """CHECK_KEY, answering also the roles held everywhere and their permissions."""
 
 CHECK_SESSION_IN_ORG: Final = CHECK_KEY.replace(
-    LAST_COLUMN, WITH_GRANTS.replace("{grants}", GRANTS_OF).replace("{scope}", IN_ORG)
+    LAST_COLUMN, WITH_GRANTS.replace("{grants}", GRANTS_IN_ORG).replace("{scope}", IN_ORG)
 )
 """CHECK_SESSION for one organization: the roles held there too."""
 
@@ -149,14 +151,12 @@ CLAIMS_FROM: Final = """    FROM found CROSS JOIN LATERAL (
 
 AUTHORIZE: Final = CHECK_KEY.replace(LAST_COLUMN, CLAIMS).replace(
     "    FROM found\n",
-    CLAIMS_FROM.replace("{grants}", GRANTS_OF)
-    .replace("{scope}", EVERYWHERE)
-    .replace("{org}", "NULL::bigint"),
+    CLAIMS_FROM.replace("{grants}", GRANTS_OF).replace("{org}", "NULL::bigint"),
 )
 
 AUTHORIZE_IN_ORG: Final = CHECK_KEY.replace(LAST_COLUMN, CLAIMS).replace(
     "    FROM found\n",
-    CLAIMS_FROM.replace("{grants}", GRANTS_OF)
+    CLAIMS_FROM.replace("{grants}", GRANTS_IN_ORG)
     .replace("{scope}", IN_ORG)
     .replace("{org}", ORG_NAMED),
 )
@@ -402,6 +402,7 @@ class SessionsPart(Part):
         if not alive:
             return SessionInfo(EXPIRED, None, None, None)
         held, _, granted = (row[12] if scope is not None and row[12] else "").partition("\x1f")
+        in_org = scope is not None and scope["org_given"]
         result = SessionInfo(
             OK,
             username,
@@ -411,8 +412,8 @@ class SessionsPart(Part):
             session_id,
             tuple(methods.split()),
             proved,
-            tuple(sorted(set(held.split()))),
-            tuple(sorted(set(granted.split()))),
+            tuple(sorted(set(held.split()))) if in_org else tuple(held.split()),
+            tuple(sorted(set(granted.split()))) if in_org else tuple(granted.split()),
         )
         if self.cache is not None and not claims and (scope is None or not scope["org_given"]):
             self.cache.keep(
