@@ -305,3 +305,14 @@ def test_names_come_in_one_order_whatever_the_database_s_collation(usp: Any, ada
     info = usp.check_session(usp.login("ada", "ada-pw").key)
     assert info.roles == ("Zeta", "alpha") == tuple(sorted(info.roles))
     assert info.permissions == tuple(sorted({"b:x", "B:y", "a_z", "A-z", "a.b"}))
+
+
+@pytest.mark.parametrize(("token", "key"), [("", "\x00"), ("t" * 43, "\x00"), ("\x00", "k" * 43)])
+def test_what_cannot_be_a_token_or_a_key_is_answered_without_the_database(
+    usp: Any, token: str, key: str
+) -> None:
+    try:
+        status = usp.accept_invite(token, key)
+    except BadCallError:
+        return
+    assert status in (NOT_FOUND, pgusers.REJECTED)
