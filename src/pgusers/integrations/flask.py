@@ -229,21 +229,9 @@ class PgUsers:
         ``ticket``); a name or password too malformed to be anyone's is ``REJECTED``
         too. The session the request's cookie held, if any, ends when the new one
         replaces it."""
-        space = self.userspace
-        try:
-            outcome = space.login(
-                username,
-                password,
-                source=request.remote_addr,
-                user_agent=user_agent(request.headers.get("User-Agent")),
-                extra_data=extra_data,
-            )
-        except BadCallError:
-            if extra_data is not None:  # the caller's own data: its mistake, said as such
-                raise
-            return REJECTED_LOGIN
-        self._set_cookie_of(outcome)
-        return outcome
+        return self._signed_in(
+            lambda client: self.userspace.login(username, password, **client), extra_data
+        )
 
     def complete_login(
         self,
@@ -286,16 +274,27 @@ class PgUsers:
         cookie. Returns the ``LoginOutcome`` (``OK``, ``REJECTED``, ``EXPIRED``,
         ``NOT_FOUND``, ``THROTTLED``, ``DISABLED``); a malformed answer is
         ``REJECTED``."""
+        return self._signed_in(
+            lambda client: self.userspace.finish_passkey_login(challenge_id, credential, **client),
+            extra_data,
+        )
+
+    def _signed_in(
+        self, attempt: Callable[[dict[str, Any]], LoginOutcome], extra_data: Any
+    ) -> LoginOutcome:
+        """Run a login ``attempt`` with the client's address, user agent and the new
+        session's ``extra_data``, and have the response set the cookie of a session it
+        opened. Input too malformed to be anyone's is ``REJECTED``; a malformed
+        ``extra_data`` is the caller's own mistake, raised as such."""
+        client = {
+            "source": request.remote_addr,
+            "user_agent": user_agent(request.headers.get("User-Agent")),
+            "extra_data": extra_data,
+        }
         try:
-            outcome = self.userspace.finish_passkey_login(
-                challenge_id,
-                credential,
-                source=request.remote_addr,
-                user_agent=user_agent(request.headers.get("User-Agent")),
-                extra_data=extra_data,
-            )
+            outcome = attempt(client)
         except BadCallError:
-            if extra_data is not None:  # the caller's own data: its mistake, said as such
+            if extra_data is not None:
                 raise
             return REJECTED_LOGIN
         self._set_cookie_of(outcome)
