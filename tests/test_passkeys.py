@@ -445,5 +445,8 @@ def test_the_command_line_sets_the_party_and_clears_a_flag(
     assert cleared.exit_code == 0, cleared.output
     again = runner.invoke(main, [*base, "passkey", "clear-flag", "ada", factor_id])
     assert again.exit_code == 1 and "no flagged passkey" in again.stderr
+    # An id is URL-safe base64, so one in 64 starts with "-": it is an id, not an option.
+    dashed = runner.invoke(main, [*base, "passkey", "clear-flag", "ada", "-v" + factor_id[2:]])
+    assert dashed.exit_code == 1 and "no flagged passkey '-v" in dashed.stderr
     with opened() as usp:
         assert not usp.factors(ada).factors[0].cloned

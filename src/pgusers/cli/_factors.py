@@ -8,7 +8,7 @@ from pgusers._door import Core
 from pgusers._results import OK
 from pgusers._userspace import UserSpace
 from pgusers.cli._group import NegativeAnswerError, confirm_or_refuse, main, with_userspace
-from pgusers.cli._input import find, json_option, user_selector
+from pgusers.cli._input import DASH_ARGUMENT, find, json_option, user_selector
 from pgusers.cli._output import Progress, print_json, print_table, timestamp
 
 
@@ -105,7 +105,11 @@ def passkey_setup(usp: UserSpace, rp_id: str, name: str, origins: tuple[str, ...
     click.echo(f"passkeys are bound to {rp_id.lower()} for {', '.join(origins)}")
 
 
-@passkey.command(name="clear-flag", short_help="Let a passkey flagged as cloned sign in.")
+@passkey.command(
+    name="clear-flag",
+    short_help="Let a passkey flagged as cloned sign in.",
+    context_settings=DASH_ARGUMENT,
+)
 @user_selector
 @click.argument("user")
 @click.argument("factor_id")
