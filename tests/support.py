@@ -243,6 +243,9 @@ TABLES = (
     "members",
     "grants",
     "grant_sums",
+    "identity_providers",
+    "identities",
+    "external_logins",
 )
 """Every table pgusers keeps in its schema."""
 

@@ -249,6 +249,8 @@ def test_every_kind_is_written_by_some_change() -> None:
     on_their_own.add("password.breach_check_failed")  # test_password_policy.py
     on_their_own |= {"mfa.renamed", "passkey.cloned", "passkey.flag_cleared"}  # test_passkeys.py
     on_their_own |= {kind for kind in KINDS if kind.startswith(("role.", "org."))}  # test_roles
+    # test_federation.py
+    on_their_own |= {kind for kind in KINDS if kind.startswith(("provider.", "identity."))}
     assert kinds | on_their_own | {"apikey.created", "apikey.revoked"} == KINDS
 
 

@@ -198,6 +198,15 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "remove_member": (2, True, is_status(NOT_FOUND)),
     "accept_invite": (2, True, is_status(NOT_FOUND)),
     "set_password_policy": (3, True, lambda result: result is None),
+    # Without a secret key, signing in through other sites is refused before anything.
+    "add_identity_provider": (11, True, lambda result: False),
+    "remove_identity_provider": (1, True, is_status(NOT_FOUND)),
+    "begin_external_login": (4, True, lambda result: False),
+    "finish_external_login": (5, True, lambda result: False),
+    "identities": (1, False, lambda result: result == []),
+    "unlink_identity": (2, True, is_status(NOT_FOUND)),
+    "remove_identity": (2, True, is_status(NOT_FOUND)),
+    "provider_tokens": (2, False, lambda result: False),
 }
 KEYWORDS = {
     "sessions": ("expired", "key"),
@@ -218,6 +227,20 @@ KEYWORDS = {
     "create_org": ("slug",),
     "begin_passkey_login": ("ticket", "source"),
     "finish_passkey_login": ("source", "user_agent", "extra_data"),
+    "add_identity_provider": (
+        "kind",
+        "client_id",
+        "client_secret",
+        "discovery_url",
+        "scopes",
+        "link_by_verified_email",
+        "trusted_for_mfa",
+        "allow_signup",
+        "keep_claims",
+        "keep_tokens",
+    ),
+    "begin_external_login": ("link_to_key", "source"),
+    "finish_external_login": ("source", "user_agent", "extra_data"),
 }
 """The arguments of a method that are keyword-only, given by name (the last ones)."""
 TRIED: Counter[str] = Counter()

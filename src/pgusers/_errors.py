@@ -67,3 +67,9 @@ class LegacyImportError(BadCallError):
     def __init__(self, message: str, report: ImportReport) -> None:
         super().__init__(message)
         self.report = report
+
+
+class ProviderUnavailableError(PgUsersError, ConnectionError):
+    """An identity provider could not be asked what a sign-in needs (its discovery
+    document did not answer, or answered something unusable). Nothing was written;
+    the message says what failed."""

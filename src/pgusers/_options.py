@@ -14,6 +14,7 @@ from pgusers._core.passwords import Passwords, parameters
 from pgusers._core.sealing import box_for, keys_of
 from pgusers._drivers import target
 from pgusers._drivers.breaches import DEFAULT_SOURCE, BreachedPasswords
+from pgusers._drivers.providers import ProviderCalls
 from pgusers._drivers.wiring import Wiring
 from pgusers._errors import BadCallError
 
@@ -152,6 +153,7 @@ class Options:
             cache,
             box=box_for(self.secret_key),
             breaches=BreachedPasswords(self.breach_source or DEFAULT_SOURCE).count,
+            providers=ProviderCalls(),
         )
 
     def pool_settings(self) -> dict[str, Any]:

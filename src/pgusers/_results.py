@@ -32,6 +32,12 @@ class Status(IntEnum):
     MFA_REQUIRED = 6
     """The password was right, and the user has a second factor: the login goes on
     with ``complete_login`` and the outcome's ``ticket``."""
+    LINK_REQUIRED = 7
+    """Another site vouched for someone that no user here is linked to, and none could
+    be linked or made for them without risk: they sign in another way, then link it."""
+    LAST_METHOD = 8
+    """Refused: the change would leave the user no way to sign in (no password, no
+    passkey, no linked identity)."""
 
 
 OK = Status.OK
@@ -41,6 +47,8 @@ REJECTED = Status.REJECTED
 THROTTLED = Status.THROTTLED
 DISABLED = Status.DISABLED
 MFA_REQUIRED = Status.MFA_REQUIRED
+LINK_REQUIRED = Status.LINK_REQUIRED
+LAST_METHOD = Status.LAST_METHOD
 
 
 class LoginResult(NamedTuple):
@@ -151,6 +159,47 @@ class Member(NamedTuple):
     username: str
     roles: tuple[str, ...]
     joined_at: float
+
+
+class ExternalLogin(NamedTuple):
+    """What ``begin_external_login`` returns: the provider's page to send the browser
+    to, and the sign-in's ``state``, which the application keeps in the browser (a
+    cookie) and gives to ``finish_external_login`` with the callback."""
+
+    authorization_url: str
+    state: str
+
+
+class IdentityProvider(NamedTuple):
+    """A provider users may sign in with, as ``identity_providers`` lists it (never
+    its client secret); ``identities`` counts the users linked to it."""
+
+    name: str
+    kind: str
+    client_id: str
+    discovery_url: str | None
+    scopes: tuple[str, ...]
+    link_by_verified_email: bool
+    trusted_for_mfa: bool
+    allow_signup: bool
+    keep_claims: tuple[str, ...]
+    keep_tokens: bool
+    created_at: float
+    identities: int
+
+
+class Identity(NamedTuple):
+    """A user's account at a provider: its subject there, the email the provider gave
+    and whether it verified it, the profile claims kept, when it was linked and last
+    used (Unix times)."""
+
+    provider: str
+    subject: str
+    email: str | None
+    email_verified: bool
+    claims: dict[str, Any]
+    linked_at: float
+    last_used_at: float | None
 
 
 class PasskeyChallenge(NamedTuple):

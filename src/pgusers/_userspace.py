@@ -1,7 +1,7 @@
 """UserSpace: the blocking API, for threaded applications."""
 
 import atexit
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
@@ -18,8 +18,11 @@ from pgusers._results import (
     CheckResult,
     Enrollment,
     Event,
+    ExternalLogin,
     Factors,
     FoundUser,
+    Identity,
+    IdentityProvider,
     ImportReport,
     LoginFailureRow,
     LoginOutcome,
@@ -562,6 +565,110 @@ class UserSpace(Opening):
         """Remove a member, and the roles they hold there: ``OK`` or ``NOT_FOUND``. An
         organization's last owner cannot leave (``BadCallError``)."""
         return self._driver.run(self._core.remove_member, org, userid)
+
+    # -- signing in through other sites -------------------------------------------
+
+    def add_identity_provider(
+        self,
+        name: str,
+        *,
+        kind: str,
+        client_id: str,
+        client_secret: str,
+        discovery_url: str | None = None,
+        scopes: Iterable[str] | None = None,
+        link_by_verified_email: bool = False,
+        trusted_for_mfa: bool = False,
+        allow_signup: bool = True,
+        keep_claims: Iterable[str] | None = None,
+        keep_tokens: bool = False,
+    ) -> Status:
+        """Let users sign in through a provider (``OK``; an existing one is replaced).
+        ``kind`` is ``"oidc"`` (any OpenID Connect provider, by its
+        ``discovery_url``), ``"github"``, or a preset: ``"google"``, ``"microsoft"``.
+        The client secret is sealed under the ``secret_key``. See the linking rules
+        in docs/security.md before setting ``link_by_verified_email``."""
+        return self._driver.run(
+            self._core.add_identity_provider,
+            name,
+            kind,
+            client_id,
+            client_secret,
+            discovery_url,
+            scopes,
+            link_by_verified_email,
+            trusted_for_mfa,
+            allow_signup,
+            keep_claims,
+            keep_tokens,
+        )
+
+    def identity_providers(self) -> list[IdentityProvider]:
+        """The providers users may sign in through, by name (never their secrets)."""
+        return self._driver.run(self._core.identity_providers)
+
+    def remove_identity_provider(self, name: str) -> Status:
+        """Stop signing in through a provider: its identities go with it (``OK`` or
+        ``NOT_FOUND``). Refused while a user could sign in through it alone."""
+        return self._driver.run(self._core.remove_identity_provider, name)
+
+    def begin_external_login(
+        self,
+        provider: str,
+        redirect_uri: str,
+        *,
+        link_to_key: str | None = None,
+        source: str | None = None,
+    ) -> ExternalLogin:
+        """Begin signing in through ``provider``: the URL to send the browser to, and
+        the ``state`` to keep in the browser (a cookie) until the provider sends it
+        back to ``redirect_uri``. With ``link_to_key`` (a session that proved who its
+        user is in the last ten minutes), the provider's account is linked to that
+        user instead. ``source`` bounds how many sign-ins one address has under way."""
+        return self._driver.run(
+            self._core.begin_external_login, provider, redirect_uri, link_to_key, source
+        )
+
+    def finish_external_login(
+        self,
+        state: str,
+        callback: str | Mapping[str, str],
+        *,
+        source: str | None = None,
+        user_agent: str | None = None,
+        extra_data: Any = None,
+    ) -> LoginOutcome:
+        """Finish signing in with the ``state`` kept in the browser and the callback
+        (the URL the browser came back to, or its query parameters): ``OK`` with a
+        key, ``MFA_REQUIRED`` with a ticket (unless the provider is trusted for
+        second factors), ``LINK_REQUIRED`` (see the linking rules), ``DISABLED``,
+        ``EXPIRED``, or ``REJECTED`` (anything wrong: the event says what). A linking
+        sign-in answers ``OK`` with no key: its session goes on."""
+        return self._driver.run(
+            self._core.finish_external_login, state, callback, source, user_agent, extra_data
+        )
+
+    def identities(self, userid: int) -> list[Identity]:
+        """The accounts at other sites linked to a user, by provider."""
+        return self._driver.run(self._core.identities, userid)
+
+    def unlink_identity(self, key: str, provider: str) -> Status:
+        """Unlink the signed-in user's account at ``provider``: ``OK``, ``NOT_FOUND``,
+        ``REJECTED`` (the session last proved who its user is more than ten minutes
+        ago) or ``LAST_METHOD`` (it is the user's last way to sign in)."""
+        return self._driver.run(self._core.unlink_identity, key, provider)
+
+    def provider_tokens(self, userid: int, provider: str) -> dict[str, Any] | None:
+        """The tokens a provider kept with ``keep_tokens`` gave at the user's last
+        sign-in (``access_token``, ``refresh_token``, ``expires_at``…), refreshed
+        first when the access token has expired and a refresh token allows; None
+        when none are kept."""
+        return self._driver.run(self._core.provider_tokens, userid, provider)
+
+    def remove_identity(self, userid: int, provider: str) -> Status:
+        """Remove a user's account at ``provider`` (an administrator's call): ``OK``,
+        ``NOT_FOUND`` or ``LAST_METHOD``."""
+        return self._driver.run(self._core.remove_identity, userid, provider)
 
     def needs_enrollment(self, userid: int) -> bool:
         """Whether the login policy (``admins_need_mfa``) holds this user to a second

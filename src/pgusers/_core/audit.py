@@ -55,6 +55,11 @@ KINDS: Final = frozenset(
         "session.reauthenticated",
         "secrets.resealed",
         "password.breach_check_failed",
+        "provider.added",
+        "provider.changed",
+        "provider.removed",
+        "identity.linked",
+        "identity.unlinked",
     }
 )
 """Every kind of event pgusers writes."""

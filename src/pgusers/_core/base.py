@@ -20,11 +20,12 @@ from pgusers._core import recording
 from pgusers._core.cache import SessionCache
 from pgusers._core.codec import Codec
 from pgusers._core.passwords import Passwords
+from pgusers._core.schema import LAST_WAY_IN
 from pgusers._core.sealing import HOW_TO_SET, SecretBox
 from pgusers._core.sql import LOG_EVENTS, LOGGED, SESSION_CHANGES, render
 from pgusers._core.steps import Execute, Offload, Operation
 from pgusers._errors import BadCallError, WeakPasswordError
-from pgusers._results import NOT_FOUND, OK, Status
+from pgusers._results import LAST_METHOD, NOT_FOUND, OK, Status
 
 DEFAULT_TTL = 864000.0
 
@@ -41,6 +42,12 @@ _DUPLICATES = {
         "a user with a username that looks the same (confusable characters) already exists"
     ),
 }
+
+
+def is_last_way(error: Exception) -> bool:
+    """Whether a statement failed because it would remove a user's last way to sign in
+    (the trigger of schema version 17 refused it)."""
+    return isinstance(error, pgerrors.RaiseException) and error.diag.message_primary == LAST_WAY_IN
 
 
 def duplicate(error: pgerrors.UniqueViolation) -> BadCallError:
@@ -96,11 +103,14 @@ class Part:
         *,
         box: SecretBox | None = None,
         breaches: BreachLookup | None = None,
+        providers: Any = None,
     ) -> None:
         self.schema = schema
         self.cache = cache
         self.box = box
         self.breaches = breaches
+        self.providers = providers
+        """What asks identity providers over HTTP (see pgusers._core.federation)."""
         self.codec = codec
         self.passwords = passwords
         self.ttl = DEFAULT_TTL
@@ -172,6 +182,16 @@ class Part:
         except pgerrors.UniqueViolation as error:
             raise duplicate(error) from None
         return NOT_FOUND if row is None else OK
+
+    def _status_keeping_a_way_in(self, query: str, params: Any) -> Operation[Status]:
+        """:meth:`_status_of` for a statement that removes a way to sign in:
+        ``LAST_METHOD`` (and nothing changed) when it would remove a user's last."""
+        try:
+            return (yield from self._status_of(query, params))
+        except pgerrors.RaiseException as error:
+            if not is_last_way(error):
+                raise
+            return LAST_METHOD
 
     def _count(self, query: str, params: Any) -> Operation[int]:
         """Run a statement that returns a count (and its events); return the count."""

@@ -1,8 +1,9 @@
 """Validation of the values callers pass in, before anything reaches the database."""
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
+from itertools import islice
 from typing import Any, Final
 
 from pgusers._errors import BadCallError
@@ -164,6 +165,18 @@ def names(value: object, what: str, known: Collection[str]) -> list[str]:
             f"{what}: unknown {', '.join(unknown)}; the choices are {', '.join(sorted(known))}"
         )
     return sorted(wanted)
+
+
+def strings(value: object, what: str, most: int, longest: int = 200) -> list[str]:
+    """Check a collection of at most ``most`` non-empty strings, each without control
+    characters (a single string is refused, so that "abc" is never read as "a", "b",
+    "c"; an endless iterator is read no further than one past the limit)."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise BadCallError(f"{what} must be a list of strings, not {type(value).__name__}")
+    items = list(islice(value, most + 1))
+    if len(items) > most:
+        raise BadCallError(f"{what} has more than {most} items")
+    return [label(item, what, longest) for item in items]
 
 
 def org(value: object) -> dict[str, Any]:

@@ -18,8 +18,10 @@ import time
 from datetime import datetime
 from typing import Any, Final
 
+from psycopg import errors as pgerrors
+
 from pgusers._core import checks, recording, relying_party
-from pgusers._core.base import LOGS, Part
+from pgusers._core.base import LOGS, Part, is_last_way
 from pgusers._core.keys import (
     digest,
     looks_like_legacy_key,
@@ -264,21 +266,31 @@ RESET_FACTORS: Final = """
     SELECT (SELECT count(*) FROM removed), {logged}
 """
 
-# Rotating the secret key: the seeds sealed under another key than the current one
-# are opened and sealed again, a batch at a time in factor_id order; each is written
-# only if it did not change meanwhile.
-STALE_SEEDS: Final = """
-    SELECT factor_id, secret FROM {schema}.factors
-    WHERE NOT starts_with(secret, %(sealed_now)s) AND factor_id > %(after)s
-    ORDER BY factor_id LIMIT %(batch)s
+# Rotating the secret key: the secrets sealed under another key than the current one
+# (TOTP seeds, identity providers' client secrets, providers' tokens kept) are opened
+# and sealed again, a batch at a time in the order of their row's id; each is written
+# only if it did not change meanwhile. Each sealed column: its table, the row's id,
+# what the value is bound to when sealed, and the column.
+SEALED: Final = (
+    ("factors", "factor_id", "factor_id", "secret"),
+    ("identity_providers", "name", "'provider:' || name", "client_secret"),
+    ("identities", "provider || chr(31) || subject", "'tokens:' || provider || ':' || subject",
+     "tokens"),
+)  # fmt: skip
+
+STALE_SECRETS: Final = """
+    SELECT {id} AS id, {bound}, {column} FROM {schema}.{table}
+    WHERE {column} IS NOT NULL AND NOT starts_with({column}, %(sealed_now)s)
+      AND {id} > %(after)s
+    ORDER BY 1 LIMIT %(batch)s
 """
 
-RESEAL_SEEDS: Final = """
+RESEAL_SECRETS: Final = """
     WITH resealed AS (
-        UPDATE {schema}.factors f SET secret = v.secret
+        UPDATE {schema}.{table} SET {column} = v.new_value
         FROM unnest(%(ids)s::text[], %(olds)s::text[], %(news)s::text[])
-            AS v(factor_id, old, secret)
-        WHERE f.factor_id = v.factor_id AND f.secret = v.old
+            AS v(row_id, old_value, new_value)
+        WHERE {id} = v.row_id AND {column} = v.old_value
         RETURNING 1
     ), happened AS (
         SELECT 'secrets.resealed' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
@@ -287,6 +299,16 @@ RESEAL_SEEDS: Final = """
     ), {log}
     SELECT (SELECT count(*) FROM resealed), {logged}
 """
+
+
+def _sealed_in(template: str, table: str, row_id: str, bound: str, column: str) -> str:
+    return (
+        template.replace("{table}", table)
+        .replace("{id}", row_id)
+        .replace("{bound}", bound)
+        .replace("{column}", column)
+    )
+
 
 RESEAL_BATCH: Final = 500
 
@@ -402,7 +424,7 @@ COMPLETE_LOGIN: Final = (
                    + make_interval(secs => least(t.session_ttl, t.session_max_age)),
                k.extra_data, u.generation + t.generation,
                coalesce(%(source)s, k.source), coalesce(%(user_agent)s, k.user_agent),
-               ARRAY['password', %(method)s::text], to_timestamp(%(now)s)
+               ARRAY[k.first_method, %(method)s::text], to_timestamp(%(now)s)
         FROM used k
         JOIN {schema}.users u ON u.userid = k.userid
         CROSS JOIN {settings} t
@@ -619,13 +641,28 @@ class FactorsPart(Part):
             "factor_id": checks.text(factor_id, "factor_id", 64),
             **recording.parameters(time.time()),
         }
-        return self._status_of(self._sql(REMOVE_FACTOR, **LOGS), params)
+        return self._remove_factor(params)
+
+    def _remove_factor(self, params: dict[str, Any]) -> Operation[Status]:
+        query = self._sql(REMOVE_FACTOR, **LOGS)
+        return (yield from self._status_keeping_a_way_in(query, params))
 
     def reset_factors(self, userid: object) -> Operation[int]:
         """Remove every factor of a user, and their recovery codes: how many factors
         went (for the command line's ``mfa reset``)."""
         params = {"userid": checks.userid(userid), **recording.parameters(time.time())}
-        return self._count(self._sql(RESET_FACTORS, **LOGS), params)
+        return self._reset_factors(params)
+
+    def _reset_factors(self, params: dict[str, Any]) -> Operation[int]:
+        try:
+            return (yield from self._count(self._sql(RESET_FACTORS, **LOGS), params))
+        except pgerrors.RaiseException as error:
+            if not is_last_way(error):
+                raise
+            raise BadCallError(
+                "this user signs in only with a passkey: give them a password or link an "
+                "account at another site first"
+            ) from None
 
     def reseal_secrets(self, progress: object = None) -> Operation[int]:
         """Seal again under the current secret key every seed sealed under an older
@@ -638,23 +675,27 @@ class FactorsPart(Part):
 
     def _reseal(self, box: SecretBox, progress: Any, logging: dict[str, Any]) -> Operation[int]:
         batch = {"sealed_now": box.sealed_prefix, "batch": RESEAL_BATCH}
-        done, after = 0, ""
-        while True:
-            rows = yield Execute(self._sql(STALE_SEEDS), {**batch, "after": after}, Fetch.ALL)
-            if not rows:
-                return done
-            news = [box.seal(box.open(sealed, factor_id), factor_id) for factor_id, sealed in rows]
-            params = {
-                "ids": [factor_id for factor_id, _ in rows],
-                "olds": [sealed for _, sealed in rows],
-                "news": news,
-                "key_id": box.current,
-                **logging,
-            }
-            done += yield from self._count(self._sql(RESEAL_SEEDS, **LOGS), params)
-            after = rows[-1][0]
-            if progress is not None:
-                progress(done)
+        done = 0
+        for sealed_column in SEALED:
+            stale = self._sql(_sealed_in(STALE_SECRETS, *sealed_column))
+            reseal = self._sql(_sealed_in(RESEAL_SECRETS, *sealed_column), **LOGS)
+            after = ""
+            while True:
+                rows = yield Execute(stale, {**batch, "after": after}, Fetch.ALL)
+                if not rows:
+                    break
+                params = {
+                    "ids": [row_id for row_id, _, _ in rows],
+                    "olds": [sealed for _, _, sealed in rows],
+                    "news": [box.seal(box.open(sealed, bound), bound) for _, bound, sealed in rows],
+                    "key_id": box.current,
+                    **logging,
+                }
+                done += yield from self._count(reseal, params)
+                after = rows[-1][0]
+                if progress is not None:
+                    progress(done)
+        return done
 
     # -- answering ----------------------------------------------------------------------
 

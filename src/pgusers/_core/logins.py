@@ -304,6 +304,44 @@ TICKET_ATTEMPTS: Final = 5
 TICKETS_PER_USER: Final = 5
 """Tickets a user has at most: a newer login's replaces the oldest."""
 
+NEW_SESSION: Final = """INSERT INTO {schema}.sessions (
+            key, userid, created_at, last_seen_at, expires_at, extra_data, generation,
+            source, user_agent, auth_methods, authenticated_at
+        )
+        SELECT CASE WHEN t.key_storage = 'hashed' THEN %(stored)s ELSE %(key)s END,
+               {who}, to_timestamp(%(now)s), to_timestamp(%(now)s),
+               to_timestamp(%(now)s)
+                   + make_interval(secs => least(t.session_ttl, t.session_max_age)),
+               %(extra_data)s::jsonb, {generation}, %(source)s, %(user_agent)s, {methods},
+               to_timestamp(%(now)s)"""
+
+
+def new_session(who: str, generation: str, methods: str) -> str:
+    """SQL: the INSERT of a session that proved itself just now with ``methods`` (an
+    SQL array), for the user ``who`` under ``generation``; its FROM clause must name
+    the settings as ``t``."""
+    return (
+        NEW_SESSION.replace("{who}", who)
+        .replace("{generation}", generation)
+        .replace("{methods}", methods)
+    )
+
+
+TICKET_ROOM: Final = """crowded AS (  -- a user keeps at most %(kept)s tickets
+        DELETE FROM {schema}.login_tickets WHERE digest IN (
+            SELECT digest FROM {schema}.login_tickets
+            WHERE userid = (SELECT userid FROM issued)
+            ORDER BY expires_at DESC OFFSET %(kept)s
+        )
+    ), tidied AS (  -- spent and expired tickets go a few at a time
+        DELETE FROM {schema}.login_tickets WHERE digest IN (
+            SELECT digest FROM {schema}.login_tickets
+            WHERE expires_at < to_timestamp(%(now)s) LIMIT 100
+        )
+    )"""
+"""The steps of a statement that issues a ticket (CTE ``issued``) which keep the
+tickets few."""
+
 # The password was right and a second factor is due: instead of a session, the login
 # leaves a ticket (its digest) that complete_login turns into one. It holds what the
 # session will need and what it was issued under: the login name (for the throttle),
@@ -326,18 +364,7 @@ OPEN_TICKET: Final = """
         WHERE u.userid = %(userid)s AND u.password_hash = %(old_hash)s AND NOT u.disabled
           AND u.generation = %(user_generation)s AND t.generation = %(space_generation)s
         RETURNING userid
-    ), crowded AS (
-        DELETE FROM {schema}.login_tickets WHERE digest IN (
-            SELECT digest FROM {schema}.login_tickets
-            WHERE userid = (SELECT userid FROM issued)
-            ORDER BY expires_at DESC OFFSET %(kept)s
-        )
-    ), tidied AS (
-        DELETE FROM {schema}.login_tickets WHERE digest IN (
-            SELECT digest FROM {schema}.login_tickets
-            WHERE expires_at < to_timestamp(%(now)s) LIMIT 100
-        )
-    ), happened AS (
+    ), {ticket_room}, happened AS (
         SELECT 'login.mfa_required' AS kind, userid, NULL::text AS session_id,
                jsonb_strip_nulls(jsonb_build_object('user_agent', %(user_agent)s::text))
                    AS detail
@@ -348,7 +375,7 @@ OPEN_TICKET: Final = """
         WHERE NOT EXISTS (SELECT 1 FROM issued)
     ), {log}
     SELECT EXISTS (SELECT 1 FROM issued), {logged}
-""".replace("{upgrade}", UPGRADE_HASH)
+""".replace("{upgrade}", UPGRADE_HASH).replace("{ticket_room}", TICKET_ROOM)
 
 # Clearing a name clears its counts from every source; clearing a source, every
 # name's count from it.
@@ -431,6 +458,10 @@ SET_PASSWORD: Final = """
 """
 
 MAX_AGENT: Final = 512
+
+RECENT_PROOF: Final = 600.0
+"""Seconds after a proof of who they are during which a user may add a way to sign in
+(a passkey, a provider's account) or remove one."""
 
 PASSWORD_FAILURE: Final = {"failure_kind": "login.failed", "failure_reason": "password"}
 """RECORD_FAILURE's event for a wrong password."""

@@ -123,6 +123,15 @@ def _migration_16(schema: str) -> Operation[None]:
     yield Execute(statement.as_string(), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_17(schema: str) -> Operation[None]:
+    message = sql.Literal(schema_sql.LAST_WAY_IN).as_string()
+    body = render(schema_sql.KEEP_A_WAY_IN, schema, message=message)
+    statement = sql.SQL(schema_sql.MIGRATION_17).format(
+        schema=sql.Identifier(schema), keep_a_way_in=sql.Literal(body)
+    )
+    yield Execute(statement.as_string(), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
@@ -140,6 +149,7 @@ MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_14,
     _migration_15,
     _migration_16,
+    _migration_17,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

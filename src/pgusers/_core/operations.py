@@ -4,6 +4,7 @@ parts put together as the one :class:`Core` the facades hold."""
 from pgusers._core.audit import AuditPart
 from pgusers._core.base import Part
 from pgusers._core.factors import FactorsPart
+from pgusers._core.federation import FederationPart
 from pgusers._core.importer import LegacyPart
 from pgusers._core.logins import LoginsPart
 from pgusers._core.passkeys import PasskeysPart
@@ -23,6 +24,7 @@ class Core(
     FactorsPart,
     PasskeysPart,
     RolesPart,
+    FederationPart,
     SettingsPart,
     AuditPart,
     ServicePart,

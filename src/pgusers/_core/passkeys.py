@@ -30,6 +30,7 @@ from pgusers._core.logins import (
     COUNT_RESTARTS,
     LIVE_SESSION,
     OPENED_ANSWER,
+    RECENT_PROOF,
     RECORD_FAILURE,
     SESSION_CAP,
     SOURCE_SUBJECT,
@@ -37,6 +38,7 @@ from pgusers._core.logins import (
     THROTTLE_WAIT,
     THROTTLED_UNTIL,
     counted,
+    new_session,
 )
 from pgusers._core.relying_party import CHALLENGE_LIFETIME
 from pgusers._core.retries import retry_safe
@@ -55,8 +57,6 @@ from pgusers._results import (
     Status,
 )
 
-RECENT_PROOF: Final = 600.0
-"""Seconds after a proof of who they are during which a user may register a passkey."""
 MAX_FACTORS: Final = 10
 CHALLENGES_PER_SOURCE: Final = 20
 """Unanswered login challenges one source may hold: a newer one replaces the oldest."""
@@ -248,16 +248,7 @@ OPEN_WITH_PASSKEY: Final = (
         WHERE factor_id = %(factor_id)s AND sign_count = %(old_count)s AND cloned_at IS NULL
         RETURNING userid
     ), opened AS (
-        INSERT INTO {schema}.sessions (
-            key, userid, created_at, last_seen_at, expires_at, extra_data, generation,
-            source, user_agent, auth_methods, authenticated_at
-        )
-        SELECT CASE WHEN t.key_storage = 'hashed' THEN %(stored)s ELSE %(key)s END,
-               u.userid, to_timestamp(%(now)s), to_timestamp(%(now)s),
-               to_timestamp(%(now)s)
-                   + make_interval(secs => least(t.session_ttl, t.session_max_age)),
-               %(extra_data)s::jsonb, u.generation + t.generation, %(source)s,
-               %(user_agent)s, ARRAY['passkey'], to_timestamp(%(now)s)
+        {new_session}
         FROM counted_on c
         JOIN {schema}.users u ON u.userid = c.userid
         CROSS JOIN {settings} t
@@ -273,6 +264,9 @@ OPEN_WITH_PASSKEY: Final = (
     ), {log}
     {opened_answer}
 """)
+    .replace(
+        "{new_session}", new_session("u.userid", "u.generation + t.generation", "ARRAY['passkey']")
+    )
     .replace("{cap}", SESSION_CAP)
     .replace("{cleared}", CLEARED_ON_SUCCESS)
     .replace("{opened_answer}", OPENED_ANSWER)

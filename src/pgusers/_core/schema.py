@@ -482,3 +482,90 @@ ROLE_CHANGED: Final = """
         RETURN NULL;
     END
 """
+
+# Version 17: signing in through other sites. A provider is a userspace setting (its
+# client secret sealed under the secret key); an identity is a provider's subject,
+# linked to one user (a user has at most one per provider); a sign-in under way keeps
+# its state's digest, its PKCE verifier and nonce (sealed), the redirect URI and, when
+# it links, the user and session asking. A login ticket remembers the first step's
+# method (a password, or a provider). A user made by a provider has no password: the
+# hash is '!' and random text, which no password verifies. A trigger refuses to remove
+# a user's last way to sign in (a password, a passkey or an identity), under a lock on
+# the user's row so that two removals at once cannot each leave the other's way.
+MIGRATION_17: Final = """
+    CREATE TABLE {schema}.identity_providers (
+        name                   text COLLATE "C" PRIMARY KEY,
+        kind                   text NOT NULL CHECK (kind IN ('oidc', 'github')),
+        client_id              text NOT NULL,
+        client_secret          text NOT NULL,
+        discovery_url          text,
+        scopes                 text[] NOT NULL,
+        link_by_verified_email boolean NOT NULL DEFAULT false,
+        trusted_for_mfa        boolean NOT NULL DEFAULT false,
+        allow_signup           boolean NOT NULL DEFAULT true,
+        keep_claims            text[] NOT NULL DEFAULT '{{}}',
+        keep_tokens            boolean NOT NULL DEFAULT false,
+        created_at             timestamptz NOT NULL
+    );
+    CREATE TABLE {schema}.identities (
+        provider       text COLLATE "C" NOT NULL
+                           REFERENCES {schema}.identity_providers (name) ON DELETE CASCADE,
+        subject        text COLLATE "C" NOT NULL,
+        userid         bigint NOT NULL REFERENCES {schema}.users (userid) ON DELETE CASCADE,
+        email          text,
+        email_verified boolean NOT NULL DEFAULT false,
+        claims         jsonb NOT NULL DEFAULT '{{}}',
+        tokens         text,
+        linked_at      timestamptz NOT NULL,
+        last_used_at   timestamptz,
+        PRIMARY KEY (provider, subject),
+        CONSTRAINT identities_one_per_provider UNIQUE (userid, provider)
+    );
+    CREATE TABLE {schema}.external_logins (
+        state        bytea PRIMARY KEY,
+        provider     text COLLATE "C" NOT NULL
+                         REFERENCES {schema}.identity_providers (name) ON DELETE CASCADE,
+        redirect_uri text NOT NULL,
+        secrets      text NOT NULL,
+        userid       bigint REFERENCES {schema}.users (userid) ON DELETE CASCADE,
+        session_id   text,
+        source       text,
+        expires_at   timestamptz NOT NULL
+    );
+    CREATE INDEX external_logins_expires_at_idx ON {schema}.external_logins (expires_at);
+    CREATE INDEX external_logins_source_idx ON {schema}.external_logins (source);
+    ALTER TABLE {schema}.login_tickets
+        ADD COLUMN first_method text NOT NULL DEFAULT 'password';
+    CREATE FUNCTION {schema}.keep_a_way_in() RETURNS trigger
+        LANGUAGE plpgsql AS {keep_a_way_in};
+    CREATE TRIGGER identities_keep_a_way_in AFTER DELETE ON {schema}.identities
+        FOR EACH ROW EXECUTE FUNCTION {schema}.keep_a_way_in();
+    CREATE TRIGGER passkeys_keep_a_way_in AFTER DELETE ON {schema}.factors
+        FOR EACH ROW WHEN (OLD.kind = 'passkey' AND OLD.confirmed_at IS NOT NULL)
+        EXECUTE FUNCTION {schema}.keep_a_way_in();
+"""
+LAST_WAY_IN: Final = "pgusers: the last way this user can sign in"
+"""The message of the error that KEEP_A_WAY_IN raises."""
+# The body, given as a string literal (see MIGRATION_7). Each statement in it sees
+# what committed before it began, so the check after the lock sees a removal that
+# another transaction made while this one waited.
+KEEP_A_WAY_IN: Final = """
+    BEGIN
+        PERFORM 1 FROM {schema}.users WHERE userid = OLD.userid FOR NO KEY UPDATE;
+        IF NOT FOUND THEN  -- the user is being deleted
+            RETURN NULL;
+        END IF;
+        IF NOT EXISTS (
+            SELECT 1 FROM {schema}.users u
+            WHERE u.userid = OLD.userid AND NOT starts_with(u.password_hash, '!')
+            UNION ALL
+            SELECT 1 FROM {schema}.factors f
+            WHERE f.userid = OLD.userid AND f.kind = 'passkey' AND f.confirmed_at IS NOT NULL
+            UNION ALL
+            SELECT 1 FROM {schema}.identities i WHERE i.userid = OLD.userid
+        ) THEN
+            RAISE EXCEPTION USING MESSAGE = {message};
+        END IF;
+        RETURN NULL;
+    END
+"""
