@@ -3,6 +3,7 @@ interface (tests/identity_providers.py): the linking rules, second factors, link
 and unlinking, and every attack on the protocol the issue names, each refused with
 an event and no session."""
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -392,9 +393,7 @@ def test_two_removals_at_once_cannot_leave_no_way_in(
     assert sign_in(site, "other", link_to_key=alice.key).status == OK
     results: list[Any] = []
     with psycopg.connect(server_dsn) as other:  # removes one, and holds its transaction
-        other.execute(
-            f"DELETE FROM {schema}.identities WHERE provider = 'other'"
-        )
+        other.execute(f"DELETE FROM {schema}.identities WHERE provider = 'other'")
         unlinking = threading.Thread(
             target=lambda: results.append(site.unlink_identity(alice.key, "acme"))
         )
@@ -468,6 +467,47 @@ def test_rotating_the_secret_key_seals_the_providers_secrets_again(
         assert alice.userid is not None
         assert (new.provider_tokens(alice.userid, "acme") or {})["access_token"]
         assert sign_in(new).userid == alice.userid
+
+
+def test_the_command_line_adds_lists_and_removes(
+    dsn: str, schema: str, idp: ScriptedProvider
+) -> None:
+    from click.testing import CliRunner
+
+    from pgusers.cli import main
+
+    def cli(*args: str, stdin: str | None = None) -> Any:
+        return CliRunner().invoke(
+            main, ["--dsn", dsn, "--schema", schema, *args], input=stdin,
+            env={"PGUSERS_SECRET_KEY": KEY},
+        )  # fmt: skip
+
+    added = cli(
+        "provider", "add", "acme", "--kind", "oidc", "--client-id", CLIENT_ID,
+        "--client-secret-stdin", "--discovery-url", idp.discovery_url, "--keep-claim", "name",
+        stdin=CLIENT_SECRET + "\n",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    no_secret = cli("provider", "add", "x", "--kind", "github", "--client-id", "i")
+    assert no_secret.exit_code == 2 and "--client-secret-stdin" in no_secret.stderr
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, secret_key=KEY) as usp:
+        alice = sign_in(usp)
+    listed = cli("provider", "list")
+    assert "acme" in listed.stdout and CLIENT_SECRET not in listed.stdout
+    assert listed.stdout.splitlines()[1].split()[-1] == "1"  # one user linked
+    identities = cli("identity", "list", "alice", "--json")
+    assert json.loads(identities.stdout)[0]["subject"] == "alice-at-acme"
+    last = cli("identity", "remove", "--yes", "alice", "acme")
+    assert last.exit_code == 2 and "last way" in last.stderr
+    refused_removal = cli("provider", "remove", "--yes", "acme")
+    assert refused_removal.exit_code == 2 and "only through this provider" in refused_removal.stderr
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        assert alice.userid is not None
+        usp.change_password(alice.userid, "now-a-password")
+    assert cli("identity", "remove", "--yes", "alice", "acme").exit_code == 0
+    assert cli("provider", "remove", "--yes", "acme").exit_code == 0
+    assert cli("provider", "remove", "--yes", "acme").exit_code == 1
+    assert cli("provider", "list").stdout == "no identity providers\n"
 
 
 # -- the attacks: each refused, with an event, and no session ------------------------

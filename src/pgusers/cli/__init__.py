@@ -11,6 +11,7 @@ from pgusers.cli import (
     _breaches,
     _factors,
     _legacy,
+    _providers,
     _roles,
     _server,
     _sessions,
@@ -24,4 +25,4 @@ main.add_command(apikey)
 main.add_command(serve)
 
 __all__ = ["main"]
-del _audit, _breaches, _factors, _legacy, _roles, _server, _sessions, _settings, _users
+del _audit, _breaches, _factors, _legacy, _providers, _roles, _server, _sessions, _settings, _users
