@@ -287,15 +287,19 @@ def served(app: Any) -> Iterator[str]:
         thread.join(30)
 
 
-def web_app(dsn: str, schema: str, **options: Any) -> Any:
+def web_app(dsn: str, schema: str, *, secret_key: str | None = None, **options: Any) -> Any:
     """``pgusers.web.create_app`` on the test's schema, opening its AsyncUserSpace in
-    the server's event loop."""
+    the server's event loop (with ``secret_key``, when given)."""
     from functools import partial
 
     from pgusers.web import create_app
 
     opener = partial(
-        pgusers.AsyncUserSpace.connect, conninfo=dsn, schema=schema, hasher=FAST_HASHER
+        pgusers.AsyncUserSpace.connect,
+        conninfo=dsn,
+        schema=schema,
+        hasher=FAST_HASHER,
+        **({} if secret_key is None else {"secret_key": secret_key}),
     )
     return create_app(opener, **options)
 

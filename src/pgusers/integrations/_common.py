@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from pgusers._errors import BadCallError
-from pgusers._results import DISABLED, MFA_REQUIRED, OK, THROTTLED, LoginOutcome
+from pgusers._results import (
+    DISABLED,
+    EXPIRED,
+    LINK_REQUIRED,
+    MFA_REQUIRED,
+    OK,
+    THROTTLED,
+    LoginOutcome,
+)
 
 COOKIE_NAME: Final = "pgusers_session"
 MAX_AGENT: Final = 512
@@ -61,6 +69,23 @@ def refusal(outcome: LoginOutcome) -> Refusal | None:
     if outcome.status == MFA_REQUIRED:
         return Refusal(401, "mfa_required", "this account needs a second factor to sign in")
     return Refusal(401, "login_failed", "wrong username or password")
+
+
+def external_refusal(outcome: LoginOutcome) -> Refusal | None:
+    """The answer to a sign-in through another site that opened no session (None when
+    it did, or when it linked the account to the signed-in user)."""
+    if outcome.status == LINK_REQUIRED:
+        return Refusal(
+            409,
+            "link_required",
+            "this account at the other site is not linked to a user here: sign in "
+            "another way, then link it from your account",
+        )
+    if outcome.status == EXPIRED:
+        return Refusal(401, "expired", "this sign-in took too long: start again")
+    if outcome.status in (OK, DISABLED, MFA_REQUIRED):
+        return refusal(outcome)
+    return Refusal(401, "external_login_failed", "the sign-in through the other site failed")
 
 
 RECENT_AUTH: Final = 600.0

@@ -21,6 +21,7 @@ from pgusers._door import acting_as, looks_like_api_key
 from pgusers._errors import BadCallError
 from pgusers._results import (
     EXPIRED,
+    LAST_METHOD,
     MFA_REQUIRED,
     NOT_FOUND,
     OK,
@@ -30,6 +31,8 @@ from pgusers._results import (
     ApiKey,
     Event,
     Factor,
+    Identity,
+    IdentityProvider,
     LoginOutcome,
     Member,
     Org,
@@ -41,7 +44,13 @@ from pgusers._results import (
     Status,
 )
 from pgusers._settings import SETTINGS, plan
-from pgusers.integrations._common import RECENT_AUTH, proved_recently, refusal, user_agent
+from pgusers.integrations._common import (
+    RECENT_AUTH,
+    external_refusal,
+    proved_recently,
+    refusal,
+    user_agent,
+)
 from pgusers.web import _check
 from pgusers.web._check import STATUS_NAMES
 from pgusers.web._errors import ApiError
@@ -243,6 +252,46 @@ class PasskeyAnswerBody(Body):
     )
 
 
+class ExternalBeginBody(Body):
+    redirect_uri: str = Field(
+        description="where the provider sends the browser back (registered with it)"
+    )
+
+
+class ExternalFinishBody(Body):
+    state: str = Field(description="the state the begin call gave, kept by the client")
+    callback: str | dict[str, str] = Field(
+        description="the URL the browser came back to, or its query parameters"
+    )
+
+
+class ExternalBegun(BaseModel):
+    authorization_url: str = Field(description="send the browser here")
+    state: str = Field(description="keep it (in the browser) for the finish call")
+
+
+class ProviderBody(Body):
+    kind: Literal["oidc", "github", "google", "microsoft"]
+    client_id: str
+    client_secret: str
+    discovery_url: str | None = None
+    scopes: list[str] | None = None
+    link_by_verified_email: bool = False
+    trusted_for_mfa: bool = False
+    allow_signup: bool = True
+    keep_claims: list[str] | None = None
+    keep_tokens: bool = False
+
+
+class ProviderName(BaseModel):
+    name: str
+    kind: str
+
+
+class ProviderNames(BaseModel):
+    providers: list[ProviderName]
+
+
 class PasskeyChallengeAnswer(BaseModel):
     challenge_id: str
     options: dict[str, Any] = Field(
@@ -355,6 +404,16 @@ RoleAnswer = model_of(Role)
 RoleGrantAnswer = model_of(RoleGrant)
 OrgAnswer = model_of(Org)
 MemberAnswer = model_of(Member)
+IdentityAnswer = model_of(Identity)
+ProviderAnswer = model_of(IdentityProvider)
+
+
+class Providers(BaseModel):
+    providers: list[ProviderAnswer]  # type: ignore[valid-type]
+
+
+class Identities(BaseModel):
+    identities: list[IdentityAnswer]  # type: ignore[valid-type]
 
 
 class RoleBody(Body):
@@ -397,10 +456,11 @@ class OrgMade(BaseModel):
 
 
 class LoggedIn(BaseModel):
-    status: Literal["ok", "mfa_required"] = Field(
+    status: Literal["ok", "mfa_required", "linked"] = Field(
         "ok",
         description="mfa_required: the password was right and a second factor is due; "
-        "send one answer with the ticket to POST /v1/login/complete",
+        "send one answer with the ticket to POST /v1/login/complete. linked: a sign-in "
+        "through another site linked it to the signed-in user (no new key)",
     )
     key: str | None = Field(
         description="the new session key: send it as 'Authorization: Bearer' (null "
@@ -587,6 +647,72 @@ async def finish_passkey_login(
         raise ApiError(401, "invalid_challenge", "this challenge is unknown, used or expired")
     if outcome.status == REJECTED:
         raise ApiError(401, "passkey_failed", "this passkey's answer was refused")
+    return logged_in(outcome, space)
+
+
+@router.get("/providers", tags=["identities"], response_model=ProviderNames)
+async def providers(space: Space) -> dict[str, Any]:
+    """The sites one may sign in through: each one's name and kind (for the buttons)."""
+    return {
+        "providers": [{"name": p.name, "kind": p.kind} for p in await space.identity_providers()]
+    }
+
+
+@router.post("/external/{provider}/begin", tags=["identities"], response_model=ExternalBegun)
+async def begin_external_login(
+    provider: str, body: ExternalBeginBody, request: Request, space: Space
+) -> dict[str, Any]:
+    """Begin signing in through ``provider``: send the browser to
+    ``authorization_url`` and keep ``state`` for ``POST /v1/external/finish``. 503
+    ``provider_unavailable`` when the provider's discovery document does not answer."""
+    begun = await space.begin_external_login(
+        provider, body.redirect_uri, source=client_address(request)
+    )
+    return begun._asdict()
+
+
+@router.post("/external/finish", tags=["identities"], response_model=LoggedIn)
+async def finish_external_login(
+    body: ExternalFinishBody, request: Request, space: Space
+) -> dict[str, Any]:
+    """Finish signing in through another site with the kept ``state`` and the callback:
+    a session key, ``mfa_required`` (a ticket for ``POST /v1/login/complete``),
+    ``linked`` (a link begun from ``POST /v1/identities/{provider}``), or 409
+    ``link_required`` (sign in another way, then link), 401
+    ``external_login_failed`` (anything wrong: the event says what) or ``expired``,
+    403 for a disabled account."""
+    outcome = await space.finish_external_login(
+        body.state,
+        body.callback,
+        source=client_address(request),
+        user_agent=user_agent(request.headers.get("user-agent")),
+    )
+    return signed_in_elsewhere(outcome, space)
+
+
+def signed_in_elsewhere(outcome: LoginOutcome, space: AsyncUserSpace) -> dict[str, Any]:
+    """The answer to a sign-in through another site."""
+    if outcome.status == OK and not outcome.key:
+        return {
+            "status": "linked",
+            "key": None,
+            "userid": outcome.userid,
+            "admin": outcome.admin,
+            "ttl": space.ttl,
+        }
+    if outcome.status == MFA_REQUIRED:
+        return {
+            "status": "mfa_required",
+            "key": None,
+            "userid": outcome.userid,
+            "admin": False,
+            "ttl": space.ttl,
+            "ticket": outcome.ticket,
+            "factors": list(outcome.factors),
+        }
+    refused = external_refusal(outcome)
+    if refused is not None:
+        raise ApiError(refused.status, refused.code, refused.message, refused.headers())
     return logged_in(outcome, space)
 
 
@@ -864,6 +990,54 @@ async def new_recovery_codes(who: User, space: Space) -> dict[str, list[str]]:
         return {"codes": await space.new_recovery_codes(who.userid)}
 
 
+@router.get("/identities", tags=["identities"], response_model=Identities)
+async def my_identities(who: User, space: Space) -> dict[str, Any]:
+    """This user's accounts at other sites."""
+    assert who.userid is not None
+    return {"identities": [i._asdict() for i in await space.identities(who.userid)]}
+
+
+@router.post("/identities/{provider}", tags=["identities"], response_model=ExternalBegun)
+async def link_identity(
+    provider: str, body: ExternalBeginBody, who: User, space: Space
+) -> dict[str, Any]:
+    """Begin linking this user's account at ``provider`` (after a proof of the last
+    ten minutes): as ``POST /v1/external/{provider}/begin``, finished by ``POST
+    /v1/external/finish``, which answers ``linked``."""
+    assert who.key is not None
+    await recently_proved(who, space)
+    begun = await space.begin_external_login(
+        provider, body.redirect_uri, link_to_key=who.key, source=who.source
+    )
+    return begun._asdict()
+
+
+@router.delete("/identities/{provider}", tags=["identities"], response_model=Done)
+async def unlink_identity(provider: str, who: User, space: Space) -> dict[str, str]:
+    """Unlink this user's account at ``provider`` (after a proof of the last ten
+    minutes). 409 ``last_method`` when it is their last way to sign in."""
+    assert who.key is not None
+    with acting_as(who.actor, source=who.source):
+        status = await space.unlink_identity(who.key, provider)
+    if status == REJECTED:
+        raise ApiError(
+            403,
+            "reauthentication_required",
+            "prove who you are again first (POST /v1/reauthenticate)",
+        )
+    return kept_a_way_in(status, "linked account")
+
+
+def kept_a_way_in(status: Status, what: str) -> dict[str, str]:
+    """``found``, and 409 ``last_method`` for a removal that was refused because it
+    would leave the user no way to sign in."""
+    if status == LAST_METHOD:
+        raise ApiError(
+            409, "last_method", "this is the user's last way to sign in: add another first"
+        )
+    return found(status, what)
+
+
 # -- administrators -----------------------------------------------------------------------
 
 
@@ -1054,6 +1228,47 @@ async def revoke_api_key(key_id: str, request: Request, who: Admin) -> dict[str,
 def org_named(org: str) -> int | str:
     """An organization in a path: its id (digits) or its slug."""
     return int(org) if org.isdigit() else org
+
+
+@router.get("/admin/providers", tags=["identities"], response_model=Providers)
+async def admin_providers(who: Admin, space: Space) -> dict[str, Any]:
+    """The identity providers, with their settings (never their secrets)."""
+    return {"providers": [p._asdict() for p in await space.identity_providers()]}
+
+
+@router.put("/admin/providers/{name}", tags=["identities"], response_model=Done)
+async def set_provider(name: str, body: ProviderBody, who: Admin, space: Space) -> dict[str, str]:
+    """Let users sign in through provider ``name``, or replace its settings; its client
+    secret is sealed under the service's secret key."""
+    with acting_as(who.actor, source=who.source):
+        status = await space.add_identity_provider(name, **body.model_dump())
+    return found(status, "provider")
+
+
+@router.delete("/admin/providers/{name}", tags=["identities"], response_model=Done)
+async def remove_provider(name: str, who: Admin, space: Space) -> dict[str, str]:
+    """Stop signing in through provider ``name``; its identities go with it (400 when
+    a user signs in through it alone)."""
+    with acting_as(who.actor, source=who.source):
+        return found(await space.remove_identity_provider(name), "provider")
+
+
+@router.get("/admin/users/{userid}/identities", tags=["identities"], response_model=Identities)
+async def user_identities(userid: int, who: Admin, space: Space) -> dict[str, Any]:
+    """A user's accounts at other sites."""
+    return {"identities": [i._asdict() for i in await space.identities(userid)]}
+
+
+@router.delete(
+    "/admin/users/{userid}/identities/{provider}", tags=["identities"], response_model=Done
+)
+async def remove_user_identity(
+    userid: int, provider: str, who: Admin, space: Space
+) -> dict[str, str]:
+    """Unlink a user's account at ``provider``. 409 ``last_method`` when it is their
+    last way to sign in."""
+    with acting_as(who.actor, source=who.source):
+        return kept_a_way_in(await space.remove_identity(userid, provider), "linked account")
 
 
 @router.get("/admin/roles", tags=["roles"], response_model=Roles)

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgusers._aio import AsyncUserSpace, Opener, PerLoop
-from pgusers._errors import BadCallError
+from pgusers._errors import BadCallError, ProviderUnavailableError
 from pgusers.web import _account, _api, _console, _docs
 from pgusers.web._check import CheckEndpoint
 from pgusers.web._errors import ApiError, error_body, send_json
@@ -236,6 +236,10 @@ def create_app(
     @app.exception_handler(BadCallError)
     async def bad_call(request: Request, error: BadCallError) -> JSONResponse:
         return JSONResponse(error_body("bad_request", str(error)), 400)
+
+    @app.exception_handler(ProviderUnavailableError)
+    async def provider_unavailable(request: Request, error: ProviderUnavailableError) -> Response:
+        return JSONResponse(error_body("provider_unavailable", str(error)), 503)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> Response:

@@ -1,0 +1,141 @@
+"""Signing in through other sites with the JSON API, as a single-page or mobile client
+does: the buttons' list, begin, the provider's redirect, finish; linking and
+unlinking from a signed-in session; the administrators' endpoints."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+import pgusers
+
+from .identity_providers import CLIENT_ID, CLIENT_SECRET, ScriptedProvider, follow
+from .support import FAST_HASHER, make_api_key, served, web_app
+
+pytest.importorskip("authlib")
+
+KEY = "a-test-secret-key-long-enough-for-aes"
+REDIRECT = "https://app.example.com/auth/callback"
+PASSWORD = "s3cret-pw"
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[ScriptedProvider]:
+    provider = ScriptedProvider(
+        person={"sub": "b-1", "email": "bea@example.com", "email_verified": True}
+    )
+    with served(provider.app()) as base:
+        provider.base = base
+        yield provider
+
+
+@pytest.fixture
+def keyed(dsn: str, schema: str) -> Iterator[pgusers.UserSpace]:
+    with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, secret_key=KEY) as usp:
+        yield usp
+
+
+@pytest.fixture
+def client(keyed: pgusers.UserSpace, dsn: str, schema: str) -> Iterator[TestClient]:
+    with TestClient(web_app(dsn, schema, secret_key=KEY)) as client:
+        yield client
+
+
+@pytest.fixture
+def admin(keyed: pgusers.UserSpace) -> dict[str, str]:
+    return {"authorization": f"Bearer {make_api_key(keyed, 'admin')[1]}"}
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def through(client: TestClient, path: str, **headers: str) -> Any:
+    begun = client.post(path, json={"redirect_uri": REDIRECT}, headers=headers)
+    assert begun.status_code == 200, begun.text
+    callback = follow(begun.json()["authorization_url"])
+    return client.post(
+        "/v1/external/finish", json={"state": begun.json()["state"], "callback": callback}
+    )
+
+
+def test_an_administrator_adds_a_provider_and_a_client_signs_in_through_it(
+    client: TestClient, admin: dict[str, str], idp: ScriptedProvider, keyed: pgusers.UserSpace
+) -> None:
+    body = {
+        "kind": "oidc",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "discovery_url": idp.discovery_url,
+    }
+    assert client.put("/v1/admin/providers/acme", json=body).status_code == 401
+    assert client.put("/v1/admin/providers/acme", json=body, headers=admin).status_code == 200
+    listed = client.get("/v1/admin/providers", headers=admin).json()["providers"]
+    assert [p["name"] for p in listed] == ["acme"] and "client_secret" not in listed[0]
+    assert client.get("/v1/providers").json() == {"providers": [{"name": "acme", "kind": "oidc"}]}
+    signed = through(client, "/v1/external/acme/begin")
+    assert signed.status_code == 200, signed.text
+    key = signed.json()["key"]
+    session = client.get("/v1/session", headers=bearer(key)).json()
+    assert session["auth_methods"] == ["external:acme"]
+    mine = client.get("/v1/identities", headers=bearer(key)).json()["identities"]
+    assert [(i["provider"], i["subject"]) for i in mine] == [("acme", "b-1")]
+    # Bea has no password: her last way in stays.
+    last = client.delete("/v1/identities/acme", headers=bearer(key))
+    assert (last.status_code, last.json()["error"]["code"]) == (409, "last_method")
+    userid = signed.json()["userid"]
+    by_admin = client.delete(f"/v1/admin/users/{userid}/identities/acme", headers=admin)
+    assert by_admin.status_code == 409
+    assert (
+        len(client.get(f"/v1/admin/users/{userid}/identities", headers=admin).json()["identities"])
+        == 1
+    )
+
+
+def test_errors_come_in_the_envelope(
+    client: TestClient, keyed: pgusers.UserSpace, idp: ScriptedProvider
+) -> None:
+    keyed.add_identity_provider(
+        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        discovery_url=idp.discovery_url, allow_signup=False,
+    )  # fmt: skip
+    closed = through(client, "/v1/external/acme/begin")
+    assert (closed.status_code, closed.json()["error"]["code"]) == (409, "link_required")
+    unknown = client.post("/v1/external/nobody/begin", json={"redirect_uri": REDIRECT})
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (400, "bad_request")
+    forged = client.post(
+        "/v1/external/finish",
+        json={"state": "x" * 43, "callback": {"state": "x" * 43, "code": "c"}},
+    )
+    assert (forged.status_code, forged.json()["error"]["code"]) == (401, "external_login_failed")
+    bad = client.post("/v1/external/finish", json={"state": "s", "callback": 5})
+    assert bad.status_code == 422
+    # A provider that stopped answering: 503, in the envelope.
+    brief = ScriptedProvider()
+    with served(brief.app()) as base:
+        brief.base = base
+        keyed.add_identity_provider(
+            "brief", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+            discovery_url=brief.discovery_url,
+        )  # fmt: skip
+    down = client.post("/v1/external/brief/begin", json={"redirect_uri": REDIRECT})
+    assert (down.status_code, down.json()["error"]["code"]) == (503, "provider_unavailable")
+
+
+def test_a_signed_in_user_links_and_unlinks(
+    client: TestClient, keyed: pgusers.UserSpace, idp: ScriptedProvider
+) -> None:
+    keyed.add_identity_provider(
+        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        discovery_url=idp.discovery_url,
+    )  # fmt: skip
+    keyed.create_user("cy", PASSWORD, "cy@example.com")
+    key = client.post("/v1/login", json={"username": "cy", "password": PASSWORD}).json()["key"]
+    linked = through(client, "/v1/identities/acme", **bearer(key))
+    assert linked.status_code == 200, linked.text
+    assert linked.json()["status"] == "linked" and linked.json()["key"] is None
+    signed = through(client, "/v1/external/acme/begin")
+    assert signed.json()["userid"] == linked.json()["userid"]
+    assert client.delete("/v1/identities/acme", headers=bearer(key)).status_code == 200
+    assert client.delete("/v1/identities/acme", headers=bearer(key)).status_code == 404
