@@ -2,6 +2,7 @@
 does: the buttons' list, begin, the provider's redirect, finish; linking and
 unlinking from a signed-in session; the administrators' endpoints."""
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -139,3 +140,82 @@ def test_a_signed_in_user_links_and_unlinks(
     assert signed.json()["userid"] == linked.json()["userid"]
     assert client.delete("/v1/identities/acme", headers=bearer(key)).status_code == 200
     assert client.delete("/v1/identities/acme", headers=bearer(key)).status_code == 404
+
+
+# -- the account pages -------------------------------------------------------------------
+
+
+@pytest.fixture
+def pages(keyed: pgusers.UserSpace, dsn: str, schema: str) -> Iterator[TestClient]:
+    app = web_app(dsn, schema, secret_key=KEY)
+    with TestClient(app, base_url="http://127.0.0.1:8080", follow_redirects=False) as client:
+        yield client
+
+
+def csrf_of(text: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', text)
+    assert found is not None, text
+    return found.group(1)
+
+
+def through_pages(pages: TestClient, action: str, page: str = "/account/login") -> Any:
+    """Press a button of ``page`` that leaves for the provider; come back from it."""
+    left = pages.post(action, data={"csrf": csrf_of(pages.get(page).text)})
+    assert left.status_code == 303, left.text
+    callback = follow(left.headers["location"])
+    assert callback.startswith("http://127.0.0.1:8080/account/external/callback?")
+    return pages.get(callback.removeprefix("http://127.0.0.1:8080"))
+
+
+def test_the_sign_in_page_signs_in_through_a_provider(
+    pages: TestClient, keyed: pgusers.UserSpace, idp: ScriptedProvider
+) -> None:
+    keyed.add_identity_provider(
+        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        discovery_url=idp.discovery_url,
+    )  # fmt: skip
+    login_page = pages.get("/account/login").text
+    assert 'action="/account/external/acme"' in login_page and "Sign in with Acme" in login_page
+    back = through_pages(pages, "/account/external/acme")
+    assert back.status_code == 200 and 'content="0;url=/account"' in back.text
+    security = pages.get("/account")
+    assert security.status_code == 200 and "Other sites" in security.text
+    assert "bea@example.com" in security.text and "Unlink" in security.text
+    # Without the state cookie the callback opens nothing.
+    pages.cookies.clear()
+    begun = keyed.begin_external_login("acme", "http://127.0.0.1:8080/account/external/callback")
+    callback = follow(begun.authorization_url).removeprefix("http://127.0.0.1:8080")
+    refused = pages.get(callback)
+    assert refused.status_code == 401 and "failed" in refused.text
+
+
+def test_a_signed_in_user_links_from_the_security_page(
+    pages: TestClient, keyed: pgusers.UserSpace, idp: ScriptedProvider
+) -> None:
+    keyed.add_identity_provider(
+        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        discovery_url=idp.discovery_url,
+    )  # fmt: skip
+    dee = keyed.create_user("dee", PASSWORD, "dee@example.com")
+    signed = pages.post(
+        "/account/login",
+        data={
+            "csrf": csrf_of(pages.get("/account/login").text),
+            "username": "dee",
+            "password": PASSWORD,
+        },
+    )
+    assert signed.status_code == 303
+    back = through_pages(pages, "/account/identities/acme/link", page="/account")
+    assert 'content="0;url=/account?done=linked"' in back.text
+    assert [i.provider for i in keyed.identities(dee)] == ["acme"]
+    asked = pages.post(
+        "/account/identities/acme/remove", data={"csrf": csrf_of(pages.get("/account").text)}
+    )
+    assert "Unlink your account at acme?" in asked.text
+    done = pages.post(
+        "/account/identities/acme/remove",
+        data={"csrf": csrf_of(asked.text), "confirmed": "yes"},
+    )
+    assert done.headers["location"] == "/account?done=unlinked"
+    assert keyed.identities(dee) == []

@@ -17,18 +17,26 @@ from fastapi.staticfiles import StaticFiles
 
 from pgusers._aio import AsyncUserSpace
 from pgusers._door import acting_as
-from pgusers._errors import BadCallError
+from pgusers._errors import BadCallError, ProviderUnavailableError
 from pgusers._results import (
     DISABLED,
     EXPIRED,
+    LAST_METHOD,
     MFA_REQUIRED,
     NOT_FOUND,
     OK,
     REJECTED,
     THROTTLED,
+    ExternalLogin,
     LoginOutcome,
 )
-from pgusers.integrations._common import RECENT_AUTH, proved_recently, refusal, user_agent
+from pgusers.integrations._common import (
+    RECENT_AUTH,
+    external_refusal,
+    proved_recently,
+    refusal,
+    user_agent,
+)
 from pgusers.web import _enrolling as enrolling
 from pgusers.web import _pages as pages
 from pgusers.web._pages import (
@@ -45,6 +53,9 @@ from pgusers.web._service import client_address, service_of
 
 SESSION_COOKIE: Final = "pgusers_account"
 CSRF_COOKIE: Final = "pgusers_account_csrf"
+STATE_COOKIE: Final = "pgusers_account_external"
+"""Holds a sign-in's state through the other site: SameSite=Lax, so that the browser
+sends it with the provider's redirect back (a cross-site navigation)."""
 
 DONE: Final = {
     "enrolled": "Your authenticator app is set up: signing in now asks for its code.",
@@ -55,11 +66,17 @@ DONE: Final = {
     "session-ended": "That session ended.",
     "others-ended": "Your other sessions ended.",
     "confirmed": "Thank you. You can make the change now.",
+    "linked": "That account is linked: you can sign in with it now.",
+    "unlinked": "That account is no longer linked.",
+    "unlink-refused": "That is your last way to sign in: add a password or a passkey first.",
 }
 
 ACCOUNT: Final = Area("/account", SESSION_COOKIE, CSRF_COOKIE, "/account", DONE)
 
 router = APIRouter(prefix="/account", include_in_schema=False)
+
+FLOW_SECONDS: Final = 600.0
+"""How long the state cookie lives: a sign-in through another site's lifetime."""
 
 
 Person = Visitor
@@ -137,7 +154,26 @@ async def second_step(
 
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    return page(request, "login.html", {"passkey": await pages.passkey_challenge(request)})
+    return await login_form(request)
+
+
+async def login_form(request: Request, error: str | None = None, status: int = 200) -> Response:
+    """The sign-in page: a password, a passkey, or another site's account."""
+    context: dict[str, object] = {
+        "passkey": await pages.passkey_challenge(request),
+        "providers": await providers_of(request),
+    }
+    if error is not None:
+        context["error"] = error
+    return page(request, "login.html", context, status)
+
+
+async def providers_of(request: Request) -> list[str]:
+    """The names of the sites one may sign in through (none without a secret key)."""
+    try:
+        return [p.name for p in await (await space_of(request)).identity_providers()]
+    except BadCallError:
+        return []
 
 
 @router.post("/login/passkey")
@@ -246,6 +282,118 @@ async def confirm(request: Request) -> Response:
     return page(request, "account_confirm.html", context, 429 if status == THROTTLED else 401)
 
 
+# -- another site's account -----------------------------------------------------------------
+
+
+def callback_address(request: Request) -> str:
+    """Where providers send the browser back: register it with each provider."""
+    return f"{request.url.scheme}://{request.url.netloc}/account/external/callback"
+
+
+def to_provider(request: Request, begun: ExternalLogin) -> Response:
+    """Off to the provider, with the sign-in's state kept in a cookie of its own."""
+    response = RedirectResponse(begun.authorization_url, 303)
+    response.set_cookie(
+        pages.cookie_name(request, STATE_COOKIE),
+        begun.state,
+        max_age=int(FLOW_SECONDS),
+        path="/" if request.url.scheme == "https" else "/account/external",
+        httponly=True,
+        samesite="lax",
+        secure=pages.secure(request),
+    )
+    return response
+
+
+@router.post("/external/{provider}")
+async def external_login(request: Request, provider: str) -> Response:
+    """Sign in through another site: off to it."""
+    await pages.form_of(request, ACCOUNT)
+    try:
+        begun = await (await space_of(request)).begin_external_login(
+            provider, callback_address(request), source=client_address(request)
+        )
+    except (BadCallError, ProviderUnavailableError):
+        return await login_form(request, f"Signing in through {provider} is not possible now.", 400)
+    return to_provider(request, begun)
+
+
+@router.get("/external/callback")
+async def external_callback(request: Request) -> Response:
+    """Back from the other site: signed in (or linked), a second step, or why not."""
+    state = pages.cookie(request, STATE_COOKIE) or ""
+    space = await space_of(request)
+    try:
+        outcome = await space.finish_external_login(
+            state,
+            str(request.url),
+            source=client_address(request),
+            user_agent=user_agent(request.headers.get("user-agent")),
+        )
+    except (BadCallError, ProviderUnavailableError):
+        outcome = LoginOutcome(REJECTED, "", False, None, 0.0)
+    if outcome.status == MFA_REQUIRED:
+        response = await second_step(request, outcome.ticket or "", outcome.factors)
+    elif outcome.status == OK and not outcome.key:
+        response = onward(request, "/account?done=linked")
+    elif outcome.status == OK:
+        response = onward(request, "/account")
+        pages.set_cookie(request, ACCOUNT, response, SESSION_COOKIE, outcome.key)
+    else:
+        refused = external_refusal(outcome)
+        assert refused is not None
+        response = await login_form(request, sentence(refused.message), refused.status)
+    response.delete_cookie(
+        pages.cookie_name(request, STATE_COOKIE),
+        path="/" if request.url.scheme == "https" else "/account/external",
+    )
+    return response
+
+
+def onward(request: Request, going_to: str) -> Response:
+    """A page that goes on to ``going_to`` by itself: a redirect would keep the browser
+    in the provider's cross-site navigation, where the session's SameSite=Strict
+    cookie is not sent."""
+    return page(request, "onward.html", {"going_to": going_to})
+
+
+@router.post("/identities/{provider}/link")
+async def link_identity(request: Request, provider: str) -> Response:
+    person, _ = await writer_of(request, recent=True)
+    try:
+        begun = await (await space_of(request)).begin_external_login(
+            provider, callback_address(request), link_to_key=person.key, source=person.source
+        )
+    except (BadCallError, ProviderUnavailableError):
+        raise RefusedError(400, f"Linking an account at {provider} is not possible now.") from None
+    return to_provider(request, begun)
+
+
+@router.post("/identities/{provider}/remove")
+async def unlink_identity(request: Request, provider: str) -> Response:
+    person, form = await writer_of(request, recent=True)
+    if form.get("confirmed") != "yes":
+        context = {
+            "person": person,
+            "question": f"Unlink your account at {provider}? You will not be able to "
+            "sign in with it any more.",
+            "button": "Unlink",
+            "action": f"/account/identities/{provider}/remove",
+            "fields": {},
+            "cancel": "/account",
+        }
+        return page(request, "sure.html", context)
+    try:
+        with acting_as(person.actor, source=person.source):
+            status = await (await space_of(request)).unlink_identity(person.key, provider)
+    except BadCallError:
+        status = NOT_FOUND
+    if status == REJECTED:
+        raise Redirect("/account/confirm")
+    done = "unlink-refused" if status == LAST_METHOD else "unlinked"
+    return pages.back_to(ACCOUNT, "/account", done)
+
+
 # -- the security page -----------------------------------------------------------------------
 
 
@@ -269,6 +417,8 @@ async def security_page(
         "person": person,
         "factors": await space.factors(person.userid),
         "sessions": sessions,
+        "providers": await providers_of(request),
+        "identities": {i.provider: i for i in await space.identities(person.userid)},
         **(extra or {}),
     }
     return page(request, "account.html", context, status)
