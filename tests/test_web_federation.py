@@ -219,3 +219,38 @@ def test_a_signed_in_user_links_from_the_security_page(
     )
     assert done.headers["location"] == "/account?done=unlinked"
     assert keyed.identities(dee) == []
+
+
+def test_the_console_shows_and_removes_a_user_s_linked_accounts(
+    pages: TestClient, keyed: pgusers.UserSpace, idp: ScriptedProvider
+) -> None:
+    keyed.add_identity_provider(
+        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+        discovery_url=idp.discovery_url,
+    )  # fmt: skip
+    bea = sign_in_with(keyed)
+    keyed.create_user("root", "root-pw-123", "root@example.com", admin=True)
+    login_form = pages.get("/console/login")
+    pages.post(
+        "/console/login",
+        data={"csrf": csrf_of(login_form.text), "username": "root", "password": "root-pw-123"},
+    )
+    user_page = pages.get(f"/console/users/{bea}")
+    assert "Linked accounts" in user_page.text and "b-1" in user_page.text
+    action = f"/console/users/{bea}/identities/acme/remove"
+    asked = pages.post(action, data={"csrf": csrf_of(user_page.text)})
+    confirm = {"csrf": csrf_of(asked.text), "confirmed": "yes"}
+    last = pages.post(action, data=confirm)
+    assert last.status_code == 409 and "last way to sign in" in last.text
+    keyed.change_password(bea, "now-a-password")
+    done = pages.post(action, data={"csrf": csrf_of(asked.text), "confirmed": "yes"})
+    assert done.status_code == 303 and keyed.identities(bea) == []
+    (event,) = keyed.events(kinds=["identity.unlinked"])
+    assert event.actor and event.detail == {"provider": "acme", "by": "administrator"}
+
+
+def sign_in_with(usp: pgusers.UserSpace) -> int:
+    begun = usp.begin_external_login("acme", REDIRECT)
+    outcome = usp.finish_external_login(begun.state, follow(begun.authorization_url))
+    assert outcome.status == pgusers.OK and outcome.userid is not None
+    return outcome.userid

@@ -21,6 +21,7 @@ from pgusers._door import KINDS, Core, acting_as
 from pgusers._errors import BadCallError
 from pgusers._results import (
     EXPIRED,
+    LAST_METHOD,
     MFA_REQUIRED,
     NOT_FOUND,
     OK,
@@ -80,6 +81,7 @@ DONE: Final = {
     "key-gone": "That API key was already revoked.",
     "enrolled": "Your authenticator app is set up.",
     "flag-cleared": "The passkey signs in again.",
+    "identity-removed": "The linked account was removed.",
     "deleted-role": "Role deleted.",
     "role-granted": "Role granted.",
     "role-revoked": "Role revoked.",
@@ -497,6 +499,7 @@ async def user_page(request: Request, userid: int, token: str | None = None) -> 
         "admin": admin,
         "account": account,
         "factors": await space.factors(userid),
+        "identities": await space.identities(userid),
         "grants": await space.user_roles(userid),
         "roles": await space.roles(),
         "extra_data": json.dumps(account.extra_data, indent=2, ensure_ascii=False, default=str),
@@ -581,9 +584,34 @@ async def reset_factors(request: Request, userid: int) -> Response:
         "login needs the password only.",
         "Remove second factors",
     )
-    with acting_as(admin.actor, source=admin.source):
-        await door.arun(await space_of(request), Core.reset_factors, userid)
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            await door.arun(await space_of(request), Core.reset_factors, userid)
+    except BadCallError as error:
+        raise RefusedError(400, sentence(str(error))) from None
     return back_to(f"/console/users/{userid}", "factors-removed")
+
+
+@router.post("/users/{userid}/identities/{provider}/remove")
+async def remove_identity(request: Request, userid: int, provider: str) -> Response:
+    admin, form = await writer_of(request)
+    ask_first(
+        request,
+        admin,
+        form,
+        f"Unlink this user's account at {provider}? They can no longer sign in with it.",
+        "Unlink",
+    )
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            status = await (await space_of(request)).remove_identity(userid, provider)
+    except BadCallError as error:
+        raise RefusedError(400, sentence(str(error))) from None
+    if status == LAST_METHOD:
+        raise RefusedError(
+            409, "That is the user's last way to sign in: give them a password first."
+        )
+    return back_to(f"/console/users/{userid}", "identity-removed" if status == OK else "unchanged")
 
 
 @router.post("/users/{userid}/factors/{factor_id}/clear-flag")
