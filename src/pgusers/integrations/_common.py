@@ -41,6 +41,26 @@ def cookie_flags(ttl: float, *, secure: bool) -> dict[str, Any]:
     return {"max_age": int(ttl), **cookie_scope(secure=secure)}
 
 
+STATE_COOKIE: Final = "pgusers_external"
+"""The cookie that holds a sign-in's state while the browser is at the other site."""
+
+
+def state_cookie_flags(*, secure: bool) -> dict[str, Any]:
+    """The state cookie's attributes: it lives as long as a sign-in may take, and is
+    sent with the provider's redirect back (SameSite=Lax: a top-level navigation)."""
+    return {"max_age": 600, **cookie_scope(secure=secure)}
+
+
+def callback_params(query: Any) -> dict[str, str]:
+    """A callback's query parameters, each name once (the first value), as
+    ``finish_external_login`` takes them: the framework's URL may not be the one the
+    browser used behind a proxy, so the parameters are given rather than the URL."""
+    params: dict[str, str] = {}
+    for name, value in query.items():
+        params.setdefault(str(name), str(value))
+    return params
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """How HTTP answers a login that opened no session: the status, a stable code for

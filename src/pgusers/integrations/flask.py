@@ -26,9 +26,10 @@ import psycopg
 from flask import Flask, Response, abort, after_this_request, current_app, request
 from flask_login import LoginManager, UserMixin
 
-from pgusers._errors import BadCallError
+from pgusers._errors import BadCallError, ProviderUnavailableError
 from pgusers._results import (
     OK,
+    REJECTED,
     REJECTED_LOGIN,
     LoginOutcome,
     PasskeyChallenge,
@@ -39,10 +40,13 @@ from pgusers._userspace import UserSpace
 from pgusers.integrations._common import (
     COOKIE_NAME,
     RECENT_AUTH,
+    STATE_COOKIE,
+    callback_params,
     cookie_flags,
     cookie_scope,
     proved_recently,
     recent_auth_window,
+    state_cookie_flags,
     user_agent,
 )
 
@@ -300,6 +304,51 @@ class PgUsers:
         self._set_cookie_of(outcome)
         return outcome
 
+    def begin_external_login(
+        self, provider: str, redirect_uri: str, *, link: bool = False
+    ) -> Response:
+        """The redirect to ``provider``'s sign-in page, with the sign-in's state in a
+        cookie of its own; ``redirect_uri`` is the view that calls
+        :meth:`finish_external_login` (registered with the provider). With ``link``,
+        the provider's account is linked to the signed-in user instead (``BadCallError``
+        when they have not proved who they are in the last ten minutes). An unknown
+        provider is a ``BadCallError``, one that does not answer a
+        ``ProviderUnavailableError``."""
+        key = None
+        if link:
+            key = request.cookies.get(current_app.config["PGUSERS_COOKIE_NAME"], "")
+        begun = self.userspace.begin_external_login(
+            provider, redirect_uri, link_to_key=key, source=request.remote_addr
+        )
+        response = Response(status=303, headers={"Location": begun.authorization_url})
+        secure = current_app.config["PGUSERS_COOKIE_SECURE"]
+        response.set_cookie(STATE_COOKIE, begun.state, **state_cookie_flags(secure=secure))
+        return response
+
+    def finish_external_login(self, *, extra_data: Any = None) -> LoginOutcome:
+        """In the callback view: finish the sign-in :meth:`begin_external_login` began;
+        on success the response sets the session cookie. Returns the ``LoginOutcome``:
+        ``OK`` (with no key for a link: the session goes on), ``MFA_REQUIRED`` (ask for
+        a code, then :meth:`complete_login`), ``LINK_REQUIRED`` (sign in another way,
+        then link), ``DISABLED``, ``EXPIRED`` or ``REJECTED`` (the event says why)."""
+        state = request.cookies.get(STATE_COOKIE, "")
+        secure = current_app.config["PGUSERS_COOKIE_SECURE"]
+
+        @after_this_request
+        def clear_state(response: Response) -> Response:
+            response.delete_cookie(STATE_COOKIE, **cookie_scope(secure=secure))
+            return response
+
+        def attempt(client: dict[str, Any]) -> LoginOutcome:
+            try:
+                return self.userspace.finish_external_login(
+                    state, callback_params(request.args), **client
+                )
+            except ProviderUnavailableError:
+                return LoginOutcome(REJECTED, "", False, None, 0.0)
+
+        return self._signed_in(attempt, extra_data)
+
     def begin_passkey_registration(self, *, label: str | None = None) -> PasskeyChallenge:
         """The challenge of registering a passkey for the signed-in user: ``OK``, or
         ``REJECTED`` when they last proved who they are more than ten minutes ago
@@ -334,7 +383,7 @@ class PgUsers:
     def _set_cookie_of(self, outcome: LoginOutcome) -> None:
         """Have the response set the cookie of a login that opened a session."""
         space = self.userspace
-        if outcome.status == OK:
+        if outcome.status == OK and outcome.key:  # a link opens no session of its own
             config = current_app.config
             replaced = request.cookies.get(config["PGUSERS_COOKIE_NAME"])
             if replaced:

@@ -28,10 +28,10 @@ import psycopg
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from pgusers._aio import AsyncUserSpace, Opener, PerLoop
-from pgusers._errors import BadCallError
+from pgusers._errors import BadCallError, ProviderUnavailableError
 from pgusers._results import (
     EXPIRED,
     MFA_REQUIRED,
@@ -47,11 +47,15 @@ from pgusers._results import (
 from pgusers.integrations._common import (
     COOKIE_NAME,
     RECENT_AUTH,
+    STATE_COOKIE,
+    callback_params,
     cookie_flags,
     cookie_scope,
+    external_refusal,
     proved_recently,
     recent_auth_window,
     refusal,
+    state_cookie_flags,
     user_agent,
 )
 
@@ -60,10 +64,12 @@ __all__ = [
     "PgUsers",
     "PgUsersBackend",
     "authorize",
+    "begin_external_login",
     "begin_passkey_login",
     "begin_passkey_registration",
     "complete_login",
     "current_user",
+    "finish_external_login",
     "finish_passkey_login",
     "finish_passkey_registration",
     "login",
@@ -419,6 +425,69 @@ async def finish_passkey_registration(
         return await space.finish_passkey_registration(user.key, challenge_id, credential)
     except BadCallError as refused:
         raise HTTPException(400, str(refused)) from None
+
+
+async def begin_external_login(
+    request: Request, provider: str, redirect_uri: str, *, link: bool = False
+) -> RedirectResponse:
+    """The redirect to ``provider``'s sign-in page, with the sign-in's state in a
+    cookie of its own; ``redirect_uri`` is the route that calls
+    :func:`finish_external_login` (registered with the provider). With ``link``, the
+    provider's account is linked to the signed-in user instead (who must have proved
+    who they are in the last ten minutes, else 403). An unknown provider raises 400,
+    one that does not answer 503."""
+    pgusers = _pgusers(request)
+    space = await pgusers.userspace()
+    key = None
+    if link:
+        user = await current_user(request)
+        if not proved_recently(user.authenticated_at, RECENT_AUTH):
+            raise HTTPException(403, "prove who you are again first")
+        key = user.key
+    try:
+        begun = await space.begin_external_login(
+            provider,
+            redirect_uri,
+            link_to_key=key,
+            source=request.client.host if request.client else None,
+        )
+    except BadCallError as refused:
+        raise HTTPException(400, str(refused)) from None
+    except ProviderUnavailableError as down:
+        raise HTTPException(503, str(down)) from None
+    response = RedirectResponse(begun.authorization_url, 303)
+    response.set_cookie(STATE_COOKIE, begun.state, **state_cookie_flags(secure=pgusers.secure))
+    return response
+
+
+async def finish_external_login(
+    request: Request, response: Response, *, extra_data: Any = None
+) -> LoginOutcome:
+    """At the callback route: finish the sign-in :func:`begin_external_login` began,
+    and set the session cookie. ``MFA_REQUIRED`` is returned as it is (ask for a code,
+    then :func:`complete_login` with the ticket); a link answers ``OK`` with no key
+    (the session goes on). An account that cannot be linked safely raises 409, any
+    other failure 401 (the event says why), a disabled account 403."""
+    pgusers = _pgusers(request)
+    space = await pgusers.userspace()
+    state = request.cookies.get(STATE_COOKIE, "")
+    response.delete_cookie(STATE_COOKIE, **cookie_scope(secure=pgusers.secure))
+    try:
+        outcome = await space.finish_external_login(
+            state,
+            callback_params(request.query_params),
+            source=request.client.host if request.client else None,
+            user_agent=user_agent(request.headers.get("user-agent")),
+            extra_data=extra_data,
+        )
+    except (BadCallError, ProviderUnavailableError):
+        outcome = LoginOutcome(REJECTED, "", False, None, 0.0)
+    if outcome.status == MFA_REQUIRED or (outcome.status == OK and not outcome.key):
+        return outcome
+    refused = external_refusal(outcome)
+    if refused is not None and outcome.status != OK:
+        raise HTTPException(refused.status, refused.message, refused.headers() or None)
+    return await _opened(request, response, space, outcome)
 
 
 async def _opened(

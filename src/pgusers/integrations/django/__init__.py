@@ -42,11 +42,11 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.test.runner import DiscoverRunner
 from django.utils.functional import SimpleLazyObject
 
-from pgusers._errors import BadCallError
+from pgusers._errors import BadCallError, ProviderUnavailableError
 from pgusers._results import (
     OK,
     REJECTED_LOGIN,
@@ -58,9 +58,12 @@ from pgusers._results import (
 from pgusers._userspace import UserSpace
 from pgusers.integrations._common import (
     RECENT_AUTH,
+    STATE_COOKIE,
+    callback_params,
     cookie_flags,
     proved_recently,
     recent_auth_window,
+    state_cookie_flags,
     user_agent,
 )
 from pgusers.integrations.django._base import PgUserBehaviour, _setting
@@ -74,9 +77,11 @@ __all__ = [
     "PgUsersTestRunner",
     "close_userspaces",
     "pgusers_authorize",
+    "pgusers_begin_external_login",
     "pgusers_begin_passkey_login",
     "pgusers_begin_passkey_registration",
     "pgusers_complete_login",
+    "pgusers_finish_external_login",
     "pgusers_finish_passkey_login",
     "pgusers_finish_passkey_registration",
     "pgusers_login",
@@ -459,6 +464,49 @@ def pgusers_finish_passkey_login(
         )
     except BadCallError:
         outcome = REJECTED_LOGIN
+    return _signed_in(request, response, outcome)
+
+
+def pgusers_begin_external_login(
+    request: HttpRequest, provider: str, redirect_uri: str, *, link: bool = False
+) -> HttpResponseRedirect:
+    """The redirect to ``provider``'s sign-in page, with the sign-in's state in a
+    cookie of its own; ``redirect_uri`` is the view that calls
+    ``pgusers_finish_external_login`` (registered with the provider). With ``link``,
+    the provider's account is linked to the logged-in user instead (``BadCallError``
+    when they have not proved who they are in the last ten minutes). An unknown
+    provider is a ``BadCallError``, one that does not answer a
+    ``ProviderUnavailableError``."""
+    source, _ = _client(request)
+    key = _key_of(request) if link else None
+    begun = userspace().begin_external_login(provider, redirect_uri, link_to_key=key, source=source)
+    response = HttpResponseRedirect(begun.authorization_url, status=303)
+    flags = state_cookie_flags(secure=_setting("COOKIE_SECURE"))
+    response.set_cookie(STATE_COOKIE, begun.state, **flags)
+    return response
+
+
+def pgusers_finish_external_login(
+    request: HttpRequest, response: HttpResponse
+) -> PgUserBehaviour | None:
+    """In the callback view: finish the sign-in ``pgusers_begin_external_login``
+    began; on success set the session cookie on ``response`` and ``request.user``, and
+    return the user. Otherwise return None, with ``request.pgusers_outcome`` saying
+    why: ``MFA_REQUIRED`` (a ticket for ``pgusers_complete_login``), ``OK`` with no
+    key (a link: the session goes on), ``LINK_REQUIRED``, ``DISABLED``, ``EXPIRED`` or
+    ``REJECTED``."""
+    source, agent = _client(request)
+    state = request.COOKIES.get(STATE_COOKIE, "")
+    response.delete_cookie(STATE_COOKIE, path="/", samesite="Lax")
+    try:
+        outcome = userspace().finish_external_login(
+            state, callback_params(request.GET), source=source, user_agent=agent
+        )
+    except (BadCallError, ProviderUnavailableError):
+        outcome = REJECTED_LOGIN
+    if outcome.status == OK and not outcome.key:
+        request.pgusers_outcome = outcome
+        return None
     return _signed_in(request, response, outcome)
 
 
