@@ -2,6 +2,7 @@
 does: the buttons' list, begin, the provider's redirect, finish; linking and
 unlinking from a signed-in session; the administrators' endpoints."""
 
+import html
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -161,8 +162,9 @@ def csrf_of(text: str) -> str:
 def through_pages(pages: TestClient, action: str, page: str = "/account/login") -> Any:
     """Press a button of ``page`` that leaves for the provider; come back from it."""
     left = pages.post(action, data={"csrf": csrf_of(pages.get(page).text)})
-    assert left.status_code == 303, left.text
-    callback = follow(left.headers["location"])
+    onward = re.search(r'content="0;url=([^"]+)"', left.text)
+    assert left.status_code == 200 and onward is not None, left.text
+    callback = follow(html.unescape(onward.group(1)))
     assert callback.startswith("http://127.0.0.1:8080/account/external/callback?")
     return pages.get(callback.removeprefix("http://127.0.0.1:8080"))
 

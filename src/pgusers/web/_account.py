@@ -32,6 +32,7 @@ from pgusers._results import (
 )
 from pgusers.integrations._common import (
     RECENT_AUTH,
+    callback_params,
     external_refusal,
     proved_recently,
     refusal,
@@ -291,8 +292,10 @@ def callback_address(request: Request) -> str:
 
 
 def to_provider(request: Request, begun: ExternalLogin) -> Response:
-    """Off to the provider, with the sign-in's state kept in a cookie of its own."""
-    response = RedirectResponse(begun.authorization_url, 303)
+    """Off to the provider, with the sign-in's state kept in a cookie of its own. A
+    page that goes on by itself rather than a redirect: the pages' policy lets a form
+    lead to this site only (form-action 'self'), redirects included."""
+    response = page(request, "onward.html", {"going_to": begun.authorization_url})
     response.set_cookie(
         pages.cookie_name(request, STATE_COOKIE),
         begun.state,
@@ -326,7 +329,7 @@ async def external_callback(request: Request) -> Response:
     try:
         outcome = await space.finish_external_login(
             state,
-            str(request.url),
+            callback_params(request.query_params),
             source=client_address(request),
             user_agent=user_agent(request.headers.get("user-agent")),
         )
