@@ -13,7 +13,8 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -223,6 +224,29 @@ class FakeGitHub:
                 Route("/api/v3/user/emails", emails),
             ]
         )
+
+
+def add_provider(usp: Any, provider: ScriptedProvider, name: str = "acme", **options: Any) -> Any:
+    """Let ``usp``'s users sign in through the scripted ``provider`` as ``name``."""
+    return usp.add_identity_provider(
+        name,
+        kind="oidc",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        discovery_url=provider.discovery_url,
+        **options,
+    )
+
+
+@contextmanager
+def scripted(person: dict[str, Any]) -> Iterator[ScriptedProvider]:
+    """A scripted provider on the loopback interface, with ``person`` signing in."""
+    from .support import served
+
+    provider = ScriptedProvider(person=person)
+    with served(provider.app()) as base:
+        provider.base = base
+        yield provider
 
 
 def follow(authorization_url: str, *, form: dict[str, str] | None = None) -> str:

@@ -28,6 +28,7 @@ from .identity_providers import (
     CLIENT_SECRET,
     FakeGitHub,
     ScriptedProvider,
+    add_provider,
     follow,
     with_param,
 )
@@ -77,17 +78,7 @@ def usp(open_userspace: Any, dsn: str, schema: str) -> Iterator[Any]:
 
 @pytest.fixture
 def site(usp: Any, idp: ScriptedProvider) -> Any:
-    assert (
-        usp.add_identity_provider(
-            "acme",
-            kind="oidc",
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
-            discovery_url=idp.discovery_url,
-            keep_claims=["name"],
-        )
-        == OK
-    )
+    assert add_provider(usp, idp, keep_claims=["name"]) == OK
     return usp
 
 
@@ -227,10 +218,7 @@ def test_a_new_username_is_made_unique(site: Any) -> None:
 def test_an_unverified_email_matching_an_account_links_nothing(
     site: Any, idp: ScriptedProvider
 ) -> None:
-    site.add_identity_provider(
-        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url, link_by_verified_email=True,
-    )  # fmt: skip
+    add_provider(site, idp, link_by_verified_email=True)
     victim = site.create_user("victim", PASSWORD, "alice@example.com")
     _verify(site, victim)
     idp.person["email_verified"] = False
@@ -247,10 +235,7 @@ def test_a_verified_email_links_only_when_the_provider_may_and_the_account_verif
     ada = site.create_user("ada", PASSWORD, "alice@example.com")
     # The provider is not configured to link by email: refused, the account untouched.
     assert sign_in(site).status == LINK_REQUIRED
-    site.add_identity_provider(
-        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url, link_by_verified_email=True,
-    )  # fmt: skip
+    add_provider(site, idp, link_by_verified_email=True)
     # The address is not verified here: still refused.
     assert sign_in(site).status == LINK_REQUIRED
     assert site.identities(ada) == []
@@ -263,10 +248,7 @@ def test_a_verified_email_links_only_when_the_provider_may_and_the_account_verif
 
 
 def test_sign_up_can_be_closed(site: Any, idp: ScriptedProvider) -> None:
-    site.add_identity_provider(
-        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url, allow_signup=False,
-    )  # fmt: skip
+    add_provider(site, idp, allow_signup=False)
     assert sign_in(site).status == LINK_REQUIRED
     assert list(site.all_users()) == []
 
@@ -274,10 +256,7 @@ def test_sign_up_can_be_closed(site: Any, idp: ScriptedProvider) -> None:
 def test_two_providers_subjects_colliding_are_two_people(
     site: Any, served_provider: ScriptedProvider, idp: ScriptedProvider
 ) -> None:
-    site.add_identity_provider(
-        "other", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url,
-    )  # fmt: skip
+    add_provider(site, idp, "other")
     alice = sign_in(site, "acme")
     idp.person = {**ALICE, "email": "mallory@example.com", "preferred_username": "mallory"}
     mallory = sign_in(site, "other")
@@ -309,10 +288,7 @@ def test_a_second_factor_applies_unless_the_provider_is_trusted_for_it(
     )
     assert done.status == OK
     assert site.check_session(done.key).auth_methods == ("external:acme", "recovery_code")
-    site.add_identity_provider(
-        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url, trusted_for_mfa=True,
-    )  # fmt: skip
+    add_provider(site, idp, trusted_for_mfa=True)
     trusted = sign_in(site)
     assert trusted.status == OK
     assert site.check_session(trusted.key).auth_methods == ("external:acme",)
@@ -386,10 +362,7 @@ def test_two_removals_at_once_cannot_leave_no_way_in(
 ) -> None:
     import psycopg
 
-    site.add_identity_provider(
-        "other", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url,
-    )  # fmt: skip
+    add_provider(site, idp, "other")
     alice = sign_in(site, "acme")
     assert sign_in(site, "other", link_to_key=alice.key).status == OK
     results: list[Any] = []
@@ -421,10 +394,7 @@ def test_tokens_are_kept_only_when_asked_sealed_and_refreshed(
 ) -> None:
     alice = sign_in(site)
     assert site.provider_tokens(alice.userid, "acme") is None
-    site.add_identity_provider(
-        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url, keep_tokens=True,
-    )  # fmt: skip
+    add_provider(site, idp, keep_tokens=True)
     idp.token_lifetime = 60
     sign_in(site)
     kept = site.provider_tokens(alice.userid, "acme")
@@ -451,10 +421,7 @@ def test_rotating_the_secret_key_seals_the_providers_secrets_again(
         return pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, secret_key=key)
 
     with opened(KEY) as old:
-        old.add_identity_provider(
-            "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-            discovery_url=idp.discovery_url, keep_tokens=True,
-        )  # fmt: skip
+        add_provider(old, idp, keep_tokens=True)
         alice = sign_in(old)
     new_key = "another-test-secret-key-as-long"
     rotated = CliRunner().invoke(

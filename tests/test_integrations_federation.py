@@ -13,8 +13,8 @@ import pytest
 
 import pgusers
 
-from .identity_providers import CLIENT_ID, CLIENT_SECRET, ScriptedProvider, follow
-from .support import FAST_HASHER, configure_django, served
+from .identity_providers import ScriptedProvider, add_provider, follow, scripted
+from .support import FAST_HASHER, configure_django
 
 pytest.importorskip("authlib")
 
@@ -24,21 +24,14 @@ CALLBACK = "https://testserver/auth/callback"
 
 @pytest.fixture(scope="module")
 def idp() -> Iterator[ScriptedProvider]:
-    provider = ScriptedProvider(
-        person={"sub": "f-1", "email": "fay@example.com", "email_verified": True}
-    )
-    with served(provider.app()) as base:
-        provider.base = base
-        yield provider
+    with scripted({"sub": "f-1", "email": "fay@example.com", "email_verified": True}) as idp:
+        yield idp
 
 
 @pytest.fixture
 def provider(dsn: str, schema: str, idp: ScriptedProvider) -> None:
     with pgusers.UserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER, secret_key=KEY) as usp:
-        usp.add_identity_provider(
-            "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-            discovery_url=idp.discovery_url,
-        )  # fmt: skip
+        add_provider(usp, idp)
 
 
 def path_of(url: str) -> str:

@@ -12,7 +12,14 @@ from starlette.testclient import TestClient
 
 import pgusers
 
-from .identity_providers import CLIENT_ID, CLIENT_SECRET, ScriptedProvider, follow
+from .identity_providers import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    ScriptedProvider,
+    add_provider,
+    follow,
+    scripted,
+)
 from .support import FAST_HASHER, make_api_key, served, web_app
 
 pytest.importorskip("authlib")
@@ -24,12 +31,8 @@ PASSWORD = "s3cret-pw"
 
 @pytest.fixture(scope="module")
 def idp() -> Iterator[ScriptedProvider]:
-    provider = ScriptedProvider(
-        person={"sub": "b-1", "email": "bea@example.com", "email_verified": True}
-    )
-    with served(provider.app()) as base:
-        provider.base = base
-        yield provider
+    with scripted({"sub": "b-1", "email": "bea@example.com", "email_verified": True}) as idp:
+        yield idp
 
 
 @pytest.fixture
@@ -98,10 +101,7 @@ def test_an_administrator_adds_a_provider_and_a_client_signs_in_through_it(
 def test_errors_come_in_the_envelope(
     client: TestClient, keyed: pgusers.UserSpace, idp: ScriptedProvider
 ) -> None:
-    keyed.add_identity_provider(
-        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url, allow_signup=False,
-    )  # fmt: skip
+    add_provider(keyed, idp, allow_signup=False)
     closed = through(client, "/v1/external/acme/begin")
     assert (closed.status_code, closed.json()["error"]["code"]) == (409, "link_required")
     unknown = client.post("/v1/external/nobody/begin", json={"redirect_uri": REDIRECT})
@@ -117,10 +117,7 @@ def test_errors_come_in_the_envelope(
     brief = ScriptedProvider()
     with served(brief.app()) as base:
         brief.base = base
-        keyed.add_identity_provider(
-            "brief", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-            discovery_url=brief.discovery_url,
-        )  # fmt: skip
+        add_provider(keyed, brief, "brief")
     down = client.post("/v1/external/brief/begin", json={"redirect_uri": REDIRECT})
     assert (down.status_code, down.json()["error"]["code"]) == (503, "provider_unavailable")
 
@@ -128,10 +125,7 @@ def test_errors_come_in_the_envelope(
 def test_a_signed_in_user_links_and_unlinks(
     client: TestClient, keyed: pgusers.UserSpace, idp: ScriptedProvider
 ) -> None:
-    keyed.add_identity_provider(
-        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url,
-    )  # fmt: skip
+    add_provider(keyed, idp)
     keyed.create_user("cy", PASSWORD, "cy@example.com")
     key = client.post("/v1/login", json={"username": "cy", "password": PASSWORD}).json()["key"]
     linked = through(client, "/v1/identities/acme", **bearer(key))
@@ -172,10 +166,7 @@ def through_pages(pages: TestClient, action: str, page: str = "/account/login") 
 def test_the_sign_in_page_signs_in_through_a_provider(
     pages: TestClient, keyed: pgusers.UserSpace, idp: ScriptedProvider
 ) -> None:
-    keyed.add_identity_provider(
-        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url,
-    )  # fmt: skip
+    add_provider(keyed, idp)
     login_page = pages.get("/account/login").text
     assert 'action="/account/external/acme"' in login_page and "Sign in with Acme" in login_page
     back = through_pages(pages, "/account/external/acme")
@@ -194,10 +185,7 @@ def test_the_sign_in_page_signs_in_through_a_provider(
 def test_a_signed_in_user_links_from_the_security_page(
     pages: TestClient, keyed: pgusers.UserSpace, idp: ScriptedProvider
 ) -> None:
-    keyed.add_identity_provider(
-        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url,
-    )  # fmt: skip
+    add_provider(keyed, idp)
     dee = keyed.create_user("dee", PASSWORD, "dee@example.com")
     signed = pages.post(
         "/account/login",
@@ -226,10 +214,7 @@ def test_a_signed_in_user_links_from_the_security_page(
 def test_the_console_shows_and_removes_a_user_s_linked_accounts(
     pages: TestClient, keyed: pgusers.UserSpace, idp: ScriptedProvider
 ) -> None:
-    keyed.add_identity_provider(
-        "acme", kind="oidc", client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-        discovery_url=idp.discovery_url,
-    )  # fmt: skip
+    add_provider(keyed, idp)
     bea = sign_in_with(keyed)
     keyed.create_user("root", "root-pw-123", "root@example.com", admin=True)
     login_form = pages.get("/console/login")

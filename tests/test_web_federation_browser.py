@@ -6,7 +6,6 @@ and comes back signed in, the state carried by its own cookie across the two sit
 It skips when no Chromium is installed (``.ci/run`` installs it)."""
 
 import warnings
-from collections.abc import Iterator
 from functools import partial
 
 import pytest
@@ -31,23 +30,15 @@ with warnings.catch_warnings():  # it imports authlib's older JOSE module, which
     mock = pytest.importorskip("oidc_provider_mock")
 from playwright.sync_api import Browser, expect  # noqa: E402
 
-from .test_web_account_browser import CHROMIUM  # noqa: E402
+from .test_web_account_browser import browser  # noqa: E402, F401 - the fixture
 
 KEY = "a-test-secret-key-long-enough-for-aes"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if CHROMIUM is None:
-        pytest.skip("no chromium executable (apt-get install chromium)")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield launched
-        launched.close()
-
-
 def test_the_sign_in_page_goes_through_the_provider_and_back(
-    browser: Browser, dsn: str, schema: str
+    browser: Browser,  # noqa: F811 - the fixture imported above
+    dsn: str,
+    schema: str,
 ) -> None:
     gil = mock.User(sub="gil", claims={"email": "gil@example.com", "email_verified": True})
     opener = partial(

@@ -143,23 +143,25 @@ REMOVE_PROVIDER: Final = """
 
 # -- a sign-in's start --------------------------------------------------------------
 
+ASKING: Final = """SELECT s.userid, s.session_id,
+               coalesce(s.authenticated_at, s.created_at)
+                   > to_timestamp(%(now)s) - make_interval(secs => %(recent)s) AS recent
+        FROM {schema}.sessions s
+        JOIN {schema}.users u ON u.userid = s.userid
+        CROSS JOIN {settings} t
+        WHERE {live}""".replace("{live}", LIVE_SESSION)
+"""The live session of ``%(key)s``: its user, its id, and whether its user proved who
+they are within ``%(recent)s`` seconds."""
+
 # The provider, and when linking, the session asking: live, and whether its user
 # proved who they are within RECENT_PROOF.
 BEGIN_LOOKUP: Final = """
     SELECT p.kind, p.client_id, p.discovery_url, p.scopes,
            l.userid, l.session_id, l.recent
     FROM {schema}.identity_providers p
-    LEFT JOIN (
-        SELECT s.userid, s.session_id,
-               coalesce(s.authenticated_at, s.created_at)
-                   > to_timestamp(%(now)s) - make_interval(secs => %(recent)s) AS recent
-        FROM {schema}.sessions s
-        JOIN {schema}.users u ON u.userid = s.userid
-        CROSS JOIN {settings} t
-        WHERE %(linking)s AND {live}
-    ) l ON true
+    LEFT JOIN ({asking} AND %(linking)s) l ON true
     WHERE p.name = %(provider)s
-""".replace("{live}", LIVE_SESSION)
+""".replace("{asking}", ASKING)
 
 # Expired sign-ins go a few at a time; a source has at most FLOWS_PER_SOURCE under way.
 BEGIN_FLOW: Final = """
@@ -386,13 +388,7 @@ LIST_IDENTITIES: Final = """
 # last way to sign in stays (KEEP_A_WAY_IN refuses the statement).
 UNLINK_IDENTITY: Final = """
     WITH live AS (
-        SELECT s.userid, s.session_id,
-               coalesce(s.authenticated_at, s.created_at)
-                   > to_timestamp(%(now)s) - make_interval(secs => %(recent)s) AS recent
-        FROM {schema}.sessions s
-        JOIN {schema}.users u ON u.userid = s.userid
-        CROSS JOIN {settings} t
-        WHERE {live}
+        {asking}
     ), removed AS (
         DELETE FROM {schema}.identities i USING live l
         WHERE i.userid = l.userid AND i.provider = %(provider)s AND l.recent
@@ -403,7 +399,7 @@ UNLINK_IDENTITY: Final = """
         FROM removed
     ), {log}
     SELECT (SELECT recent FROM live), EXISTS (SELECT 1 FROM removed), {logged}
-""".replace("{live}", LIVE_SESSION)
+""".replace("{asking}", ASKING)
 
 KEPT_TOKENS: Final = """
     SELECT i.subject, i.tokens, p.kind, p.client_id, p.client_secret, p.discovery_url

@@ -32,15 +32,23 @@ def password_stdin_option(command: F) -> F:
     )(command)
 
 
-def read_password(from_stdin: bool, prompt: str = "Password", *, confirm: bool = True) -> str:
-    """Read a password from standard input, or ask on a terminal (twice to set one)."""
+def read_password(
+    from_stdin: bool,
+    prompt: str = "Password",
+    *,
+    confirm: bool = True,
+    what: str = "password",
+    option: str = "--password-stdin",
+) -> str:
+    """Read a password (or another secret, ``what``) from standard input, or ask on a
+    terminal (twice to set one)."""
     if from_stdin:
         line = sys.stdin.readline().rstrip("\r\n")
         if not line:
-            raise BadCallError("no password on standard input")
+            raise BadCallError(f"no {what} on standard input")
         return line
     if not sys.stdin.isatty():
-        raise BadCallError("no terminal to ask for the password on; use --password-stdin")
+        raise BadCallError(f"no terminal to ask for the {what} on; use {option}")
     return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
 
 

@@ -1,15 +1,13 @@
 """The commands of signing in through other sites: provider add/list/remove, and a
 user's linked identities (identity list/remove)."""
 
-import sys
-
 import click
 
 from pgusers._errors import BadCallError
 from pgusers._results import LAST_METHOD, OK
 from pgusers._userspace import UserSpace
 from pgusers.cli._group import NegativeAnswerError, confirm_or_refuse, main, with_userspace
-from pgusers.cli._input import find, json_option, user_selector
+from pgusers.cli._input import find, json_option, read_password, user_selector
 from pgusers.cli._output import print_json, print_table, timestamp
 
 KINDS = ["oidc", "github", "google", "microsoft"]
@@ -60,7 +58,13 @@ def add(
     client secret is read from standard input or asked for, and stored sealed under
     PGUSERS_SECRET_KEY. See the linking rules in the security guide before giving
     --link-by-verified-email."""
-    secret = read_secret(client_secret_stdin)
+    secret = read_password(
+        client_secret_stdin,
+        "Client secret",
+        confirm=False,
+        what="client secret",
+        option="--client-secret-stdin",
+    )
     usp.add_identity_provider(
         name,
         kind=kind,
@@ -75,18 +79,6 @@ def add(
         keep_tokens=keep_tokens,
     )
     click.echo(f"users may sign in through {name!r}")
-
-
-def read_secret(from_stdin: bool) -> str:
-    """The client secret: from standard input's first line, or asked on a terminal."""
-    if from_stdin:
-        line = sys.stdin.readline().rstrip("\r\n")
-        if not line:
-            raise BadCallError("no client secret on standard input")
-        return line
-    if not sys.stdin.isatty():
-        raise BadCallError("no terminal to ask for the client secret on; use --client-secret-stdin")
-    return str(click.prompt("Client secret", hide_input=True))
 
 
 @provider.command(name="list")

@@ -563,16 +563,21 @@ async def login(body: LoginBody, request: Request, space: Space) -> dict[str, An
         extra_data=body.extra_data,
     )
     if outcome.status == MFA_REQUIRED:
-        return {
-            "status": "mfa_required",
-            "key": None,
-            "userid": outcome.userid,
-            "admin": False,
-            "ttl": space.ttl,
-            "ticket": outcome.ticket,
-            "factors": list(outcome.factors),
-        }
+        return second_factor_due(outcome, space)
     return logged_in(outcome, space)
+
+
+def second_factor_due(outcome: LoginOutcome, space: AsyncUserSpace) -> dict[str, Any]:
+    """The answer to a first step that left a ticket for a second factor."""
+    return {
+        "status": "mfa_required",
+        "key": None,
+        "userid": outcome.userid,
+        "admin": False,
+        "ttl": space.ttl,
+        "ticket": outcome.ticket,
+        "factors": list(outcome.factors),
+    }
 
 
 def logged_in(outcome: LoginOutcome, space: AsyncUserSpace) -> dict[str, Any]:
@@ -701,15 +706,7 @@ def signed_in_elsewhere(outcome: LoginOutcome, space: AsyncUserSpace) -> dict[st
             "ttl": space.ttl,
         }
     if outcome.status == MFA_REQUIRED:
-        return {
-            "status": "mfa_required",
-            "key": None,
-            "userid": outcome.userid,
-            "admin": False,
-            "ttl": space.ttl,
-            "ticket": outcome.ticket,
-            "factors": list(outcome.factors),
-        }
+        return second_factor_due(outcome, space)
     refused = external_refusal(outcome)
     if refused is not None:
         raise ApiError(refused.status, refused.code, refused.message, refused.headers())
