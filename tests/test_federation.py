@@ -357,6 +357,34 @@ def test_a_passkey_is_a_way_in_and_the_last_one_stays(site: Any) -> None:
     assert [f.factor_id for f in site.factors(alice.userid).factors] == [factor_id]
 
 
+def test_removing_every_factor_keeps_a_passkey_only_user_s_way_in(
+    site: Any, dsn: str, schema: str
+) -> None:
+    from click.testing import CliRunner
+
+    from pgusers.cli import main
+
+    from .authenticator import Authenticator
+
+    site.set_webauthn("example.com", "Example", ["https://app.example.com"])
+    alice = sign_in(site)
+    phone = Authenticator("https://app.example.com")
+    begun = site.begin_passkey_registration(alice.key, label="phone")
+    site.finish_passkey_registration(alice.key, begun.challenge_id, phone.create(begun.options))
+    assert site.unlink_identity(alice.key, "acme") == OK
+    reset = CliRunner().invoke(
+        main,
+        ["--dsn", dsn, "--schema", schema, "mfa", "reset", "--yes", "alice"],
+        env={"PGUSERS_SECRET_KEY": KEY},
+    )
+    assert reset.exit_code == 2 and "only with a passkey" in reset.stderr
+    with pgusers.UserSpace(
+        conninfo=dsn, schema=schema, hasher=FAST_HASHER, secret_key=KEY
+    ) as usp:  # the command closed the userspace it shared with the test
+        assert alice.userid is not None
+        assert len(usp.factors(alice.userid).factors) == 1
+
+
 def test_two_removals_at_once_cannot_leave_no_way_in(
     site: Any, idp: ScriptedProvider, server_dsn: str, schema: str
 ) -> None:
