@@ -69,6 +69,13 @@ class ScriptedProvider:
     refresh_tokens: set[str] = field(default_factory=set)
     tokens_issued: int = 0
     token_lifetime: int = 3600
+    tenant: str | None = None
+    """As Microsoft's multi-tenant endpoint: the discovery document names the issuer
+    with a ``{tenantid}`` placeholder, and each token's ``iss`` names its ``tid``."""
+
+    @property
+    def issuer(self) -> str:
+        return self.base if self.tenant is None else f"{self.base}/{{tenantid}}/v2.0"
 
     @property
     def discovery_url(self) -> str:
@@ -78,7 +85,7 @@ class ScriptedProvider:
         async def discovery(request: Request) -> Response:
             return JSONResponse(
                 {
-                    "issuer": self.base,
+                    "issuer": self.issuer,
                     "authorization_endpoint": f"{self.base}/authorize",
                     "token_endpoint": f"{self.base}/token",
                     "jwks_uri": f"{self.base}/jwks",
@@ -150,8 +157,10 @@ class ScriptedProvider:
 
     def id_token(self, grant: Grant) -> str:
         now = int(time.time())
+        tenant = {} if self.tenant is None else {"tid": self.tenant}
         claims: dict[str, Any] = {
-            "iss": self.base,
+            "iss": self.issuer.replace("{tenantid}", self.tenant or ""),
+            **tenant,
             "aud": grant.client_id,
             "iat": now,
             "exp": now + 300,

@@ -66,6 +66,7 @@ def idp(served_provider: ScriptedProvider) -> ScriptedProvider:
     served_provider.bend_header = {}
     served_provider.sign_with = None
     served_provider.unsigned = False
+    served_provider.tenant = None
     return served_provider
 
 
@@ -584,6 +585,21 @@ def test_a_key_injected_through_the_token_header_is_not_trusted(
     idp.sign_with = RSAKey.generate_key(2048, parameters={"kid": "attacker"})
     idp.bend_header = {"kid": "attacker"}
     refused(site, sign_in(site), "does not publish")
+
+
+def test_a_multi_tenant_issuer_takes_the_token_s_own_tenant(
+    site: Any, idp: ScriptedProvider
+) -> None:
+    # As Microsoft's "common" endpoint: the document's issuer names {tenantid}.
+    idp.tenant = "9188040d-6c67-4c5b-b112-36a304b66dad"
+    add_provider(site, idp, "tenants")
+    # Another tenant's issuer, and no tenant at all: refused.
+    idp.bend_claims = {"iss": f"{idp.base}/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0"}
+    refused(site, sign_in(site, "tenants"), "iss")
+    idp.bend_claims = {"tid": None}
+    refused(site, sign_in(site, "tenants"), "no tenant")
+    idp.bend_claims = {}
+    assert sign_in(site, "tenants").status == OK
 
 
 def test_a_callback_at_another_redirect_uri_is_refused(site: Any) -> None:
