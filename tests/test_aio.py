@@ -133,3 +133,23 @@ def test_passwords_are_hashed_below_the_event_loops_priority(dsn: str, schema: s
     assert asyncio.run(main()) == loop_priority  # the loop's thread is left as it was
     assert len(hasher.priorities) >= 2
     assert all(p == min(19, loop_priority + 10) for p in hasher.priorities)
+
+
+def test_waiting_on_the_network_never_holds_a_hashing_thread(dsn: str, schema: str) -> None:
+    # A breached-password lookup (as an identity provider's answer) waits on another
+    # server: it runs on a thread of its own, so that a slow server cannot take the
+    # threads that hash passwords.
+    seen: list[str] = []
+
+    def lookup(sha1: str) -> tuple[int | None, str]:
+        seen.append(threading.current_thread().name)
+        return 0, ""
+
+    async def main() -> None:
+        async with pgusers.AsyncUserSpace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+            await usp.set_password_policy(breached="best_effort")
+            usp._core.breaches = lookup  # what pgusers asks, in place of a range server
+            await usp.create_user("ada", "a-long-enough-password", "ada@example.com")
+
+    asyncio.run(main())
+    assert len(seen) == 1 and not seen[0].startswith("pgusers-hash")

@@ -140,7 +140,7 @@ class Part:
         if mode == "off" or self.breaches is None:
             return
         sha1 = hashlib.sha1(secret.encode(), usedforsecurity=False).hexdigest().upper()
-        seen, why = yield Offload(self.breaches, (sha1,))
+        seen, why = yield Offload(self.breaches, (sha1,), waits=True)
         if seen:
             raise WeakPasswordError(
                 f"{what} appears in {seen:,} known data breaches: choose another"

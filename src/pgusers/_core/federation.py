@@ -493,7 +493,9 @@ class FederationPart(Part):
 
     def _add_provider(self, params: dict[str, Any]) -> Operation[Status]:
         if params["kind"] == "oidc":  # a discovery URL that does not answer is refused now
-            document, why = yield Offload(self._asking().document, (params["discovery_url"], True))
+            document, why = yield Offload(
+                self._asking().document, (params["discovery_url"], True), waits=True
+            )
             if document is None:
                 raise BadCallError(f"the discovery document could not be read: {why}")
             try:
@@ -591,7 +593,9 @@ class FederationPart(Part):
     def _endpoints(self, provider: Provider) -> Operation[Endpoints]:
         if provider.kind == "github":
             return oidc.github_endpoints(provider.discovery_url)
-        document, why = yield Offload(self._asking().document, (provider.discovery_url,))
+        document, why = yield Offload(
+            self._asking().document, (provider.discovery_url,), waits=True
+        )
         if document is None:
             raise RefusedError(f"the discovery document could not be read: {why}")
         return oidc.oidc_endpoints(document)
@@ -684,13 +688,13 @@ class FederationPart(Part):
             endpoints.token, provider.client_id, provider.client_secret, method, code,
             flow.redirect_uri, flow.verifier,
         )  # fmt: skip
-        tokens, why = yield Offload(self._asking().exchange, (request,))
+        tokens, why = yield Offload(self._asking().exchange, (request,), waits=True)
         if tokens is None:
             raise RefusedError(why)
         access = tokens.get("access_token")
         if provider.kind == "github":
             assert endpoints.api is not None
-            answer, why = yield Offload(self._asking().github, (endpoints.api, access))
+            answer, why = yield Offload(self._asking().github, (endpoints.api, access), waits=True)
             if answer is None:
                 raise RefusedError(why)
             profile = oidc.profile_from_github(
@@ -699,7 +703,9 @@ class FederationPart(Part):
             return profile, tokens
         assert endpoints.jwks_uri is not None
         for fresh in (False, True):  # a key not in the set: the provider may have rotated
-            key_set, why = yield Offload(self._asking().document, (endpoints.jwks_uri, fresh))
+            key_set, why = yield Offload(
+                self._asking().document, (endpoints.jwks_uri, fresh), waits=True
+            )
             if key_set is None:
                 raise RefusedError(f"the provider's keys could not be read: {why}")
             try:
@@ -893,7 +899,7 @@ class FederationPart(Part):
             "client_secret_post" if kind == "github" else "client_secret_basic",
             "", "", tokens["refresh_token"],
         )  # fmt: skip
-        renewed, why = yield Offload(self._asking().refresh, (request,))
+        renewed, why = yield Offload(self._asking().refresh, (request,), waits=True)
         if renewed is None:
             raise ProviderUnavailableError(f"the tokens could not be refreshed: {why}")
         renewed.setdefault("refresh_token", tokens["refresh_token"])

@@ -48,6 +48,10 @@ class Offload:
     func: Callable[..., Any]
     args: tuple[Any, ...] = ()
     in_transaction: bool = False
+    waits: bool = False
+    """Work that waits on the network rather than the CPU (a breached-password
+    lookup, an identity provider): under asyncio it runs on a thread of its own, so
+    that a slow server never holds a thread that hashes passwords."""
 
 
 Step = Execute | Offload

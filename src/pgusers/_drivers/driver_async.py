@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TypeVar
 
 import psycopg
@@ -207,7 +208,10 @@ class AsyncDriver:
                     if conn is not None and not step.in_transaction:
                         await release(conn)
                         conn = None
-                    result = await offload_async(step.func, step.args)
+                    if step.waits:
+                        result = await in_thread_async(partial(step.func, *step.args))
+                    else:
+                        result = await offload_async(step.func, step.args)
                 step = stepper.send(result)
             return stepper.value
         finally:

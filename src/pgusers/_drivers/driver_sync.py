@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TypeVar
 
 import psycopg
@@ -175,7 +176,10 @@ class SyncDriver:
                     if conn is not None and not step.in_transaction:
                         release(conn)
                         conn = None
-                    result = offload(step.func, step.args)
+                    if step.waits:
+                        result = in_thread(partial(step.func, *step.args))
+                    else:
+                        result = offload(step.func, step.args)
                 step = stepper.send(result)
             return stepper.value
         finally:
