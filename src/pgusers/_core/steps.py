@@ -4,7 +4,8 @@ Every operation is a generator that yields steps and receives their results; it
 never touches a socket or a thread itself. :class:`Execute` asks the driver to run
 one SQL statement and send back its rows; :class:`Offload` asks it to run CPU-bound
 work (password hashing) where it will not block: directly on a thread, or in a
-worker thread under asyncio. A database error raised by a step is thrown back into
+worker thread under asyncio; and work that waits on another server, on a thread of
+its own under asyncio. A database error raised by a step is thrown back into
 the generator at the ``yield``, so the rules for reading it live in the core too.
 """
 
