@@ -624,6 +624,14 @@ def test_a_provider_s_error_is_refused(site: Any) -> None:
     refused(site, site.finish_external_login(begun.state, params), "access_denied")
 
 
+def test_a_blank_parameter_the_sign_in_does_not_read_is_no_refusal(site: Any) -> None:
+    # Providers add parameters of their own to the callback, some of them blank.
+    begun = site.begin_external_login("acme", REDIRECT)
+    callback = dict(_query(follow(begun.authorization_url)))
+    outcome = site.finish_external_login(begun.state, {**callback, "session_state": ""})
+    assert outcome.status == OK
+
+
 @pytest.mark.parametrize(
     ("state", "callback", "message"),
     [

@@ -161,23 +161,22 @@ def provider_name(value: object) -> str:
     return text
 
 
-def web_address(value: object, what: str, *, may_be_local: bool = True) -> str:
+def web_address(value: object, what: str) -> str:
     """An absolute https URL (or http on the machine itself, for development and
     tests), with no fragment and no credentials."""
     text = checks.text(value, what, MAX_URL)
     try:
         parts = urlsplit(text)
-        port = parts.port
+        parts.port  # noqa: B018 - a port that is no number raises here
     except ValueError:
         raise BadCallError(f"{what} is not a URL") from None
     local = parts.hostname in {"localhost", "127.0.0.1", "::1"}
-    if parts.scheme == "http" and not (local and may_be_local):
+    if parts.scheme == "http" and not local:
         raise BadCallError(f"{what} must use https (http only on localhost)")
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise BadCallError(f"{what} must be an https URL")
     if parts.fragment or parts.username is not None or parts.password is not None:
         raise BadCallError(f"{what} may have no fragment and no user name")
-    del port
     return text
 
 
@@ -228,7 +227,7 @@ def claim_names(given: object) -> tuple[str, ...]:
 
 def client_field(value: object, what: str) -> str:
     text = checks.text(value, what, MAX_CLIENT_FIELD)
-    if not text or not text.isprintable():
+    if not text.isprintable():
         raise BadCallError(f"{what} must be printable text")
     return text
 
@@ -273,8 +272,7 @@ def authorization_url(
 ) -> str:  # fmt: skip
     """Where the browser goes to sign in: the authorization request with the state, the
     PKCE challenge (S256) and, for OpenID Connect, the nonce."""
-    core, _ = libraries()
-    del core
+    libraries()  # the extra is there
     from authlib.oauth2.rfc6749.parameters import prepare_grant_uri  # noqa: PLC0415
     from authlib.oauth2.rfc7636 import create_s256_code_challenge  # noqa: PLC0415
 
@@ -326,18 +324,19 @@ def callback(given: object) -> Callback:
     elif isinstance(given, Mapping):
         if len(given) > 50:
             raise BadCallError("the callback has too many parameters")
-        params = {}
-        for name, value in given.items():
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise BadCallError("the callback's parameters must be strings")
-            params[name] = checks.text(value, name, MAX_CALLBACK)
+        if not all(isinstance(n, str) and isinstance(v, str) for n, v in given.items()):
+            raise BadCallError("the callback's parameters must be strings")
+        if sum(len(n) + len(v) for n, v in given.items()) > MAX_CALLBACK:
+            raise BadCallError(f"the callback is longer than {MAX_CALLBACK} characters")
+        params = dict(given)
         address = None
     else:
         raise BadCallError("give the callback as its URL or its query parameters")
 
     def field(name: str) -> str | None:
+        """One of the parameters the sign-in reads, checked; a blank one is none."""
         value = params.get(name)
-        return None if value is None else checks.text(value, name, MAX_CALLBACK)
+        return checks.text(value, name, MAX_CALLBACK) if value else None
 
     return Callback(field("state"), field("code"), field("error"), address)
 

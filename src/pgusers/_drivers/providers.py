@@ -8,6 +8,7 @@ Nothing follows a redirect, every request has a timeout, and a document's size i
 bounded, so that a misbehaving provider costs a sign-in, not the process.
 """
 
+import json
 import threading
 import time
 from typing import Any, Final
@@ -138,8 +139,6 @@ class ProviderCalls:
 
 
 def _json(body: bytes, url: str) -> Answer:
-    import json  # noqa: PLC0415
-
     try:
         return json.loads(body), ""
     except ValueError:

@@ -485,7 +485,7 @@ async def finish_external_login(
     if outcome.status == MFA_REQUIRED or (outcome.status == OK and not outcome.key):
         return outcome
     refused = external_refusal(outcome)
-    if refused is not None and outcome.status != OK:
+    if refused is not None:
         raise HTTPException(refused.status, refused.message, refused.headers() or None)
     return await _opened(request, response, space, outcome)
 

@@ -291,6 +291,12 @@ def callback_address(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}/account/external/callback"
 
 
+def state_cookie_path(request: Request) -> str:
+    """Where the state cookie is sent: the callback only (``/`` over HTTPS, as the
+    ``__Host-`` prefix requires)."""
+    return "/" if request.url.scheme == "https" else "/account/external"
+
+
 def to_provider(request: Request, begun: ExternalLogin) -> Response:
     """Off to the provider, with the sign-in's state kept in a cookie of its own. A
     page that goes on by itself rather than a redirect: the pages' policy lets a form
@@ -300,7 +306,7 @@ def to_provider(request: Request, begun: ExternalLogin) -> Response:
         pages.cookie_name(request, STATE_COOKIE),
         begun.state,
         max_age=int(FLOW_SECONDS),
-        path="/" if request.url.scheme == "https" else "/account/external",
+        path=state_cookie_path(request),
         httponly=True,
         samesite="lax",
         secure=pages.secure(request),
@@ -347,8 +353,7 @@ async def external_callback(request: Request) -> Response:
         assert refused is not None
         response = await login_form(request, sentence(refused.message), refused.status)
     response.delete_cookie(
-        pages.cookie_name(request, STATE_COOKIE),
-        path="/" if request.url.scheme == "https" else "/account/external",
+        pages.cookie_name(request, STATE_COOKIE), path=state_cookie_path(request)
     )
     return response
 
