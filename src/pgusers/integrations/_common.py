@@ -44,11 +44,14 @@ def cookie_flags(ttl: float, *, secure: bool) -> dict[str, Any]:
 STATE_COOKIE: Final = "pgusers_external"
 """The cookie that holds a sign-in's state while the browser is at the other site."""
 
+STATE_SECONDS: Final = 600
+"""How long the state cookie lives: as long as a sign-in through another site may take."""
+
 
 def state_cookie_flags(*, secure: bool) -> dict[str, Any]:
     """The state cookie's attributes: it lives as long as a sign-in may take, and is
     sent with the provider's redirect back (SameSite=Lax: a top-level navigation)."""
-    return {"max_age": 600, **cookie_scope(secure=secure)}
+    return {"max_age": STATE_SECONDS, **cookie_scope(secure=secure)}
 
 
 def callback_params(query: Any) -> dict[str, str]:

@@ -32,6 +32,7 @@ from pgusers._results import (
 )
 from pgusers.integrations._common import (
     RECENT_AUTH,
+    STATE_SECONDS,
     callback_params,
     external_refusal,
     proved_recently,
@@ -75,9 +76,6 @@ DONE: Final = {
 ACCOUNT: Final = Area("/account", SESSION_COOKIE, CSRF_COOKIE, "/account", DONE)
 
 router = APIRouter(prefix="/account", include_in_schema=False)
-
-FLOW_SECONDS: Final = 600.0
-"""How long the state cookie lives: a sign-in through another site's lifetime."""
 
 
 Person = Visitor
@@ -305,7 +303,7 @@ def to_provider(request: Request, begun: ExternalLogin) -> Response:
     response.set_cookie(
         pages.cookie_name(request, STATE_COOKIE),
         begun.state,
-        max_age=int(FLOW_SECONDS),
+        max_age=STATE_SECONDS,
         path=state_cookie_path(request),
         httponly=True,
         samesite="lax",
