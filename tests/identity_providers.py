@@ -69,6 +69,8 @@ class ScriptedProvider:
     refresh_tokens: set[str] = field(default_factory=set)
     tokens_issued: int = 0
     token_lifetime: int = 3600
+    client_auth: str = "client_secret_basic"
+    """How its token endpoint takes the client's secret (and the only way it announces)."""
     tenant: str | None = None
     """As Microsoft's multi-tenant endpoint: the discovery document names the issuer
     with a ``{tenantid}`` placeholder, and each token's ``iss`` names its ``tid``."""
@@ -92,7 +94,7 @@ class ScriptedProvider:
                     "response_types_supported": ["code"],
                     "subject_types_supported": ["public"],
                     "id_token_signing_alg_values_supported": ["RS256"],
-                    "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+                    "token_endpoint_auth_methods_supported": [self.client_auth],
                 }
             )
 
@@ -114,10 +116,11 @@ class ScriptedProvider:
 
         async def token(request: Request) -> Response:
             form = dict(await request.form())
-            basic = request.headers.get("authorization", "")
-            client_id, _, secret = (
-                base64.b64decode(basic.removeprefix("Basic ")).decode().partition(":")
-            )
+            if self.client_auth == "client_secret_post":
+                client_id, secret = str(form.get("client_id")), str(form.get("client_secret"))
+            else:
+                basic = request.headers.get("authorization", "").removeprefix("Basic ")
+                client_id, _, secret = base64.b64decode(basic).decode().partition(":")
             if (client_id, secret) != (CLIENT_ID, CLIENT_SECRET):
                 return JSONResponse({"error": "invalid_client"}, 401)
             if form.get("grant_type") == "refresh_token":

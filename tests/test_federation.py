@@ -67,6 +67,7 @@ def idp(served_provider: ScriptedProvider) -> ScriptedProvider:
     served_provider.sign_with = None
     served_provider.unsigned = False
     served_provider.tenant = None
+    served_provider.client_auth = "client_secret_basic"
     return served_provider
 
 
@@ -198,6 +199,14 @@ def test_a_new_person_with_a_verified_email_becomes_a_user_without_a_password(si
     # No password was made: none signs in.
     assert site.login("alice", "!").status == REJECTED
     assert site.validate_user("alice", "!") == ("", False, None)
+
+
+def test_a_token_endpoint_that_takes_the_secret_in_the_form_only_gets_it_there(
+    site: Any, idp: ScriptedProvider
+) -> None:
+    idp.client_auth = "client_secret_post"
+    add_provider(site, idp, "form-only")
+    assert sign_in(site, "form-only").status == OK
 
 
 def test_a_known_identity_signs_in_its_user_again(site: Any) -> None:

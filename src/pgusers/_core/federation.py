@@ -21,6 +21,7 @@ Second factors still apply to a sign-in through a provider unless it is
 import hmac
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -479,7 +480,7 @@ class FederationPart(Part):
             "name": checked,
             "kind": stored_kind,
             "client_id": oidc.client_field(client_id, "client_id"),
-            "client_secret": box.seal(secret.encode(), "provider:" + checked),
+            "client_secret": box.seal(secret.encode(), oidc.secret_row(checked)),
             "discovery_url": url,
             "scopes": list(oidc.default_scopes(stored_kind, scopes)),
             "link_by_verified_email": checks.flag(link_by_verified_email, "link_by_verified_email"),
@@ -648,10 +649,7 @@ class FederationPart(Part):
             return (yield from self._turn_away(params, f"provider: {arrived.error or 'no code'}"))
         opened = json.loads(box.open(sealed, "flow:" + state))
         flow = Flow(
-            Provider(
-                name, kind, client_id, box.open(secret, "provider:" + name).decode(), url,
-                tuple(scopes), tuple(keep_claims),
-            ),
+            _provider(box, name, kind, client_id, secret, url, scopes, keep_claims),
             redirect_uri, opened["verifier"], opened["nonce"], userid, session_id,
             keep_tokens, link_by_email, trusted, signup,
         )  # fmt: skip
@@ -683,10 +681,9 @@ class FederationPart(Part):
         Connect, the ID token checked; raises :class:`RefusedError`."""
         provider = flow.provider
         endpoints = yield from self._endpoints(provider)
-        method = "client_secret_post" if provider.kind == "github" else "client_secret_basic"
         request = TokenRequest(
-            endpoints.token, provider.client_id, provider.client_secret, method, code,
-            flow.redirect_uri, flow.verifier,
+            endpoints.token, provider.client_id, provider.client_secret, endpoints.client_auth,
+            code, flow.redirect_uri, flow.verifier,
         )  # fmt: skip
         tokens, why = yield Offload(self._asking().exchange, (request,), waits=True)
         if tokens is None:
@@ -887,17 +884,14 @@ class FederationPart(Part):
         if fresh_enough or not tokens.get("refresh_token"):
             return tokens
         name = params["provider"]
-        provider = Provider(
-            name, kind, client_id, box.open(secret, "provider:" + name).decode(), url, (), ()
-        )
+        provider = _provider(box, name, kind, client_id, secret, url)
         try:
             endpoints = yield from self._endpoints(provider)
         except RefusedError as refusal:
             raise ProviderUnavailableError(str(refusal)) from None
         request = TokenRequest(
-            endpoints.token, client_id, provider.client_secret,
-            "client_secret_post" if kind == "github" else "client_secret_basic",
-            "", "", tokens["refresh_token"],
+            endpoints.token, client_id, provider.client_secret, endpoints.client_auth, "", "",
+            tokens["refresh_token"],
         )  # fmt: skip
         renewed, why = yield Offload(self._asking().refresh, (request,), waits=True)
         if renewed is None:
@@ -920,6 +914,21 @@ class FederationPart(Part):
     def _remove_identity(self, params: dict[str, Any]) -> Operation[Status]:
         query = self._sql(REMOVE_IDENTITY, **LOGS)
         return (yield from self._status_keeping_a_way_in(query, params))
+
+
+def _provider(  # noqa: PLR0917 - a stored row's columns, in order
+    box: Any,
+    name: str,
+    kind: str,
+    client_id: str,
+    sealed_secret: str,
+    url: str | None,
+    scopes: Iterable[str] = (),
+    keep_claims: Iterable[str] = (),
+) -> Provider:
+    """A provider as stored, its client secret opened."""
+    secret = box.open(sealed_secret, oidc.secret_row(name)).decode()
+    return Provider(name, kind, client_id, secret, url, tuple(scopes), tuple(keep_claims))
 
 
 def _provider_row(row: tuple[Any, ...]) -> IdentityProvider:

@@ -102,6 +102,9 @@ class Endpoints:
     jwks_uri: str | None = None
     algorithms: tuple[str, ...] = ()
     api: str | None = None
+    client_auth: str = "client_secret_basic"
+    """How the client authenticates at the token endpoint: HTTP Basic, the default of
+    OpenID Connect, unless the provider takes only the secret in the form (GitHub)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +228,11 @@ def claim_names(given: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def secret_row(name: str) -> str:
+    """What provider ``name``'s client secret is sealed bound to."""
+    return "provider:" + name
+
+
 def client_field(value: object, what: str) -> str:
     text = checks.text(value, what, MAX_CLIENT_FIELD)
     if not text.isprintable():
@@ -247,6 +255,7 @@ def github_endpoints(server: str | None) -> Endpoints:
         authorize=f"{base}/login/oauth/authorize",
         token=f"{base}/login/oauth/access_token",
         api="https://api.github.com" if server is None else f"{base}/api/v3",
+        client_auth="client_secret_post",
     )
 
 
@@ -255,12 +264,15 @@ def oidc_endpoints(document: Mapping[str, Any]) -> Endpoints:
     try:
         announced = document.get("id_token_signing_alg_values_supported") or ["RS256"]
         algorithms = tuple(a for a in announced if isinstance(a, str) and a in ALGORITHMS)
+        methods = document.get("token_endpoint_auth_methods_supported") or []
+        post_only = "client_secret_basic" not in methods and "client_secret_post" in methods
         return Endpoints(
             authorize=web_address(document["authorization_endpoint"], "authorization_endpoint"),
             token=web_address(document["token_endpoint"], "token_endpoint"),
             issuer=checks.text(document["issuer"], "issuer", MAX_URL),
             jwks_uri=web_address(document["jwks_uri"], "jwks_uri"),
             algorithms=algorithms,
+            client_auth="client_secret_post" if post_only else "client_secret_basic",
         )
     except (KeyError, TypeError, AttributeError, BadCallError) as error:
         raise RefusedError(f"discovery document: {error}") from None
