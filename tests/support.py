@@ -246,6 +246,9 @@ TABLES = (
     "identity_providers",
     "identities",
     "external_logins",
+    "outbox",
+    "mail_settings",
+    "webhooks",
 )
 """Every table pgusers keeps in its schema."""
 

@@ -48,8 +48,11 @@ from pgusers._results import (
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
+    MailSettings,
     Member,
     Org,
+    OutboxEntry,
+    OutboxMessage,
     PasskeyChallenge,
     Role,
     RoleGrant,
@@ -60,6 +63,7 @@ from pgusers._results import (
     Settings,
     Status,
     UserRow,
+    Webhook,
 )
 from pgusers._userspace import UserSpace
 from pgusers._version import __version__ as __version__
@@ -93,9 +97,12 @@ __all__ = [
     "LoginFailureRow",
     "LoginOutcome",
     "LoginResult",
+    "MailSettings",
     "Member",
     "MigrationError",
     "Org",
+    "OutboxEntry",
+    "OutboxMessage",
     "PasskeyChallenge",
     "PgUsersError",
     "PoolExhaustedError",
@@ -113,5 +120,6 @@ __all__ = [
     "UserRow",
     "UserSpace",
     "WeakPasswordError",
+    "Webhook",
     "acting_as",
 ]

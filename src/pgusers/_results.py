@@ -237,6 +237,78 @@ class Factors(NamedTuple):
     recovery_codes: int
 
 
+class MailSettings(NamedTuple):
+    """How the userspace sends mail, as ``mail_settings`` shows it: never the SMTP
+    password, only whether one is kept. ``security`` is ``"starttls"``, ``"tls"`` or
+    ``"none"``; ``base_url`` is what links in mail start with; at most
+    ``per_recipient`` messages an hour go to one address."""
+
+    host: str
+    port: int
+    security: str
+    username: str | None
+    has_password: bool
+    sender: str
+    base_url: str
+    app_name: str
+    per_recipient: int
+    updated_at: float
+
+
+class Webhook(NamedTuple):
+    """A webhook, as ``webhooks`` lists it (never its signing secret): the kinds of
+    event it receives (``"*"`` for all); ``previous_valid_until`` is when the secret
+    that a rotation replaced stops signing (None when none does)."""
+
+    webhook_id: str
+    url: str
+    kinds: list[str]
+    description: str | None
+    created_at: float
+    previous_valid_until: float | None
+
+
+class OutboxMessage(NamedTuple):
+    """A message a delivery worker took from the outbox (``take_messages``): its
+    ``channel`` (``"mail"`` or ``"webhook"``), ``purpose`` (a mail's template, a
+    webhook's event kind), the recipient (an address, a webhook id) and what the
+    message says (``payload``). A mail that carries a token has it, with its
+    ``expires_at`` and, for a sign-in link, its 6-digit ``code``; a webhook call has
+    the webhook's ``url`` and its signing ``secrets`` (the current one first)."""
+
+    message_id: str
+    channel: str
+    purpose: str
+    userid: int | None
+    recipient: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: float
+    token: str | None = None
+    code: str | None = None
+    expires_at: float | None = None
+    url: str | None = None
+    secrets: tuple[str, ...] = ()
+
+
+class OutboxEntry(NamedTuple):
+    """A message in the outbox, as ``outbox`` lists it (what it says left out):
+    ``state`` is ``"pending"``, ``"sent"`` or ``"dead"`` (its attempts spent);
+    times are Unix times."""
+
+    message_id: str
+    channel: str
+    purpose: str
+    userid: int | None
+    recipient: str
+    state: str
+    attempts: int
+    created_at: float
+    due_at: float
+    sent_at: float | None
+    last_error: str | None
+
+
 class UserRow(NamedTuple):
     """One user, as ``all_users`` yields it."""
 

@@ -27,8 +27,11 @@ from pgusers._results import (
     LoginFailureRow,
     LoginOutcome,
     LoginResult,
+    MailSettings,
     Member,
     Org,
+    OutboxEntry,
+    OutboxMessage,
     PasskeyChallenge,
     Role,
     RoleGrant,
@@ -39,6 +42,7 @@ from pgusers._results import (
     Settings,
     Status,
     UserRow,
+    Webhook,
 )
 
 
@@ -779,6 +783,156 @@ class UserSpace(Opening):
         return self._driver.run(
             self._core.import_legacy, from_schema, dry_run, sessions, on_conflict, progress
         )
+
+    # -- mail, webhooks and the outbox ---------------------------------------------
+
+    def set_mail(
+        self,
+        host: str,
+        *,
+        sender: str,
+        base_url: str,
+        port: int = 587,
+        security: str = "starttls",
+        username: str | None = None,
+        password: str | None = None,
+        app_name: str = "pgusers",
+        per_recipient: int = 5,
+    ) -> None:
+        """Send mail through the SMTP server at ``host``: from ``sender``, with links
+        that start with ``base_url`` (never with a request's Host header), the
+        connection secured by ``"starttls"``, ``"tls"`` or ``"none"``, signed in as
+        ``username`` with ``password`` (sealed under the secret key). At most
+        ``per_recipient`` messages an hour go to one address."""
+        return self._driver.run(
+            self._core.set_mail, host, port, sender, base_url, security, username, password,
+            app_name, per_recipient,
+        )  # fmt: skip
+
+    def mail_settings(self) -> MailSettings | None:
+        """How mail is sent (never the SMTP password), or None when it is not set up."""
+        return self._driver.run(self._core.mail_settings)
+
+    def remove_mail(self) -> Status:
+        """Stop sending mail (``OK``, or ``NOT_FOUND`` when none was set up); messages
+        already queued stay in the outbox."""
+        return self._driver.run(self._core.remove_mail)
+
+    def set_login_by_email(self, on: bool) -> None:
+        """Let users sign in by a link or a code sent to their address (off by
+        default)."""
+        return self._driver.run(self._core.set_login_by_email, on)
+
+    def set_delivery_attempts(self, attempts: int) -> None:
+        """How many times a message is tried before it goes to the dead letters
+        (default 8)."""
+        return self._driver.run(self._core.set_delivery_attempts, attempts)
+
+    def request_password_reset(self, email: str, *, source: str | None = None) -> None:
+        """Mail a password-reset link to ``email``, if a user has that address: the
+        answer (and the work done) is the same either way, so a caller learns nothing
+        of who has an account. Needs mail set up (:meth:`set_mail`)."""
+        return self._driver.run(self._core.request_password_reset, email, source)
+
+    def request_email_verification(self, userid: int) -> Status:
+        """Mail the user a link that verifies their address (``OK``; ``NOT_FOUND`` for
+        no such user, a disabled one, or one whose address is verified already)."""
+        return self._driver.run(self._core.request_email_verification, userid)
+
+    def request_email_change(self, userid: int, email: str) -> Status:
+        """Mail a link to the new address ``email`` that makes it the user's when
+        followed (``OK`` or ``NOT_FOUND``); an address another user has is refused."""
+        return self._driver.run(self._core.request_email_change, userid, email)
+
+    def request_login_link(self, email: str, *, source: str | None = None) -> None:
+        """Mail a one-time sign-in link and a 6-digit code (valid 10 minutes) to
+        ``email``, if a user has that address; the answer is the same either way.
+        Needs mail set up and :meth:`set_login_by_email` on."""
+        return self._driver.run(self._core.request_login_link, email, source)
+
+    def login_with_link(
+        self,
+        token: str,
+        *,
+        source: str | None = None,
+        user_agent: str | None = None,
+        extra_data: Any = None,
+    ) -> LoginOutcome:
+        """Sign in with the token of a mailed link: ``OK`` with a key, ``MFA_REQUIRED``
+        with a ticket when a second factor is due, ``EXPIRED``, ``NOT_FOUND`` (unknown
+        or used), or ``REJECTED`` (the user disabled, or sign-in by email off)."""
+        return self._driver.run(self._core.login_with_link, token, source, user_agent, extra_data)
+
+    def login_with_code(
+        self,
+        email: str,
+        code: str,
+        *,
+        source: str | None = None,
+        user_agent: str | None = None,
+        extra_data: Any = None,
+    ) -> LoginOutcome:
+        """Sign in with the 6-digit code mailed to ``email``: as :meth:`login_with_link`;
+        a wrong code is ``REJECTED`` and counts in the login throttle, per address and
+        per source (``THROTTLED`` with ``retry_after``)."""
+        return self._driver.run(
+            self._core.login_with_code, email, code, source, user_agent, extra_data
+        )
+
+    def add_webhook(
+        self, url: str, kinds: Iterable[str], *, description: str | None = None
+    ) -> tuple[str, str]:
+        """Call ``url`` with every event of ``kinds`` (``"*"`` for all), signed by the
+        Standard Webhooks scheme; return the webhook's id and its signing secret
+        (``whsec_...``), which is shown only here."""
+        return self._driver.run(self._core.add_webhook, url, kinds, description)
+
+    def webhooks(self) -> list[Webhook]:
+        """The webhooks, oldest first (never their secrets)."""
+        return self._driver.run(self._core.webhooks)
+
+    def remove_webhook(self, webhook_id: str) -> Status:
+        """Stop calling a webhook (``OK`` or ``NOT_FOUND``); its queued calls are not
+        sent."""
+        return self._driver.run(self._core.remove_webhook, webhook_id)
+
+    def rotate_webhook_secret(self, webhook_id: str, *, grace: float = 86400.0) -> str | None:
+        """Give a webhook a new signing secret and return it; the old one keeps signing
+        beside it for ``grace`` seconds. None when there is no such webhook."""
+        return self._driver.run(self._core.rotate_webhook_secret, webhook_id, grace)
+
+    def take_messages(
+        self, worker: str, *, limit: int = 10, lease: float = 60.0
+    ) -> list[OutboxMessage]:
+        """Take up to ``limit`` due messages from the outbox to deliver, each held for
+        ``lease`` seconds (then due again); a mail that carries a token gets it now.
+        Report each with :meth:`message_sent` or :meth:`message_failed`.
+        :class:`pgusers.delivery.Worker` does all this."""
+        return self._driver.run(self._core.take_messages, worker, limit, lease)
+
+    def message_sent(self, message_id: str) -> Status:
+        """Record that a message taken was delivered (``OK`` or ``NOT_FOUND``)."""
+        return self._driver.run(self._core.message_sent, message_id)
+
+    def message_failed(self, message_id: str, error: str, *, permanent: bool = False) -> str | None:
+        """Record that delivering a message failed: it is tried again later, or, with
+        its attempts spent or ``permanent``, it is dead. Return its new state."""
+        return self._driver.run(self._core.message_failed, message_id, error, permanent)
+
+    def outbox(self, *, state: str | None = None, limit: int = 100) -> list[OutboxEntry]:
+        """The newest messages of the outbox, of one ``state`` (``"pending"``,
+        ``"sent"``, ``"dead"``) or all."""
+        return self._driver.run(self._core.outbox, state, limit)
+
+    def outbox_backlog(self) -> tuple[int, int, float]:
+        """How many messages wait, how many are dead, and the age in seconds of the
+        oldest waiting one."""
+        return self._driver.run(self._core.outbox_backlog)
+
+    def retry_message(self, message_id: str) -> Status:
+        """Send a dead message again, with its attempts counted afresh (``OK``, or
+        ``NOT_FOUND`` when no dead message has that id)."""
+        return self._driver.run(self._core.retry_message, message_id)
 
 
 @atexit.register

@@ -60,6 +60,12 @@ KINDS: Final = frozenset(
         "provider.removed",
         "identity.linked",
         "identity.unlinked",
+        "mail.changed",
+        "mail.queued",
+        "mail.retried",
+        "webhook.added",
+        "webhook.removed",
+        "webhook.rotated",
     }
 )
 """Every kind of event pgusers writes."""
@@ -101,6 +107,8 @@ PURGE_EVENTS: Final = """
         RETURNING id, extract(epoch FROM at)::float8 AS at, kind, userid, actor, source,
                   session_id, detail
     ), notified AS (  -- a purge of events changes no session: nothing to announce
+        SELECT WHERE false
+    ), woken AS (  -- and sends nothing
         SELECT WHERE false
     )
     SELECT (SELECT count(*) FROM purged), {logged}

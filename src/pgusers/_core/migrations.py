@@ -132,6 +132,10 @@ def _migration_17(schema: str) -> Operation[None]:
     yield Execute(statement.as_string(), fetch=Fetch.ROWCOUNT)
 
 
+def _migration_18(schema: str) -> Operation[None]:
+    yield Execute(render(schema_sql.MIGRATION_18, schema), fetch=Fetch.ROWCOUNT)
+
+
 MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_1,
     _migration_2,
@@ -150,6 +154,7 @@ MIGRATIONS: tuple[Callable[[str], Operation[None]], ...] = (
     _migration_15,
     _migration_16,
     _migration_17,
+    _migration_18,
 )
 """Each version's migration, in order: the tables of version N are made by the first N."""
 

@@ -3,10 +3,12 @@ parts put together as the one :class:`Core` the facades hold."""
 
 from pgusers._core.audit import AuditPart
 from pgusers._core.base import Part
+from pgusers._core.email_login import EmailLoginPart
 from pgusers._core.factors import FactorsPart
 from pgusers._core.federation import FederationPart
 from pgusers._core.importer import LegacyPart
 from pgusers._core.logins import LoginsPart
+from pgusers._core.outbox import OutboxPart
 from pgusers._core.passkeys import PasskeysPart
 from pgusers._core.roles import RolesPart
 from pgusers._core.service import ServicePart
@@ -25,6 +27,8 @@ class Core(
     PasskeysPart,
     RolesPart,
     FederationPart,
+    EmailLoginPart,
+    OutboxPart,
     SettingsPart,
     AuditPart,
     ServicePart,

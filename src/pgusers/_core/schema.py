@@ -569,3 +569,68 @@ KEEP_A_WAY_IN: Final = """
         RETURN NULL;
     END
 """
+
+# Version 18: what the userspace tells the world. The outbox holds each message to
+# send, written by the statement whose change causes it: a mail (to an address, for a
+# purpose whose template it names) or a webhook call (to a webhook, for an event). A
+# mail that carries a token holds none: the worker issues it as it sends. A message is
+# pending until a worker sends it (sent) or gives up after the attempts allowed
+# (dead); a worker holds a message it took by moving its due time past the lease, so
+# a worker that dies lets it fall due again. Mail settings are one row (the SMTP
+# password sealed under the secret key); a webhook's signing secrets are sealed too.
+# Sign-in by email: a token of purpose login_link also keeps the digest of a 6-digit
+# code, tried with the address it went to.
+MIGRATION_18: Final = """
+    CREATE TABLE {schema}.outbox (
+        id          text COLLATE "C" PRIMARY KEY,
+        channel     text NOT NULL CHECK (channel IN ('mail', 'webhook')),
+        purpose     text COLLATE "C" NOT NULL,
+        userid      bigint,
+        recipient   text NOT NULL,
+        payload     jsonb NOT NULL,
+        state       text NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'sent', 'dead')),
+        attempts    integer NOT NULL DEFAULT 0,
+        created_at  timestamptz NOT NULL,
+        due_at      timestamptz NOT NULL,
+        taken_by    text,
+        sent_at     timestamptz,
+        last_error  text
+    );
+    CREATE INDEX outbox_due_idx ON {schema}.outbox (due_at) WHERE state = 'pending';
+    CREATE INDEX outbox_done_idx ON {schema}.outbox (created_at) WHERE state <> 'pending';
+    CREATE INDEX outbox_recipient_idx ON {schema}.outbox (recipient, created_at)
+        WHERE channel = 'mail';
+    CREATE TABLE {schema}.mail_settings (
+        singleton     boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        host          text NOT NULL,
+        port          integer NOT NULL,
+        security      text NOT NULL CHECK (security IN ('starttls', 'tls', 'none')),
+        username      text,
+        password      text,
+        sender        text NOT NULL,
+        base_url      text NOT NULL,
+        app_name      text NOT NULL,
+        per_recipient integer NOT NULL,
+        updated_at    timestamptz NOT NULL
+    );
+    CREATE TABLE {schema}.webhooks (
+        id              text COLLATE "C" PRIMARY KEY,
+        url             text NOT NULL,
+        kinds           text[] NOT NULL,
+        description     text,
+        secret          text NOT NULL,
+        previous_secret text,
+        previous_until  timestamptz,
+        created_at      timestamptz NOT NULL
+    );
+    ALTER TABLE {schema}.settings
+        ADD COLUMN login_by_email boolean NOT NULL DEFAULT false,
+        ADD COLUMN delivery_attempts integer NOT NULL DEFAULT 8
+            CHECK (delivery_attempts BETWEEN 1 AND 100);
+    ALTER TABLE {schema}.tokens
+        DROP CONSTRAINT tokens_purpose_check,
+        ADD CONSTRAINT tokens_purpose_check CHECK (purpose IN (
+            'reset_password', 'verify_email', 'change_email', 'invite', 'login_link')),
+        ADD COLUMN code bytea;
+"""

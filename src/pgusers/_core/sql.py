@@ -56,6 +56,44 @@ SESSION_CHANGES: Final = frozenset(
 """The kinds of event that may change what check_key answers: the statements that
 write one also NOTIFY on the schema's channel, for session caches to forget."""
 
+# What the events of a statement send (see LOG_EVENTS): a call to each webhook that
+# asked for the event's kind (or for every kind, '*'); a mail for each event that asks
+# for one (mail.queued), and a notice to the user of a change to how they sign in.
+# Mail is written only while mail is set up, and at most per_recipient messages an
+# hour go to one address: past that, a request is dropped (its event still says so).
+OUTGOING: Final = """
+            SELECT 'webhook' AS channel, l.kind AS purpose, l.userid, w.id AS recipient,
+                   jsonb_build_object(
+                       'type', l.kind,
+                       'timestamp', to_char(to_timestamp(l.at) AT TIME ZONE 'UTC',
+                                            'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                       'data', jsonb_build_object(
+                           'event_id', l.id, 'userid', l.userid, 'actor', l.actor,
+                           'source', l.source, 'session_id', l.session_id,
+                           'detail', l.detail)) AS payload
+            FROM logged l JOIN {schema}.webhooks w
+                ON l.kind = ANY (w.kinds) OR '*' = ANY (w.kinds)
+            UNION ALL
+            SELECT 'mail', m.purpose, m.userid, m.recipient, m.payload
+            FROM (
+                SELECT CASE l.kind WHEN 'mail.queued' THEN l.detail ->> 'purpose'
+                                   WHEN 'password.changed' THEN 'password_changed'
+                                   WHEN 'mfa.enrolled' THEN 'factor_added'
+                                   ELSE 'factor_removed' END AS purpose,
+                       l.userid,
+                       coalesce(l.detail ->> 'email', u.email) AS recipient,
+                       jsonb_strip_nulls(jsonb_build_object(
+                           'username', u.username, 'detail', l.detail,
+                           'at', l.at)) AS payload
+                FROM logged l JOIN {schema}.users u ON u.userid = l.userid
+                WHERE l.kind IN ('mail.queued', 'password.changed', 'mfa.enrolled',
+                                 'mfa.removed')
+            ) m CROSS JOIN {schema}.mail_settings s
+            WHERE (SELECT count(*) FROM {schema}.outbox b
+                   WHERE b.channel = 'mail' AND b.recipient = m.recipient
+                     AND b.created_at > to_timestamp(%(now)s) - interval '1 hour')
+                  < s.per_recipient"""
+
 # Every statement that changes something writes its events itself: it names them in a
 # CTE called ``happened`` (kind, userid, session_id, detail), and LOG_EVENTS, put in
 # as its {log}, inserts them with the time, the actor and the source, so an event is
@@ -86,13 +124,26 @@ LOG_EVENTS: Final = """logged AS (
                    'kind', l.kind, 'userid', l.userid, 'session_id', l.session_id)::text)
         FROM logged l
         WHERE l.kind IN ({kinds})
-    )""".replace("{kinds}", ", ".join(f"'{kind}'" for kind in sorted(SESSION_CHANGES)))
+    ), outgoing AS (
+        INSERT INTO {schema}.outbox (
+            id, channel, purpose, userid, recipient, payload, created_at, due_at)
+        SELECT 'msg_' || replace(gen_random_uuid()::text, '-', ''), o.channel, o.purpose,
+               o.userid, o.recipient, o.payload, to_timestamp(%(now)s), to_timestamp(%(now)s)
+        FROM ({outgoing}) o
+        RETURNING 1
+    ), woken AS (
+        SELECT pg_notify({outbox_channel}, '') WHERE EXISTS (SELECT 1 FROM outgoing)
+    )""".replace("{kinds}", ", ".join(f"'{kind}'" for kind in sorted(SESSION_CHANGES))).replace(
+    "{outgoing}", OUTGOING
+)
 
 LOGGED: Final = (
-    "(SELECT json_agg(l ORDER BY l.id) FROM logged l WHERE (SELECT count(*) FROM notified) >= 0)"
+    "(SELECT json_agg(l ORDER BY l.id) FROM logged l"
+    " WHERE (SELECT count(*) FROM notified) + (SELECT count(*) FROM woken) >= 0)"
 )
 """The events a statement wrote, as a JSON array (NULL for none): its last column.
-Reading ``notified`` here is what runs it: a CTE that nothing reads is skipped."""
+Reading ``notified`` and ``woken`` here is what runs them: a CTE that nothing reads is
+skipped (``outgoing`` changes rows, so it runs in any case)."""
 
 
 @cache
@@ -100,6 +151,13 @@ def channel(schema: str) -> str:
     """The LISTEN/NOTIFY channel on which the statements that end or change sessions
     of ``schema`` announce it (a fixed-length name, whatever the schema's)."""
     return "pgusers_" + hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()
+
+
+@cache
+def outbox_channel(schema: str) -> str:
+    """The channel on which a statement that writes to the outbox of ``schema`` wakes
+    the delivery workers."""
+    return "pgusers_outbox_" + hashlib.blake2b(schema.encode(), digest_size=8).hexdigest()
 
 
 @cache
@@ -120,6 +178,7 @@ def render(template: str, schema: str, **fragments: str) -> str:
         "schema": sql.Identifier(schema),
         "settings": settings_row(schema),
         "channel": sql.Literal(channel(schema)),
+        "outbox_channel": sql.Literal(outbox_channel(schema)),
     }
     parts = {part: sql.SQL(text).format(**names) for part, text in fragments.items()}
     return sql.SQL(template).format(**names, **parts).as_string()
@@ -134,6 +193,7 @@ def render_legacy(template: str, schema: str, legacy: str, **fragments: str) -> 
         "legacy": sql.Identifier(legacy),
         "settings": settings_row(schema),
         "channel": sql.Literal(channel(schema)),
+        "outbox_channel": sql.Literal(outbox_channel(schema)),
     }
     parts = {part: sql.SQL(text).format(**names) for part, text in fragments.items()}
     return sql.SQL(template).format(**names, **parts).as_string()
