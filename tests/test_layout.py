@@ -11,6 +11,7 @@ PUBLIC_MODULES = {
     "pgusers.cli",
     "pgusers.web",
     "pgusers.testing",
+    "pgusers.delivery",
     "pgusers.integrations",
     "pgusers.integrations.starlette",
     "pgusers.integrations.django",

@@ -12,7 +12,7 @@ import pytest
 import pgusers
 from pgusers import EXPIRED, MFA_REQUIRED, NOT_FOUND, OK, REJECTED, THROTTLED
 
-from .support import FAST_HASHER, Clock
+from .support import FAST_HASHER, Clock, only
 
 KEY = "outbox-tests-secret-key"
 
@@ -52,7 +52,7 @@ def test_mail_settings_are_kept_and_the_password_sealed(
     assert (kept.host, kept.port, kept.security, kept.username, kept.has_password) == (
         "smtp.example.com", 587, "starttls", "mailer", True,
     )  # fmt: skip
-    stored = sql_conn.execute(f'SELECT password FROM "{schema}".mail_settings').fetchone()[0]
+    stored = only(sql_conn.execute(f'SELECT password FROM "{schema}".mail_settings').fetchone())
     assert "smtp-password-1" not in stored
     assert usp.remove_mail() == OK
     assert usp.mail_settings() is None
@@ -84,7 +84,7 @@ def test_a_reset_request_queues_a_mail_without_a_token(
     mailing.request_password_reset("nobody@example.com")  # the same answer: None
     rows = outbox_rows(sql_conn, schema)
     assert [(c, p, r) for c, p, r, _ in rows] == [("mail", "reset_password", "ada@example.com")]
-    tokens = sql_conn.execute(f'SELECT count(*) FROM "{schema}".tokens').fetchone()[0]
+    tokens = only(sql_conn.execute(f'SELECT count(*) FROM "{schema}".tokens').fetchone())
     assert tokens == 0  # none until a worker sends the mail
     [message] = mailing.take_messages("worker-1")
     assert (message.purpose, message.userid, message.recipient) == (
@@ -214,7 +214,8 @@ def test_an_email_change_mail_goes_to_the_new_address(mailing: Any) -> None:
     [message] = mailing.take_messages("w")
     assert (message.purpose, message.recipient) == ("change_email", "ada@example.org")
     assert mailing.verify_email(message.token) == OK
-    assert mailing.find_user(userid=userid)["email"] == "ada@example.org"
+    found = mailing.find_user(userid=userid)
+    assert found is not None and found["email"] == "ada@example.org"
     assert mailing.request_email_verification(userid) == NOT_FOUND  # verified already
     assert mailing.request_email_verification(10**9) == NOT_FOUND
 

@@ -23,6 +23,7 @@ from pgusers._core.keys import looks_like_api_key
 from pgusers._core.operations import Core
 from pgusers._core.recording import acting_as
 from pgusers._core.retries import MARK, is_retry_safe
+from pgusers._core.sql import outbox_channel
 from pgusers._core.steps import Operation
 from pgusers._options import hasher_for_tests
 from pgusers._userspace import UserSpace
@@ -40,6 +41,7 @@ __all__ = [
     "fold",
     "hasher_for_tests",
     "looks_like_api_key",
+    "outbox_wakeups",
     "run",
     "stream",
 ]
@@ -107,3 +109,9 @@ def astream(
 def codec(space: UserSpace | AsyncUserSpace) -> Codec:
     """How the userspace turns data into JSON and back (its serializer's rules)."""
     return space._core.codec
+
+
+def outbox_wakeups(space: UserSpace | AsyncUserSpace) -> tuple[str, str]:
+    """Where a delivery worker LISTENs (the userspace's own server) and the channel on
+    which a change that writes to the outbox wakes it."""
+    return space._driver.target.conninfo, outbox_channel(space._core.schema)

@@ -419,6 +419,8 @@ class Settings(NamedTuple):
     webauthn_rp_id: str | None = None
     webauthn_rp_name: str | None = None
     webauthn_origins: list[str] | None = None
+    login_by_email: bool = False
+    delivery_attempts: int = 8
 
 
 class ImportReport(NamedTuple):

@@ -198,7 +198,9 @@ class EmailLoginPart(Part):
         yield from self._logged(query, params | CODE_FAILURE)
         return LoginOutcome(REJECTED, "", False, None, 0.0)
 
-    def _email_attempt(self, source: object, user_agent: object, extra_data: object) -> dict[str, Any]:
+    def _email_attempt(
+        self, source: object, user_agent: object, extra_data: object
+    ) -> dict[str, Any]:
         checked_source = None if source is None else checks.label(source, "source", MAX_SOURCE)
         agent = None if user_agent is None else checks.label(user_agent, "user_agent", MAX_AGENT)
         return {

@@ -37,7 +37,8 @@ READ_SETTINGS: Final = """
     SELECT session_ttl, session_max_age, key_storage, event_retention, free_failures,
            max_backoff, source_limit, source_window, source_block, sessions_per_user,
            password_min_length, password_max_length, breached_check, admins_need_mfa,
-           webauthn_rp_id, webauthn_rp_name, webauthn_origins
+           webauthn_rp_id, webauthn_rp_name, webauthn_origins, login_by_email,
+           delivery_attempts
     FROM {schema}.settings
 """
 

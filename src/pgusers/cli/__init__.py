@@ -9,6 +9,7 @@ read.
 from pgusers.cli import (
     _audit,
     _breaches,
+    _delivery,
     _factors,
     _legacy,
     _providers,
@@ -25,4 +26,16 @@ main.add_command(apikey)
 main.add_command(serve)
 
 __all__ = ["main"]
-del _audit, _breaches, _factors, _legacy, _providers, _roles, _server, _sessions, _settings, _users
+del (
+    _audit,
+    _breaches,
+    _delivery,
+    _factors,
+    _legacy,
+    _providers,
+    _roles,
+    _server,
+    _sessions,
+    _settings,
+    _users,
+)

@@ -1,0 +1,182 @@
+"""The outbox's partners, on localhost: an SMTP server (aiosmtpd) that keeps what it
+receives, and a webhook receiver (an HTTP server) that verifies each call's signature
+with the Standard Webhooks library and answers as the test tells it."""
+
+import email
+import email.policy
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from standardwebhooks import Webhook, WebhookVerificationError
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class MailCatcher:
+    """An SMTP server on localhost keeping every message it accepts. ``refuse`` names
+    recipients it refuses (550); ``delay`` makes it wait before each answer to DATA."""
+
+    port: int = field(default_factory=free_port)
+    received: list[EmailMessage] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)
+    delay: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _controller: Controller | None = None
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if address in self.refuse:
+            return "550 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        if self.delay:
+            import asyncio
+
+            await asyncio.sleep(self.delay)
+        raw = envelope.original_content or envelope.content
+        assert isinstance(raw, bytes)
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        with self._lock:
+            self.received.append(parsed)
+        return "250 accepted"
+
+    def start(self) -> "MailCatcher":
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+
+    def wait_for(self, count: int, seconds: float = 30.0) -> list[EmailMessage]:
+        deadline = time.monotonic() + seconds
+        while len(self.received) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.received)} messages arrived, not {count}")
+            time.sleep(0.02)
+        return list(self.received)
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.received if m["To"] == address]
+
+
+def parts(message: EmailMessage) -> tuple[str, str]:
+    """The text and the HTML part of a message (both must be there)."""
+    text = message.get_body(preferencelist=("plain",))
+    html = message.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    return text.get_content(), html.get_content()
+
+
+def link_in(message: EmailMessage) -> str:
+    found = re.search(r"https://\S+\?token=[A-Za-z0-9_-]+", parts(message)[0])
+    assert found is not None
+    return found.group()
+
+
+def token_in(message: EmailMessage) -> str:
+    return link_in(message).rpartition("?token=")[2]
+
+
+def code_in(message: EmailMessage) -> str:
+    found = re.search(r"\b(\d{6})\b", str(message["Subject"]))
+    assert found is not None
+    return found.group(1)
+
+
+@dataclass
+class Call:
+    """A call the receiver got: the verified payload, its headers, and whether its
+    signature held."""
+
+    headers: dict[str, str]
+    body: bytes
+    verified: bool
+    payload: Any
+
+
+@dataclass
+class HookReceiver:
+    """An HTTP server on localhost that receives webhook calls; ``secret`` is what it
+    verifies them with; ``answer(call_number)`` gives the status it answers."""
+
+    secret: str = ""
+    calls: list[Call] = field(default_factory=list)
+    answer: Callable[[int], int] = lambda _: 204
+    delay: float = 0.0
+    port: int = field(default_factory=free_port)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    def start(self) -> "HookReceiver":
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    payload = Webhook(receiver.secret).verify(body, headers)
+                    verified = True
+                except WebhookVerificationError:
+                    payload, verified = json.loads(body), False
+                receiver.calls.append(Call(headers, body, verified, payload))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                self.send_response(receiver.answer(len(receiver.calls)))
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def wait_for(self, count: int, seconds: float = 30.0) -> list[Call]:
+        deadline = time.monotonic() + seconds
+        while len(self.calls) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.calls)} calls arrived, not {count}")
+            time.sleep(0.02)
+        return list(self.calls)
+
+
+def running(partner: Any) -> Iterator[Any]:
+    """A fixture's body: the partner started, then stopped."""
+    partner.start()
+    try:
+        yield partner
+    finally:
+        partner.stop()
