@@ -127,6 +127,12 @@ def apikey_revoke(usp: UserSpace, key_id: str) -> None:
     " addresses or networks; '*' for any). By default no forwarded header is trusted:"
     " the client's own address is the source of logins and events.",
 )
+@click.option(
+    "--deliver/--no-deliver",
+    default=None,
+    help="Send the outbox's mail and webhook calls while serving (the default when the"
+    " delivery extra is installed); --no-deliver when 'pgusers deliver' runs apart.",
+)
 @click.pass_obj
 def serve(
     database: Database,
@@ -140,6 +146,7 @@ def serve(
     access_log: bool,
     max_body: int,
     forwarded_allow_ips: str | None,
+    deliver: bool | None,
 ) -> None:
     """Serve the JSON API, the admin console and the account pages over HTTP.
 
@@ -157,6 +164,15 @@ def serve(
         raise click.UsageError(
             'pgusers serve needs the web extra: pip install "pgusers[web]"'
         ) from None
+    if deliver is not False:
+        try:
+            import pgusers.delivery  # noqa: F401, PLC0415 - only whether it can be
+        except ImportError:
+            if deliver:
+                raise click.UsageError(
+                    'delivering mail needs the delivery extra: pip install "pgusers[delivery]"'
+                ) from None
+            deliver = False
     if dsn is not None:
         database.dsn = dsn
     connection = database.connection()
@@ -175,6 +191,7 @@ def serve(
         account_pages=not no_account_pages,
         setup_link=first_admin and not no_console,
         max_body=max_body,
+        deliver=deliver is not False,
     )
     shown = f"[{bind}]" if ":" in bind else bind
     base = f"http://{shown}:{port}"

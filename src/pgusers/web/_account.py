@@ -158,9 +158,13 @@ async def login_page(request: Request) -> Response:
 
 async def login_form(request: Request, error: str | None = None, status: int = 200) -> Response:
     """The sign-in page: a password, a passkey, or another site's account."""
+    space = await space_of(request)
+    mail = await space.mail_settings() is not None
     context: dict[str, object] = {
         "passkey": await pages.passkey_challenge(request),
         "providers": await providers_of(request),
+        "mail": mail,
+        "by_email": mail and (await space.settings()).login_by_email,
     }
     if error is not None:
         context["error"] = error

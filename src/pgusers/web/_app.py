@@ -1,6 +1,7 @@
 """The ASGI application: the JSON API and the console on one userspace, with the
 security headers every response carries and JSON errors for the API."""
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgusers._aio import AsyncUserSpace, Opener, PerLoop
 from pgusers._errors import BadCallError, ProviderUnavailableError
-from pgusers.web import _account, _api, _console, _docs
+from pgusers.web import _account, _account_email, _api, _api_outbox, _console, _docs
 from pgusers.web._check import CheckEndpoint
 from pgusers.web._errors import ApiError, error_body, send_json
 from pgusers.web._pages import Answer, Redirect, RefusedError
@@ -140,6 +141,7 @@ def create_app(
     api_key_cache: float = 5.0,
     max_body: int = MAX_BODY,
     max_session_data: int = 4096,
+    deliver: bool = False,
 ) -> FastAPI:
     """Return the service as an ASGI application.
 
@@ -160,7 +162,9 @@ def create_app(
     ``max_body`` is the most bytes a request's body may take: a larger one is
     refused with 413 before it is parsed, by its ``Content-Length`` or as it streams.
     ``max_session_data`` is the most bytes (as JSON) of the data an anonymous caller
-    of ``POST /v1/login`` may give its new session.
+    of ``POST /v1/login`` may give its new session. With ``deliver``, the application
+    runs a delivery worker (:class:`pgusers.delivery.Worker`) while it serves, so the
+    mail and webhook calls of the outbox go out (any number may run beside it).
     """
     for name, value in (("max_body", max_body), ("max_session_data", max_session_data)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -175,8 +179,17 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await service.space()
+        space = await service.space()
+        delivering = None
+        stop = asyncio.Event()
+        if deliver:
+            from pgusers.delivery import Worker  # noqa: PLC0415 - an extra's code
+
+            delivering = asyncio.ensure_future(Worker(space).run(stop))
         yield
+        stop.set()
+        if delivering is not None:
+            await delivering
         await service.close()
 
     app = FastAPI(
@@ -193,11 +206,12 @@ def create_app(
     if setup_link:
         service.setup, app.state.setup_token = SetupLink.new()
     app.include_router(_api.router)
+    app.include_router(_api_outbox.router)
     _docs.mount(app)
     if console:
         _console.mount(app)
     if account_pages:
-        _account.mount(app)
+        _account_email.mount(app)
 
     @app.exception_handler(Redirect)
     async def redirect(request: Request, error: Redirect) -> Response:
