@@ -329,3 +329,29 @@ def test_a_worker_killed_in_mid_send_loses_nothing(
         assert all(count <= 2 for count in ids.values())  # at least once; a repeat is rare
     finally:
         slow.stop()
+
+
+def test_every_purpose_has_both_templates_and_they_render(tmp_path: Any) -> None:
+    from pgusers._core.outbox import MAIL_LIFETIMES, PURPOSES
+    from pgusers.delivery import _mail
+
+    settings = pgusers.MailSettings(
+        "smtp.example.com", 587, "starttls", None, False, "a@example.com",
+        "https://app.example.com", "Example", 5, False, 0.0,
+    )  # fmt: skip
+    (tmp_path / "password_changed.txt").write_text("Subject: Ours\n\nOur own words.\n")
+    for override in (None, tmp_path):
+        mailer = _mail.Mailer(settings, None, _mail.templates(override), 1.0)
+        for purpose in PURPOSES:
+            carries = purpose in MAIL_LIFETIMES
+            message = pgusers.OutboxMessage(
+                "msg_1", "mail", purpose, 1, "ada@example.com",
+                {"username": "ada", "detail": {"kind": "totp", "user_agent": "Firefox"}},
+                1, 0.0, "T" * 43 if carries else None,
+                "123456" if purpose == "login_link" else None, 600.0 if carries else None,
+            )  # fmt: skip
+            text, html = parts(mailer.compose(message))
+            assert "Example" in html or override
+            assert ("T" * 43 in text) == carries
+            if override is not None and purpose == "password_changed":
+                assert mailer.compose(message)["Subject"] == "Ours"

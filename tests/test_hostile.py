@@ -208,7 +208,7 @@ METHODS: dict[str, tuple[int, bool, Callable[[Any], bool]]] = {
     "remove_identity": (2, True, is_status(NOT_FOUND)),
     "provider_tokens": (2, False, lambda result: False),
     # Without mail set up or a secret key, no request for mail and no webhook succeeds.
-    "set_mail": (9, True, lambda result: result is None),
+    "set_mail": (10, True, lambda result: result is None),
     "set_login_by_email": (1, True, lambda result: result is None),
     "set_delivery_attempts": (1, True, lambda result: result is None),
     "request_password_reset": (2, True, lambda result: False),
@@ -268,6 +268,7 @@ KEYWORDS = {
         "password",
         "app_name",
         "per_recipient",
+        "new_device",
     ),
     "request_password_reset": ("source",),
     "request_login_link": ("source",),

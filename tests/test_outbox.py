@@ -413,3 +413,22 @@ def test_each_change_writes_its_event_and_no_secret(usp: Any) -> None:
     ]  # fmt: skip
     for leaked in ("smtp-password-1", secret, rotated, message.token):
         assert leaked not in str(events)
+
+
+def test_a_sign_in_from_a_new_device_is_told_when_asked_for(mailing: Any) -> None:
+    mailing.create_user("ada", "pw-123456", "ada@example.com")
+    mailing.login("ada", "pw-123456", user_agent="Firefox")
+    mailing.login("ada", "pw-123456", user_agent="Curl")
+    assert mailing.outbox() == []  # off by default
+    mailing.set_mail(
+        "127.0.0.1", sender="a@example.com", base_url="https://x.example", new_device=True
+    )
+    assert mailing.mail_settings().new_device
+    mailing.login("ada", "pw-123456", user_agent="Firefox")  # seen before
+    mailing.login("ada", "pw-123456", user_agent="Safari")  # new
+    [notice] = mailing.take_messages("w")
+    assert notice.purpose == "new_device"
+    assert notice.payload["detail"]["user_agent"] == "Safari"
+    mailing.create_user("bob", "pw-123456", "bob@example.com")
+    mailing.login("bob", "pw-123456", user_agent="Safari")  # a first sign-in is no news
+    assert mailing.take_messages("w") == []

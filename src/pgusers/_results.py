@@ -241,7 +241,8 @@ class MailSettings(NamedTuple):
     """How the userspace sends mail, as ``mail_settings`` shows it: never the SMTP
     password, only whether one is kept. ``security`` is ``"starttls"``, ``"tls"`` or
     ``"none"``; ``base_url`` is what links in mail start with; at most
-    ``per_recipient`` messages an hour go to one address."""
+    ``per_recipient`` messages an hour go to one address; ``new_device``: a user is
+    told of each sign-in from a browser or program new to their account."""
 
     host: str
     port: int
@@ -252,6 +253,7 @@ class MailSettings(NamedTuple):
     base_url: str
     app_name: str
     per_recipient: int
+    new_device: bool
     updated_at: float
 
 

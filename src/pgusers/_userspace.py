@@ -798,15 +798,17 @@ class UserSpace(Opening):
         password: str | None = None,
         app_name: str = "pgusers",
         per_recipient: int = 5,
+        new_device: bool = False,
     ) -> None:
         """Send mail through the SMTP server at ``host``: from ``sender``, with links
         that start with ``base_url`` (never with a request's Host header), the
         connection secured by ``"starttls"``, ``"tls"`` or ``"none"``, signed in as
         ``username`` with ``password`` (sealed under the secret key). At most
-        ``per_recipient`` messages an hour go to one address."""
+        ``per_recipient`` messages an hour go to one address. With ``new_device``, a
+        user is told of a sign-in from a browser or program new to their account."""
         return self._driver.run(
             self._core.set_mail, host, port, sender, base_url, security, username, password,
-            app_name, per_recipient,
+            app_name, per_recipient, new_device,
         )  # fmt: skip
 
     def mail_settings(self) -> MailSettings | None:

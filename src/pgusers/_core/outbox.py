@@ -39,7 +39,7 @@ LOGIN_LINK_LIFETIME: Final = 600.0
 MAIL_LIFETIMES: Final = {**TOKEN_LIFETIMES, "login_link": LOGIN_LINK_LIFETIME}
 """The purposes of mail that carry a token, and how long the token lives."""
 
-NOTICES: Final = ("password_changed", "factor_added", "factor_removed")
+NOTICES: Final = ("password_changed", "factor_added", "factor_removed", "new_device")
 """The purposes of mail that tell a user of a change, carrying no token."""
 
 PURPOSES: Final = (*MAIL_LIFETIMES, *NOTICES)
@@ -70,15 +70,16 @@ SET_MAIL: Final = """
     WITH stored AS (
         INSERT INTO {schema}.mail_settings AS m (
             host, port, security, username, password, sender, base_url, app_name,
-            per_recipient, updated_at)
+            per_recipient, new_device, updated_at)
         VALUES (%(host)s, %(port)s, %(security)s, %(username)s, %(password)s, %(sender)s,
-                %(base_url)s, %(app_name)s, %(per_recipient)s, to_timestamp(%(now)s))
+                %(base_url)s, %(app_name)s, %(per_recipient)s, %(new_device)s,
+                to_timestamp(%(now)s))
         ON CONFLICT (singleton) DO UPDATE SET
             host = excluded.host, port = excluded.port, security = excluded.security,
             username = excluded.username, password = excluded.password,
             sender = excluded.sender, base_url = excluded.base_url,
             app_name = excluded.app_name, per_recipient = excluded.per_recipient,
-            updated_at = excluded.updated_at
+            new_device = excluded.new_device, updated_at = excluded.updated_at
         RETURNING 1
     ), happened AS (
         SELECT 'mail.changed' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
@@ -91,7 +92,7 @@ SET_MAIL: Final = """
 
 MAIL_SETTINGS: Final = """
     SELECT host, port, security, username, password, sender, base_url, app_name,
-           per_recipient, extract(epoch FROM updated_at)::float8
+           per_recipient, new_device, extract(epoch FROM updated_at)::float8
     FROM {schema}.mail_settings
 """
 
@@ -358,6 +359,7 @@ class OutboxPart(Part):
         password: object,
         app_name: object,
         per_recipient: object,
+        new_device: object,
     ) -> Operation[None]:
         if not isinstance(security, str) or security not in SECURITIES:
             raise BadCallError(f"security must be one of {', '.join(SECURITIES)}")
@@ -376,6 +378,7 @@ class OutboxPart(Part):
             "base_url": oidc.web_address(base_url, "base_url").rstrip("/"),
             "app_name": checks.label(app_name, "app_name", 100),
             "per_recipient": checks.count(per_recipient, "per_recipient", 1, 1000),
+            "new_device": checks.flag(new_device, "new_device"),
             **recording.parameters(time.time()),
         }
         return self._change(self._sql(SET_MAIL, **LOGS), params)
@@ -385,10 +388,10 @@ class OutboxPart(Part):
         row = yield Execute(self._sql(MAIL_SETTINGS))
         if row is None:
             return None
-        host, port, security, username, password, sender, base_url, app_name, most, at = row
+        host, port, security, username, password, sender, base_url, app_name, most, new, at = row
         return MailSettings(
             host, port, security, username, password is not None, sender, base_url, app_name,
-            most, at,
+            most, new, at,
         )  # fmt: skip
 
     def mail_password(self) -> Operation[str | None]:

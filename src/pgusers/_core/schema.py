@@ -612,6 +612,7 @@ MIGRATION_18: Final = """
         base_url      text NOT NULL,
         app_name      text NOT NULL,
         per_recipient integer NOT NULL,
+        new_device    boolean NOT NULL DEFAULT false,
         updated_at    timestamptz NOT NULL
     );
     CREATE TABLE {schema}.webhooks (

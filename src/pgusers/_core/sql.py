@@ -58,7 +58,9 @@ write one also NOTIFY on the schema's channel, for session caches to forget."""
 
 # What the events of a statement send (see LOG_EVENTS): a call to each webhook that
 # asked for the event's kind (or for every kind, '*'); a mail for each event that asks
-# for one (mail.queued), and a notice to the user of a change to how they sign in.
+# for one (mail.queued), a notice to the user of a change to how they sign in, and,
+# when the mail settings ask for it, of a sign-in from a browser or program (its user
+# agent) that never signed in as them before within the events kept (not their first).
 # Mail is written only while mail is set up, and at most per_recipient messages an
 # hour go to one address: past that, a request is dropped (its event still says so).
 OUTGOING: Final = """
@@ -88,6 +90,21 @@ OUTGOING: Final = """
                 FROM logged l JOIN {schema}.users u ON u.userid = l.userid
                 WHERE l.kind IN ('mail.queued', 'password.changed', 'mfa.enrolled',
                                  'mfa.removed')
+                UNION ALL
+                SELECT 'new_device', l.userid, u.email,
+                       jsonb_build_object('username', u.username, 'detail', l.detail,
+                                          'at', l.at)
+                FROM logged l JOIN {schema}.users u ON u.userid = l.userid
+                WHERE l.kind = 'login.succeeded'
+                  AND (SELECT new_device FROM {schema}.mail_settings)
+                  AND EXISTS (
+                      SELECT 1 FROM {schema}.events e
+                      WHERE e.userid = l.userid AND e.kind = 'login.succeeded' AND e.id < l.id)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM {schema}.events e
+                      WHERE e.userid = l.userid AND e.kind = 'login.succeeded' AND e.id < l.id
+                        AND e.detail ->> 'user_agent'
+                            IS NOT DISTINCT FROM l.detail ->> 'user_agent')
             ) m CROSS JOIN {schema}.mail_settings s
             WHERE (SELECT count(*) FROM {schema}.outbox b
                    WHERE b.channel = 'mail' AND b.recipient = m.recipient

@@ -49,6 +49,12 @@ def mail() -> None:
     show_default=True,
     help="Messages an hour to one address, at most.",
 )
+@click.option(
+    "--new-device/--no-new-device",
+    default=False,
+    show_default=True,
+    help="Tell users of each sign-in from a browser or program new to their account.",
+)
 @with_userspace
 def mail_set(
     usp: UserSpace,
@@ -61,6 +67,7 @@ def mail_set(
     password_env: str | None,
     app_name: str,
     per_recipient: int,
+    new_device: bool,
 ) -> None:
     """Send mail through the SMTP server at HOST. The password, if any, is read from
     the environment variable named by --password-env and sealed under
@@ -72,7 +79,7 @@ def mail_set(
             raise click.UsageError(f"the environment variable {password_env} is empty or unset")
     usp.set_mail(
         host, sender=sender, base_url=base_url, port=port, security=security, username=username,
-        password=password, app_name=app_name, per_recipient=per_recipient,
+        password=password, app_name=app_name, per_recipient=per_recipient, new_device=new_device,
     )  # fmt: skip
     click.echo(f"mail goes through {host}:{port} ({security}) from {sender}")
 
