@@ -12,6 +12,7 @@ PUBLIC_MODULES = {
     "pgusers.web",
     "pgusers.testing",
     "pgusers.delivery",
+    "pgusers.metrics",
     "pgusers.integrations",
     "pgusers.integrations.starlette",
     "pgusers.integrations.django",

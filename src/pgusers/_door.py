@@ -14,6 +14,7 @@ from types import MethodType
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pgusers._aio import AsyncUserSpace
+from pgusers._core import recording
 from pgusers._core.audit import KINDS
 from pgusers._core.base import Query
 from pgusers._core.codec import Codec
@@ -39,10 +40,13 @@ __all__ = [
     "astream",
     "codec",
     "fold",
+    "forget_observer",
     "hasher_for_tests",
     "looks_like_api_key",
+    "observe_events",
     "outbox_wakeups",
     "run",
+    "served_from_memory",
     "stream",
 ]
 
@@ -58,6 +62,8 @@ def _bound(core: Core, operation: Callable[..., Any], kwargs: dict[str, Any]) ->
 
     def call(*args: object) -> Any:
         return method(*args, **kwargs)
+
+    call.__name__ = operation.__name__  # what its span is named after
 
     if is_retry_safe(operation):
         setattr(call, MARK, True)
@@ -115,3 +121,22 @@ def outbox_wakeups(space: UserSpace | AsyncUserSpace) -> tuple[str, str]:
     """Where a delivery worker LISTENs (the userspace's own server) and the channel on
     which a change that writes to the outbox wakes it."""
     return space._driver.target.conninfo, outbox_channel(space._core.schema)
+
+
+def observe_events(observer: Callable[[str], None]) -> None:
+    """Call ``observer`` with the kind of every event this process's statements write."""
+    if observer not in recording.observers:
+        recording.observers.append(observer)
+
+
+def forget_observer(observer: Callable[[str], None]) -> None:
+    """Stop calling ``observer`` (see :func:`observe_events`)."""
+    if observer in recording.observers:
+        recording.observers.remove(observer)
+
+
+def served_from_memory(space: UserSpace | AsyncUserSpace) -> int | None:
+    """How many checks the userspace's session cache answered from memory (None
+    without a cache)."""
+    cache = space._core.cache
+    return None if cache is None else cache.served

@@ -52,6 +52,8 @@ class SessionCache:
         self._busy = 0  # the listener is taking in notifications
         self.quiet: Callable[[], bool] = lambda: True
         """Set by the listener: whether nothing unread waits on its connection."""
+        self.served = 0
+        """How many answers came from memory (the metrics' counter)."""
 
     # -- serving ---------------------------------------------------------------------
 
@@ -65,6 +67,7 @@ class SessionCache:
             return None
         if time.monotonic() - entry.verified >= self.backstop or time.time() >= entry.serve_until:
             return None
+        self.served += 1
         return _copied(entry.result)
 
     @property

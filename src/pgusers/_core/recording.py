@@ -8,7 +8,7 @@ back, and :func:`emit` passes them on to the ``pgusers.events`` logger.
 """
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Final
@@ -23,6 +23,10 @@ _acting: ContextVar[tuple[str | None, str | None]] = ContextVar(
 )
 
 logger = logging.getLogger("pgusers.events")
+
+observers: list[Callable[[str], None]] = []
+"""Called with the kind of each event this process's statements wrote (the metrics'
+counters): cheap, and never raising."""
 
 
 @contextmanager
@@ -59,6 +63,8 @@ def parameters(now: float, source: str | None = None) -> dict[str, Any]:
 def emit(events: Iterable[dict[str, Any]] | None) -> None:
     """Log events a statement wrote, each with its fields as the record's ``extra``."""
     for event in events or ():
+        for observer in observers:
+            observer(event["kind"])
         fields = {
             "event_id": event["id"],
             "at": event["at"],

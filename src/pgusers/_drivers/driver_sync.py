@@ -21,6 +21,7 @@ from pgusers._core import migrations
 from pgusers._core.base import Query
 from pgusers._core.operations import Core
 from pgusers._core.steps import Execute, Operation, Step, Stepper
+from pgusers._drivers import tracing
 from pgusers._drivers.connections import (
     STREAM_BATCH,
     STREAM_CURSOR,
@@ -190,13 +191,14 @@ class SyncDriver:
     def run(self, method: Callable[..., Operation[T]], *args: object) -> T:
         """Run ``method(*args)``, an operation of the core, on pooled connections."""
         self._live_pool()  # a call on a userspace that is not open fails before anything
-        operation = method(*args)  # arguments are checked before any I/O
-        for attempt in (1, 2):
-            try:
-                return self._drive(operation, self._getconn, self._putconn)
-            except psycopg.Error as error:
-                give_up_unless(attempt == 1, self.target, error, method)
-            operation = method(*args)
+        with tracing.span(method):
+            operation = method(*args)  # arguments are checked before any I/O
+            for attempt in (1, 2):
+                try:
+                    return self._drive(operation, self._getconn, self._putconn)
+                except psycopg.Error as error:
+                    give_up_unless(attempt == 1, self.target, error, method)
+                operation = method(*args)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def run_on(self, conn: Conn, method: Callable[..., Operation[T]], *args: object) -> T:

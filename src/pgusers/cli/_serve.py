@@ -133,6 +133,18 @@ def apikey_revoke(usp: UserSpace, key_id: str) -> None:
     help="Send the outbox's mail and webhook calls while serving (the default when the"
     " delivery extra is installed); --no-deliver when 'pgusers deliver' runs apart.",
 )
+@click.option(
+    "--metrics",
+    "with_metrics",
+    is_flag=True,
+    help="Serve Prometheus metrics at /metrics (needs the metrics extra). Anyone who"
+    " reaches the service reads them: prefer --metrics-port behind a public address.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve the metrics on this port of --host instead, apart from the API.",
+)
 @click.pass_obj
 def serve(
     database: Database,
@@ -147,6 +159,8 @@ def serve(
     max_body: int,
     forwarded_allow_ips: str | None,
     deliver: bool | None,
+    with_metrics: bool,
+    metrics_port: int | None,
 ) -> None:
     """Serve the JSON API, the admin console and the account pages over HTTP.
 
@@ -173,6 +187,17 @@ def serve(
                     'delivering mail needs the delivery extra: pip install "pgusers[delivery]"'
                 ) from None
             deliver = False
+    metrics = None
+    if with_metrics or metrics_port is not None:
+        try:
+            from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+            from pgusers.metrics import Metrics  # noqa: PLC0415
+        except ImportError:
+            raise click.UsageError(
+                'metrics need the metrics extra: pip install "pgusers[metrics]"'
+            ) from None
+        metrics = Metrics(CollectorRegistry())
     if dsn is not None:
         database.dsn = dsn
     connection = database.connection()
@@ -192,12 +217,21 @@ def serve(
         setup_link=first_admin and not no_console,
         max_body=max_body,
         deliver=deliver is not False,
+        metrics=metrics,
+        metrics_route=metrics_port is None,
     )
     shown = f"[{bind}]" if ":" in bind else bind
     base = f"http://{shown}:{port}"
     served = [f"{base}/v1 (API)"]
     served += [] if no_console else [f"{base}/console (console)"]
     served += [] if no_account_pages else [f"{base}/account (users' pages)"]
+    if metrics is not None and metrics_port is None:
+        served.append(f"{base}/metrics (metrics)")
+    elif metrics is not None and metrics_port is not None:
+        from prometheus_client import start_http_server  # noqa: PLC0415
+
+        start_http_server(metrics_port, addr=bind, registry=metrics.registry)
+        served.append(f"http://{shown}:{metrics_port}/metrics (metrics)")
     click.echo(f"pgusers: serving {', '.join(served)}", err=True)
     if app.state.setup_token:
         click.echo(

@@ -24,7 +24,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import psycopg
 
@@ -42,6 +42,9 @@ except ImportError as missing:  # pragma: no cover - the extra is not installed
         f"delivering the outbox needs the delivery extra: pip install 'pgusers[delivery]' "
         f"({missing})"
     ) from None
+
+if TYPE_CHECKING:
+    from pgusers.metrics import Metrics
 
 __all__ = ["Outcome", "Worker"]
 
@@ -69,7 +72,8 @@ class Worker:
     that dies lets them fall due again); ``poll`` is how often it looks without being
     woken; ``smtp_timeout`` and ``webhook_timeout`` bound each send; ``templates`` is
     a directory whose templates replace the shipped ones of the same name;
-    ``tls_context`` is used for SMTP (default: the system's certificates).
+    ``tls_context`` is used for SMTP (default: the system's certificates);
+    ``metrics`` (a :class:`pgusers.metrics.Metrics`) counts each delivery.
     """
 
     space: AsyncUserSpace
@@ -81,6 +85,7 @@ class Worker:
     webhook_timeout: float = 10.0
     templates: str | Path | None = None
     tls_context: ssl.SSLContext | None = None
+    metrics: "Metrics | None" = None
     _client: httpx2.AsyncClient | None = field(default=None, init=False, repr=False)
 
     async def run_once(self) -> Outcome:
@@ -156,12 +161,16 @@ class Worker:
                 return await self._failed(message, _describe(error), permanent=False)
             await self.space.message_sent(message.message_id)
             logger.info("delivery: sent %s %s", message.message_id, message.purpose)
+            if self.metrics is not None:
+                self.metrics.delivered(message.channel, "sent")
             return "sent"
 
     async def _failed(self, message: OutboxMessage, error: str, *, permanent: bool) -> str:
         state = await self.space.message_failed(message.message_id, error, permanent=permanent)
         log = logger.warning if state == "dead" else logger.info
         log("delivery: %s %s failed (%s): %s", message.message_id, message.purpose, state, error)
+        if self.metrics is not None:
+            self.metrics.delivered(message.channel, "retry" if state == "pending" else "dead")
         return state or "dead"
 
     def _http(self) -> httpx2.AsyncClient:

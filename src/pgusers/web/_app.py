@@ -4,8 +4,9 @@ security headers every response carries and JSON errors for the API."""
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
-from typing import Any, Final
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,11 +16,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pgusers._aio import AsyncUserSpace, Opener, PerLoop
 from pgusers._errors import BadCallError, ProviderUnavailableError
-from pgusers.web import _account, _account_email, _api, _api_outbox, _console, _docs
+from pgusers.web import _account, _account_email, _api, _api_outbox, _console, _docs, _metrics
 from pgusers.web._check import CheckEndpoint
 from pgusers.web._errors import ApiError, error_body, send_json
 from pgusers.web._pages import Answer, Redirect, RefusedError
 from pgusers.web._service import Service, SetupLink
+
+if TYPE_CHECKING:
+    from pgusers.metrics import Metrics
 
 MAX_BODY: Final = 64 * 1024
 """The most bytes a request's body may take, unless create_app is told otherwise."""
@@ -98,6 +102,42 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def _lifespan(
+    service: Service, deliver: bool, metrics: "Metrics | None"
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """What the application does while it runs: open the userspace first, and, as
+    asked, deliver the outbox and keep the metrics' gauges fresh."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        space = await service.space()
+        tasks = []
+        stop = asyncio.Event()
+        if deliver:
+            from pgusers.delivery import Worker  # noqa: PLC0415 - an extra's code
+
+            tasks.append(asyncio.ensure_future(Worker(space, metrics=metrics).run(stop)))
+        if metrics is not None:
+            metrics.watch(space)
+            tasks.append(asyncio.ensure_future(_refreshing(metrics, space, stop)))
+        yield
+        stop.set()
+        await asyncio.gather(*tasks)
+        await service.close()
+
+    return lifespan
+
+
+async def _refreshing(metrics: "Metrics", space: AsyncUserSpace, stop: asyncio.Event) -> None:
+    """Keep the outbox's gauges fresh while the application runs (every
+    :data:`~pgusers.web._metrics.REFRESH` seconds), for scrapes served elsewhere."""
+    while not stop.is_set():
+        with contextlib.suppress(Exception):  # a database away for a while: try again
+            await metrics.arefresh(space)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _metrics.REFRESH)
+
+
 class LongBodies:
     """Refuse a request body over ``limit`` bytes with 413 before it is parsed: at once
     when its ``Content-Length`` says so, else as soon as the bytes read pass it."""
@@ -142,6 +182,8 @@ def create_app(
     max_body: int = MAX_BODY,
     max_session_data: int = 4096,
     deliver: bool = False,
+    metrics: "Metrics | None" = None,
+    metrics_route: bool = True,
 ) -> FastAPI:
     """Return the service as an ASGI application.
 
@@ -165,6 +207,9 @@ def create_app(
     of ``POST /v1/login`` may give its new session. With ``deliver``, the application
     runs a delivery worker (:class:`pgusers.delivery.Worker`) while it serves, so the
     mail and webhook calls of the outbox go out (any number may run beside it).
+    With ``metrics`` (a :class:`pgusers.metrics.Metrics`), the application counts its
+    checks, deliveries and requests there and, unless ``metrics_route=False`` (when
+    they are served elsewhere), serves them at ``GET /metrics`` in Prometheus' format.
     """
     for name, value in (("max_body", max_body), ("max_session_data", max_session_data)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -177,20 +222,8 @@ def create_app(
         max_session_data,
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        space = await service.space()
-        delivering = None
-        stop = asyncio.Event()
-        if deliver:
-            from pgusers.delivery import Worker  # noqa: PLC0415 - an extra's code
-
-            delivering = asyncio.ensure_future(Worker(space).run(stop))
-        yield
-        stop.set()
-        if delivering is not None:
-            await delivering
-        await service.close()
+    service.metrics = metrics
+    lifespan = _lifespan(service, deliver, metrics)
 
     app = FastAPI(
         title="pgusers",
@@ -207,6 +240,8 @@ def create_app(
         service.setup, app.state.setup_token = SetupLink.new()
     app.include_router(_api.router)
     app.include_router(_api_outbox.router)
+    if metrics is not None and metrics_route:
+        _metrics.mount(app, metrics)
     _docs.mount(app)
     if console:
         _console.mount(app)
@@ -240,6 +275,8 @@ def create_app(
     app.add_middleware(LongBodies, limit=max_body)
     # Outermost: the per-request check reads its body with its own, smaller limit.
     app.add_middleware(CheckEndpoint, service=service, headers=SECURITY_HEADERS)
+    if metrics is not None:  # around everything, the check's fast path included
+        app.add_middleware(_metrics.Timed, metrics=metrics)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:

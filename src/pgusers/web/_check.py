@@ -52,6 +52,8 @@ async def answer(service: Service, authorization: str, body: bytes) -> dict[str,
         raise ApiError(422, "invalid_request", 'the body must be {"key": "<session key>"}')
     space = await service.space()
     result = await space.check_key(key)
+    if service.metrics is not None:
+        service.metrics.checked(STATUS_NAMES[result.status])
     return {
         "status": STATUS_NAMES[result.status],
         "userid": result.userid,

@@ -143,6 +143,8 @@ class Service:
     max_session_data: int = 4096
     setup: SetupLink | None = None
     registrations: RegistrationThrottle = field(default_factory=RegistrationThrottle)
+    metrics: Any = None
+    """The service's :class:`pgusers.metrics.Metrics`, when it counts."""
     _api_keys: dict[bytes, tuple[ApiKeyGrant, float]] = field(default_factory=dict, repr=False)
 
     async def space(self) -> AsyncUserSpace:
