@@ -5,6 +5,7 @@ mailed code or link; an answer that never tells whether an address has an accoun
 the administrators' webhooks and outbox."""
 
 import re
+import time
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -185,3 +186,29 @@ def test_a_signed_in_user_asks_for_the_verification_mail(
     assert client.post("/v1/email/verification", headers=headers).status_code == 404
     answer: Any = client.get("/v1/openapi.json").json()
     assert {"/v1/password/forgot", "/v1/login/email", "/v1/admin/outbox"} <= set(answer["paths"])
+
+
+def test_the_console_lists_dead_letters_and_sends_them_again(
+    client: TestClient, smtp: MailCatcher, space: pgusers.UserSpace
+) -> None:
+    space.create_user("root", "root-pw-123", "root@example.com", admin=True)
+    smtp.refuse.add("ada@example.com")
+    space.request_password_reset("ada@example.com")
+    deadline = time.monotonic() + 30
+    while not space.outbox(state="dead"):
+        assert time.monotonic() < deadline, space.outbox()
+        time.sleep(0.05)
+    [dead] = space.outbox(state="dead")
+    form = client.get("/console/login")
+    data = {"csrf": csrf_of(form), "username": "root", "password": "root-pw-123"}
+    assert client.post("/console/login", data=data).status_code == 303
+    listed = client.get("/console/outbox?state=dead")
+    assert listed.status_code == 200
+    assert dead.message_id in listed.text and "550" in listed.text
+    smtp.refuse.clear()
+    retried = client.post(
+        f"/console/outbox/{dead.message_id}/retry", data={"csrf": csrf_of(listed)}
+    )
+    assert retried.headers["location"].endswith("done=retried")
+    assert [m["To"] for m in smtp.wait_for(1)] == ["ada@example.com"]
+    assert client.get("/console/outbox?state=nothing").status_code == 404

@@ -65,6 +65,8 @@ FILTERS: Final = {
 }
 
 DONE: Final = {
+    "retried": "The message will be sent again.",
+    "not-dead": "That message is not a dead letter (sent, or waiting already).",
     "disabled": "User disabled.",
     "enabled": "User enabled.",
     "admin": "Made an administrator.",
@@ -955,6 +957,37 @@ async def revoke_api_key(request: Request, key_id: str) -> Response:
     except BadCallError as error:
         raise RefusedError(400, str(error)) from None
     return back_to("/console/api-keys", "key-revoked" if status == OK else "key-gone")
+
+
+@router.get("/outbox")
+async def outbox(request: Request) -> Response:
+    """The outbox: how much waits, how old the oldest is, and the messages (the dead
+    letters first when asked), each dead one with a button to send it again."""
+    admin = await admin_of(request)
+    space = await service_of(request).space()
+    state = request.query_params.get("state") or None
+    if state not in {None, "pending", "sent", "dead"}:
+        raise RefusedError(404, "There is no such page.")
+    context = {
+        "admin": admin,
+        "state": state,
+        "messages": await space.outbox(state=state, limit=100),
+        "backlog": await space.outbox_backlog(),
+        "mail": await space.mail_settings(),
+        "webhooks": await space.webhooks(),
+    }
+    return page(request, "outbox.html", context)
+
+
+@router.post("/outbox/{message_id}/retry")
+async def retry_message(request: Request, message_id: str) -> Response:
+    admin, _ = await writer_of(request)
+    try:
+        with acting_as(admin.actor, source=admin.source):
+            status = await (await service_of(request).space()).retry_message(message_id)
+    except BadCallError as error:
+        raise RefusedError(400, str(error)) from None
+    return back_to("/console/outbox?state=dead", "retried" if status == OK else "not-dead")
 
 
 @router.get("/{anything:path}")
