@@ -18,7 +18,7 @@ from pgusers.cli._input import DASH_ARGUMENT, json_option
 from pgusers.cli._output import print_json, print_table, timestamp
 
 
-@main.group()
+@main.group(short_help="How mail is sent, and sign-in by email.")
 def mail() -> None:
     """How mail is sent: the SMTP server, the sender, the links' base URL."""
 
@@ -124,7 +124,7 @@ def login_by_email(usp: UserSpace, state: str) -> None:
     click.echo(f"sign-in by email is {state}")
 
 
-@main.group()
+@main.group(short_help="URLs called with events, signed.")
 def webhook() -> None:
     """Webhooks: URLs called with events, signed by the Standard Webhooks scheme."""
 
