@@ -24,6 +24,7 @@ from case_hotpath import hotpath_rows
 from case_import import import_rows
 from case_keys import key_mode_rows
 from case_logins import login_rows
+from case_outbox import outbox_rows
 from case_streams import measure_purge, measure_stream
 from case_throughput import http_rows, throughput_rows
 from case_writes import account_rows, anatomy_rows, write_rows
@@ -176,7 +177,8 @@ def run_only(
     and as digests, at the largest size), "import" (import_legacy), "http" (the
     check endpoint under load, beside check_key in-process), "cache" (the session
     cache), "hotpath" (check_key layer by layer, async, and beside Django and
-    FastAPI-Users) or "factors" (check_session beside check_key, second factors)."""
+    FastAPI-Users), "factors" (check_session beside check_key, second factors) or
+    "outbox" (a reset request with its mail beside issue_token, delivery rates)."""
     execute(conninfo, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(SCHEMA)))
     usp = pgusers.UserSpace(conninfo=conninfo, schema=SCHEMA, hasher=CHEAP_HASHER)
     with floor_call(conninfo) as select_one:
@@ -196,6 +198,8 @@ def run_only(
                 return rows + hotpath_rows(ctx)
             if part == "factors":
                 return rows + factor_rows(ctx)
+            if part == "outbox":
+                return rows + outbox_rows(ctx)
             if part == "http":
                 ((median, p99), (floor, _)) = timed(
                     lambda: usp.check_key(key), select_one, iterations=iterations
@@ -237,10 +241,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("keys", "import", "http", "cache", "hotpath", "factors"),
+        choices=("keys", "import", "http", "cache", "hotpath", "factors", "outbox"),
         help="run one part on its own: check_key in both key modes, the import, HTTP, "
         "the session cache, the per-request path taken apart and compared, or second "
-        "factors (check_session beside check_key, logins with a TOTP code)",
+        "factors (check_session beside check_key, logins with a TOTP code), or the outbox "
+        "(a reset request with its mail, delivery to local SMTP and webhook partners)",
     )
     parser.add_argument(
         "--cpu",

@@ -137,6 +137,8 @@ class HookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # connections kept open between calls
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 headers = {k.lower(): v for k, v in self.headers.items()}
@@ -180,3 +182,18 @@ def running(partner: Any) -> Iterator[Any]:
         yield partner
     finally:
         partner.stop()
+
+
+if __name__ == "__main__":
+    # A partner in a process of its own (for the benchmark): "mail" or "hooks SECRET";
+    # prints its port, then serves until its standard input closes.
+    import sys
+
+    kind = sys.argv[1]
+    partner: MailCatcher | HookReceiver = (
+        MailCatcher() if kind == "mail" else HookReceiver(secret=sys.argv[2])
+    )
+    partner.start()
+    print(partner.port, flush=True)
+    sys.stdin.read()
+    partner.stop()

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
@@ -89,21 +90,40 @@ class Worker:
     _client: httpx2.AsyncClient | None = field(default=None, init=False, repr=False)
 
     async def run_once(self) -> Outcome:
-        """Take one batch of due messages, deliver them, and report each."""
+        """Take one batch of due messages, deliver them, and report each: the mail one
+        after another over one SMTP connection, the webhook calls side by side."""
         messages = await self.space.take_messages(self.name, limit=self.batch, lease=self.lease)
         if not messages:
             return Outcome(0, 0, 0, 0)
-        mailer = None
-        if any(m.channel == "mail" for m in messages):
-            mailer = await self._mailer()
+        mail = [m for m in messages if m.channel == "mail"]
+        calls = [m for m in messages if m.channel != "mail"]
         gate = asyncio.Semaphore(CONCURRENCY)
-        results = await asyncio.gather(*(self._deliver(m, mailer, gate) for m in messages))
+        results = await asyncio.gather(self._send_mail(mail), *(self._call(m, gate) for m in calls))
+        states = [*results[0], *results[1:]]
         return Outcome(
-            len(messages),
-            results.count("sent"),
-            results.count("pending"),
-            results.count("dead"),
+            len(messages), states.count("sent"), states.count("pending"), states.count("dead")
         )
+
+    async def _send_mail(self, messages: list[OutboxMessage]) -> list[str]:
+        if not messages:
+            return []
+        mailer = await self._mailer()
+        if mailer is None:
+            return [await self._failed(m, "mail is not set up", permanent=False) for m in messages]
+        client = mailer.client()
+        states = []
+        try:
+            for message in messages:
+                states.append(await self._deliver(message, mailer.send(client, message)))
+        finally:
+            if client.is_connected:
+                with contextlib.suppress(Exception):
+                    await client.quit()
+        return states
+
+    async def _call(self, message: OutboxMessage, gate: asyncio.Semaphore) -> str:
+        async with gate:
+            return await self._deliver(message, _webhooks.call(self._http(), message))
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Deliver until ``stop`` is set: a batch whenever woken, or every ``poll``
@@ -144,26 +164,19 @@ class Worker:
             self.tls_context,
         )  # fmt: skip
 
-    async def _deliver(
-        self, message: OutboxMessage, mailer: "_mail.Mailer | None", gate: asyncio.Semaphore
-    ) -> str:
-        async with gate:
-            try:
-                if message.channel == "mail":
-                    if mailer is None:
-                        raise RuntimeError("mail is not set up")
-                    await mailer.send(message)
-                else:
-                    await _webhooks.call(self._http(), message)
-            except _mail.PermanentError as error:
-                return await self._failed(message, str(error), permanent=True)
-            except Exception as error:
-                return await self._failed(message, _describe(error), permanent=False)
-            await self.space.message_sent(message.message_id)
-            logger.info("delivery: sent %s %s", message.message_id, message.purpose)
-            if self.metrics is not None:
-                self.metrics.delivered(message.channel, "sent")
-            return "sent"
+    async def _deliver(self, message: OutboxMessage, sending: Awaitable[None]) -> str:
+        """Await ``sending`` (the delivery of ``message``) and report how it went."""
+        try:
+            await sending
+        except _mail.PermanentError as error:
+            return await self._failed(message, str(error), permanent=True)
+        except Exception as error:
+            return await self._failed(message, _describe(error), permanent=False)
+        await self.space.message_sent(message.message_id)
+        logger.info("delivery: sent %s %s", message.message_id, message.purpose)
+        if self.metrics is not None:
+            self.metrics.delivered(message.channel, "sent")
+        return "sent"
 
     async def _failed(self, message: OutboxMessage, error: str, *, permanent: bool) -> str:
         state = await self.space.message_failed(message.message_id, error, permanent=permanent)

@@ -82,32 +82,47 @@ class Mailer:
             "detail": payload.get("detail") or {},
         }
 
-    async def send(self, message: OutboxMessage) -> None:
-        """Send ``message``; raise :class:`PermanentError` when the server refuses it for
-        good, another exception when a later try may succeed."""
-        mail = self.compose(message)
+    def client(self) -> aiosmtplib.SMTP:
+        """An SMTP client for the configured server (not yet connected)."""
         security = self.settings.security
+        return aiosmtplib.SMTP(
+            hostname=self.settings.host,
+            port=self.settings.port,
+            use_tls=security == "tls",
+            start_tls=security == "starttls",
+            timeout=self.timeout,
+            tls_context=self.tls,
+        )
+
+    async def connect(self, client: aiosmtplib.SMTP) -> None:
+        await client.connect()
+        if self.settings.username is not None and self.password is not None:
+            await client.login(self.settings.username, self.password)
+
+    async def send(self, client: aiosmtplib.SMTP, message: OutboxMessage) -> None:
+        """Send ``message`` through ``client`` (connected first if it is not); raise
+        :class:`PermanentError` when the server refuses it for good, another exception
+        when a later try may succeed."""
+        mail = self.compose(message)
+        if not client.is_connected:
+            await self.connect(client)
         try:
-            await aiosmtplib.send(
-                mail,
-                hostname=self.settings.host,
-                port=self.settings.port,
-                username=self.settings.username,
-                password=self.password,
-                use_tls=security == "tls",
-                start_tls=security == "starttls",
-                timeout=self.timeout,
-                tls_context=self.tls,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as error:
-            codes = [reply.code for reply in error.recipients]
-            if codes and all(code >= 500 for code in codes):
-                raise PermanentError(f"{codes[0]} the server refused the address") from None
-            raise
-        except aiosmtplib.SMTPResponseException as error:
-            if error.code >= 500 and error.code != 554:
-                raise PermanentError(f"{error.code} {error.message}") from None
-            raise
+            await client.send_message(mail)
+        except aiosmtplib.SMTPException as error:
+            client.close()  # whatever state it is in, the next message starts afresh
+            raise _classified(error) from None
+
+
+def _classified(error: aiosmtplib.SMTPException) -> Exception:
+    """A refusal for good (5xx, but 554, which some servers give for a passing
+    condition) as :class:`PermanentError`; anything else as it is."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        codes = [reply.code for reply in error.recipients]
+        if codes and all(code >= 500 for code in codes):
+            return PermanentError(f"{codes[0]} the server refused the address")
+    elif isinstance(error, aiosmtplib.SMTPResponseException) and 500 <= error.code != 554:
+        return PermanentError(f"{error.code} {error.message}")
+    return error
 
 
 def templates(override: str | Path | None = None) -> jinja2.Environment:
