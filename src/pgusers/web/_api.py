@@ -1133,7 +1133,7 @@ async def issue_token(
     userid: int, body: IssueBody, request: Request, who: Admin, space: Space
 ) -> dict[str, Any]:
     """A one-time token for a password reset or an email verification, for the
-    caller to send the user (pgusers sends no mail)."""
+    caller to send the user (or let the service mail it: POST /v1/password/forgot)."""
     await account_of(request, userid)
     with acting_as(who.actor, source=who.source):
         token = await space.issue_token(userid, body.purpose, ttl=body.ttl, email=body.email)
