@@ -1,7 +1,9 @@
 """The outbox's partners, on localhost: an SMTP server (aiosmtpd) that keeps what it
-receives, and a webhook receiver (an HTTP server) that verifies each call's signature
-with the Standard Webhooks library and answers as the test tells it."""
+receives, and a webhook receiver (uvicorn) that verifies each call's signature with
+the Standard Webhooks library and answers as the test tells it."""
 
+import asyncio
+import contextlib
 import email
 import email.policy
 import json
@@ -12,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -50,8 +51,6 @@ class MailCatcher:
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
         if self.delay:
-            import asyncio
-
             await asyncio.sleep(self.delay)
         raw = envelope.original_content or envelope.content
         assert isinstance(raw, bytes)
@@ -119,52 +118,49 @@ class Call:
 
 @dataclass
 class HookReceiver:
-    """An HTTP server on localhost that receives webhook calls; ``secret`` is what it
-    verifies them with; ``answer(call_number)`` gives the status it answers."""
+    """A webhook receiver on localhost (a Starlette application served by uvicorn)
+    that verifies each call with the Standard Webhooks library and ``secret``;
+    ``answer(call_number)`` gives the status it answers, after ``delay`` seconds."""
 
     secret: str = ""
     calls: list[Call] = field(default_factory=list)
     answer: Callable[[int], int] = lambda _: 204
     delay: float = 0.0
-    port: int = field(default_factory=free_port)
-    _server: ThreadingHTTPServer | None = None
+    port: int = 0
+    _serving: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks"
 
     def start(self) -> "HookReceiver":
-        receiver = self
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # connections kept open between calls
+        from .support import served
 
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                try:
-                    payload = Webhook(receiver.secret).verify(body, headers)
-                    verified = True
-                except WebhookVerificationError:
-                    payload, verified = json.loads(body), False
-                receiver.calls.append(Call(headers, body, verified, payload))
-                if receiver.delay:
-                    time.sleep(receiver.delay)
-                self.send_response(receiver.answer(len(receiver.calls)))
-                self.send_header("content-length", "0")
-                self.end_headers()
+        async def receive(request: Request) -> Response:
+            body = await request.body()
+            headers = dict(request.headers)
+            try:
+                payload = Webhook(self.secret).verify(body, headers)
+                verified = True
+            except WebhookVerificationError:
+                payload, verified = json.loads(body), False
+            self.calls.append(Call(headers, body, verified, payload))
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return Response(status_code=self.answer(len(self.calls)))
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        app = Starlette(routes=[Route("/hooks", receive, methods=["POST"])])
+        base = self._serving.enter_context(served(app))
+        self.port = int(base.rpartition(":")[2])
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._serving.close()
 
     def wait_for(self, count: int, seconds: float = 30.0) -> list[Call]:
         deadline = time.monotonic() + seconds
@@ -189,6 +185,7 @@ if __name__ == "__main__":
     # prints its port, then serves until its standard input closes.
     import sys
 
+    sys.path.insert(0, ".")  # run as python -m tests.mail_partners from the checkout
     kind = sys.argv[1]
     partner: MailCatcher | HookReceiver = (
         MailCatcher() if kind == "mail" else HookReceiver(secret=sys.argv[2])

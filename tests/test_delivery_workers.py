@@ -355,3 +355,61 @@ def test_every_purpose_has_both_templates_and_they_render(tmp_path: Any) -> None
             assert ("T" * 43 in text) == carries
             if override is not None and purpose == "password_changed":
                 assert mailer.compose(message)["Subject"] == "Ours"
+
+
+def run_until_sent(worker: Worker, space: pgusers.UserSpace, loop_thread: LoopThread) -> float:
+    """Run ``worker`` until the outbox has no pending message; the seconds it took."""
+
+    async def running() -> float:
+        stop = asyncio.Event()
+        started = time.monotonic()
+        task = asyncio.ensure_future(worker.run(stop))
+        try:
+            while await asyncio.to_thread(lambda: space.outbox_backlog()[0]):
+                assert time.monotonic() - started < 60 and not task.done()
+                await asyncio.sleep(0.02)
+            return time.monotonic() - started
+        finally:
+            stop.set()
+            await task
+
+    result: float = loop_thread.run(running())
+    return result
+
+
+def test_a_worker_is_woken_by_the_change_that_writes_a_message(
+    space: pgusers.UserSpace, smtp: MailCatcher, aspace: pgusers.AsyncUserSpace,
+    loop_thread: LoopThread, dsn: str, server_dsn: str,
+) -> None:  # fmt: skip
+    if dsn != server_dsn:
+        pytest.skip("through PgBouncer a notification is lost with its server connection")
+    mail_to(space, smtp)
+    space.create_user("ada", "pw-123456", "ada@example.com")
+    worker = Worker(aspace, name="woken", poll=30)  # it would not look again for 30 s
+
+    async def woken() -> None:
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(worker.run(stop))
+        await asyncio.sleep(0.5)  # listening, and idle
+        await asyncio.to_thread(space.request_password_reset, "ada@example.com")
+        while not smtp.received:
+            assert not task.done()
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+
+    started = time.monotonic()
+    loop_thread.run(asyncio.wait_for(woken(), 20))
+    assert time.monotonic() - started < 20  # well before its next look
+
+
+def test_a_worker_that_cannot_listen_still_delivers_by_polling(
+    space: pgusers.UserSpace, smtp: MailCatcher, aspace: pgusers.AsyncUserSpace,
+    loop_thread: LoopThread,
+) -> None:  # fmt: skip
+    mail_to(space, smtp)
+    space.create_user("ada", "pw-123456", "ada@example.com")
+    space.request_password_reset("ada@example.com")
+    worker = Worker(aspace, name="polling", poll=0.2, listen=False)
+    run_until_sent(worker, space, loop_thread)
+    assert [m["To"] for m in smtp.wait_for(1)] == ["ada@example.com"]

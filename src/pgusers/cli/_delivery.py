@@ -260,12 +260,23 @@ def outbox_attempts(usp: UserSpace, count: int) -> None:
 )
 @click.option("--smtp-timeout", type=float, default=10.0, show_default=True)
 @click.option(
+    "--no-listen",
+    is_flag=True,
+    help="Poll only: for a connection through PgBouncer in transaction mode.",
+)
+@click.option(
     "--templates",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A directory of templates that replace the shipped ones.",
 )
 def deliver(
-    once: bool, batch: int, poll: float, lease: float, smtp_timeout: float, templates: Path | None
+    once: bool,
+    batch: int,
+    poll: float,
+    lease: float,
+    smtp_timeout: float,
+    no_listen: bool,
+    templates: Path | None,
 ) -> None:
     """Send what the outbox holds, as it comes: mail through the SMTP server of
     'pgusers mail set', and calls to the webhooks. Any number may run at once; each
@@ -283,7 +294,7 @@ def deliver(
             schema=database.schema, **options_from_environment(), **connection
         )
         worker = Worker(space, batch=batch, lease=lease, poll=poll, smtp_timeout=smtp_timeout,
-                        templates=templates)  # fmt: skip
+                        templates=templates, listen=not no_listen)  # fmt: skip
         try:
             if once:
                 outcome = await worker.run_once()

@@ -74,7 +74,10 @@ class Worker:
     woken; ``smtp_timeout`` and ``webhook_timeout`` bound each send; ``templates`` is
     a directory whose templates replace the shipped ones of the same name;
     ``tls_context`` is used for SMTP (default: the system's certificates);
-    ``metrics`` (a :class:`pgusers.metrics.Metrics`) counts each delivery.
+    ``metrics`` (a :class:`pgusers.metrics.Metrics`) counts each delivery;
+    ``listen=False`` leaves out the ``LISTEN`` connection, to poll only (where
+    notifications cannot reach the worker, such as through PgBouncer in
+    transaction mode, where they would be lost with the server connection).
     """
 
     space: AsyncUserSpace
@@ -87,6 +90,7 @@ class Worker:
     templates: str | Path | None = None
     tls_context: ssl.SSLContext | None = None
     metrics: "Metrics | None" = None
+    listen: bool = True
     _client: httpx2.AsyncClient | None = field(default=None, init=False, repr=False)
 
     async def run_once(self) -> Outcome:
@@ -133,7 +137,7 @@ class Worker:
         listening: psycopg.AsyncConnection[Any] | None = None
         try:
             while not stop.is_set():
-                if listening is None or listening.closed:
+                if self.listen and (listening is None or listening.closed):
                     listening = await _listen(conninfo, channel)
                 try:
                     outcome = await self.run_once()
