@@ -211,7 +211,12 @@ def test_an_email_change_mail_goes_to_the_new_address(mailing: Any) -> None:
     with pytest.raises(pgusers.BadCallError, match="already exists"):
         mailing.request_email_change(userid, "bob@example.com")
     assert mailing.request_email_change(userid, "ada@example.org") == OK
-    [message] = mailing.take_messages("w")
+    link, notice = sorted(mailing.take_messages("w"), key=lambda m: m.purpose)
+    assert (notice.purpose, notice.recipient, notice.token) == (
+        "email_changing", "ada@example.com", None,
+    )  # fmt: skip
+    assert notice.payload["detail"]["new_email"] == "ada@example.org"
+    message = link
     assert (message.purpose, message.recipient) == ("change_email", "ada@example.org")
     assert mailing.verify_email(message.token) == OK
     found = mailing.find_user(userid=userid)

@@ -212,3 +212,34 @@ def test_the_console_lists_dead_letters_and_sends_them_again(
     assert retried.headers["location"].endswith("done=retried")
     assert [m["To"] for m in smtp.wait_for(1)] == ["ada@example.com"]
     assert client.get("/console/outbox?state=nothing").status_code == 404
+    userid = space.find_user("ada")["userid"]  # type: ignore[index]
+    user_page = client.get(f"/console/users/{userid}")
+    reset = client.post(f"/console/users/{userid}/reset-token", data={"csrf": csrf_of(user_page)})
+    assert reset.headers["location"].endswith("done=reset-mailed")  # no token shown
+    assert len(smtp.wait_for(2)) == 2
+
+
+def test_an_administrators_token_is_mailed_when_mail_is_set_up(
+    client: TestClient, smtp: MailCatcher, space: pgusers.UserSpace
+) -> None:
+    _, key = make_api_key(space, "admin")
+    headers = {"authorization": f"Bearer {key}"}
+    userid = space.find_user("ada")["userid"]  # type: ignore[index]
+    mailed = client.post(
+        f"/v1/admin/users/{userid}/tokens", json={"purpose": "reset_password"}, headers=headers
+    )
+    assert mailed.status_code == 201
+    assert mailed.json() == {"token": None, "purpose": "reset_password", "mailed": True}
+    [mail] = smtp.wait_for(1)
+    assert mail["To"] == "ada@example.com"
+    given = client.post(
+        f"/v1/admin/users/{userid}/tokens",
+        json={"purpose": "reset_password", "mail": False},
+        headers=headers,
+    )
+    assert given.json()["mailed"] is False and len(given.json()["token"]) == 43
+    space.remove_mail()
+    unmailed = client.post(
+        f"/v1/admin/users/{userid}/tokens", json={"purpose": "verify_email"}, headers=headers
+    )
+    assert unmailed.json()["mailed"] is False and unmailed.json()["token"]

@@ -39,7 +39,13 @@ LOGIN_LINK_LIFETIME: Final = 600.0
 MAIL_LIFETIMES: Final = {**TOKEN_LIFETIMES, "login_link": LOGIN_LINK_LIFETIME}
 """The purposes of mail that carry a token, and how long the token lives."""
 
-NOTICES: Final = ("password_changed", "factor_added", "factor_removed", "new_device")
+NOTICES: Final = (
+    "password_changed",
+    "factor_added",
+    "factor_removed",
+    "new_device",
+    "email_changing",
+)
 """The purposes of mail that tell a user of a change, carrying no token."""
 
 PURPOSES: Final = (*MAIL_LIFETIMES, *NOTICES)
@@ -108,7 +114,8 @@ REMOVE_MAIL: Final = """
 """
 
 # A request for mail writes the event mail.queued, which OUTGOING turns into the
-# message. The answer is the same whether or not a user has the address, and the
+# message (for an email change, two: the link to the new address, and a notice to
+# the old one). The answer is the same whether or not a user has the address, and the
 # statement is the same in both cases: nothing tells a caller who has an account.
 # A disabled user gets nothing; a sign-in link goes only while the setting allows it.
 REQUEST_MAIL: Final = """
@@ -116,7 +123,7 @@ REQUEST_MAIL: Final = """
         SELECT true AS mail, (SELECT login_by_email FROM {schema}.settings) AS by_email
         FROM {schema}.mail_settings
     ), target AS (
-        SELECT u.userid, coalesce(%(new_email)s::text, u.email) AS email
+        SELECT u.userid, coalesce(%(new_email)s::text, u.email) AS email, u.email AS old_email
         FROM {schema}.users u
         WHERE {which} AND NOT u.disabled
           AND (%(purpose)s <> 'login_link' OR (SELECT by_email FROM configured))
@@ -125,6 +132,11 @@ REQUEST_MAIL: Final = """
         SELECT 'mail.queued' AS kind, userid, NULL::text AS session_id,
                jsonb_build_object('purpose', %(purpose)s::text, 'email', email) AS detail
         FROM target WHERE EXISTS (SELECT 1 FROM configured)
+        UNION ALL  -- an email change is told to the address it leaves, too
+        SELECT 'mail.queued', userid, NULL,
+               jsonb_build_object('purpose', 'email_changing', 'email', old_email,
+                                  'new_email', email)
+        FROM target WHERE EXISTS (SELECT 1 FROM configured) AND %(purpose)s = 'change_email'
     ), {log}
     SELECT (SELECT mail FROM configured), (SELECT by_email FROM configured),
            EXISTS (SELECT 1 FROM target), {logged}

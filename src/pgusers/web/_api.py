@@ -222,6 +222,9 @@ class IssueBody(Body):
     purpose: Literal["reset_password", "verify_email", "change_email"]
     email: str | None = None
     ttl: float | None = None
+    mail: bool = Field(
+        True, description="mail it to the user when mail is set up (false: answer the token)"
+    )
 
 
 class CompleteBody(Body):
@@ -523,8 +526,11 @@ class UsersPage(BaseModel):
 
 
 class Issued(BaseModel):
-    token: str = Field(description="shown only here: send it to the user")
+    token: str | None = Field(
+        description="shown only here: send it to the user (null when the service mailed it)"
+    )
     purpose: str
+    mailed: bool = Field(False, description="the service mailed it to the user")
 
 
 class Events(BaseModel):
@@ -1132,12 +1138,23 @@ async def set_admin(userid: int, body: FlagBody, who: Admin, space: Space) -> di
 async def issue_token(
     userid: int, body: IssueBody, request: Request, who: Admin, space: Space
 ) -> dict[str, Any]:
-    """A one-time token for a password reset or an email verification, for the
-    caller to send the user (or let the service mail it: POST /v1/password/forgot)."""
-    await account_of(request, userid)
+    """A one-time token for a password reset, an email verification or an email change:
+    mailed to the user when mail is set up (the answer holds no token), otherwise (or
+    with ``mail: false``) in the answer, for the caller to send."""
+    account = await account_of(request, userid)
     with acting_as(who.actor, source=who.source):
+        if body.mail and body.ttl is None and await space.mail_settings() is not None:
+            if body.purpose == "reset_password":
+                await space.request_password_reset(account["email"], source=who.source)
+            elif body.purpose == "verify_email":
+                found(await space.request_email_verification(userid), "unverified address")
+            else:
+                if body.email is None:
+                    raise ApiError(400, "bad_request", "change_email needs the new email")
+                found(await space.request_email_change(userid, body.email))
+            return {"token": None, "purpose": body.purpose, "mailed": True}
         token = await space.issue_token(userid, body.purpose, ttl=body.ttl, email=body.email)
-    return {"token": token, "purpose": body.purpose}
+    return {"token": token, "purpose": body.purpose, "mailed": False}
 
 
 @router.post(

@@ -65,6 +65,7 @@ FILTERS: Final = {
 }
 
 DONE: Final = {
+    "reset-mailed": "A password-reset link was mailed to the user.",
     "retried": "The message will be sent again.",
     "not-dead": "That message is not a dead letter (sent, or waiting already).",
     "disabled": "User disabled.",
@@ -515,8 +516,15 @@ async def user_page(request: Request, userid: int, token: str | None = None) -> 
 @router.post("/users/{userid}/reset-token")
 async def reset_token(request: Request, userid: int) -> Response:
     admin, _ = await writer_of(request)
+    space = await space_of(request)
+    account = await service_of(request).account(userid)
+    if account is None:
+        raise RefusedError(404, "There is no such user.")
     with acting_as(admin.actor, source=admin.source):
-        token = await (await space_of(request)).issue_token(userid, "reset_password")
+        if await space.mail_settings() is not None:
+            await space.request_password_reset(account.email, source=admin.source)
+            return back_to(f"/console/users/{userid}", "reset-mailed")
+        token = await space.issue_token(userid, "reset_password")
     # Shown once, on this answer only: never in a URL, a log or the audit trail.
     return await user_page(request, userid, token)
 
