@@ -437,3 +437,17 @@ def test_a_sign_in_from_a_new_device_is_told_when_asked_for(mailing: Any) -> Non
     mailing.create_user("bob", "pw-123456", "bob@example.com")
     mailing.login("bob", "pw-123456", user_agent="Safari")  # a first sign-in is no news
     assert mailing.take_messages("w") == []
+
+
+def test_sent_messages_go_with_the_events_retention(mailing: Any, clock: Clock) -> None:
+    mailing.set_event_retention(1)
+    mailing.create_user("ada", "pw-123456", "ada@example.com")
+    mailing.request_password_reset("ada@example.com")
+    [sent] = mailing.take_messages("w")
+    mailing.message_sent(sent.message_id)
+    mailing.request_password_reset("nobody@example.com")  # nothing
+    clock.advance(86400 + 60)
+    mailing.request_password_reset("ada@example.com")
+    assert [e.state for e in mailing.outbox()] == ["pending", "sent"]  # kept a day
+    [waiting] = mailing.take_messages("w")  # the worker's next take purges the old
+    assert [e.message_id for e in mailing.outbox()] == [waiting.message_id]

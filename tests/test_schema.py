@@ -347,3 +347,23 @@ def test_the_api_key_lookup_keeps_one_generic_plan_on_analysed_tables(
     generic, custom = plans_of(server_dsn, query, (digest(key),), "maker_userid")
     assert custom <= 5
     assert generic >= 15
+
+
+def test_migration_18_adds_the_outbox_and_keeps_the_tokens(
+    open_userspace: Callable[..., Any], dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at_version(17, dsn, schema, monkeypatch)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        ada = insert_ada(conn, schema)
+        conn.execute(
+            f"""INSERT INTO {schema}.tokens (digest, userid, purpose, expires_at)
+            VALUES (sha256('a token'), %s, 'reset_password', now() + interval '1 hour')""",
+            (ada,),
+        )
+    with open_userspace(conninfo=dsn, schema=schema, hasher=FAST_HASHER) as usp:
+        assert usp.outbox() == [] and usp.webhooks() == [] and usp.mail_settings() is None
+        settings = usp.settings()
+        assert (settings.login_by_email, settings.delivery_attempts) == (False, 8)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        kept = conn.execute(f"SELECT purpose, code FROM {schema}.tokens").fetchall()
+    assert kept == [("reset_password", None)]
