@@ -22,10 +22,11 @@ from pgusers._core.keys import (
     stored_form,
 )
 from pgusers._core.logins import (
-    CAPPED_EVENT,
     CLEARED_ON_SUCCESS,
     COUNT_RESTARTS,
     MAX_AGENT,
+    PROVEN_EVENTS,
+    PROVEN_STEPS,
     RECORD_FAILURE,
     SESSION_CAP,
     SOURCE_SUBJECT,
@@ -35,7 +36,6 @@ from pgusers._core.logins import (
     TICKET_LIFETIME,
     TICKET_ROOM,
     TICKETS_PER_USER,
-    new_session,
 )
 from pgusers._core.steps import Execute, Operation
 from pgusers._results import (
@@ -99,47 +99,22 @@ OPEN_BY_EMAIL: Final = (
         CROSS JOIN {settings} t
         WHERE k.alive AND NOT u.disabled AND t.login_by_email
           AND u.generation + t.generation = %(generation)s
-    ), opened AS (
-        {new_session}
-        FROM proven p CROSS JOIN {settings} t
-        WHERE NOT %(ticket_due)s
-        RETURNING userid, session_id
-    ), issued AS (
-        INSERT INTO {schema}.login_tickets (
-            digest, userid, name_key, password_digest, generation, expires_at, source,
-            user_agent, extra_data, first_method
-        )
-        SELECT %(ticket)s, p.userid, p.username_key,
-               sha256(convert_to(p.password_hash, 'UTF8')), p.gen,
-               to_timestamp(%(now)s) + make_interval(secs => %(lifetime)s),
-               %(source)s, %(user_agent)s, %(extra_data)s::jsonb, %(method)s
-        FROM proven p WHERE %(ticket_due)s
-        RETURNING userid
-    ), {ticket_room}, {cap}, {cleared}, happened AS (
+    ), {proven_steps}, {ticket_room}, {cap}, {cleared}, happened AS (
         SELECT 'token.used' AS kind, userid, NULL::text AS session_id,
                jsonb_build_object('purpose', 'login_link') AS detail
         FROM used WHERE alive
         UNION ALL
-        SELECT 'login.succeeded', userid, session_id,
-               jsonb_strip_nulls(jsonb_build_object(
-                   'user_agent', %(user_agent)s::text, 'method', %(method)s::text))
-        FROM opened
-        UNION ALL
-        SELECT 'login.mfa_required', userid, NULL,
-               jsonb_build_object('method', %(method)s::text)
-        FROM issued
-        UNION ALL
-        {capped_event}
+        {proven_events}
     ), {log}
     SELECT (SELECT bool_or(alive) FROM used),
            EXISTS (SELECT 1 FROM opened) OR EXISTS (SELECT 1 FROM issued),
            (SELECT u.admin FROM proven p JOIN {schema}.users u ON u.userid = p.userid),
            {logged}
 """.replace("{ticket_room}", TICKET_ROOM)
-    .replace("{new_session}", new_session("p.userid", "p.gen", "ARRAY[%(method)s::text]"))
+    .replace("{proven_steps}", PROVEN_STEPS)
+    .replace("{proven_events}", PROVEN_EVENTS)
     .replace("{cap}", SESSION_CAP)
     .replace("{cleared}", CLEARED_ON_SUCCESS)
-    .replace("{capped_event}", CAPPED_EVENT)
 )
 
 CODE_FAILURE: Final = {"failure_kind": "login.failed", "failure_reason": "email code"}

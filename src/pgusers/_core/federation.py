@@ -38,9 +38,10 @@ from pgusers._core.keys import (
     stored_form,
 )
 from pgusers._core.logins import (
-    CAPPED_EVENT,
     LIVE_SESSION,
     MAX_AGENT,
+    PROVEN_EVENTS,
+    PROVEN_STEPS,
     RECENT_PROOF,
     SESSION_CAP,
     TICKET_LIFETIME,
@@ -248,38 +249,13 @@ OPEN_EXTERNAL: Final = (
         JOIN {schema}.users u ON u.userid = p.userid
         CROSS JOIN {settings} t
         WHERE NOT u.disabled AND u.generation + t.generation = %(generation)s
-    ), opened AS (
-        {new_session}
-        FROM proven p CROSS JOIN {settings} t
-        WHERE NOT %(ticket_due)s
-        RETURNING userid, session_id
-    ), issued AS (
-        INSERT INTO {schema}.login_tickets (
-            digest, userid, name_key, password_digest, generation, expires_at, source,
-            user_agent, extra_data, first_method
-        )
-        SELECT %(ticket)s, p.userid, p.username_key,
-               sha256(convert_to(p.password_hash, 'UTF8')), p.gen,
-               to_timestamp(%(now)s) + make_interval(secs => %(lifetime)s),
-               %(source)s, %(user_agent)s, %(extra_data)s::jsonb, %(method)s
-        FROM proven p WHERE %(ticket_due)s
-        RETURNING userid
-    ), {ticket_room}, {cap}, happened AS (
+    ), {proven_steps}, {ticket_room}, {cap}, happened AS (
         SELECT 'identity.linked' AS kind, userid, NULL::text AS session_id,
                jsonb_build_object('provider', %(provider)s::text, 'how', 'verified email')
                    AS detail
         FROM linked
         UNION ALL
-        SELECT 'login.succeeded', userid, session_id,
-               jsonb_strip_nulls(jsonb_build_object(
-                   'user_agent', %(user_agent)s::text, 'method', %(method)s::text))
-        FROM opened
-        UNION ALL
-        SELECT 'login.mfa_required', userid, NULL,
-               jsonb_build_object('method', %(method)s::text)
-        FROM issued
-        UNION ALL
-        {capped_event}
+        {proven_events}
         UNION ALL
         SELECT 'login.failed', %(userid)s::bigint, NULL,
                jsonb_build_object('reason', 'changed meanwhile', 'method', %(method)s::text)
@@ -291,9 +267,9 @@ OPEN_EXTERNAL: Final = (
 """.replace("{identity_columns}", IDENTITY_COLUMNS)
     .replace("{identity_values}", _identity_values("%(userid)s"))
     .replace("{ticket_room}", TICKET_ROOM)
-    .replace("{new_session}", new_session("p.userid", "p.gen", "ARRAY[%(method)s::text]"))
+    .replace("{proven_steps}", PROVEN_STEPS)
+    .replace("{proven_events}", PROVEN_EVENTS)
     .replace("{cap}", SESSION_CAP)
-    .replace("{capped_event}", CAPPED_EVENT)
 )
 
 # A new user, made for a provider's verified address, with the identity linked and

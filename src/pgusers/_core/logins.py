@@ -327,6 +327,46 @@ def new_session(who: str, generation: str, methods: str) -> str:
     )
 
 
+PROVEN_STEPS: Final = (
+    """opened AS (
+        {new_session}
+        FROM proven p CROSS JOIN {settings} t
+        WHERE NOT %(ticket_due)s
+        RETURNING userid, session_id
+    ), issued AS (
+        INSERT INTO {schema}.login_tickets (
+            digest, userid, name_key, password_digest, generation, expires_at, source,
+            user_agent, extra_data, first_method
+        )
+        SELECT %(ticket)s, p.userid, p.username_key,
+               sha256(convert_to(p.password_hash, 'UTF8')), p.gen,
+               to_timestamp(%(now)s) + make_interval(secs => %(lifetime)s),
+               %(source)s, %(user_agent)s, %(extra_data)s::jsonb, %(method)s
+        FROM proven p WHERE %(ticket_due)s
+        RETURNING userid
+    )"""
+).replace("{new_session}", new_session("p.userid", "p.gen", "ARRAY[%(method)s::text]"))
+"""The steps of a sign-in proven by other means than a password (another site, a
+mailed link or code), after a CTE ``proven`` (the user, their name key, password hash
+and generations): a session, or, when a second factor is due (``%(ticket_due)s``), a
+ticket for complete_login that remembers ``%(method)s``."""
+
+
+PROVEN_EVENTS: Final = (
+    """SELECT 'login.succeeded', userid, session_id,
+               jsonb_strip_nulls(jsonb_build_object(
+                   'user_agent', %(user_agent)s::text, 'method', %(method)s::text))
+        FROM opened
+        UNION ALL
+        SELECT 'login.mfa_required', userid, NULL,
+               jsonb_build_object('method', %(method)s::text)
+        FROM issued
+        UNION ALL
+        {capped_event}"""
+).replace("{capped_event}", CAPPED_EVENT)
+"""The events of PROVEN_STEPS (and of SESSION_CAP), for a ``happened`` CTE's union."""
+
+
 TICKET_ROOM: Final = """crowded AS (  -- a user keeps at most %(kept)s tickets
         DELETE FROM {schema}.login_tickets WHERE digest IN (
             SELECT digest FROM {schema}.login_tickets

@@ -42,13 +42,18 @@ def form(request: Request, title: str, status: int = 200, **context: Any) -> Res
 # -- a forgotten password ------------------------------------------------------------
 
 
+def forgot_form(request: Request, status: int = 200, **more: Any) -> Response:
+    return form(
+        request, "Forgot your password?", status, action="/account/forgot",
+        fields=[EMAIL_FIELD], button="Send me a link", links=SIGN_IN,
+        intro="Give the address of your account: a link to choose a new password goes to it.",
+        **more,
+    )  # fmt: skip
+
+
 @router.get("/forgot")
 async def forgot_page(request: Request) -> Response:
-    return form(
-        request, "Forgot your password?", action="/account/forgot", fields=[EMAIL_FIELD],
-        button="Send me a link", links=SIGN_IN,
-        intro="Give the address of your account: a link to choose a new password goes to it.",
-    )  # fmt: skip
+    return forgot_form(request)
 
 
 @router.post("/forgot")
@@ -61,22 +66,28 @@ async def forgot(request: Request) -> Response:
                 fields.get("email", ""), source=client_address(request)
             )
     except BadCallError as refused:
-        return form(
-            request, "Forgot your password?", 400, action="/account/forgot",
-            fields=[EMAIL_FIELD], button="Send me a link", error=sentence(str(refused)),
-        )  # fmt: skip
+        return forgot_form(request, 400, error=sentence(str(refused)))
     return form(request, "Check your mail", notice=ON_ITS_WAY, links=SIGN_IN)
+
+
+PASSWORD_FIELD: Final = {
+    "label": "New password",
+    "name": "password",
+    "type": "password",
+    "autocomplete": "new-password",
+}
+
+
+def reset_form(request: Request, token: str, status: int = 200, **more: Any) -> Response:
+    return form(
+        request, "Choose a new password", status, action="/account/reset",
+        hidden={"token": token}, fields=[PASSWORD_FIELD], button="Set my password", **more,
+    )  # fmt: skip
 
 
 @router.get("/reset")
 async def reset_page(request: Request) -> Response:
-    token = request.query_params.get("token", "")
-    return form(
-        request, "Choose a new password", action="/account/reset", hidden={"token": token},
-        fields=[{"label": "New password", "name": "password", "type": "password",
-                 "autocomplete": "new-password"}],
-        button="Set my password",
-    )  # fmt: skip
+    return reset_form(request, request.query_params.get("token", ""))
 
 
 @router.post("/reset")
@@ -87,13 +98,7 @@ async def reset(request: Request) -> Response:
         with acting_as("token", source=client_address(request)):
             status = await space.reset_password(fields.get("token", ""), fields.get("password", ""))
     except BadCallError as refused:
-        error = sentence(str(refused))
-        return form(
-            request, "Choose a new password", 400, action="/account/reset",
-            hidden={"token": fields.get("token", "")}, error=error, button="Set my password",
-            fields=[{"label": "New password", "name": "password", "type": "password",
-                     "autocomplete": "new-password"}],
-        )  # fmt: skip
+        return reset_form(request, fields.get("token", ""), 400, error=sentence(str(refused)))
     if status != OK:
         return form(
             request, "This link does not work", 400, links=[("/account/forgot", "Ask again")],
@@ -138,13 +143,17 @@ CODE_FIELD: Final = {
 }
 
 
+def ask_form(request: Request, status: int = 200, **more: Any) -> Response:
+    return form(
+        request, "Sign in by email", status, action="/account/login/email",
+        fields=[EMAIL_FIELD], button="Send me a code", links=SIGN_IN,
+        intro="Give the address of your account: a sign-in link and a code go to it.", **more,
+    )  # fmt: skip
+
+
 @router.get("/login/email")
 async def login_email_page(request: Request) -> Response:
-    return form(
-        request, "Sign in by email", action="/account/login/email", fields=[EMAIL_FIELD],
-        button="Send me a code", links=SIGN_IN,
-        intro="Give the address of your account: a sign-in link and a code go to it.",
-    )  # fmt: skip
+    return ask_form(request)
 
 
 @router.post("/login/email")
@@ -156,10 +165,7 @@ async def login_email(request: Request) -> Response:
         with acting_as("self-service", source=client_address(request)):
             await space.request_login_link(address, source=client_address(request))
     except BadCallError as refused:
-        return form(
-            request, "Sign in by email", 400, action="/account/login/email", fields=[EMAIL_FIELD],
-            button="Send me a code", error=sentence(str(refused)), links=SIGN_IN,
-        )  # fmt: skip
+        return ask_form(request, 400, error=sentence(str(refused)))
     return code_form(request, address, notice=ON_ITS_WAY)
 
 

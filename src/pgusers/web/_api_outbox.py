@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from pgusers._aio import AsyncUserSpace
 from pgusers._door import acting_as
-from pgusers._results import MFA_REQUIRED, OK, LoginOutcome
+from pgusers._results import MFA_REQUIRED, OK, LoginOutcome, OutboxEntry, Webhook
 from pgusers.integrations._common import user_agent
 from pgusers.web._api import (
     ERRORS,
@@ -21,6 +21,7 @@ from pgusers.web._api import (
     User,
     found,
     logged_in,
+    model_of,
     second_factor_due,
 )
 from pgusers.web._errors import ApiError
@@ -48,13 +49,7 @@ class WebhookBody(Body):
     description: str | None = None
 
 
-class WebhookAnswer(BaseModel):
-    webhook_id: str
-    url: str
-    kinds: list[str]
-    description: str | None
-    created_at: float
-    previous_valid_until: float | None
+WebhookAnswer = model_of(Webhook)
 
 
 class WebhookAdded(BaseModel):
@@ -63,29 +58,18 @@ class WebhookAdded(BaseModel):
 
 
 class Webhooks(BaseModel):
-    webhooks: list[WebhookAnswer]
+    webhooks: list[WebhookAnswer]  # type: ignore[valid-type]
 
 
 class RotateBody(Body):
     grace: float = Field(86400.0, description="seconds the old secret keeps signing")
 
 
-class OutboxEntryAnswer(BaseModel):
-    message_id: str
-    channel: Literal["mail", "webhook"]
-    purpose: str
-    userid: int | None
-    recipient: str
-    state: Literal["pending", "sent", "dead"]
-    attempts: int
-    created_at: float
-    due_at: float
-    sent_at: float | None
-    last_error: str | None
+OutboxEntryAnswer = model_of(OutboxEntry)
 
 
 class OutboxAnswer(BaseModel):
-    messages: list[OutboxEntryAnswer]
+    messages: list[OutboxEntryAnswer]  # type: ignore[valid-type]
     pending: int
     dead: int
     oldest_pending_seconds: float
