@@ -9,6 +9,7 @@ import email.policy
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from standardwebhooks import Webhook, WebhookVerificationError
 
 
@@ -36,6 +37,12 @@ class MailCatcher:
     received: list[EmailMessage] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)
     delay: float = 0.0
+    tls: ssl.SSLContext | None = None
+    """With it: STARTTLS required before anything (or, with ``implicit``, TLS from the
+    first byte), and AUTH only over TLS."""
+    implicit: bool = False
+    accounts: dict[str, str] = field(default_factory=dict)
+    """Who may sign in (username: password); none: no AUTH asked."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
 
@@ -61,9 +68,28 @@ class MailCatcher:
         return "250 accepted"
 
     def start(self) -> "MailCatcher":
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if self.accounts:
+            options.update(authenticator=self._authenticate, auth_required=True)
+        if self.tls is not None and self.implicit:
+            # aiosmtpd sees no STARTTLS here, so it is told that the link is TLS already
+            # (and, to keep from warning of AUTH without TLS, not to insist on AUTH: the
+            # client signs in all the same).
+            options.update(ssl_context=self.tls, auth_require_tls=False, auth_required=False)
+        elif self.tls is not None:
+            options.update(tls_context=self.tls, require_starttls=True)
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
         return self
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        known = (
+            isinstance(data, LoginPassword)
+            and self.accounts.get(data.login.decode()) == data.password.decode()
+        )
+        return AuthResult(success=known, handled=False)  # a refusal answers 535
 
     def stop(self) -> None:
         if self._controller is not None:
@@ -194,3 +220,48 @@ if __name__ == "__main__":
     print(partner.port, flush=True)
     sys.stdin.read()
     partner.stop()
+
+
+def certificate(directory: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1 and localhost, made now: the server's
+    TLS context and a client's that trusts it (and only it)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_file, key_file)
+    client = ssl.create_default_context(cafile=str(cert_file))
+    return server, client

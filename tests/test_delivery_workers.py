@@ -25,7 +25,16 @@ from pgusers import OK
 from pgusers.cli import main
 from pgusers.delivery import Outcome, Worker
 
-from .mail_partners import HookReceiver, MailCatcher, code_in, link_in, parts, running, token_in
+from .mail_partners import (
+    HookReceiver,
+    MailCatcher,
+    certificate,
+    code_in,
+    link_in,
+    parts,
+    running,
+    token_in,
+)
 from .support import FAST_HASHER, Clock, LoopThread
 
 KEY = "delivery-tests-secret-key"
@@ -413,3 +422,42 @@ def test_a_worker_that_cannot_listen_still_delivers_by_polling(
     worker = Worker(aspace, name="polling", poll=0.2, listen=False)
     run_until_sent(worker, space, loop_thread)
     assert [m["To"] for m in smtp.wait_for(1)] == ["ada@example.com"]
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_mail_goes_over_tls_signed_in_with_the_sealed_password(
+    space: pgusers.UserSpace, aspace: pgusers.AsyncUserSpace, loop_thread: LoopThread,
+    tmp_path: Any, security: str, clock: Clock,
+) -> None:  # fmt: skip
+    server_tls, client_tls = certificate(tmp_path)
+    secure = MailCatcher(
+        tls=server_tls, implicit=security == "tls", accounts={"mailer": "smtp-pw-1"}
+    ).start()
+
+    def mail_as(password: str) -> None:
+        space.set_mail(
+            "127.0.0.1", port=secure.port, security=security, sender="a@example.com",
+            base_url="https://app.example.com", username="mailer", password=password,
+        )  # fmt: skip
+
+    try:
+        mail_as("smtp-pw-1")
+        space.create_user("ada", "pw-123456", "ada@example.com")
+        space.request_password_reset("ada@example.com")
+        trusting = Worker(aspace, name="tls", smtp_timeout=5, tls_context=client_tls)
+        assert deliver(trusting, loop_thread) == Outcome(1, 1, 0, 0), space.outbox()
+        assert [m["To"] for m in secure.wait_for(1)] == ["ada@example.com"]
+        mail_as("wrong-pw")
+        space.request_password_reset("ada@example.com")
+        assert deliver(trusting, loop_thread) == Outcome(1, 0, 1, 0)  # tried again later
+        assert "535" in (space.outbox(state="pending")[0].last_error or "")
+        mail_as("smtp-pw-1")
+        clock.advance(11)
+        strict = Worker(aspace, name="strict", smtp_timeout=5)  # the system's roots only
+        assert deliver(strict, loop_thread) == Outcome(1, 0, 1, 0)  # an unknown certificate
+        assert "certificate" in (space.outbox(state="pending")[0].last_error or "").lower()
+        clock.advance(30)
+        assert deliver(trusting, loop_thread) == Outcome(1, 1, 0, 0)
+        assert len(secure.wait_for(2)) == 2
+    finally:
+        secure.stop()

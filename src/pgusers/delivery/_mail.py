@@ -114,13 +114,16 @@ class Mailer:
 
 
 def _classified(error: aiosmtplib.SMTPException) -> Exception:
-    """A refusal for good (5xx, but 554, which some servers give for a passing
-    condition) as :class:`PermanentError`; anything else as it is."""
+    """A refusal of this message for good as :class:`PermanentError`: its recipient
+    refused with a 5xx, or its content refused with a 5xx (but 554, which some
+    servers give for a passing condition). Anything else (a refused sign-in or
+    sender, a timeout, a lost connection) may be mended, by the operator or by
+    time: the message is tried again."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
         codes = [reply.code for reply in error.recipients]
         if codes and all(code >= 500 for code in codes):
             return PermanentError(f"{codes[0]} the server refused the address")
-    elif isinstance(error, aiosmtplib.SMTPResponseException) and 500 <= error.code != 554:
+    elif isinstance(error, aiosmtplib.SMTPDataError) and 500 <= error.code != 554:
         return PermanentError(f"{error.code} {error.message}")
     return error
 
