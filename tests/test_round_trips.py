@@ -223,3 +223,49 @@ def test_statements_per_passkey_login(
         sent = counting(monkeypatch)
         usp.finish_passkey_login(begun.challenge_id, answer)
     assert len(sent) == statements, sent
+
+
+def mail_set_up(usp: Any) -> None:
+    usp.set_mail("smtp.example.com", sender="a@example.com", base_url="https://x.example")
+    usp.set_login_by_email(True)
+
+
+def a_code(usp: Any) -> str:
+    usp.request_login_link("ada@example.com")
+    [message] = usp.take_messages("w")
+    return str(message.code)
+
+
+MAIL_CALLS: list[tuple[str, Callable[[Any], object], int]] = [
+    ("request_password_reset", lambda u: u.request_password_reset("ada@example.com"), 1),
+    ("request_password_reset, unknown address", lambda u: u.request_password_reset("x@y.z"), 1),
+    ("request_login_link", lambda u: u.request_login_link("ada@example.com"), 1),
+    ("request_login_link, unknown address", lambda u: u.request_login_link("x@y.z"), 1),
+    ("login_with_code, wrong code", lambda u: u.login_with_code("ada@example.com", "000000"), 3),
+    ("login_with_link, unknown", lambda u: u.login_with_link("A" * 43), 1),
+    ("take_messages, none due", lambda u: u.take_messages("w"), 1),
+]
+"""What mail costs the caller: the same for an address nobody has as for one somebody
+has (a wrong code: the lookup, the attempt, and the failure counted)."""
+
+
+@pytest.mark.parametrize(("name", "call", "statements"), MAIL_CALLS, ids=[e[0] for e in MAIL_CALLS])
+def test_statements_per_mail_call(
+    usp: Any, monkeypatch: pytest.MonkeyPatch, name: str, call: Any, statements: int
+) -> None:
+    usp.create_user("ada", "pw", "ada@example.com")
+    mail_set_up(usp)
+    if "wrong code" in name:
+        a_code(usp)
+    sent = counting(monkeypatch)
+    call(usp)
+    assert len(sent) == statements, sent
+
+
+def test_a_code_signs_in_with_two_statements(usp: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    usp.create_user("ada", "pw", "ada@example.com")
+    mail_set_up(usp)
+    code = a_code(usp)
+    sent = counting(monkeypatch)
+    assert usp.login_with_code("ada@example.com", code).status == 0  # OK
+    assert len(sent) == 2, sent
