@@ -243,3 +243,22 @@ def test_an_administrators_token_is_mailed_when_mail_is_set_up(
         f"/v1/admin/users/{userid}/tokens", json={"purpose": "verify_email"}, headers=headers
     )
     assert unmailed.json()["mailed"] is False and unmailed.json()["token"]
+
+
+def test_a_signed_in_user_asks_for_the_link_from_the_security_page(
+    client: TestClient, smtp: MailCatcher, space: pgusers.UserSpace
+) -> None:
+    form = client.get("/account/login")
+    data = {"csrf": csrf_of(form), "username": "ada", "password": PASSWORD}
+    assert client.post("/account/login", data=data).status_code == 303
+    security = client.get("/account")
+    assert "is not confirmed yet" in security.text
+    asked = client.post("/account/verification", data={"csrf": csrf_of(security)})
+    assert asked.headers["location"].endswith("done=verification-sent")
+    [mail] = smtp.wait_for(1)
+    page = client.get(f"/account/verify?token={token_in(mail)}")
+    confirmed = client.post(
+        "/account/verify", data={"csrf": csrf_of(page), "token": token_in(mail)}
+    )
+    assert "Your address is confirmed" in confirmed.text
+    assert "is not confirmed yet" not in client.get("/account").text

@@ -71,6 +71,7 @@ DONE: Final = {
     "linked": "That account is linked: you can sign in with it now.",
     "unlinked": "That account is no longer linked.",
     "unlink-refused": "That is your last way to sign in: add a password or a passkey first.",
+    "verification-sent": "A link that confirms your address is on its way to it.",
 }
 
 ACCOUNT: Final = Area("/account", SESSION_COOKIE, CSRF_COOKIE, "/account", DONE)
@@ -429,9 +430,18 @@ async def security_page(
         "sessions": sessions,
         "providers": await providers_of(request),
         "identities": {i.provider: i for i in await space.identities(person.userid)},
+        "unverified": await unverified_address(space, person.userid),
         **(extra or {}),
     }
     return page(request, "account.html", context, status)
+
+
+async def unverified_address(space: AsyncUserSpace, userid: int) -> str | None:
+    """The user's address while it is unverified and mail could verify it."""
+    if await space.mail_settings() is None:
+        return None
+    found = await space.find_user(userid=userid)
+    return None if found is None or found["email_verified"] else found["email"]
 
 
 @router.post("/totp")

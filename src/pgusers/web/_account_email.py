@@ -17,7 +17,15 @@ from pgusers._results import MFA_REQUIRED, OK, THROTTLED
 from pgusers.integrations._common import refusal, user_agent
 from pgusers.web import _account
 from pgusers.web import _pages as pages
-from pgusers.web._account import ACCOUNT, opened, page, router, second_step, space_of
+from pgusers.web._account import (
+    ACCOUNT,
+    opened,
+    page,
+    router,
+    second_step,
+    space_of,
+    writer_of,
+)
 from pgusers.web._pages import sentence
 from pgusers.web._service import client_address
 
@@ -117,6 +125,15 @@ async def verify_page(request: Request) -> Response:
         request, "Confirm your address", action="/account/verify", hidden={"token": token},
         button="Confirm my address",
     )  # fmt: skip
+
+
+@router.post("/verification")
+async def ask_for_verification(request: Request) -> Response:
+    """Mail the signed-in user a link that confirms their address."""
+    person, _ = await writer_of(request)
+    with acting_as(person.actor, source=person.source):
+        await (await space_of(request)).request_email_verification(person.userid)
+    return pages.back_to(ACCOUNT, "/account", "verification-sent")
 
 
 @router.post("/verify")
