@@ -24,6 +24,7 @@ from pgusers._core.keys import (
 from pgusers._core.logins import (
     CLEARED_ON_SUCCESS,
     COUNT_RESTARTS,
+    FACTORS_DUE,
     MAX_AGENT,
     PROVEN_EVENTS,
     PROVEN_STEPS,
@@ -36,6 +37,7 @@ from pgusers._core.logins import (
     TICKET_LIFETIME,
     TICKET_ROOM,
     TICKETS_PER_USER,
+    factors_due,
 )
 from pgusers._core.steps import Execute, Operation
 from pgusers._results import (
@@ -52,11 +54,8 @@ METHOD: Final = "email"
 """How a session opened by a link or a code proved who its user is (auth_methods)."""
 
 USER_STATE: Final = """u.userid, u.disabled, u.generation + t.generation,
-           ARRAY(SELECT DISTINCT f.kind FROM {schema}.factors f
-                 WHERE f.userid = u.userid AND f.confirmed_at IS NOT NULL
-                 ORDER BY f.kind),
-           EXISTS (SELECT 1 FROM {schema}.recovery_codes c WHERE c.userid = u.userid),
-           t.login_by_email"""
+           {factors_due},
+           t.login_by_email""".replace("{factors_due}", FACTORS_DUE)
 
 LINK_LOOKUP: Final = (
     """
@@ -214,6 +213,6 @@ class EmailLoginPart(Part):
         if not done:  # disabled, turned off, or changed meanwhile
             return LoginOutcome(REJECTED, "", False, None, 0.0)
         if due:
-            factors = (*kinds, "recovery_code") if has_codes else tuple(kinds)
+            factors = factors_due(kinds, has_codes)
             return LoginOutcome(MFA_REQUIRED, "", False, userid, 0.0, ticket, factors)
         return LoginOutcome(OK, key, bool(admin), userid, 0.0)

@@ -38,6 +38,7 @@ from pgusers._core.keys import (
     stored_form,
 )
 from pgusers._core.logins import (
+    FACTORS_DUE,
     LIVE_SESSION,
     MAX_AGENT,
     PROVEN_EVENTS,
@@ -47,6 +48,7 @@ from pgusers._core.logins import (
     TICKET_LIFETIME,
     TICKET_ROOM,
     TICKETS_PER_USER,
+    factors_due,
     new_session,
 )
 from pgusers._core.oidc import Endpoints, Profile, Provider, RefusedError, TokenRequest
@@ -204,9 +206,7 @@ TAKE_FLOW: Final = """
 # Who the identity is here: the user linked to it, and the user with its address.
 RESOLVE: Final = """
     SELECT c.how, u.userid, u.disabled, u.generation + t.generation, u.email_verified,
-           ARRAY(SELECT DISTINCT f.kind FROM {schema}.factors f
-                 WHERE f.userid = u.userid AND f.confirmed_at IS NOT NULL ORDER BY f.kind),
-           EXISTS (SELECT 1 FROM {schema}.recovery_codes r WHERE r.userid = u.userid)
+           {factors_due}
     FROM {settings} t CROSS JOIN (
         SELECT 'known' AS how, i.userid FROM {schema}.identities i
         WHERE i.provider = %(provider)s AND i.subject = %(subject)s
@@ -214,7 +214,7 @@ RESOLVE: Final = """
         SELECT 'email', v.userid FROM {schema}.users v WHERE v.email_key = %(email_key)s
     ) c
     JOIN {schema}.users u ON u.userid = c.userid
-"""
+""".replace("{factors_due}", FACTORS_DUE)
 
 IDENTITY_COLUMNS: Final = """provider, subject, userid, email, email_verified, claims, tokens,
             linked_at, last_used_at"""
@@ -748,7 +748,7 @@ class FederationPart(Part):
         if not done:
             return LoginOutcome(REJECTED, "", False, None, 0.0)
         if due:
-            factors = (*kinds, "recovery_code") if has_codes else tuple(kinds)
+            factors = factors_due(kinds, has_codes)
             return LoginOutcome(MFA_REQUIRED, "", False, userid, 0.0, ticket, factors)
         return LoginOutcome(OK, key, bool(admin), userid, 0.0)
 

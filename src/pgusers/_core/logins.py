@@ -78,6 +78,21 @@ def failures_of_name(name: str) -> str:
     )
 
 
+FACTORS_DUE: Final = """ARRAY(SELECT DISTINCT f.kind FROM {schema}.factors f
+                     WHERE f.userid = u.userid AND f.confirmed_at IS NOT NULL
+                     ORDER BY f.kind) AS factor_kinds,
+               EXISTS (SELECT 1 FROM {schema}.recovery_codes c WHERE c.userid = u.userid)
+                   AS has_codes"""
+"""Two columns of the user ``u``: the kinds of their confirmed second factors, and
+whether they hold recovery codes (see :func:`factors_due`)."""
+
+
+def factors_due(kinds: list[str], has_codes: bool) -> tuple[str, ...]:
+    """What a user whose sign-in needs a second step can answer with (FACTORS_DUE's
+    columns): their factors' kinds, and recovery codes when they hold some."""
+    return (*kinds, "recovery_code") if has_codes else tuple(kinds)
+
+
 # One row whether or not the user exists: the throttle is the same for both. It
 # answers how many seconds this attempt must still wait. Failures are counted per
 # login name from this source (the pair), per login name from every source, and per
@@ -104,11 +119,7 @@ LOGIN_LOOKUP: Final = counted("""
                    SELECT 1 FROM {schema}.users
                    WHERE starts_with(password_hash, '$pbkdf2-sha512$')
                ) AS legacy_present,
-               ARRAY(SELECT DISTINCT f.kind FROM {schema}.factors f
-                     WHERE f.userid = u.userid AND f.confirmed_at IS NOT NULL
-                     ORDER BY f.kind) AS factor_kinds,
-               EXISTS (SELECT 1 FROM {schema}.recovery_codes c WHERE c.userid = u.userid)
-                   AS has_codes
+               {factors_due}
         FROM {settings} t
         LEFT JOIN {schema}.users u ON u.username_key = %(name_key)s
     ), happened AS (
@@ -129,7 +140,7 @@ LOGIN_LOOKUP: Final = counted("""
     SELECT userid, password_hash, user_generation, space_generation, disabled, wait,
            legacy_present, factor_kinds, has_codes, {logged}
     FROM looked
-""")
+""").replace("{factors_due}", FACTORS_DUE)
 
 THROTTLE_WAIT: Final = counted("""greatest(0, extract(epoch FROM (
         SELECT max({until}) FROM {schema}.login_failures f
@@ -602,7 +613,7 @@ class LoginsPart(Part):
             yield from self._logged(self._sql(RECORD_EVENT, **LOGS), params | refused)
             return LoginOutcome(DISABLED, "", False, None, 0.0)
         if kinds:
-            factors = (*kinds, "recovery_code") if has_codes else tuple(kinds)
+            factors = factors_due(kinds, has_codes)
             return (yield from self._ticket(attempt, params, factors, verdict.upgraded_hash, row))
         key = new_session_key()
         params.update(
