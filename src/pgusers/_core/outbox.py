@@ -331,17 +331,6 @@ RETRY_MESSAGE: Final = """
     SELECT (SELECT count(*) FROM wake), {logged} FROM revived
 """
 
-SET_DELIVERY: Final = """
-    WITH changed AS (
-        UPDATE {schema}.settings SET {column} = %(value)s RETURNING 1
-    ), happened AS (
-        SELECT 'settings.changed' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
-               jsonb_build_object(%(name)s::text, %(value)s) AS detail
-        FROM changed
-    ), {log}
-    SELECT {logged}
-"""
-
 
 def code_digest(token_digest: bytes, code: str) -> bytes:
     """What is stored of a sign-in code: the SHA-256 of its token's digest and the code
@@ -416,20 +405,6 @@ class OutboxPart(Part):
     @retry_safe
     def remove_mail(self) -> Operation[Status]:
         return self._status_of(self._sql(REMOVE_MAIL, **LOGS), recording.parameters(time.time()))
-
-    @retry_safe
-    def set_login_by_email(self, on: object) -> Operation[None]:
-        value = checks.flag(on, "on")
-        query = self._sql(SET_DELIVERY, column="login_by_email", **LOGS)
-        params = {"value": value, "name": "login_by_email", **recording.parameters(time.time())}
-        return self._change(query, params)
-
-    @retry_safe
-    def set_delivery_attempts(self, attempts: object) -> Operation[None]:
-        value = checks.count(attempts, "attempts", 1, 100)
-        query = self._sql(SET_DELIVERY, column="delivery_attempts", **LOGS)
-        params = {"value": value, "name": "delivery_attempts", **recording.parameters(time.time())}
-        return self._change(query, params)
 
     # -- requests for mail ---------------------------------------------------------
 

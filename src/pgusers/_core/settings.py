@@ -19,18 +19,21 @@ SET_SETTING: Final = """
         UPDATE {schema}.settings SET {column} = %(value)s RETURNING 1
     ), happened AS (
         SELECT 'settings.changed' AS kind, NULL::bigint AS userid, NULL::text AS session_id,
-               jsonb_build_object(%(name)s::text, %(value)s::float8) AS detail
+               jsonb_build_object(%(name)s::text, %(value)s::{type}) AS detail
         FROM changed
     ), {log}
     SELECT {logged}
 """
-"""Set one numeric setting ({column}, a name from SETTING_COLUMNS), with its event."""
+"""Set one setting ({column}, a name from SETTING_COLUMNS, of SQL type {type}), with
+its event."""
 
 SETTING_COLUMNS: Final = {
-    "session_ttl": "session_ttl",
-    "session_max_age": "session_max_age",
-    "event_retention": "event_retention",
-    "sessions_per_user": "sessions_per_user",
+    "session_ttl": ("session_ttl", "float8"),
+    "session_max_age": ("session_max_age", "float8"),
+    "event_retention": ("event_retention", "float8"),
+    "sessions_per_user": ("sessions_per_user", "float8"),
+    "login_by_email": ("login_by_email", "boolean"),
+    "delivery_attempts": ("delivery_attempts", "integer"),
 }
 
 READ_SETTINGS: Final = """
@@ -87,9 +90,12 @@ class SettingsPart(Part):
         yield from self._logged(*change)
         self.ttl = seconds
 
-    def _setting(self, column: str, name: str, value: float | None) -> tuple[str, dict[str, Any]]:
-        """The statement and parameters that set one numeric setting, with its event."""
-        query = self._sql(SET_SETTING, column=SETTING_COLUMNS[column], **LOGS)
+    def _setting(
+        self, column: str, name: str, value: float | bool | None
+    ) -> tuple[str, dict[str, Any]]:
+        """The statement and parameters that set one setting, with its event."""
+        named, sql_type = SETTING_COLUMNS[column]
+        query = self._sql(SET_SETTING, column=named, type=sql_type, **LOGS)
         return query, {"value": value, "name": name, **recording.parameters(time.time())}
 
     @retry_safe
@@ -124,3 +130,13 @@ class SettingsPart(Part):
     def set_event_retention(self, days: object) -> Operation[None]:
         kept = checks.optional_seconds(days, "retention", MAX_RETENTION_DAYS, "days")
         return self._change(*self._setting("event_retention", "event_retention_days", kept))
+
+    @retry_safe
+    def set_login_by_email(self, on: object) -> Operation[None]:
+        value = checks.flag(on, "on")
+        return self._change(*self._setting("login_by_email", "login_by_email", value))
+
+    @retry_safe
+    def set_delivery_attempts(self, attempts: object) -> Operation[None]:
+        value = checks.count(attempts, "attempts", 1, 100)
+        return self._change(*self._setting("delivery_attempts", "delivery_attempts", value))
