@@ -387,20 +387,17 @@ class OutboxPart(Part):
     @retry_safe
     def mail_settings(self) -> Operation[MailSettings | None]:
         row = yield Execute(self._sql(MAIL_SETTINGS))
+        return None if row is None else _mail_settings(row)
+
+    def mail_delivery(self) -> Operation[tuple[MailSettings, str | None] | None]:
+        """The mail settings and the SMTP password, opened (for a delivery worker), in
+        one statement; None when mail is not set up."""
+        row = yield Execute(self._sql(MAIL_SETTINGS))
         if row is None:
             return None
-        host, port, security, username, password, sender, base_url, app_name, most, new, at = row
-        return MailSettings(
-            host, port, security, username, password is not None, sender, base_url, app_name,
-            most, new, at,
-        )  # fmt: skip
-
-    def mail_password(self) -> Operation[str | None]:
-        """The SMTP password, opened (for the delivery worker)."""
-        row = yield Execute(self._sql(MAIL_SETTINGS))
-        if row is None or row[4] is None:
-            return None
-        return self._sealing().open(row[4], "mail").decode()
+        sealed = row[4]
+        password = None if sealed is None else self._sealing().open(sealed, "mail").decode()
+        return _mail_settings(row), password
 
     @retry_safe
     def remove_mail(self) -> Operation[Status]:
@@ -561,14 +558,15 @@ class OutboxPart(Part):
             return None
         address, address_key = identities.email(message.recipient)
         token = new_token()
+        token_digest = digest(token)
         code = new_code() if message.purpose == "login_link" else None
         params = {
             "userid": message.userid,
             "purpose": message.purpose,
             "email": address,
             "email_key": address_key,
-            "digest": digest(token),
-            "code": None if code is None else code_digest(digest(token), code),
+            "digest": token_digest,
+            "code": None if code is None else code_digest(token_digest, code),
             "ttl": lifetime,
             **recording.parameters(now),
         }
@@ -626,6 +624,15 @@ class OutboxPart(Part):
     def retry_message(self, message_id: object) -> Operation[Status]:
         params = {"id": _message_id(message_id), **recording.parameters(time.time())}
         return self._status_of(self._sql(RETRY_MESSAGE, **LOGS), params)
+
+
+def _mail_settings(row: tuple[Any, ...]) -> MailSettings:
+    """MAIL_SETTINGS' row as shown: whether a password is kept, never the password."""
+    host, port, security, username, password, sender, base_url, app_name, most, new, at = row
+    return MailSettings(
+        host, port, security, username, password is not None, sender, base_url, app_name,
+        most, new, at,
+    )  # fmt: skip
 
 
 def _by_email(email: object, source: object) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from pgusers._results import OutboxMessage
 
 try:
     import httpx2
+    import jinja2
 
     from pgusers.delivery import _mail, _webhooks
 except ImportError as missing:  # pragma: no cover - the extra is not installed
@@ -92,6 +93,7 @@ class Worker:
     metrics: "Metrics | None" = None
     listen: bool = True
     _client: httpx2.AsyncClient | None = field(default=None, init=False, repr=False)
+    _templates: "jinja2.Environment | None" = field(default=None, init=False, repr=False)
 
     async def run_once(self) -> Outcome:
         """Take one batch of due messages, deliver them, and report each: the mail one
@@ -159,14 +161,17 @@ class Worker:
             self._client = None
 
     async def _mailer(self) -> "_mail.Mailer | None":
-        settings = await self.space.mail_settings()
-        if settings is None:
+        """How this batch's mail goes (the settings are read again for each batch, so
+        that a change reaches running workers), with the templates loaded once."""
+        found = await _door.arun(self.space, Core.mail_delivery)
+        if found is None:
             return None
-        password = await _door.arun(self.space, Core.mail_password)
+        if self._templates is None:
+            self._templates = _mail.templates(self.templates)
+        settings, password = found
         return _mail.Mailer(
-            settings, password, _mail.templates(self.templates), self.smtp_timeout,
-            self.tls_context,
-        )  # fmt: skip
+            settings, password, self._templates, self.smtp_timeout, self.tls_context
+        )
 
     async def _deliver(self, message: OutboxMessage, sending: Awaitable[None]) -> str:
         """Await ``sending`` (the delivery of ``message``) and report how it went."""
