@@ -38,6 +38,15 @@ def label(value: object, what: str, max_length: int) -> str:
     return checked
 
 
+MAX_SOURCE: Final = 255
+
+
+def source(value: object) -> str | None:
+    """A caller's source (such as its address), as events and the login throttle
+    record it, or None: :func:`label`, at most MAX_SOURCE characters."""
+    return None if value is None else label(value, "source", MAX_SOURCE)
+
+
 def printable(value: object) -> str:
     """``value`` as text with its control characters escaped, for a log line."""
     return CONTROLS.sub(lambda match: f"\\x{ord(match.group()):02x}", str(value))

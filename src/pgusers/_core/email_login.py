@@ -13,7 +13,7 @@ from typing import Any, Final
 from psycopg import errors as pgerrors
 
 from pgusers._core import checks, identities, recording
-from pgusers._core.base import LOGS, MAX_SOURCE, Part
+from pgusers._core.base import LOGS, Part
 from pgusers._core.keys import (
     digest,
     looks_like_session_key,
@@ -175,7 +175,7 @@ class EmailLoginPart(Part):
     def _email_attempt(
         self, source: object, user_agent: object, extra_data: object
     ) -> dict[str, Any]:
-        checked_source = None if source is None else checks.label(source, "source", MAX_SOURCE)
+        checked_source = checks.source(source)
         agent = None if user_agent is None else checks.label(user_agent, "user_agent", MAX_AGENT)
         return {
             "source": checked_source,

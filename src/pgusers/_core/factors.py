@@ -723,7 +723,7 @@ class FactorsPart(Part):
     def _ticket_params(
         self, text: str, method: str, source: object, user_agent: object
     ) -> dict[str, Any]:
-        checked_source = None if source is None else checks.label(source, "source", 255)
+        checked_source = checks.source(source)
         agent = None if user_agent is None else checks.label(user_agent, "user_agent", 512)
         return {
             "ticket": digest(text),

@@ -29,7 +29,7 @@ from psycopg import errors as pgerrors
 from psycopg.types.json import Jsonb
 
 from pgusers._core import checks, identities, oidc, recording
-from pgusers._core.base import LOGS, MAX_SOURCE, RECORD_EVENT, Part, is_last_way
+from pgusers._core.base import LOGS, RECORD_EVENT, Part, is_last_way
 from pgusers._core.keys import (
     digest,
     looks_like_legacy_key,
@@ -524,7 +524,7 @@ class FederationPart(Part):
             "secrets": box.seal(
                 json.dumps({"verifier": verifier, "nonce": nonce}).encode(), "flow:" + state
             ),
-            "source": None if source is None else checks.label(source, "source", MAX_SOURCE),
+            "source": checks.source(source),
             "most": oidc.FLOWS_PER_SOURCE,
             "lifetime": oidc.FLOW_LIFETIME,
             "now": time.time(),
@@ -592,7 +592,7 @@ class FederationPart(Part):
         kept = checks.text(state, "state", 200)
         arrived = oidc.callback(callback)
         box = self._sealing()
-        checked_source = None if source is None else checks.label(source, "source", MAX_SOURCE)
+        checked_source = checks.source(source)
         params = {
             "state": digest(kept),
             "source": checked_source,

@@ -14,7 +14,7 @@ from psycopg import errors as pgerrors
 from psycopg.types.json import Jsonb
 
 from pgusers._core import checks, identities, recording
-from pgusers._core.base import LOGS, MAX_SOURCE, RECORD_EVENT, Part, Query
+from pgusers._core.base import LOGS, RECORD_EVENT, Part, Query
 from pgusers._core.keys import digest, new_session_key, new_token, stored_form
 from pgusers._core.retries import retry_safe
 from pgusers._core.steps import Execute, Offload, Operation
@@ -575,7 +575,7 @@ class LoginsPart(Part):
         extra_data: object,
     ) -> Attempt:
         name_key = identities.username_key(username)
-        checked_source = None if source is None else checks.label(source, "source", MAX_SOURCE)
+        checked_source = checks.source(source)
         return Attempt(
             name_key=name_key,
             secret=checks.password(password),
@@ -724,7 +724,7 @@ class LoginsPart(Part):
         if username is None and source is None:
             raise BadCallError("give a username, a source, or both")
         name_key = None if username is None else identities.username_key(username)
-        checked = None if source is None else checks.label(source, "source", MAX_SOURCE)
+        checked = checks.source(source)
         params = {
             "name_key": name_key,
             "source": checked,

@@ -17,7 +17,7 @@ import time
 from typing import Any, Final
 
 from pgusers._core import checks, identities, oidc, recording
-from pgusers._core.base import LOGS, MAX_SOURCE, Part
+from pgusers._core.base import LOGS, Part
 from pgusers._core.keys import digest, new_token
 from pgusers._core.retries import retry_safe
 from pgusers._core.steps import Execute, Fetch, Operation
@@ -636,7 +636,7 @@ def _mail_settings(row: tuple[Any, ...]) -> MailSettings:
 
 
 def _by_email(email: object, source: object) -> dict[str, Any]:
-    checked_source = None if source is None else checks.label(source, "source", MAX_SOURCE)
+    checked_source = checks.source(source)
     return {
         "email_key": identities.email(email)[1],
         **recording.parameters(time.time(), checked_source),

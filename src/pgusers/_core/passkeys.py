@@ -423,7 +423,7 @@ class PasskeysPart(Part):
             return self._begin_second_step(params, looks_like_session_key(text))
         params.update(
             name_key=None if username is None else identities.username_key(username),
-            source=None if source is None else checks.label(source, "source", 255),
+            source=checks.source(source),
             per_source=CHALLENGES_PER_SOURCE,
         )
         return self._begin_login(params)
@@ -459,7 +459,7 @@ class PasskeysPart(Part):
         extra_data: object = None,
     ) -> Operation[LoginOutcome]:
         answer = relying_party.credential_json(credential)
-        checked_source = None if source is None else checks.label(source, "source", 255)
+        checked_source = checks.source(source)
         params: dict[str, Any] = {
             "challenge_id": checks.text(challenge_id, "challenge_id", 64),
             "credential_id": relying_party.credential_id(answer),

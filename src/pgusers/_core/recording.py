@@ -16,7 +16,6 @@ from typing import Any, Final
 from pgusers._core import checks
 
 MAX_ACTOR: Final = 255
-MAX_SOURCE: Final = 255
 
 _acting: ContextVar[tuple[str | None, str | None]] = ContextVar(
     "pgusers_acting_as", default=(None, None)
@@ -39,7 +38,7 @@ def acting_as(actor: str, *, source: str | None = None) -> Iterator[None]:
     """
     checked = (
         checks.label(actor, "actor", MAX_ACTOR),
-        None if source is None else checks.label(source, "source", MAX_SOURCE),
+        checks.source(source),
     )
     token = _acting.set(checked)
     try:
