@@ -5,8 +5,6 @@ server. The code and the link are read from the mail that arrived.
 The tests skip when no Chromium is installed (``.ci/run`` installs it).
 """
 
-import os
-import shutil
 from collections.abc import Iterator
 from functools import partial
 
@@ -22,18 +20,9 @@ pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect  # noqa: E402
 
-CHROMIUM = os.environ.get("PGUSERS_CHROMIUM") or shutil.which("chromium")
+from .test_web_account_browser import browser  # noqa: E402, F401 - the fixture
+
 KEY = "browser-outbox-tests-secret-key"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if CHROMIUM is None:
-        pytest.skip("no chromium executable (apt-get install chromium)")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -64,7 +53,7 @@ def base_url(dsn: str, schema: str, smtp: MailCatcher) -> Iterator[str]:
 
 
 @pytest.fixture
-def page(browser: Browser, base_url: str) -> Iterator[Page]:
+def page(browser: Browser, base_url: str) -> Iterator[Page]:  # noqa: F811 - imported above
     context = browser.new_context(base_url=base_url)
     opened = context.new_page()
     refused: list[str] = []
